@@ -1,0 +1,63 @@
+"""``mlward scan``: scan files and folders for dangerous content."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlward.findings import Report, Severity
+from mlward.formats import FORMATS, render
+from mlward.io import atomic_write_text
+from mlward.scan import scan
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "scan",
+        help="scan files and folders (models, archives, ...) without executing them",
+        description="Scan files and folders recursively. Formats are recognised by content, "
+        "not by file name. Nothing in a scanned file is ever executed or imported.",
+        epilog="Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; "
+        "2 usage error, or a file that could not be fully examined (inconclusive).",
+    )
+    add_report_options(p)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
+    p.set_defaults(func=run)
+
+
+def add_report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", choices=FORMATS, default="text",
+                   help="report format (default: text)")
+    p.add_argument("-o", "--output", metavar="FILE", type=Path,
+                   help="write the report to FILE instead of standard output")
+    p.add_argument("--fail-on", metavar="SEVERITY", default="high",
+                   choices=[s.label for s in Severity],
+                   help="exit 1 when a finding is at or above this severity: "
+                   "critical, high, medium, low, info (default: high)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def emit(report: Report, args: argparse.Namespace) -> int:
+    """Write the report where the user asked and return the exit code."""
+    fail_on = Severity.parse(args.fail_on)
+    to_terminal = args.output is None and sys.stdout.isatty()
+    text = render(report, args.format, fail_on=fail_on, color=to_terminal,
+                  verbose=getattr(args, "verbose", False))
+    if args.output is not None:
+        atomic_write_text(args.output, text)
+        if args.format != "text":
+            print(render(report, "text", fail_on=fail_on, color=sys.stderr.isatty()),
+                  file=sys.stderr, end="")
+    else:
+        sys.stdout.write(text)
+    return report.exit_code(fail_on)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlward.cli.progress import progress_observer
+
+    with progress_observer(enabled=not args.quiet) as observer:
+        report = scan(args.paths, observer=observer)
+    return emit(report, args)

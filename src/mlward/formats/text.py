@@ -1,0 +1,93 @@
+"""The report for people: findings grouped by file, most severe first, then a summary."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from mlward.findings import Finding, Report, Severity, Verdict
+
+_STYLE = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+_VERDICT_STYLE = {
+    Verdict.DANGEROUS: "bold red",
+    Verdict.INCONCLUSIVE: "bold yellow",
+    Verdict.SUSPICIOUS: "yellow",
+    Verdict.CLEAN: "green",
+}
+
+
+def render_text(report: Report, *, fail_on: Severity = Severity.HIGH, color: bool = False,
+                verbose: bool = False, width: int = 110) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=color, no_color=not color, width=width,
+                      highlight=False, soft_wrap=False)
+    by_file: dict[str, list[Finding]] = defaultdict(list)
+    for f in report.findings:
+        by_file[f.location.path].append(f)
+    verdicts = report.verdicts()
+
+    for path, findings in sorted(by_file.items(), key=lambda kv: -max(f.severity for f in kv[1])):
+        verdict = verdicts.get(path, Verdict.CLEAN)
+        console.print(f"[bold]{escape(path)}[/]  [{_VERDICT_STYLE[verdict]}]{verdict}[/]")
+        for f in findings:
+            where = f.location
+            inner = " > ".join(where.members)
+            pos = str(where)[len(where.container_path):].strip()
+            tail = " ".join(x for x in (inner and f"in {inner}", pos) if x)
+            console.print(
+                f"  [{_STYLE[f.severity]}]{f.severity.label.upper():8}[/] {f.rule_id} "
+                f"{escape(f.message)}" + (f"  [dim]{escape(tail)}[/]" if tail else "")
+            )
+            if f.evidence and f.evidence not in f.message:
+                console.print(f"           [dim]evidence:[/] {escape(f.evidence)}")
+            if verbose and f.remediation:
+                console.print(f"           [dim]fix:[/] {escape(f.remediation)}")
+        console.print()
+
+    inconclusive = report.inconclusive
+    if inconclusive:
+        console.print("[bold yellow]Not fully examined[/] (never reported as clean):")
+        for s in inconclusive:
+            console.print(f"  {escape(s.location.container_path)}: {escape(s.reason)}")
+        console.print()
+    if verbose:
+        others = [s for s in report.skipped if not s.inconclusive]
+        if others:
+            console.print("[dim]Skipped:[/]")
+            for s in others:
+                console.print(f"  [dim]{escape(s.location.container_path)}: {escape(s.reason)}[/]")
+            console.print()
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    n_files = len({e.location.path for e in report.examined})
+    counts = report.counts()
+    table.add_row("examined", f"{n_files} file(s), {len(report.examined)} item(s)")
+    table.add_row("findings", ", ".join(
+        f"[{_STYLE[Severity.parse(k)]}]{v} {k}[/]" for k, v in counts.items() if v) or "none")
+    verdict_counts: dict[Verdict, int] = defaultdict(int)
+    for v in verdicts.values():
+        verdict_counts[v] += 1
+    table.add_row("verdicts", ", ".join(
+        f"[{_VERDICT_STYLE[v]}]{n} {v}[/]" for v, n in sorted(
+            verdict_counts.items(), key=lambda kv: -list(Verdict).index(kv[0]))) or "none")
+    skipped = len(report.skipped) - len(inconclusive)
+    if skipped:
+        table.add_row("skipped", f"{skipped} (not model, code or config files; -v lists them)")
+    code = report.exit_code(fail_on)
+    result = {0: "[green]pass[/]", 1: f"[bold red]fail[/] (findings at or above {fail_on})",
+              2: "[bold yellow]inconclusive[/] (some files could not be examined)"}[code]
+    table.add_row("result", result)
+    console.print(table)
+    return buf.getvalue()

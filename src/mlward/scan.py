@@ -1,0 +1,208 @@
+"""The scan engine: walk inputs, sniff each source by content, dispatch, collect a Report."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from mlward._version import __version__
+from mlward.errors import ScanError
+from mlward.findings import Examined, Finding, Location, Report, Skipped, sort_findings
+from mlward.rules import SCANNER_CRASH
+from mlward.scanners import load_scanners
+from mlward.scanners.interface import DirectoryScanner, Limits, ScanContext, Scanner
+from mlward.sources import Source
+
+# Folders that hold tooling state, not project content.
+SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache",
+                       ".pytest_cache", ".tox", ".nox", "node_modules", ".mlward"})
+
+
+class ScanObserver(Protocol):
+    """Progress hooks; the CLI attaches a progress bar, the API ignores them by default."""
+
+    def on_start(self, total: int) -> None: ...
+
+    def on_file(self, path: str) -> None: ...
+
+
+class _NullObserver:
+    def on_start(self, total: int) -> None:
+        pass
+
+    def on_file(self, path: str) -> None:
+        pass
+
+
+def scan(paths: Iterable[str | os.PathLike[str]], *, limits: Limits | None = None,
+         observer: ScanObserver | None = None) -> Report:
+    """Scan files and folders (recursively) and return one :class:`Report`.
+
+    Raises :class:`~mlward.errors.ScanError` only when an input does not exist; problems
+    inside files are reported as findings or inconclusive skips.
+    """
+    inputs = [Path(p) for p in paths]
+    for p in inputs:
+        if not p.exists() and not p.is_symlink():
+            raise ScanError(f"no such file or directory: {p}")
+    engine = _Engine(limits or Limits())
+    obs = observer or _NullObserver()
+    started = datetime.now(timezone.utc)
+    files = list(engine.walk(inputs))
+    obs.on_start(len(files))
+    for path, display in files:
+        engine.scan_file(path, display)
+        obs.on_file(display)
+    return Report(
+        findings=tuple(sort_findings(_dedupe(engine.findings))),
+        skipped=tuple(engine.skipped),
+        examined=tuple(engine.examined_items),
+        started=started,
+        finished=datetime.now(timezone.utc),
+        version=__version__,
+        inputs=tuple(str(p) for p in inputs),
+    )
+
+
+def _dedupe(findings: list[Finding]) -> Iterator[Finding]:
+    seen: set[tuple[object, ...]] = set()
+    for f in findings:
+        key = (f.rule_id, f.location, f.evidence, f.message)
+        if key not in seen:
+            seen.add(key)
+            yield f
+
+
+class _Engine(ScanContext):
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.scanners, self.dir_scanners = load_scanners()
+        self.findings: list[Finding] = []
+        self.skipped: list[Skipped] = []
+        self.examined_items: list[Examined] = []
+        self._depth = 0
+        self._charged = 0
+        self._over_budget = False
+
+    # -- walking ------------------------------------------------------------------------
+
+    def walk(self, inputs: Sequence[Path]) -> Iterator[tuple[Path, str]]:
+        for root in inputs:
+            if root.is_dir():
+                yield from self._walk_dir(root)
+            else:
+                yield root, str(root)
+
+    def _walk_dir(self, root: Path) -> Iterator[tuple[Path, str]]:
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+            for d in list(dirnames):
+                if (here / d).is_symlink():
+                    dirnames.remove(d)
+                    self.skip(Location(str(here / d)), "symbolic link to a folder (not followed)",
+                              inconclusive=False)
+            self._run_directory_scanners(here)
+            for name in sorted(filenames):
+                yield here / name, str(here / name)
+
+    def _run_directory_scanners(self, directory: Path) -> None:
+        for ds in self.dir_scanners:
+            try:
+                if ds.matches(directory):
+                    ds.scan(directory, Location(str(directory)), self)
+            except Exception as exc:  # a bug in one check must not stop the scan
+                self._crash(Location(str(directory)), ds, exc)
+
+    # -- one file -----------------------------------------------------------------------
+
+    def scan_file(self, path: Path, display: str) -> None:
+        loc = Location(display)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            self.skip(loc, f"cannot read: {exc.strerror or exc}", inconclusive=True)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            self.skip(loc, "not a regular file", inconclusive=False)
+            return
+        self._depth = 0
+        self._charged = 0
+        self._over_budget = False
+        source = Source.from_path(path, display)
+        if not os.access(path, os.R_OK):
+            self.skip(loc, "cannot read: permission denied", inconclusive=True)
+            return
+        self._dispatch(source)
+
+    def _dispatch(self, source: Source) -> None:
+        if source.size == 0:
+            self.skip(source.location, "empty file", inconclusive=False)
+            return
+        for scanner in self.scanners:
+            try:
+                if not scanner.sniff(source):
+                    continue
+            except OSError as exc:
+                self.skip(source.location, f"cannot read: {exc}", inconclusive=True)
+                return
+            except Exception as exc:
+                self._crash(source.location, scanner, exc)
+                return
+            try:
+                scanner.scan(source, self)
+            except (MemoryError, RecursionError) as exc:
+                self.skip(source.location, f"{scanner.name}: analysis aborted "
+                          f"({type(exc).__name__})", inconclusive=True)
+            except OSError as exc:
+                self.skip(source.location, f"cannot read: {exc}", inconclusive=True)
+            except Exception as exc:
+                self._crash(source.location, scanner, exc)
+            return
+        self.skip(source.location, "unrecognised format", inconclusive=False)
+
+    def _crash(self, loc: Location, scanner: Scanner | DirectoryScanner,
+               exc: BaseException) -> None:
+        self.add(SCANNER_CRASH.finding(
+            loc, f"{scanner.name} scanner failed: {type(exc).__name__}: {exc}"))
+        self.skip(loc, f"{scanner.name} scanner failed", inconclusive=True)
+
+    # -- ScanContext ----------------------------------------------------------------------
+
+    def add(self, finding: Finding) -> None:
+        self.findings.append(finding)
+
+    def skip(self, location: Location, reason: str, *, inconclusive: bool) -> None:
+        self.skipped.append(Skipped(location, reason, inconclusive))
+
+    def examined(self, location: Location, format: str) -> None:
+        self.examined_items.append(Examined(location, format))
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def scan_child(self, source: Source) -> None:
+        if self._depth + 1 > self.limits.max_depth:
+            self.skip(source.location,
+                      f"nested deeper than {self.limits.max_depth} containers", inconclusive=True)
+            return
+        self._depth += 1
+        try:
+            self._dispatch(source)
+        finally:
+            self._depth -= 1
+
+    def charge(self, location: Location, nbytes: int) -> bool:
+        self._charged += nbytes
+        if self._charged > self.limits.max_total_bytes:
+            if not self._over_budget:
+                self._over_budget = True
+                self.skip(location, "decompressed size budget for this input exhausted "
+                          f"({self.limits.max_total_bytes} bytes)", inconclusive=True)
+            return False
+        return True

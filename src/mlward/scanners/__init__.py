@@ -1,0 +1,31 @@
+"""Scanners, one module or package per format family.
+
+:func:`load_scanners` imports the built-in families (each registers itself on import) and any
+third-party scanner published under the ``mlward.scanners`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from mlward.scanners.interface import DIRECTORY_SCANNERS, SCANNERS, DirectoryScanner, Scanner
+
+# Built-in families. Order does not matter: scanners sort by their ``priority``.
+BUILTIN = [
+    "mlward.scanners.pickle",
+]
+
+_loaded = False
+
+
+def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
+    """All registered scanners, most specific first."""
+    global _loaded
+    if not _loaded:
+        for module in BUILTIN:
+            importlib.import_module(module)
+        for ep in entry_points(group="mlward.scanners"):
+            ep.load()
+        _loaded = True
+    return sorted(SCANNERS, key=lambda s: s.priority), list(DIRECTORY_SCANNERS)

@@ -1,0 +1,57 @@
+"""Where bytes come from: files on disk and members of containers.
+
+A :class:`Source` is a named, re-openable byte stream. Scanners read it through
+:meth:`Source.open` and should read only what a verdict needs; :meth:`Source.head` gives the
+first bytes for sniffing without re-reading them each time.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from mlward.findings import Location
+
+HEAD_BYTES = 4096
+
+
+class Source:
+    """A named byte stream: a file, or a member inside one or more containers."""
+
+    def __init__(self, location: Location, opener: Callable[[], BinaryIO], *,
+                 size: int | None = None, fs_path: Path | None = None, name: str = "") -> None:
+        self.location = location
+        self._opener = opener
+        self.size = size
+        self.fs_path = fs_path
+        """The file on disk when the source is one (scanners that need a path use it)."""
+        self.name = name or (location.members[-1] if location.members else location.path)
+        """The file or member name (for hints only: formats are sniffed by content)."""
+        self._head: bytes | None = None
+
+    @classmethod
+    def from_path(cls, path: Path, display: str | None = None) -> Source:
+        return cls(Location(display or str(path)), lambda: open(path, "rb"),
+                   size=path.stat().st_size, fs_path=path, name=path.name)
+
+    @classmethod
+    def from_bytes(cls, location: Location, data: bytes, name: str = "") -> Source:
+        return cls(location, lambda: io.BytesIO(data), size=len(data), name=name)
+
+    def open(self) -> BinaryIO:
+        return self._opener()
+
+    def head(self, n: int = HEAD_BYTES) -> bytes:
+        """The first ``n`` bytes; the first :data:`HEAD_BYTES` are read once and cached."""
+        if n > HEAD_BYTES:
+            with self.open() as f:
+                return f.read(n)
+        if self._head is None:
+            with self.open() as f:
+                self._head = f.read(HEAD_BYTES)
+        return self._head[:n]
+
+    def __repr__(self) -> str:
+        return f"Source({self.location.container_path!r})"
