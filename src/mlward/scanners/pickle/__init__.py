@@ -40,7 +40,8 @@ def scan_pickle_stream(stream: BinaryIO, location: Location, ctx: ScanContext, *
     """
     count = 0
     pos = 0
-    for op, arg, pos in pickletools.genops(stream):
+    for op, arg, at in pickletools.genops(stream):
+        pos = at or 0
         if op.name == "GLOBAL":
             ctx.add(PICKLE_GLOBAL.finding(location.at(offset=pos), "imports",
                                           evidence=str(arg).replace(" ", ".")))
