@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create bench/.venv: the peer tools from bench/requirements.txt (from PyPI), torch (CPU) to
+# generate checkpoints, and mlward itself installed from this repository (not editable, so
+# the benchmark measures an installed package the way users run it).
+# Usage: bash bench/setup.sh            (idempotent: re-run after adding lines to requirements.txt)
+set -euo pipefail
+cd "$(dirname "$0")"
+BENCH="$PWD"
+PY="${PYTHON:-python3}"
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first, pinned, so a peer's looser requirement cannot pull a different build.
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -r requirements.txt "torch==2.13.0"
+.venv/bin/python -m pip install -q --force-reinstall --no-deps "$BENCH/.."
+.venv/bin/python -m pip install -q "$BENCH/.."   # mlward's own dependencies
+.venv/bin/python -m pip freeze > .venv/freeze.txt
+echo "bench venv ready: $BENCH/.venv ($(wc -l < .venv/freeze.txt) packages, see .venv/freeze.txt)"
