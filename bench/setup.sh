@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create bench/.venv: the peer tools from bench/requirements.txt (from PyPI), torch (CPU) to
-# generate checkpoints, and mlward itself installed from this repository (not editable, so
-# the benchmark measures an installed package the way users run it).
+# generate checkpoints, and mlward itself installed from this repository (editable, so every
+# run measures the working tree as it is now, through the same `mlward` CLI users run).
 # Usage: bash bench/setup.sh            (idempotent: re-run after adding lines to requirements.txt)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,7 +13,6 @@ PY="${PYTHON:-python3}"
 # torch first, pinned, so a peer's looser requirement cannot pull a different build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -r requirements.txt "torch==2.13.0"
-.venv/bin/python -m pip install -q --force-reinstall --no-deps "$BENCH/.."
-.venv/bin/python -m pip install -q "$BENCH/.."   # mlward's own dependencies
+.venv/bin/python -m pip install -q -e "$BENCH/.."
 .venv/bin/python -m pip freeze > .venv/freeze.txt
 echo "bench venv ready: $BENCH/.venv ($(wc -l < .venv/freeze.txt) packages, see .venv/freeze.txt)"

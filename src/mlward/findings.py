@@ -251,4 +251,10 @@ def _worse(a: Verdict | None, b: Verdict) -> Verdict:
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     """Most severe first, then by location."""
-    return sorted(findings, key=lambda f: (-f.severity, f.location, f.rule_id))
+    return sorted(findings, key=lambda f: (-f.severity, _position_key(f.location), f.rule_id))
+
+
+def _position_key(loc: Location) -> tuple[object, ...]:
+    # Positions may be None (a whole-file finding beside a cell/line one): None sorts first.
+    positions = (loc.offset, loc.line, loc.column, loc.cell, loc.output)
+    return (loc.path, loc.members, *((v is not None, v or 0) for v in positions))

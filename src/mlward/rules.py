@@ -63,14 +63,529 @@ SCANNER_CRASH = rule(
 
 # --- MW1xx: pickle-family models ----------------------------------------------------------
 
+# Pickle analysis (the symbolic opcode machine, any pickle stream): MW100-MW119.
+
+PICKLE_DANGEROUS = rule(
+    "MW101", "Pickle imports a dangerous callable", Severity.CRITICAL,
+    "Do not load this file. Ask its publisher for a safetensors (or other data-only) "
+    "version, or rebuild the model from code and weights you trust.",
+    cwe="CWE-502",
+    doc="Loading a pickle imports and calls the names it contains. This name runs code or "
+    "commands, starts processes, reaches files or the network, loads native code, imports "
+    "modules, evaluates code strings or deserializes nested data. Critical for direct code "
+    "execution, high for file, network and attribute gadgets. The evidence is the name as "
+    "CPython's unpickler resolves it (Python 2 names mapped, dotted paths followed).",
+)
+PICKLE_UNKNOWN = rule(
+    "MW102", "Pickle imports a callable that is not known to be safe", Severity.MEDIUM,
+    "Check what the named callable does with its arguments before loading the file; "
+    "prefer a data-only format.",
+    cwe="CWE-502",
+    doc="The name is neither on the dangerous list nor on the allowlist of what torch, "
+    "numpy, scikit-learn and the standard library's data types put in pickles (a custom "
+    "class, an unusual library, a copyreg extension code). A person should vet it.",
+)
+PICKLE_DYNAMIC_IMPORT = rule(
+    "MW103", "Pickle imports a name computed while loading", Severity.HIGH,
+    "Do not load this file: no real model builds the names it imports at load time.",
+    cwe="CWE-502",
+    doc="A STACK_GLOBAL whose module or name is not a string constant (built by an "
+    "earlier call, or too long to keep): the imported name cannot be known without running "
+    "the pickle, a classic way to hide a payload from scanners.",
+)
+PICKLE_INDIRECT_CALL = rule(
+    "MW104", "Pickle calls a value computed while loading", Severity.MEDIUM,
+    "Check the callables the pickle imports: one of them returns what is called here.",
+    cwe="CWE-502",
+    doc="REDUCE, NEWOBJ or OBJ applied to something other than an imported name (the "
+    "result of an earlier call), or BUILD setting attributes on an imported class or "
+    "function. Ordinary data never does this; it is how gadget chains reach code.",
+)
+PICKLE_MALFORMED = rule(
+    "MW105", "Malformed pickle stream", Severity.MEDIUM,
+    "Treat the file as unverified: it is damaged, truncated or crafted to confuse scanners.",
+    cwe="CWE-502",
+    doc="An unknown opcode, a truncated argument, a stack underflow, a missing memo entry "
+    "or a length field claiming more bytes than remain. Pickle runs opcodes in order, so "
+    "everything before this point still runs and is reported; the file is inconclusive.",
+)
+PICKLE_TRAILING_DATA = rule(
+    "MW106", "Data after the end of a pickle", Severity.LOW,
+    "Check why the file carries bytes that the pickle does not use.",
+    doc="Bytes after the last STOP opcode that do not form another pickle. Loaders ignore "
+    "them, but they can hide a second payload for a different loader (a polyglot file).",
+)
+
 # --- MW2xx: other model formats and containers --------------------------------------------
+
+# Model formats (Keras, TensorFlow, ONNX, GGUF, templates, safetensors, repositories):
+# MW210-MW249.
+
+KERAS_LAMBDA = rule(
+    "MW210", "Keras Lambda layer carries Python code", Severity.HIGH,
+    "Do not load this model; rebuild it from source code you trust, without Lambda layers.",
+    cwe="CWE-94",
+    doc="A Lambda layer whose function is marshalled Python bytecode (HDF5 and .keras "
+    "files). Keras runs it when the model is loaded or called; HDF5 files ignore safe_mode "
+    "(CVE-2025-9905). The finding lists the names the bytecode uses; critical when they "
+    "include process, file or code-execution names such as os.system.",
+)
+KERAS_FOREIGN_OBJECT = rule(
+    "MW211", "Keras config names a callable outside Keras", Severity.HIGH,
+    "Do not load this model unless you trust and have reviewed the named module.",
+    cwe="CWE-502",
+    doc="A `module`, `class_name` or `registered_name` in the model config points outside "
+    "the Keras and TensorFlow namespaces. Keras imports the named module when it rebuilds "
+    "the model (the safe_mode bypass CVE-2025-1550). Critical for modules that run "
+    "commands or code (os, subprocess, builtins, ...); high for other custom objects.",
+)
+KERAS_GADGET = rule(
+    "MW212", "Keras config calls a Keras function that defeats safe loading", Severity.CRITICAL,
+    "Do not load this model.",
+    cwe="CWE-502",
+    doc="The config names a Keras function that downloads files, loads other models or "
+    "turns safe_mode off (keras.utils.get_file, keras.models.load_model, "
+    "keras.config.enable_unsafe_deserialization: CVE-2025-8747, CVE-2025-9906).",
+)
+KERAS_EXTERNAL_LOAD = rule(
+    "MW213", "Keras layer loads an external file", Severity.HIGH,
+    "Check the path the layer loads; do not load the model where that path can be "
+    "controlled by someone else.",
+    cwe="CWE-829",
+    doc="A TFSMLayer (which loads and later runs an external SavedModel, CVE-2026-1462) or "
+    "a lookup layer whose vocabulary is a file path.",
+)
+KERAS_MALFORMED = rule(
+    "MW214", "Keras model file is malformed", Severity.MEDIUM,
+    "Re-download the model from its source and compare its hash with the published one.",
+    doc="The model config is missing, is not valid JSON or is nested too deep to judge; the "
+    "file is inconclusive.",
+)
+HDF5_EXTERNAL = rule(
+    "MW215", "HDF5 file refers to other files", Severity.HIGH,
+    "Do not open this file where the paths it names could exist.",
+    cwe="CWE-73",
+    doc="An external link, a dataset stored in external files or a virtual dataset whose "
+    "sources are other files: opening the model reads those files.",
+)
+TF_PYTHON_OP = rule(
+    "MW220", "TensorFlow graph runs Python", Severity.CRITICAL,
+    "Do not load this model; a PyFunc op calls a Python function by name at run time.",
+    cwe="CWE-94",
+    doc="PyFunc, EagerPyFunc or PyFuncStateless in a graph or in a function of its library.",
+)
+TF_FILE_OP = rule(
+    "MW221", "TensorFlow graph reads or writes files", Severity.HIGH,
+    "Review the node: a model that reads or writes files when it runs can leak or plant data.",
+    cwe="CWE-73",
+    doc="Ops such as ReadFile, WriteFile, MatchingFiles, DeleteFile or file-backed readers "
+    "in any graph or function.",
+)
+TF_NETWORK_OP = rule(
+    "MW222", "TensorFlow graph reaches the network", Severity.HIGH,
+    "Review the node: a model has no reason to open connections when it runs.",
+    cwe="CWE-918",
+    doc="RPC and remote-execution ops in any graph or function.",
+)
+TF_SAVE_PATH = rule(
+    "MW223", "TensorFlow Save/Restore op uses an absolute or escaping path", Severity.HIGH,
+    "Do not run this graph; it writes or reads checkpoints outside its own folder.",
+    cwe="CWE-22",
+    doc="A Save/Restore op whose file-name input is a constant absolute path or a path with "
+    "'..'.",
+)
+TF_MALFORMED = rule(
+    "MW224", "TensorFlow protobuf is malformed", Severity.MEDIUM,
+    "Re-download the model from its source and compare its hash with the published one.",
+    doc="saved_model.pb or a frozen graph that does not parse; the file is inconclusive.",
+)
+ONNX_EXTERNAL_PATH = rule(
+    "MW230", "ONNX external data path escapes the model folder", Severity.CRITICAL,
+    "Do not load this model; its tensors would be read from files outside its folder.",
+    cwe="CWE-22",
+    doc="An external-data location that is absolute, contains '..', or resolves (through "
+    "symbolic links) outside the model's folder (CVE-2024-27318, CVE-2024-27319).",
+)
+ONNX_CUSTOM_DOMAIN = rule(
+    "MW231", "ONNX model uses custom operators", Severity.MEDIUM,
+    "Make sure the custom-op library the model needs comes from a source you trust.",
+    cwe="CWE-829",
+    doc="A node in a domain other than the standard ONNX ones (and com.microsoft): loading "
+    "the model needs a native custom-op library.",
+)
+ONNX_LOCAL_FUNCTION = rule(
+    "MW232", "ONNX model defines local functions", Severity.LOW,
+    "Review the functions: they are graphs the model defines for itself.",
+    doc="Model-local functions (ModelProto.functions) are listed for review.",
+)
+ONNX_MALFORMED = rule(
+    "MW233", "ONNX model is malformed", Severity.MEDIUM,
+    "Re-download the model from its source and compare its hash with the published one.",
+    doc="The protobuf does not parse; the file is inconclusive.",
+)
+GGUF_MALFORMED = rule(
+    "MW240", "GGUF header or metadata is malformed", Severity.HIGH,
+    "Do not load this file: loaders that trust these lengths read out of bounds.",
+    cwe="CWE-787",
+    doc="A count, length, type or tensor offset in the GGUF header that does not fit the "
+    "file: the memory-safety bugs of GGUF loaders start here.",
+)
+TEMPLATE_ESCAPE = rule(
+    "MW241", "Jinja template tries to escape its sandbox", Severity.CRITICAL,
+    "Do not serve this model's template; replace it with a known-good chat template.",
+    cwe="CWE-1336",
+    doc="A chat or other Jinja template reaches Python internals: dunder or private "
+    "attributes (__class__, __globals__, __subclasses__, ...), directly, through the `attr` "
+    "filter or through strings joined to build the name (CVE-2024-34359, "
+    "llama-cpp-python; the same in vLLM and SGLang).",
+)
+TEMPLATE_SUSPICIOUS = rule(
+    "MW242", "Jinja template uses unusual constructs", Severity.MEDIUM,
+    "Review the template; chat templates need none of these.",
+    cwe="CWE-1336",
+    doc="Imports or includes, attribute access on Jinja globals used in escape chains "
+    "(cycler, joiner, lipsum, self, request, config, ...), attribute names computed at run "
+    "time, or a template that does not parse.",
+)
+SAFETENSORS_INVALID = rule(
+    "MW243", "safetensors header is invalid", Severity.MEDIUM,
+    "Do not load this file; re-download it from its source.",
+    cwe="CWE-400",
+    doc="A header length beyond the file, malformed or oversized JSON, unknown dtypes, "
+    "offsets out of range, overlapping or with gaps, or sizes that do not match the shape: "
+    "loaders can be driven to exhaust memory. High when a length or offset points past the "
+    "end of the file.",
+)
+REPO_REMOTE_CODE = rule(
+    "MW244", "Model repository ships code that trust_remote_code would run", Severity.HIGH,
+    "Load the model without trust_remote_code, or review every listed file first.",
+    cwe="CWE-94",
+    doc="config.json or tokenizer_config.json has an `auto_map`: transformers imports the "
+    "named Python files from the repository (or from another repository) when "
+    "trust_remote_code=True. The finding lists the files.",
+)
+REPO_LINK_OUTSIDE = rule(
+    "MW245", "Model repository links outside itself", Severity.HIGH,
+    "Remove the link; a repository should hold its own files.",
+    cwe="CWE-59",
+    doc="A symbolic link in the repository that points outside its folder: a loader follows "
+    "it and reads whatever is there.",
+)
+
+# Containers (archives and compressed streams): MW250-MW269.
+
+ARCHIVE_DAMAGED = rule(
+    "MW250", "Archive member damaged", Severity.MEDIUM,
+    "Re-download the file from its source and compare its hash with the published one.",
+    cwe="CWE-354",
+    doc="A member's CRC or size does not match its header, or the archive is truncated or "
+    "its directory unreadable. mlward still reads and judges what it can (a lenient loader "
+    "may accept the member as it is); the damage itself is suspicious.",
+)
+ARCHIVE_BOMB = rule(
+    "MW251", "Decompression bomb", Severity.HIGH,
+    "Do not extract or load this file; obtain the model from a trusted source.",
+    cwe="CWE-409",
+    doc="A member expands far beyond its compressed size (above the ratio limit and past "
+    "16 MiB), claims an absurd size, or shares its bytes with other members (overlapping "
+    "zip entries). Reading stops at the bomb; the member is inconclusive.",
+)
+ARCHIVE_PATH_TRAVERSAL = rule(
+    "MW252", "Archive member path escapes the extraction folder", Severity.HIGH,
+    "Do not extract this archive; if you must, use an extractor that refuses such paths "
+    "(Python's tarfile filter='data').",
+    cwe="CWE-22",
+    doc="A member name is absolute, has a drive letter or contains '..' (zip-slip, "
+    "tar-slip): extracting it writes outside the target folder.",
+)
+ARCHIVE_LINK = rule(
+    "MW253", "Archive member is a link", Severity.HIGH,
+    "Do not extract this archive with a tool that creates links.",
+    cwe="CWE-59",
+    doc="A symbolic or hard link member. Severity high when the target is absolute or climbs "
+    "out of the archive, medium otherwise: extraction through a link writes where the link "
+    "points.",
+)
+ARCHIVE_SPECIAL_FILE = rule(
+    "MW254", "Archive member is a device or special file", Severity.MEDIUM,
+    "Do not extract this archive as root; model archives have no reason to hold devices.",
+    cwe="CWE-59",
+    doc="A character or block device, or a FIFO, in a tar archive.",
+)
+ARCHIVE_TOO_DEEP = rule(
+    "MW255", "Containers nested too deep", Severity.MEDIUM,
+    "Unpack the layers by hand with care; deep nesting is a common way to hide content.",
+    cwe="CWE-409",
+    doc="Archives or compressed streams nested past the depth limit; the inner content was "
+    "not examined and the file is inconclusive.",
+)
+ARCHIVE_DUPLICATE_MEMBER = rule(
+    "MW256", "Archive has duplicate member names", Severity.MEDIUM,
+    "Treat the file as tampered with; loaders differ on which copy they read.",
+    doc="Two members with the same name: one tool may check one copy while the loader reads "
+    "the other. mlward scans every copy.",
+)
 
 # --- MW3xx: notebooks and code ------------------------------------------------------------
 
+CODE_PICKLE_LOAD = rule(
+    "MW301", "Code deserialises with pickle, joblib, dill or cloudpickle", Severity.MEDIUM,
+    "Load only files you produced or verified (mlward scan them first); prefer safetensors, "
+    "ONNX or skops for models and Parquet/Arrow for data.",
+    cwe="CWE-502",
+    doc="A call such as pickle.load, joblib.load, dill.loads or pandas.read_pickle runs any "
+    "code the loaded file carries.",
+)
+CODE_TORCH_LOAD = rule(
+    "MW302", "torch.load without weights_only=True", Severity.MEDIUM,
+    "Pass weights_only=True (the default since PyTorch 2.6) or load safetensors instead.",
+    cwe="CWE-502",
+    doc="torch.load with weights_only=False, or on PyTorch before 2.6 without the argument, "
+    "unpickles the checkpoint and runs code it carries. Explicit weights_only=False is high.",
+)
+CODE_NUMPY_PICKLE = rule(
+    "MW303", "numpy.load with allow_pickle=True", Severity.MEDIUM,
+    "Keep allow_pickle=False (the default) and store object arrays in a safe format.",
+    cwe="CWE-502",
+    doc="numpy.load(..., allow_pickle=True) unpickles object arrays from the file.",
+)
+CODE_YAML_LOAD = rule(
+    "MW304", "yaml.load without a safe loader", Severity.MEDIUM,
+    "Use yaml.safe_load or Loader=yaml.SafeLoader.",
+    cwe="CWE-502",
+    doc="yaml.load with the full, unsafe or default loader (and yaml.unsafe_load) can build "
+    "arbitrary Python objects from the document.",
+)
+CODE_REMOTE_CODE = rule(
+    "MW305", "trust_remote_code=True", Severity.HIGH,
+    "Review the repository's Python files and pin a revision (revision=<commit>), or use a "
+    "model that needs no custom code.",
+    cwe="CWE-829",
+    doc="Hugging Face loaders with trust_remote_code=True download and run Python code from "
+    "the model repository.",
+)
+CODE_KERAS_UNSAFE = rule(
+    "MW306", "Keras loading with safe_mode=False", Severity.MEDIUM,
+    "Keep safe_mode=True (the default) and avoid Lambda layers in shared models.",
+    cwe="CWE-502",
+    doc="safe_mode=False lets a .keras file deserialise Lambda layers, that is run its code.",
+)
+CODE_EVAL = rule(
+    "MW307", "eval or exec", Severity.MEDIUM,
+    "Parse data with json or ast.literal_eval; do not evaluate strings as code.",
+    cwe="CWE-95",
+    doc="eval() and exec() run whatever string they are given.",
+)
+CODE_SHELL = rule(
+    "MW308", "Shell command execution", Severity.MEDIUM,
+    "Call subprocess with a list of arguments and shell=False.",
+    cwe="CWE-78",
+    doc="os.system, os.popen and subprocess with shell=True pass a string to the shell.",
+)
+CODE_TLS_OFF = rule(
+    "MW309", "TLS certificate verification disabled", Severity.MEDIUM,
+    "Remove verify=False; point REQUESTS_CA_BUNDLE or verify= at your CA bundle instead.",
+    cwe="CWE-295",
+    doc="requests/httpx calls with verify=False accept any certificate, so a network attacker "
+    "can swap the model or data being downloaded.",
+)
+SHELL_PIPE_TO_SHELL = rule(
+    "MW310", "Downloaded script piped into a shell", Severity.HIGH,
+    "Download the script, check it (hash or signature), then run the saved copy.",
+    cwe="CWE-494",
+    doc="A shell magic or command such as `!curl URL | sh` runs whatever the server sends.",
+)
+SHELL_PIP_UNSAFE = rule(
+    "MW311", "Package installed from a URL, over plain HTTP or from an untrusted host",
+    Severity.MEDIUM,
+    "Install pinned versions from your package index over HTTPS (pip install pkg==1.2 "
+    "--require-hashes); never use --trusted-host or http:// indexes.",
+    cwe="CWE-494",
+    doc="`pip install` from a URL or git, from an extra index (dependency confusion), over "
+    "plain http or with --trusted-host (both high) installs code nobody pinned.",
+)
+NOTEBOOK_DEPENDENCIES = rule(
+    "MW312", "Dependencies declared by install commands", Severity.INFO,
+    "Move them to a pinned requirements file and check it with mlward.",
+    doc="`%pip install`, `!pip install` and `!conda install` lines, listed in the finding's "
+    "details (requirements) for the dependency checks.",
+)
+NOTEBOOK_MALFORMED = rule(
+    "MW313", "Notebook is not valid JSON or not a notebook", Severity.LOW,
+    "Open and re-save it with Jupyter, or restore it from version control.",
+    doc="The file looks like a notebook but does not parse; only a plain-text secrets pass "
+    "was made over it.",
+)
+
 # --- MW4xx: secrets and PII ---------------------------------------------------------------
+
+SECRET_TOKEN = rule(
+    "MW401", "API token or key of a known provider", Severity.HIGH,
+    "Revoke the key at the provider now, remove it (and notebook outputs that print it) and "
+    "load keys from the environment or a secrets manager.",
+    cwe="CWE-798",
+    doc="A token with a provider's known format (Hugging Face, OpenAI, Anthropic, W&B, AWS, "
+    "Databricks, ...). The report shows only a short prefix and a hash, never the token.",
+)
+SECRET_KEYWORD = rule(
+    "MW402", "Password or secret assigned in code or config", Severity.MEDIUM,
+    "Move the value to the environment or a secrets manager and rotate it.",
+    cwe="CWE-798",
+    doc="A literal assigned to a secret-sounding name (password=, api_key=, token: ...), "
+    "keyword arguments included.",
+)
+SECRET_URI = rule(
+    "MW403", "Password embedded in a connection or tracking URI", Severity.HIGH,
+    "Rotate the password; pass credentials through the environment (e.g. PGPASSWORD, "
+    "MLFLOW_TRACKING_PASSWORD) instead of the URI.",
+    cwe="CWE-798",
+    doc="A database, MLflow tracking or other URI of the form scheme://user:password@host.",
+)
+SECRET_PRIVATE_KEY = rule(
+    "MW404", "Private key or cloud service-account key", Severity.CRITICAL,
+    "Revoke the key (GCP: delete the service-account key; Azure: rotate the storage key) and "
+    "use workload identity or a secrets manager.",
+    cwe="CWE-321",
+    doc="A PEM private key, a GCP service-account JSON key or an Azure storage account key.",
+)
+PII_FOUND = rule(
+    "MW410", "Personal data in notebook output or text cell", Severity.LOW,
+    "Clear the outputs (mlward notebook clean --strip-outputs) or redact them (--redact); "
+    "use synthetic or masked data in shared notebooks.",
+    cwe="CWE-359",
+    doc="Emails, phone numbers, payment cards (Luhn-checked), IBANs (checksum), US SSNs and "
+    "public IP addresses, counted per output with redacted samples. Severity rises with the "
+    "count and with card, SSN and IBAN numbers.",
+)
 
 # --- MW5xx: dependencies ------------------------------------------------------------------
 
+VULNERABLE_DEPENDENCY = rule(
+    "MW501", "Dependency version has known vulnerabilities", Severity.HIGH,
+    "Upgrade to the version the finding names (the smallest that clears every known "
+    "advisory), or to the newest release.",
+    cwe="CWE-1395",
+    doc="A pinned, locked or installed version that an OSV advisory affects (PEP 440 "
+    "matching over the advisory's ranges and version list). One finding per flaw, with all "
+    "its ids (GHSA, PYSEC, CVE), the fixed versions and the smallest safe upgrade. Severity "
+    "comes from the CVSS v3 vector, else the database's rating; unrated advisories are high.",
+)
+VULNERABLE_RANGE = rule(
+    "MW502", "Unpinned requirement allows vulnerable versions", Severity.HIGH,
+    "Pin an exact version that no advisory affects (or raise the lower bound past the fix) "
+    "and lock the environment.",
+    cwe="CWE-1395",
+    doc="A requirement without an exact version (a range, or no bound) admits versions that "
+    "an advisory affects; the finding lists which of the versions the advisory names fall "
+    "inside the range. Severity is the advisory's.",
+)
+UNRESOLVABLE_DEPENDENCY = rule(
+    "MW503", "Dependency version cannot be checked", Severity.INFO,
+    "Pin the package by name and version from an index, or check the referenced source "
+    "yourself.",
+    cwe="CWE-1395",
+    doc="An editable install, a URL, path or VCS reference, or a lock entry without a "
+    "version: no version is known, so no advisory can be matched. Listed, never dropped.",
+)
+
+
 # --- MW6xx: ML tooling exposure -----------------------------------------------------------
+
+JUPYTER_NO_AUTH = rule(
+    "MW601", "Jupyter server without authentication", Severity.CRITICAL,
+    "Set a token or password (the defaults generate a token); never set them to empty.",
+    cwe="CWE-306",
+    doc="A Jupyter config (jupyter_server_config / jupyter_notebook_config, .py or .json) or "
+    "command line sets an empty token and password: anyone who reaches the port runs code. "
+    "High instead of critical when the server listens on localhost only.",
+)
+JUPYTER_PUBLIC = rule(
+    "MW602", "Jupyter server listens on all interfaces", Severity.MEDIUM,
+    "Bind to 127.0.0.1 and reach the server through an SSH tunnel or an authenticating "
+    "proxy.",
+    cwe="CWE-1327",
+    doc="`ip` set to 0.0.0.0, `*` or an empty string.",
+)
+JUPYTER_WEAK_ORIGIN = rule(
+    "MW603", "Jupyter cross-origin protection disabled", Severity.MEDIUM,
+    "Remove allow_origin='*' and disable_check_xsrf=True.",
+    cwe="CWE-352",
+    doc="`allow_origin` set to `*` (or a regex matching everything) or `disable_check_xsrf` "
+    "true: any web page the user visits can drive the server's API.",
+)
+JUPYTER_ROOT = rule(
+    "MW604", "Jupyter server allowed to run as root", Severity.LOW,
+    "Run the server as an unprivileged user.",
+    cwe="CWE-250",
+    doc="`allow_root` true or `--allow-root` on the command line.",
+)
+MLFLOW_EXPOSED = rule(
+    "MW610", "MLflow server exposed without authentication", Severity.HIGH,
+    "Bind to 127.0.0.1, or run `mlflow server --app-name basic-auth` behind TLS, or put an "
+    "authenticating proxy in front.",
+    cwe="CWE-306",
+    doc="`mlflow server` or `mlflow ui` with --host 0.0.0.0 (in a script, Dockerfile, "
+    "compose file or Kubernetes manifest) and no --app-name auth app: anyone who reaches it "
+    "reads and writes experiments, models and artifacts, and MLflow's path traversal and "
+    "deserialisation flaws become remote.",
+)
+MLFLOW_ARTIFACTS = rule(
+    "MW611", "MLflow server exposes artifacts or its file store", Severity.MEDIUM,
+    "Use a database backend and a separate artifact store with its own access control; do "
+    "not proxy artifacts from an unauthenticated server.",
+    cwe="CWE-552",
+    doc="A publicly bound MLflow server started with --serve-artifacts (the default since "
+    "2.0 unless --no-serve-artifacts) without an auth app, or with a local file store "
+    "(file: or a plain path) as its backend.",
+)
+RAY_EXPOSED = rule(
+    "MW620", "Ray dashboard or client port exposed", Severity.CRITICAL,
+    "Bind the dashboard to 127.0.0.1 and keep ports 8265 and 10001 off public networks; "
+    "Ray has no authentication.",
+    cwe="CWE-306",
+    doc="`ray start --dashboard-host=0.0.0.0`, `ray.init(dashboard_host='0.0.0.0')`, or a "
+    "container publishing 8265 (dashboard and jobs API) or 10001 (Ray client): the jobs API "
+    "runs any command submitted to it (CVE-2023-48022, 'ShadowRay').",
+)
+TOOL_PUBLIC = rule(
+    "MW630", "ML tool UI bound to all interfaces", Severity.MEDIUM,
+    "Bind to 127.0.0.1 and add authentication before exposing it.",
+    cwe="CWE-1327",
+    doc="TensorBoard (--bind_all, --host 0.0.0.0), Streamlit (--server.address 0.0.0.0) or "
+    "Gradio (server_name='0.0.0.0') listening on every interface without authentication.",
+)
+GRADIO_SHARE = rule(
+    "MW631", "Gradio app published through a public share link", Severity.MEDIUM,
+    "Remove share=True, or set auth=... so that the public link asks for a login.",
+    cwe="CWE-284",
+    doc="launch(share=True) opens a public *.gradio.live tunnel to the app; without auth= "
+    "anyone with the link uses it.",
+)
+PUBLISHED_PORT = rule(
+    "MW640", "Container or service publishes an ML tool port", Severity.MEDIUM,
+    "Publish the port on 127.0.0.1 only (\"127.0.0.1:8888:8888\"), or put an authenticating "
+    "proxy in front.",
+    cwe="CWE-1327",
+    doc="A docker-compose `ports` entry, or a Kubernetes Service (NodePort or LoadBalancer) or "
+    "Ingress, that exposes a port an ML tool uses (8888 Jupyter, 5000 MLflow, 8265 and 10001 "
+    "Ray, 6006 TensorBoard, 7860 Gradio, 8501 Streamlit) with nothing authenticating in "
+    "front. High for Ray and Jupyter ports.",
+)
+LIVE_UNAUTHENTICATED = rule(
+    "MW650", "Live ML tool answers its API without authentication", Severity.HIGH,
+    "Put authentication in front of the server (tool auth app, token, or proxy) and restrict "
+    "who can reach it.",
+    cwe="CWE-306",
+    doc="`mlward probe` read an API that changes or runs things (MLflow experiments, Jupyter "
+    "kernels, Ray jobs) with a plain GET and no credentials. Critical for Jupyter and Ray, "
+    "whose APIs run code.",
+)
+LIVE_TOOL = rule(
+    "MW651", "Live ML tool identified", Severity.INFO,
+    "Make sure this server is meant to be reachable from where the probe ran.",
+    doc="`mlward probe` recognised the tool and, where it tells, its version; the version is "
+    "then matched against the vulnerability data (MW501).",
+)
+
 
 # --- MW7xx: provenance and integrity ------------------------------------------------------

@@ -17,6 +17,11 @@ COMMAND_MODULES = [
     "mlward.cli.scan",
     "mlward.cli.demo",
     "mlward.cli.rules",
+    "mlward.cli.provenance",
+    "mlward.cli.init",
+    "mlward.cli.ledger",
+    "mlward.cli.deps",
+    "mlward.cli.notebook",
 ]
 
 EXIT_OK = 0

@@ -52,7 +52,29 @@ def emit(report: Report, args: argparse.Namespace) -> int:
                   file=sys.stderr, end="")
     else:
         sys.stdout.write(text)
-    return report.exit_code(fail_on)
+    code = report.exit_code(fail_on)
+    record_scan(report, fail_on, code)
+    return code
+
+
+def record_scan(report: Report, fail_on: Severity, code: int) -> None:
+    """Append the scan's summary to the project's audit ledger, when it has one."""
+    from collections import Counter
+
+    from mlward.ledger import LedgerError, record_event
+
+    verdicts = Counter(str(v) for v in report.verdicts().values())
+    inputs = [str(Path(p).resolve()) for p in report.inputs]
+    try:
+        record_event("scan", ", ".join(inputs) or "-",
+                     outcome={0: "pass", 1: "fail"}.get(code, "inconclusive"),
+                     details={"exit_code": code, "fail_on": fail_on.label, "inputs": inputs,
+                              "examined": len(report.examined), "findings": report.counts(),
+                              "verdicts": dict(sorted(verdicts.items())),
+                              "inconclusive": len(report.inconclusive)})
+    except LedgerError as exc:
+        print(f"mlward: warning: the scan was not recorded in the ledger: {exc.diagnostics()}",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

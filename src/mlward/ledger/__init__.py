@@ -1,10 +1,26 @@
-"""Tamper-evident audit ledger. PLACEHOLDER until the ledger lands."""
+"""Tamper-evident audit ledger: an RFC 9162 Merkle log of who did what, where and when.
+
+Layout: ``entry`` (canonical entries), ``merkle`` (RFC 9162 tree, proofs, verification),
+``note`` (C2SP signed notes, checkpoints, tlog-proof receipts), ``store`` (SQLite and
+PostgreSQL), ``ledger`` (the ledger over a store: append, prove, checkpoint, verify, export),
+``project`` (the ``.mlward/`` folder and ``mlward init``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from mlward.ledger.entry import Entry, Event
+from mlward.ledger.errors import LedgerError
+from mlward.ledger.ledger import Ledger, Problem, VerifyResult, verify_export
+from mlward.ledger.project import find_project, init_project, open_ledger, resolve
+
+__all__ = [
+    "Entry", "Event", "Ledger", "LedgerError", "Problem", "VerifyResult", "find_project",
+    "init_project", "open_ledger", "record_event", "verify_export",
+]
 
 
 def record_event(action: str, resource: str, *, outcome: str,
@@ -14,6 +30,17 @@ def record_event(action: str, resource: str, *, outcome: str,
     """Append an event to the project's ledger when there is one; do nothing otherwise.
 
     ``action`` e.g. ``scan``, ``manifest.create``, ``sign``; ``resource`` a path or URI;
-    ``outcome`` e.g. ``pass``, ``fail``, ``error``. Never raises for a missing ledger.
+    ``outcome`` e.g. ``pass``, ``fail``, ``error``. The project is the ``.mlward/`` folder found
+    walking up from ``project`` (default: the current directory), or ``MLWARD_DB``.
+
+    Never raises for a missing ledger. Raises :class:`LedgerError` when a ledger is configured
+    but cannot take the entry (unreadable, locked too long, a bad event): the caller decides
+    whether that fails its command (the CLI warns and carries on).
     """
-    return None
+    config = resolve(project=project)
+    if config is None:
+        return
+    event = Event(action=action, resource=resource, outcome=outcome,
+                  digests=dict(digests or {}), details=dict(details or {}))
+    with open_ledger(project=project) as ledger:
+        ledger.append([event])

@@ -14,6 +14,20 @@ from mlward.scanners.interface import DIRECTORY_SCANNERS, SCANNERS, DirectorySca
 # Built-in families. Order does not matter: scanners sort by their ``priority``.
 BUILTIN = [
     "mlward.scanners.pickle",
+    "mlward.scanners.archive",
+    "mlward.scanners.torch",
+    "mlward.scanners.numpy",
+    "mlward.scanners.keras",
+    "mlward.scanners.tensorflow",
+    "mlward.scanners.onnx",
+    "mlward.scanners.gguf",
+    "mlward.scanners.safetensors",
+    "mlward.scanners.repository",
+    "mlward.scanners.deps",
+    "mlward.scanners.devtools",
+    "mlward.scanners.notebook",
+    "mlward.scanners.code",
+    "mlward.scanners.secrets",
 ]
 
 _loaded = False

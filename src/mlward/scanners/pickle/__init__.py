@@ -1,21 +1,35 @@
-"""Pickle-family models. PLACEHOLDER: to be replaced by the symbolic opcode machine.
+"""Pickle-family models: raw pickles (protocols 0 to 5, back to back) and joblib streams.
 
-The contract other scanners rely on (torch, numpy, archives): :func:`scan_pickle_stream`.
+A symbolic opcode machine (:mod:`.machine`) reads the stream without loading it and collects
+every name the pickle can call; the policy (:mod:`.policy`) judges each one. Other scanners
+(torch, numpy, compressed joblib) hand their pickle streams to :func:`scan_pickle_stream`.
 """
 
 from __future__ import annotations
 
-import pickletools
+import io
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from mlward.findings import Location, Severity
-from mlward.rules import RULES, rule
-from mlward.scanners.interface import ScanContext, Scanner
+from mlward.findings import Location
+from mlward.rules import (
+    PICKLE_DANGEROUS,
+    PICKLE_DYNAMIC_IMPORT,
+    PICKLE_INDIRECT_CALL,
+    PICKLE_MALFORMED,
+    PICKLE_TRAILING_DATA,
+    PICKLE_UNKNOWN,
+)
+from mlward.scanners.interface import Limits, ScanContext, Scanner
+from mlward.scanners.pickle.machine import LimitReached, Machine, Malformed
+from mlward.scanners.pickle.policy import Kind, classify
+from mlward.scanners.pickle.reader import Reader
 from mlward.sources import Source
 
-PICKLE_GLOBAL = RULES.get("MW101") or rule(
-    "MW101", "Pickle imports a callable", Severity.HIGH, "Do not load this file.")
+SNIFF_BYTES = 512
+"""Bytes decoded to decide whether data (a file, or what follows a STOP) is a pickle."""
+SNIFF_OPS = 4
+"""Opcodes that must decode cleanly (when no STOP comes first) for data to count as one."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,12 @@ class PickleStreamResult:
     """Offset (in the stream) just after the last STOP read, or where parsing stopped."""
     complete: bool
     """False when parsing stopped on malformed data or a limit (the item is inconclusive)."""
+    joblib: bool = False
+    """True when the stream turned out to be joblib's (NumpyArrayWrapper arrays inside)."""
+    arrays: int = 0
+    """joblib arrays skipped (or, for object arrays, analysed as nested pickles)."""
+    safe_references: int = 0
+    """Distinct imported names on the allowlist (not reported as findings)."""
 
 
 def scan_pickle_stream(stream: BinaryIO, location: Location, ctx: ScanContext, *,
@@ -33,32 +53,128 @@ def scan_pickle_stream(stream: BinaryIO, location: Location, ctx: ScanContext, *
     """Analyse the pickle(s) at the stream's current position; report findings to ``ctx``.
 
     Reads back-to-back pickles until EOF, or until ``max_pickles`` have been read (legacy
-    torch files: a fixed number of pickles followed by raw storage). Offsets in findings are
-    relative to the start of ``stream``. ``joblib`` skips the raw array bytes joblib writes
-    after each NumpyArrayWrapper. Never raises for malformed data: it reports a finding and
-    returns ``complete=False``.
+    torch files: a fixed number of pickles followed by raw storage). Offsets in findings and
+    ``end_offset`` are stream positions (as ``stream.tell()`` counts them); a seekable stream
+    is left at ``end_offset``. ``joblib`` skips the raw array bytes joblib writes after each
+    NumpyArrayWrapper (switched on by itself when the stream imports that wrapper). Bytes
+    after the last pickle that do not start another one are reported as trailing data unless
+    ``max_pickles`` is given (the caller knows what follows). Never raises for malformed
+    data: it reports a finding and returns ``complete=False``.
     """
-    count = 0
-    pos = 0
-    for op, arg, at in pickletools.genops(stream):
-        pos = at or 0
-        if op.name == "GLOBAL":
-            ctx.add(PICKLE_GLOBAL.finding(location.at(offset=pos), "imports",
-                                          evidence=str(arg).replace(" ", ".")))
-        if op.name == "STOP":
-            count += 1
-    return PickleStreamResult(count, pos + 1, True)
+    reader = Reader(stream)
+    machine = Machine(reader, ctx.limits, joblib=joblib)
+    complete = True
+    end = reader.start
+    try:
+        while max_pickles is None or machine.pickles < max_pickles:
+            machine.run()
+            end = machine.offset
+            if max_pickles is not None and machine.pickles >= max_pickles:
+                break
+            head = reader.fill(machine.pos, SNIFF_BYTES)
+            machine.pos = 0
+            if not head:
+                break
+            if not looks_like_pickle(head, at_eof=reader.eof and len(head) < SNIFF_BYTES):
+                ctx.add(PICKLE_TRAILING_DATA.finding(
+                    location.at(offset=end),
+                    f"{_size(reader, end)} after the end of the pickle are not a pickle",
+                ))
+                break
+    except Malformed as exc:
+        complete = False
+        end = exc.offset
+        ctx.add(PICKLE_MALFORMED.finding(
+            location.at(offset=exc.offset), f"malformed pickle stream: {exc}",
+            details={"pickles_read": machine.pickles}))
+        ctx.skip(location, f"pickle analysis stopped at offset {exc.offset}: {exc}",
+                 inconclusive=True)
+    except LimitReached as exc:
+        complete = False
+        end = exc.offset
+        ctx.skip(location, f"pickle analysis stopped at offset {exc.offset}: {exc} "
+                 "(a safety limit)", inconclusive=True)
+    safe = _report(machine, location, ctx)
+    if complete:
+        reader.finish(end - reader.base)
+    return PickleStreamResult(machine.pickles, end, complete, machine.joblib, machine.arrays,
+                              safe)
+
+
+def _report(machine: Machine, location: Location, ctx: ScanContext) -> int:
+    """Turn what the machine saw into findings; returns the number of safe references."""
+    safe = 0
+    for qual, ref in machine.references.items():
+        c = classify(ref.module, ref.name)
+        if c.kind is Kind.SAFE:
+            safe += 1
+            continue
+        called = " and calls it" if ref.called else ""
+        details = {"opcode": ref.opcode, "called": ref.called, "class": c.kind.value}
+        if c.kind is Kind.DANGEROUS:
+            ctx.add(PICKLE_DANGEROUS.finding(
+                location.at(offset=ref.offset), f"pickle imports {qual}{called}: it {c.reason}",
+                evidence=qual, severity=c.severity, details=details))
+        else:
+            ctx.add(PICKLE_UNKNOWN.finding(
+                location.at(offset=ref.offset), f"pickle imports {qual}{called}, which is not "
+                "known to be safe", evidence=qual, details=details))
+    for offset, code in machine.extensions[:1]:
+        ctx.add(PICKLE_UNKNOWN.finding(
+            location.at(offset=offset), f"pickle imports copyreg extension code {code}: the "
+            "name depends on what the loading program registered",
+            evidence=f"copyreg extension {code}",
+            details={"count": len(machine.extensions)}))
+    for offset in machine.dynamic_imports[:1]:
+        ctx.add(PICKLE_DYNAMIC_IMPORT.finding(
+            location.at(offset=offset), "pickle imports a name that is not a string constant",
+            details={"count": len(machine.dynamic_imports)}))
+    for offset, what in machine.indirect_calls[:1]:
+        ctx.add(PICKLE_INDIRECT_CALL.finding(
+            location.at(offset=offset), what, details={"count": len(machine.indirect_calls)}))
+    return safe
+
+
+def _size(reader: Reader, end: int) -> str:
+    return "bytes" if reader.size is None else f"{reader.size - end} bytes"
+
+
+def looks_like_pickle(data: bytes, *, at_eof: bool) -> bool:
+    """Whether ``data`` starts a pickle: its first opcodes decode and run cleanly.
+
+    True when a STOP is reached, or :data:`SNIFF_OPS` opcodes run without error before
+    ``data`` runs out (``at_eof``: ``data`` is all there is, so a STOP is required). Text
+    that happens to start with an opcode byte (a README starting with ``(``) fails fast:
+    stack underflows, missing memo entries, unknown opcodes.
+    """
+    if not data:
+        return False
+    if data[0] == 0x80:
+        return len(data) > 1 and data[1] <= 5
+    reader = Reader(io.BytesIO(data))
+    machine = Machine(reader, Limits())
+    try:
+        machine.run()
+    except Malformed as exc:
+        return exc.truncated and not at_eof and machine.ops >= SNIFF_OPS
+    except LimitReached:
+        return False
+    return True
 
 
 class PickleScanner(Scanner):
+    """Any pickle stream, recognised by decoding its first opcodes. Runs after specific
+    formats (a torch zip, a numpy file) since a pickle has no magic of its own."""
+
     name = "pickle"
-    priority = 500
+    priority = 900
 
     def sniff(self, source: Source) -> bool:
-        head = source.head(2)
-        return len(head) == 2 and head[0] == 0x80 and 0 < head[1] <= 5
+        head = source.head(SNIFF_BYTES)
+        at_eof = len(head) < SNIFF_BYTES or source.size == len(head)
+        return looks_like_pickle(head, at_eof=at_eof)
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
-        ctx.examined(source.location, self.name)
         with source.open() as f:
-            scan_pickle_stream(f, source.location, ctx)
+            result = scan_pickle_stream(f, source.location, ctx)
+        ctx.examined(source.location, "joblib" if result.joblib else self.name)

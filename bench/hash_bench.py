@@ -1,0 +1,264 @@
+"""Manifest hashing benchmark: ``mlward manifest create`` beside ``sha256sum``, single-threaded
+hashlib and model_signing's hashing, on one 4 GiB file and on 20,000 small files.
+
+Each tool runs as a subprocess through GNU time (peak RSS, CPU time); wall time is measured
+here. Inputs are generated into ``bench/out/hash/`` (reused on later runs) and read once before
+the runs so the page cache is warm. The machine's parallel limit for SHA-256 (cores x one
+core's hashlib rate on an in-memory buffer) is measured in the same run.
+
+Run it from the bench venv (``bash bench/setup.sh`` makes it)::
+
+    bench/.venv/bin/python bench/hash_bench.py [--write-readme] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+README = BENCH / "README.md"
+BEGIN, END = "<!-- hash_bench:begin -->", "<!-- hash_bench:end -->"
+TIME = "/usr/bin/time"
+MiB = 1 << 20
+BIG = 4 << 30
+SMALL_FILES = 20_000
+
+HASHLIB_ONE_THREAD = """
+import hashlib, os, sys
+buf = bytearray(1 << 20)
+view = memoryview(buf)
+for top in sys.argv[1:]:
+    for folder, _, names in os.walk(top):
+        for name in sorted(names):
+            h = hashlib.sha256()
+            with open(os.path.join(folder, name), "rb", buffering=0) as f:
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+            print(h.hexdigest(), name)
+"""
+
+MODEL_SIGNING = """
+import sys
+from model_signing import hashing
+config = hashing.Config()
+if sys.argv[1] == "shards":
+    config.use_shard_serialization(hashing_algorithm=sys.argv[2])
+else:
+    config.use_file_serialization(hashing_algorithm=sys.argv[2])
+manifest = config.hash(sys.argv[3])
+print(len(list(manifest.resource_descriptors())))
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: Path
+    files: int
+    size: int
+
+
+def make_inputs(out: Path) -> list[Case]:
+    big_dir = out / "big"
+    big = big_dir / "big.bin"
+    if not (out / "big.done").exists():
+        big_dir.mkdir(parents=True, exist_ok=True)
+        block = random.Random(4).randbytes(64 * MiB)
+        with open(big, "wb") as f:
+            for n in range(BIG // len(block)):
+                f.write(bytes([n % 256]) + block[1:])
+        (out / "big.done").touch()
+    small = out / "small"
+    if not (out / "small.done").exists():
+        rng = random.Random(20_000)
+        for i in range(SMALL_FILES):
+            folder = small / f"{i // 1000:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i:05d}.bin").write_bytes(rng.randbytes(rng.randrange(512, 8192)))
+        (out / "small.done").touch()
+    return [Case("one 4 GiB file", big_dir, 1, big.stat().st_size),
+            Case("20,000 small files", small, SMALL_FILES, folder_bytes(small))]
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def warm(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb", buffering=0) as f:
+                while f.read(16 * MiB):
+                    pass
+
+
+def one_core_sha256_rate() -> float:
+    """Bytes per second of hashlib SHA-256 on one core, best of three, from memory."""
+    data = random.Random(1).randbytes(512 * MiB)
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        hashlib.sha256(data).digest()
+        best = max(best, len(data) / (time.perf_counter() - start))
+    return best
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    argv: list[str]
+    shell: bool = False
+
+
+def tools(case: Case, tmp: Path) -> list[Tool]:
+    mlward = str(VENV_BIN / "mlward")
+    py = sys.executable
+    target = str(case.path)
+    return [
+        Tool("mlward (sha256, sharded)",
+             [mlward, "manifest", "create", target, "-o", str(tmp / "m.json")]),
+        Tool("mlward (sha256, --whole-file)",
+             [mlward, "manifest", "create", target, "-o", str(tmp / "m.json"), "--whole-file"]),
+        Tool("mlward (blake3)",
+             [mlward, "manifest", "create", target, "-o", str(tmp / "m.json"),
+              "--hash", "blake3"]),
+        Tool("sha256sum (coreutils)",
+             ["sh", "-c", f"find {shlex.quote(target)} -type f -print0 | xargs -0 sha256sum"
+              " > /dev/null"]),
+        Tool("hashlib, one thread", [py, "-c", HASHLIB_ONE_THREAD, target]),
+        Tool("model_signing (files, sha256)", [py, "-c", MODEL_SIGNING, "files", "sha256",
+                                               target]),
+        Tool("model_signing (shards, sha256)", [py, "-c", MODEL_SIGNING, "shards", "sha256",
+                                                target]),
+        Tool("model_signing (files, blake3)", [py, "-c", MODEL_SIGNING, "files", "blake3",
+                                               target]),
+    ]
+
+
+@dataclass(frozen=True)
+class Result:
+    tool: str
+    case: str
+    seconds: float
+    rss_mib: float
+    cpu: float
+    rc: int
+
+
+def measure(tool: Tool, case: Case, repeat: int) -> Result:
+    best: Result | None = None
+    for _ in range(repeat):
+        with tempfile.NamedTemporaryFile("r", suffix=".time") as stats:
+            start = time.perf_counter()
+            proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", stats.name, *tool.argv],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, check=False)
+            seconds = time.perf_counter() - start
+            rss_kib, user, system = stats.read().split()[-3:]
+        if proc.returncode != 0:
+            print(f"{tool.name} on {case.name}: exit {proc.returncode}: {proc.stderr[-500:]}",
+                  file=sys.stderr)
+        result = Result(tool.name, case.name, seconds, int(rss_kib) / 1024,
+                        float(user) + float(system), proc.returncode)
+        if best is None or result.seconds < best.seconds:
+            best = result
+    assert best is not None
+    return best
+
+
+def render(cases: list[Case], results: list[Result], limit: float, core: float,
+           command: str) -> str:
+    cores = os.cpu_count() or 1
+    lines = [
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}, "
+        f"{cores} cores, page cache warm, best of the runs. Command: `{command}`",
+        "",
+        f"SHA-256 parallel limit of this machine: {cores} cores x {core / 1e9:.2f} GB/s "
+        f"(one core, hashlib, in memory) = **{limit / 1e9:.2f} GB/s**.",
+        "",
+    ]
+    big, small = cases
+    lines += ["| tool | 4 GiB file: s | GB/s | % of limit | 20,000 files: s | files/s | GB/s "
+              "| peak RSS MiB (big / small) |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    by = {(r.tool, r.case): r for r in results}
+    for name in dict.fromkeys(r.tool for r in results):
+        b, s = by[(name, big.name)], by[(name, small.name)]
+        flag = "" if b.rc == 0 and s.rc == 0 else f" (exit {b.rc}/{s.rc})"
+        lines.append(
+            f"| {name}{flag} | {b.seconds:.2f} | {big.size / b.seconds / 1e9:.2f} | "
+            f"{100 * big.size / b.seconds / limit:.0f}% | {s.seconds:.2f} | "
+            f"{small.files / s.seconds:,.0f} | {small.size / s.seconds / 1e9:.3f} | "
+            f"{b.rss_mib:.0f} / {s.rss_mib:.0f} |")
+    lines += ["", f"Versions: mlward {version('mlward')}, model-signing "
+              f"{version('model-signing')}, blake3 {version('blake3')}, Python "
+              f"{platform.python_version()}; small files total {small.size / MiB:.0f} MiB."]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def write_readme(section: str) -> None:
+    text = README.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{BEGIN}\n{section}{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write-readme", action="store_true",
+                        help="put the table in bench/README.md")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per tool and input")
+    parser.add_argument("--tools", help="comma-separated tool name prefixes to run")
+    args = parser.parse_args(argv)
+    out = BENCH / "out" / "hash"
+    out.mkdir(parents=True, exist_ok=True)
+    cases = make_inputs(out)
+    core = one_core_sha256_rate()
+    limit = core * (os.cpu_count() or 1)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            warm(case.path)
+            for tool in tools(case, Path(tmp)):
+                if args.tools and not any(tool.name.startswith(t)
+                                          for t in args.tools.split(",")):
+                    continue
+                result = measure(tool, case, args.repeat)
+                print(f"{case.name:>20}  {tool.name:<32} {result.seconds:8.2f} s "
+                      f"{result.rss_mib:7.0f} MiB  exit {result.rc}", flush=True)
+                results.append(result)
+    command = "bench/.venv/bin/python bench/hash_bench.py" + " ".join(
+        [""] + (argv if argv is not None else sys.argv[1:]))
+    section = render(cases, results, limit, core, command.strip())
+    print(section)
+    if args.write_readme:
+        write_readme(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""Model-scanner benchmark: mlward beside picklescan, ModelScan, fickling and modelaudit.
+
+Each tool runs as a subprocess, through its CLI the way a user runs it, on the same inputs,
+generated here into ``bench/out/`` (and reused on later runs):
+
+* small:   2,000 small pickles (protocols 0-5; dicts, lists, strings, numbers) in one folder
+* torch:   ``torch.save`` of a state_dict, twice with the same 128 tensor names and shapes'
+           count: about 200 MB and over 2 GB of float32 tensors (only tensor bytes differ)
+* dicts:   one pickle of 500,000 small dicts (about 13 MB)
+* evil:    one pickle calling ``os.system`` (built from raw opcodes, never loaded): a tool
+           that does not flag it is not looking, however fast it is
+
+Wall time is measured here; peak RSS and CPU time come from GNU time launching the tool
+(peak RSS of the largest process in the tool's tree). Each tool's exit code and verdict are recorded beside its numbers.
+
+Run it from the bench venv (``bash bench/setup.sh`` makes it)::
+
+    bench/.venv/bin/python bench/pickle_scan.py [--write-readme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import random
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+README = BENCH / "README.md"
+BEGIN, END = "<!-- pickle_scan:begin -->", "<!-- pickle_scan:end -->"
+MiB = 1 << 20
+TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
+
+SMALL_FILES = 2000
+TENSORS = 128
+TORCH_SIZES = {"torch-200M": 200 * 10**6, "torch-2G": 2 * 2**30 + 64 * MiB}
+DICTS = 500_000
+# A pickle whose loading would run `echo` through os.system. Never loaded here.
+EVIL = b"\x80\x02cos\nsystem\nX\x11\x00\x00\x00echo mlward-bench\x85R."
+
+
+# --- inputs ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: Path
+    what: str
+
+
+def small_pickles(folder: Path) -> None:
+    rng = random.Random(2026)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(SMALL_FILES):
+        obj = {
+            "name": f"layer{i}",
+            "shape": [rng.randrange(1, 512) for _ in range(rng.randrange(1, 4))],
+            "lr": rng.random(),
+            "tags": ["a" * rng.randrange(0, 20), None, True],
+            "nested": {"k": list(range(rng.randrange(0, 50)))},
+        }
+        data = pickle.dumps(obj if i % 3 else [obj, (i, str(i))], protocol=i % 6)
+        (folder / f"{i:05d}.pkl").write_bytes(data)
+
+
+def torch_checkpoint(path: Path, tensor_bytes: int) -> None:
+    import torch
+
+    per = tensor_bytes // TENSORS // 4  # float32 elements per tensor
+    cols = 1024
+    state = {
+        f"layers.{i}.weight": torch.zeros((max(1, per // cols), cols), dtype=torch.float32)
+        for i in range(TENSORS)
+    }
+    torch.save(state, path)
+
+
+def dicts_pickle(path: Path) -> None:
+    obj = [{"id": i, "v": i * 0.5, "s": "x"} for i in range(DICTS)]
+    path.write_bytes(pickle.dumps(obj))
+
+
+def make_inputs(out: Path) -> list[Case]:
+    """Generate what is missing (a ``.done`` stamp marks each finished input)."""
+
+    def ensure(path: Path, build: Callable[[Path], None]) -> Path:
+        stamp = path.with_name(path.name + ".done")
+        if not stamp.exists():
+            print(f"generating {path.name} ...", file=sys.stderr, flush=True)
+            build(path)
+            stamp.touch()
+        return path
+
+    cases = [Case("small", ensure(out / "small", small_pickles),
+                  f"{SMALL_FILES:,} small pickles in one folder")]
+    for name, size in TORCH_SIZES.items():
+        p = ensure(out / f"{name}.pt", lambda p, size=size: torch_checkpoint(p, size))
+        cases.append(Case(name, p, f"torch.save, {TENSORS} float32 tensors"))
+    cases.append(Case("dicts", ensure(out / "dicts.pkl", dicts_pickle),
+                      f"pickle of {DICTS:,} small dicts"))
+    cases.append(Case("evil", ensure(out / "evil.pkl", lambda p: p.write_bytes(EVIL)),
+                      "one pickle calling os.system"))
+    return cases
+
+
+def input_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir())
+    return path.stat().st_size
+
+
+def warm_page_cache(path: Path) -> None:
+    """Read every input once so all tools start from the same (cached) state."""
+    for p in sorted(path.iterdir()) if path.is_dir() else [path]:
+        with open(p, "rb") as f:
+            while f.read(16 * MiB):
+                pass
+
+
+# --- tools ----------------------------------------------------------------------------
+
+# fickling's CLI takes one pickle stream; a folder or a PyTorch zip goes through its library
+# (scan_file / scan_zip_archive), the way its README shows for those inputs.
+FICKLING_API = """
+import json, sys, zipfile
+from pathlib import Path
+import fickling
+from fickling.analysis import Severity
+target = Path(sys.argv[1])
+if target.is_dir():
+    results = [fickling.scan_file(str(p), graceful=True) for p in sorted(target.iterdir())]
+else:
+    results = list(fickling.scan_zip_archive(str(target), graceful=True).values())
+print(json.dumps({"files": len(results),
+                  "unsafe": sum(r.severity > Severity.LIKELY_SAFE for r in results),
+                  "errors": sum(bool(r.errors) for r in results)}))
+"""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    dist: str  # the distribution whose version the table shows
+    argv: Callable[[Case, Path], list[str]]  # (case, report file) -> command line
+    verdict: Callable[[int, str, Path], str]  # (exit code, output, report file) -> summary
+
+
+def _bin(name: str) -> str:
+    return str(VENV_BIN / name)
+
+
+def _mlward_verdict(rc: int, out: str, report: Path) -> str:
+    s = json.loads(report.read_text())["summary"]
+    bad = {k: v for k, v in s["findings"].items() if v}
+    flagged = ", ".join(f"{v} {k}" for k, v in bad.items()) or "clean"
+    extra = f", {s['inconclusive']} inconclusive" if s["inconclusive"] else ""
+    return f"{s['examined']} examined, {flagged}{extra}"
+
+
+def _picklescan_verdict(rc: int, out: str, report: Path) -> str:
+    scanned = re.search(r"Scanned files: (\d+)", out)
+    infected = re.search(r"Infected files: (\d+)", out)
+    if not scanned or not infected:
+        return "no summary"
+    n = int(infected[1])
+    return f"{scanned[1]} scanned, " + (f"{n} infected" if n else "clean")
+
+
+def _modelscan_verdict(rc: int, out: str, report: Path) -> str:
+    d = json.loads(report.read_text())
+    s = d["summary"]
+    n = s["total_issues"]
+    errors = f", {len(d['errors'])} errors" if d.get("errors") else ""
+    return (f"{s['scanned']['total_scanned']} scanned, "
+            + (f"{n} issues" if n else "clean") + errors)
+
+
+def _fickling_cli_verdict(rc: int, out: str, report: Path) -> str:
+    if not report.exists():
+        return "no report (could not parse)"
+    return f"1 scanned, {json.loads(report.read_text())['severity']}"
+
+
+def _fickling_api_verdict(rc: int, out: str, report: Path) -> str:
+    d = json.loads(out.strip().splitlines()[-1])
+    errors = f", {d['errors']} errors" if d["errors"] else ""
+    return f"{d['files']} scanned, " + (f"{d['unsafe']} unsafe" if d["unsafe"] else "clean") \
+        + errors
+
+
+def _modelaudit_verdict(rc: int, out: str, report: Path) -> str:
+    d = json.loads(report.read_text())
+    serious = [i for i in d["issues"] if i.get("severity") in ("critical", "warning")]
+    worst = "critical" if any(i["severity"] == "critical" for i in serious) else "warning"
+    return f"{d['files_scanned']} scanned, " + \
+        (f"{len(serious)} issues ({worst})" if serious else "clean")
+
+
+def _fickling_argv(case: Case, report: Path) -> list[str]:
+    if case.path.is_dir() or case.name.startswith("torch"):
+        return [_bin("python"), "-c", FICKLING_API, str(case.path)]
+    return [_bin("fickling"), "--check-safety", "--json-output", str(report), str(case.path)]
+
+
+def _fickling_verdict(rc: int, out: str, report: Path) -> str:
+    if report.exists():
+        return _fickling_cli_verdict(rc, out, report)
+    try:
+        return _fickling_api_verdict(rc, out, report)
+    except (ValueError, IndexError, KeyError):
+        return "no report (could not parse)"
+
+
+TOOLS = [
+    Tool("mlward", "mlward",
+         lambda c, r: [_bin("mlward"), "scan", "-q", "-f", "json", "-o", str(r), str(c.path)],
+         _mlward_verdict),
+    Tool("picklescan", "picklescan",
+         lambda c, r: [_bin("picklescan"), "-p", str(c.path)],
+         _picklescan_verdict),
+    Tool("modelscan", "modelscan",
+         lambda c, r: [_bin("modelscan"), "-p", str(c.path), "-r", "json", "-o", str(r)],
+         _modelscan_verdict),
+    Tool("fickling", "fickling", _fickling_argv, _fickling_verdict),
+    Tool("modelaudit", "modelaudit",
+         lambda c, r: [_bin("modelaudit"), "scan", "--no-cache", "-f", "json", "-o", str(r),
+                       str(c.path)],
+         _modelaudit_verdict),
+]
+
+
+# --- measuring ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    case: str
+    tool: str
+    command: str
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float
+    exit_code: int | None  # None: killed at the timeout
+    verdict: str
+
+
+def measure(tool: Tool, case: Case, out: Path, timeout: float) -> Run:
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    report = logs / f"{case.name}.{tool.name}.report.json"
+    report.unlink(missing_ok=True)
+    log = logs / f"{case.name}.{tool.name}.log"
+    usage = logs / f"{case.name}.{tool.name}.time"
+    argv = tool.argv(case, report)
+    # GNU time launches the tool, so the peak RSS is the tool's own: a child forked straight
+    # from this (larger) Python process would inherit its high-water mark.
+    timed = [TIME, "-f", "%M %U %S", "-o", str(usage), *argv]
+    env = {**os.environ, "PROMPTFOO_DISABLE_TELEMETRY": "1"}  # modelaudit's PostHog events
+    with open(log, "wb") as sink:
+        start = time.perf_counter()
+        proc = subprocess.Popen(timed, stdout=sink, stderr=subprocess.STDOUT, cwd=logs,
+                                env=env, start_new_session=True)
+        try:
+            exit_code: int | None = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            exit_code = None
+        wall = time.perf_counter() - start
+    text = log.read_text(errors="replace")
+    try:
+        verdict = "timeout" if exit_code is None else tool.verdict(exit_code, text, report)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        verdict = f"no verdict ({type(exc).__name__})"
+    fields = usage.read_text().splitlines()[-1].split() if exit_code is not None else []
+    rss_kib, user, system = (float(f) for f in fields) if len(fields) == 3 else (0, 0, 0)
+    return Run(case.name, tool.name, shlex.join(argv), round(wall, 3), round(user + system, 2),
+               round(rss_kib / 1024, 1), exit_code, verdict)
+
+
+# --- report ---------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    mem = next(int(line.split()[1]) for line in open("/proc/meminfo")
+               if line.startswith("MemTotal"))
+    return (f"{os.cpu_count()} CPUs ({cpu}), {mem / 2**20:.0f} GiB RAM, "
+            f"Linux {platform.release()}, Python {platform.python_version()}")
+
+
+def ratio(peer: float, ours: float) -> str:
+    return f"{peer / ours:.1f}×" if ours > 0 else "–"
+
+
+def render(cases: list[Case], runs: list[Run], command: str) -> str:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    versions = ", ".join(f"{t.name} {version(t.dist)}" for t in TOOLS)
+    lines = [
+        f"Measured {when} on {machine()}.",
+        f"Tools: {versions}; torch {version('torch')} (generates the checkpoints).",
+        "",
+        "Command:",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        "Time is wall-clock seconds, memory is peak RSS; `×` columns are the peer's figure "
+        "divided by mlward's (above 1 means mlward is faster / smaller). Inputs are in the "
+        "page cache for every tool.",
+    ]
+    by = {(r.case, r.tool): r for r in runs}
+    for case in cases:
+        size = input_bytes(case.path)
+        lines += ["", f"#### {case.name}: {case.what} ({size / MiB:,.1f} MiB)", "",
+                  "| tool | time s | peak MiB | CPU s | exit | verdict | time × | memory × |",
+                  "|---|---:|---:|---:|---:|---|---:|---:|"]
+        ours = by.get((case.name, "mlward"))
+        for t in TOOLS:
+            r = by.get((case.name, t.name))
+            if r is None:
+                continue
+            rel_t = ratio(r.wall_s, ours.wall_s) if ours and t.name != "mlward" else ""
+            rel_m = ratio(r.peak_rss_mib, ours.peak_rss_mib) if ours and t.name != "mlward" \
+                else ""
+            exit_code = "killed" if r.exit_code is None else str(r.exit_code)
+            lines.append(f"| {t.name} | {r.wall_s:.2f} | {r.peak_rss_mib:,.0f} | {r.cpu_s:.2f} "
+                         f"| {exit_code} | {r.verdict} | {rel_t} | {rel_m} |")
+    small, big = list(TORCH_SIZES)
+    rows = [(t.name, by.get((small, t.name)), by.get((big, t.name))) for t in TOOLS]
+    rows = [(n, a, b) for n, a, b in rows if a and b]
+    if rows:
+        lines += ["", "#### Does time grow with tensor bytes? (2 GB time / 200 MB time)", "",
+                  f"| tool | {small} s | {big} s | growth |", "|---|---:|---:|---:|"]
+        lines += [f"| {n} | {a.wall_s:.2f} | {b.wall_s:.2f} | {ratio(b.wall_s, a.wall_s)} |"
+                  for n, a, b in rows]
+    lines += ["", "Commands per tool (one case shown; the path changes):", ""]
+    first = cases[0].name
+    lines += [f"- {t.name}: `{by[(first, t.name)].command}`"
+              for t in TOOLS if (first, t.name) in by]
+    return "\n".join(lines)
+
+
+def write_readme(section: str) -> None:
+    text = README.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    new = text[:start] + "\n" + section + "\n" + text[end:]
+    tmp = README.with_name(README.name + ".tmp")
+    tmp.write_text(new)
+    tmp.replace(README)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=BENCH / "out",
+                   help="where inputs, logs and results go (default: bench/out)")
+    p.add_argument("--tools", default=",".join(t.name for t in TOOLS),
+                   help="comma-separated tools to run (default: all)")
+    p.add_argument("--cases", default="small,torch-200M,torch-2G,dicts,evil",
+                   help="comma-separated cases to run (default: all)")
+    p.add_argument("--timeout", type=float, default=900,
+                   help="seconds before a tool's run is killed (default: 900)")
+    p.add_argument("--write-readme", action="store_true",
+                   help="replace the results section of bench/README.md")
+    args = p.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    wanted_tools = args.tools.split(",")
+    wanted_cases = args.cases.split(",")
+    cases = [c for c in make_inputs(args.out) if c.name in wanted_cases]
+    runs: list[Run] = []
+    for case in cases:
+        warm_page_cache(case.path)
+        for tool in TOOLS:
+            if tool.name not in wanted_tools:
+                continue
+            run = measure(tool, case, args.out, args.timeout)
+            print(f"{case.name:11} {tool.name:11} {run.wall_s:8.2f} s {run.peak_rss_mib:8.0f} "
+                  f"MiB  exit {run.exit_code}  {run.verdict}", file=sys.stderr, flush=True)
+            runs.append(run)
+    (args.out / "pickle_scan.json").write_text(json.dumps([asdict(r) for r in runs], indent=1))
+    command = shlex.join(["bench/.venv/bin/python", "bench/pickle_scan.py",
+                          *(argv if argv is not None else sys.argv[1:])])
+    section = render(cases, runs, command)
+    if args.write_readme:
+        write_readme(section)
+    else:
+        print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

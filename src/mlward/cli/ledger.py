@@ -1,0 +1,258 @@
+"""``mlward ledger ...``: the project's tamper-evident audit ledger."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlward.errors import UsageError
+
+EXIT_OK, EXIT_TAMPERED, EXIT_ERROR = 0, 1, 2
+
+
+def register(sub: Any) -> None:
+    ledger = sub.add_parser(
+        "ledger", help="the tamper-evident audit ledger: append, log, verify, prove, export",
+        description="Every security-relevant mlward command appends an entry to the project's "
+        "ledger (a Merkle log, RFC 9162). The ledger is found in .mlward/ (walking up from "
+        "the current directory), or at --db / MLWARD_DB.",
+        epilog="Exit codes: 0 ok; 1 verification found tampering; 2 usage or ledger error.")
+    commands = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)
+
+    append = _command(commands, "append", "append an entry (for scripts and hooks)")
+    append.add_argument("--action", required=True, help="what happened, e.g. deploy, model.push")
+    append.add_argument("--resource", required=True, help="what it happened to (path or URI)")
+    append.add_argument("--outcome", default="ok", help="e.g. ok, pass, fail (default: ok)")
+    append.add_argument("--digest", action="append", default=[], metavar="ALG:HEX",
+                        help="a content digest, e.g. sha256:ab12... (repeatable)")
+    append.add_argument("--details", metavar="JSON", help="a JSON object with more detail")
+    append.add_argument("--actor", help="who (default: the current user)")
+    append.set_defaults(func=run_append)
+
+    log = _command(commands, "log", "list entries: who did what, where and when")
+    log.add_argument("--actor", help="only this user")
+    log.add_argument("--action", help="only this action (and its sub-actions: manifest "
+                     "matches manifest.create)")
+    log.add_argument("--resource", metavar="TEXT", help="only resources containing TEXT")
+    log.add_argument("--since", metavar="TIME", help="from this UTC date or time (ISO 8601)")
+    log.add_argument("--until", metavar="TIME", help="before this UTC date or time (ISO 8601)")
+    log.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+    log.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    log.set_defaults(func=run_log)
+
+    verify = _command(commands, "verify", "recompute the tree and check every checkpoint",
+                      "Recompute every leaf and node from the entries, compare with the stored "
+                      "tree and every checkpoint, and name the first entry that was edited, "
+                      "deleted, inserted or reordered. With --file, verify an export offline; "
+                      "with --receipt, a tlog-proof receipt.")
+    verify.add_argument("--file", type=Path, metavar="EXPORT",
+                        help="verify an export (from `ledger export`) instead of the database")
+    verify.add_argument("--receipt", type=Path, metavar="FILE",
+                        help="verify a receipt (from `ledger prove`)")
+    verify.add_argument("--key", metavar="VERIFIER",
+                        help="the verifier key (name+id+key) or a file holding it; default: "
+                        "the project's")
+    verify.add_argument("--checkpoint", type=Path, action="append", default=[], metavar="FILE",
+                        help="also check the ledger against this signed checkpoint (e.g. one "
+                        "kept by a third party: detects a rollback)")
+    verify.add_argument("-f", "--format", choices=("text", "json"), default="text")
+    verify.set_defaults(func=run_verify)
+
+    prove = _command(commands, "prove", "a receipt proving an entry is in the ledger",
+                     "Sign a checkpoint of the current tree and print a c2sp.org/tlog-proof@v1 "
+                     "receipt for ENTRY (its index): the entry, its inclusion proof and the "
+                     "signed checkpoint. `mlward ledger verify --receipt FILE --key KEY` checks "
+                     "it offline.")
+    prove.add_argument("entry", type=int, metavar="ENTRY", help="the entry's index")
+    prove.add_argument("-o", "--output", type=Path, metavar="FILE",
+                       help="write the receipt to FILE (.tlog-proof)")
+    prove.set_defaults(func=run_prove)
+
+    checkpoint = _command(commands, "checkpoint", "sign and print a checkpoint of the tree",
+                          "Sign a C2SP checkpoint (origin, size, root) of the current tree "
+                          "with the ledger key, store it, and print it. Keep a copy elsewhere: "
+                          "`verify --checkpoint` then detects a rollback.")
+    checkpoint.set_defaults(func=run_checkpoint)
+
+    export = _command(commands, "export", "write the entries and a signed checkpoint to a file",
+                      "Write a header line with a fresh signed checkpoint and the verifier key, "
+                      "then every entry as one canonical JSON line. `mlward ledger verify "
+                      "--file EXPORT --key KEY` checks it offline.")
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    export.set_defaults(func=run_export)
+
+
+def _command(commands: Any, name: str, summary: str,
+             description: str | None = None) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add_parser(name, help=summary,
+                                                     description=description or summary)
+    p.add_argument("--db", metavar="URL",
+                   help="the ledger database (a SQLite path or postgresql://...); default: "
+                   "MLWARD_DB, else the project's")
+    return p
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from mlward.ledger import open_ledger
+
+    return open_ledger(args.db)
+
+
+def run_append(args: argparse.Namespace) -> int:
+    from mlward.ledger import Event
+
+    digests = {}
+    for text in args.digest:
+        alg, sep, value = text.partition(":")
+        if not sep or not alg or not value:
+            raise UsageError(f"--digest {text!r}: expected ALG:HEX")
+        digests[alg] = value
+    details: Any = {}
+    if args.details:
+        try:
+            details = json.loads(args.details)
+        except ValueError as exc:
+            raise UsageError(f"--details is not JSON: {exc}") from None
+        if not isinstance(details, dict):
+            raise UsageError("--details must be a JSON object")
+    extra = {"actor": args.actor} if args.actor else {}
+    event = Event(action=args.action, resource=args.resource, outcome=args.outcome,
+                  digests=digests, details=details, **extra)
+    with _open(args) as ledger:
+        (entry,) = ledger.append([event])
+    print(f"entry {entry.index} {entry.leaf_hash().hex()}")
+    return EXIT_OK
+
+
+def _time_bound(text: str | None, flag: str) -> str | None:
+    from mlward.ledger.entry import format_time
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected an ISO 8601 date or time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return format_time(moment)
+
+
+def run_log(args: argparse.Namespace) -> int:
+    from mlward.ledger.store import Filters
+
+    filters = Filters(actor=args.actor, action=args.action, resource=args.resource,
+                      since=_time_bound(args.since, "--since"),
+                      until=_time_bound(args.until, "--until"))
+    with _open(args) as ledger:
+        entries = ledger.log(filters, args.limit)
+    if args.format == "json":
+        print(json.dumps([e.to_json() for e in entries], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("#", "time (UTC)", "actor@host", "action", "resource", "outcome"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        ev = e.event
+        table.add_row(str(e.index), ev.time[:19].replace("T", " "), f"{ev.actor}@{ev.host}",
+                      ev.action, ev.resource, ev.outcome)
+    Console(soft_wrap=False).print(table)
+    return EXIT_OK
+
+
+def _verifier(args: argparse.Namespace) -> Any:
+    from mlward.ledger.note import NoteVerifier
+
+    if args.key:
+        text = args.key
+        path = Path(text)
+        if "+" not in text or path.is_file():
+            text = path.read_text(encoding="utf-8")
+        return NoteVerifier.parse(text)
+    from mlward.ledger.project import find_project
+
+    folder = find_project()
+    if folder is not None and (folder / "keys" / "ledger.pub").is_file():
+        return NoteVerifier.parse((folder / "keys" / "ledger.pub").read_text(encoding="utf-8"))
+    return None
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from mlward.ledger import verify_export
+    from mlward.ledger.note import Receipt
+
+    if args.receipt is not None:
+        verifier = _verifier(args)
+        if verifier is None:
+            raise UsageError("verifying a receipt needs --key (the ledger's verifier key)")
+        receipt = Receipt.parse(args.receipt.read_text(encoding="utf-8"))
+        from mlward.ledger import LedgerError
+
+        try:
+            checkpoint = receipt.verify(verifier)
+        except LedgerError as exc:
+            print(f"receipt INVALID: {exc}")
+            return EXIT_TAMPERED
+        print(f"receipt ok: entry {receipt.index} is in {checkpoint.origin} "
+              f"(tree size {checkpoint.size}), signed by {verifier.name}")
+        return EXIT_OK
+    if args.file is not None:
+        verifier = _verifier(args)
+        result = verify_export(args.file, verifier)
+        if verifier is None:
+            print("note: no --key given; the checkpoint was checked with the key the export "
+                  "names, which proves consistency, not who signed it", file=sys.stderr)
+    else:
+        with _open(args) as ledger:
+            if args.key:
+                ledger.verifier = _verifier(args)
+            notes = [p.read_text(encoding="utf-8") for p in args.checkpoint]
+            result = ledger.verify(notes)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    elif result.ok:
+        print(f"ledger ok: {result.size} entries, root {result.root.hex()}, "
+              f"{result.checkpoints} checkpoint(s) consistent")
+    else:
+        first = result.first
+        assert first is not None
+        where = f"entry {first.index}" if first.index is not None else "the ledger"
+        print(f"TAMPERING DETECTED at {where}: {first.message}")
+        for p in result.problems:
+            if p is not first:
+                print(f"  also: {p.message}")
+    return EXIT_OK if result.ok else EXIT_TAMPERED
+
+
+def run_prove(args: argparse.Namespace) -> int:
+    from mlward.io import atomic_write_text
+
+    with _open(args) as ledger:
+        receipt = str(ledger.receipt(args.entry))
+    if args.output is not None:
+        atomic_write_text(args.output, receipt)
+    else:
+        sys.stdout.write(receipt)
+    return EXIT_OK
+
+
+def run_checkpoint(args: argparse.Namespace) -> int:
+    with _open(args) as ledger:
+        sys.stdout.write(ledger.checkpoint())
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    with _open(args) as ledger:
+        count = ledger.export(args.output)
+        verifier = ledger.verifier
+    print(f"exported {count} entries to {args.output}")
+    print(f"verify offline: mlward ledger verify --file {args.output} --key '{verifier}'")
+    return EXIT_OK

@@ -1,0 +1,102 @@
+"""Dependency results as a CycloneDX 1.6 JSON BOM with its ``vulnerabilities`` section.
+
+One component per distinct package and version (unpinned requirements keep their range in a
+property), one vulnerability per flaw and component, with its aliases as references, its CVSS
+rating, the fixed versions as a recommendation and the affected version or range. Built with
+cyclonedx-python-lib (the ``sbom`` extra).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from mlward._version import __version__
+from mlward.errors import MissingExtra
+from mlward.findings import Severity
+
+if TYPE_CHECKING:
+    from mlward.scanners.deps import DependencyResult
+
+_SEVERITY = {Severity.CRITICAL: "critical", Severity.HIGH: "high", Severity.MEDIUM: "medium",
+             Severity.LOW: "low", Severity.INFO: "info"}
+
+
+def _source(vid: str) -> tuple[str, str]:
+    if vid.startswith("GHSA-"):
+        return "GitHub Advisory Database", f"https://github.com/advisories/{vid}"
+    if vid.startswith("CVE-"):
+        return "NVD", f"https://nvd.nist.gov/vuln/detail/{vid}"
+    return "OSV", f"https://osv.dev/vulnerability/{vid}"
+
+
+def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
+    """The BOM as CycloneDX 1.6 JSON text."""
+    try:
+        from cyclonedx.model import Property, XsUri
+        from cyclonedx.model.bom import Bom
+        from cyclonedx.model.component import Component, ComponentType
+        from cyclonedx.model.vulnerability import (
+            BomTarget,
+            BomTargetVersionRange,
+            Vulnerability,
+            VulnerabilityRating,
+            VulnerabilityReference,
+            VulnerabilityScoreSource,
+            VulnerabilitySeverity,
+            VulnerabilitySource,
+        )
+        from cyclonedx.output.json import JsonV1Dot6
+        from packageurl import PackageURL
+    except ImportError as exc:
+        raise MissingExtra("cyclonedx-python-lib", "sbom") from exc
+
+    bom = Bom()
+    bom.metadata.component = Component(name="mlward dependency audit", version=__version__,
+                                       type=ComponentType.APPLICATION, bom_ref="mlward-audit")
+    components: dict[str, Component] = {}
+    for r in results:
+        d = r.dependency
+        if d.unresolvable:
+            continue
+        version = d.version
+        ref = f"pkg:pypi/{d.key}" + (f"@{version}" if version else f"#{d.specifier or 'any'}")
+        if ref not in components:
+            props = [Property(name="mlward:declared-in", value=str(d.location))]
+            if not version:
+                props.append(Property(name="mlward:requirement", value=d.specifier or "any"))
+            components[ref] = Component(
+                name=d.key, version=version, bom_ref=ref, properties=props,
+                purl=PackageURL(type="pypi", name=d.key, version=version))
+            bom.components.add(components[ref])
+        for v in r.result.vulnerabilities:
+            name, url = _source(v.id)
+            rating = VulnerabilityRating(
+                source=VulnerabilitySource(name=name, url=XsUri(url)),
+                severity=VulnerabilitySeverity(_SEVERITY[v.severity])
+                if v.severity is not None else VulnerabilitySeverity.UNKNOWN,
+                score=Decimal(str(v.score)) if v.score is not None else None,
+                method=(VulnerabilityScoreSource.CVSS_V3_1 if (v.vector or "").startswith(
+                    "CVSS:3.1") else VulnerabilityScoreSource.CVSS_V3)
+                if v.score is not None else None,
+                vector=v.vector if v.score is not None else None)
+            target = BomTargetVersionRange(version=version) if version else \
+                BomTargetVersionRange(range=f"vers:pypi/{d.specifier}" if d.specifier
+                                      else "vers:pypi/*")
+            cwes = [int(m.group(1)) for c in v.cwes if (m := re.fullmatch(r"CWE-(\d+)", c))]
+            recommendation = (f"Upgrade to {r.result.upgrade}" if r.result.upgrade
+                              else "No fixed version known")
+            if v.fixed:
+                recommendation += f" (fixed in: {', '.join(v.fixed)})"
+            bom.vulnerabilities.add(Vulnerability(
+                bom_ref=f"{v.id}@{ref}", id=v.id,
+                source=VulnerabilitySource(name=name, url=XsUri(url)),
+                references=[VulnerabilityReference(id=a, source=VulnerabilitySource(
+                    name=_source(a)[0], url=XsUri(_source(a)[1]))) for a in v.ids[1:]],
+                ratings=[rating], cwes=cwes, description=v.summary,
+                recommendation=recommendation,
+                affects=[BomTarget(ref=ref, versions=[target])]))
+    text: str = JsonV1Dot6(bom).output_as_string(indent=2)
+    return text + "\n"

@@ -1,0 +1,383 @@
+"""Where the ledger lives: one interface, SQLite (embedded, WAL) and PostgreSQL (team server).
+
+Tables: ``ledger_entries`` (the canonical entry bytes, plus copies of the fields forensic
+queries filter on), ``ledger_nodes`` (every complete subtree hash of the Merkle tree, filled on
+append), ``ledger_checkpoints`` (signed checkpoints) and ``ledger_meta``.
+
+Appends are serialised by the database: the index is read and assigned inside a transaction
+that holds the write lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL an exclusive table lock), so
+concurrent appenders in several processes never lose, duplicate or fork an entry.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlward.ledger.entry import GENESIS, Entry, Event
+from mlward.ledger.errors import LedgerError
+from mlward.ledger.merkle import Node, append_nodes, frontier_nodes, leaf_hash
+
+ENTRY_COLUMNS = ("time", "actor", "host", "action", "resource", "outcome")
+_CHUNK = 500  # nodes per lookup query
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Forensic filters: exact actor, action (or its dotted children), resource substring,
+    and a time window ``[since, until)`` as ledger timestamps."""
+
+    actor: str | None = None
+    action: str | None = None
+    resource: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """A row as stored: the entry bytes, its indexed columns and the stored leaf hash."""
+
+    index: int
+    columns: tuple[str, ...]
+    body: bytes
+    leaf: bytes | None
+
+
+class Store(ABC):
+    """The storage interface; the SQL is shared, the dialects differ in connections and locks."""
+
+    placeholder = "?"
+    _blob = "BLOB"
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self.placeholder)
+
+    @abstractmethod
+    def _write(self) -> Any:
+        """A context manager: a transaction holding the ledger's write lock; yields a cursor."""
+
+    @abstractmethod
+    def _read(self) -> Any:
+        """A context manager: a transaction with one consistent snapshot; yields a cursor."""
+
+    @abstractmethod
+    def _stream(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """Rows of a large query, fetched in chunks."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _schema(self) -> list[str]:
+        b = self._blob
+        return [
+            "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS ledger_entries ({self._index_column()}, "
+            "time TEXT NOT NULL, actor TEXT NOT NULL, host TEXT NOT NULL, action TEXT NOT NULL, "
+            f"resource TEXT NOT NULL, outcome TEXT NOT NULL, body {b} NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS ledger_entries_time ON ledger_entries (time)",
+            f"CREATE TABLE IF NOT EXISTS ledger_nodes (level INTEGER NOT NULL, "
+            f"idx BIGINT NOT NULL, hash {b} NOT NULL, PRIMARY KEY (level, idx))"
+            + self._nodes_suffix(),
+            "CREATE TABLE IF NOT EXISTS ledger_checkpoints (size BIGINT NOT NULL, "
+            "created TEXT NOT NULL, note TEXT NOT NULL)",
+        ]
+
+    def _index_column(self) -> str:
+        return "idx BIGINT PRIMARY KEY"
+
+    def _nodes_suffix(self) -> str:
+        return ""
+
+    def create(self) -> None:
+        with self._write() as cur:
+            for statement in self._schema():
+                cur.execute(statement)
+
+    # --- meta ---------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        with self._read() as cur:
+            cur.execute(self._sql("SELECT value FROM ledger_meta WHERE key = ?"), (key,))
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta_default(self, key: str, value: str) -> str:
+        """Store ``value`` unless the key is already set; return what is stored."""
+        with self._write() as cur:
+            cur.execute(self._sql("SELECT value FROM ledger_meta WHERE key = ?"), (key,))
+            row = cur.fetchone()
+            if row is not None:
+                return str(row[0])
+            cur.execute(self._sql("INSERT INTO ledger_meta (key, value) VALUES (?, ?)"),
+                        (key, value))
+        return value
+
+    # --- the tree -----------------------------------------------------------------------
+
+    @staticmethod
+    def _size(cur: Any) -> int:
+        cur.execute("SELECT MAX(idx) FROM ledger_nodes WHERE level = 0")
+        row = cur.fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def size(self) -> int:
+        with self._read() as cur:
+            return self._size(cur)
+
+    def _nodes(self, cur: Any, wanted: Iterable[Node]) -> dict[Node, bytes]:
+        wanted = list(wanted)
+        out: dict[Node, bytes] = {}
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i:i + _CHUNK]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            cur.execute(self._sql("SELECT level, idx, hash FROM ledger_nodes "
+                                  f"WHERE (level, idx) IN (VALUES {values})"),
+                        [v for node in chunk for v in node])
+            out.update({(int(level), int(idx)): bytes(h) for level, idx, h in cur.fetchall()})
+        return out
+
+    def nodes(self, wanted: Iterable[Node]) -> dict[Node, bytes]:
+        with self._read() as cur:
+            return self._nodes(cur, wanted)
+
+    def append(self, events: Sequence[Event]) -> list[Entry]:
+        """Append ``events`` in order, in one transaction; return the entries they became."""
+        with self._write() as cur:
+            size = self._size(cur)
+            coords = frontier_nodes(size)
+            last = [(0, size - 1)] if size else []
+            got = self._nodes(cur, coords + last)
+            if any(c not in got for c in coords + last):
+                raise LedgerError("the stored Merkle tree is incomplete; run `mlward ledger "
+                                  "verify`")
+            frontier = [(c, got[c]) for c in coords]
+            prev = got[last[0]].hex() if last else GENESIS
+            entries: list[Entry] = []
+            entry_rows: list[tuple[Any, ...]] = []
+            node_rows: list[tuple[int, int, bytes]] = []
+            for offset, event in enumerate(events):
+                entry = Entry(size + offset, prev, event)
+                body = entry.canonical()
+                leaf = leaf_hash(body)
+                node_rows.extend((level, idx, h) for (level, idx), h
+                                 in append_nodes(frontier, entry.index, leaf))
+                entry_rows.append((entry.index, event.time, event.actor, event.host,
+                                   event.action, event.resource, event.outcome, body))
+                entries.append(entry)
+                prev = leaf.hex()
+            cur.executemany(self._sql(
+                "INSERT INTO ledger_entries (idx, time, actor, host, action, resource, outcome, "
+                "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"), entry_rows)
+            cur.executemany(self._sql(
+                "INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)"), node_rows)
+        return entries
+
+    # --- entries ------------------------------------------------------------------------
+
+    def entry(self, index: int) -> bytes | None:
+        with self._read() as cur:
+            cur.execute(self._sql("SELECT body FROM ledger_entries WHERE idx = ?"), (index,))
+            row = cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    def search(self, filters: Filters, limit: int | None = None) -> list[bytes]:
+        where, params = [], []
+        if filters.actor is not None:
+            where.append("actor = ?")
+            params.append(filters.actor)
+        if filters.action is not None:
+            where.append("(action = ? OR action LIKE ? ESCAPE '!')")
+            params += [filters.action, _like_escape(filters.action) + ".%"]
+        if filters.resource is not None:
+            where.append("resource LIKE ? ESCAPE '!'")
+            params.append("%" + _like_escape(filters.resource) + "%")
+        if filters.since is not None:
+            where.append("time >= ?")
+            params.append(filters.since)
+        if filters.until is not None:
+            where.append("time < ?")
+            params.append(filters.until)
+        sql = "SELECT body FROM ledger_entries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY idx"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            return [bytes(row[0]) for row in cur.fetchall()]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """A consistent view for verification and export."""
+        with self._read() as cur:
+            yield Snapshot(self, cur)
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def add_checkpoint(self, size: int, created: str, note: str) -> None:
+        with self._write() as cur:
+            cur.execute(self._sql("INSERT INTO ledger_checkpoints (size, created, note) "
+                                  "VALUES (?, ?, ?)"), (size, created, note))
+
+
+class Snapshot:
+    """Reads inside one transaction, so a concurrent append cannot tear what is read."""
+
+    def __init__(self, store: Store, cur: Any) -> None:
+        self._store, self._cur = store, cur
+
+    def size(self) -> int:
+        return self._store._size(self._cur)
+
+    def entries(self) -> Iterator[StoredEntry]:
+        cols = ", ".join(f"e.{c}" for c in ENTRY_COLUMNS)
+        sql = (f"SELECT e.idx, {cols}, e.body, n.hash FROM ledger_entries e "
+               "LEFT JOIN ledger_nodes n ON n.level = 0 AND n.idx = e.idx ORDER BY e.idx")
+        for row in self._store._stream(self._cur, sql):
+            yield StoredEntry(int(row[0]), tuple(row[1:7]), bytes(row[7]),
+                              None if row[8] is None else bytes(row[8]))
+
+    def nodes_above_leaves(self) -> Iterator[tuple[int, int, bytes]]:
+        sql = "SELECT level, idx, hash FROM ledger_nodes WHERE level > 0 ORDER BY level, idx"
+        for level, idx, h in self._store._stream(self._cur, sql):
+            yield int(level), int(idx), bytes(h)
+
+    def checkpoints(self) -> list[tuple[int, str, str]]:
+        self._cur.execute("SELECT size, created, note FROM ledger_checkpoints ORDER BY size")
+        return [(int(s), str(c), str(n)) for s, c, n in self._cur.fetchall()]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+class SQLiteStore(Store):
+    """The embedded ledger: one SQLite file in WAL mode."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise LedgerError(f"no ledger database at {self.path} (run `mlward init`)")
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
+        if create:
+            self.create()
+
+    def _index_column(self) -> str:
+        return "idx INTEGER PRIMARY KEY"
+
+    def _nodes_suffix(self) -> str:
+        return " WITHOUT ROWID"
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Cursor]:
+        cur = self._conn.cursor()
+        try:
+            cur.execute(begin)
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger {self.path}: {exc}") from None
+        finally:
+            cur.close()
+
+    def _write(self) -> Any:
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def _read(self) -> Any:
+        return self._transaction("BEGIN")
+
+    def _stream(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        return iter(cur.execute(sql, params))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresStore(Store):
+    """The team ledger on a PostgreSQL server (psycopg 3)."""
+
+    placeholder = "%s"
+    _blob = "BYTEA"
+
+    def __init__(self, dsn: str, *, create: bool = False) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            from mlward.errors import MissingExtra
+
+            raise MissingExtra("psycopg", "postgres") from None
+        self._psycopg = psycopg
+        self.dsn = dsn
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise LedgerError(f"cannot connect to the ledger database: {exc}") from None
+        if create:
+            self.create()
+        elif self.meta_table_missing():
+            raise LedgerError("the PostgreSQL database holds no ledger (run `mlward init "
+                              "--db ...`)")
+
+    def create(self) -> None:
+        with self._transaction(lock=False) as cur:
+            for statement in self._schema():
+                cur.execute(statement)
+
+    def meta_table_missing(self) -> bool:
+        cur = self._conn.execute("SELECT to_regclass('ledger_meta') IS NULL")
+        row = cur.fetchone()
+        return bool(row and row[0])
+
+    @contextmanager
+    def _transaction(self, *, lock: bool) -> Iterator[Any]:
+        psycopg = self._psycopg
+        try:
+            self._conn.isolation_level = (psycopg.IsolationLevel.READ_COMMITTED if lock
+                                          else psycopg.IsolationLevel.REPEATABLE_READ)
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                if lock:
+                    # One appender at a time (the lock also waits for the others to commit);
+                    # plain reads go on.
+                    cur.execute("LOCK TABLE ledger_nodes IN EXCLUSIVE MODE")
+                yield cur
+        except psycopg.Error as exc:
+            raise LedgerError(f"ledger database: {exc}") from None
+
+    def _write(self) -> Any:
+        return self._transaction(lock=True)
+
+    def _read(self) -> Any:
+        return self._transaction(lock=False)
+
+    def _stream(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        with self._conn.cursor(name="mlward_stream") as named:
+            named.itersize = 5000
+            named.execute(sql, params)
+            yield from named
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_store(location: str | Path, *, create: bool = False) -> Store:
+    """A PostgreSQL store for ``postgresql://`` or ``postgres://`` URLs, else a SQLite file."""
+    text = str(location)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(text, create=create)
+    return SQLiteStore(Path(text), create=create)

@@ -1,0 +1,327 @@
+"""Secret detection: detect-secrets' detectors as the engine plus ML-provider detectors.
+
+Text is examined line by line. A cheap pre-filter drops lines that cannot hold a secret, so
+large outputs cost little; the remaining lines go through our provider patterns and a
+selection of detect-secrets plugins (called directly, without its global settings, so no
+verification request is ever sent). detect-secrets' indirect-reference filter is applied
+only when the value is not a quoted literal: ``OpenAI(api_key="sk-...")`` is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from mlward.errors import MissingExtra
+from mlward.rules import SECRET_KEYWORD, SECRET_PRIVATE_KEY, SECRET_TOKEN, SECRET_URI, Rule
+
+MAX_LINE = 4096
+"""Longer lines are examined in overlapping windows of this size (bounded regex work)."""
+_OVERLAP = 256
+
+
+@dataclass(frozen=True)
+class SecretHit:
+    """One secret found in a text: what it is, which rule, and where (1-based line/column)."""
+
+    kind: str
+    rule: Rule
+    value: str
+    line: int
+    column: int
+
+    @property
+    def evidence(self) -> str:
+        return mask(self.value)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.value)
+
+
+def fingerprint(value: str) -> str:
+    """A short, stable identifier of a secret (for baselines); not reversible for real keys."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def mask(value: str) -> str:
+    """A short prefix and a hash: ``hf_abc…[sha256:1a2b3c4d5e6f]``; never the whole value."""
+    keep = min(6, len(value) // 5) if len(value) >= 20 else 0
+    return f"{value[:keep]}…[sha256:{fingerprint(value)}]"
+
+
+# --- our provider patterns -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Pattern:
+    kind: str
+    rule: Rule
+    regex: re.Pattern[str]
+    context: re.Pattern[str] | None = None
+    """When set, the line (or the two before it) must match, for formats too generic alone."""
+
+
+def _p(kind: str, pattern: str, context: str | None = None, rule: Rule = SECRET_TOKEN,
+       flags: int = 0) -> _Pattern:
+    return _Pattern(kind, rule, re.compile(pattern, flags),
+                    re.compile(context, re.IGNORECASE) if context else None)
+
+
+_B = r"(?<![A-Za-z0-9_\-])"   # start boundary for token-like values
+_E = r"(?![A-Za-z0-9_\-])"    # end boundary
+
+PATTERNS: tuple[_Pattern, ...] = (
+    _p("Hugging Face token", _B + r"(hf_[A-Za-z]{34})" + _E),
+    _p("Hugging Face organisation token", _B + r"(api_org_[A-Za-z]{34})" + _E),
+    _p("OpenAI API key", _B + r"(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,})"),
+    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})" + _E),
+    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{48})" + _E),
+    _p("Anthropic API key", _B + r"(sk-ant-[a-z]+\d*-[A-Za-z0-9_\-]{32,})"),
+    _p("Weights & Biases API key", r"(?<![0-9a-fA-F])([0-9a-f]{40})(?![0-9a-fA-F])",
+       r"wandb|weights.?(?:and|&).?biases"),
+    _p("Weights & Biases API key", _B + r"((?:local|v1)-[0-9a-f]{40,})" + _E, r"wandb"),
+    _p("Comet API key", _B + r"([A-Za-z0-9]{25})" + _E, r"comet"),
+    _p("Neptune API token", _B + r"(eyJhcGlfYWRkcmVzcyI6[A-Za-z0-9+/=_\-]{20,})"),
+    _p("Kaggle API key", r"\"key\"\s*:\s*\"([0-9a-f]{32})\"", r"username|kaggle"),
+    _p("Kaggle API key", r"KAGGLE_KEY\W{1,4}([0-9a-f]{32})(?![0-9a-f])"),
+    _p("Databricks token", _B + r"(dapi[0-9a-f]{32}(?:-\d)?)" + _E),
+    _p("Replicate API token", _B + r"(r8_[A-Za-z0-9]{37})" + _E),
+    _p("Cohere API key", _B + r"([A-Za-z0-9]{40})" + _E, r"cohere|CO_API_KEY"),
+    _p("LangSmith API key", _B + r"(lsv2_(?:pt|sk)_[0-9a-f]{32}_[0-9a-f]{10})" + _E),
+    _p("Pinecone API key", _B + r"(pcsk_[A-Za-z0-9_]{40,})" + _E),
+    _p("Pinecone API key",
+       r"(?<![0-9a-f-])([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9a-f-])",
+       r"pinecone"),
+    _p("Google API key", _B + r"(AIza[0-9A-Za-z_\-]{35})" + _E),
+    _p("AWS access key ID", r"(?<![A-Z0-9])((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?![A-Z0-9])"),
+    _p("AWS secret access key", r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+       r"aws_?secret|secret_?access_?key|SecretAccessKey"),
+    _p("Azure storage account key", r"AccountKey=([A-Za-z0-9+/]{40,}={0,2})",
+       rule=SECRET_PRIVATE_KEY),
+    _p("GCP service-account private key", r"\"private_key\"\s*:\s*\"(-----BEGIN[^\"]{40,})",
+       rule=SECRET_PRIVATE_KEY),
+    _p("Password in URI",
+       r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,30}://[^\s:/@'\"<>]{1,128}:([^\s@/'\"<>]{1,256})@"
+       r"[A-Za-z0-9.\-\[\]]", rule=SECRET_URI),
+)
+
+# Lines without any of these cannot hold a secret we report: skip them cheaply.
+_PREFILTER = re.compile(
+    r"[A-Za-z0-9_\-+/=]{20,}|://[^\s]*@|BEGIN|pass|pwd|secret|token|key|auth|cred",
+    re.IGNORECASE)
+
+# detect-secrets' keyword regexes are slow on long lines: run them only near a keyword.
+_KEYWORDS = re.compile(r"pass|pwd|secret|token|key|auth|cred|private", re.IGNORECASE)
+
+_PLACEHOLDER = re.compile(
+    r"example|x{5,}|\*{3,}|\.{3}|<[^>]*>|\$\{|\{\{|your[_\-]?|changeme|redacted|dummy|"
+    r"placeholder|^(?:none|null|true|false|password|secret|token|test|admin)$",
+    re.IGNORECASE)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?$")
+
+# detect-secrets plugins to run (the high-entropy and IP ones are too noisy on notebook output;
+# provider formats and keyword assignments cover what matters).
+_DS_PLUGINS = (
+    ("aws", "AWSKeyDetector"), ("azure_storage_key", "AzureStorageKeyDetector"),
+    ("basic_auth", "BasicAuthDetector"), ("github_token", "GitHubTokenDetector"),
+    ("gitlab_token", "GitLabTokenDetector"), ("jwt", "JwtTokenDetector"),
+    ("keyword", "KeywordDetector"), ("mailchimp", "MailchimpDetector"),
+    ("npm", "NpmDetector"), ("openai", "OpenAIDetector"),
+    ("private_key", "PrivateKeyDetector"), ("pypi_token", "PypiTokenDetector"),
+    ("sendgrid", "SendGridDetector"), ("slack", "SlackDetector"),
+    ("stripe", "StripeDetector"), ("twilio", "TwilioKeyDetector"),
+    ("discord", "DiscordBotTokenDetector"), ("telegram_token", "TelegramBotTokenDetector"),
+    ("artifactory", "ArtifactoryDetector"), ("square_oauth", "SquareOAuthDetector"),
+)
+_DS_KINDS = {"Secret Keyword": "Hard-coded secret", "Basic Auth Credentials": "Password in URI"}
+_DS_RULES = {"Secret Keyword": SECRET_KEYWORD, "Basic Auth Credentials": SECRET_URI,
+             "Private Key": SECRET_PRIVATE_KEY,
+             "Azure Storage Account access key": SECRET_PRIVATE_KEY}
+
+
+@dataclass(frozen=True)
+class _Engine:
+    plugins: tuple[Any, ...]
+    keyword_regexes: dict[str, Any]
+    is_indirect_reference: Any
+    is_sequential_string: Any
+    is_likely_id_string: Any
+    is_templated_secret: Any
+
+
+@lru_cache(maxsize=1)
+def _engine() -> _Engine:
+    try:
+        import importlib
+
+        from detect_secrets.filters import heuristic
+        from detect_secrets.plugins import keyword
+    except ImportError:
+        raise MissingExtra("detect-secrets", "notebook") from None
+    plugins = tuple(getattr(importlib.import_module(f"detect_secrets.plugins.{mod}"), cls)()
+                    for mod, cls in _DS_PLUGINS)
+    regexes = {
+        "code": keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
+        "config": keyword.CONFIG_DENYLIST_REGEX_TO_GROUP,
+    }
+    return _Engine(plugins, regexes, heuristic.is_indirect_reference,
+                   heuristic.is_sequential_string, heuristic.is_likely_id_string,
+                   heuristic.is_templated_secret)
+
+
+def require_engine() -> None:
+    """Raise :class:`MissingExtra` when detect-secrets is not installed."""
+    _engine()
+
+
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".ini", ".cfg", ".conf", ".toml", ".properties", ".env",
+                    ".netrc", "credentials")
+
+
+def syntax_for(name: str) -> str:
+    """``config`` for key: value files (unquoted values count), else ``code``."""
+    lower = name.lower()
+    return "config" if lower.endswith(_CONFIG_SUFFIXES) or "/.env" in lower or lower == ".env" \
+        else "code"
+
+
+_ALLOW = re.compile(r"mlward:\s*allow|pragma:\s*allowlist secret", re.IGNORECASE)
+_ALLOW_NEXT = re.compile(r"pragma:\s*allowlist nextline secret|mlward:\s*allow-next-line",
+                         re.IGNORECASE)
+
+
+def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
+    """Every secret in ``text``, one hit per distinct value and line.
+
+    Lines carrying ``mlward: allow`` (or detect-secrets' ``pragma: allowlist secret``) are
+    skipped, as is the line after ``pragma: allowlist nextline secret``.
+    """
+    engine = _engine()
+    lines = text.splitlines()
+    hits: list[SecretHit] = []
+    seen: set[str] = set()
+    allow_next = False
+    for number, line in enumerate(lines, 1):
+        if allow_next or _ALLOW.search(line):
+            allow_next = False
+            continue
+        allow_next = bool(_ALLOW_NEXT.search(line))
+        for start, chunk in _windows(line):
+            if not _PREFILTER.search(chunk):
+                continue
+            context = "\n".join([*lines[max(0, number - 3):number - 1], chunk])
+            for hit in _scan_chunk(engine, chunk, context, syntax):
+                kind, rule, value, col = hit
+                if value in seen:
+                    continue
+                seen.add(value)
+                hits.append(SecretHit(kind, rule, value, number, start + col + 1))
+    _service_account(text, hits, seen)
+    return hits
+
+
+def _windows(line: str) -> Iterator[tuple[int, str]]:
+    if len(line) <= MAX_LINE:
+        yield 0, line
+        return
+    step = MAX_LINE - _OVERLAP
+    for start in range(0, len(line), step):
+        yield start, line[start:start + MAX_LINE]
+
+
+def _scan_chunk(engine: _Engine, chunk: str, context: str,
+                syntax: str) -> Iterator[tuple[str, Rule, str, int]]:
+    taken: list[tuple[int, int]] = []
+    for p in PATTERNS:
+        if p.context is not None and not p.context.search(context):
+            continue
+        for m in p.regex.finditer(chunk):
+            value = m.group(1)
+            if _placeholder(value) or (p.rule is SECRET_URI and _placeholder_password(value)):
+                continue
+            span = m.span(1)
+            if any(a < span[1] and span[0] < b for a, b in taken):
+                continue
+            taken.append(span)
+            yield p.kind, p.rule, value, span[0]
+    keywords = bool(_KEYWORDS.search(chunk))
+    for plugin in engine.plugins:
+        kind = str(plugin.secret_type)
+        if kind == "Secret Keyword":
+            if not keywords:
+                continue
+            found = plugin.analyze_string(
+                chunk, denylist_regex_to_group=engine.keyword_regexes[syntax])
+        else:
+            found = plugin.analyze_string(chunk)
+        for value in found:
+            if not isinstance(value, str) or not value:
+                continue
+            at = chunk.find(value)
+            span = (at, at + len(value)) if at >= 0 else (0, 0)
+            if any(a < span[1] and span[0] < b for a, b in taken):
+                continue
+            if not _keep(engine, kind, value, chunk):
+                continue
+            taken.append(span)
+            yield _DS_KINDS.get(kind, kind), _DS_RULES.get(kind, SECRET_TOKEN), value, max(at, 0)
+
+
+def _keep(engine: _Engine, kind: str, value: str, line: str) -> bool:
+    if _placeholder(value) or engine.is_templated_secret(value) \
+            or engine.is_sequential_string(value):
+        return False
+    if kind == "Basic Auth Credentials" and _placeholder_password(value):
+        return False
+    if kind != "Secret Keyword":
+        return True
+    if len(value) < 6 or (_IDENTIFIER.fullmatch(value) and ("." in value or "(" in value)):
+        return False
+    if engine.is_likely_id_string(value, line):
+        return False
+    quoted = f'"{value}"' in line or f"'{value}'" in line
+    # detect-secrets drops ``x = f(...)`` lines; a quoted literal passed as an argument is
+    # still a literal secret, so the filter applies only to unquoted values.
+    return quoted or not engine.is_indirect_reference(line)
+
+
+def _placeholder(value: str) -> bool:
+    return bool(_PLACEHOLDER.search(value)) or len(set(value)) <= 2
+
+
+def _placeholder_password(value: str) -> bool:
+    return value.lower() in {"password", "pass", "pwd", "secret", "user"} \
+        or value.startswith(("$", "%", "{")) or bool(_PLACEHOLDER.search(value))
+
+
+_SA_TYPE = re.compile(r"\"type\"\s*:\s*\"service_account\"")
+_SA_KEY = re.compile(r"\"private_key\"\s*:\s*\"([^\"]{20,})\"")
+
+
+def _service_account(text: str, hits: list[SecretHit], seen: set[str]) -> None:
+    """A GCP service-account JSON key whose private key was not already reported."""
+    if "service_account" not in text or not _SA_TYPE.search(text):
+        return
+    m = _SA_KEY.search(text)
+    if m is None or _placeholder(m.group(1)):
+        return
+    value = m.group(1)
+    if any(value.startswith(s) or s.startswith(value[:40]) for s in seen):
+        return
+    seen.add(value)
+    line = text.count("\n", 0, m.start(1)) + 1
+    column = m.start(1) - (text.rfind("\n", 0, m.start(1)) + 1) + 1
+    hits.append(SecretHit("GCP service-account private key", SECRET_PRIVATE_KEY, value,
+                          line, column))
+
+
+def redact_secrets(text: str, *, label: bool = False) -> tuple[str, int]:
+    """``text`` with every secret replaced by its mask (or ``[REDACTED:kind]``), and the count."""
+    hits = find_secrets(text)
+    for hit in hits:
+        text = text.replace(hit.value, f"[REDACTED:{hit.kind}]" if label else hit.evidence)
+    return text, len(hits)

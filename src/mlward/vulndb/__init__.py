@@ -1,0 +1,78 @@
+"""Vulnerability data in the OSV schema: load (folder, zip, API), index, match (PEP 440).
+
+Where data comes from, in order: an explicit path (``--vuln-db``), ``$MLWARD_VULN_DB``, the
+export that ``mlward vulndb update`` downloaded into the cache. With none of them there is no
+data, and callers must say the dependencies were not checked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+from mlward.vulndb.index import LocalIndex, cache_dir, fingerprint, open_index
+from mlward.vulndb.records import Advisory
+
+EXPORT_NAME = "osv-PyPI-all.zip"
+
+
+class VulnSource(Protocol):
+    """Something that answers: which advisories name these packages?"""
+
+    @property
+    def description(self) -> str: ...
+
+    def advisories_for(self, names: Iterable[str]) -> dict[str, list[Advisory]]: ...
+
+
+def exported_zip() -> Path:
+    """Where ``mlward vulndb update`` keeps OSV's PyPI export."""
+    return cache_dir() / EXPORT_NAME
+
+
+def configured_path(explicit: Path | None = None) -> Path | None:
+    """The local OSV source to use, or None when none is configured or downloaded."""
+    if explicit is not None:
+        return explicit
+    if env := os.environ.get("MLWARD_VULN_DB"):
+        return Path(env)
+    return exported_zip() if exported_zip().exists() else None
+
+
+class MergedSource:
+    """Several sources answering as one; an advisory found in more than one counts once."""
+
+    def __init__(self, sources: list[VulnSource]) -> None:
+        self.sources = sources
+
+    @property
+    def description(self) -> str:
+        return "; ".join(s.description for s in self.sources)
+
+    def advisories_for(self, names: Iterable[str]) -> dict[str, list[Advisory]]:
+        wanted = list(names)
+        out: dict[str, dict[str, Advisory]] = {}
+        for source in self.sources:
+            for name, advs in source.advisories_for(wanted).items():
+                for a in advs:
+                    out.setdefault(name, {}).setdefault(a.id, a)
+        return {name: list(by_id.values()) for name, by_id in out.items()}
+
+
+_OPEN: dict[Path, LocalIndex] = {}
+
+
+def local_source(path: Path) -> LocalIndex:
+    """The index of ``path``, opened once per process and rebuilt if the data changed."""
+    key = Path(path).resolve()
+    index = _OPEN.get(key)
+    if index is None or index.meta().get("fingerprint") != fingerprint(key):
+        index = open_index(key)
+        _OPEN[key] = index
+    return index
+
+
+__all__ = ["Advisory", "LocalIndex", "MergedSource", "VulnSource", "configured_path",
+           "exported_zip", "local_source", "open_index"]

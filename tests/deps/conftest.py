@@ -1,0 +1,27 @@
+"""Fixtures for the dependency tests: real OSV records copied into tests/fixtures/osv."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlward.vulndb import LocalIndex, open_index
+
+OSV = Path(__file__).resolve().parent.parent / "fixtures" / "osv"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own index cache and no configured data."""
+    monkeypatch.setenv("MLWARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLWARD_VULN_DB", raising=False)
+    monkeypatch.setenv("MLWARD_OSV_API", "http://127.0.0.1:9")  # never the real service
+
+
+@pytest.fixture
+def osv_index() -> Iterator[LocalIndex]:
+    index = open_index(OSV)
+    yield index
+    index.close()

@@ -1,0 +1,119 @@
+"""Digests: each label computes exactly what the hashing module documents."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import blake3
+import pytest
+
+from mlward.provenance.errors import FileChangedError, ProvenanceError
+from mlward.provenance.hashing import (
+    CHUNK,
+    FileJob,
+    HashSpec,
+    file_digest,
+    hash_files,
+    parse_label,
+)
+
+SHARD = CHUNK  # the smallest shard size allowed, so small test files get several shards
+
+
+def _data(size: int) -> bytes:
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
+
+
+def test_plain_sha256_is_what_sha256sum_prints(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(_data(3 * CHUNK + 17))
+    assert file_digest(f, "sha256") == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def test_sharded_digest_follows_the_documented_definition(tmp_path: Path) -> None:
+    data = _data(2 * SHARD + 1234)
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    label = HashSpec("sha256", SHARD).label_for(len(data))
+    assert label == f"sha256-sharded-{SHARD}"
+    outer = hashlib.sha256(f"mlward-sharded-v1 {SHARD} {len(data)}\n".encode())
+    for start in range(0, len(data), SHARD):
+        outer.update(hashlib.sha256(data[start:start + SHARD]).digest())
+    assert file_digest(f, label) == outer.hexdigest()
+
+
+def test_sharded_digest_is_the_same_with_one_worker_or_many(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(_data(5 * SHARD + 3))
+    job = FileJob.of(f, f.stat(), f"sha256-sharded-{SHARD}")
+    assert hash_files([job], workers=1) == hash_files([job], workers=4)
+
+
+def test_files_at_or_below_the_shard_size_get_plain_sha256() -> None:
+    spec = HashSpec("sha256", SHARD)
+    assert spec.label_for(SHARD) == "sha256"
+    assert HashSpec("sha256", None).label_for(10 * SHARD) == "sha256"
+
+
+def test_blake3_is_what_b3sum_prints(tmp_path: Path) -> None:
+    data = _data(9 * CHUNK + 5)  # large enough for blake3's own threads
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    assert file_digest(f, "blake3") == blake3.blake3(data).hexdigest()
+
+
+def test_many_files_keep_their_order(tmp_path: Path) -> None:
+    paths = []
+    for n in range(50):
+        p = tmp_path / f"f{n}"
+        p.write_bytes(str(n).encode() * (n + 1))
+        paths.append(p)
+    jobs = [FileJob.of(p, p.stat(), "sha256") for p in paths]
+    assert hash_files(jobs) == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+
+def test_file_changed_after_listing_is_reported(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"before")
+    job = FileJob.of(f, f.stat(), "sha256")
+    f.write_bytes(b"after, longer")
+    with pytest.raises(FileChangedError, match="changed while it was being hashed"):
+        hash_files([job])
+
+
+def test_file_growing_while_its_shards_are_hashed_is_reported(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(_data(3 * SHARD))
+    job = FileJob.of(f, f.stat(), f"sha256-sharded-{SHARD}")
+
+    def append(_: int) -> None:  # runs after the first shard is hashed
+        with open(f, "ab") as out:
+            out.write(b"more")
+
+    with pytest.raises(FileChangedError, match="size"):
+        hash_files([job], workers=1, progress=append)
+
+
+def test_truncated_file_is_reported_not_crashed_on(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(_data(3 * SHARD))
+    job = FileJob.of(f, f.stat(), f"sha256-sharded-{SHARD}")
+
+    def truncate(_: int) -> None:
+        with open(f, "r+b") as out:
+            out.truncate(10)
+
+    with pytest.raises(FileChangedError):
+        hash_files([job], workers=1, progress=truncate)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ProvenanceError, match="cannot read"):
+        file_digest(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("label", ["md5", "sha256-sharded-", "sha256-sharded-12", "SHA256"])
+def test_unknown_labels_are_refused(label: str) -> None:
+    with pytest.raises(ProvenanceError, match="unknown digest algorithm"):
+        parse_label(label)

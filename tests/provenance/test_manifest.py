@@ -1,0 +1,184 @@
+"""Manifests: create, verify (added/removed/modified/renamed), bad input, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import blake3
+import pytest
+
+from mlward.provenance.errors import ProvenanceError
+from mlward.provenance.manifest import Manifest, create
+
+from .conftest import Run, run_json
+
+
+def test_create_records_who_where_when_and_every_file(run: Run, dataset: Path) -> None:
+    code, out, _ = run("manifest", "create", dataset, "-o", "m.json")
+    assert code == 0 and "3 file(s)" in out
+    doc = json.loads(Path("m.json").read_text())
+    assert doc["schemaVersion"] == 1
+    assert set(doc["createdBy"]) == {"user", "host", "time", "tool"}
+    assert doc["createdBy"]["time"].endswith("Z")
+    assert doc["roots"] == [{"name": "data", "uri": dataset.resolve().as_uri(),
+                             "type": "directory"}]
+    by_path = {e["path"]: e for e in doc["entries"]}
+    assert set(by_path) == {"labels.txt", "train/a.csv", "train/b.csv"}
+    a = dataset / "train" / "a.csv"
+    assert by_path["train/a.csv"]["digest"] == {"sha256": hashlib.sha256(a.read_bytes())
+                                                .hexdigest()}
+    assert by_path["train/a.csv"]["size"] == a.stat().st_size
+    assert [p.name for p in Path().iterdir() if p.name.startswith(".m.json")] == []
+
+
+def test_root_digest_depends_on_content_not_on_who_or_when(dataset: Path) -> None:
+    first, second = create([dataset]), create([dataset])
+    assert first.root_digest == second.root_digest
+    (dataset / "labels.txt").write_text("cat\ndog\nbird\n")
+    assert create([dataset]).root_digest != first.root_digest
+
+
+def test_verify_identical_exits_0(run: Run, dataset: Path) -> None:
+    run("manifest", "create", dataset, "-o", "m.json")
+    code, out, _ = run("manifest", "verify", "m.json")
+    assert code == 0 and "identical" in out
+
+
+def test_verify_lists_every_kind_of_change(run: Run, dataset: Path) -> None:
+    run("manifest", "create", dataset, "-o", "m.json")
+    (dataset / "train" / "a.csv").write_text("x,y\n1,999\n")            # modified
+    (dataset / "labels.txt").unlink()                                   # removed
+    (dataset / "train" / "b.csv").rename(dataset / "train" / "c.csv")   # renamed
+    (dataset / "extra.csv").write_text("new")                           # added
+    code, changes = run_json(run, "manifest", "verify", "m.json")
+    assert code == 1
+    assert {(c["path"], c["status"]) for c in changes} == {
+        ("train/a.csv", "modified"), ("labels.txt", "removed"),
+        ("train/c.csv", "renamed"), ("extra.csv", "added")}
+    assert next(c for c in changes if c["status"] == "renamed")["from"] == "train/b.csv"
+
+
+def test_verify_against_a_moved_copy(run: Run, dataset: Path, tmp_path: Path) -> None:
+    run("manifest", "create", dataset, "-o", "m.json")
+    moved = tmp_path / "elsewhere"
+    dataset.rename(moved)
+    assert run("manifest", "verify", "m.json", moved)[0] == 0
+    code, _, err = run("manifest", "verify", "m.json")
+    assert code == 2 and "does not exist" in err
+
+
+def test_several_roots_and_a_single_file(run: Run, dataset: Path, model: Path) -> None:
+    weights = model / "weights.bin"
+    run("manifest", "create", dataset, weights, "-o", "m.json")
+    doc = json.loads(Path("m.json").read_text())
+    assert [r["name"] for r in doc["roots"]] == ["data", "weights.bin"]
+    assert {e["path"] for e in doc["entries"]} >= {"data/labels.txt", "weights.bin"}
+    assert run("manifest", "verify", "m.json")[0] == 0
+    weights.write_bytes(b"swapped")
+    code, changes = run_json(run, "manifest", "verify", "m.json")
+    assert code == 1 and changes == [{"path": "weights.bin", "status": "modified"}]
+
+
+def test_blake3_and_whole_file_options(run: Run, dataset: Path) -> None:
+    big = dataset / "big.bin"
+    big.write_bytes(os.urandom(5 << 20))
+    run("manifest", "create", dataset, "-o", "b3.json", "--hash", "blake3")
+    entries = {e["path"]: e for e in json.loads(Path("b3.json").read_text())["entries"]}
+    assert entries["big.bin"]["digest"] == {"blake3": blake3.blake3(big.read_bytes()).hexdigest()}
+    run("manifest", "create", dataset, "-o", "whole.json", "--whole-file",
+        "--shard-size", str(4 << 20))
+    entries = {e["path"]: e for e in json.loads(Path("whole.json").read_text())["entries"]}
+    assert entries["big.bin"]["digest"] == {"sha256": hashlib.sha256(big.read_bytes()).hexdigest()}
+    run("manifest", "create", dataset, "-o", "sharded.json", "--shard-size", str(4 << 20))
+    entries = {e["path"]: e for e in json.loads(Path("sharded.json").read_text())["entries"]}
+    assert list(entries["big.bin"]["digest"]) == [f"sha256-sharded-{4 << 20}"]
+    for name in ("b3.json", "whole.json", "sharded.json"):
+        assert run("manifest", "verify", name)[0] == 0
+    big.write_bytes(b"x" + big.read_bytes()[1:])
+    for name in ("b3.json", "whole.json", "sharded.json"):
+        assert run("manifest", "verify", name)[0] == 1
+
+
+def test_symlinks_are_recorded_and_never_followed(run: Run, dataset: Path,
+                                                  tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not part of the dataset")
+    (dataset / "escape").symlink_to(outside)
+    (dataset / "escape-file").symlink_to(outside / "secret.txt")
+    run("manifest", "create", dataset, "-o", "m.json")
+    entries = {e["path"]: e for e in json.loads(Path("m.json").read_text())["entries"]}
+    assert entries["escape"] == {"path": "escape", "type": "symlink", "target": str(outside)}
+    assert entries["escape-file"]["type"] == "symlink" and "digest" not in entries["escape-file"]
+    assert not any(p.startswith("escape/") for p in entries)
+    (dataset / "escape-file").unlink()
+    (dataset / "escape-file").symlink_to(dataset / "labels.txt")
+    code, changes = run_json(run, "manifest", "verify", "m.json")
+    assert code == 1 and changes == [{"path": "escape-file", "status": "modified"}]
+
+
+def test_fifo_is_recorded_and_never_opened(run: Run, dataset: Path) -> None:
+    os.mkfifo(dataset / "pipe")  # opening it for reading would block forever
+    code, _, _ = run("manifest", "create", dataset, "-o", "m.json")
+    assert code == 0
+    entries = {e["path"]: e for e in json.loads(Path("m.json").read_text())["entries"]}
+    assert entries["pipe"] == {"path": "pipe", "type": "fifo"}
+
+
+def test_hashing_never_runs_what_it_reads(run: Run, dataset: Path, marker: Path) -> None:
+    class Payload:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (exec, (f"open({str(marker)!r}, 'w').write('pwned')",))
+
+    (dataset / "model.pkl").write_bytes(pickle.dumps(Payload()))
+    run("manifest", "create", dataset, "-o", "m.json")
+    assert run("manifest", "verify", "m.json")[0] == 0
+    assert not marker.exists()
+
+
+def _edit(path: str, change: object) -> None:
+    doc = json.loads(Path(path).read_text())
+    change(doc)  # type: ignore[operator]
+    Path(path).write_text(json.dumps(doc))
+
+
+def test_newer_schema_version_is_a_clear_error(run: Run, dataset: Path) -> None:
+    run("manifest", "create", dataset, "-o", "m.json")
+    _edit("m.json", lambda d: d.update(schemaVersion=2))
+    code, _, err = run("manifest", "verify", "m.json")
+    assert code == 2 and "schema version 2" in err and "upgrade mlward" in err
+
+
+def test_edited_entries_break_the_root_digest(run: Run, dataset: Path) -> None:
+    run("manifest", "create", dataset, "-o", "m.json")
+    _edit("m.json", lambda d: d["entries"][0].update(size=1))
+    code, _, err = run("manifest", "verify", "m.json")
+    assert code == 2 and "root digest does not match" in err
+
+
+@pytest.mark.parametrize("bad", ["../etc/passwd", "/etc/passwd", "a/../../b", "a//b", "./a"])
+def test_paths_that_escape_the_root_are_refused(bad: str, dataset: Path) -> None:
+    doc = create([dataset]).to_dict()
+    doc["entries"][0]["path"] = bad
+    with pytest.raises(ProvenanceError, match="escapes its root"):
+        Manifest.from_dict(doc)
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"kind": "mlward.manifest"}',
+                                     b"[" * 100_000, b'{"kind": "mlward.manifest", '
+                                     b'"schemaVersion": 1, "roots": 5}'])
+def test_garbage_manifests_end_in_a_message(run: Run, content: bytes) -> None:
+    Path("m.json").write_bytes(content)
+    code, _, err = run("manifest", "verify", "m.json")
+    assert code == 2 and err.startswith("mlward: error:") and "Traceback" not in err
+
+
+def test_missing_inputs_are_clear_errors(run: Run) -> None:
+    code, _, err = run("manifest", "create", "nowhere", "-o", "m.json")
+    assert code == 2 and "cannot read nowhere" in err
+    code, _, err = run("manifest", "verify", "nothing.json")
+    assert code == 2 and "cannot read manifest nothing.json" in err

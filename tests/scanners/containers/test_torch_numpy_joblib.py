@@ -1,0 +1,220 @@
+"""PyTorch (zip and legacy), numpy (.npy, .npz) and joblib (every compression) files:
+benign files saved by the real libraries, and payloads hidden in each."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import pickle
+import struct
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from containers_util import evil_pickle, high, rules, scan_one, verdict
+
+from mlward.findings import Verdict
+from mlward.scanners.torch import LEGACY_MAGIC
+
+torch = pytest.importorskip("torch")
+np = pytest.importorskip("numpy")
+joblib = pytest.importorskip("joblib")
+
+
+def _formats(report) -> set[str]:
+    return {e.format for e in report.examined}
+
+
+def _torch_zip(data_pkl: bytes, storage: bytes = b"\0" * 16) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", data_pkl)
+        zf.writestr("archive/byteorder", "little")
+        zf.writestr("archive/data/0", storage)
+        zf.writestr("archive/version", "3\n")
+    return buf.getvalue()
+
+
+def _p(obj: object) -> bytes:
+    return pickle.dumps(obj, protocol=2)
+
+
+# -- PyTorch -------------------------------------------------------------------------------
+
+
+@pytest.mark.torch
+def test_real_torch_zip_checkpoint(tmp_path: Path, real_pickle_policy: None) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(4, 4), "b": torch.zeros(4)}, path)
+    report = scan_one(path)
+    assert "pytorch-zip" in _formats(report)
+    assert not high(report)
+    assert verdict(report, path) is Verdict.CLEAN
+
+
+@pytest.mark.torch
+def test_real_torch_legacy_checkpoint(tmp_path: Path, real_pickle_policy: None) -> None:
+    path = tmp_path / "model.bin"
+    torch.save({"w": torch.ones(4, 4)}, path, _use_new_zipfile_serialization=False)
+    report = scan_one(path)
+    assert _formats(report) == {"pytorch-legacy"}
+    assert not high(report)
+    assert verdict(report, path) is Verdict.CLEAN
+
+
+@pytest.mark.torch
+def test_torch_zip_structure_and_storage_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(3)}, path)
+    data = bytearray(path.read_bytes())
+    storage = data.find(b"\x00\x00\x80\x3f" * 3)  # the storage bytes of ones(3)
+    data[storage:storage + 4] = b"XXXX"  # the CRC no longer matches; a read would notice
+    path.write_bytes(bytes(data))
+    report = scan_one(path)
+    assert "MW250" not in rules(report)
+    assert any(e.format == "pickle" and e.location.members[-1].endswith("data.pkl")
+               for e in report.examined)
+    assert any("tensor storage" in s.reason and not s.inconclusive for s in report.skipped)
+
+
+def test_big_storage_scans_fast(tmp_path: Path, marker: Path) -> None:
+    path = tmp_path / "big.pt"
+    path.write_bytes(_torch_zip(evil_pickle(marker), storage=bytes(256 << 20)))
+    started = time.monotonic()
+    report = scan_one(path)
+    assert time.monotonic() - started < 1.0
+    assert verdict(report, path) is Verdict.DANGEROUS
+
+
+def test_payload_in_torch_data_pkl(tmp_path: Path, marker: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(_torch_zip(evil_pickle(marker)))
+    report = scan_one(path)
+    assert verdict(report, path) is Verdict.DANGEROUS
+    assert any(f.location.members == ("archive/data.pkl",) for f in report.findings)
+    assert not marker.exists()
+
+
+def test_protocol_0_data_pkl_is_judged(tmp_path: Path, marker: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(_torch_zip(evil_pickle(marker, protocol=0)))
+    assert verdict(scan_one(path), path) is Verdict.DANGEROUS
+    assert not marker.exists()
+
+
+def test_payload_in_other_torch_member(tmp_path: Path, marker: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("archive/data.pkl", _p({"a": 1}))
+        zf.writestr("archive/extra/hook", evil_pickle(marker))
+    path = tmp_path / "model.pt"
+    path.write_bytes(buf.getvalue())
+    assert verdict(scan_one(path), path) is Verdict.DANGEROUS
+
+
+def test_payload_in_legacy_torch_pickle(tmp_path: Path, marker: Path) -> None:
+    magic = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC + b"."
+    stream = (magic + _p(1001) + _p({"protocol_version": 1001, "little_endian": True})
+              + evil_pickle(marker) + _p(["0"]) + b"\x03\x00\x00\x00\x00\x00\x00\x00"
+              + bytes(12))
+    path = tmp_path / "legacy.pth"
+    path.write_bytes(stream)
+    report = scan_one(path)
+    assert _formats(report) == {"pytorch-legacy"}
+    assert verdict(report, path) is Verdict.DANGEROUS
+    assert not marker.exists()
+
+
+# -- numpy ---------------------------------------------------------------------------------
+
+
+def _npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    header = f"{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode()
+
+
+def test_real_numpy_files(tmp_path: Path, real_pickle_policy: None) -> None:
+    np.save(tmp_path / "plain.npy", np.arange(10.0))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}, [2, 3]], dtype=object))
+    np.savez(tmp_path / "arrays.npz", x=np.arange(3), y=np.ones((2, 2)))
+    np.savez_compressed(tmp_path / "packed.npz", x=np.arange(1000))
+    report = scan_one(tmp_path)
+    assert not high(report)
+    assert set(report.verdicts().values()) == {Verdict.CLEAN}
+
+
+def test_numpy_structure(tmp_path: Path) -> None:
+    np.save(tmp_path / "plain.npy", np.arange(10.0))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
+    np.savez_compressed(tmp_path / "packed.npz", x=np.arange(1000))
+    formats = _formats(scan_one(tmp_path))
+    assert {"numpy-npy", "numpy-npy (object array: pickle)", "numpy-npz"} <= formats
+
+
+def test_payload_in_npy_object_array(tmp_path: Path, marker: Path) -> None:
+    path = tmp_path / "emb.npy"
+    path.write_bytes(_npy_header("'|O'", (1,)) + evil_pickle(marker, protocol=3))
+    report = scan_one(path)
+    assert verdict(report, path) is Verdict.DANGEROUS
+    assert not marker.exists()
+
+
+def test_payload_in_npz_member(tmp_path: Path, marker: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ok.npy", _npy_header("'<f8'", (2,)) + bytes(16))
+        zf.writestr("bad.npy", _npy_header("[('x', '|O')]", (1,))
+                    + evil_pickle(marker, protocol=3))
+    path = tmp_path / "arrays.npz"
+    path.write_bytes(buf.getvalue())
+    report = scan_one(path)
+    assert "numpy-npz" in _formats(report)
+    assert verdict(report, path) is Verdict.DANGEROUS
+    assert not marker.exists()
+
+
+def test_npy_header_claiming_gigabytes(tmp_path: Path) -> None:
+    path = tmp_path / "huge.npy"
+    path.write_bytes(b"\x93NUMPY\x02\x00" + struct.pack("<I", 0xFFFFFFFF) + b"{'descr'")
+    report = scan_one(path)
+    assert verdict(report, path) is Verdict.INCONCLUSIVE
+    assert "MW001" not in rules(report)
+
+
+# -- joblib --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", [None, "zlib", "gzip", "bz2", "lzma", "xz"])
+def test_real_joblib_dumps(tmp_path: Path, method: str | None,
+                           real_pickle_policy: None) -> None:
+    path = tmp_path / "model.joblib"
+    joblib.dump({"coef": np.arange(5.0), "name": "m"}, path,
+                compress=(method, 3) if method else 0)
+    report = scan_one(path)
+    assert not high(report)
+    assert verdict(report, path) is Verdict.CLEAN
+
+
+@pytest.mark.parametrize("method", ["zlib", "gzip", "bz2", "lzma", "xz"])
+def test_joblib_compressed_is_decompressed(tmp_path: Path, method: str) -> None:
+    path = tmp_path / "model.joblib"
+    joblib.dump({"coef": np.arange(5.0)}, path, compress=(method, 3))
+    report = scan_one(path)
+    assert method in _formats(report)
+    assert any(e.location.members for e in report.examined)
+
+
+@pytest.mark.parametrize("compress", [zlib.compress, gzip.compress, bz2.compress,
+                                      lambda d: lzma.compress(d, format=lzma.FORMAT_ALONE),
+                                      lzma.compress],
+                         ids=["zlib", "gzip", "bz2", "lzma", "xz"])
+def test_payload_in_compressed_joblib(tmp_path: Path, marker: Path, compress) -> None:
+    path = tmp_path / "clf.joblib"
+    path.write_bytes(compress(evil_pickle(marker, protocol=4)))
+    assert verdict(scan_one(path), path) is Verdict.DANGEROUS
+    assert not marker.exists()

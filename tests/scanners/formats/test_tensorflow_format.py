@@ -1,0 +1,135 @@
+"""TensorFlow SavedModel and frozen graphs, encoded here with TensorFlow's field numbers.
+
+The protobuf bytes are written by a tiny wire-format encoder in this file, independent of the
+scanner's schema, with the field numbers of TensorFlow's .proto files (saved_model.proto,
+meta_graph.proto, graph.proto, function.proto, node_def.proto, attr_value.proto, tensor.proto).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("google.protobuf")
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(number: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):
+        return varint(number << 3) + varint(payload)
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def node(name: str, op: str, inputs: tuple[str, ...] = (), attrs: dict[str, bytes] | None = None
+         ) -> bytes:  # NodeDef: name 1, op 2, input 3, attr 5 (map entry: key 1, value 2)
+    out = field(1, name.encode()) + field(2, op.encode())
+    out += b"".join(field(3, i.encode()) for i in inputs)
+    for key, value in (attrs or {}).items():
+        out += field(5, field(1, key.encode()) + field(2, value))
+    return out
+
+
+def string_const(name: str, value: str) -> bytes:
+    # AttrValue.tensor (8) -> TensorProto.dtype (1) = DT_STRING (7), string_val (8)
+    tensor = field(1, 7) + field(8, value.encode())
+    return node(name, "Const", attrs={"value": field(8, tensor), "dtype": field(6, 7)})
+
+
+def graph(*nodes: bytes, functions: tuple[tuple[str, tuple[bytes, ...]], ...] = ()) -> bytes:
+    # GraphDef: node 1, library 2 -> FunctionDefLibrary.function 1 -> FunctionDef:
+    # signature 1 (OpDef.name 1), node_def 3
+    out = b"".join(field(1, n) for n in nodes)
+    if functions:
+        lib = b"".join(field(1, field(1, field(1, fname.encode()))
+                             + b"".join(field(3, n) for n in fnodes))
+                       for fname, fnodes in functions)
+        out += field(2, lib)
+    return out + field(4, field(1, 1000))  # versions.producer
+
+
+def saved_model(graph_def: bytes) -> bytes:
+    # SavedModel: saved_model_schema_version 1, meta_graphs 2 -> MetaGraphDef.graph_def 2
+    return field(1, 1) + field(2, field(2, graph_def))
+
+
+BENIGN_GRAPH = graph(
+    node("x", "Placeholder"), node("w", "VariableV2"), node("mm", "MatMul", ("x", "w")),
+    node("saver_filename", "Placeholder"), string_const("tensor_names", "w"),
+    node("save", "SaveV2", ("saver_filename", "tensor_names")),
+    node("restore", "RestoreV2", ("saver_filename", "tensor_names")),
+    functions=(("__inference_call_12", (node("relu", "Relu", ("x",)),)),))
+
+
+def test_benign_saved_model_is_clean(tmp_path, scan_path):
+    path = tmp_path / "saved_model.pb"
+    path.write_bytes(saved_model(BENIGN_GRAPH))
+    r = scan_path(path)
+    assert r.report.findings == ()
+    assert "tf-savedmodel" in r.formats()
+
+
+def test_pyfunc_in_function_library_is_critical(tmp_path, scan_path):
+    g = graph(node("x", "Placeholder"), functions=(
+        ("__inference_serve_7", (node("py", "EagerPyFunc", ("x",),
+                                      {"token": field(2, b"pyfunc_0")}),)),))
+    path = tmp_path / "saved_model.pb"
+    path.write_bytes(saved_model(g))
+    (f,) = scan_path(path).by_rule("MW220")
+    assert f.severity.label == "critical"
+    assert f.details == {"op": "EagerPyFunc", "node": "py", "function": "__inference_serve_7"}
+
+
+def test_file_ops_name_op_node_and_path(tmp_path, scan_path):
+    g = graph(string_const("path", "/etc/passwd"), node("read", "ReadFile", ("path:0",)),
+              node("write", "WriteFile", ("out", "read")), node("ls", "MatchingFiles", ("p",)))
+    path = tmp_path / "saved_model.pb"
+    path.write_bytes(saved_model(g))
+    r = scan_path(path)
+    found = {(f.details["op"], f.evidence) for f in r.by_rule("MW221")}
+    assert found == {("ReadFile", "/etc/passwd"), ("WriteFile", "WriteFile"),
+                     ("MatchingFiles", "MatchingFiles")}
+
+
+def test_save_to_absolute_path_is_flagged_and_placeholder_is_not(tmp_path, scan_path):
+    g = graph(string_const("prefix", "/home/victim/.ssh/authorized_keys"),
+              string_const("names", "w"), node("save", "SaveV2", ("prefix", "names")))
+    path = tmp_path / "saved_model.pb"
+    path.write_bytes(saved_model(g))
+    r = scan_path(path)
+    assert [f.evidence for f in r.by_rule("MW223")] == ["/home/victim/.ssh/authorized_keys"]
+
+
+def test_network_op_in_frozen_graph(tmp_path, scan_path):
+    path = tmp_path / "frozen_graph.pb"
+    path.write_bytes(graph(node("input", "Placeholder"),
+                           node("rpc", "Rpc", ("addr", "method", "req"))))
+    r = scan_path(path)
+    assert "tf-graphdef" in r.formats()
+    assert [f.evidence for f in r.by_rule("MW222")] == ["Rpc"]
+
+
+def test_malformed_saved_model_is_inconclusive(tmp_path, scan_path):
+    path = tmp_path / "saved_model.pb"
+    path.write_bytes(saved_model(BENIGN_GRAPH)[:-9] + b"\xff\xff")
+    r = scan_path(path)
+    assert r.by_rule("MW224") and r.report.inconclusive
+    assert "MW001" not in r.rules()
+
+
+def test_deeply_nested_protobuf_is_bounded(tmp_path, scan_path):
+    inner = b""
+    for _ in range(2000):  # FunctionDefLibrary inside GraphDef inside ... as unknown fields
+        inner = field(2, field(1, field(3, inner)))
+    path = tmp_path / "saved_model.pb"
+    path.write_bytes(saved_model(inner))
+    r = scan_path(path)
+    assert "MW001" not in r.rules()
+    assert r.by_rule("MW224") or "tf-savedmodel" in r.formats()

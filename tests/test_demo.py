@@ -1,0 +1,52 @@
+"""``mlward demo``: one malicious model among clean ones, found without running anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlward.cli.main import main
+from mlward.demo import MALICIOUS, build_demo_project
+
+
+def test_demo_flags_the_malicious_file_only(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "demo"
+    assert main(["demo", "--keep", str(root), "--format", "json"]) == 1
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{"):])
+    verdicts = report["summary"]["verdicts"]
+    assert verdicts.pop(str(root / MALICIOUS)) == "dangerous"
+    assert verdicts and set(verdicts.values()) == {"clean"}
+    assert report["summary"]["inconclusive"] == 0
+    formats = {e["format"] for e in report["examined"]}
+    assert {"pytorch-zip", "numpy-npy", "zlib", "tar", "gzip"} <= formats
+
+
+def test_demo_text_output_names_the_file(capsys) -> None:
+    assert main(["demo"]) == 1
+    out = capsys.readouterr().out
+    assert "sentiment.pkl" in out
+    assert "os.system" in out
+
+
+def test_demo_never_runs_the_payload(tmp_path: Path, marker: Path, capsys) -> None:
+    build_demo_project(tmp_path / "d", payload_command=f"touch {marker}")
+    assert main(["scan", "-q", str(tmp_path / "d")]) == 1
+    assert "sentiment.pkl" in capsys.readouterr().out
+    assert not marker.exists()
+
+
+@pytest.mark.torch
+def test_demo_models_load_with_the_real_libraries(tmp_path: Path) -> None:
+    """The hand-assembled files are the real formats: the real loaders accept the benign ones."""
+    torch = pytest.importorskip("torch")
+    np = pytest.importorskip("numpy")
+    joblib = pytest.importorskip("joblib")
+    build_demo_project(tmp_path)
+    state = torch.load(tmp_path / "models/classifier.pt", weights_only=True)
+    assert list(state) == ["fc.weight", "fc.bias"]
+    assert tuple(state["fc.weight"].shape) == (2, 3)
+    assert np.load(tmp_path / "models/embeddings.npy").shape == (4, 3)
+    assert joblib.load(tmp_path / "models/scaler.joblib")["with_std"] is True
