@@ -108,7 +108,7 @@ def warm(path: Path) -> None:
 
 def one_core_sha256_rate() -> float:
     """Bytes per second of hashlib SHA-256 on one core, best of three, from memory."""
-    data = random.Random(1).randbytes(512 * MiB)
+    data = os.urandom(512 * MiB)
     best = 0.0
     for _ in range(3):
         start = time.perf_counter()
@@ -181,11 +181,12 @@ def measure(tool: Tool, case: Case, repeat: int) -> Result:
 
 
 def render(cases: list[Case], results: list[Result], limit: float, core: float,
-           command: str) -> str:
+           command: str, load: str) -> str:
     cores = os.cpu_count() or 1
     lines = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}, "
-        f"{cores} cores, page cache warm, best of the runs. Command: `{command}`",
+        f"{cores} cores, page cache warm, best of the runs; load average before and after "
+        f"the runs {load}. Command: `{command}`",
         "",
         f"SHA-256 parallel limit of this machine: {cores} cores x {core / 1e9:.2f} GB/s "
         f"(one core, hashlib, in memory) = **{limit / 1e9:.2f} GB/s**.",
@@ -234,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per tool and input")
     parser.add_argument("--tools", help="comma-separated tool name prefixes to run")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     out = BENCH / "out" / "hash"
     out.mkdir(parents=True, exist_ok=True)
     cases = make_inputs(out)
@@ -253,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
     command = "bench/.venv/bin/python bench/hash_bench.py" + " ".join(
         [""] + (argv if argv is not None else sys.argv[1:]))
-    section = render(cases, results, limit, core, command.strip())
+    load = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
+    section = render(cases, results, limit, core, command.strip(), load)
     print(section)
     if args.write_readme:
         write_readme(section)

@@ -11,7 +11,8 @@ generated here into ``bench/out/`` (and reused on later runs):
            that does not flag it is not looking, however fast it is
 
 Wall time is measured here; peak RSS and CPU time come from GNU time launching the tool
-(peak RSS of the largest process in the tool's tree). Each tool's exit code and verdict are recorded beside its numbers.
+(peak RSS of the largest process in the tool's tree). Each tool's exit code and verdict are
+recorded beside its numbers.
 
 Run it from the bench venv (``bash bench/setup.sh`` makes it)::
 
@@ -255,6 +256,8 @@ class Run:
     peak_rss_mib: float
     exit_code: int | None  # None: killed at the timeout
     verdict: str
+    measured: str  # UTC, ISO 8601
+    load: float  # the machine's 1-minute load average when the run started
 
 
 def measure(tool: Tool, case: Case, out: Path, timeout: float) -> Run:
@@ -269,6 +272,7 @@ def measure(tool: Tool, case: Case, out: Path, timeout: float) -> Run:
     # from this (larger) Python process would inherit its high-water mark.
     timed = [TIME, "-f", "%M %U %S", "-o", str(usage), *argv]
     env = {**os.environ, "PROMPTFOO_DISABLE_TELEMETRY": "1"}  # modelaudit's PostHog events
+    when, load = datetime.now(timezone.utc).isoformat(timespec="seconds"), os.getloadavg()[0]
     with open(log, "wb") as sink:
         start = time.perf_counter()
         proc = subprocess.Popen(timed, stdout=sink, stderr=subprocess.STDOUT, cwd=logs,
@@ -288,16 +292,17 @@ def measure(tool: Tool, case: Case, out: Path, timeout: float) -> Run:
     fields = usage.read_text().splitlines()[-1].split() if exit_code is not None else []
     rss_kib, user, system = (float(f) for f in fields) if len(fields) == 3 else (0, 0, 0)
     return Run(case.name, tool.name, shlex.join(argv), round(wall, 3), round(user + system, 2),
-               round(rss_kib / 1024, 1), exit_code, verdict)
+               round(rss_kib / 1024, 1), exit_code, verdict, when, load)
 
 
 # --- report ---------------------------------------------------------------------------
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
                 if line.startswith("model name")), platform.processor())
-    mem = next(int(line.split()[1]) for line in open("/proc/meminfo")
-               if line.startswith("MemTotal"))
+    mem = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
     return (f"{os.cpu_count()} CPUs ({cpu}), {mem / 2**20:.0f} GiB RAM, "
             f"Linux {platform.release()}, Python {platform.python_version()}")
 
@@ -307,10 +312,14 @@ def ratio(peer: float, ours: float) -> str:
 
 
 def render(cases: list[Case], runs: list[Run], command: str) -> str:
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    first, last = min(r.measured for r in runs), max(r.measured for r in runs)
+    when = f"{first[:16]}–{last[11:16]} UTC".replace("T", " ")
+    loads = sorted(r.load for r in runs)
     versions = ", ".join(f"{t.name} {version(t.dist)}" for t in TOOLS)
     lines = [
-        f"Measured {when} on {machine()}.",
+        f"Measured {when} on {machine()}; the 1-minute load average was "
+        f"{loads[0]:.1f}–{loads[-1]:.1f} during the runs (other work shares the machine, so "
+        "wall time is noisy; CPU time less so).",
         f"Tools: {versions}; torch {version('torch')} (generates the checkpoints).",
         "",
         "Command:",
@@ -319,35 +328,36 @@ def render(cases: list[Case], runs: list[Run], command: str) -> str:
         command,
         "```",
         "",
-        "Time is wall-clock seconds, memory is peak RSS; `×` columns are the peer's figure "
-        "divided by mlward's (above 1 means mlward is faster / smaller). Inputs are in the "
-        "page cache for every tool.",
+        "Wall and CPU (user + system) time in seconds, memory is peak RSS; the `×` columns are "
+        "the peer's figure divided by mlward's (above 1: mlward is faster / smaller). Inputs "
+        "are in the page cache for every tool.",
     ]
     by = {(r.case, r.tool): r for r in runs}
     for case in cases:
         size = input_bytes(case.path)
         lines += ["", f"#### {case.name}: {case.what} ({size / MiB:,.1f} MiB)", "",
-                  "| tool | time s | peak MiB | CPU s | exit | verdict | time × | memory × |",
-                  "|---|---:|---:|---:|---:|---|---:|---:|"]
+                  "| tool | wall s | CPU s | peak MiB | exit | verdict "
+                  "| wall × | CPU × | memory × |",
+                  "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
         ours = by.get((case.name, "mlward"))
         for t in TOOLS:
             r = by.get((case.name, t.name))
             if r is None:
                 continue
-            rel_t = ratio(r.wall_s, ours.wall_s) if ours and t.name != "mlward" else ""
-            rel_m = ratio(r.peak_rss_mib, ours.peak_rss_mib) if ours and t.name != "mlward" \
-                else ""
+            rel = [ratio(getattr(r, k), getattr(ours, k)) if ours and t.name != "mlward" else ""
+                   for k in ("wall_s", "cpu_s", "peak_rss_mib")]
             exit_code = "killed" if r.exit_code is None else str(r.exit_code)
-            lines.append(f"| {t.name} | {r.wall_s:.2f} | {r.peak_rss_mib:,.0f} | {r.cpu_s:.2f} "
-                         f"| {exit_code} | {r.verdict} | {rel_t} | {rel_m} |")
+            lines.append(f"| {t.name} | {r.wall_s:.2f} | {r.cpu_s:.2f} | {r.peak_rss_mib:,.0f} "
+                         f"| {exit_code} | {r.verdict} | {' | '.join(rel)} |")
     small, big = list(TORCH_SIZES)
     rows = [(t.name, by.get((small, t.name)), by.get((big, t.name))) for t in TOOLS]
     rows = [(n, a, b) for n, a, b in rows if a and b]
     if rows:
-        lines += ["", "#### Does time grow with tensor bytes? (2 GB time / 200 MB time)", "",
-                  f"| tool | {small} s | {big} s | growth |", "|---|---:|---:|---:|"]
-        lines += [f"| {n} | {a.wall_s:.2f} | {b.wall_s:.2f} | {ratio(b.wall_s, a.wall_s)} |"
-                  for n, a, b in rows]
+        lines += ["", "#### Does time grow with tensor bytes? (2 GB / 200 MB)", "",
+                  f"| tool | {small} CPU s | {big} CPU s | CPU growth | wall growth |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {n} | {a.cpu_s:.2f} | {b.cpu_s:.2f} | {ratio(b.cpu_s, a.cpu_s)} "
+                  f"| {ratio(b.wall_s, a.wall_s)} |" for n, a, b in rows]
     lines += ["", "Commands per tool (one case shown; the path changes):", ""]
     first = cases[0].name
     lines += [f"- {t.name}: `{by[(first, t.name)].command}`"
@@ -374,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated cases to run (default: all)")
     p.add_argument("--timeout", type=float, default=900,
                    help="seconds before a tool's run is killed (default: 900)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep earlier results (bench/out/pickle_scan.json) for the tools and "
+                   "cases not run now, e.g. to re-measure mlward alone")
     p.add_argument("--write-readme", action="store_true",
                    help="replace the results section of bench/README.md")
     args = p.parse_args(argv)
@@ -381,9 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     wanted_tools = args.tools.split(",")
     wanted_cases = args.cases.split(",")
-    cases = [c for c in make_inputs(args.out) if c.name in wanted_cases]
+    all_cases = make_inputs(args.out)
     runs: list[Run] = []
-    for case in cases:
+    for case in (c for c in all_cases if c.name in wanted_cases):
         warm_page_cache(case.path)
         for tool in TOOLS:
             if tool.name not in wanted_tools:
@@ -392,7 +405,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case.name:11} {tool.name:11} {run.wall_s:8.2f} s {run.peak_rss_mib:8.0f} "
                   f"MiB  exit {run.exit_code}  {run.verdict}", file=sys.stderr, flush=True)
             runs.append(run)
-    (args.out / "pickle_scan.json").write_text(json.dumps([asdict(r) for r in runs], indent=1))
+    results = args.out / "pickle_scan.json"
+    if args.merge and results.exists():
+        fresh = {(r.case, r.tool) for r in runs}
+        runs += [r for r in (Run(**d) for d in json.loads(results.read_text()))
+                 if (r.case, r.tool) not in fresh]
+    results.write_text(json.dumps([asdict(r) for r in runs], indent=1))
+    cases = [c for c in all_cases if any(r.case == c.name for r in runs)]
     command = shlex.join(["bench/.venv/bin/python", "bench/pickle_scan.py",
                           *(argv if argv is not None else sys.argv[1:])])
     section = render(cases, runs, command)

@@ -211,7 +211,8 @@ ONNX_CUSTOM_DOMAIN = rule(
     "Make sure the custom-op library the model needs comes from a source you trust.",
     cwe="CWE-829",
     doc="A node in a domain other than the standard ONNX ones (and com.microsoft): loading "
-    "the model needs a native custom-op library.",
+    "the model needs a native custom-op library. High for onnxruntime-extensions Python "
+    "operators (PyOp in ai.onnx.contrib), which call Python code.",
 )
 ONNX_LOCAL_FUNCTION = rule(
     "MW232", "ONNX model defines local functions", Severity.LOW,

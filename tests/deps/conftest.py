@@ -20,8 +20,11 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLWARD_OSV_API", "http://127.0.0.1:9")  # never the real service
 
 
-@pytest.fixture
-def osv_index() -> Iterator[LocalIndex]:
-    index = open_index(OSV)
+@pytest.fixture(scope="session")
+def osv_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIndex]:
+    """The fixture records indexed once for the session, in a cache of its own."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLWARD_CACHE", str(tmp_path_factory.mktemp("osv-cache")))
+        index = open_index(OSV)
     yield index
     index.close()

@@ -84,10 +84,11 @@ def test_torch_pysec_and_ghsa_merge(osv_index: LocalIndex) -> None:
 
 
 def test_withdrawn_record_is_skipped(osv_index: LocalIndex) -> None:
-    # PYSEC-2022-42969 (py, ReDoS) was withdrawn.
-    advs = osv_index.advisories_for(["py"])["py"]
-    assert advs and all(a.withdrawn for a in advs)
-    assert check_version("py", "1.11.0", advs).vulnerabilities == ()
+    # PYSEC-2023-73 (redis, every version) was withdrawn on 2023-06-06.
+    advs = osv_index.advisories_for(["redis"])["redis"]
+    assert [a.id for a in advs] == ["PYSEC-2023-73"] and advs[0].withdrawn
+    assert check_version("redis", "4.5.5", advs).vulnerabilities == ()
+    assert check_range("redis", "", advs).vulnerabilities == ()
 
 
 def test_smallest_upgrade_clears_every_advisory(osv_index: LocalIndex) -> None:

@@ -143,7 +143,7 @@ def _append_many(url: str, key: str, worker: int, count: int) -> None:
 def test_concurrent_appenders_never_lose_duplicate_or_fork(ledger: Ledger,
                                                            db_url: str) -> None:
     assert ledger.signer is not None
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("fork")  # children open their own connections
     procs = [ctx.Process(target=_append_many, args=(db_url, str(ledger.signer), w, 25))
              for w in range(4)]
     for p in procs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import blake3
@@ -117,3 +118,14 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_unknown_labels_are_refused(label: str) -> None:
     with pytest.raises(ProvenanceError, match="unknown digest algorithm"):
         parse_label(label)
+
+
+def test_large_blake3_file_that_shrank_since_listing_is_reported(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(_data(10 * CHUNK))
+    job = FileJob.of(f, f.stat(), "blake3")
+    with open(f, "r+b") as out:
+        out.truncate(3 * CHUNK)
+    os.utime(f, ns=(job.mtime_ns, job.mtime_ns))  # even with its old time put back
+    with pytest.raises(FileChangedError):
+        hash_files([job])

@@ -182,3 +182,15 @@ def test_missing_inputs_are_clear_errors(run: Run) -> None:
     assert code == 2 and "cannot read nowhere" in err
     code, _, err = run("manifest", "verify", "nothing.json")
     assert code == 2 and "cannot read manifest nothing.json" in err
+
+
+def test_a_fifo_given_as_the_root_is_never_opened(run: Run, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    assert run("manifest", "create", tmp_path / "pipe", "-o", "m.json")[0] == 0
+    entries = json.loads(Path("m.json").read_text())["entries"]
+    assert entries == [{"path": "pipe", "type": "fifo"}]
+
+
+def test_tiny_shard_size_is_a_usage_error(run: Run, dataset: Path) -> None:
+    code, _, err = run("manifest", "create", dataset, "-o", "m.json", "--shard-size", "1024")
+    assert code == 2 and "shard size must be at least" in err

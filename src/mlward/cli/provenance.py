@@ -155,15 +155,15 @@ def run_manifest_create(args: argparse.Namespace) -> int:
         m.write(args.output)
     except ProvenanceError as exc:
         _record("manifest.create", ",".join(map(str, args.paths)), outcome="error",
-                     details={"error": exc.diagnostics()})
+                details={"error": exc.diagnostics()})
         raise
     files = sum(1 for e in m.entries if e.type == "file")
     size = sum(e.size for e in m.entries)
     print(f"wrote {args.output}: {files} file(s), {size} bytes, "
           f"root digest sha256:{m.root_digest}")
     _record("manifest.create", str(args.output), outcome="pass",
-                 digests={"sha256": m.root_digest},
-                 details={"roots": [r.uri for r in m.roots], "files": files})
+            digests={"sha256": m.root_digest},
+            details={"roots": [r.uri for r in m.roots], "files": files})
     return EXIT_OK
 
 
@@ -173,7 +173,7 @@ def run_manifest_verify(args: argparse.Namespace) -> int:
         changes = manifest.verify(m, args.paths or None)
     except ProvenanceError as exc:
         _record("manifest.verify", str(args.manifest), outcome="error",
-                     details={"error": exc.diagnostics()})
+                details={"error": exc.diagnostics()})
         raise
     if args.format == "json":
         print(json.dumps([c.to_dict() for c in changes], indent=1))
@@ -183,35 +183,45 @@ def run_manifest_verify(args: argparse.Namespace) -> int:
         print(f"{len(changes)} change(s)" if changes else
               f"identical: {len(m.entries)} entries match {args.manifest}")
     _record("manifest.verify", str(args.manifest), outcome="fail" if changes else "pass",
-                 digests={"sha256": m.root_digest}, details={"changes": len(changes)})
+            digests={"sha256": m.root_digest}, details={"changes": len(changes)})
     return EXIT_CHANGED if changes else EXIT_OK
 
 
 def run_lineage_record(args: argparse.Namespace) -> int:
     params = lineage.parse_params(args.param)
-    out, statement = lineage.record(args.model, args.data, code=args.code, params=params,
-                                    run_id=args.run_id, spec=_spec(args), output=args.output)
+    try:
+        out, statement = lineage.record(args.model, args.data, code=args.code, params=params,
+                                        run_id=args.run_id, spec=_spec(args), output=args.output)
+    except ProvenanceError as exc:
+        _record("lineage.record", str(args.model), outcome="error",
+                details={"error": exc.diagnostics()})
+        raise
     deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
     print(f"wrote {out}: {len(statement['subject'])} model file(s), {len(deps)} input(s)")
     for d in deps:
         print(f"  {d['name']}: manifest {d['annotations']['mlward.manifest']}")
     _record("lineage.record", str(args.model), outcome="pass",
-                 details={"statement": str(out), "inputs": [d["name"] for d in deps]})
+            details={"statement": str(out), "inputs": [d["name"] for d in deps]})
     return EXIT_OK
 
 
-def _trusted(args: argparse.Namespace, required: bool) -> Mapping[str, keys.PublicKey] | None:
+def _trusted(args: argparse.Namespace) -> Mapping[str, keys.PublicKey]:
+    """The keys given with --key, else those of the trust file (which must exist)."""
     if args.key:
         loaded = [keys.load_public(p) for p in args.key]
         return {keys.key_id(k): k for k in loaded}
-    trust = args.trust or keys.default_trust_file()
-    if args.trust is None and not trust.exists() and not required:
+    return keys.load_trusted(args.trust or keys.default_trust_file())
+
+
+def _trusted_if_any(args: argparse.Namespace) -> Mapping[str, keys.PublicKey] | None:
+    """Like :func:`_trusted`, but None when no key is given and no trust file exists."""
+    if not args.key and args.trust is None and not keys.default_trust_file().exists():
         return None
-    return keys.load_trusted(trust)
+    return _trusted(args)
 
 
 def run_lineage_verify(args: argparse.Namespace) -> int:
-    result = chain.verify_chain(args.model, trusted=_trusted(args, required=False),
+    result = chain.verify_chain(args.model, trusted=_trusted_if_any(args),
                                 require_signature=False)
     return _report_chain(args, result, "lineage.verify")
 
@@ -228,15 +238,15 @@ def _report_chain(args: argparse.Namespace, result: chain.ChainResult, action: s
             for c in link.changes:
                 print(f"       {c}")
         broken = result.first_broken
-        print(f"verified: {args_path(args)}" if broken is None else
+        print(f"verified: {_subject(args)}" if broken is None else
               f"NOT verified: the first broken link is the {broken.name}: {broken.detail}")
     broken = result.first_broken
-    _record(action, str(args_path(args)), outcome="pass" if broken is None else "fail",
-                 details={"links": [[link.name, link.ok] for link in result.links]})
+    _record(action, str(_subject(args)), outcome="pass" if broken is None else "fail",
+            details={"links": [[link.name, link.ok] for link in result.links]})
     return EXIT_OK if result.ok else EXIT_CHANGED
 
 
-def args_path(args: argparse.Namespace) -> Path:
+def _subject(args: argparse.Namespace) -> Path:
     return Path(getattr(args, "model", None) or args.path)
 
 
@@ -248,8 +258,8 @@ def run_keygen(args: argparse.Namespace) -> int:
         trust = Path(args.trust) if args.trust else keys.default_trust_file()
         keys.add_trusted(trust, keys.load_public(files.public))
         print(f"trusted in:  {trust}")
-    _record("keygen", str(files.public), outcome="pass", details={"type": args.type},
-                 digests={"keyid": files.key_id})
+    _record("keygen", str(files.public), outcome="pass", digests={"sha256": files.key_id},
+            details={"type": args.type, "digest": "SHA-256 of the public key PEM (key id)"})
     return EXIT_OK
 
 
@@ -271,7 +281,7 @@ def run_sign(args: argparse.Namespace) -> int:
         print(f"wrote {out}: DSSE envelope ({payload_type}), key id {kid}")
         digest = {"sha256": hashlib.sha256(raw).hexdigest()}
     _record("sign", str(args.path), outcome="pass", digests=digest,
-                 details={"signature": str(out), "keyid": kid, "oms": args.oms})
+            details={"signature": str(out), "keyid": kid, "oms": args.oms})
     return EXIT_OK
 
 
@@ -295,16 +305,16 @@ def run_verify(args: argparse.Namespace) -> int:
     has_statement = lineage.statement_path(path).exists()
     if bundle_sig.exists() and (sig is not None or not has_statement) and oms.is_bundle(
             manifest.read_json(bundle_sig, "signature")):
-        link = chain.verify_oms(path, bundle_sig, _require_trust(args))
+        link = chain.verify_oms(path, bundle_sig, _trusted(args))
         return _report_chain(args, chain.ChainResult((link,)), "verify")
     if has_statement:
-        result = chain.verify_chain(path, trusted=_require_trust(args), signature=sig)
+        result = chain.verify_chain(path, trusted=_trusted(args), signature=sig)
         return _report_chain(args, result, "verify")
     sig = sig or chain.signature_path(path)
     if not sig.exists():
         raise ProvenanceError(f"no signature for {path} (looked for {sig}) and no lineage "
                               "statement beside it")
-    trusted = _require_trust(args)
+    trusted = _trusted(args)
     try:
         keyid = chain.verify_file(path, sig, trusted)
     except ProvenanceError as exc:
@@ -312,9 +322,3 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         link = chain.Link("signature", True, f"valid, key {keyid[:16]}...")
     return _report_chain(args, chain.ChainResult((link,)), "verify")
-
-
-def _require_trust(args: argparse.Namespace) -> Mapping[str, keys.PublicKey]:
-    trusted = _trusted(args, required=True)
-    assert trusted is not None
-    return trusted

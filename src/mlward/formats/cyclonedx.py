@@ -54,8 +54,9 @@ def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
         raise MissingExtra("cyclonedx-python-lib", "sbom") from exc
 
     bom = Bom()
-    bom.metadata.component = Component(name="mlward dependency audit", version=__version__,
-                                       type=ComponentType.APPLICATION, bom_ref="mlward-audit")
+    root = Component(name="mlward dependency audit", version=__version__,
+                     type=ComponentType.APPLICATION, bom_ref="mlward-audit")
+    bom.metadata.component = root
     components: dict[str, Component] = {}
     for r in results:
         d = r.dependency
@@ -98,5 +99,6 @@ def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
                 ratings=[rating], cwes=cwes, description=v.summary,
                 recommendation=recommendation,
                 affects=[BomTarget(ref=ref, versions=[target])]))
+    bom.register_dependency(root, components.values())
     text: str = JsonV1Dot6(bom).output_as_string(indent=2)
     return text + "\n"

@@ -24,7 +24,7 @@ from mlward.ledger.errors import LedgerError
 from mlward.ledger.merkle import Node, append_nodes, frontier_nodes, leaf_hash
 
 ENTRY_COLUMNS = ("time", "actor", "host", "action", "resource", "outcome")
-_CHUNK = 500  # nodes per lookup query
+_CHUNK = 200  # nodes per lookup query
 
 
 @dataclass(frozen=True)
@@ -135,11 +135,12 @@ class Store(ABC):
         out: dict[Node, bytes] = {}
         for i in range(0, len(wanted), _CHUNK):
             chunk = wanted[i:i + _CHUNK]
-            values = ", ".join(["(?, ?)"] * len(chunk))
-            cur.execute(self._sql("SELECT level, idx, hash FROM ledger_nodes "
-                                  f"WHERE (level, idx) IN (VALUES {values})"),
+            # OR of primary-key lookups: both databases answer each term from the index.
+            where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+            cur.execute(self._sql(f"SELECT level, idx, hash FROM ledger_nodes WHERE {where}"),
                         [v for node in chunk for v in node])
-            out.update({(int(level), int(idx)): bytes(h) for level, idx, h in cur.fetchall()})
+            out.update({(int(level), int(idx)): _as_bytes(h)
+                        for level, idx, h in cur.fetchall()})
         return out
 
     def nodes(self, wanted: Iterable[Node]) -> dict[Node, bytes]:
@@ -184,7 +185,7 @@ class Store(ABC):
         with self._read() as cur:
             cur.execute(self._sql("SELECT body FROM ledger_entries WHERE idx = ?"), (index,))
             row = cur.fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else _as_bytes(row[0])
 
     def search(self, filters: Filters, limit: int | None = None) -> list[bytes]:
         where, params = [], []
@@ -211,7 +212,7 @@ class Store(ABC):
             sql += f" LIMIT {int(limit)}"
         with self._read() as cur:
             cur.execute(self._sql(sql), params)
-            return [bytes(row[0]) for row in cur.fetchall()]
+            return [_as_bytes(row[0]) for row in cur.fetchall()]
 
     @contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
@@ -241,17 +242,27 @@ class Snapshot:
         sql = (f"SELECT e.idx, {cols}, e.body, n.hash FROM ledger_entries e "
                "LEFT JOIN ledger_nodes n ON n.level = 0 AND n.idx = e.idx ORDER BY e.idx")
         for row in self._store._stream(self._cur, sql):
-            yield StoredEntry(int(row[0]), tuple(row[1:7]), bytes(row[7]),
-                              None if row[8] is None else bytes(row[8]))
+            yield StoredEntry(int(row[0]), tuple(row[1:7]), _as_bytes(row[7]),
+                              None if row[8] is None else _as_bytes(row[8]))
 
     def nodes_above_leaves(self) -> Iterator[tuple[int, int, bytes]]:
         sql = "SELECT level, idx, hash FROM ledger_nodes WHERE level > 0 ORDER BY level, idx"
         for level, idx, h in self._store._stream(self._cur, sql):
-            yield int(level), int(idx), bytes(h)
+            yield int(level), int(idx), _as_bytes(h)
 
     def checkpoints(self) -> list[tuple[int, str, str]]:
         self._cur.execute("SELECT size, created, note FROM ledger_checkpoints ORDER BY size")
         return [(int(s), str(c), str(n)) for s, c, n in self._cur.fetchall()]
+
+
+def _as_bytes(value: object) -> bytes:
+    """A stored blob as bytes, whatever type an edit left in the column (SQLite keeps the type
+    of the value written, so ``replace(body, ...)`` turns a blob into text)."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode("utf-8", "surrogatepass")
 
 
 def _like_escape(text: str) -> str:
@@ -319,9 +330,8 @@ class PostgresStore(Store):
         try:
             import psycopg
         except ImportError:
-            from mlward.errors import MissingExtra
-
-            raise MissingExtra("psycopg", "postgres") from None
+            raise LedgerError("a PostgreSQL ledger needs psycopg (pip install "
+                              "'mlward[postgres]')") from None
         self._psycopg = psycopg
         self.dsn = dsn
         try:

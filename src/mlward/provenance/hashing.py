@@ -16,7 +16,8 @@ Digest labels name exactly how a digest was computed, so a verifier recomputes i
     so its digest is the same however many threads compute it.
 
 Memory is bounded: each worker thread reads into one reusable buffer of ``CHUNK`` bytes with
-``os.preadv`` (never ``mmap``: a file truncated under a mapping kills the process with SIGBUS).
+``os.preadv`` (never ``mmap``: a file truncated under a mapping kills the process with SIGBUS),
+plus two read-ahead buffers for a large file under BLAKE3.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
 """
@@ -28,6 +29,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from mlward.errors import MissingExtra
 from mlward.provenance.errors import FileChangedError, ProvenanceError
 
 CHUNK = 4 << 20
+PIPELINE_MIN = 8 * CHUNK
 DEFAULT_SHARD_SIZE = 64 << 20
 ALGORITHMS = ("sha256", "blake3")
 _SHARDED_PREFIX = "sha256-sharded-"
@@ -79,14 +82,14 @@ def parse_label(label: str) -> tuple[str, int | None]:
 class FileJob:
     """One file to hash: where it is, what it looked like when listed, and which digest."""
 
-    path: Path
+    path: str | Path
     size: int
     mtime_ns: int
     inode: int
     label: str
 
     @classmethod
-    def of(cls, path: Path, st: os.stat_result, label: str) -> FileJob:
+    def of(cls, path: str | Path, st: os.stat_result, label: str) -> FileJob:
         return cls(path, st.st_size, st.st_mtime_ns, st.st_ino, label)
 
 
@@ -110,23 +113,45 @@ def _hash_range(job: FileJob, hasher: Any, start: int, end: int) -> None:
     """Feed bytes ``start..end`` of the job's file to ``hasher``, checking the file held still."""
     view = _BUFFERS.view
     try:
-        fd = os.open(job.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NONBLOCK: a file swapped for a FIFO since it was listed must not block the open.
+        fd = os.open(job.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
     try:
         _check_same(job, os.fstat(fd))
-        pos = start
-        while pos < end:
-            n = os.preadv(fd, [view[:min(CHUNK, end - pos)]], pos)
-            if n == 0:
-                raise FileChangedError(str(job.path), "it became shorter")
-            hasher.update(view[:n])
-            pos += n
+        if job.label == "blake3" and end - start > PIPELINE_MIN:
+            _read_ahead(job, fd, hasher, start, end)
+        else:
+            pos = start
+            while pos < end:
+                n = os.preadv(fd, [view[:min(CHUNK, end - pos)]], pos)
+                if n == 0:
+                    raise FileChangedError(str(job.path), "it became shorter")
+                hasher.update(view[:n])
+                pos += n
         _check_same(job, os.fstat(fd))
     except OSError as exc:
         raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
     finally:
         os.close(fd)
+
+
+def _read_ahead(job: FileJob, fd: int, hasher: Any, start: int, end: int) -> None:
+    """Read the next chunk on a helper thread while ``hasher`` (BLAKE3, itself multithreaded)
+    hashes the current one: two buffers of ``CHUNK`` bytes."""
+    buffers = (memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK)))
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(os.preadv, fd, [buffers[0][:min(CHUNK, end - start)]], start)
+        pos, which = start, 0
+        while pos < end:
+            n = pending.result()
+            if n == 0:
+                raise FileChangedError(str(job.path), "it became shorter")
+            current, pos, which = buffers[which], pos + n, 1 - which
+            if pos < end:
+                pending = reader.submit(os.preadv, fd, [buffers[which][:min(CHUNK, end - pos)]],
+                                        pos)
+            hasher.update(current[:n])
 
 
 def _check_same(job: FileJob, st: os.stat_result) -> None:
@@ -150,7 +175,7 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
     that the threads take in turn. ``progress`` is called with byte counts as work finishes.
     The first error (unreadable file, file changed) stops the work and is raised.
     """
-    workers = workers or os.cpu_count() or 1
+    workers = workers or len(os.sched_getaffinity(0)) or 1
     tasks: deque[tuple[int, int, int, int]] = deque()  # job index, shard index, start, end
     shard_digests: dict[int, list[bytes]] = {}
     for index, job in enumerate(jobs):
@@ -173,7 +198,7 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
             job = jobs[index]
             try:
                 if job.label == "blake3":
-                    hasher = _blake3()(max_threads=-1 if job.size > 8 * CHUNK else 1)
+                    hasher = _blake3()(max_threads=-1 if job.size > PIPELINE_MIN else 1)
                 else:
                     hasher = hashlib.sha256()
                 _hash_range(job, hasher, start, end)

@@ -17,6 +17,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import socket
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -55,7 +56,7 @@ class Entry:
                 raise ProvenanceError(f"entry {self.path!r}: a file needs exactly one digest")
             for label, value in self.digest.items():
                 parse_label(label)
-                if len(value) not in (64,) or not _is_hex(value):
+                if not _HEX64.fullmatch(value):
                     raise ProvenanceError(f"entry {self.path!r}: malformed digest")
         if self.type == "symlink" and self.target is None:
             raise ProvenanceError(f"entry {self.path!r}: a symlink needs a target")
@@ -158,7 +159,12 @@ class Manifest:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1) + "\n"
+        """Indented JSON with one entry per line (fast to write, easy to diff)."""
+        doc = self.to_dict()
+        entries = doc.pop("entries")
+        head = json.dumps(doc, indent=1)
+        lines = ",\n".join("  " + json.dumps(e) for e in entries)
+        return f'{head[:-2]},\n "entries": [\n{lines}\n ]\n}}\n'.replace("[\n\n ]", "[]")
 
     def write(self, path: Path) -> None:
         atomic_write_text(path, self.to_json(), mode=0o644)
@@ -175,7 +181,8 @@ class Manifest:
                 f"manifest uses schema version {version}, newer than this mlward reads "
                 f"({SCHEMA_VERSION}); upgrade mlward to read it")
         try:
-            roots = tuple(Root(r["name"], r["uri"], r["type"]) for r in data["roots"])
+            roots = tuple(Root(*(_text(r[k]) for k in ("name", "uri", "type")))
+                          for r in data["roots"])
             entries = tuple(Entry.from_dict(e) for e in data["entries"])
             digest = data["rootDigest"]["sha256"]
             created = data["createdBy"]
@@ -193,6 +200,12 @@ class Manifest:
     @classmethod
     def load(cls, path: Path) -> Manifest:
         return cls.from_dict(read_json(path, "manifest"))
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a string")
+    return value
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -218,14 +231,14 @@ def check_relative(path: str) -> None:
         raise ProvenanceError(f"path {path!r} escapes its root or is not a plain relative path")
 
 
-def _is_hex(value: str) -> bool:
-    return all(c in "0123456789abcdef" for c in value)
+_HEX64 = re.compile("[0-9a-f]{64}")
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def compute_root_digest(entries: Sequence[Entry]) -> str:
     h = hashlib.sha256()
     for e in sorted(entries):
-        h.update(json.dumps(e.to_dict(), sort_keys=True, separators=(",", ":")).encode())
+        h.update(_CANONICAL.encode(e.to_dict()).encode())
         h.update(b"\n")
     return h.hexdigest()
 
@@ -252,7 +265,7 @@ class Listed:
     """What a walk found: entries without digests yet, and the files still to hash."""
 
     entries: tuple[Entry, ...]
-    files: tuple[tuple[str, Path, os.stat_result], ...]
+    files: tuple[tuple[str, str | Path, os.stat_result], ...]
 
 
 def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) -> Listed:
@@ -261,27 +274,29 @@ def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) ->
     ``root`` itself may be a file. Names in ``exclude`` are skipped at any depth.
     """
     entries: list[Entry] = []
-    files: list[tuple[str, Path, os.stat_result]] = []
+    files: list[tuple[str, str | Path, os.stat_result]] = []
     try:
         st = root.stat()
     except OSError as exc:
         raise ProvenanceError(f"cannot read {root}: {exc.strerror}") from None
+    if stat.S_ISREG(st.st_mode):
+        return Listed((), ((prefix or root.name, root, st),))
     if not stat.S_ISDIR(st.st_mode):
-        files.append((prefix or root.name, root, st))
-        return Listed((), tuple(files))
+        special = _SPECIAL.get(stat.S_IFMT(st.st_mode), "fifo")
+        return Listed((Entry(prefix or root.name, special),), ())
     for rel, path, lst in _scan(root, exclude):
         name = f"{prefix}/{rel}" if prefix else rel
         kind = stat.S_IFMT(lst.st_mode)
         if kind == stat.S_IFREG:
             files.append((name, path, lst))
         elif kind == stat.S_IFLNK:
-            entries.append(Entry(name, "symlink", target=str(path.readlink())))
+            entries.append(Entry(name, "symlink", target=str(Path(path).readlink())))
         elif kind in _SPECIAL:
             entries.append(Entry(name, _SPECIAL[kind]))
     return Listed(tuple(entries), tuple(files))
 
 
-def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, Path, os.stat_result]]:
+def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, str | Path, os.stat_result]]:
     stack = [("", root)]
     while stack:
         rel_dir, directory = stack.pop()
@@ -301,7 +316,7 @@ def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, Path, os.s
             if stat.S_ISDIR(lst.st_mode):
                 stack.append((rel, Path(item.path)))
             else:
-                yield rel, Path(item.path), lst
+                yield rel, item.path, lst
 
 
 def root_names(paths: Sequence[Path]) -> list[str]:

@@ -262,6 +262,7 @@ def check_python(text: str, loc: Location) -> list[Finding]:
         if ".launch(" not in line and "ray.init(" not in line and "demo.queue" not in line:
             continue
         kws = dict(_CALL_KW.findall(line))
+        kws.update((k, kws.get(k, "")) for k in re.findall(r"(\w+)\s*=(?!=)", line))
         where = loc.at(line=n)
         if ".launch(" in line:
             if kws.get("share") == "True" and "auth" not in kws:
@@ -332,7 +333,8 @@ def check_compose(data: object, text: str, loc: Location) -> list[Finding]:
                     loc.at(line=_line_of(text, str(port)) or line),
                     f"service {name!r} publishes {ML_PORTS[port]} port {port} on "
                     f"{host or 'all interfaces'}", evidence=str(entry),
-                    severity=Severity.HIGH if port in _HIGH_PORTS else None))
+                    severity=Severity.HIGH if port in _HIGH_PORTS else None,
+                    details={"port": port}))
     return findings
 
 
@@ -366,7 +368,8 @@ def check_manifest(doc: Mapping[str, Any], text: str, loc: Location,
                     loc.at(line=_line_of(text, str(port))),
                     f"{spec.get('type')} Service exposes {ML_PORTS[port]} port {port}",
                     evidence=f"Service {_name(doc)}",
-                    severity=Severity.HIGH if port in _HIGH_PORTS else None))
+                    severity=Severity.HIGH if port in _HIGH_PORTS else None,
+                    details={"port": port}))
     elif kind == "Ingress":
         annotations = (doc.get("metadata") or {}).get("annotations") or {}
         if not any("auth" in str(k) for k in annotations):
@@ -375,7 +378,8 @@ def check_manifest(doc: Mapping[str, Any], text: str, loc: Location,
                     loc.at(line=_line_of(text, str(port))),
                     f"Ingress routes to {ML_PORTS[port]} port {port} with no auth annotation",
                     evidence=f"Ingress {_name(doc)}",
-                    severity=Severity.HIGH if port in _HIGH_PORTS else None))
+                    severity=Severity.HIGH if port in _HIGH_PORTS else None,
+                    details={"port": port}))
     elif kind == "RayCluster":
         head = (spec.get("headGroupSpec") or {}).get("rayStartParams") or {}
         host = str(head.get("dashboard-host", "127.0.0.1"))

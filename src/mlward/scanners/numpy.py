@@ -88,9 +88,7 @@ class NpyScanner(Scanner):
                 ctx.examined(source.location, self.name)
                 return
             ctx.examined(source.location, "numpy-npy (object array: pickle)")
-            result = scan_pickle_stream(f, source.location, ctx)
-        if not result.complete:
-            ctx.skip(source.location, "pickle analysis incomplete", inconclusive=True)
+            scan_pickle_stream(f, source.location, ctx)
 
 
 class NpzScanner(Scanner):

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from mlward.errors import MissingExtra
-from mlward.findings import Location
+from mlward.findings import Location, Severity
 from mlward.rules import ONNX_CUSTOM_DOMAIN, ONNX_EXTERNAL_PATH, ONNX_LOCAL_FUNCTION, ONNX_MALFORMED
 from mlward.scanners.interface import ScanContext, Scanner
 from mlward.sources import Source
@@ -23,6 +23,8 @@ from mlward.sources import Source
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.training",
                               "ai.onnx.preview.training", "com.microsoft",
                               "com.microsoft.nchwc", "com.microsoft.experimental"})
+# onnxruntime-extensions: PyOp and friends run Python functions registered by the host.
+PYTHON_OP_DOMAIN = "ai.onnx.contrib"
 MAX_GRAPH_DEPTH = 64
 # ModelProto starts with ir_version (field 1, varint); real models have versions 3 to 13.
 _IR_VERSIONS = range(3, 32)
@@ -147,9 +149,12 @@ class ONNXScanner(Scanner):
             if node.domain not in STANDARD_DOMAINS and (node.domain, node.op_type) not in local:
                 custom.setdefault(node.domain, set()).add(node.op_type)
         for domain, ops in sorted(custom.items()):
+            python = domain == PYTHON_OP_DOMAIN and any(op.startswith("Py") for op in ops)
             ctx.add(ONNX_CUSTOM_DOMAIN.finding(
-                loc, f"operators from the custom domain {domain!r}: {', '.join(sorted(ops))}",
-                evidence=domain, details={"ops": sorted(ops)}))
+                loc, f"operators from the custom domain {domain!r}: {', '.join(sorted(ops))}"
+                + (" (Python operators: the runtime calls Python code)" if python else ""),
+                evidence=domain, details={"ops": sorted(ops)},
+                severity=Severity.HIGH if python else None))
         if model.functions:
             names = sorted(f"{d}.{n}" if d else n for d, n in local)
             ctx.add(ONNX_LOCAL_FUNCTION.finding(

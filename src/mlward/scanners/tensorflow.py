@@ -7,6 +7,9 @@ needs, declared here as descriptors and compiled at import by the protobuf runti
 kept by protobuf as unknown and ignored. Why not tensorboard's compiled protos: tensorboard
 is a large install with a web server's dependencies, for six messages.
 
+A Keras 2 SavedModel's ``keras_metadata.pb`` holds each layer's config as JSON; those configs
+are judged like a Keras model config (Lambda layers, foreign modules).
+
 Every node of every graph and of every function in each graph's library is listed, and ops
 that run Python, touch files or reach the network are reported with the op, the node and the
 function it sits in. Save/Restore ops are part of every SavedModel, so they are reported only
@@ -26,6 +29,7 @@ from mlward.rules import TF_FILE_OP, TF_MALFORMED, TF_NETWORK_OP, TF_PYTHON_OP, 
 from mlward.scanners.interface import ScanContext, Scanner
 from mlward.sources import Source
 
+KERAS_METADATA = "keras_metadata.pb"
 MAX_PROTO_BYTES = (2 << 30) - 1
 """The protobuf wire format's own limit for one message."""
 
@@ -97,10 +101,14 @@ def _messages() -> dict[str, Any]:
     message("ListValue", ("s", 2, F.TYPE_BYTES, rep, ""),
             ("tensor", 8, F.TYPE_MESSAGE, rep, ".mlward.tf.TensorProto"))
     message("TensorProto", ("string_val", 8, F.TYPE_BYTES, rep, ""))
+    # Keras 2 SavedModels: keras_metadata.pb holds each layer's config as JSON.
+    message("SavedMetadata", ("nodes", 1, F.TYPE_MESSAGE, rep, ".mlward.tf.SavedObject"))
+    message("SavedObject", ("node_path", 3, F.TYPE_STRING, opt, ""),
+            ("metadata", 5, F.TYPE_STRING, opt, ""))
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"mlward.tf.{name}"))
-            for name in ("SavedModel", "GraphDef")}
+            for name in ("SavedModel", "GraphDef", "SavedMetadata")}
 
 
 @dataclass(frozen=True)
@@ -197,6 +205,8 @@ class TensorFlowScanner(Scanner):
         head = source.head(64)
         if head[:3] == b"\x08\x01\x12":  # saved_model_schema_version 1, then meta_graphs
             return True
+        if source.name == KERAS_METADATA and head[:1] == b"\x0a":
+            return True
         # A frozen graph: a node (field 1) whose first field is a printable name (field 1).
         if not source.name.lower().endswith(".pb") or head[:1] != b"\x0a":
             return False
@@ -221,20 +231,27 @@ class TensorFlowScanner(Scanner):
             return
         with source.open() as f:
             data = f.read(MAX_PROTO_BYTES + 1)
-        saved_model = data[:3] == b"\x08\x01\x12"
+        if data[:3] == b"\x08\x01\x12":
+            kind = "SavedModel"
+        else:
+            kind = "SavedMetadata" if source.name == KERAS_METADATA else "GraphDef"
         try:
-            if saved_model:
-                msg = messages["SavedModel"].FromString(data)
-            else:
-                msg = messages["GraphDef"].FromString(data)
+            msg = messages[kind].FromString(data)
         except (DecodeError, RecursionError, ValueError) as exc:
             ctx.add(TF_MALFORMED.finding(loc, f"protobuf does not parse: {exc}"))
             ctx.skip(loc, "TensorFlow protobuf does not parse", inconclusive=True)
             return
         del data
-        ctx.examined(loc, "tf-savedmodel" if saved_model else "tf-graphdef")
-        if saved_model:
+        ctx.examined(loc, {"SavedModel": "tf-savedmodel", "GraphDef": "tf-graphdef",
+                           "SavedMetadata": "keras-savedmodel-metadata"}[kind])
+        if kind == "SavedModel":
             for i, meta in enumerate(msg.meta_graphs):
                 report_ops(meta.graph_def, loc, ctx, f"meta graph {i}")
-        else:
+        elif kind == "GraphDef":
             report_ops(msg, loc, ctx, "the graph")
+        else:
+            from mlward.scanners.keras import report_config
+
+            for node in msg.nodes:
+                if node.metadata:
+                    report_config(node.metadata, loc, ctx, node.node_path or "metadata")

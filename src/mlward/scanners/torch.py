@@ -1,5 +1,5 @@
-"""PyTorch checkpoints: the zip format (``torch.save`` since 1.6) and the legacy pickle
-sequence (``_use_new_zipfile_serialization=False``).
+"""PyTorch checkpoints: the zip format (``torch.save`` since 1.6), the legacy pickle
+sequence (``_use_new_zipfile_serialization=False``) and the oldest, tar-based format.
 
 Pickles are judged by the pickle machine (:func:`~mlward.scanners.pickle.scan_pickle_stream`);
 tensor storage is recognised by its place in the file and never read, so the time to scan a
@@ -8,14 +8,28 @@ checkpoint does not grow with its tensors.
 
 from __future__ import annotations
 
+import io
+import pickletools
 import re
+import struct
 import zipfile
+from typing import BinaryIO
 
+from mlward.findings import Location
 from mlward.scanners.archive import is_zip
 from mlward.scanners.interface import ScanContext, Scanner
 from mlward.scanners.pickle import scan_pickle_stream
 from mlward.sources import Source
-from mlward.sources.archives import Spool, ZipArchive, too_deep
+from mlward.sources.archives import (
+    Spool,
+    ZipArchive,
+    dispatch,
+    extract_tar_member,
+    iter_tar,
+    sniff_tar,
+    tar_names,
+    too_deep,
+)
 
 LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 """The number a legacy checkpoint pickles first (as a LONG1 of 10 bytes)."""
@@ -76,11 +90,7 @@ class TorchZipScanner(Scanner):
                     with Spool() as spool:
                         archive.extract(info, spool)
                         if spool.size:
-                            ctx.examined(loc, "pickle")
-                            with spool.open() as f:
-                                result = scan_pickle_stream(f, loc, ctx)
-                            if not result.complete:
-                                ctx.skip(loc, "pickle analysis incomplete", inconclusive=True)
+                            _scan_pickle(spool, loc, ctx)
                 else:
                     archive.dispatch_member(info)
         finally:
@@ -105,10 +115,153 @@ class TorchLegacyScanner(Scanner):
         with source.open() as f:
             result = scan_pickle_stream(f, source.location, ctx, max_pickles=LEGACY_PICKLES)
         if not result.complete:
-            ctx.skip(source.location, "pickle analysis incomplete", inconclusive=True)
-        elif result.pickles < LEGACY_PICKLES:
+            return
+        if result.pickles < LEGACY_PICKLES:
             ctx.skip(source.location, f"truncated legacy checkpoint: {result.pickles} of "
                      f"{LEGACY_PICKLES} pickles (torch cannot load it)", inconclusive=False)
         elif source.size is not None and source.size > result.end_offset:
             ctx.skip(source.location, f"{source.size - result.end_offset} bytes of raw tensor "
                      "storage: not read", inconclusive=False)
+
+
+def _scan_pickle(spool: Spool, location: Location, ctx: ScanContext) -> None:
+    ctx.examined(location, "pickle")
+    with spool.open() as f:
+        scan_pickle_stream(f, location, ctx)
+
+
+# -- the tar format (torch < 0.4 wrote it; torch.load still reads it) -----------------------
+
+_ELEMENT_SIZE = {
+    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2,
+    "LongStorage": 8, "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1,
+    "ByteStorage": 1, "BoolStorage": 1, "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16,
+    "QInt8Storage": 1, "QUInt8Storage": 1, "QInt32Storage": 4, "QUInt4x2Storage": 1,
+    "QUInt2x4Storage": 1,
+}
+_SMALL_PICKLE = 1 << 20
+"""A record pickle (a count, a storage's key and type) larger than this is not a record."""
+_MAX_NDIM = 64
+_INT_OPS = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"})
+
+
+class _Stop(Exception):
+    """The record stream cannot be followed further (the reason is the message)."""
+
+
+class _Records:
+    """The ``storages`` and ``tensors`` members: record pickles between raw bytes, read
+    the way torch reads them, every pickle judged, the raw bytes skipped."""
+
+    def __init__(self, f: BinaryIO, size: int, location: Location, ctx: ScanContext) -> None:
+        self.f = f
+        self.size = size
+        self.location = location
+        self.ctx = ctx
+
+    def pickle(self) -> tuple[list[int], list[str]]:
+        """Judge the next pickle; return the integers and class names it holds."""
+        start = self.f.tell()
+        result = scan_pickle_stream(self.f, self.location, self.ctx, max_pickles=1)
+        if not result.complete:
+            raise _Stop("")  # the pickle scanner has reported why
+        if result.pickles < 1:
+            raise _Stop("a record pickle is missing")
+        if result.end_offset - start > _SMALL_PICKLE:
+            raise _Stop("a record pickle is too large to be one")
+        self.f.seek(start)
+        data = self.f.read(result.end_offset - start)
+        ints: list[int] = []
+        names: list[str] = []
+        strings: list[str] = []
+        try:
+            for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+                if op.name in _INT_OPS and isinstance(arg, int):
+                    ints.append(arg)
+                elif op.name == "GLOBAL" and isinstance(arg, str):
+                    names.append(arg.rsplit(" ", 1)[-1])
+                elif isinstance(arg, str):
+                    strings.append(arg)
+                elif op.name == "STACK_GLOBAL" and strings:
+                    names.append(strings[-1])
+        except ValueError as exc:
+            raise _Stop(f"record pickle unreadable: {exc}") from None
+        return ints, names
+
+    def count(self) -> int:
+        ints, _ = self.pickle()
+        if not ints or not 0 <= ints[0] <= self.ctx.limits.max_members:
+            raise _Stop("record count missing or over the member limit")
+        return ints[0]
+
+    def skip(self, n: int) -> None:
+        if n < 0 or self.f.tell() + n > self.size:
+            raise _Stop("raw bytes run past the end of the member (torch cannot load it)")
+        self.f.seek(n, io.SEEK_CUR)
+
+    def int(self, fmt: str) -> int:
+        raw = self.f.read(struct.calcsize(fmt))
+        if len(raw) < struct.calcsize(fmt):
+            raise _Stop("member ends inside a record (torch cannot load it)")
+        value: int = struct.unpack(fmt, raw)[0]
+        return value
+
+    def storages(self) -> None:
+        for _ in range(self.count()):
+            _, names = self.pickle()
+            size = next((_ELEMENT_SIZE[n] for n in names if n in _ELEMENT_SIZE), None)
+            if size is None:
+                raise _Stop(f"unknown storage type {names}")
+            self.skip(self.int("<q") * size)
+        self.pickle()  # storage views
+
+    def tensors(self) -> None:
+        for _ in range(self.count()):
+            self.pickle()
+            ndim = self.int("<i")
+            if not 0 <= ndim <= _MAX_NDIM:
+                raise _Stop(f"tensor with {ndim} dimensions")
+            self.skip(4 + 16 * ndim + 8)
+
+
+class TorchTarScanner(Scanner):
+    """The oldest checkpoints: a tar of ``sys_info``, ``pickle``, ``storages``, ``tensors``.
+
+    ``storages`` and ``tensors`` interleave small pickles with raw bytes: they are followed
+    record by record as torch does, so every pickle is judged and no raw byte is parsed.
+    """
+
+    name = "pytorch-tar"
+    priority = 150
+
+    def sniff(self, source: Source) -> bool:
+        return sniff_tar(source.head(512)) and {"pickle", "storages", "tensors"} <= tar_names(
+            source, 16)
+
+    def scan(self, source: Source, ctx: ScanContext) -> None:
+        ctx.examined(source.location, self.name)
+        if too_deep(ctx, source.location):
+            return
+        for tar, info in iter_tar(source, ctx):
+            loc = source.location.child(info.name)
+            with Spool() as spool:
+                extract_tar_member(tar, info, spool, loc, ctx)
+                if not spool.size:
+                    continue
+                if info.name in ("sys_info", "pickle"):
+                    _scan_pickle(spool, loc, ctx)
+                elif info.name in ("storages", "tensors"):
+                    ctx.examined(loc, f"pytorch-tar {info.name}")
+                    with spool.open() as f:
+                        records = _Records(f, spool.size, loc, ctx)
+                        try:
+                            if info.name == "storages":
+                                records.storages()
+                            else:
+                                records.tensors()
+                        except _Stop as stop:
+                            if str(stop):
+                                ctx.skip(loc, f"{info.name}: {stop}; the rest not examined",
+                                         inconclusive=True)
+                else:
+                    dispatch(ctx, spool, loc)

@@ -21,6 +21,7 @@ import os
 import posixpath
 import re
 import stat
+import struct
 import tarfile
 import tempfile
 import zipfile
@@ -357,8 +358,9 @@ class ZipArchive:
         except (*_ERRORS, IndexError, KeyError, OverflowError) as exc:
             stream.close()
             ctx.add(ARCHIVE_DAMAGED.finding(source.location, f"zip directory unreadable: {exc}"))
-            ctx.skip(source.location, "zip directory unreadable; members not examined",
-                     inconclusive=True)
+            found = recover_zip(source, ctx)
+            ctx.skip(source.location, f"zip directory unreadable; {found} member(s) recovered "
+                     "from local headers, the rest not examined", inconclusive=True)
             return None
         archive = cls(source, ctx, stream, zf)
         archive._check()
@@ -475,6 +477,124 @@ class ZipArchive:
         self._stream.close()
 
 
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_DESCRIPTOR = b"PK\x07\x08"
+
+
+def recover_zip(source: Source, ctx: ScanContext) -> int:
+    """Read members through their local headers when the zip directory is unreadable (a
+    truncated download, a damaged end): each member found is dispatched by content.
+
+    Walks the local headers from the start of the file, stored and deflated members only,
+    and stops at the first header it cannot follow. Returns how many members were read.
+    """
+    found = 0
+    with source.open() as f:
+        pos = 0
+        while found < ctx.limits.max_members:
+            f.seek(pos)
+            head = f.read(_LOCAL_HEADER.size)
+            if len(head) < _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
+                break
+            _, _, flags, method, _, _, _, csize, _, nlen, xlen = _LOCAL_HEADER.unpack(head)
+            name = f.read(nlen).decode("utf-8", "replace")
+            start = pos + _LOCAL_HEADER.size + nlen + xlen
+            if flags & 0x01 or method not in (0, 8):
+                break  # encrypted, or a method this walk does not follow
+            streamed = bool(flags & 0x08)
+            if method == 0 and streamed:
+                csize = _find_descriptor(f, start)
+                if csize is None:
+                    break
+            check_member_name(ctx, source.location, name)
+            loc = source.location.child(name)
+            f.seek(start)
+            with Spool() as spool:
+                if method == 0:
+                    read = _Window(f, csize).read
+                else:
+                    read = _RawDeflate(f, None if streamed else csize).read
+                try:
+                    copy_bounded(read, spool, loc, ctx, compressed_size=csize or None)
+                except _ERRORS as exc:
+                    ctx.add(ARCHIVE_DAMAGED.finding(loc, f"member damaged: {exc}"))
+                end = f.tell()
+                if spool.size:
+                    found += 1
+                    dispatch(ctx, spool, loc)
+            pos = end if method == 8 and streamed else start + csize
+            if streamed:  # skip the data descriptor: 12 to 24 bytes, then the next header
+                f.seek(pos)
+                after = f.read(28)
+                pos += next((n for n in (16, 24, 12, 20) if after[n:n + 2] == b"PK"), 16)
+    return found
+
+
+def _find_descriptor(f: BinaryIO, start: int) -> int | None:
+    """The size of a stored member of unknown size: the distance to a data descriptor
+    (signature, CRC, sizes) whose size field matches it."""
+    f.seek(start)
+    offset = 0
+    tail = b""
+    while True:
+        chunk = f.read(CHUNK)
+        if not chunk:
+            return None
+        data = tail + chunk
+        base = offset - len(tail)
+        at = data.find(_DESCRIPTOR)
+        while at >= 0:
+            size = base + at
+            fields = data[at + 8:at + 12]
+            if len(fields) < 4:
+                break
+            if struct.unpack("<I", fields)[0] == size & 0xFFFFFFFF:
+                return size
+            at = data.find(_DESCRIPTOR, at + 1)
+        tail = data[-24:]
+        offset += len(chunk)
+
+
+class _Window:
+    """At most ``size`` bytes of ``f`` from its current position."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._f = f
+        self._left = size
+
+    def read(self, n: int) -> bytes:
+        data = self._f.read(min(n, self._left))
+        self._left -= len(data)
+        return data
+
+
+class _RawDeflate:
+    """A raw deflate stream from ``f`` (of ``size`` bytes when known); ``f`` is left just
+    after the stream's end."""
+
+    def __init__(self, f: BinaryIO, size: int | None) -> None:
+        self._f = f
+        self._left = size
+        self._d = zlib.decompressobj(-zlib.MAX_WBITS)
+
+    def read(self, n: int) -> bytes:
+        while not self._d.eof:
+            data = self._d.unconsumed_tail
+            if not data:
+                want = CHUNK if self._left is None else min(CHUNK, self._left)
+                data = self._f.read(want)
+                if self._left is not None:
+                    self._left -= len(data)
+                if not data:
+                    raise EOFError("deflate stream ended before its end marker")
+            out = self._d.decompress(data, n)
+            if self._d.eof and self._d.unused_data:
+                self._f.seek(-len(self._d.unused_data), io.SEEK_CUR)
+            if out:
+                return out
+        return b""
+
+
 # -- tar --------------------------------------------------------------------------------
 
 
@@ -563,6 +683,23 @@ def iter_tar(source: Source, ctx: ScanContext) -> Iterator[tuple[tarfile.TarFile
                     yield tar, info
 
 
+def tar_names(source: Source, limit: int) -> set[str]:
+    """The names of the first ``limit`` members of a tar (for sniffing; nothing reported)."""
+    names: set[str] = set()
+    size = source.size if source.size is not None else 1 << 62
+    with source.open() as raw:
+        try:
+            with tarfile.TarFile(fileobj=_Clamped(raw, size)) as tar:
+                for _ in range(limit):
+                    info = tar.next()
+                    if info is None:
+                        break
+                    names.add(info.name)
+        except _ERRORS:
+            pass
+    return names
+
+
 def extract_tar_member(tar: tarfile.TarFile, info: tarfile.TarInfo, spool: Spool,
                        location: Location, ctx: ScanContext) -> bool:
     """Read a tar member into ``spool``; True when complete (damage is reported)."""
@@ -646,19 +783,26 @@ def read_7z(source: Source, ctx: ScanContext) -> dict[str, Spool] | None:
             self.out[filename] = _Writer(filename)
             return self.out[filename]
 
+    # py7zr is not hardened for hostile input: on damaged archives it raises almost anything
+    # (AssertionError, AttributeError, OverflowError, ...). Whatever it raises inside these
+    # calls means the archive could not be read.
+    errors = (Exception,)
     with source.open() as raw:
+        archive = None
         try:
             archive = py7zr.SevenZipFile(raw, mode="r")
-        except (*_ERRORS, py7zr.exceptions.ArchiveError, KeyError, IndexError,
-                TypeError) as exc:
+            encrypted = archive.needs_password()
+            infos = [] if encrypted else archive.list()
+        except errors as exc:
+            if archive is not None:
+                archive.close()
             ctx.add(ARCHIVE_DAMAGED.finding(loc, f"7z archive unreadable: {exc}"))
             ctx.skip(loc, "7z archive unreadable; members not examined", inconclusive=True)
             return None
         with archive:
-            if archive.needs_password():
+            if encrypted:
                 ctx.skip(loc, "encrypted 7z archive; members not examined", inconclusive=True)
                 return None
-            infos = archive.list()
             if len(infos) > limits.max_members:
                 ctx.skip(loc, f"{len(infos)} members, over the limit of {limits.max_members}; "
                          "not examined", inconclusive=True)
@@ -676,8 +820,8 @@ def read_7z(source: Source, ctx: ScanContext) -> dict[str, Spool] | None:
                     continue
                 if info.is_directory:
                     continue
-                total += info.uncompressed
-                if info.uncompressed > limits.max_member_bytes:
+                total += info.uncompressed or 0
+                if (info.uncompressed or 0) > limits.max_member_bytes:
                     ctx.skip(loc.child(name), f"declares {info.uncompressed} bytes, over the "
                              "member limit; not read", inconclusive=True)
                     continue
@@ -695,8 +839,7 @@ def read_7z(source: Source, ctx: ScanContext) -> dict[str, Spool] | None:
             factory = _Factory()
             try:
                 archive.extract(targets=targets, factory=factory)
-            except (*_ERRORS, OverflowError, py7zr.exceptions.ArchiveError, KeyError,
-                    IndexError, TypeError) as exc:
+            except errors as exc:
                 ctx.add(ARCHIVE_DAMAGED.finding(loc, f"7z archive damaged: {exc}"))
                 ctx.skip(loc, "7z archive damaged; judged on what was extracted",
                          inconclusive=True)

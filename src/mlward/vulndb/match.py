@@ -35,7 +35,14 @@ def parse_version(text: str) -> Version | None:
 _ZERO = Version("0")
 
 
-def _intervals(events: Sequence[tuple[str, str]]) -> list[tuple[Version, Version | None, bool]]:
+@lru_cache(maxsize=65536)
+def _listed(versions: tuple[str, ...]) -> frozenset[Version]:
+    return frozenset(v for v in map(parse_version, versions) if v is not None)
+
+
+@lru_cache(maxsize=65536)
+def _intervals(events: tuple[tuple[str, str], ...]
+               ) -> list[tuple[Version, Version | None, bool]]:
     """(start, end, end_inclusive) intervals of one range; end None means no upper bound."""
     parsed = []
     for kind, text in events:
@@ -68,7 +75,7 @@ def version_affected(affected: Affected, version: str) -> bool:
     v = parse_version(version)
     if v is None:
         return False
-    if any(parse_version(x) == v for x in affected.versions):
+    if v in _listed(affected.versions):
         return True
     for events in affected.ranges:
         for start, end, inclusive in _intervals(events):

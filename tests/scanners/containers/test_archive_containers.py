@@ -291,3 +291,53 @@ def test_benign_7z_is_clean(tmp_path: Path) -> None:
     report = scan_one(path)
     assert verdict(report, path) is Verdict.CLEAN
     assert "7z" in {e.format for e in report.examined}
+
+
+# -- spooling and hostile bytes ---------------------------------------------------------------
+
+
+def test_spool_spills_to_a_temporary_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlward.findings import Location
+    from mlward.sources import archives
+
+    monkeypatch.setattr(archives, "SPOOL_MEMORY", 10)
+    with archives.Spool() as spool:
+        for part in (b"0123456", b"789abc", b"def"):
+            spool.write(part)
+        source = spool.source(Location("x"))
+        assert source.fs_path is not None and source.fs_path.exists()
+        with source.open() as f:
+            assert f.read() == b"0123456789abcdef"
+        assert source.head(4) == b"0123"
+        path = source.fs_path
+    assert not path.exists()
+
+
+_OURS = {"zip", "tar", "7z", "compressed", "pytorch-zip", "pytorch-legacy", "pytorch-tar",
+         "numpy-npy", "numpy-npz"}
+
+
+def test_mutated_containers_never_crash(tmp_path: Path, marker: Path) -> None:
+    """Random byte flips in each container format end as findings or skips, never a crash
+    of these scanners (MW001), and never run the payload."""
+    import random
+
+    rng = random.Random(1234)
+    payload = evil_pickle(marker)
+    samples = [_zip({"a/data.pkl": payload, "a/data/0": bytes(64)}),
+               _tar({"m.pkl": payload}, mode="w:gz"), _tar({"m.pkl": payload}),
+               bz2.compress(payload), lzma.compress(payload), zlib.compress(payload),
+               _7z({"m.pkl": payload})]
+    for i in range(140):
+        data = bytearray(samples[i % len(samples)])
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(1, len(data))]
+        path = tmp_path / f"m{i}"
+        path.write_bytes(bytes(data))
+        report = scan_one(path)
+        crashes = [f.message for f in report.findings if f.rule_id == "MW001"
+                   and f.message.split(" scanner failed")[0] in _OURS]
+        assert not crashes, (i, bytes(data))
+    assert not marker.exists()

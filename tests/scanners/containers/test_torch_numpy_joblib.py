@@ -218,3 +218,103 @@ def test_payload_in_compressed_joblib(tmp_path: Path, marker: Path, compress) ->
     path.write_bytes(compress(evil_pickle(marker, protocol=4)))
     assert verdict(scan_one(path), path) is Verdict.DANGEROUS
     assert not marker.exists()
+
+
+# -- the tar-based format --------------------------------------------------------------------
+
+
+def _g(module: str, name: str) -> bytes:
+    return f"c{module}\n{name}\n".encode()
+
+
+def _torch_tar(storages: bytes) -> bytes:
+    args = b"\x80\x02(X\x02\x00\x00\x00t0X\x01\x00\x00\x000" + _g("torch", "FloatTensor") + b"t."
+    tensors = (_p(1) + args + struct.pack("<ii", 1, 0) + struct.pack("<qqq", 3, 1, 0))
+    members = {
+        "sys_info": _p({"protocol_version": 1001, "little_endian": True}),
+        "pickle": b"\x80\x02}X\x01\x00\x00\x00wX\x02\x00\x00\x00t0Qs.",
+        "tensors": tensors,
+        "storages": storages,
+    }
+    buf = io.BytesIO()
+    import tarfile
+
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _storage_record(key: str, numel: int) -> bytes:
+    k = key.encode()
+    return (b"\x80\x02(X" + struct.pack("<I", len(k)) + k + b"X\x03\x00\x00\x00cpu"
+            + _g("torch", "FloatStorage") + b"t." + struct.pack("<q", numel) + bytes(4 * numel))
+
+
+def test_torch_tar_format_is_followed_record_by_record(tmp_path: Path) -> None:
+    path = tmp_path / "old.pt"
+    path.write_bytes(_torch_tar(_p(2) + _storage_record("0", 3) + _storage_record("1", 5)
+                                + _p([])))
+    report = scan_one(path)
+    assert "pytorch-tar" in _formats(report)
+    assert not report.inconclusive, report.inconclusive
+    assert not [f for f in report.findings if f.rule_id.startswith("MW2")]
+
+
+def test_payload_between_torch_tar_storages(tmp_path: Path, marker: Path) -> None:
+    """The payload sits after the first storage's raw bytes: only a reader that follows the
+    records as torch does reaches it."""
+    path = tmp_path / "old.pt"
+    storages = (_p(2) + _storage_record("0", 3) + evil_pickle(marker)
+                + struct.pack("<q", 1) + bytes(4) + _p([]))
+    path.write_bytes(_torch_tar(storages))
+    report = scan_one(path)
+    assert verdict(report, path) is Verdict.DANGEROUS
+    assert any(f.location.members == ("storages",) and f.evidence and "system" in f.evidence
+               for f in report.findings)
+    assert not marker.exists()
+
+
+def test_torch_tar_storage_overrunning_the_member(tmp_path: Path) -> None:
+    path = tmp_path / "old.pt"
+    storages = _p(1) + _storage_record("0", 3)[:-12] + struct.pack("<q", 1 << 60)
+    path.write_bytes(_torch_tar(storages))
+    report = scan_one(path)
+    assert "MW001" not in rules(report)
+
+
+class _Unseekable(io.RawIOBase):
+    """An output stream zipfile cannot seek back in: it then writes data descriptors after
+    each member and zero sizes in the local headers, as torch's writer does."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.data += b
+        return len(b)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_truncated_checkpoint_is_recovered_from_local_headers(tmp_path: Path, marker: Path,
+                                                              method: int) -> None:
+    """A cut download has no zip directory; the members before the cut are still judged."""
+    out = _Unseekable()
+    with zipfile.ZipFile(out, "w", method) as zf:
+        zf.writestr("archive/version", "3\n")
+        zf.writestr("archive/data.pkl", evil_pickle(marker))
+        zf.writestr("archive/data/0", bytes(range(256)) * 64)
+    assert out.data[6] & 0x08  # data descriptors, as in real checkpoints
+    path = tmp_path / "cut.pt"
+    path.write_bytes(bytes(out.data[: len(out.data) * 2 // 3]))
+    report = scan_one(path)
+    assert "MW250" in rules(report)
+    assert any(f.location.members == ("archive/data.pkl",) and f.evidence
+               and "os.system" in f.evidence for f in report.findings), high(report)
+    assert verdict(report, path) is Verdict.DANGEROUS
+    assert not marker.exists()

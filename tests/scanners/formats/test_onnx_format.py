@@ -107,3 +107,11 @@ def test_malformed_onnx_is_inconclusive(tmp_path, scan_path):
     r = scan_path(path)
     assert "MW001" not in r.rules()
     assert r.by_rule("MW233") and r.report.inconclusive
+
+
+def test_python_operator_of_onnxruntime_extensions_is_high(tmp_path, scan_path):
+    node = helper.make_node("PyOp", ["x"], ["y"], domain="ai.onnx.contrib")
+    m = model(nodes=[node], opsets=[helper.make_opsetid("", 17),
+                                    helper.make_opsetid("ai.onnx.contrib", 1)])
+    (f,) = scan_path(save(tmp_path / "m.onnx", m)).by_rule("MW231")
+    assert f.severity.label == "high"

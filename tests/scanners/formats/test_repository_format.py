@@ -110,3 +110,15 @@ def test_one_report_across_all_formats(tmp_path, capsys, marker):
     assert {"keras-hdf5", "keras", "onnx", "gguf", "safetensors", "tf-savedmodel",
             "tf-savedmodel-folder"} <= formats
     assert not marker.exists()
+
+
+def test_repository_verdict_rolls_up_its_files(tmp_path, marker):
+    import mlward
+    from mlward.findings import Verdict
+    from mlward.scanners.repository import repository_verdicts
+
+    good = hf_repo(tmp_path / "good")
+    bad = hf_repo(tmp_path / "bad")
+    write_gguf(bad / "model.gguf", cve_2024_34359_payload(marker))
+    verdicts = repository_verdicts(mlward.scan([tmp_path]))
+    assert verdicts == {str(good): Verdict.CLEAN, str(bad): Verdict.DANGEROUS}

@@ -7,6 +7,8 @@ meta_graph.proto, graph.proto, function.proto, node_def.proto, attr_value.proto,
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("google.protobuf")
@@ -133,3 +135,20 @@ def test_deeply_nested_protobuf_is_bounded(tmp_path, scan_path):
     r = scan_path(path)
     assert "MW001" not in r.rules()
     assert r.by_rule("MW224") or "tf-savedmodel" in r.formats()
+
+
+def test_keras_metadata_lambda_in_savedmodel(tmp_path, scan_path, marker):
+    # keras_metadata.pb (Keras 2 SavedModel): SavedMetadata.nodes 1 -> SavedObject
+    # node_path 3, metadata 5 (the layer's config as JSON).
+    from test_keras_formats import keras2_lambda
+
+    layer = {"name": "l", **keras2_lambda("l", marker)}
+    nodes = (field(1, field(2, 0) + field(3, b"root") + field(5, b'{"class_name": "Sequential"}'))
+             + field(1, field(2, 1) + field(3, b"root.layer-0")
+                     + field(5, json.dumps(layer).encode())))
+    path = tmp_path / "keras_metadata.pb"
+    path.write_bytes(nodes)
+    r = scan_path(path)
+    (f,) = r.by_rule("MW210")
+    assert f.severity.label == "critical" and "root.layer-0" in f.details["config_path"]
+    assert not marker.exists()

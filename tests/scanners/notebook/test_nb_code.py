@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import by_rule, code, notebook, write_nb
 
+from conftest import by_rule, code, notebook, write_nb
 from mlward.findings import Severity
 from mlward.scan import scan
 from mlward.scanners.code import aliases_of, check_shell, check_tree, split_magics

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import by_rule, code, md, notebook, result, stream, tokens, write_nb
 from nbformat.v4 import new_output, new_raw_cell
 
+from conftest import by_rule, code, md, notebook, result, stream, tokens, write_nb
 from mlward.scan import scan
 
 TOKENS = tokens()
@@ -145,6 +145,6 @@ def test_text_scanner_does_not_claim_binary_or_large_files(tmp_path: Path) -> No
     binary = tmp_path / "weights.bin"
     binary.write_bytes(b"\x00\x01\x02" * 100 + TOKENS["hf"].encode())
     big = tmp_path / "dump.txt"
-    big.write_text(("row\n" * 1_000_000))
+    big.write_text("row\n" * 1_000_000)
     report = scan([binary, big])
     assert "text" not in {e.format for e in report.examined}

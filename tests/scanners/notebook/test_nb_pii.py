@@ -6,8 +6,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import by_rule, code, notebook, result, stream, write_nb
 
+from conftest import by_rule, code, notebook, result, stream, write_nb
 from mlward.findings import Severity
 from mlward.scan import scan
 from mlward.scanners.secrets.pii import find_pii, redact, severity_for

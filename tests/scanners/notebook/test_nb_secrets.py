@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import HEX, code, notebook, rand, result, stream, tokens, write_nb
 
+from conftest import HEX, code, notebook, rand, result, stream, tokens, write_nb
 from mlward.findings import Severity
 from mlward.formats import render
 from mlward.scan import scan

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from typing import Any
 
 from mlward.errors import FormatError, MissingExtra
@@ -28,6 +29,12 @@ _HDF5_OFFSETS = (0, 512, 1024, 2048)
 MAX_CONFIG_BYTES = 64 << 20
 MAX_HDF5_OBJECTS = 100_000
 CONFIG_ATTRS = ("model_config", "training_config")
+# What h5py and zipfile raise on damaged input.
+_HDF5_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexError,
+                SystemError)  # h5py raises SystemError on some damaged files
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, IndexError,
+               OverflowError,
+               NotImplementedError, RuntimeError)
 
 
 def report_config(text: str | bytes, location: Location, ctx: ScanContext, what: str) -> None:
@@ -71,11 +78,12 @@ class KerasHDF5Scanner(Scanner):
 
     def _scan_file(self, h5py: Any, target: object, loc: Location, ctx: ScanContext) -> None:
         try:
-            h = h5py.File(target, "r")
-        except (OSError, ValueError) as exc:
-            ctx.add(KERAS_MALFORMED.finding(loc, f"HDF5 file does not open: {exc}"))
-            ctx.skip(loc, "HDF5 file does not open", inconclusive=True)
-            return
+            self._judge(h5py, h5py.File(target, "r"), loc, ctx)
+        except _HDF5_ERRORS as exc:  # damaged structure: what was judged before it stands
+            ctx.add(KERAS_MALFORMED.finding(loc, f"HDF5 file is damaged: {exc}"))
+            ctx.skip(loc, "HDF5 file is damaged", inconclusive=True)
+
+    def _judge(self, h5py: Any, h: Any, loc: Location, ctx: ScanContext) -> None:
         with h:
             found = [name for name in CONFIG_ATTRS if name in h.attrs]
             ctx.examined(loc, "keras-hdf5" if found else self.name)
@@ -131,12 +139,10 @@ class KerasArchiveScanner(Scanner):
     def sniff(self, source: Source) -> bool:
         if source.head(4) != b"PK\x03\x04":
             return False
-        import zipfile
-
         try:
             with source.open() as f, zipfile.ZipFile(f) as zf:
                 names = set(zf.namelist())
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        except _ZIP_ERRORS:  # a damaged zip is the generic zip scanner's to report
             return False
         return {"config.json", "metadata.json"} <= names
 

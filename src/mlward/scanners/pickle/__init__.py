@@ -7,7 +7,6 @@ every name the pickle can call; the policy (:mod:`.policy`) judges each one. Oth
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -26,10 +25,9 @@ from mlward.scanners.pickle.policy import Kind, classify
 from mlward.scanners.pickle.reader import Reader
 from mlward.sources import Source
 
-SNIFF_BYTES = 512
-"""Bytes decoded to decide whether data (a file, or what follows a STOP) is a pickle."""
 SNIFF_OPS = 4
-"""Opcodes that must decode cleanly (when no STOP comes first) for data to count as one."""
+"""Opcodes that must decode cleanly for data to count as a pickle: a file that ends before
+STOP, or bytes after a STOP (fewer, and no import among them, makes them trailing data)."""
 
 
 @dataclass(frozen=True)
@@ -67,20 +65,21 @@ def scan_pickle_stream(stream: BinaryIO, location: Location, ctx: ScanContext, *
     end = reader.start
     try:
         while max_pickles is None or machine.pickles < max_pickles:
-            machine.run()
-            end = machine.offset
-            if max_pickles is not None and machine.pickles >= max_pickles:
-                break
-            head = reader.fill(machine.pos, SNIFF_BYTES)
-            machine.pos = 0
-            if not head:
-                break
-            if not looks_like_pickle(head, at_eof=reader.eof and len(head) < SNIFF_BYTES):
+            if machine.pickles:
+                if not reader.fill(machine.pos, 1):
+                    break  # EOF right after a STOP
+                machine.pos = 0
+            ops, found = machine.ops, machine.found
+            try:
+                machine.run()
+            except Malformed:
+                if not machine.pickles or machine.found != found or machine.ops - ops > SNIFF_OPS:
+                    raise
                 ctx.add(PICKLE_TRAILING_DATA.finding(
                     location.at(offset=end),
-                    f"{_size(reader, end)} after the end of the pickle are not a pickle",
-                ))
+                    f"{_size(reader, end)} after the end of the pickle are not a pickle"))
                 break
+            end = machine.offset
     except Malformed as exc:
         complete = False
         end = exc.offset
@@ -139,40 +138,45 @@ def _size(reader: Reader, end: int) -> str:
     return "bytes" if reader.size is None else f"{reader.size - end} bytes"
 
 
-def looks_like_pickle(data: bytes, *, at_eof: bool) -> bool:
-    """Whether ``data`` starts a pickle: its first opcodes decode and run cleanly.
+def looks_like_pickle(stream: BinaryIO) -> bool:
+    """Whether the stream starts with a pickle: its first opcodes decode and run cleanly.
 
-    True when a STOP is reached, or :data:`SNIFF_OPS` opcodes run without error before
-    ``data`` runs out (``at_eof``: ``data`` is all there is, so a STOP is required). Text
-    that happens to start with an opcode byte (a README starting with ``(``) fails fast:
-    stack underflows, missing memo entries, unknown opcodes.
+    True when a STOP is reached, or a few hundred opcodes run without error, or (a
+    truncated pickle) at least :data:`SNIFF_OPS` do before the stream ends. Text that
+    happens to start with an opcode byte (a README starting with ``(``) fails fast: stack
+    underflows, missing memo entries, unknown opcodes. Long strings are skipped, not read,
+    so a payload behind a long first string is still recognised.
     """
-    if not data:
-        return False
-    if data[0] == 0x80:
-        return len(data) > 1 and data[1] <= 5
-    reader = Reader(io.BytesIO(data))
-    machine = Machine(reader, Limits())
+    machine = Machine(Reader(stream), _SNIFF_LIMITS)
     try:
         machine.run()
-    except Malformed as exc:
-        return exc.truncated and not at_eof and machine.ops >= SNIFF_OPS
     except LimitReached:
-        return False
+        return True
+    except Malformed as exc:
+        return exc.truncated and machine.ops >= SNIFF_OPS
     return True
 
 
+_SNIFF_LIMITS = Limits(max_pickle_ops=256)
+
+
 class PickleScanner(Scanner):
-    """Any pickle stream, recognised by decoding its first opcodes. Runs after specific
-    formats (a torch zip, a numpy file) since a pickle has no magic of its own."""
+    """Any pickle stream, recognised by decoding its first opcodes.
+
+    A pickle has no magic of its own, so this runs after the specific formats (a torch zip,
+    a numpy file) but before the generic text and Python scanners: a protocol-0 pickle is
+    ASCII text, and a file named ``.py`` that decodes as a pickle is one.
+    """
 
     name = "pickle"
-    priority = 900
+    priority = 800
 
     def sniff(self, source: Source) -> bool:
-        head = source.head(SNIFF_BYTES)
-        at_eof = len(head) < SNIFF_BYTES or source.size == len(head)
-        return looks_like_pickle(head, at_eof=at_eof)
+        head = source.head(2)
+        if head[:1] == b"\x80":  # PROTO: version 2 or later
+            return len(head) == 2 and head[1] <= 5
+        with source.open() as f:
+            return looks_like_pickle(f)
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         with source.open() as f:

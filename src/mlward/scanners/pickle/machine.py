@@ -27,6 +27,9 @@ KEEP: Final = 1024
 """Longest string kept as a value; longer strings become OPAQUE (a STACK_GLOBAL over one is
 reported as an unresolved import, so skipping them can only over-report)."""
 
+TYPE_LOOKUPS: Final = frozenset({"dill._dill._load_type", "dill.dill._load_type"})
+"""Functions returning a type by name: calls with a constant name resolve to that type."""
+
 JOBLIB_WRAPPERS: Final = frozenset({
     "joblib.numpy_pickle.NumpyArrayWrapper",
     "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
@@ -130,6 +133,12 @@ class Machine:
         """(offset, what) of calls or BUILDs on values computed while loading."""
 
     @property
+    def found(self) -> int:
+        """How many things were recorded so far (to tell whether a stretch found any)."""
+        return (len(self.references) + len(self.dynamic_imports) + len(self.extensions)
+                + len(self.indirect_calls))
+
+    @property
     def offset(self) -> int:
         return self.reader.base + self.pos
 
@@ -149,8 +158,23 @@ class Machine:
     def _call(self, func: object, args: object, offset: int, what: str) -> object:
         if type(func) is Reference:
             func.called = True
+            if func.qualname in TYPE_LOOKUPS:
+                return self._type_lookup(args, offset)
             return Call(func, args)
         self.indirect_calls.append((offset, f"{what} calls a value computed while loading"))
+        return OPAQUE
+
+    def _type_lookup(self, args: object, offset: int) -> object:
+        """dill's ``_load_type(name)``: the type it returns is what the pickle imports.
+
+        Lower-case names are the builtin types (``bytearray``), the others the ``types``
+        module's (``CodeType``); a name that is not a constant is a dynamic import.
+        """
+        if type(args) is tuple and len(args) == 1 and type(args[0]) is str:
+            name = args[0]
+            return self._reference("builtins" if name.islower() else "types", name, 3, offset,
+                                   "REDUCE")
+        self.dynamic_imports.append(offset)
         return OPAQUE
 
     # -- the opcode loop ------------------------------------------------------------------

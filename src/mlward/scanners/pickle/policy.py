@@ -22,6 +22,7 @@ import enum
 from dataclasses import dataclass
 
 from mlward.findings import Severity
+from mlward.scanners.pickle.machine import TYPE_LOOKUPS
 
 
 class Kind(enum.Enum):
@@ -154,7 +155,8 @@ SAFE_NAMES: frozenset[str] = frozenset({
     "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
     "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.ndarray",
     "numpy.dtype", "numpy.core.multiarray.dtype", "numpy._core.multiarray.dtype",
-    "numpy.ma.core._mareconstruct", "numpy.ma.core.MaskedArray",
+    "numpy.ma.core._mareconstruct", "numpy.ma.core.MaskedArray", "numpy.ma.MaskedArray",
+    "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
     "numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__generator_ctor",
     "numpy.random._pickle.__bit_generator_ctor", "numpy.random.mtrand.RandomState",
     "numpy.random._generator.Generator", "numpy.random._mt19937.MT19937",
@@ -210,6 +212,9 @@ _DUNDER_GADGETS = frozenset({
 def classify(module: str, name: str) -> Classification:
     """Classify the reference ``module.name`` (``name`` may be a dotted attribute path)."""
     qual = f"{module}.{name}"
+    if qual in TYPE_LOOKUPS:
+        return Classification(Kind.SAFE, Severity.INFO,
+                              "looks up a type by name; the type it returns is judged instead")
     parts = qual.split(".")
     for i in range(1, len(parts) + 1):
         hit = DANGEROUS_MODULES.get(".".join(parts[:i])) or DANGEROUS_NAMES.get(
@@ -220,7 +225,7 @@ def classify(module: str, name: str) -> Classification:
     if any(a in _DUNDER_GADGETS for a in attrs):
         return Classification(Kind.DANGEROUS, Severity.CRITICAL,
                               "walks interpreter internals through an attribute path")
-    if module.startswith("_") and qual not in SAFE_NAMES:
+    if module[:1] == "_" and module[:2] != "__" and qual not in SAFE_NAMES:
         return Classification(Kind.DANGEROUS, Severity.HIGH,
                               "a private interpreter module (C internals behind the public API)")
     if module == "builtins" and qual not in SAFE_NAMES:

@@ -10,6 +10,7 @@ only when the value is not a quoted literal: ``OpenAI(api_key="sk-...")`` is rep
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,59 +64,83 @@ class _Pattern:
     regex: re.Pattern[str]
     context: re.Pattern[str] | None = None
     """When set, the line (or the two before it) must match, for formats too generic alone."""
+    needle: str = ""
+    """A lower-case substring every match contains: the regex runs only when it is there."""
 
 
 def _p(kind: str, pattern: str, context: str | None = None, rule: Rule = SECRET_TOKEN,
-       flags: int = 0) -> _Pattern:
-    return _Pattern(kind, rule, re.compile(pattern, flags),
-                    re.compile(context, re.IGNORECASE) if context else None)
+       needle: str = "") -> _Pattern:
+    return _Pattern(kind, rule, re.compile(pattern),
+                    re.compile(context, re.IGNORECASE) if context else None, needle)
 
 
 _B = r"(?<![A-Za-z0-9_\-])"   # start boundary for token-like values
 _E = r"(?![A-Za-z0-9_\-])"    # end boundary
 
 PATTERNS: tuple[_Pattern, ...] = (
-    _p("Hugging Face token", _B + r"(hf_[A-Za-z]{34})" + _E),
-    _p("Hugging Face organisation token", _B + r"(api_org_[A-Za-z]{34})" + _E),
-    _p("OpenAI API key", _B + r"(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,})"),
-    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})" + _E),
-    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{48})" + _E),
-    _p("Anthropic API key", _B + r"(sk-ant-[a-z]+\d*-[A-Za-z0-9_\-]{32,})"),
+    _p("Hugging Face token", _B + r"(hf_[A-Za-z]{34})" + _E, needle="hf_"),
+    _p("Hugging Face organisation token", _B + r"(api_org_[A-Za-z]{34})" + _E,
+       needle="api_org_"),
+    _p("OpenAI API key", _B + r"(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,})", needle="sk-"),
+    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})" + _E,
+       needle="t3blbkfj"),
+    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{48})" + _E, needle="sk-"),
+    _p("Anthropic API key", _B + r"(sk-ant-[a-z]+\d*-[A-Za-z0-9_\-]{32,})", needle="sk-ant-"),
     _p("Weights & Biases API key", r"(?<![0-9a-fA-F])([0-9a-f]{40})(?![0-9a-fA-F])",
        r"wandb|weights.?(?:and|&).?biases"),
     _p("Weights & Biases API key", _B + r"((?:local|v1)-[0-9a-f]{40,})" + _E, r"wandb"),
     _p("Comet API key", _B + r"([A-Za-z0-9]{25})" + _E, r"comet"),
-    _p("Neptune API token", _B + r"(eyJhcGlfYWRkcmVzcyI6[A-Za-z0-9+/=_\-]{20,})"),
+    _p("Neptune API token", _B + r"(eyJhcGlfYWRkcmVzcyI6[A-Za-z0-9+/=_\-]{20,})",
+       needle="eyjhcglfywrkcmvzcyi6"),
     _p("Kaggle API key", r"\"key\"\s*:\s*\"([0-9a-f]{32})\"", r"username|kaggle"),
-    _p("Kaggle API key", r"KAGGLE_KEY\W{1,4}([0-9a-f]{32})(?![0-9a-f])"),
-    _p("Databricks token", _B + r"(dapi[0-9a-f]{32}(?:-\d)?)" + _E),
-    _p("Replicate API token", _B + r"(r8_[A-Za-z0-9]{37})" + _E),
+    _p("Kaggle API key", r"KAGGLE_KEY\W{1,4}([0-9a-f]{32})(?![0-9a-f])", needle="kaggle_key"),
+    _p("Databricks token", _B + r"(dapi[0-9a-f]{32}(?:-\d)?)" + _E, needle="dapi"),
+    _p("Replicate API token", _B + r"(r8_[A-Za-z0-9]{37})" + _E, needle="r8_"),
     _p("Cohere API key", _B + r"([A-Za-z0-9]{40})" + _E, r"cohere|CO_API_KEY"),
-    _p("LangSmith API key", _B + r"(lsv2_(?:pt|sk)_[0-9a-f]{32}_[0-9a-f]{10})" + _E),
-    _p("Pinecone API key", _B + r"(pcsk_[A-Za-z0-9_]{40,})" + _E),
+    _p("LangSmith API key", _B + r"(lsv2_(?:pt|sk)_[0-9a-f]{32}_[0-9a-f]{10})" + _E,
+       needle="lsv2_"),
+    _p("Pinecone API key", _B + r"(pcsk_[A-Za-z0-9_]{40,})" + _E, needle="pcsk_"),
     _p("Pinecone API key",
        r"(?<![0-9a-f-])([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9a-f-])",
        r"pinecone"),
-    _p("Google API key", _B + r"(AIza[0-9A-Za-z_\-]{35})" + _E),
+    _p("Google API key", _B + r"(AIza[0-9A-Za-z_\-]{35})" + _E, needle="aiza"),
     _p("AWS access key ID", r"(?<![A-Z0-9])((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?![A-Z0-9])"),
     _p("AWS secret access key", r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
        r"aws_?secret|secret_?access_?key|SecretAccessKey"),
     _p("Azure storage account key", r"AccountKey=([A-Za-z0-9+/]{40,}={0,2})",
-       rule=SECRET_PRIVATE_KEY),
+       rule=SECRET_PRIVATE_KEY, needle="accountkey="),
     _p("GCP service-account private key", r"\"private_key\"\s*:\s*\"(-----BEGIN[^\"]{40,})",
-       rule=SECRET_PRIVATE_KEY),
+       rule=SECRET_PRIVATE_KEY, needle="private_key"),
     _p("Password in URI",
        r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,30}://[^\s:/@'\"<>]{1,128}:([^\s@/'\"<>]{1,256})@"
-       r"[A-Za-z0-9.\-\[\]]", rule=SECRET_URI),
+       r"[A-Za-z0-9.\-\[\]]", rule=SECRET_URI, needle="://"),
 )
 
 # Lines without any of these cannot hold a secret we report: skip them cheaply.
 _PREFILTER = re.compile(
-    r"[A-Za-z0-9_\-+/=]{20,}|://[^\s]*@|BEGIN|pass|pwd|secret|token|key|auth|cred",
+    r"[A-Za-z0-9_]{20,}|://[^\s]*@|BEGIN|pass|pwd|secret|token|key|auth|cred",
     re.IGNORECASE)
 
-# detect-secrets' keyword regexes are slow on long lines: run them only near a keyword.
-_KEYWORDS = re.compile(r"pass|pwd|secret|token|key|auth|cred|private", re.IGNORECASE)
+# In long lines (minified JSON, widget state) only windows around these are examined: the
+# fixed prefixes of the formats we know, context words, and the keywords (lower case).
+_ANCHORS = (
+    "hf_", "api_org_", "sk-", "sk_live", "rk_live", "akia", "asia", "abia", "acca", "dapi",
+    "r8_", "lsv2_", "pcsk_", "eyj", "aiza", "://", "begin", "accountkey", "ghp_", "gho_",
+    "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "npm_", "pypi-", "sg.", "sq0csp-",
+    "wandb", "comet", "cohere", "pinecone", "kaggle", "aws", "pass", "pwd", "secret", "token",
+    "key", "auth", "cred",
+)
+
+
+def _anchor_positions(line: str) -> list[int]:
+    lower = line.lower()
+    found: list[int] = []
+    for anchor in _ANCHORS:
+        at = lower.find(anchor)
+        while at >= 0:
+            found.append(at)
+            at = lower.find(anchor, at + 1)
+    return sorted(found)
 
 _PLACEHOLDER = re.compile(
     r"example|x{5,}|\*{3,}|\.{3}|<[^>]*>|\$\{|\{\{|your[_\-]?|changeme|redacted|dummy|"
@@ -125,17 +150,30 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?
 
 # detect-secrets plugins to run (the high-entropy and IP ones are too noisy on notebook output;
 # provider formats and keyword assignments cover what matters).
-_DS_PLUGINS = (
-    ("aws", "AWSKeyDetector"), ("azure_storage_key", "AzureStorageKeyDetector"),
-    ("basic_auth", "BasicAuthDetector"), ("github_token", "GitHubTokenDetector"),
-    ("gitlab_token", "GitLabTokenDetector"), ("jwt", "JwtTokenDetector"),
-    ("keyword", "KeywordDetector"), ("mailchimp", "MailchimpDetector"),
-    ("npm", "NpmDetector"), ("openai", "OpenAIDetector"),
-    ("private_key", "PrivateKeyDetector"), ("pypi_token", "PypiTokenDetector"),
-    ("sendgrid", "SendGridDetector"), ("slack", "SlackDetector"),
-    ("stripe", "StripeDetector"), ("twilio", "TwilioKeyDetector"),
-    ("discord", "DiscordBotTokenDetector"), ("telegram_token", "TelegramBotTokenDetector"),
-    ("artifactory", "ArtifactoryDetector"), ("square_oauth", "SquareOAuthDetector"),
+# Each with the lower-case substrings one of its patterns needs (checked first, cheaply);
+# an empty tuple: always run.
+_DS_PLUGINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("aws", "AWSKeyDetector", ("akia", "asia", "abia", "acca", "a3t", "aws")),
+    ("azure_storage_key", "AzureStorageKeyDetector", ("accountkey",)),
+    ("basic_auth", "BasicAuthDetector", ("://",)),
+    ("github_token", "GitHubTokenDetector", ("gh",)),
+    ("gitlab_token", "GitLabTokenDetector", ("gl", "gr1348941")),
+    ("jwt", "JwtTokenDetector", ("eyj",)),
+    ("keyword", "KeywordDetector", ("pass", "pwd", "secret", "token", "key", "auth", "cred",
+                                    "private")),
+    ("mailchimp", "MailchimpDetector", ("-us",)),
+    ("npm", "NpmDetector", ("_authtoken",)),
+    ("openai", "OpenAIDetector", ("t3blbkfj",)),
+    ("private_key", "PrivateKeyDetector", ("private", "putty")),
+    ("pypi_token", "PypiTokenDetector", ("pypi-",)),
+    ("sendgrid", "SendGridDetector", ("sg.",)),
+    ("slack", "SlackDetector", ("xox", "hooks.slack.com")),
+    ("stripe", "StripeDetector", ("_live_",)),
+    ("twilio", "TwilioKeyDetector", ()),
+    ("discord", "DiscordBotTokenDetector", ()),
+    ("telegram_token", "TelegramBotTokenDetector", ()),
+    ("artifactory", "ArtifactoryDetector", ()),
+    ("square_oauth", "SquareOAuthDetector", ("sq0csp",)),
 )
 _DS_KINDS = {"Secret Keyword": "Hard-coded secret", "Basic Auth Credentials": "Password in URI"}
 _DS_RULES = {"Secret Keyword": SECRET_KEYWORD, "Basic Auth Credentials": SECRET_URI,
@@ -145,7 +183,8 @@ _DS_RULES = {"Secret Keyword": SECRET_KEYWORD, "Basic Auth Credentials": SECRET_
 
 @dataclass(frozen=True)
 class _Engine:
-    plugins: tuple[Any, ...]
+    plugins: tuple[tuple[Any, tuple[str, ...]], ...]
+    regex_base: Any
     keyword_regexes: dict[str, Any]
     is_indirect_reference: Any
     is_sequential_string: Any
@@ -156,19 +195,18 @@ class _Engine:
 @lru_cache(maxsize=1)
 def _engine() -> _Engine:
     try:
-        import importlib
-
         from detect_secrets.filters import heuristic
         from detect_secrets.plugins import keyword
+        from detect_secrets.plugins.base import RegexBasedDetector
     except ImportError:
         raise MissingExtra("detect-secrets", "notebook") from None
-    plugins = tuple(getattr(importlib.import_module(f"detect_secrets.plugins.{mod}"), cls)()
-                    for mod, cls in _DS_PLUGINS)
+    plugins = tuple((getattr(importlib.import_module(f"detect_secrets.plugins.{mod}"), cls)(),
+                     needles) for mod, cls, needles in _DS_PLUGINS)
     regexes = {
         "code": keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
         "config": keyword.CONFIG_DENYLIST_REGEX_TO_GROUP,
     }
-    return _Engine(plugins, regexes, heuristic.is_indirect_reference,
+    return _Engine(plugins, RegexBasedDetector, regexes, heuristic.is_indirect_reference,
                    heuristic.is_sequential_string, heuristic.is_likely_id_string,
                    heuristic.is_templated_secret)
 
@@ -206,10 +244,11 @@ def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
     seen: set[str] = set()
     allow_next = False
     for number, line in enumerate(lines, 1):
-        if allow_next or _ALLOW.search(line):
+        commented = "allow" in line  # cheap test before the regexes
+        if allow_next or (commented and _ALLOW.search(line)):
             allow_next = False
             continue
-        allow_next = bool(_ALLOW_NEXT.search(line))
+        allow_next = commented and bool(_ALLOW_NEXT.search(line))
         for start, chunk in _windows(line):
             if not _PREFILTER.search(chunk):
                 continue
@@ -225,18 +264,30 @@ def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
 
 
 def _windows(line: str) -> Iterator[tuple[int, str]]:
+    """The line itself, or for a long line the windows around anchors a secret needs."""
     if len(line) <= MAX_LINE:
         yield 0, line
         return
+    spans: list[list[int]] = []
+    for at in _anchor_positions(line):
+        a, b = max(0, at - _OVERLAP), at + 3 * _OVERLAP
+        if spans and a <= spans[-1][1]:
+            spans[-1][1] = b
+        else:
+            spans.append([a, b])
     step = MAX_LINE - _OVERLAP
-    for start in range(0, len(line), step):
-        yield start, line[start:start + MAX_LINE]
+    for a, b in spans:
+        for start in range(a, b, step):
+            yield start, line[start:min(b, start + MAX_LINE)]
 
 
 def _scan_chunk(engine: _Engine, chunk: str, context: str,
                 syntax: str) -> Iterator[tuple[str, Rule, str, int]]:
     taken: list[tuple[int, int]] = []
+    lower = chunk.lower()
     for p in PATTERNS:
+        if p.needle and p.needle not in lower:
+            continue
         if p.context is not None and not p.context.search(context):
             continue
         for m in p.regex.finditer(chunk):
@@ -248,16 +299,15 @@ def _scan_chunk(engine: _Engine, chunk: str, context: str,
                 continue
             taken.append(span)
             yield p.kind, p.rule, value, span[0]
-    keywords = bool(_KEYWORDS.search(chunk))
-    for plugin in engine.plugins:
+    for plugin, needles in engine.plugins:
+        if needles and not any(n in lower for n in needles):
+            continue
         kind = str(plugin.secret_type)
         if kind == "Secret Keyword":
-            if not keywords:
-                continue
             found = plugin.analyze_string(
                 chunk, denylist_regex_to_group=engine.keyword_regexes[syntax])
         else:
-            found = plugin.analyze_string(chunk)
+            found = _regex_values(engine, plugin, chunk)
         for value in found:
             if not isinstance(value, str) or not value:
                 continue
@@ -269,6 +319,18 @@ def _scan_chunk(engine: _Engine, chunk: str, context: str,
                 continue
             taken.append(span)
             yield _DS_KINDS.get(kind, kind), _DS_RULES.get(kind, SECRET_TOKEN), value, max(at, 0)
+
+
+def _regex_values(engine: _Engine, plugin: Any, chunk: str) -> Iterator[str]:
+    """A regex plugin's matches. Some patterns capture only a prefix (GitHub's ``(ghp|...)_``):
+    then the whole match is the secret, not the group."""
+    if type(plugin).analyze_string is not engine.regex_base.analyze_string:
+        yield from plugin.analyze_string(chunk)  # the plugin validates its matches (JWT)
+        return
+    for regex in plugin.denylist:
+        for m in regex.finditer(chunk):
+            group = m.group(m.lastindex or 0)
+            yield m.group(0) if len(group) < 8 and len(m.group(0)) >= 16 else group
 
 
 def _keep(engine: _Engine, kind: str, value: str, line: str) -> bool:

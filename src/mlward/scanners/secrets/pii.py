@@ -36,11 +36,12 @@ _NOT_TLD = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "py", "js", "c
                       "example", "invalid", "test"})
 _DOC_DOMAINS = frozenset({"example.com", "example.org", "example.net", "users.noreply.github.com"})
 _PHONE = re.compile(
-    r"(?<![\w+\-.])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}(?![\w\-])"
+    r"(?<![\w+\-.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{3}\) ?|\d{3}[ .\-])\d{3}[ .\-]\d{4}(?![\w\-])"
     r"|(?<![\w+])\+\d{10,14}(?!\w)")
 _CARD = re.compile(r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-])")
 _IBAN = re.compile(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b")
 _SSN = re.compile(r"(?<![\d\-])(\d{3})-(\d{2})-(\d{4})(?![\d\-])")
+_PII_GATE = re.compile(r"[\d@]")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 
 _IBAN_LENGTHS = {
@@ -54,50 +55,58 @@ _NOT_SSN = frozenset({"123-45-6789", "078-05-1120", "219-09-9999"})
 
 
 def find_pii(text: str) -> list[PiiHit]:
-    """Every personal-data item in ``text`` (each distinct value once)."""
+    """Every personal-data item in ``text`` (each distinct value once), in text order.
+
+    Patterns run over the whole text (no per-line Python loop) and never span a line break.
+    """
+    if not _PII_GATE.search(text):
+        return []
+    items = sorted(_items(text))
     hits: list[PiiHit] = []
     seen: set[tuple[str, str]] = set()
-    for number, line in enumerate(text.splitlines(), 1):
-        if not any(c.isdigit() or c == "@" for c in line):
-            continue
-        for kind, value in _line_items(line):
-            if (kind, value) not in seen:
-                seen.add((kind, value))
-                hits.append(PiiHit(kind, value, number))
+    line, last = 1, 0
+    for at, kind, value in items:
+        line += text.count("\n", last, at)
+        last = at
+        if (kind, value) not in seen:
+            seen.add((kind, value))
+            hits.append(PiiHit(kind, value, line))
     return hits
 
 
-def _line_items(line: str) -> Iterator[tuple[str, str]]:
-    if "@" in line:
-        for m in _EMAIL.finditer(line):
+def _items(text: str) -> Iterator[tuple[int, str, str]]:
+    if "@" in text:
+        for m in _EMAIL.finditer(text):
             domain, tld = m.group(1).lower(), m.group(2).lower()
             if tld not in _NOT_TLD and domain not in _DOC_DOMAINS \
                     and not domain.endswith(".example.com"):
-                yield "email", m.group(0)
-    cards: set[str] = set()
-    for m in _CARD.finditer(line):
+                yield m.start(), "email", m.group(0)
+    cards: set[int] = set()
+    for m in _CARD.finditer(text):
         digits = re.sub(r"\D", "", m.group(0))
         if 13 <= len(digits) <= 19 and _card_prefix(digits) and _luhn(digits):
-            cards.add(m.group(0))
-            yield "payment card", m.group(0)
-    for m in _SSN.finditer(line):
+            cards.add(m.start())
+            yield m.start(), "payment card", m.group(0)
+    ssns: set[int] = set()
+    for m in _SSN.finditer(text):
         area, group, serial = m.groups()
+        ssns.add(m.start())
         if area not in {"000", "666"} and area[0] != "9" and group != "00" \
                 and serial != "0000" and m.group(0) not in _NOT_SSN:
-            yield "US SSN", m.group(0)
-    for m in _PHONE.finditer(line):
-        if m.group(0) not in cards and not _SSN.fullmatch(m.group(0)):
-            yield "phone number", m.group(0).strip()
-    for m in _IBAN.finditer(line):
+            yield m.start(), "US SSN", m.group(0)
+    for m in _PHONE.finditer(text):
+        if m.start() not in cards and m.start() not in ssns:
+            yield m.start(), "phone number", m.group(0).strip()
+    for m in _IBAN.finditer(text):
         if _iban_ok(m.group(1)):
-            yield "IBAN", m.group(1)
-    for m in _IPV4.finditer(line):
+            yield m.start(), "IBAN", m.group(1)
+    for m in _IPV4.finditer(text):
         try:
             ip = ipaddress.IPv4Address(m.group(0))
         except ValueError:
             continue
         if ip.is_global:
-            yield "public IP address", m.group(0)
+            yield m.start(), "public IP address", m.group(0)
 
 
 def _luhn(digits: str) -> bool:

@@ -1,0 +1,146 @@
+"""Files saved by real libraries are not flagged (the allowlist is curated from these)."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import io
+import pickle
+from pathlib import Path
+
+import pytest
+from pickle_payloads import scan_bytes
+
+import mlward
+
+np = pytest.importorskip("numpy")
+
+
+def _clean(report: mlward.Report) -> None:
+    assert [(f.rule_id, f.evidence, f.message) for f in report.findings] == []
+    assert report.inconclusive == ()
+    assert set(map(str, report.verdicts().values())) == {"clean"}
+
+
+def _data() -> dict[str, object]:
+    return {"ints": [1, 2, 3], "floats": (1.5, float("inf")), "text": "é", "raw": b"\x00",
+            "set": {1, 2}, "frozen": frozenset({3}), "buf": bytearray(b"x"), "cx": 1j,
+            "big": 10**30, "none": None, "range": range(3), "slice": slice(1, 2),
+            "od": collections.OrderedDict(a=1), "dd": collections.defaultdict(list),
+            "counter": collections.Counter("ab"), "deque": collections.deque([1]),
+            "when": datetime.datetime(2024, 1, 2, 3, 4, 5)}
+
+
+@pytest.mark.parametrize("proto", range(6))
+def test_standard_library_data(tmp_path: Path, proto: int):
+    _clean(scan_bytes(tmp_path, pickle.dumps(_data(), protocol=proto)))
+
+
+def test_dill_and_cloudpickle_plain_data(tmp_path: Path):
+    dill = pytest.importorskip("dill")
+    cloudpickle = pytest.importorskip("cloudpickle")
+    data = _data()
+    _clean(scan_bytes(tmp_path, cloudpickle.dumps(data), "c.pkl"))
+    # dill writes range objects as _eval_repr("range(0, 3)"): an eval, rightly reported.
+    del data["range"]
+    _clean(scan_bytes(tmp_path, dill.dumps(data), "d.pkl"))
+
+
+def test_dill_type_lookups_resolve_to_the_type(tmp_path: Path):
+    dill = pytest.importorskip("dill")
+    report = scan_bytes(tmp_path, dill.dumps(bytearray(b"x")))
+    assert report.findings == ()
+    import types
+
+    report = scan_bytes(tmp_path, dill.dumps(types.CodeType))
+    assert {f.evidence for f in report.findings} == {"types.CodeType"}
+
+
+def test_numpy_arrays_scalars_and_random_state(tmp_path: Path):
+    value = {"a": np.arange(6.0).reshape(2, 3), "o": np.array([1, "x", None], dtype=object),
+             "s": np.float32(2), "i": np.int64(3), "u": np.array(["ab", "c"]),
+             "rec": np.zeros(2, dtype=[("x", "i4"), ("y", "f8")]), "m": np.ma.masked_array([1]),
+             "rng": np.random.default_rng(0), "rs": np.random.RandomState(0)}
+    for proto in (2, 4, 5):
+        _clean(scan_bytes(tmp_path, pickle.dumps(value, protocol=proto)))
+
+
+def _estimators() -> dict[str, object]:
+    sklearn = pytest.importorskip("sklearn")
+    assert sklearn
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.svm import SVC
+
+    x, y = make_classification(n_samples=60, n_features=5, random_state=0)
+    return {
+        "pipeline": Pipeline([("scale", StandardScaler()),
+                              ("lr", LogisticRegression())]).fit(x, y),
+        "forest": RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y),
+        "logistic": LogisticRegression().fit(x, y),
+        "boosting": GradientBoostingClassifier(n_estimators=3).fit(x, y),
+        "svc": SVC().fit(x, y),
+        "columns": ColumnTransformer([("oh", OneHotEncoder(), [0])]).fit(
+            np.array([["a"], ["b"]], dtype=object)),
+    }
+
+
+def test_scikit_learn_pickles(tmp_path: Path):
+    for name, model in _estimators().items():
+        _clean(scan_bytes(tmp_path, pickle.dumps(model), f"{name}.pkl"))
+
+
+def test_scikit_learn_joblib_files(tmp_path: Path):
+    joblib = pytest.importorskip("joblib")
+    for name, model in _estimators().items():
+        path = tmp_path / f"{name}.joblib"
+        joblib.dump(model, path)
+        report = mlward.scan([path])
+        _clean(report)
+        assert [e.format for e in report.examined] == ["joblib"]
+
+
+def test_joblib_arrays_of_every_kind(tmp_path: Path):
+    joblib = pytest.importorskip("joblib")
+    value = {"f": np.arange(10.0), "i": np.arange(7, dtype="i2").reshape(7, 1),
+             "fortran": np.asfortranarray(np.ones((3, 4))), "empty": np.zeros((0, 3)),
+             "str": np.array(["ab", "cde"]), "bytes": np.array([b"x", b"yz"]),
+             "rec": np.zeros(3, dtype=[("a", "u1"), ("b", "f8")]), "bool": np.ones(5, bool),
+             "obj": np.array([1, "x", None], dtype=object), "scalar": np.array(5.0),
+             "when": np.array(["2024-01-01"], dtype="M8[D]"), "c": np.ones(2, "c16")}
+    path = tmp_path / "arrays.joblib"
+    joblib.dump(value, path)
+    _clean(mlward.scan([path]))
+
+
+def test_joblib_raw_array_bytes_are_skipped_not_parsed(tmp_path: Path):
+    joblib = pytest.importorskip("joblib")
+    # Array bytes that would read as a payload if the scanner parsed them as opcodes.
+    payload = np.frombuffer(b"cos\nsystem\n(S'id'\ntR." * 4, dtype="u1")
+    path = tmp_path / "bytes.joblib"
+    joblib.dump({"a": payload, "b": [1, 2]}, path)
+    _clean(mlward.scan([path]))
+
+
+def test_torch_state_dict_and_whole_model(tmp_path: Path):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.BatchNorm1d(2))
+    for name, obj in (("sd.pt", model.state_dict()), ("model.pt", model),
+                      ("tensors.pt", {"t": torch.ones(2, dtype=torch.bfloat16),
+                                      "i": torch.arange(3), "p": torch.nn.Parameter(
+                                          torch.zeros(1))})):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        report = scan_bytes(tmp_path, buf.getvalue(), name)
+        assert not report.at_or_above(mlward.Severity.MEDIUM), report.findings
+        assert report.inconclusive == ()
+        # The pickle inside the checkpoint, scanned on its own, is clean too.
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zf:
+            inner = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+            _clean(scan_bytes(tmp_path, zf.read(inner), "data.pkl"))

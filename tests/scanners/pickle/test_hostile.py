@@ -1,0 +1,235 @@
+"""Hostile input ends as a finding or an inconclusive skip, in bounded time and memory."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+import struct
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from pickle_payloads import by_rule, call, const, evidence, header, rules, scan_bytes
+
+import mlward
+from mlward.findings import Location
+from mlward.scan import _Engine
+from mlward.scanners.interface import Limits
+from mlward.scanners.pickle import scan_pickle_stream
+
+HUGE = 2**60
+
+
+class _Unseekable(io.RawIOBase):
+    """A pipe-like stream: no size, no seeking."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        data = self._inner.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def _stream(data: bytes, *, seekable: bool = True, limits: Limits | None = None):
+    ctx = _Engine(limits or Limits())
+    stream = io.BytesIO(data) if seekable else io.BufferedReader(_Unseekable(data))
+    result = scan_pickle_stream(stream, Location("s"), ctx)  # type: ignore[arg-type]
+    return ctx, result
+
+
+def _no_crash(report: mlward.Report) -> None:
+    assert "MW001" not in rules(report), [f.message for f in report.findings]
+
+
+def test_empty_file_is_skipped(tmp_path: Path):
+    report = scan_bytes(tmp_path, b"")
+    assert report.findings == ()
+    assert [s.reason for s in report.skipped] == ["empty file"]
+
+
+def test_empty_stream_is_malformed():
+    ctx, result = _stream(b"")
+    assert not result.complete and result.pickles == 0
+    assert [f.rule_id for f in ctx.findings] == ["MW105"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_bytes(tmp_path: Path, seed: int):
+    rng = random.Random(seed)
+    data = bytes(rng.getrandbits(8) for _ in range(rng.choice([1, 7, 300, 5000])))
+    if seed % 2:
+        data = b"\x80\x04" + data  # make the pickle scanner take it
+    started = time.monotonic()
+    report = scan_bytes(tmp_path, data)
+    assert time.monotonic() - started < 10
+    _no_crash(report)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_mutated_real_pickles(tmp_path: Path, seed: int):
+    import collections
+
+    rng = random.Random(seed)
+    base = bytearray(pickle.dumps(
+        {"w": [1.5, 2, "x"], "o": collections.OrderedDict(a=(1, 2)), "s": {1}}, protocol=seed % 6))
+    for _ in range(rng.randint(1, 4)):
+        base[rng.randrange(2, len(base))] = rng.getrandbits(8)
+    ctx, result = _stream(bytes(base))
+    assert result.complete or any(s.inconclusive for s in ctx.skipped)
+
+
+@pytest.mark.parametrize("depth", [100_000, 150_000])
+def test_deep_nesting_marks(tmp_path: Path, depth: int):
+    report = scan_bytes(tmp_path, b"\x80\x02" + b"(" * depth + b")" + b"t" * depth + b".")
+    _no_crash(report)
+    if depth > Limits().max_stack_depth:
+        assert report.inconclusive
+        assert "nested MARK" in report.inconclusive[0].reason
+
+
+def test_deep_nesting_stack(tmp_path: Path):
+    depth = 150_000
+    report = scan_bytes(tmp_path, b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b".")
+    _no_crash(report)
+    assert report.inconclusive and "stack deeper" in report.inconclusive[0].reason
+
+
+def test_deeply_nested_real_pickle_within_limits(tmp_path: Path):
+    value: list[object] = []
+    for _ in range(200):
+        value = [value]
+    report = scan_bytes(tmp_path, pickle.dumps(value, protocol=4))
+    assert report.findings == () and report.inconclusive == ()
+
+
+@pytest.mark.parametrize(("opcode", "width"), [
+    (b"\x8d", "<Q"),  # BINUNICODE8
+    (b"\x8e", "<Q"),  # BINBYTES8
+    (b"\x96", "<Q"),  # BYTEARRAY8
+    (b"\x95", "<Q"),  # FRAME
+    (b"B", "<I"),  # BINBYTES
+    (b"X", "<I"),  # BINUNICODE
+    (b"\x8b", "<i"),  # LONG4
+])
+@pytest.mark.parametrize("seekable", [True, False])
+def test_length_fields_claiming_petabytes(opcode: bytes, width: str, seekable: bool):
+    size = HUGE if width == "<Q" else 2**31 - 1
+    data = call("os", "system", "id")[:-1] + opcode + struct.pack(width, size) + b"abc" * 1000
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        ctx, result = _stream(data, seekable=seekable)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 10
+    assert peak < 16 << 20
+    assert not result.complete
+    assert {f.rule_id for f in ctx.findings} == {"MW101", "MW105"}  # payload before it kept
+    assert any(s.inconclusive for s in ctx.skipped)
+
+
+def test_negative_lengths_are_malformed():
+    for data in (b"\x80\x02T" + struct.pack("<i", -5) + b".", b"\x80\x02\x8b\xff\xff\xff\xff."):
+        ctx, result = _stream(data)
+        assert not result.complete
+        assert "negative" in ctx.findings[0].message
+
+
+def test_long_text_line_without_newline_is_bounded():
+    tracemalloc.start()
+    try:
+        _, result = _stream(b"V" + b"a" * (8 << 20), seekable=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not result.complete
+    assert peak < 40 << 20  # the test's own 8 MiB input, plus bounded chunks
+
+
+def test_overlong_global_name_is_a_dynamic_import(tmp_path: Path):
+    report = scan_bytes(tmp_path, b"c" + b"o" * 5000 + b"\nsystem\n.")
+    assert "MW103" in rules(report)
+
+
+def test_every_truncation_of_a_payload(tmp_path: Path):
+    data = call("os", "system", "touch /tmp/x", proto=2)
+    for cut in range(1, len(data)):
+        ctx, result = _stream(data[:cut])
+        assert not result.complete
+        found = {f.evidence for f in ctx.findings if f.rule_id == "MW101"}
+        assert found == ({"os.system"} if cut > data.index(b"system\n") + 6 else set())
+
+
+def test_stack_underflow_is_malformed(tmp_path: Path):
+    report = scan_bytes(tmp_path, b"\x80\x02R.")
+    (f,) = by_rule(report, "MW105")
+    assert "underflow" in f.message and f.location.offset == 2
+
+
+def test_missing_memo_key_after_a_payload(tmp_path: Path):
+    # The picklescan "KeyError exploit": a payload, then a GET of a key never stored.
+    data = (call("os", "system", "id")[:-1] + b"0" + const("os") + b"\x94" + b"h\x03h\x00\x93.")
+    report = scan_bytes(tmp_path, data)
+    assert evidence(report, "MW101") == {"os.system"}
+    assert "memo key 3 not found" in by_rule(report, "MW105")[0].message
+
+
+def test_unsupported_protocol_is_malformed():
+    ctx, result = _stream(b"\x80\x02" + b"]" + b"\x80\x09.")
+    assert not result.complete and "protocol 9" in ctx.findings[0].message
+
+
+def test_opcode_limit_makes_it_inconclusive(tmp_path: Path):
+    path = tmp_path / "big.pkl"
+    path.write_bytes(pickle.dumps(list(range(5000)), protocol=2))
+    report = mlward.scan([path], limits=Limits(max_pickle_ops=1000))
+    assert report.inconclusive and "opcodes" in report.inconclusive[0].reason
+    assert str(report.verdicts()[str(path)]) == "inconclusive"
+
+
+def test_joblib_array_claiming_more_than_the_file_holds(tmp_path: Path):
+    joblib = pytest.importorskip("joblib")
+    np = pytest.importorskip("numpy")
+    buf = io.BytesIO()
+    joblib.dump(np.arange(4, dtype="u1"), buf)
+    data = buf.getvalue().replace(b"K\x04\x85", b"J" + struct.pack("<i", 2**30) + b"\x85", 1)
+    assert data != buf.getvalue()
+    report = scan_bytes(tmp_path, data, "model.joblib")
+    assert "MW105" in rules(report) and report.inconclusive
+
+
+def test_not_utf8_global_is_not_a_traceback(tmp_path: Path):
+    report = scan_bytes(tmp_path, b"cmod\n\xf8\n")
+    _no_crash(report)
+
+
+@pytest.mark.parametrize("text", [
+    b"(this README starts with a parenthesis)\nand goes on.\n",
+    b"Version 1.2\n\nNotes follow.\n",
+    b"Kernel: linux\nIdeas: none\n",
+    b"]]] not a list\n",
+    b"}\n",
+    b"S'quoted' but then prose\n",
+])
+def test_text_is_not_taken_for_a_pickle(tmp_path: Path, text: bytes):
+    report = scan_bytes(tmp_path, text * 3, "README")
+    assert not any(f.rule_id.startswith("MW1") for f in report.findings)
+    assert report.inconclusive == ()
+    assert "pickle" not in {e.format for e in report.examined}
+
+
+def test_proto0_pickle_is_still_sniffed(tmp_path: Path):
+    report = scan_bytes(tmp_path, pickle.dumps([1, "a"], protocol=0), "data.bin")
+    assert [e.format for e in report.examined] == ["pickle"]
+    assert header(2) == b"\x80\x02"
