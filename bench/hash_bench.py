@@ -253,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{case.name:>20}  {tool.name:<32} {result.seconds:8.2f} s "
                       f"{result.rss_mib:7.0f} MiB  exit {result.rc}", flush=True)
                 results.append(result)
-    command = "bench/.venv/bin/python bench/hash_bench.py" + " ".join(
-        [""] + (argv if argv is not None else sys.argv[1:]))
+    command = shlex.join(["bench/.venv/bin/python", "bench/hash_bench.py",
+                          *(argv if argv is not None else sys.argv[1:])])
     load = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
-    section = render(cases, results, limit, core, command.strip(), load)
+    section = render(cases, results, limit, core, command, load)
     print(section)
     if args.write_readme:
         write_readme(section)

@@ -201,6 +201,7 @@ class Result:
     exit_code: int
     found: Counter[str]
     unplanted: int
+    leaked: int = 0
 
 
 def run(argv: list[str], log: Path) -> tuple[float, float, float, int]:
@@ -243,7 +244,8 @@ def mlward(corpus: Path, planted: list[dict[str, Any]]) -> Result:
                 found[item["category"]] += 1
                 matched.add(id(f))
                 break
-    unplanted = sum(1 for f in findings if f["rule_id"].startswith("MW4") and id(f) not in matched)
+    unplanted = sum(1 for f in findings
+                    if f["rule_id"].startswith("MW40") and id(f) not in matched)
     return Result("mlward", shlex.join(argv), wall, cpu, rss, code, found, unplanted)
 
 
@@ -277,11 +279,32 @@ def detect_secrets(corpus: Path, planted: list[dict[str, Any]]) -> Result:
                   len(hits - matched))
 
 
-def nbdefense_status() -> str:
-    if NBDEFENSE.exists():
-        return "installed"
-    return ("not installed: every nbdefense release on PyPI requires Python < 3.11 "
-            "(`pip install nbdefense` on 3.11: no matching distribution)")
+def nbdefense(corpus: Path, planted: list[dict[str, Any]]) -> Result:
+    """NB Defense from its Python 3.10 venv. Its PII plugin needs the spaCy model
+    en_core_web_trf, which is downloaded from GitHub, not a package registry: unavailable
+    here, so NB Defense runs its secrets plugin only (the error is in its report)."""
+    report = OUT / "notebook_bench.nbdefense.json"
+    report.unlink(missing_ok=True)
+    argv = [str(NBDEFENSE), "scan", "-r", "-y", "-q", "-o", "json", "-f", str(report),
+            str(corpus)]
+    wall, cpu, rss, code = run(argv, OUT / "notebook_bench.nbdefense.log")
+    data = json.loads(report.read_text())
+    issues = {(Path(nb["path"]).name, i["cell"]["cell_index"]) for nb in data["notebook_issues"]
+              for i in nb["issues"] if i["code"] == "SECRETS"}
+    found: Counter[str] = Counter()
+    for item in planted:
+        if item["category"] == "secret" and (item["notebook"], item["cell"] - 1) in issues:
+            found["secret"] += 1
+    planted_cells = {(p["notebook"], p["cell"] - 1) for p in planted}
+    return Result("nbdefense", shlex.join(argv), wall, cpu, rss, code, found,
+                  len(issues - planted_cells))
+
+
+def leaked(path: Path, planted: list[dict[str, Any]]) -> int:
+    """How many planted secrets a tool's report shows at least the second half of."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return sum(1 for p in planted
+               if p["category"] == "secret" and p["value"][len(p["value"]) // 2:] in text)
 
 
 # --- report ---------------------------------------------------------------------------
@@ -299,21 +322,22 @@ def render(count: int, size: int, planted: list[dict[str, Any]], results: list[R
         f"secrets, {total['pii']} personal-data items, {total['code']} risky calls.",
         "", "Command:", "", "```sh", command, "```", "",
         "| tool | wall s | notebooks/s | CPU s | peak MiB | secrets found | PII found "
-        "| risky code found | unplanted secret hits |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| risky code found | unplanted secret hits | secrets shown (half or more) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.tool} | {r.wall:.2f} | {count / r.wall:.0f} | {r.cpu:.2f} | "
             f"{r.rss_mib:.0f} | {r.found['secret']}/{total['secret']} | "
             f"{r.found['pii']}/{total['pii']} | {r.found['code']}/{total['code']} | "
-            f"{r.unplanted} |")
+            f"{r.unplanted} | {r.leaked} |")
     ours = next(r for r in results if r.tool == "mlward")
     for r in results:
         if r.tool != "mlward":
-            lines.append(f"\nThroughput vs {r.tool}: {r.wall / ours.wall:.1f}× "
-                         "(peer wall time / mlward wall time).")
-    lines.append(f"\nNB Defense: {nbdefense_status()}.")
+            lines.append(f"\nvs {r.tool}: {r.wall / ours.wall:.1f}× the throughput (wall), "
+                         f"{r.cpu / ours.cpu:.1f}× less CPU time.")
+    if not NBDEFENSE.exists():
+        lines.append("\nNB Defense: not run (no Python 3.10 venv at bench/out/nbdefense-venv).")
     return "\n".join(lines)
 
 
@@ -334,6 +358,10 @@ def main() -> None:
     for p in nb_dir.iterdir():  # page cache warm for every tool
         p.read_bytes()
     results = [mlward(nb_dir, planted), detect_secrets(nb_dir, planted)]
+    if NBDEFENSE.exists():
+        results.append(nbdefense(nb_dir, planted))
+    for r in results:
+        r.leaked = leaked(OUT / f"notebook_bench.{r.tool}.json", planted)
     command = "bench/.venv/bin/python bench/notebook_bench.py " + " ".join(sys.argv[1:])
     text = render(args.notebooks, size, planted, results, command.strip())
     print(text)

@@ -22,6 +22,7 @@ Run it from the bench venv (``bash bench/setup.sh`` makes it)::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pickle
@@ -95,6 +96,10 @@ def dicts_pickle(path: Path) -> None:
     path.write_bytes(pickle.dumps(obj))
 
 
+def evil_pickle(path: Path) -> None:
+    path.write_bytes(EVIL)
+
+
 def make_inputs(out: Path) -> list[Case]:
     """Generate what is missing (a ``.done`` stamp marks each finished input)."""
 
@@ -109,11 +114,11 @@ def make_inputs(out: Path) -> list[Case]:
     cases = [Case("small", ensure(out / "small", small_pickles),
                   f"{SMALL_FILES:,} small pickles in one folder")]
     for name, size in TORCH_SIZES.items():
-        p = ensure(out / f"{name}.pt", lambda p, size=size: torch_checkpoint(p, size))
+        p = ensure(out / f"{name}.pt", functools.partial(torch_checkpoint, tensor_bytes=size))
         cases.append(Case(name, p, f"torch.save, {TENSORS} float32 tensors"))
     cases.append(Case("dicts", ensure(out / "dicts.pkl", dicts_pickle),
                       f"pickle of {DICTS:,} small dicts"))
-    cases.append(Case("evil", ensure(out / "evil.pkl", lambda p: p.write_bytes(EVIL)),
+    cases.append(Case("evil", ensure(out / "evil.pkl", evil_pickle),
                       "one pickle calling os.system"))
     return cases
 
@@ -207,8 +212,9 @@ def _modelaudit_verdict(rc: int, out: str, report: Path) -> str:
     d = json.loads(report.read_text())
     serious = [i for i in d["issues"] if i.get("severity") in ("critical", "warning")]
     worst = "critical" if any(i["severity"] == "critical" for i in serious) else "warning"
+    partial = "" if d.get("success", True) else ", coverage incomplete"
     return f"{d['files_scanned']} scanned, " + \
-        (f"{len(serious)} issues ({worst})" if serious else "clean")
+        (f"{len(serious)} issues ({worst})" if serious else "clean") + partial
 
 
 def _fickling_argv(case: Case, report: Path) -> list[str]:
@@ -313,7 +319,7 @@ def ratio(peer: float, ours: float) -> str:
 
 def render(cases: list[Case], runs: list[Run], command: str) -> str:
     first, last = min(r.measured for r in runs), max(r.measured for r in runs)
-    when = f"{first[:16]}–{last[11:16]} UTC".replace("T", " ")
+    when = f"{first[:10]} {first[11:16]}–{last[11:16]} UTC"
     loads = sorted(r.load for r in runs)
     versions = ", ".join(f"{t.name} {version(t.dist)}" for t in TOOLS)
     lines = [
@@ -350,8 +356,8 @@ def render(cases: list[Case], runs: list[Run], command: str) -> str:
             lines.append(f"| {t.name} | {r.wall_s:.2f} | {r.cpu_s:.2f} | {r.peak_rss_mib:,.0f} "
                          f"| {exit_code} | {r.verdict} | {' | '.join(rel)} |")
     small, big = list(TORCH_SIZES)
-    rows = [(t.name, by.get((small, t.name)), by.get((big, t.name))) for t in TOOLS]
-    rows = [(n, a, b) for n, a, b in rows if a and b]
+    rows = [(t.name, by[(small, t.name)], by[(big, t.name)]) for t in TOOLS
+            if (small, t.name) in by and (big, t.name) in by]
     if rows:
         lines += ["", "#### Does time grow with tensor bytes? (2 GB / 200 MB)", "",
                   f"| tool | {small} CPU s | {big} CPU s | CPU growth | wall growth |",
@@ -395,12 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     wanted_tools = args.tools.split(",")
     wanted_cases = args.cases.split(",")
     all_cases = make_inputs(args.out)
+    tools = [t for t in TOOLS if t.name in wanted_tools]
+    # Warm-up, not measured: each tool's first run compiles bytecode and pages in libraries.
+    evil = next(c for c in all_cases if c.name == "evil")
+    for tool in tools:
+        measure(tool, evil, args.out, args.timeout)
     runs: list[Run] = []
     for case in (c for c in all_cases if c.name in wanted_cases):
         warm_page_cache(case.path)
-        for tool in TOOLS:
-            if tool.name not in wanted_tools:
-                continue
+        for tool in tools:
             run = measure(tool, case, args.out, args.timeout)
             print(f"{case.name:11} {tool.name:11} {run.wall_s:8.2f} s {run.peak_rss_mib:8.0f} "
                   f"MiB  exit {run.exit_code}  {run.verdict}", file=sys.stderr, flush=True)

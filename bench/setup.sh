@@ -13,6 +13,7 @@ PY="${PYTHON:-python3}"
 # torch first, pinned, so a peer's looser requirement cannot pull a different build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -r requirements.txt "torch==2.13.0"
-.venv/bin/python -m pip install -q -e "$BENCH/.."
+# mlward with every extra, so what it examines does not depend on which peers happen to be here.
+.venv/bin/python -m pip install -q -e "$BENCH/..[all]"
 .venv/bin/python -m pip freeze > .venv/freeze.txt
 echo "bench venv ready: $BENCH/.venv ($(wc -l < .venv/freeze.txt) packages, see .venv/freeze.txt)"

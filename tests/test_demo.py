@@ -14,8 +14,7 @@ from mlward.demo import MALICIOUS, build_demo_project
 def test_demo_flags_the_malicious_file_only(tmp_path: Path, capsys) -> None:
     root = tmp_path / "demo"
     assert main(["demo", "--keep", str(root), "--format", "json"]) == 1
-    out = capsys.readouterr().out
-    report = json.loads(out[out.index("{"):])
+    report = json.loads(capsys.readouterr().out)
     verdicts = report["summary"]["verdicts"]
     assert verdicts.pop(str(root / MALICIOUS)) == "dangerous"
     assert verdicts and set(verdicts.values()) == {"clean"}

@@ -99,8 +99,8 @@ def test_jupyter_server_without_token(workdir: Path) -> None:
            f"--ServerApp.root_dir={workdir}"]
     with running(cmd, f"http://127.0.0.1:{port}", workdir, env, ready="/api") as url:
         index = open_index(OSV)
-        report = probe_report([url], source=index)
-        r = probe(url)
+        report = probe_report([url], source=index, timeout=60)
+        r = probe(url, timeout=60)
     assert r.tool == "Jupyter Server" and r.version
     assert r.open_apis == ["/api/kernels"]
     rules = {f.rule_id: f for f in report.findings}
@@ -117,7 +117,7 @@ def test_jupyter_server_with_token_requires_auth(workdir: Path) -> None:
            "--IdentityProvider.token=probe-test-token", "--allow-root",
            f"--ServerApp.root_dir={workdir}"]
     with running(cmd, f"http://127.0.0.1:{port}", workdir, env, ready="/api") as url:
-        r = probe(url)
+        r = probe(url, timeout=60)
     assert r.tool == "Jupyter Server"
     assert r.open_apis == [] and r.auth_required == ["/api/kernels"]
 
@@ -141,7 +141,8 @@ def _mlflow(workdir: Path, name: str, extra: list[str]) -> tuple[list[str], dict
 def test_mlflow_without_auth(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cmd, env, port = _mlflow(workdir, "open", [])
     with running(cmd, f"http://127.0.0.1:{port}", workdir, env, ready="/health") as url:
-        code = main(["probe", "-q", "-f", "json", "--vuln-db", str(OSV), url])
+        code = main(["probe", "-q", "-f", "json", "--timeout", "60", "--vuln-db", str(OSV),
+                     url])
     report = json.loads(capsys.readouterr().out)
     by_rule = {}
     for f in report["findings"]:
@@ -159,7 +160,7 @@ def test_mlflow_without_auth(workdir: Path, capsys: pytest.CaptureFixture[str]) 
 def test_mlflow_with_basic_auth(workdir: Path) -> None:
     cmd, env, port = _mlflow(workdir, "auth", ["--app-name", "basic-auth"])
     with running(cmd, f"http://127.0.0.1:{port}", workdir, env, ready="/health") as url:
-        r = probe(url)
+        r = probe(url, timeout=60)
     assert r.tool == "MLflow"
     assert r.open_apis == [] and r.auth_required
 
@@ -176,8 +177,8 @@ def test_ray_head(workdir: Path) -> None:
     with running(cmd, f"http://127.0.0.1:{dash}", workdir, {"RAY_USAGE_STATS_ENABLED": "0"},
                  ready="/api/version") as url:
         index = open_index(OSV)
-        r = probe(url)
-        report = probe_report([url], source=index)
+        r = probe(url, timeout=60)
+        report = probe_report([url], source=index, timeout=60)
     assert r.tool == "Ray" and r.version
     assert r.open_apis == ["/api/jobs/"]
     assert any(f.rule_id == "MW650" and f.severity.label == "critical" for f in report.findings)

@@ -194,3 +194,11 @@ def test_a_fifo_given_as_the_root_is_never_opened(run: Run, tmp_path: Path) -> N
 def test_tiny_shard_size_is_a_usage_error(run: Run, dataset: Path) -> None:
     code, _, err = run("manifest", "create", dataset, "-o", "m.json", "--shard-size", "1024")
     assert code == 2 and "shard size must be at least" in err
+
+
+def test_a_manifest_inside_its_root_does_not_list_itself(run: Run, dataset: Path) -> None:
+    manifest_file = dataset / "MANIFEST.json"
+    run("manifest", "create", dataset, "-o", manifest_file)
+    paths = {e["path"] for e in json.loads(manifest_file.read_text())["entries"]}
+    assert "MANIFEST.json" not in paths
+    assert run("manifest", "verify", manifest_file)[0] == 0

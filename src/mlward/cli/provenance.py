@@ -151,7 +151,7 @@ def _record(action: str, resource: str, *, outcome: str,
 
 def run_manifest_create(args: argparse.Namespace) -> int:
     try:
-        m = manifest.create(args.paths, _spec(args))
+        m = manifest.create(args.paths, _spec(args), manifest_file=args.output)
         m.write(args.output)
     except ProvenanceError as exc:
         _record("manifest.create", ",".join(map(str, args.paths)), outcome="error",
@@ -170,7 +170,7 @@ def run_manifest_create(args: argparse.Namespace) -> int:
 def run_manifest_verify(args: argparse.Namespace) -> int:
     m = manifest.Manifest.load(args.manifest)
     try:
-        changes = manifest.verify(m, args.paths or None)
+        changes = manifest.verify(m, args.paths or None, manifest_file=args.manifest)
     except ProvenanceError as exc:
         _record("manifest.verify", str(args.manifest), outcome="error",
                 details={"error": exc.diagnostics()})
@@ -273,7 +273,7 @@ def run_sign(args: argparse.Namespace) -> int:
               f"file(s), key id {kid}")
         digest = statement["subject"][0]["digest"]
     else:
-        raw = _read(args.path)
+        raw = manifest.read_bounded(args.path, "file to sign")
         payload_type = (dsse.MANIFEST_TYPE if _is_manifest(raw) else dsse.IN_TOTO_TYPE
                         if b'"_type"' in raw[:4096] else "application/octet-stream")
         out = args.output or chain.signature_path(args.path)
@@ -283,13 +283,6 @@ def run_sign(args: argparse.Namespace) -> int:
     _record("sign", str(args.path), outcome="pass", digests=digest,
             details={"signature": str(out), "keyid": kid, "oms": args.oms})
     return EXIT_OK
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _is_manifest(raw: bytes) -> bool:

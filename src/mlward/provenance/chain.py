@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlward.provenance import dsse, keys, lineage, oms
 from mlward.provenance.errors import ProvenanceError
-from mlward.provenance.manifest import Change, read_json
+from mlward.provenance.manifest import Change, read_bounded, read_json
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,7 @@ def verify_file(path: Path, signature: Path, trusted: Mapping[str, keys.PublicKe
     """Check a DSSE envelope over ``path``; returns the signing key id."""
     envelope = dsse.Envelope.load(signature)
     keyid = dsse.verify(envelope, trusted)
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read {path}: {exc.strerror}") from None
-    if content != envelope.payload:
+    if read_bounded(path, "signed file") != envelope.payload:
         raise ProvenanceError(f"{path} is not the content that was signed: it changed after "
                               "signing, or the signature belongs to another file")
     return keyid
@@ -100,7 +96,7 @@ def verify_chain(model: Path, *, trusted: Mapping[str, keys.PublicKey] | None,
         links.append(verify_oms(model, bundle, trusted))
 
     try:
-        _, statement = lineage.load_statement(statement_file)
+        statement = lineage.load_statement(statement_file)
     except ProvenanceError as exc:
         links.append(Link("lineage statement", False, exc.diagnostics()))
         return ChainResult(tuple(links))

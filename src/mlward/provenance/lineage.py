@@ -45,7 +45,7 @@ from mlward.provenance.manifest import (
     create,
     diff,
     hash_roots,
-    read_json,
+    read_bounded,
     verify,
 )
 
@@ -218,7 +218,6 @@ class Statement:
 
     subjects: tuple[Entry, ...]
     inputs: tuple[Mapping[str, Any], ...]
-    raw: Mapping[str, Any]
 
     @classmethod
     def from_bytes(cls, data: bytes, origin: str) -> Statement:
@@ -243,13 +242,11 @@ class Statement:
                     raise TypeError("input without a manifest")
         except (KeyError, TypeError, AttributeError) as exc:
             raise ProvenanceError(f"{origin} is malformed ({exc!s})") from None
-        return cls(tuple(subjects), inputs, doc)
+        return cls(tuple(subjects), inputs)
 
 
-def load_statement(path: Path) -> tuple[bytes, Statement]:
-    read_json(path, "lineage statement")  # bounded read, clear message when missing
-    raw = path.read_bytes()
-    return raw, Statement.from_bytes(raw, str(path))
+def load_statement(path: Path) -> Statement:
+    return Statement.from_bytes(read_bounded(path, "lineage statement"), str(path))
 
 
 def check_model(statement: Statement, model: Path) -> list[Change]:
@@ -276,15 +273,15 @@ def check_input(item: Mapping[str, Any], statement_dir: Path) -> InputResult:
         from urllib.parse import unquote, urlsplit
         path = Path(unquote(urlsplit(item["uri"]).path))
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return InputResult(name, f"its manifest {path} cannot be read ({exc.strerror})", ())
+        raw = read_bounded(path, "manifest")
+    except ProvenanceError as exc:
+        return InputResult(name, exc.diagnostics(), ())
     if hashlib.sha256(raw).hexdigest() != item["digest"]["sha256"]:
         return InputResult(name, f"its manifest {path} was changed after the lineage was "
                            "recorded", ())
     try:
         manifest = Manifest.from_dict(json.loads(raw))
-        changes = verify(manifest)
+        changes = verify(manifest, manifest_file=path)
     except (ValueError, RecursionError):
         return InputResult(name, f"its manifest {path} is not valid JSON", ())
     except ProvenanceError as exc:

@@ -208,8 +208,8 @@ def _text(value: Any) -> str:
     return value
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Parse a JSON file of bounded size; every failure is a :class:`ProvenanceError`."""
+def read_bounded(path: Path, what: str) -> bytes:
+    """The bytes of a metadata file (manifest, statement, signature) of bounded size."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_MANIFEST_BYTES + 1)
@@ -217,6 +217,12 @@ def read_json(path: Path, what: str) -> Any:
         raise ProvenanceError(f"cannot read {what} {path}: {exc.strerror}") from None
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ProvenanceError(f"{what} {path} is larger than {MAX_MANIFEST_BYTES} bytes")
+    return raw
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Parse a JSON file of bounded size; every failure is a :class:`ProvenanceError`."""
+    raw = read_bounded(path, what)
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -336,15 +342,18 @@ def root_names(paths: Sequence[Path]) -> list[str]:
 def hash_roots(paths: Sequence[Path], names: Sequence[str], spec: HashSpec,
                exclude: frozenset[str] = frozenset(),
                labels: Mapping[str, str] | None = None,
-               progress: Callable[[int], None] | None = None) -> tuple[Entry, ...]:
+               progress: Callable[[int], None] | None = None,
+               manifest_file: Path | None = None) -> tuple[Entry, ...]:
     """Entries for everything under ``paths``, files hashed in parallel.
 
     Each file gets the label ``spec`` gives its size, or, when ``labels`` names its path (a
     manifest being verified), that label; files ``labels`` does not name use ``spec``.
+    ``manifest_file``, when it lies under a root, is left out: a manifest does not list itself.
     """
     listed = [walk(p, n, exclude) for p, n in zip(paths, names, strict=True)]
-    specials = [e for item in listed for e in item.entries]
-    files = [f for item in listed for f in item.files]
+    own = _names_of(manifest_file, paths, names)
+    specials = [e for item in listed for e in item.entries if e.path not in own]
+    files = [f for item in listed for f in item.files if f[0] not in own]
     jobs = [FileJob.of(path, st, (labels or {}).get(name) or spec.label_for(st.st_size))
             for name, path, st in files]
     digests = hash_files(jobs, progress=progress)
@@ -353,14 +362,32 @@ def hash_roots(paths: Sequence[Path], names: Sequence[str], spec: HashSpec,
     return tuple(sorted(specials + hashed))
 
 
+def _names_of(target: Path | None, paths: Sequence[Path], names: Sequence[str]) -> set[str]:
+    """The entry names ``target`` would have under the folder roots it lies in."""
+    if target is None:
+        return set()
+    resolved = target.resolve()
+    out = set()
+    for p, n in zip(paths, names, strict=True):
+        if p.is_dir() and resolved.is_relative_to(p.resolve()):
+            rel = resolved.relative_to(p.resolve()).as_posix()
+            out.add(f"{n}/{rel}" if n else rel)
+    return out
+
+
 def create(paths: Sequence[Path], spec: HashSpec | None = None, *,
            exclude: frozenset[str] = frozenset(),
-           progress: Callable[[int], None] | None = None) -> Manifest:
-    """A manifest of ``paths`` (files or folders), hashed with ``spec``."""
+           progress: Callable[[int], None] | None = None,
+           manifest_file: Path | None = None) -> Manifest:
+    """A manifest of ``paths`` (files or folders), hashed with ``spec``.
+
+    ``manifest_file`` is where the manifest will be written; it is not listed in itself.
+    """
     if not paths:
         raise ProvenanceError("nothing to put in a manifest")
     names = root_names(paths)
-    entries = hash_roots(paths, names, spec or HashSpec(), exclude, progress=progress)
+    entries = hash_roots(paths, names, spec or HashSpec(), exclude, progress=progress,
+                         manifest_file=manifest_file)
     roots = tuple(Root(n or p.resolve().name, p.resolve().as_uri(),
                        "directory" if p.is_dir() else "file")
                   for p, n in zip(paths, names, strict=True))
@@ -409,8 +436,12 @@ def diff(recorded: Sequence[Entry], current: Sequence[Entry]) -> list[Change]:
 
 
 def verify(manifest: Manifest, paths: Sequence[Path] | None = None,
-           progress: Callable[[int], None] | None = None) -> list[Change]:
-    """Re-hash the manifest's roots (or ``paths`` in their place) and list every change."""
+           progress: Callable[[int], None] | None = None,
+           manifest_file: Path | None = None) -> list[Change]:
+    """Re-hash the manifest's roots (or ``paths`` in their place) and list every change.
+
+    ``manifest_file`` is where the manifest was read from; it is not compared with itself.
+    """
     if paths:
         if len(paths) != len(manifest.roots):
             raise ProvenanceError(f"the manifest has {len(manifest.roots)} root(s); "
@@ -430,5 +461,6 @@ def verify(manifest: Manifest, paths: Sequence[Path] | None = None,
     names = [r.name for r in manifest.roots] if len(manifest.roots) > 1 else [
         manifest.roots[0].name if manifest.roots[0].type == "file" else ""]
     labels = {e.path: e.label for e in manifest.entries if e.type == "file"}
-    current = hash_roots(targets, names, manifest.spec, labels=labels, progress=progress)
+    current = hash_roots(targets, names, manifest.spec, labels=labels, progress=progress,
+                         manifest_file=manifest_file)
     return diff(manifest.entries, current)

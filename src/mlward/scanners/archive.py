@@ -108,10 +108,10 @@ class CompressedStreamScanner(Scanner):
     priority = 300
 
     def sniff(self, source: Source) -> bool:
-        return sniff_stream(source.head(64)) is not None
+        return sniff_stream(source.head()) is not None
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
-        kind = sniff_stream(source.head(64)) or "zlib"
+        kind = sniff_stream(source.head()) or "zlib"
         ctx.examined(source.location, kind)
         if too_deep(ctx, source.location):
             return

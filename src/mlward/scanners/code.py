@@ -304,12 +304,29 @@ def _const(node: ast.expr | None) -> object:
 
 def check_tree(tree: ast.AST, aliases: dict[str, str]) -> Iterator[CodeIssue]:
     """Unsafe calls in one parsed module or cell."""
+    calls: list[ast.Call] = []
+    safe_names: set[str] = set()  # variables assigned something that names a safe loader
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            yield from _check_call(node, aliases)
+            calls.append(node)
+        elif isinstance(node, ast.Assign) and _names_safe_loader(node.value):
+            safe_names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    for call in calls:
+        yield from _check_call(call, aliases, safe_names)
 
 
-def _check_call(node: ast.Call, aliases: dict[str, str]) -> Iterator[CodeIssue]:
+def _names_safe_loader(value: ast.expr) -> bool:
+    for node in ast.walk(value):
+        name = node.attr if isinstance(node, ast.Attribute) else node.id \
+            if isinstance(node, ast.Name) else node.value if isinstance(node, ast.Constant) \
+            else None
+        if name in _SAFE_LOADERS:
+            return True
+    return False
+
+
+def _check_call(node: ast.Call, aliases: dict[str, str],
+                safe_names: set[str]) -> Iterator[CodeIssue]:
     q = _qualname(node.func, aliases) or ""
     kw = {k.arg: k.value for k in node.keywords if k.arg}
     last = q.rsplit(".", 1)[-1]
@@ -335,7 +352,7 @@ def _check_call(node: ast.Call, aliases: dict[str, str]) -> Iterator[CodeIssue]:
     elif q in _YAML_LOAD:
         loader = kw.get("Loader") or (node.args[1] if len(node.args) > 1 else None)
         name = (_qualname(loader, aliases) or "") if loader is not None else ""
-        if name.rsplit(".", 1)[-1] not in _SAFE_LOADERS:
+        if name.rsplit(".", 1)[-1] not in _SAFE_LOADERS and name not in safe_names:
             yield issue(CODE_YAML_LOAD, f"{q} without a safe loader"
                         + (f" (Loader={name.rsplit('.', 1)[-1]})" if name else ""))
     elif (q in {"eval", "exec", "builtins.eval", "builtins.exec"}

@@ -252,30 +252,45 @@ def script_commands(text: str) -> Iterator[tuple[int, str]]:
                 yield start, part
 
 
-_CALL_KW = re.compile(r"(\w+)\s*=\s*(['\"][^'\"]*['\"]|True|False)")
+def _keywords(call: ast.Call) -> dict[str, object]:
+    """Keyword arguments given as literals (others map to ``...``: present, value unknown)."""
+    out: dict[str, object] = {}
+    for kw in call.keywords:
+        if kw.arg is not None:
+            out[kw.arg] = kw.value.value if isinstance(kw.value, ast.Constant) else ...
+    return out
 
 
 def check_python(text: str, loc: Location) -> list[Finding]:
-    """Gradio ``launch(share=True / server_name='0.0.0.0')`` and ``ray.init(dashboard_host=)``."""
+    """Gradio ``launch(share=True / server_name='0.0.0.0')`` and ``ray.init(dashboard_host=)``.
+
+    The source is parsed with :mod:`ast` (never run); only call expressions count, so the
+    same words inside strings or comments do not.
+    """
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
     findings = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if ".launch(" not in line and "ray.init(" not in line and "demo.queue" not in line:
+    lines = text.splitlines()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
-        kws = dict(_CALL_KW.findall(line))
-        kws.update((k, kws.get(k, "")) for k in re.findall(r"(\w+)\s*=(?!=)", line))
-        where = loc.at(line=n)
-        if ".launch(" in line:
-            if kws.get("share") == "True" and "auth" not in kws:
-                findings.append(GRADIO_SHARE.finding(where, "Gradio launch(share=True) "
-                                                     "without auth", evidence=line.strip()))
-            if kws.get("server_name", "").strip("'\"") in PUBLIC_HOSTS - {""} \
-                    and "auth" not in kws:
-                findings.append(TOOL_PUBLIC.finding(where, "Gradio app listens on every "
-                                                    "interface without auth",
-                                                    evidence=line.strip()))
-        if "ray.init(" in line and kws.get("dashboard_host", "").strip("'\"") in PUBLIC_HOSTS:
-            findings.append(RAY_EXPOSED.finding(where, "ray.init exposes the dashboard and "
-                                                "jobs API", evidence=line.strip()))
+        kws = _keywords(node)
+        where = loc.at(line=node.lineno)
+        line = lines[node.lineno - 1].strip()[:200] if node.lineno <= len(lines) else ""
+        if node.func.attr == "launch" and "auth" not in kws:
+            if kws.get("share") is True:
+                findings.append(GRADIO_SHARE.finding(
+                    where, "Gradio launch(share=True) without auth", evidence=line))
+            if kws.get("server_name") in PUBLIC_HOSTS - {""}:
+                findings.append(TOOL_PUBLIC.finding(
+                    where, "Gradio app listens on every interface without auth", evidence=line))
+        elif (node.func.attr == "init" and isinstance(node.func.value, ast.Name)
+              and node.func.value.id == "ray"
+              and kws.get("dashboard_host") in PUBLIC_HOSTS - {""}):
+            findings.append(RAY_EXPOSED.finding(
+                where, "ray.init exposes the dashboard and jobs API", evidence=line))
     return findings
 
 
@@ -428,7 +443,7 @@ def _kind(name: str, head: bytes) -> str | None:
         return "kubernetes"
     if _SCRIPT.search(name) and any(w in head.lower() for w in _TOOL_WORDS):
         return "script"
-    if lower.endswith(".py") and (b"gradio" in head or b"ray" in head):
+    if lower.endswith(".py") and (b"gradio" in head or b"import ray" in head):
         return "python"
     return None
 

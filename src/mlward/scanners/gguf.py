@@ -24,6 +24,10 @@ MAX_KEY_BYTES = 1 << 16
 MAX_KEPT_STRING = 4 << 20
 """Longest string value kept (templates); longer ones are still length-checked and skipped."""
 MAX_ARRAY_DEPTH = 4
+MAX_ARRAY_ITEMS = 8_000_000
+"""Strings or arrays in one array (vocabularies hold a few hundred thousand); bounds the time
+a hostile file can cost, since each element is read on its own."""
+MAX_TENSORS = 1_000_000
 MAX_DIMS = 8
 DEFAULT_ALIGNMENT = 32
 
@@ -134,6 +138,9 @@ def _parse_body(r: _Reader, header: GGUFHeader, kv_count: int) -> None:
         raise FormatError(f"metadata count {kv_count} cannot fit in the file", r.pos)
     if header.tensor_count * 24 > r.left:
         raise FormatError(f"tensor count {header.tensor_count} cannot fit in the file", r.pos)
+    if header.tensor_count > MAX_TENSORS or kv_count > MAX_ARRAY_ITEMS:
+        raise FormatError(f"{header.tensor_count} tensors and {kv_count} metadata entries",
+                          r.pos)
     alignment = DEFAULT_ALIGNMENT
     for _ in range(kv_count):
         key_len = r.u64("metadata key length")
@@ -166,6 +173,8 @@ def _value(r: _Reader, vtype: int, key: str, depth: int) -> int | float | bool |
         elif etype in (_STRING, _ARRAY):
             if n * 8 > r.left:
                 raise FormatError(f"array {key} of {n} elements cannot fit in the file", r.pos)
+            if n > MAX_ARRAY_ITEMS:
+                raise FormatError(f"array {key} has {n} strings or arrays", r.pos)
             for _ in range(n):
                 if etype == _STRING:
                     r.skip(r.u64(f"element length in {key}"), f"element of {key}")

@@ -266,8 +266,8 @@ STREAM_KINDS = ("gzip", "bz2", "xz", "lzma", "zlib")
 
 
 def sniff_stream(head: bytes) -> str | None:
-    """The compression of a stream starting with ``head``; weak magics (zlib, lzma) are
-    confirmed by decompressing a little."""
+    """The compression of a stream starting with ``head``; weak magics (zlib, lzma) count
+    only when the head decompresses to something."""
     if head.startswith(b"\x1f\x8b\x08"):
         return "gzip"
     if head.startswith(b"BZh") and head[3:4].isdigit() and head[4:10] == b"1AY&SY":
@@ -279,19 +279,17 @@ def sniff_stream(head: bytes) -> str | None:
     if (len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7
           and (head[0] << 8 | head[1]) % 31 == 0 and not head[1] & 0x20):
         try:
-            zlib.decompressobj().decompress(head, 64)
+            return "zlib" if zlib.decompressobj().decompress(head, 64) else None
         except zlib.error:
             return None
-        return "zlib"
     return None
 
 
 def _lzma_alone_ok(head: bytes) -> bool:
     try:
-        lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(head, 64)
+        return bool(lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(head, 64))
     except lzma.LZMAError:
         return False
-    return True
 
 
 def open_stream(kind: str, raw: BinaryIO) -> Callable[[int], bytes]:
@@ -459,7 +457,10 @@ class ZipArchive:
             ctx.skip(loc, "damaged member; judged on the bytes before the damage",
                      inconclusive=True)
             return False
-        if complete and crc != info.CRC:
+        if complete and spool.size != info.file_size:
+            ctx.add(ARCHIVE_DAMAGED.finding(
+                loc, f"{spool.size} bytes where the header declares {info.file_size}"))
+        elif complete and crc != info.CRC:
             ctx.add(ARCHIVE_DAMAGED.finding(
                 loc, "CRC-32 does not match the header; the bytes were still examined",
                 evidence=f"header {info.CRC:08x}, content {crc:08x}"))

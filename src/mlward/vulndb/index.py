@@ -33,15 +33,21 @@ def cache_dir() -> Path:
 
 
 def fingerprint(source: Path) -> str:
-    """Changes whenever a record file under ``source`` is added, removed or modified."""
+    """Changes whenever a file under ``source`` is added, removed or modified."""
     h = hashlib.sha256(f"mlward-osv-index {INDEX_FORMAT}\n".encode())
+
+    def walk(directory: str, prefix: str) -> None:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                walk(e.path, f"{prefix}{e.name}/")
+            elif e.is_file():
+                st = e.stat()
+                h.update(f"{prefix}{e.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+
     if source.is_dir():
-        for dirpath, dirnames, filenames in os.walk(source):
-            dirnames.sort()
-            for name in sorted(filenames):
-                st = (Path(dirpath) / name).stat()
-                rel = os.path.relpath(Path(dirpath) / name, source)
-                h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        walk(str(source), "")
     else:
         st = source.stat()
         h.update(f"{st.st_size}\0{st.st_mtime_ns}\n".encode())

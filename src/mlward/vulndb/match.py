@@ -95,7 +95,7 @@ def candidate_versions(affected: Affected) -> list[str]:
 
 
 def affected_in_range(affected: Affected, specifier: str) -> list[str]:
-    """The versions a record names that ``specifier`` allows and that are affected."""
+    """The versions a record names that ``specifier`` allows and that are affected (unordered)."""
     try:
         spec = SpecifierSet(specifier)
     except InvalidSpecifier:
@@ -110,7 +110,7 @@ def affected_in_range(affected: Affected, specifier: str) -> list[str]:
     if not hits and not specifier.strip() and (
             any(_intervals(r) for r in affected.ranges) or affected.versions):
         hits.add("any")
-    return sorted(hits, key=lambda t: (parse_version(t) or _ZERO, t))
+    return list(hits)  # ordered once, when advisories are merged
 
 
 @dataclass(frozen=True)

@@ -341,3 +341,14 @@ def test_mutated_containers_never_crash(tmp_path: Path, marker: Path) -> None:
                    and f.message.split(" scanner failed")[0] in _OURS]
         assert not crashes, (i, bytes(data))
     assert not marker.exists()
+
+
+def test_random_bytes_and_empty_files(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(7)
+    for i, size in enumerate([0, 1, 3, 511, 512, 4096, 70_000]):
+        (tmp_path / f"r{i}").write_bytes(bytes(rng.randrange(256) for _ in range(size)))
+    report = scan_one(tmp_path)
+    assert "MW001" not in rules(report)
+    assert Verdict.DANGEROUS not in report.verdicts().values()

@@ -171,15 +171,14 @@ def test_benign_keras_archive_is_clean(tmp_path, scan_path):
 
 def test_cve_2025_1550_config_names_module_function(tmp_path, scan_path, marker):
     # CVE-2025-1550: config.json names arbitrary modules/functions that Keras < 3.9 imports and
-    # calls even with safe_mode=True.
-    payload = {"module": "subprocess", "class_name": "Popen", "registered_name": None,
-               "config": {"args": ["touch", str(marker)]}}
-    layer = v3_dense("d")
-    layer["config"]["activation"] = payload
+    # calls even with safe_mode=True; the published technique is a "layer" that is
+    # subprocess.run, given its arguments through the layer graph's inbound nodes.
+    layer = {"module": "subprocess", "class_name": "run", "registered_name": None,
+             "config": {}, "inbound_nodes": [{"args": [["touch", str(marker)]], "kwargs": {}}]}
     r = scan_path(write_keras(tmp_path / "m.keras", v3_model(layer)))
     (f,) = r.by_rule("MW211")
     assert f.severity.label == "critical"
-    assert f.evidence == "subprocess.Popen"
+    assert f.evidence == "subprocess.run"
     assert f.location.members == ("config.json",)
     assert not marker.exists()
 
@@ -194,6 +193,18 @@ def test_cve_2025_9906_enable_unsafe_deserialization_gadget(tmp_path, scan_path)
     r = scan_path(write_keras(tmp_path / "m.keras", v3_model(layer)))
     assert [f.evidence for f in r.by_rule("MW212")] == [
         "keras.config.enable_unsafe_deserialization"]
+
+
+def test_cve_2025_9906_second_stage_load_model_gadget(tmp_path, scan_path):
+    # CVE-2025-9906, second stage of the published chain: a Lambda whose function is
+    # keras.models.load_model, called with safe_mode=False on another archive.
+    layer = {"module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+             "config": {"name": "unsafe", "function": {
+                 "module": "keras.models", "class_name": "function", "config": "load_model",
+                 "registered_name": "function"}, "arguments": {"safe_mode": False}},
+             "inbound_nodes": [{"args": [], "kwargs": {"inputs": "/tmp/other.keras"}}]}
+    r = scan_path(write_keras(tmp_path / "m.keras", v3_model(layer)))
+    assert [f.evidence for f in r.by_rule("MW212")] == ["keras.models.load_model"]
 
 
 def test_cve_2025_8747_get_file_gadget(tmp_path, scan_path):

@@ -48,6 +48,8 @@ def test_unsafe_call_is_reported(source: str, rule: str) -> None:
     "import torch\ntorch.load('m.pt', weights_only=True)",
     "import numpy as np\nnp.load('a.npy')",
     "import yaml\nyaml.load(s, Loader=yaml.SafeLoader)\nyaml.safe_load(s)",
+    "import yaml\nloader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)\n"
+    "yaml.load(s, Loader=loader)",
     "model.eval()",
     "AutoModel.from_pretrained('org/m')",
     "import subprocess\nsubprocess.run(['ls', '-l'])",

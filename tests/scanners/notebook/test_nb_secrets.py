@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,39 @@ def test_uris_with_passwords_and_cloud_keys() -> None:
     "postgresql://user:password@localhost/db",
     "Epoch 3/10 - loss: 0.2319 - acc: 0.9412 - val_loss: 0.3012",
     "torch==2.1.0+cu121 numpy-1.26.4 md5=9f86d081884c7d659a2feaa0c55ad015",
+    'PEM = b"-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----"',
+    "c.NotebookApp.password = 'argon2:$argon2id$v=19$m=10240,t=10,p=8$abcdefghij'",
 ])
 def test_typical_notebook_content_is_not_flagged(text: str) -> None:
     assert find_secrets(text) == []
+
+
+def test_pem_private_key_with_material_is_critical() -> None:
+    pem = "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(
+        rand("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 64)
+        for _ in range(5)) + "\n-----END RSA PRIVATE KEY-----\n"
+    hits = find_secrets(pem)
+    assert [(h.rule.id, h.rule.severity) for h in hits] == [("MW404", Severity.CRITICAL)]
+
+
+def test_missing_extra_is_inconclusive_with_the_hint(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlward.scanners.secrets import detect
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "detect_secrets"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "detect_secrets", None)
+    detect._engine.cache_clear()
+    try:
+        path = write_nb(tmp_path / "a.ipynb", notebook(code("x = 1")))
+        env = tmp_path / "app.env"
+        env.write_text("A=1\n")
+        report = scan([path, env])
+    finally:
+        monkeypatch.undo()
+        detect._engine.cache_clear()
+    reasons = [s.reason for s in report.inconclusive]
+    assert len(reasons) == 2 and all("mlward[notebook]" in r for r in reasons)
 
 
 def test_mask_shows_a_prefix_and_a_hash_never_the_value() -> None:

@@ -144,3 +144,20 @@ def test_torch_state_dict_and_whole_model(tmp_path: Path):
         with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zf:
             inner = next(n for n in zf.namelist() if n.endswith("data.pkl"))
             _clean(scan_bytes(tmp_path, zf.read(inner), "data.pkl"))
+
+
+def test_joblib_before_1_2_without_alignment_padding(tmp_path: Path, monkeypatch):
+    # joblib < 1.2 wrote no alignment byte, and its wrappers' state has no such key.
+    joblib = pytest.importorskip("joblib")
+    from joblib.numpy_pickle import NumpyArrayWrapper
+
+    def old_state(self: NumpyArrayWrapper) -> dict[str, object]:
+        return {k: v for k, v in vars(self).items() if k != "numpy_array_alignment_bytes"}
+
+    monkeypatch.setattr(NumpyArrayWrapper, "safe_get_numpy_array_alignment_bytes",
+                        lambda self: None)
+    monkeypatch.setattr(NumpyArrayWrapper, "__getstate__", old_state, raising=False)
+    path = tmp_path / "old.joblib"
+    joblib.dump({"a": np.arange(5.0), "b": np.arange(3, dtype="u1"), "c": [1]}, path)
+    assert b"numpy_array_alignment_bytes" not in path.read_bytes()
+    _clean(mlward.scan([path]))

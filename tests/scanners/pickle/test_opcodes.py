@@ -138,6 +138,16 @@ def test_back_to_back_pickles_are_all_analysed(tmp_path: Path):
     assert {f.evidence for f in ctx.findings} == {"os.system"}
 
 
+def test_memo_carries_over_to_the_next_pickle(tmp_path: Path):
+    # An unpickler reused for back-to-back pickles keeps its memo: names stored by the first
+    # pickle can feed a STACK_GLOBAL in the second.
+    first = header(4) + const("os") + b"\x94" + const("system") + b"\x94" + b"\x86."
+    second = header(4) + b"h\x00h\x01\x93" + const(("id",)) + b"R."
+    report = scan_bytes(tmp_path, first + second)
+    assert evidence(report, "MW101") == {"os.system"}
+    assert report.inconclusive == ()
+
+
 def test_trailing_bytes_after_a_pickle_are_low(tmp_path: Path):
     data = pickle.dumps([1, 2], protocol=4) + b"\x00\xffnot a pickle\n" * 10
     report = scan_bytes(tmp_path, data)
@@ -194,7 +204,7 @@ def test_build_on_an_imported_class_is_flagged(tmp_path: Path):
 
 def test_protocol_0_text_opcodes(tmp_path: Path):
     data = (b"(dp0\nS'k'\np1\nI42\nsS'f'\nF1.5\nsVuni\\u00e9\np2\nL12L\nsg1\n"
-            b"I01\ns.")
+            b"I01\nsS'h'\nI0x10\ns.")  # INT is read with base 0, as CPython reads it
     report = scan_bytes(tmp_path, data)
     assert report.findings == () and report.inconclusive == ()
 

@@ -131,6 +131,12 @@ class Machine:
         """(offset, code) of EXT opcodes: names from copyreg's extension registry."""
         self.indirect_calls: list[tuple[int, str]] = []
         """(offset, what) of calls or BUILDs on values computed while loading."""
+        self.memo: dict[int, object] = {}
+        """Memo values worth keeping (strings, references...); others are OPAQUE."""
+        self.dense = 0
+        self.extra: set[int] = set()
+        """The memo's keys are ``range(dense) | extra``, exactly as in CPython's memo. The memo
+        outlives one pickle: an unpickler reused for back-to-back pickles keeps it."""
 
     @property
     def found(self) -> int:
@@ -186,11 +192,12 @@ class Machine:
         pos = self.pos
         end = len(buf)
         stack: list[object] = []
+        push = stack.append
         marks: list[int] = []
         fence = 0
-        memo: dict[int, object] = {}
-        dense = 0  # memo keys are range(dense) | extra, exactly as CPython's memo
-        extra: set[int] = set()
+        memo = self.memo
+        dense = self.dense
+        extra = self.extra
         proto = 0
         tracking = self.joblib
         max_ops = self.limits.max_pickle_ops
@@ -243,20 +250,20 @@ class Machine:
                         n = unpack_from("<I", buf, pos)[0]
                         pos += 4
                     if pos + n <= end and n <= KEEP:
-                        stack.append(_utf8(buf[pos:pos + n], reader.base + at))
+                        push(buf[pos:pos + n].decode("utf-8", "surrogatepass"))
                         pos += n
                     else:
                         if n <= KEEP:
                             data, buf, pos = reader.read(pos, n, "string")
-                            stack.append(_utf8(data, reader.base + at))
+                            push(data.decode("utf-8", "surrogatepass"))
                         else:
                             buf, pos = reader.skip(pos, n, "string")
-                            stack.append(OPAQUE)
+                            push(OPAQUE)
                         end = len(buf)
                 elif op == 0x4B:  # BININT1
                     if pos >= end:
                         raise Truncated("BININT1 argument", reader.base + at)
-                    stack.append(buf[pos])
+                    push(buf[pos])
                     pos += 1
                 elif op == 0x71 or op == 0x68:  # BINPUT, BINGET
                     if pos >= end:
@@ -266,12 +273,17 @@ class Machine:
                     if op == 0x68:
                         if idx >= dense and idx not in extra:
                             raise Malformed(f"memo key {idx} not found", reader.base + at)
-                        stack.append(memo.get(idx, OPAQUE))
+                        push(memo.get(idx, OPAQUE))
                     else:
                         if len(stack) <= fence:
                             raise underflow()
-                        dense = _memo_add(idx, dense, extra)
-                        _memo_set(memo, idx, stack[-1])
+                        if idx == dense and not extra:  # the usual, sequential case
+                            dense += 1
+                            if stack[-1] is not OPAQUE:
+                                memo[idx] = stack[-1]
+                        else:
+                            dense = _memo_add(idx, dense, extra)
+                            _memo_set(memo, idx, stack[-1])
                 elif op == 0x28:  # MARK
                     if len(marks) >= max_depth:
                         raise LimitReached(f"more than {max_depth} nested MARKs",
@@ -295,37 +307,46 @@ class Machine:
                                 target[items[i]] = items[i + 1]
                     del stack[mark:]
                 elif op == 0x7D:  # EMPTY_DICT
-                    stack.append({} if tracking else OPAQUE)
-                elif op == 0x5D:  # EMPTY_LIST
-                    stack.append(OPAQUE)
-                elif op == 0x47:  # BINFLOAT
-                    if pos + 8 > end:
-                        raise Truncated("BINFLOAT argument", reader.base + at)
-                    pos += 8
-                    stack.append(OPAQUE)
-                elif op == 0x4A:  # BININT
-                    if pos + 4 > end:
-                        raise Truncated("BININT argument", reader.base + at)
-                    stack.append(unpack_from("<i", buf, pos)[0])
-                    pos += 4
-                elif op == 0x4D:  # BININT2
-                    if pos + 2 > end:
-                        raise Truncated("BININT2 argument", reader.base + at)
-                    stack.append(buf[pos] | buf[pos + 1] << 8)
-                    pos += 2
-                elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1, TUPLE2, TUPLE3
-                    n = op - 0x84
-                    if len(stack) - n < fence:
-                        raise underflow()
-                    t = tuple(stack[-n:])
-                    del stack[-n:]
-                    stack.append(t)
-                elif op == 0x4E:  # NONE
-                    stack.append(None)
-                elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
-                    stack.append(op == 0x88)
-                elif op == 0x29:  # EMPTY_TUPLE
-                    stack.append(())
+                    push({} if tracking else OPAQUE)
+                elif op in _LINE_VALUES:  # INT, LONG, FLOAT, STRING, UNICODE, PERSID, GET, PUT
+                    nl = buf.find(b"\n", pos, pos + KEEP + 1)
+                    if nl >= 0:
+                        line: bytes | None = buf[pos:nl]
+                        pos = nl + 1
+                    else:
+                        line, buf, pos = reader.readline(pos, KEEP, _LINE_VALUES[op])
+                        end = len(buf)
+                    if op == 0x70 or op == 0x67:  # PUT, GET
+                        if line is None:
+                            raise Malformed("memo index too long", reader.base + at)
+                        idx = int(line)
+                        if idx < 0:
+                            raise Malformed("negative memo index", reader.base + at)
+                        if op == 0x67:
+                            if idx >= dense and idx not in extra:
+                                raise Malformed(f"memo key {idx} not found", reader.base + at)
+                            push(memo.get(idx, OPAQUE))
+                        else:
+                            if len(stack) <= fence:
+                                raise underflow()
+                            if idx == dense and not extra:  # the usual, sequential case
+                                dense += 1
+                                if stack[-1] is not OPAQUE:
+                                    memo[idx] = stack[-1]
+                            else:
+                                dense = _memo_add(idx, dense, extra)
+                                _memo_set(memo, idx, stack[-1])
+                    elif line is None or op == 0x50:  # too long to matter; PERSID
+                        push(OPAQUE)
+                    elif op == 0x56:  # UNICODE
+                        push(line.decode("raw-unicode-escape"))
+                    elif op == 0x49:  # INT, where 00 and 01 are False and True
+                        push(line == b"01" if line in (b"00", b"01") else _int(line))
+                    elif op == 0x46:  # FLOAT
+                        float(line)
+                        push(OPAQUE)
+                    else:  # LONG, STRING
+                        push(_line_value(op, line))
                 elif op == 0x61:  # APPEND
                     if len(stack) - 1 <= fence:
                         raise underflow()
@@ -338,6 +359,55 @@ class Machine:
                     target = stack[-1]
                     if type(target) is dict and isinstance(k, (str, int)):
                         target[k] = v
+                elif op in _FROM_MARK:  # TUPLE, LIST, DICT, FROZENSET, POP_MARK
+                    if not marks:
+                        raise Malformed("MARK not found", reader.base + at)
+                    mark = marks.pop()
+                    fence = marks[-1] if marks else 0
+                    items = stack[mark:]
+                    del stack[mark:]
+                    if op == 0x74:
+                        push(tuple(items))
+                    elif op == 0x64:
+                        if len(items) % 2:
+                            raise Malformed("odd number of items for DICT", reader.base + at)
+                        if tracking:
+                            push({items[i]: items[i + 1] for i in range(0, len(items), 2)
+                                  if isinstance(items[i], (str, int))})
+                        else:
+                            push(OPAQUE)
+                    elif op != 0x31:
+                        push(OPAQUE)
+                elif op == 0x5D:  # EMPTY_LIST
+                    push(OPAQUE)
+                elif op == 0x47:  # BINFLOAT
+                    if pos + 8 > end:
+                        raise Truncated("BINFLOAT argument", reader.base + at)
+                    pos += 8
+                    push(OPAQUE)
+                elif op == 0x4A:  # BININT
+                    if pos + 4 > end:
+                        raise Truncated("BININT argument", reader.base + at)
+                    push(unpack_from("<i", buf, pos)[0])
+                    pos += 4
+                elif op == 0x4D:  # BININT2
+                    if pos + 2 > end:
+                        raise Truncated("BININT2 argument", reader.base + at)
+                    push(buf[pos] | buf[pos + 1] << 8)
+                    pos += 2
+                elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1, TUPLE2, TUPLE3
+                    n = op - 0x84
+                    if len(stack) - n < fence:
+                        raise underflow()
+                    t = tuple(stack[-n:])
+                    del stack[-n:]
+                    push(t)
+                elif op == 0x4E:  # NONE
+                    push(None)
+                elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
+                    push(op == 0x88)
+                elif op == 0x29:  # EMPTY_TUPLE
+                    push(())
                 elif op == 0x72 or op == 0x6A:  # LONG_BINPUT, LONG_BINGET
                     if pos + 4 > end:
                         raise Truncated("memo index", reader.base + at)
@@ -346,12 +416,17 @@ class Machine:
                     if op == 0x6A:
                         if idx >= dense and idx not in extra:
                             raise Malformed(f"memo key {idx} not found", reader.base + at)
-                        stack.append(memo.get(idx, OPAQUE))
+                        push(memo.get(idx, OPAQUE))
                     else:
                         if len(stack) <= fence:
                             raise underflow()
-                        dense = _memo_add(idx, dense, extra)
-                        _memo_set(memo, idx, stack[-1])
+                        if idx == dense and not extra:  # the usual, sequential case
+                            dense += 1
+                            if stack[-1] is not OPAQUE:
+                                memo[idx] = stack[-1]
+                        else:
+                            dense = _memo_add(idx, dense, extra)
+                            _memo_set(memo, idx, stack[-1])
                 elif op == 0x52:  # REDUCE
                     if len(stack) - 2 < fence:
                         raise underflow()
@@ -405,13 +480,13 @@ class Machine:
                         self.dynamic_imports.append(reader.base + at)
                         ref: object = OPAQUE
                     else:
-                        ref = self._reference(_utf8(mline, reader.base + at),
-                                              _utf8(nline, reader.base + at), proto,
+                        ref = self._reference(mline.decode("utf-8", "surrogatepass"),
+                                              nline.decode("utf-8", "surrogatepass"), proto,
                                               reader.base + at,
                                               "GLOBAL" if op == 0x63 else "INST")
                         tracking = self.joblib
                     if op == 0x63:
-                        stack.append(ref)
+                        push(ref)
                     else:
                         if not marks:
                             raise Malformed("MARK not found", reader.base + at)
@@ -419,7 +494,7 @@ class Machine:
                         fence = marks[-1] if marks else 0
                         args = tuple(stack[mark:])
                         del stack[mark:]
-                        stack.append(self._call(ref, args, reader.base + at, "INST"))
+                        push(self._call(ref, args, reader.base + at, "INST"))
                 elif op == 0x81:  # NEWOBJ
                     if len(stack) - 2 < fence:
                         raise underflow()
@@ -454,27 +529,7 @@ class Machine:
                     cls = stack[mark]
                     args = tuple(stack[mark + 1:])
                     del stack[mark:]
-                    stack.append(self._call(cls, args, reader.base + at, "OBJ"))
-                elif op in _FROM_MARK:  # TUPLE, LIST, DICT, FROZENSET, POP_MARK
-                    if not marks:
-                        raise Malformed("MARK not found", reader.base + at)
-                    mark = marks.pop()
-                    fence = marks[-1] if marks else 0
-                    items = stack[mark:]
-                    del stack[mark:]
-                    if op == 0x74:
-                        stack.append(tuple(items))
-                    elif op == 0x64:
-                        if len(items) % 2:
-                            raise Malformed("odd number of items for DICT", reader.base + at)
-                        if tracking:
-                            stack.append({items[i]: items[i + 1]
-                                          for i in range(0, len(items), 2)
-                                          if isinstance(items[i], (str, int))})
-                        else:
-                            stack.append(OPAQUE)
-                    elif op != 0x31:
-                        stack.append(OPAQUE)
+                    push(self._call(cls, args, reader.base + at, "OBJ"))
                 elif op == 0x30:  # POP: a MARK on top is popped instead, as CPython does
                     if marks and marks[-1] == len(stack):
                         marks.pop()
@@ -486,7 +541,7 @@ class Machine:
                 elif op == 0x32:  # DUP
                     if len(stack) <= fence:
                         raise underflow()
-                    stack.append(stack[-1])
+                    push(stack[-1])
                 elif op in _SIZED_BYTES:  # BINBYTES*, BINSTRING*, BYTEARRAY8, BINUNICODE8
                     width, what = _SIZED_BYTES[op]
                     if pos + width > end:
@@ -498,11 +553,11 @@ class Machine:
                         raise Malformed(f"{what} has a negative length", reader.base + at)
                     if n <= KEEP and op in (0x54, 0x55, 0x8D):
                         data, buf, pos = reader.read(pos, n, what)
-                        stack.append(_utf8(data, reader.base + at) if op == 0x8D
+                        push(data.decode("utf-8", "surrogatepass") if op == 0x8D
                                      else data.decode("latin-1"))
                     else:
                         buf, pos = reader.skip(pos, n, what)
-                        stack.append(OPAQUE)
+                        push(OPAQUE)
                     end = len(buf)
                 elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
                     width = 1 if op == 0x8A else 4
@@ -514,31 +569,11 @@ class Machine:
                         raise Malformed("LONG has a negative length", reader.base + at)
                     if n <= 16:
                         data, buf, pos = reader.read(pos, n, "LONG")
-                        stack.append(int.from_bytes(data, "little", signed=True))
+                        push(int.from_bytes(data, "little", signed=True))
                     else:
                         buf, pos = reader.skip(pos, n, "LONG")
-                        stack.append(OPAQUE)
+                        push(OPAQUE)
                     end = len(buf)
-                elif op in _LINE_VALUES:  # INT, LONG, FLOAT, STRING, UNICODE, PERSID, GET, PUT
-                    line, buf, pos = reader.readline(pos, KEEP, _LINE_VALUES[op])
-                    end = len(buf)
-                    if op == 0x67 or op == 0x70:  # GET, PUT
-                        if line is None or not line.strip().isdigit():
-                            raise Malformed("bad memo index", reader.base + at)
-                        idx = int(line)
-                        if op == 0x67:
-                            if idx >= dense and idx not in extra:
-                                raise Malformed(f"memo key {idx} not found", reader.base + at)
-                            stack.append(memo.get(idx, OPAQUE))
-                        else:
-                            if len(stack) <= fence:
-                                raise underflow()
-                            dense = _memo_add(idx, dense, extra)
-                            _memo_set(memo, idx, stack[-1])
-                    elif op == 0x50:  # PERSID
-                        stack.append(OPAQUE)
-                    else:
-                        stack.append(_line_value(op, line, reader.base + at))
                 elif op == 0x51:  # BINPERSID
                     if len(stack) <= fence:
                         raise underflow()
@@ -550,9 +585,9 @@ class Machine:
                     code = int.from_bytes(buf[pos:pos + width], "little")
                     pos += width
                     self.extensions.append((reader.base + at, code))
-                    stack.append(OPAQUE)
+                    push(OPAQUE)
                 elif op == 0x8F or op == 0x97:  # EMPTY_SET, NEXT_BUFFER
-                    stack.append(OPAQUE)
+                    push(OPAQUE)
                 elif op == 0x98:  # READONLY_BUFFER
                     if len(stack) <= fence:
                         raise underflow()
@@ -560,11 +595,14 @@ class Machine:
                     raise Malformed(f"unknown opcode 0x{op:02x}", reader.base + at)
         except Truncated as exc:
             raise Malformed(f"truncated: {exc}", exc.offset, truncated=True) from None
-        except RecursionError:
-            raise LimitReached("values nested too deeply", reader.base + at) from None
+        except UnicodeDecodeError:
+            raise Malformed("a string that does not decode", reader.base + at) from None
+        except ValueError as exc:  # a text argument that int(), float() or a codec refuses
+            raise Malformed(f"bad argument: {exc}", reader.base + at) from None
         finally:
             self.ops = ops
             self.pos = pos
+            self.dense = dense
 
     # -- joblib -----------------------------------------------------------------------------
 
@@ -631,34 +669,22 @@ def _memo_set(memo: dict[int, object], idx: int, value: object) -> None:
         memo[idx] = value
 
 
-def _utf8(data: bytes, offset: int) -> str:
+def _int(text: bytes) -> int:
+    """A protocol-0 INT or LONG argument: CPython reads it with base 0 (``0x10``, and in C
+    ``010`` as octal); accept what either reading accepts, so parsing never stops early."""
     try:
-        return data.decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:
-        raise Malformed("string is not valid UTF-8", offset) from None
+        return int(text, 0)
+    except ValueError:
+        return int(text, 8 if text.lstrip(b"+- ").startswith(b"0") else 10)
 
 
-def _line_value(op: int, line: bytes | None, offset: int) -> object:
-    """The value of a protocol-0 text opcode (INT, LONG, FLOAT, STRING, UNICODE)."""
-    if line is None:
-        return OPAQUE  # a very long number or string: nothing a name could be made of
-    try:
-        if op == 0x49:  # INT, where 00 and 01 are False and True
-            if line in (b"00", b"01"):
-                return line == b"01"
-            return int(line)
-        if op == 0x4C:
-            return int(line[:-1] if line.endswith(b"L") else line)
-        if op == 0x46:
-            float(line)
-            return OPAQUE
-        if op == 0x53:
-            if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
-                raise ValueError("STRING is not quoted")
-            return codecs.escape_decode(line[1:-1])[0].decode("latin-1")
-        return line.decode("raw-unicode-escape")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Malformed(f"bad text argument: {exc}", offset) from None
+def _line_value(op: int, line: bytes) -> object:
+    """The value of a protocol-0 LONG or STRING argument (ValueError when malformed)."""
+    if op == 0x4C:  # LONG
+        return _int(line[:-1] if line.endswith(b"L") else line)
+    if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
+        raise ValueError("STRING argument is not quoted")
+    return codecs.escape_decode(line[1:-1])[0].decode("latin-1")
 
 
 def _array_layout(state: dict[object, object]) -> tuple[int, int, bool] | None:

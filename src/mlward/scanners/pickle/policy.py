@@ -13,7 +13,11 @@ called with arguments the file chooses. Three classes:
   Curated from files that the tests save with those libraries.
 - **unknown**: everything else, reported by name (medium) so a person can vet it.
 
-Dangerous is checked first, so nothing under a dangerous prefix can be made safe.
+Dangerous is checked first, so nothing under a dangerous prefix can be made safe. Beyond the
+tables, three rules: an attribute path through interpreter internals (``__globals__``,
+``__subclasses__``...) is dangerous wherever it starts; so is a private top-level module
+(``_io``, ``_posixsubprocess``: the C halves of public modules) unless it is on the safe
+list; and a builtin is dangerous unless it is one of the containers and scalars listed.
 """
 
 from __future__ import annotations

@@ -53,10 +53,15 @@ class Reader:
         data = self.buf[pos:]
         self.base += pos
         while len(data) < n and not self.eof:
-            chunk = self.stream.read(max(CHUNK, n - len(data)))
+            want = max(CHUNK, n - len(data))
+            if self.size is not None:  # no oversized read buffers for small streams
+                want = min(want, self.size - self.base - len(data))
+            chunk = self.stream.read(want) if want > 0 else b""
             if not chunk:
                 self.eof = True
             data += chunk
+            if self.size is not None and self.base + len(data) >= self.size:
+                self.eof = True
         self.buf = data
         return data
 

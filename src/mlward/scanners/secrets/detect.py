@@ -109,7 +109,7 @@ PATTERNS: tuple[_Pattern, ...] = (
        r"aws_?secret|secret_?access_?key|SecretAccessKey"),
     _p("Azure storage account key", r"AccountKey=([A-Za-z0-9+/]{40,}={0,2})",
        rule=SECRET_PRIVATE_KEY, needle="accountkey="),
-    _p("GCP service-account private key", r"\"private_key\"\s*:\s*\"(-----BEGIN[^\"]{40,})",
+    _p("GCP service-account private key", r"\"private_key\"\s*:\s*\"(-----BEGIN[^\"]{200,})",
        rule=SECRET_PRIVATE_KEY, needle="private_key"),
     _p("Password in URI",
        r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,30}://[^\s:/@'\"<>]{1,128}:([^\s@/'\"<>]{1,256})@"
@@ -146,6 +146,8 @@ _PLACEHOLDER = re.compile(
     r"example|x{5,}|\*{3,}|\.{3}|<[^>]*>|\$\{|\{\{|your[_\-]?|changeme|redacted|dummy|"
     r"placeholder|^(?:none|null|true|false|password|secret|token|test|admin)$",
     re.IGNORECASE)
+_KEY_MATERIAL = re.compile(r"[A-Za-z0-9+/=]{40,}")
+_PASSWORD_HASH = re.compile(r"^(?:argon2:|sha1:|sha256:|\$argon2|\$2[aby]\$|\$[56]\$|pbkdf2)")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?$")
 
 # detect-secrets plugins to run (the high-entropy and IP ones are too noisy on notebook output;
@@ -239,6 +241,8 @@ def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
     skipped, as is the line after ``pragma: allowlist nextline secret``.
     """
     engine = _engine()
+    if not _PREFILTER.search(text):
+        return []
     lines = text.splitlines()
     hits: list[SecretHit] = []
     seen: set[str] = set()
@@ -257,6 +261,9 @@ def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
                 kind, rule, value, col = hit
                 if value in seen:
                     continue
+                if kind == "Private Key" and not _KEY_MATERIAL.search(
+                        "\n".join([chunk[col:], *lines[number:number + 3]])):
+                    continue  # a PEM header alone (code that handles keys), not a key
                 seen.add(value)
                 hits.append(SecretHit(kind, rule, value, number, start + col + 1))
     _service_account(text, hits, seen)
@@ -341,7 +348,8 @@ def _keep(engine: _Engine, kind: str, value: str, line: str) -> bool:
         return False
     if kind != "Secret Keyword":
         return True
-    if len(value) < 6 or (_IDENTIFIER.fullmatch(value) and ("." in value or "(" in value)):
+    if len(value) < 6 or (_IDENTIFIER.fullmatch(value) and ("." in value or "(" in value)) \
+            or _PASSWORD_HASH.match(value):
         return False
     if engine.is_likely_id_string(value, line):
         return False
@@ -361,7 +369,7 @@ def _placeholder_password(value: str) -> bool:
 
 
 _SA_TYPE = re.compile(r"\"type\"\s*:\s*\"service_account\"")
-_SA_KEY = re.compile(r"\"private_key\"\s*:\s*\"([^\"]{20,})\"")
+_SA_KEY = re.compile(r"\"private_key\"\s*:\s*\"([^\"]*PRIVATE KEY[^\"]{200,})\"")
 
 
 def _service_account(text: str, hits: list[SecretHit], seen: set[str]) -> None:

@@ -38,11 +38,12 @@ _DOC_DOMAINS = frozenset({"example.com", "example.org", "example.net", "users.no
 _PHONE = re.compile(
     r"(?<![\w+\-.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{3}\) ?|\d{3}[ .\-])\d{3}[ .\-]\d{4}(?![\w\-])"
     r"|(?<![\w+])\+\d{10,14}(?!\w)")
-_CARD = re.compile(r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-])")
+# Patterns start with a digit (fast scanning); the "not preceded by" checks are in _starts.
+_CARD = re.compile(r"\d(?:[ \-]?\d){12,18}(?![\d\-])")
 _IBAN = re.compile(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b")
-_SSN = re.compile(r"(?<![\d\-])(\d{3})-(\d{2})-(\d{4})(?![\d\-])")
+_SSN = re.compile(r"(\d{3})-(\d{2})-(\d{4})(?![\d\-])")
 _PII_GATE = re.compile(r"[\d@]")
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w.])")
 
 _IBAN_LENGTHS = {
     "AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18,
@@ -82,13 +83,13 @@ def _items(text: str) -> Iterator[tuple[int, str, str]]:
                     and not domain.endswith(".example.com"):
                 yield m.start(), "email", m.group(0)
     cards: set[int] = set()
-    for m in _CARD.finditer(text):
+    for m in _starts(_CARD, text, "-"):
         digits = re.sub(r"\D", "", m.group(0))
         if 13 <= len(digits) <= 19 and _card_prefix(digits) and _luhn(digits):
             cards.add(m.start())
             yield m.start(), "payment card", m.group(0)
     ssns: set[int] = set()
-    for m in _SSN.finditer(text):
+    for m in _starts(_SSN, text, "-"):
         area, group, serial = m.groups()
         ssns.add(m.start())
         if area not in {"000", "666"} and area[0] != "9" and group != "00" \
@@ -100,13 +101,21 @@ def _items(text: str) -> Iterator[tuple[int, str, str]]:
     for m in _IBAN.finditer(text):
         if _iban_ok(m.group(1)):
             yield m.start(), "IBAN", m.group(1)
-    for m in _IPV4.finditer(text):
+    for m in _starts(_IPV4, text, "._"):
         try:
             ip = ipaddress.IPv4Address(m.group(0))
         except ValueError:
             continue
         if ip.is_global:
             yield m.start(), "public IP address", m.group(0)
+
+
+def _starts(pattern: re.Pattern[str], text: str, also: str) -> Iterator[re.Match[str]]:
+    """Matches not preceded by a letter, digit or one of ``also`` (inside a longer token)."""
+    for m in pattern.finditer(text):
+        at = m.start()
+        if at == 0 or not (text[at - 1].isalnum() or text[at - 1] in also):
+            yield m
 
 
 def _luhn(digits: str) -> bool:
