@@ -175,8 +175,12 @@ def make_inputs(out: Path) -> list[Case]:
 def render(cases: list[Case], runs: list[Run], command: str) -> str:
     by = {(r.case, r.tool): r for r in runs}
     tools = [t.name for t in TOOLS if any(r.tool == t.name for r in runs)]
+    loads = sorted(r.load for r in runs)
     lines = [
-        f"Measured {runs[0].measured[:16].replace('T', ' ')} UTC on {machine()}.",
+        f"Measured {runs[0].measured[:16].replace('T', ' ')} UTC on {machine()}; the 1-minute "
+        f"load average was {loads[0]:.1f}–{loads[-1]:.1f} (other work shares the machine, so "
+        "wall times are noisy). mlward's times are mostly its start-up: scanning each input "
+        "takes milliseconds.",
         "",
         "```sh",
         command,

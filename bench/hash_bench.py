@@ -180,8 +180,14 @@ def measure(tool: Tool, case: Case, repeat: int) -> Result:
     return best
 
 
+def _wall(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
 def render(cases: list[Case], results: list[Result], limit: float, core: float,
-           command: str, load: str) -> str:
+           command: str, load: str, startup: float) -> str:
     cores = os.cpu_count() or 1
     lines = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}, "
@@ -189,7 +195,8 @@ def render(cases: list[Case], results: list[Result], limit: float, core: float,
         f"the runs {load}. Command: `{command}`",
         "",
         f"SHA-256 parallel limit of this machine: {cores} cores x {core / 1e9:.2f} GB/s "
-        f"(one core, hashlib, in memory) = **{limit / 1e9:.2f} GB/s**.",
+        f"(one core, hashlib, in memory) = **{limit / 1e9:.2f} GB/s**. Times are wall "
+        f"times of whole commands, start-up included (`mlward --version`: {startup:.2f} s).",
         "",
     ]
     big, small = cases
@@ -240,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cases = make_inputs(out)
     core = one_core_sha256_rate()
+    startup = min(_wall([str(VENV_BIN / "mlward"), "--version"]) for _ in range(3))
     limit = core * (os.cpu_count() or 1)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -256,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["bench/.venv/bin/python", "bench/hash_bench.py",
                           *(argv if argv is not None else sys.argv[1:])])
     load = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
-    section = render(cases, results, limit, core, command, load)
+    section = render(cases, results, limit, core, command, load, startup)
     print(section)
     if args.write_readme:
         write_readme(section)

@@ -98,7 +98,8 @@ def test_text_report_names_verdict_and_result() -> None:
 def test_output_file_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "data.bin").write_bytes(b"\x00\x01 not a model")
     out = tmp_path / "report.sarif"
-    assert main(["scan", "-q", "--format", "sarif", "-o", str(out), str(tmp_path / "data.bin")]) == 0
+    args = ["scan", "-q", "--format", "sarif", "-o", str(out), str(tmp_path / "data.bin")]
+    assert main(args) == 0
     jsonschema.validate(json.loads(out.read_text()), SCHEMA)
     assert capsys.readouterr().out == ""
 

@@ -67,14 +67,14 @@ def test_stored_tree_matches_an_in_memory_recomputation(ledger: Ledger) -> None:
 def test_proofs_read_a_logarithmic_number_of_nodes(ledger: Ledger) -> None:
     ledger.append([event(i) for i in range(12, 300)])
     reads: list[int] = []
-    real = ledger.store.nodes
+    real = ledger.store._nodes
 
-    def counting(wanted):  # type: ignore[no-untyped-def]
+    def counting(cur, wanted):  # type: ignore[no-untyped-def]
         wanted = list(wanted)
         reads.append(len(wanted))
-        return real(wanted)
+        return real(cur, wanted)
 
-    ledger.store.nodes = counting  # type: ignore[method-assign]
+    ledger.store._nodes = counting  # type: ignore[method-assign]
     for index in (0, 150, 299):
         ledger.inclusion_proof(index, 300)
     assert max(reads) <= 2 * 9  # log2(300) < 9
@@ -246,3 +246,14 @@ def test_tamper_forged_checkpoint_row(ledger: Ledger, db_url: str) -> None:
     result = ledger.verify()
     assert any(p.kind == "checkpoint" and "does not verify" in p.message
                for p in result.problems)
+
+
+def test_tamper_tree_nodes_only(ledger: Ledger, db_url: str) -> None:
+    """A forged interior node (proofs would lie) is named by the entries it covers; a missing
+    one makes proofs refuse rather than crash."""
+    execute_sql(db_url, "UPDATE ledger_nodes SET hash = ? WHERE level = 2 AND idx = 1",
+                (b"\x00" * 32,))
+    assert _first(ledger) == (4, "tree")
+    execute_sql(db_url, "DELETE FROM ledger_nodes WHERE level = 2 AND idx = 1")
+    with pytest.raises(LedgerError, match="missing"):
+        ledger.inclusion_proof(0, 12)

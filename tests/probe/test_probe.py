@@ -7,6 +7,7 @@ test probes with read-only GETs and checks what the probe concludes.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -128,12 +129,13 @@ def _mlflow(workdir: Path, name: str, extra: list[str]) -> tuple[list[str], dict
     ini = workdir / name / "auth.ini"
     ini.write_text("[mlflow]\ndefault_permission = READ\n"
                    f"database_uri = sqlite:///{workdir / name / 'auth.db'}\n"
-                   "admin_username = admin\nadmin_password = password1234\n"
+                   f"admin_username = admin\nadmin_password = {secrets.token_hex(16)}\n"
                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     cmd = [str(tool("mlflow")), "server", "--backend-store-uri",
            f"sqlite:///{workdir / name / 'mlflow.db'}", "--host", "127.0.0.1", "--port",
            str(port), "--workers", "1", *extra]
-    return cmd, {"MLFLOW_AUTH_CONFIG_PATH": str(ini)}, port
+    return cmd, {"MLFLOW_AUTH_CONFIG_PATH": str(ini),
+                 "MLFLOW_FLASK_SERVER_SECRET_KEY": "probe-test-only"}, port
 
 
 @pytest.mark.server

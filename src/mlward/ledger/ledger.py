@@ -20,9 +20,10 @@ from mlward.ledger.merkle import (
     leaf_hash,
 )
 from mlward.ledger.note import Checkpoint, NoteSigner, NoteVerifier, Receipt
-from mlward.ledger.store import ENTRY_COLUMNS, Filters, Store, StoredEntry
+from mlward.ledger.store import Filters, Store, StoredEntry
 
 EXPORT_FORMAT = "mlward-ledger-export/1"
+_DECODER = json.JSONDecoder()
 MAX_PROBLEMS = 20
 
 
@@ -100,7 +101,7 @@ class Ledger:
                               "(.mlward/keys/ledger.key)")
         with self.store.snapshot() as snap:
             size = snap.size()
-        root = self.root(size)
+            root = hash_ranges([(0, size)], snap.nodes)[0]
         note = self.signer.sign(Checkpoint(self.origin, size, root).text())
         self.store.add_checkpoint(size, utc_now(), note)
         if self.checkpoint_file is not None:
@@ -126,14 +127,19 @@ class Ledger:
         return [Entry.from_bytes(body) for body in self.store.search(filters, limit)]
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        if not 0 <= index < size <= self.size():
-            raise LedgerError(f"entry {index} is not in a tree of size {size}")
-        return hash_ranges(inclusion_ranges(index, size), self.store.nodes)
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries, from
+        O(log n) stored nodes read in one query."""
+        with self.store.snapshot() as snap:
+            if not 0 <= index < size <= snap.size():
+                raise LedgerError(f"entry {index} is not in a tree of size {size}")
+            return hash_ranges(inclusion_ranges(index, size), snap.nodes)
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
-        if not 0 <= first <= second <= self.size():
-            raise LedgerError(f"no consistency proof from size {first} to size {second}")
-        return hash_ranges(consistency_ranges(first, second), self.store.nodes)
+        """RFC 9162 consistency proof from the tree of ``first`` entries to ``second``."""
+        with self.store.snapshot() as snap:
+            if not 0 <= first <= second <= snap.size():
+                raise LedgerError(f"no consistency proof from size {first} to size {second}")
+            return hash_ranges(consistency_ranges(first, second), snap.nodes)
 
     def receipt(self, index: int) -> Receipt:
         """A tlog-proof receipt for entry ``index`` under a fresh signed checkpoint."""
@@ -196,7 +202,7 @@ class Ledger:
         lines = [json.dumps(header, sort_keys=True)]
         with self.store.snapshot() as snap:
             for stored in snap.entries():
-                if stored.index >= size:
+                if stored.idx >= size:
                     break
                 lines.append(stored.body.decode("utf-8"))
         atomic_write_text(path, "\n".join(lines) + "\n")
@@ -211,17 +217,17 @@ def check_entries(entries: Iterable[StoredEntry],
     prev: str | None = GENESIS
     expected = 0
     for stored in entries:
-        if stored.index != expected:
-            result.add(Problem(expected, "deleted", f"entries {expected}..{stored.index - 1} "
+        if stored.idx != expected:
+            result.add(Problem(expected, "deleted", f"entries {expected}..{stored.idx - 1} "
                                "are missing: they were deleted"))
             prev = None  # the chain link across the gap is broken by the deletion itself
         leaf = leaf_hash(stored.body)
-        problem = _entry_problem(stored, stored.index, prev, leaf)
+        problem = _entry_problem(stored, stored.idx, prev, leaf)
         if problem is not None:
             result.add(problem)
         leaves.append(leaf)
         prev = leaf.hex()
-        expected = stored.index + 1
+        expected = stored.idx + 1
     return leaves, expected
 
 
@@ -231,7 +237,7 @@ def _entry_problem(stored: StoredEntry, position: int, prev: str | None,
     # place, chain link, leaf hash and the copied columns; the fields' shapes were checked
     # when the entry was appended, and the leaf hash pins them since.
     try:
-        obj = json.loads(stored.body.decode("utf-8"))
+        obj = _DECODER.decode(stored.body.decode("utf-8"))
     except (ValueError, RecursionError):
         obj = None
     if not isinstance(obj, dict) or obj.get("v") != VERSION:
@@ -247,7 +253,9 @@ def _entry_problem(stored: StoredEntry, position: int, prev: str | None,
                        "in the tree: it was edited after it was appended")
     if stored.leaf is None and stored.columns:
         return Problem(position, "tree", f"entry {position} has no leaf in the tree")
-    if stored.columns and stored.columns != tuple(obj.get(c) for c in ENTRY_COLUMNS):
+    get = obj.get  # the columns in ENTRY_COLUMNS order
+    if stored.columns and stored.columns != (get("time"), get("actor"), get("host"),
+                                             get("action"), get("resource"), get("outcome")):
         return Problem(position, "edited", f"the indexed columns of entry {position} differ "
                        "from its content: they were edited")
     return None

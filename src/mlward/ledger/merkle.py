@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from mlward.ledger.errors import LedgerError
+
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -112,7 +114,8 @@ def hash_ranges(ranges: Sequence[Range], read: NodeReader) -> list[bytes]:
     got = read(wanted)
     missing = wanted - set(got)
     if missing:
-        raise KeyError(f"tree nodes missing from the store: {sorted(missing)[:3]}")
+        raise LedgerError(f"tree nodes {sorted(missing)[:3]} are missing from the store "
+                          "(run `mlward ledger verify`)")
     return [fold([got[node] for node in plan]) for plan in plans]
 
 

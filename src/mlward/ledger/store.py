@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlward.ledger.entry import GENESIS, Entry, Event
 from mlward.ledger.errors import LedgerError
@@ -39,11 +39,10 @@ class Filters:
     until: str | None = None
 
 
-@dataclass(frozen=True)
-class StoredEntry:
-    """A row as stored: the entry bytes, its indexed columns and the stored leaf hash."""
+class StoredEntry(NamedTuple):
+    """A row as stored: its index, indexed columns, entry bytes and the stored leaf hash."""
 
-    index: int
+    idx: int
     columns: tuple[str, ...]
     body: bytes
     leaf: bytes | None
@@ -236,6 +235,9 @@ class Snapshot:
 
     def size(self) -> int:
         return self._store._size(self._cur)
+
+    def nodes(self, wanted: Iterable[Node]) -> dict[Node, bytes]:
+        return self._store._nodes(self._cur, wanted)
 
     def entries(self) -> Iterator[StoredEntry]:
         cols = ", ".join(f"e.{c}" for c in ENTRY_COLUMNS)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import ast
 import struct
-import zipfile
 from typing import Any
 
 from mlward.scanners.archive import is_zip
 from mlward.scanners.interface import ScanContext, Scanner
 from mlward.scanners.pickle import scan_pickle_stream
 from mlward.sources import Source
-from mlward.sources.archives import ZipArchive, too_deep
+from mlward.sources.archives import ZipArchive, too_deep, zip_names
 
 MAGIC = b"\x93NUMPY"
 MAX_HEADER = 1 << 20
@@ -98,14 +97,9 @@ class NpzScanner(Scanner):
     priority = 160
 
     def sniff(self, source: Source) -> bool:
-        if not is_zip(source):
-            return False
-        try:
-            with source.open() as f, zipfile.ZipFile(f) as zf:
-                names = [n for n in zf.namelist() if not n.endswith("/")]
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile):
-            return False
-        return bool(names) and all(n.endswith(".npy") for n in names)
+        names = zip_names(source) if is_zip(source) else None
+        files = [n for n in names or [] if not n.endswith("/")]
+        return bool(files) and all(n.endswith(".npy") for n in files)
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         ctx.examined(source.location, self.name)

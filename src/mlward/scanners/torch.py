@@ -12,7 +12,6 @@ import io
 import pickletools
 import re
 import struct
-import zipfile
 from typing import BinaryIO
 
 from mlward.findings import Location
@@ -29,6 +28,7 @@ from mlward.sources.archives import (
     sniff_tar,
     tar_names,
     too_deep,
+    zip_names,
 )
 
 LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
@@ -42,12 +42,8 @@ _STORAGE = re.compile(r"(?:[^/]+/)?data/[^/]+")
 
 def torch_zip_names(source: Source) -> list[str] | None:
     """The member names when ``source`` is a PyTorch zip checkpoint, else None."""
-    if not is_zip(source):
-        return None
-    try:
-        with source.open() as f, zipfile.ZipFile(f) as zf:
-            names = zf.namelist()
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+    names = zip_names(source) if is_zip(source) else None
+    if names is None:
         return None
     if {"config.json", "metadata.json"} <= set(names):
         return None  # a Keras archive

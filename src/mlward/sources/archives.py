@@ -14,6 +14,7 @@ which becomes the :class:`~mlward.sources.Source` that the scan engine dispatche
 from __future__ import annotations
 
 import bz2
+import importlib.util
 import io
 import itertools
 import lzma
@@ -225,6 +226,10 @@ class _StreamReader:
         self._d = self._new()
 
     def _new(self) -> Any:
+        if self._kind == "lz4":
+            import lz4.frame
+
+            return lz4.frame.LZ4FrameDecompressor()
         if self._kind == "gzip":
             return zlib.decompressobj(16 + zlib.MAX_WBITS)
         if self._kind == "zlib":
@@ -242,7 +247,8 @@ class _StreamReader:
 
     def _next_stream(self) -> bool:
         rest = self._d.unused_data or self._raw.read(CHUNK)
-        magic = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ\x00"}.get(self._kind)
+        magic = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ\x00",
+                 "lz4": LZ4_MAGIC}.get(self._kind)
         if magic is None or not rest.startswith(magic):
             return False  # trailing bytes after the stream are ignored, as loaders do
         self._d = self._new()
@@ -262,7 +268,7 @@ class _StreamReader:
                 return out
 
 
-STREAM_KINDS = ("gzip", "bz2", "xz", "lzma", "zlib")
+LZ4_MAGIC = b"\x04\x22\x4d\x18"
 
 
 def sniff_stream(head: bytes) -> str | None:
@@ -274,6 +280,8 @@ def sniff_stream(head: bytes) -> str | None:
         return "bz2"
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
+    if head.startswith(LZ4_MAGIC):
+        return "lz4"
     if head[:1] == b"\x5d" and head[1:3] == b"\x00\x00" and len(head) >= 13:
         return "lzma" if _lzma_alone_ok(head) else None
     if (len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7
@@ -303,7 +311,7 @@ def decompressed_name(name: str, kind: str) -> str:
     lower = base.lower()
     if lower.endswith((".tgz", ".tbz2", ".txz")):
         return base[: base.rfind(".")] + ".tar"
-    for suffix in (".gz", ".bz2", ".xz", ".lzma", ".zlib", ".z"):
+    for suffix in (".gz", ".bz2", ".xz", ".lzma", ".zlib", ".z", ".lz4"):
         if lower.endswith(suffix) and len(base) > len(suffix):
             return base[: -len(suffix)]
     return f"{base} ({kind}-decompressed)"
@@ -316,6 +324,10 @@ def read_stream(source: Source, kind: str, ctx: ScanContext, spool: Spool,
     Damage (truncation, corrupt data) is a finding; what was decompressed before it stays in
     the spool to be judged.
     """
+    if kind == "lz4" and importlib.util.find_spec("lz4") is None:
+        ctx.skip(source.location, MissingExtra("lz4", "archives").diagnostics(),
+                 inconclusive=True)
+        return False
     with source.open() as raw:
         try:
             return copy_bounded(open_stream(kind, raw), spool, location, ctx,
@@ -329,6 +341,15 @@ def read_stream(source: Source, kind: str, ctx: ScanContext, spool: Spool,
 
 
 # -- zip --------------------------------------------------------------------------------
+
+
+def zip_names(source: Source) -> list[str] | None:
+    """The member names of a zip (for sniffing; nothing reported), None when unreadable."""
+    try:
+        with source.open() as f, zipfile.ZipFile(f) as zf:
+            return zf.namelist()
+    except _ERRORS:
+        return None
 
 
 class ZipArchive:

@@ -9,6 +9,7 @@ import io
 import lzma
 import pickle
 import struct
+import sys
 import time
 import zipfile
 import zlib
@@ -189,7 +190,7 @@ def test_npy_header_claiming_gigabytes(tmp_path: Path) -> None:
 # -- joblib --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", [None, "zlib", "gzip", "bz2", "lzma", "xz"])
+@pytest.mark.parametrize("method", [None, "zlib", "gzip", "bz2", "lzma", "xz", "lz4"])
 def test_real_joblib_dumps(tmp_path: Path, method: str | None) -> None:
     path = tmp_path / "model.joblib"
     joblib.dump({"coef": np.arange(5.0), "name": "m"}, path,
@@ -199,7 +200,7 @@ def test_real_joblib_dumps(tmp_path: Path, method: str | None) -> None:
     assert verdict(report, path) is Verdict.CLEAN
 
 
-@pytest.mark.parametrize("method", ["zlib", "gzip", "bz2", "lzma", "xz"])
+@pytest.mark.parametrize("method", ["zlib", "gzip", "bz2", "lzma", "xz", "lz4"])
 def test_joblib_compressed_is_decompressed(tmp_path: Path, method: str) -> None:
     path = tmp_path / "model.joblib"
     joblib.dump({"coef": np.arange(5.0)}, path, compress=(method, 3))
@@ -326,3 +327,22 @@ def test_npy_header_nested_absurdly_deep(tmp_path: Path) -> None:
     report = scan_one(path)
     assert verdict(report, path) is Verdict.INCONCLUSIVE
     assert "MW001" not in rules(report)
+
+
+def test_payload_in_lz4_joblib(tmp_path: Path, marker: Path) -> None:
+    lz4_frame = pytest.importorskip("lz4.frame")
+    path = tmp_path / "clf.joblib"
+    path.write_bytes(lz4_frame.compress(evil_pickle(marker, protocol=4)))
+    assert verdict(scan_one(path), path) is Verdict.DANGEROUS
+    assert not marker.exists()
+
+
+def test_lz4_without_the_extra_is_inconclusive_with_hint(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    lz4_frame = pytest.importorskip("lz4.frame")
+    path = tmp_path / "clf.joblib"
+    path.write_bytes(lz4_frame.compress(_p({"a": 1})))
+    monkeypatch.setitem(sys.modules, "lz4", None)
+    report = scan_one(path)
+    assert verdict(report, path) is Verdict.INCONCLUSIVE
+    assert any("mlward[archives]" in s.reason for s in report.inconclusive)

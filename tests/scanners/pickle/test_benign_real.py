@@ -91,7 +91,8 @@ def _estimators() -> dict[str, object]:
 
 def test_scikit_learn_pickles(tmp_path: Path):
     for name, model in _estimators().items():
-        _clean(scan_bytes(tmp_path, pickle.dumps(model), f"{name}.pkl"))
+        for proto in (0, 1, 2, 5):  # 0-1: copyreg._reconstructor with builtins.object
+            _clean(scan_bytes(tmp_path, pickle.dumps(model, protocol=proto), f"{name}.pkl"))
 
 
 def test_scikit_learn_joblib_files(tmp_path: Path):

@@ -201,6 +201,7 @@ def test_call_result_popped_still_reported(tmp_path: Path):
     ("aiohttp", "ClientSession"), ("sys", "exit"), ("subprocess", "run"), ("os", "popen"),
     ("builtins", "getattr"), ("builtins", "exec"), ("marshal", "loads"), ("dill", "loads"),
     ("_posixsubprocess", "fork_exec"), ("ssl", "get_server_certificate"),
+    ("asyncio.subprocess", "create_subprocess_shell"), ("pandas", "read_pickle"),
     ("linecache", "getline"), ("shutil", "rmtree"), ("tempfile", "mkstemp"),
 ])
 def test_standard_gadgets(tmp_path: Path, module: str, name: str):
@@ -216,3 +217,57 @@ def test_python2_module_names_are_mapped(tmp_path: Path, proto: int):
                                    ("commands", "getoutput", "subprocess.getoutput")):
         report = scan_bytes(tmp_path, call(module, name, "x", proto=proto))
         assert evidence(report, "MW101") == {resolved}
+
+
+def test_nullifai_payload_before_a_broken_stream(tmp_path: Path):
+    # ReversingLabs "nullifAI" (2025): the payload sits at the start and the stream is
+    # broken after it; the unpickler runs the payload before it fails, scanners gave up.
+    data = call("os", "system", "id", proto=0)[:-1] + b"\x00\x01garbage"
+    report = scan_bytes(tmp_path, data)
+    assert evidence(report, "MW101") == {"os.system"}
+    assert by_rule(report, "MW105") and report.inconclusive
+    assert verdict(report) == "dangerous"
+
+
+def test_modelscan_85_build_setattr_then_dotted_global(tmp_path: Path):
+    # protectai/modelscan#85: BUILD's slot state sets numpy.prod.a = "os" and .b = "system";
+    # GLOBALs of the dotted names fetch them back as STACK_GLOBAL operands.
+    data = (header(4) + b"cnumpy\nprod\n" + b"N(Va\nVos\ndt" + b"b" + b"N(Vb\nVsystem\ndt" + b"b"
+            + b"0cnumpy\nprod.a\np0\ncnumpy\nprod.b\np1\n00" + b"g0\ng1\n\x93"
+            + b"Vecho pwned\n\x85R.")
+    report = scan_bytes(tmp_path, data)
+    assert by_rule(report, "MW103")  # the operands are not string constants
+    assert by_rule(report, "MW104")  # BUILD sets attributes of numpy.prod
+    assert verdict(report) == "dangerous"
+
+
+def test_modelscan_330_numpy_dunder_builtins(tmp_path: Path):
+    # protectai/modelscan#330: STACK_GLOBAL numpy.__builtins__, then eval through it.
+    body = (ref("numpy", "__builtins__") + b"\x94" + const("eval") + b"\x86R"
+            + const(("__import__('os').system('id')",)) + b"R.")
+    report = scan_bytes(tmp_path, header(4) + body)
+    (f,) = by_rule(report, "MW101")
+    assert f.evidence == "numpy.__builtins__" and f.severity == Severity.CRITICAL
+
+
+def test_modelscan_331_import_module_and_getattr_chain(tmp_path: Path):
+    # protectai/modelscan#331: importlib.import_module("builtins"), then getattr chains that
+    # assemble "os" from pieces.
+    body = (ref("importlib", "import_module") + const(("builtins",)) + b"R\x94"
+            + ref("builtins", "getattr") + b"\x94h\x01h\x00" + const("str") + b"\x86R"
+            + const("join") + b"\x86R" + const(("", ["o", "s"])) + b"R.")
+    report = scan_bytes(tmp_path, header(4) + body)
+    assert evidence(report, "MW101") == {"importlib.import_module", "builtins.getattr"}
+
+
+@pytest.mark.parametrize(("module", "name"), [
+    ("multiprocessing.util", "spawnv_passfds"),
+    ("mlflow.projects.backend.local", "_run_entry_point"),
+    ("pandas.io.parsers.readers", "read_csv"),
+    ("torch.utils.collect_env", "run"),
+])
+def test_modelscan_338_alternative_primitives(tmp_path: Path, module: str, name: str):
+    # protectai/modelscan#338: execution and exfiltration through names missing from
+    # denylists, found in malicious Hugging Face models.
+    report = scan_bytes(tmp_path, call(module, name, "echo pwned"))
+    assert evidence(report, "MW101") == {f"{module}.{name}"}

@@ -141,17 +141,20 @@ def findings_for(results: Iterable[DependencyResult]) -> list[Finding]:
             continue
         for v in r.result.vulnerabilities:
             severity = v.severity if v.severity is not None else Severity.HIGH
-            fix = (f"; upgrade to {r.result.upgrade}" if r.result.upgrade
-                   else "; no fixed version known")
+            fixed = f"fixed in {', '.join(v.fixed)}" if v.fixed else "no fixed version"
+            upgrade = (f"smallest safe upgrade {r.result.upgrade}" if r.result.upgrade
+                       else "no known release clears every advisory")
+            fix = f" ({fixed}; {upgrade})"
+            summary = v.summary if len(v.summary) <= 120 else v.summary[:119] + "…"
             ids = ", ".join(v.ids)
             if d.version:
-                message = f"{d.name} {d.version} is affected by {ids}: {v.summary}{fix}"
+                message = f"{d.name} {d.version} is affected by {ids}: {summary}{fix}"
                 rule = VULNERABLE_DEPENDENCY
             else:
                 shown = ", ".join(v.affected_versions[:5]) + (
                     ", ..." if len(v.affected_versions) > 5 else "")
                 message = (f"{d.display} (unpinned) allows versions affected by {ids} "
-                           f"({shown}): {v.summary}{fix}")
+                           f"({shown}): {summary}{fix}")
                 rule = VULNERABLE_RANGE
             findings.append(rule.finding(d.location, message, evidence=v.id, severity=severity,
                                          details=_details(d, v, r.result.upgrade)))

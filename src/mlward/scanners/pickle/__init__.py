@@ -7,6 +7,8 @@ every name the pickle can call; the policy (:mod:`.policy`) judges each one. Oth
 
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -141,11 +143,13 @@ def _size(reader: Reader, end: int) -> str:
 def looks_like_pickle(stream: BinaryIO) -> bool:
     """Whether the stream starts with a pickle: its first opcodes decode and run cleanly.
 
-    True when a STOP is reached, or a few hundred opcodes run without error, or (a
-    truncated pickle) at least :data:`SNIFF_OPS` do before the stream ends. Text that
-    happens to start with an opcode byte (a README starting with ``(``) fails fast: stack
-    underflows, missing memo entries, unknown opcodes. Long strings are skipped, not read,
-    so a payload behind a long first string is still recognised.
+    True when a STOP is reached, or a few hundred opcodes run without error, or the stream
+    ends (truncated) after :data:`SNIFF_OPS` clean opcodes, or it breaks after importing a
+    well-formed name: the unpickler runs what comes before the break, so a payload followed
+    by garbage is a pickle. Text that happens to start with an opcode byte (a README starting
+    with ``(``) fails fast: stack underflows, missing memo entries, unknown opcodes, lines
+    that are not module names. Long strings are skipped, not read, so a payload behind a long
+    first string is still recognised.
     """
     machine = Machine(Reader(stream), _SNIFF_LIMITS)
     try:
@@ -153,10 +157,15 @@ def looks_like_pickle(stream: BinaryIO) -> bool:
     except LimitReached:
         return True
     except Malformed as exc:
-        return exc.truncated and machine.ops >= SNIFF_OPS
+        if exc.truncated and machine.ops > SNIFF_OPS:
+            return True
+        return bool(machine.references) and all(
+            _NAME.fullmatch(ref.module) and _NAME.fullmatch(ref.name)
+            for ref in machine.references.values())
     return True
 
 
+_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
 _SNIFF_LIMITS = Limits(max_pickle_ops=256)
 
 
@@ -175,10 +184,18 @@ class PickleScanner(Scanner):
         head = source.head(2)
         if head[:1] == b"\x80":  # PROTO: version 2 or later
             return len(head) == 2 and head[1] <= 5
-        with source.open() as f:
+        with _open(source) as f:
             return looks_like_pickle(f)
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
-        with source.open() as f:
+        with _open(source) as f:
             result = scan_pickle_stream(f, source.location, ctx)
         ctx.examined(source.location, "joblib" if result.joblib else self.name)
+
+
+def _open(source: Source) -> BinaryIO:
+    """The source's bytes; a small file is read from the head already in memory."""
+    head = source.head()
+    if source.size is not None and len(head) == source.size:
+        return io.BytesIO(head)
+    return source.open()

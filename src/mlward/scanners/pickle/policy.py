@@ -17,7 +17,8 @@ Dangerous is checked first, so nothing under a dangerous prefix can be made safe
 tables, three rules: an attribute path through interpreter internals (``__globals__``,
 ``__subclasses__``...) is dangerous wherever it starts; so is a private top-level module
 (``_io``, ``_posixsubprocess``: the C halves of public modules) unless it is on the safe
-list; and a builtin is dangerous unless it is one of the containers and scalars listed.
+list. A builtin that is neither listed dangerous nor one of the safe containers and scalars
+is unknown (``print``, ``zip``).
 """
 
 from __future__ import annotations
@@ -53,60 +54,74 @@ _ATTR = (Severity.HIGH, "reaches arbitrary attributes or calls (a gadget for cod
 _FILE = (Severity.HIGH, "reads or writes files")
 _NET = (Severity.HIGH, "opens network connections")
 _SYS = (Severity.HIGH, "changes interpreter or process state")
+_READ = (Severity.HIGH, "reads files or URLs")
 
-# Modules where any name is dangerous (and every submodule, by prefix).
+# Dangerous modules and names: the entry and everything under it (submodules, attributes).
 DANGEROUS_MODULES: dict[str, tuple[Severity, str]] = {
     # Processes and commands.
     "os": _EXEC, "posix": _EXEC, "nt": _EXEC, "subprocess": _PROC, "_posixsubprocess": _PROC,
     "pty": _PROC, "commands": _PROC, "popen2": _PROC, "multiprocessing": _PROC,
-    "_winapi": _PROC, "concurrent": _PROC, "asyncio": _PROC, "signal": _SYS,
-    # Code evaluation and loading, including the debuggers, profilers and REPL helpers whose
-    # run()/runctx()/runsource() take a code string (published picklescan bypasses).
+    "_winapi": _PROC, "concurrent": _PROC, "asyncio": _PROC, "_thread": _PROC,
+    "threading": _PROC, "ensurepip": _PROC, "venv": _PROC, "distutils": _PROC,
+    "setuptools": _PROC, "pip": _PROC, "platform": _PROC, "uuid._get_command_stdout": _PROC,
+    "uuid._popen": _PROC, "_osx_support": _PROC, "_aix_support": _PROC, "webbrowser": _PROC,
+    "antigravity": _PROC, "mailcap": _PROC, "imaplib": _PROC,  # IMAP4_stream runs a command
+    # Code evaluation: the debuggers, profilers and REPL helpers whose run()/runctx()/
+    # runsource()/runcode() take a code string (the published picklescan bypasses), and
+    # modules that build code or classes (types.CodeType, ast, dis).
     "code": _EVAL, "codeop": _EVAL, "pdb": _EVAL, "bdb": _EVAL, "cProfile": _EVAL,
     "profile": _EVAL, "timeit": _EVAL, "trace": _EVAL, "doctest": _EVAL, "pydoc": _EVAL,
-    "idlelib": _EVAL, "lib2to3": _EVAL, "rlcompleter": _EVAL, "runpy": _IMPORT,
-    "importlib": _IMPORT, "imp": _IMPORT, "pkgutil": _IMPORT, "zipimport": _IMPORT,
-    "site": _IMPORT, "sitecustomize": _IMPORT, "usercustomize": _IMPORT, "types": _EVAL,
-    "new": _EVAL, "inspect": _ATTR, "gc": _ATTR, "ast": _EVAL, "dis": _EVAL,
-    "unittest": _EVAL, "test": _EVAL, "logging.config": _EVAL, "_xxsubinterpreters": _EVAL,
-    "_interpreters": _EVAL, "ensurepip": _PROC, "venv": _PROC, "distutils": _PROC,
-    "setuptools": _PROC, "pip": _PROC, "sysconfig": _IMPORT, "platform": _PROC,
-    "uuid._get_command_stdout": _PROC, "uuid._popen": _PROC, "_osx_support": _PROC,
-    "_aix_support": _PROC, "ctypes": _NATIVE,
-    "_ctypes": _NATIVE, "cffi": _NATIVE, "mmap": _NATIVE, "sys": _SYS, "_thread": _PROC,
-    "threading": _PROC, "readline": _SYS, "atexit": _SYS,
-    "tkinter": _EVAL, "turtle": _EVAL, "_tkinter": _EVAL, "antigravity": _PROC,
-    "webbrowser": _PROC, "mailcap": _PROC,
+    "idlelib": _EVAL, "lib2to3": _EVAL, "rlcompleter": _EVAL, "types": _EVAL, "new": _EVAL,
+    "ast": _EVAL, "dis": _EVAL, "unittest": _EVAL, "test": _EVAL, "logging.config": _EVAL,
+    "_xxsubinterpreters": _EVAL, "_interpreters": _EVAL, "tkinter": _EVAL, "_tkinter": _EVAL,
+    "turtle": _EVAL,
+    # Importing by name.
+    "runpy": _IMPORT, "importlib": _IMPORT, "imp": _IMPORT, "pkgutil": _IMPORT,
+    "zipimport": _IMPORT, "site": _IMPORT, "sitecustomize": _IMPORT,
+    "usercustomize": _IMPORT, "sysconfig": _IMPORT,
+    # Native code and raw memory.
+    "ctypes": _NATIVE, "_ctypes": _NATIVE, "cffi": _NATIVE, "mmap": _NATIVE,
+    # Interpreter state.
+    "sys": _SYS, "signal": _SYS, "readline": _SYS, "atexit": _SYS,
     # Attribute and call gadgets: with a safe-looking callable these reach anything.
     "operator": _ATTR, "_operator": _ATTR, "functools": _ATTR, "_functools": _ATTR,
-    "weakref": _ATTR,
-    # Nested deserializers: the payload sits in an argument string.
+    "weakref": _ATTR, "inspect": _ATTR, "gc": _ATTR,
+    # Nested deserializers: the payload sits in an argument.
     "pickle": _DESER, "_pickle": _DESER, "cPickle": _DESER, "pickletools": _DESER,
     "shelve": _DESER, "marshal": _DESER, "dill": _DESER, "cloudpickle": _DESER,
+    "jsonpickle": _DESER, "yaml": _DESER,
+    # ML libraries: their loaders (which unpickle again), code generators, native
+    # extensions, and the modules with published bypasses (torch.utils.*, numpy.f2py).
     "joblib.load": _DESER, "joblib.numpy_pickle.load": _DESER,
     "joblib.numpy_pickle.NumpyUnpickler": _DESER, "joblib.numpy_pickle_compat": _DESER,
     "joblib.numpy_pickle_utils": _FILE, "joblib.parallel": _PROC, "joblib.Parallel": _PROC,
     "joblib.memory": _FILE, "joblib.Memory": _FILE, "joblib.externals": _DESER,
     "joblib._memmapping_reducer": _FILE, "joblib.pool": _PROC, "joblib.executor": _PROC,
-    "joblib._parallel_backends": _PROC, "jsonpickle": _DESER, "yaml": _DESER, "numpy.load": _DESER,
-    "numpy.lib.npyio": _DESER, "numpy.lib.format": _DESER, "numpy.lib._npyio_impl": _DESER,
-    "numpy.lib._format_impl": _DESER, "torch.load": _DESER, "torch.serialization": _DESER,
-    "torch.hub": _DESER, "torch.package": _DESER, "torch.jit": _DESER,
-    "torch.storage._load_from_bytes": _DESER, "torch.fx": _EVAL, "torch._dynamo": _EVAL,
-    "torch._inductor": _EVAL, "torch.utils.cpp_extension": _NATIVE, "torch.ops": _NATIVE,
-    "torch.classes": _NATIVE, "torch._C": _NATIVE, "torch.distributed": _NET,
-    "torch.multiprocessing": _PROC, "torch.compile": _EVAL, "keras.models": _DESER,
-    "torch.utils.bottleneck": _EVAL, "torch.utils.collect_env": _PROC,
+    "joblib._parallel_backends": _PROC,
+    "torch.load": _DESER, "torch.serialization": _DESER, "torch.hub": _DESER,
+    "torch.package": _DESER, "torch.jit": _DESER, "torch.storage._load_from_bytes": _DESER,
     "torch.utils.data.datapipes": _DESER, "torch.utils._config_module": _DESER,
-    "torch.testing": _EVAL, "torch.utils.benchmark": _EVAL, "torch.backends": _SYS,
-    "keras.saving": _DESER, "keras.src.saving": _DESER, "keras.utils": _NET,
-    "tensorflow": (Severity.HIGH, "tensorflow ops read and write files and run Python"),
-    "numpy.ctypeslib": _NATIVE, "sklearn.utils._testing": _EVAL,
-    "numpy.testing": _EVAL, "numpy.f2py": _PROC, "numpy.distutils": _PROC,
+    "torch.fx": _EVAL, "torch._dynamo": _EVAL, "torch._inductor": _EVAL,
+    "torch.compile": _EVAL, "torch.testing": _EVAL, "torch.utils.benchmark": _EVAL,
+    "torch.utils.bottleneck": _EVAL, "torch.utils.collect_env": _PROC,
+    "torch.multiprocessing": _PROC, "torch.utils.cpp_extension": _NATIVE,
+    "torch.ops": _NATIVE, "torch.classes": _NATIVE, "torch._C": _NATIVE,
+    "torch.distributed": _NET, "torch.backends": _SYS,
+    "numpy.load": _DESER, "numpy.lib.npyio": _DESER, "numpy.lib._npyio_impl": _DESER,
+    "numpy.lib.format": _DESER, "numpy.lib._format_impl": _DESER, "numpy.testing": _EVAL,
+    "numpy.f2py": _PROC, "numpy.distutils": _PROC, "numpy.ctypeslib": _NATIVE,
     "numpy.fromfile": _FILE, "numpy.memmap": _FILE, "numpy.loadtxt": _FILE,
     "numpy.genfromtxt": _FILE, "numpy.save": _FILE, "numpy.savez": _FILE,
     "numpy.savetxt": _FILE, "numpy.tofile": _FILE, "numpy.DataSource": _NET,
-    "numpy.lib._datasource": _NET,
+    "numpy.lib._datasource": _NET, "sklearn.utils._testing": _EVAL,
+    "keras.models": _DESER, "keras.saving": _DESER, "keras.src.saving": _DESER,
+    "keras.utils": _NET,  # get_file downloads
+    "tensorflow": (Severity.HIGH, "tensorflow ops read and write files and run Python"),
+    "mlflow.projects": _PROC, "mlflow.pyfunc": _DESER, "mlflow.pytorch": _DESER,
+    "mlflow.sklearn": _DESER, "pandas.io": _READ, "pandas.read_pickle": _DESER,
+    **{f"pandas.read_{kind}": _READ for kind in (
+        "csv", "table", "fwf", "json", "html", "xml", "excel", "parquet", "orc", "feather",
+        "hdf", "sql", "sql_query", "sql_table", "sas", "spss", "stata", "clipboard")},
     # Files.
     "io": _FILE, "_io": _FILE, "codecs.open": _FILE, "fileinput": _FILE, "pathlib": _FILE,
     "shutil": _FILE, "tempfile": _FILE, "glob": _FILE, "zipfile": _FILE, "tarfile": _FILE,
@@ -118,23 +133,23 @@ DANGEROUS_MODULES: dict[str, tuple[Severity, str]] = {
     "socket": _NET, "_socket": _NET, "ssl": _NET, "socketserver": _NET, "http": _NET,
     "httplib": _NET, "urllib": _NET, "urllib2": _NET, "urllib3": _NET, "requests": _NET,
     "httpx": _NET, "aiohttp": _NET, "ftplib": _NET, "smtplib": _NET, "smtpd": _NET,
-    "poplib": _NET, "imaplib": _PROC, "nntplib": _NET, "telnetlib": _NET, "xmlrpc": _NET,
-    "xmlrpclib": _NET, "SimpleXMLRPCServer": _NET, "asyncore": _NET, "asynchat": _NET,
-    "selectors": _NET, "select": _NET,
+    "poplib": _NET, "nntplib": _NET, "telnetlib": _NET, "xmlrpc": _NET, "xmlrpclib": _NET,
+    "SimpleXMLRPCServer": _NET, "asyncore": _NET, "asynchat": _NET, "selectors": _NET,
+    "select": _NET,
     # Security scanners: a pickle that reaches them means to switch them off.
     "fickling": _SYS, "picklescan": _SYS, "modelscan": _SYS, "modelaudit": _SYS,
     "mlward": _SYS,
 }
 
-# Single dangerous names inside otherwise harmless modules.
+# builtins is not dangerous as a whole (its containers are what data is made of): its
+# dangerous names one by one.
 DANGEROUS_NAMES: dict[str, tuple[Severity, str]] = {
     "builtins.eval": _EVAL, "builtins.exec": _EVAL, "builtins.compile": _EVAL,
     "builtins.execfile": _EVAL, "builtins.input": _SYS, "builtins.breakpoint": _EVAL,
     "builtins.help": _EVAL, "builtins.open": _FILE, "builtins.file": _FILE,
     "builtins.getattr": _ATTR, "builtins.setattr": _ATTR, "builtins.delattr": _ATTR,
     "builtins.globals": _ATTR, "builtins.locals": _ATTR, "builtins.vars": _ATTR,
-    "builtins.type": _EVAL, "builtins.object": _ATTR, "builtins.super": _ATTR,
-    "builtins.apply": _ATTR, "builtins.map": _ATTR, "builtins.filter": _ATTR,
+    "builtins.type": _EVAL, "builtins.super": _ATTR, "builtins.apply": _ATTR,
     "builtins.memoryview": _NATIVE, "builtins.exit": _SYS, "builtins.quit": _SYS,
     "builtins.reload": _IMPORT, "builtins.__import__": _IMPORT,
     "builtins.classmethod": _ATTR, "builtins.staticmethod": _ATTR, "builtins.property": _ATTR,
@@ -147,6 +162,8 @@ SAFE_NAMES: frozenset[str] = frozenset({
     "builtins.complex", "builtins.slice", "builtins.range", "builtins.list", "builtins.dict",
     "builtins.tuple", "builtins.int", "builtins.float", "builtins.bool", "builtins.str",
     "builtins.Ellipsis", "builtins.NotImplemented",
+    # The base class copyreg._reconstructor names in protocol 0-1 pickles of plain objects.
+    "builtins.object",
     # Protocol 0-2 helpers of the pickle module itself.
     "copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__",
     "_codecs.encode", "codecs.encode",
@@ -233,7 +250,7 @@ def classify(module: str, name: str) -> Classification:
         return Classification(Kind.DANGEROUS, Severity.HIGH,
                               "a private interpreter module (C internals behind the public API)")
     if module == "builtins" and qual not in SAFE_NAMES:
-        return Classification(Kind.DANGEROUS, Severity.HIGH,
+        return Classification(Kind.UNKNOWN, Severity.MEDIUM,
                               "a builtin outside the containers and scalars real data uses")
     if qual in SAFE_NAMES or _safe_class(module, attrs):
         return Classification(Kind.SAFE, Severity.INFO, "constructs plain data")
