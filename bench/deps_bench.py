@@ -10,9 +10,9 @@ advisory lists as affected, half at the highest fixed version an advisory names.
 - mlward index build: `mlward vulndb index --rebuild ../shared/osv` (cold, every record parsed);
 - mlward repeat scan: `mlward deps --vuln-db ../shared/osv` on the requirements (index reused),
   and the matching alone in-process (no interpreter start-up or imports);
-- pip-audit with its default service (PyPI's JSON API, reachable here: it is the package
-  registry), with `-s osv` (api.osv.dev, not reachable from this machine), and with no network at
-  all (`unshare -n`), to record what it reports when it cannot check.
+- pip-audit with its default service (PyPI's JSON API, which answers 404 from this machine),
+  with `-s osv` (api.osv.dev, not reachable from this machine), and with no network at all
+  (`unshare -n`), to record what it reports when it cannot check.
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ def pip_audit_verdict(run: dict[str, object]) -> str:
     vulnerable = [d for d in deps if d.get("vulns")]
     skipped = [d for d in deps if d.get("skip_reason")]
     ids = sum(len(d["vulns"]) for d in vulnerable)
+    reason = str(skipped[0]["skip_reason"]).split(":")[0] if skipped else ""
     return (f"{len(vulnerable)} vulnerable packages, {ids} advisories"
-            + (f", {len(skipped)} skipped" if skipped else ""))
+            + (f", {len(skipped)} skipped (\"{reason}\")" if skipped else ""))
 
 
 def mlward_verdict(run: dict[str, object]) -> str:

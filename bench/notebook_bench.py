@@ -336,7 +336,11 @@ def render(count: int, size: int, planted: list[dict[str, Any]], results: list[R
         if r.tool != "mlward":
             lines.append(f"\nvs {r.tool}: {r.wall / ours.wall:.1f}× the throughput (wall), "
                          f"{r.cpu / ours.cpu:.1f}× less CPU time.")
-    if not NBDEFENSE.exists():
+    if NBDEFENSE.exists():
+        lines.append("\nNB Defense ran from bench/out/nbdefense-venv (Python 3.10, numpy<2) with "
+                     "its secrets plugin only: its PII plugin failed on every run (spaCy model "
+                     "en_core_web_trf, not installable from a package registry).")
+    else:
         lines.append("\nNB Defense: not run (no Python 3.10 venv at bench/out/nbdefense-venv).")
     return "\n".join(lines)
 

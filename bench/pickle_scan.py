@@ -4,8 +4,8 @@ Each tool runs as a subprocess, through its CLI the way a user runs it, on the s
 generated here into ``bench/out/`` (and reused on later runs):
 
 * small:   2,000 small pickles (protocols 0-5; dicts, lists, strings, numbers) in one folder
-* torch:   ``torch.save`` of a state_dict, twice with the same 128 tensor names and shapes'
-           count: about 200 MB and over 2 GB of float32 tensors (only tensor bytes differ)
+* torch:   ``torch.save`` of a state_dict of 128 float32 tensors, twice: about 200 MB and
+           over 2 GB of tensor bytes (same names, same pickle size; only tensor bytes differ)
 * dicts:   one pickle of 500,000 small dicts (about 13 MB)
 * evil:    one pickle calling ``os.system`` (built from raw opcodes, never loaded): a tool
            that does not flag it is not looking, however fast it is
@@ -57,13 +57,6 @@ EVIL = b"\x80\x02cos\nsystem\nX\x11\x00\x00\x00echo mlward-bench\x85R."
 
 # --- inputs ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    path: Path
-    what: str
-
-
 def small_pickles(folder: Path) -> None:
     rng = random.Random(2026)
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,27 +93,32 @@ def evil_pickle(path: Path) -> None:
     path.write_bytes(EVIL)
 
 
-def make_inputs(out: Path) -> list[Case]:
-    """Generate what is missing (a ``.done`` stamp marks each finished input)."""
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: Path
+    build: Callable[[Path], None]
+    what: str
 
-    def ensure(path: Path, build: Callable[[Path], None]) -> Path:
-        stamp = path.with_name(path.name + ".done")
+    def ensure(self) -> None:
+        """Generate the input unless a ``.done`` stamp says an earlier run finished it."""
+        stamp = self.path.with_name(self.path.name + ".done")
         if not stamp.exists():
-            print(f"generating {path.name} ...", file=sys.stderr, flush=True)
-            build(path)
+            print(f"generating {self.path.name} ...", file=sys.stderr, flush=True)
+            self.build(self.path)
             stamp.touch()
-        return path
 
-    cases = [Case("small", ensure(out / "small", small_pickles),
-                  f"{SMALL_FILES:,} small pickles in one folder")]
-    for name, size in TORCH_SIZES.items():
-        p = ensure(out / f"{name}.pt", functools.partial(torch_checkpoint, tensor_bytes=size))
-        cases.append(Case(name, p, f"torch.save, {TENSORS} float32 tensors"))
-    cases.append(Case("dicts", ensure(out / "dicts.pkl", dicts_pickle),
-                      f"pickle of {DICTS:,} small dicts"))
-    cases.append(Case("evil", ensure(out / "evil.pkl", evil_pickle),
-                      "one pickle calling os.system"))
-    return cases
+
+def all_cases(out: Path) -> list[Case]:
+    return [
+        Case("small", out / "small", small_pickles,
+             f"{SMALL_FILES:,} small pickles in one folder"),
+        *(Case(name, out / f"{name}.pt",
+               functools.partial(torch_checkpoint, tensor_bytes=size),
+               f"torch.save, {TENSORS} float32 tensors") for name, size in TORCH_SIZES.items()),
+        Case("dicts", out / "dicts.pkl", dicts_pickle, f"pickle of {DICTS:,} small dicts"),
+        Case("evil", out / "evil.pkl", evil_pickle, "one pickle calling os.system"),
+    ]
 
 
 def input_bytes(path: Path) -> int:
@@ -140,9 +138,9 @@ def warm_page_cache(path: Path) -> None:
 # --- tools ----------------------------------------------------------------------------
 
 # fickling's CLI takes one pickle stream; a folder or a PyTorch zip goes through its library
-# (scan_file / scan_zip_archive), the way its README shows for those inputs.
+# API (scan_file per file, scan_zip_archive for the zip), in one process.
 FICKLING_API = """
-import json, sys, zipfile
+import json, sys
 from pathlib import Path
 import fickling
 from fickling.analysis import Severity
@@ -160,16 +158,15 @@ print(json.dumps({"files": len(results),
 @dataclass(frozen=True)
 class Tool:
     name: str
-    dist: str  # the distribution whose version the table shows
     argv: Callable[[Case, Path], list[str]]  # (case, report file) -> command line
-    verdict: Callable[[int, str, Path], str]  # (exit code, output, report file) -> summary
+    verdict: Callable[[str, Path], str]  # (output, report file) -> one-line summary
 
 
 def _bin(name: str) -> str:
     return str(VENV_BIN / name)
 
 
-def _mlward_verdict(rc: int, out: str, report: Path) -> str:
+def _mlward_verdict(out: str, report: Path) -> str:
     s = json.loads(report.read_text())["summary"]
     bad = {k: v for k, v in s["findings"].items() if v}
     flagged = ", ".join(f"{v} {k}" for k, v in bad.items()) or "clean"
@@ -177,7 +174,7 @@ def _mlward_verdict(rc: int, out: str, report: Path) -> str:
     return f"{s['examined']} examined, {flagged}{extra}"
 
 
-def _picklescan_verdict(rc: int, out: str, report: Path) -> str:
+def _picklescan_verdict(out: str, report: Path) -> str:
     scanned = re.search(r"Scanned files: (\d+)", out)
     infected = re.search(r"Infected files: (\d+)", out)
     if not scanned or not infected:
@@ -186,7 +183,7 @@ def _picklescan_verdict(rc: int, out: str, report: Path) -> str:
     return f"{scanned[1]} scanned, " + (f"{n} infected" if n else "clean")
 
 
-def _modelscan_verdict(rc: int, out: str, report: Path) -> str:
+def _modelscan_verdict(out: str, report: Path) -> str:
     d = json.loads(report.read_text())
     s = d["summary"]
     n = s["total_issues"]
@@ -195,20 +192,20 @@ def _modelscan_verdict(rc: int, out: str, report: Path) -> str:
             + (f"{n} issues" if n else "clean") + errors)
 
 
-def _fickling_cli_verdict(rc: int, out: str, report: Path) -> str:
+def _fickling_cli_verdict(out: str, report: Path) -> str:
     if not report.exists():
         return "no report (could not parse)"
     return f"1 scanned, {json.loads(report.read_text())['severity']}"
 
 
-def _fickling_api_verdict(rc: int, out: str, report: Path) -> str:
+def _fickling_api_verdict(out: str, report: Path) -> str:
     d = json.loads(out.strip().splitlines()[-1])
     errors = f", {d['errors']} errors" if d["errors"] else ""
     return f"{d['files']} scanned, " + (f"{d['unsafe']} unsafe" if d["unsafe"] else "clean") \
         + errors
 
 
-def _modelaudit_verdict(rc: int, out: str, report: Path) -> str:
+def _modelaudit_verdict(out: str, report: Path) -> str:
     d = json.loads(report.read_text())
     serious = [i for i in d["issues"] if i.get("severity") in ("critical", "warning")]
     worst = "critical" if any(i["severity"] == "critical" for i in serious) else "warning"
@@ -223,27 +220,27 @@ def _fickling_argv(case: Case, report: Path) -> list[str]:
     return [_bin("fickling"), "--check-safety", "--json-output", str(report), str(case.path)]
 
 
-def _fickling_verdict(rc: int, out: str, report: Path) -> str:
+def _fickling_verdict(out: str, report: Path) -> str:
     if report.exists():
-        return _fickling_cli_verdict(rc, out, report)
+        return _fickling_cli_verdict(out, report)
     try:
-        return _fickling_api_verdict(rc, out, report)
+        return _fickling_api_verdict(out, report)
     except (ValueError, IndexError, KeyError):
         return "no report (could not parse)"
 
 
 TOOLS = [
-    Tool("mlward", "mlward",
+    Tool("mlward",
          lambda c, r: [_bin("mlward"), "scan", "-q", "-f", "json", "-o", str(r), str(c.path)],
          _mlward_verdict),
-    Tool("picklescan", "picklescan",
+    Tool("picklescan",
          lambda c, r: [_bin("picklescan"), "-p", str(c.path)],
          _picklescan_verdict),
-    Tool("modelscan", "modelscan",
+    Tool("modelscan",
          lambda c, r: [_bin("modelscan"), "-p", str(c.path), "-r", "json", "-o", str(r)],
          _modelscan_verdict),
-    Tool("fickling", "fickling", _fickling_argv, _fickling_verdict),
-    Tool("modelaudit", "modelaudit",
+    Tool("fickling", _fickling_argv, _fickling_verdict),
+    Tool("modelaudit",
          lambda c, r: [_bin("modelaudit"), "scan", "--no-cache", "-f", "json", "-o", str(r),
                        str(c.path)],
          _modelaudit_verdict),
@@ -292,7 +289,7 @@ def measure(tool: Tool, case: Case, out: Path, timeout: float) -> Run:
         wall = time.perf_counter() - start
     text = log.read_text(errors="replace")
     try:
-        verdict = "timeout" if exit_code is None else tool.verdict(exit_code, text, report)
+        verdict = "timeout" if exit_code is None else tool.verdict(text, report)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         verdict = f"no verdict ({type(exc).__name__})"
     fields = usage.read_text().splitlines()[-1].split() if exit_code is not None else []
@@ -321,7 +318,7 @@ def render(cases: list[Case], runs: list[Run], command: str) -> str:
     first, last = min(r.measured for r in runs), max(r.measured for r in runs)
     when = f"{first[:10]} {first[11:16]}–{last[11:16]} UTC"
     loads = sorted(r.load for r in runs)
-    versions = ", ".join(f"{t.name} {version(t.dist)}" for t in TOOLS)
+    versions = ", ".join(f"{t.name} {version(t.name)}" for t in TOOLS)
     lines = [
         f"Measured {when} on {machine()}; the 1-minute load average was "
         f"{loads[0]:.1f}–{loads[-1]:.1f} during the runs (other work shares the machine, so "
@@ -341,7 +338,8 @@ def render(cases: list[Case], runs: list[Run], command: str) -> str:
     by = {(r.case, r.tool): r for r in runs}
     for case in cases:
         size = input_bytes(case.path)
-        lines += ["", f"#### {case.name}: {case.what} ({size / MiB:,.1f} MiB)", "",
+        shown = f"{size / MiB:,.1f} MiB" if size >= MiB // 10 else f"{size:,} bytes"
+        lines += ["", f"#### {case.name}: {case.what} ({shown})", "",
                   "| tool | wall s | CPU s | peak MiB | exit | verdict "
                   "| wall × | CPU × | memory × |",
                   "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
@@ -364,11 +362,45 @@ def render(cases: list[Case], runs: list[Run], command: str) -> str:
                   "|---|---:|---:|---:|---:|"]
         lines += [f"| {n} | {a.cpu_s:.2f} | {b.cpu_s:.2f} | {ratio(b.cpu_s, a.cpu_s)} "
                   f"| {ratio(b.wall_s, a.wall_s)} |" for n, a, b in rows]
-    lines += ["", "Commands per tool (one case shown; the path changes):", ""]
-    first = cases[0].name
-    lines += [f"- {t.name}: `{by[(first, t.name)].command}`"
-              for t in TOOLS if (first, t.name) in by]
+    lines += ["", *target_check(cases, by)]
+    lines += ["", "Commands (`PATH` is the input, `REPORT` a file under `bench/out/logs/`; "
+              "`FICKLING_API` is the script in `pickle_scan.py`):", ""]
+    for t in TOOLS:
+        shapes = dict.fromkeys(command_shape(r, c) for c in cases
+                               if (r := by.get((c.name, t.name))))
+        lines += [f"- {t.name}: " + "; ".join(f"`{shape}`" for shape in shapes)]
     return "\n".join(lines)
+
+
+def command_shape(run: Run, case: Case) -> str:
+    """The command with the input, the report file and fickling's script named, not spelled."""
+    report = BENCH / "out" / "logs" / f"{case.name}.{run.tool}.report.json"
+    shape = run.command.replace(shlex.quote(FICKLING_API), "FICKLING_API")
+    shape = shape.replace(str(report), "REPORT").replace(str(case.path), "PATH")
+    return shape.replace(str(BENCH.parent) + "/", "")
+
+
+def target_check(cases: list[Case], by: dict[tuple[str, str], Run]) -> list[str]:
+    """The issue's target, case by case: faster than every peer (wall and CPU time), at most a
+    quarter of their memory on dicts, and torch time flat in tensor bytes."""
+    out = ["Target check (computed from the tables above):", ""]
+    for case in (c for c in cases if c.name != "evil"):  # evil checks verdicts, not speed
+        ours = by.get((case.name, "mlward"))
+        peers = [r for t in TOOLS if t.name != "mlward" and (r := by.get((case.name, t.name)))]
+        if ours is None or not peers:
+            continue
+        as_fast = [r.tool for r in peers if r.wall_s <= ours.wall_s or r.cpu_s <= ours.cpu_s]
+        light = [r.tool for r in peers if ours.peak_rss_mib * 4 > r.peak_rss_mib] \
+            if case.name == "dicts" else []
+        why = [f"not faster than {', '.join(as_fast)}"] if as_fast else []
+        why += [f"more than a quarter of the memory of {', '.join(light)}"] if light else []
+        out.append(f"- {case.name}: " + (f"NOT met ({'; '.join(why)})" if why else "met"))
+    small, big = (by.get((name, "mlward")) for name in TORCH_SIZES)
+    if small and big:
+        flat = big.cpu_s <= small.cpu_s * 1.25
+        out.append(f"- torch time vs tensor bytes: {'met' if flat else 'NOT met'} (CPU "
+                   f"{small.cpu_s:.2f} s for 200 MB, {big.cpu_s:.2f} s for 2 GB)")
+    return out
 
 
 def write_readme(section: str) -> None:
@@ -396,18 +428,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-readme", action="store_true",
                    help="replace the results section of bench/README.md")
     args = p.parse_args(argv)
+    if not Path(TIME).is_file():
+        p.error(f"{TIME} not found: install GNU time (Debian: apt-get install time)")
 
     args.out.mkdir(parents=True, exist_ok=True)
     wanted_tools = args.tools.split(",")
     wanted_cases = args.cases.split(",")
-    all_cases = make_inputs(args.out)
+    cases = all_cases(args.out)
+    chosen = [c for c in cases if c.name in wanted_cases]
+    evil = cases[-1]
+    for case in {*chosen, evil}:
+        case.ensure()
     tools = [t for t in TOOLS if t.name in wanted_tools]
     # Warm-up, not measured: each tool's first run compiles bytecode and pages in libraries.
-    evil = next(c for c in all_cases if c.name == "evil")
     for tool in tools:
         measure(tool, evil, args.out, args.timeout)
     runs: list[Run] = []
-    for case in (c for c in all_cases if c.name in wanted_cases):
+    for case in chosen:
         warm_page_cache(case.path)
         for tool in tools:
             run = measure(tool, case, args.out, args.timeout)
@@ -420,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         runs += [r for r in (Run(**d) for d in json.loads(results.read_text()))
                  if (r.case, r.tool) not in fresh]
     results.write_text(json.dumps([asdict(r) for r in runs], indent=1))
-    cases = [c for c in all_cases if any(r.case == c.name for r in runs)]
+    cases = [c for c in cases if any(r.case == c.name for r in runs)]
     command = shlex.join(["bench/.venv/bin/python", "bench/pickle_scan.py",
                           *(argv if argv is not None else sys.argv[1:])])
     section = render(cases, runs, command)

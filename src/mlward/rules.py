@@ -98,8 +98,9 @@ PICKLE_INDIRECT_CALL = rule(
     "Check the callables the pickle imports: one of them returns what is called here.",
     cwe="CWE-502",
     doc="REDUCE, NEWOBJ or OBJ applied to something other than an imported name (the "
-    "result of an earlier call), or BUILD setting attributes on an imported class or "
-    "function. Ordinary data never does this; it is how gadget chains reach code.",
+    "result of an earlier call), or BUILD, APPEND(S), SETITEM(S) or ADDITEMS applied to an "
+    "imported class or function itself (calling its methods, or setting its attributes to "
+    "plant values). Ordinary data never does this; it is how gadget chains reach code.",
 )
 PICKLE_MALFORMED = rule(
     "MW105", "Malformed pickle stream", Severity.MEDIUM,

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from mlward.cli.main import main
+from mlward.formats.cyclonedx import vers_range
 
 from .conftest import OSV
 
@@ -73,11 +74,17 @@ class FakeOsv:
                 results = []
                 for q in body["queries"]:
                     name = q["package"]["name"]
-                    ids = [rid for rid, rec in owner.records.items()
-                           if any(a["package"]["name"].lower().replace("_", "-") == name
-                                  for a in rec["affected"])]
-                    results.append({"vulns": [{"id": i, "modified": "2024-01-01T00:00:00Z"}
-                                              for i in ids]} if ids else {})
+                    ids = sorted(rid for rid, rec in owner.records.items()
+                                 if any(a["package"]["name"].lower().replace("_", "-") == name
+                                        for a in rec["affected"]))
+                    # Pages of 3, as the real API pages long answers.
+                    start = int(q.get("page_token", "0"))
+                    page: dict[str, Any] = {"vulns": [
+                        {"id": i, "modified": "2024-01-01T00:00:00Z"}
+                        for i in ids[start:start + 3]]} if ids else {}
+                    if start + 3 < len(ids):
+                        page["next_page_token"] = str(start + 3)
+                    results.append(page)
                 self._send(200, json.dumps({"results": results}).encode())
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -175,8 +182,20 @@ def test_online_uses_querybatch_then_records(
     assert posts[0][2] == {"queries": [{"package": {"name": n, "ecosystem": "PyPI"}}
                                        for n in ("mlflow", "ray", "requests")]}
     fetched = {r[1] for r in fake_osv.requests if r[0] == "GET"}
-    assert "/v1/vulns/GHSA-554w-xh4j-8w64" in fetched
+    # mlflow has 21 records: seven pages, every record fetched.
+    mlflow = {rid for rid, rec in fake_osv.records.items()
+              if any(a["package"]["name"] == "mlflow" for a in rec["affected"])}
+    assert {f"/v1/vulns/{rid}" for rid in mlflow} <= fetched
+    assert any(r[2]["queries"][0].get("page_token") for r in posts[1:])
     assert any(f["evidence"] == "GHSA-554w-xh4j-8w64" for f in report["findings"])
+
+
+@pytest.mark.parametrize(("specifier", "vers"), [
+    ("", "vers:pypi/*"), ("<3,>=2", "vers:pypi/>=2|<3"), ("==1.0", "vers:pypi/1.0"),
+    ("~=1.2", "vers:pypi/*"), ("==1.24.*", "vers:pypi/*"),
+])
+def test_cyclonedx_version_ranges(specifier: str, vers: str) -> None:
+    assert vers_range(specifier) == vers
 
 
 def test_online_failure_is_an_error_not_a_clean_result(

@@ -150,3 +150,8 @@ def test_gradio_with_auth_is_fine(tmp_path: Path) -> None:
 ])
 def test_hostile_yaml_ends_in_bounded_time(tmp_path: Path, text: str) -> None:
     assert findings(tmp_path, "evil.yaml", text) == []
+
+
+def test_hostile_python_ends_in_bounded_time(tmp_path: Path) -> None:
+    assert findings(tmp_path, "app.py", "import gradio\n" + "(" * 200_000 + "\n") == []
+    assert findings(tmp_path, "app.py", "import gradio\nx = " + "-" * 300_000 + "1\n") == []

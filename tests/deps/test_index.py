@@ -113,7 +113,7 @@ def test_whole_shared_osv_set(tmp_path: Path) -> None:
     index = open_index(SHARED_OSV)
     meta = index.meta()
     assert int(meta["records"]) == 2661 + 53 and meta["bad"] == "0"
-    names = [row[0] for row in index._conn.execute("SELECT DISTINCT name FROM package")]
+    names = index.package_names()
     assert len(names) > 600
     deps = [Dependency(n, Location("all"), "") for n in names]
     results = check_dependencies(deps, index)
@@ -121,3 +121,17 @@ def test_whole_shared_osv_set(tmp_path: Path) -> None:
     withdrawn = [a for advs in index.advisories_for(names).values() for a in advs if a.withdrawn]
     assert len({a.id for a in withdrawn}) == 10
     assert os.environ.get("MLWARD_CACHE")  # built in the test's own cache
+
+
+def test_oversized_zip_member_is_counted_not_read(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlward.vulndb import load
+
+    monkeypatch.setattr(load, "MAX_RECORD_BYTES", 4096)
+    export = tmp_path / "all.zip"
+    with zipfile.ZipFile(export, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.json", "{" + " " * 1_000_000 + "}")  # a small bomb: 1 MB from ~1 KB
+        zf.write(OSV / "ghsa" / "GHSA-6cxr-8q3m-jwrr.json", "GHSA-6cxr-8q3m-jwrr.json")
+    index = open_index(export)
+    assert index.stats is not None and index.stats.pypi == 1
+    assert index.stats.bad and "larger than 4096" in index.stats.bad[0]

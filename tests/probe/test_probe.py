@@ -135,7 +135,7 @@ def _mlflow(workdir: Path, name: str, extra: list[str]) -> tuple[list[str], dict
            f"sqlite:///{workdir / name / 'mlflow.db'}", "--host", "127.0.0.1", "--port",
            str(port), "--workers", "1", *extra]
     return cmd, {"MLFLOW_AUTH_CONFIG_PATH": str(ini),
-                 "MLFLOW_FLASK_SERVER_SECRET_KEY": "probe-test-only"}, port
+                 "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}, port
 
 
 @pytest.mark.server

@@ -13,9 +13,13 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
 from mlward._version import __version__
 from mlward.errors import MissingExtra
 from mlward.findings import Severity
+from mlward.vulndb.match import parse_version
 
 if TYPE_CHECKING:
     from mlward.scanners.deps import DependencyResult
@@ -30,6 +34,18 @@ def _source(vid: str) -> tuple[str, str]:
     if vid.startswith("CVE-"):
         return "NVD", f"https://nvd.nist.gov/vuln/detail/{vid}"
     return "OSV", f"https://osv.dev/vulnerability/{vid}"
+
+
+def vers_range(specifier: str) -> str:
+    """A PEP 440 specifier as a ``vers:pypi`` range; ``*`` when it uses operators vers lacks
+    (``~=``, wildcards, ``===``): the BOM then claims no more precision than it has."""
+    specs = list(SpecifierSet(specifier))
+    if any(s.operator not in ("==", "!=", "<", "<=", ">", ">=") or "*" in s.version
+           or parse_version(s.version) is None for s in specs):
+        return "vers:pypi/*"
+    specs.sort(key=lambda s: parse_version(s.version) or Version("0"))  # vers: by version
+    parts = [s.version if s.operator == "==" else f"{s.operator}{s.version}" for s in specs]
+    return "vers:pypi/" + ("|".join(parts) if parts else "*")
 
 
 def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
@@ -84,8 +100,7 @@ def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
                 if v.score is not None else None,
                 vector=v.vector if v.score is not None else None)
             target = BomTargetVersionRange(version=version) if version else \
-                BomTargetVersionRange(range=f"vers:pypi/{d.specifier}" if d.specifier
-                                      else "vers:pypi/*")
+                BomTargetVersionRange(range=vers_range(d.specifier))
             cwes = [int(m.group(1)) for c in v.cwes if (m := re.fullmatch(r"CWE-(\d+)", c))]
             recommendation = (f"Upgrade to {r.result.upgrade}" if r.result.upgrade
                               else "No fixed version known")

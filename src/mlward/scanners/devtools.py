@@ -138,12 +138,9 @@ def check_command(command: str, loc: Location) -> list[Finding]:
 
 def _jupyter_cli(opts: Mapping[str, str]) -> dict[str, Any]:
     """Jupyter settings from ``--ServerApp.token=''``, ``--ip=0.0.0.0`` style options."""
-    settings: dict[str, Any] = {}
-    for name, value in opts.items():
-        key = name.lstrip("-").rsplit(".", 1)[-1]
-        settings[key] = True if value == "true" and key in ("allow-root", "allow_root") \
-            else value
-    if "allow-root" in settings:
+    settings: dict[str, Any] = {name.lstrip("-").rsplit(".", 1)[-1]: value
+                                for name, value in opts.items()}
+    if "allow-root" in settings:  # a flag on the command line, allow_root in configs
         settings["allow_root"] = True
     return settings
 
@@ -433,6 +430,12 @@ def _ingress_ports(spec: Mapping[str, Any], budget: _Budget) -> set[int]:
 
 # --- the scanner ---------------------------------------------------------------------------
 
+def _named_like_config(name: str) -> bool:
+    lower = name.lower()
+    return bool(_JUPYTER_CONFIG.match(lower) or _SCRIPT.search(name)
+                or lower.endswith((".yaml", ".yml", ".py")))
+
+
 def _kind(name: str, head: bytes) -> str | None:
     lower = name.lower()
     if _JUPYTER_CONFIG.match(lower):
@@ -450,6 +453,8 @@ def _kind(name: str, head: bytes) -> str | None:
 
 def check_file(path: Path, loc: Location) -> tuple[str, list[Finding]] | None:
     """The kind and findings of one file, or None when it is not one this scanner reads."""
+    if not _named_like_config(path.name):
+        return None  # model files and the like are never opened here
     try:
         with open(path, "rb") as f:
             head = f.read(4096)

@@ -76,6 +76,10 @@ class LocalIndex:
     def meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
+    def package_names(self) -> list[str]:
+        """Every package some advisory names."""
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT name FROM package")]
+
     def advisories_for(self, names: Iterable[str]) -> dict[str, list[Advisory]]:
         """Advisories per normalised package name (names without any are left out)."""
         keys = sorted({canonicalize_name(n) for n in names})

@@ -187,12 +187,13 @@ def smallest_upgrade(name: str, version: str | None, advisories: Sequence[Adviso
     """The lowest fixed version (above ``version``) that no advisory for ``name`` affects."""
     current = parse_version(version) if version else None
     live = [a for a in advisories if not a.withdrawn]
-    candidates = {f for a in live for f in a.fixed_versions(name)}
+    entries = [af for a in live for af in a.for_package(name)]
+    candidates = {v for af in entries for r in af.ranges for k, v in r if k == "fixed"}
     ordered = sorted((v, t) for t in candidates if (v := parse_version(t)) is not None)
     for v, text in ordered:
         if current is not None and v <= current:
             continue
-        if not any(version_affected(af, text) for a in live for af in a.for_package(name)):
+        if not any(version_affected(af, text) for af in entries):
             return text
     return None
 

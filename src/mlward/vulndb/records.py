@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -19,6 +20,11 @@ from mlward.findings import Severity
 from mlward.vulndb.cvss import base_score_v3, severity_of_score
 
 Event = tuple[str, str]
+
+
+@lru_cache(maxsize=65536)
+def _canonical(name: str) -> str:
+    return canonicalize_name(name)
 """One range event: (``introduced`` | ``fixed`` | ``last_affected`` | ``limit``, version)."""
 
 _EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
@@ -56,7 +62,7 @@ class Advisory:
         return (self.id, *self.aliases)
 
     def for_package(self, name: str) -> tuple[Affected, ...]:
-        key = canonicalize_name(name)
+        key = _canonical(name)
         return tuple(a for a in self.affected if a.package == key)
 
     def fixed_versions(self, name: str) -> list[str]:

@@ -232,12 +232,13 @@ def test_nullifai_payload_before_a_broken_stream(tmp_path: Path):
 def test_modelscan_85_build_setattr_then_dotted_global(tmp_path: Path):
     # protectai/modelscan#85: BUILD's slot state sets numpy.prod.a = "os" and .b = "system";
     # GLOBALs of the dotted names fetch them back as STACK_GLOBAL operands.
-    data = (header(4) + b"cnumpy\nprod\n" + b"N(Va\nVos\ndt" + b"b" + b"N(Vb\nVsystem\ndt" + b"b"
+    data = (header(4) + b"cnumpy\nprod\n" + b"N(Va\nVos\nd\x86b" + b"N(Vb\nVsystem\nd\x86b"
             + b"0cnumpy\nprod.a\np0\ncnumpy\nprod.b\np1\n00" + b"g0\ng1\n\x93"
             + b"Vecho pwned\n\x85R.")
     report = scan_bytes(tmp_path, data)
     assert by_rule(report, "MW103")  # the operands are not string constants
-    assert by_rule(report, "MW104")  # BUILD sets attributes of numpy.prod
+    assert by_rule(report, "MW104")  # BUILD sets attributes of numpy.prod itself
+    assert report.inconclusive == ()
     assert verdict(report) == "dangerous"
 
 

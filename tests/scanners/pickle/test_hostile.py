@@ -11,6 +11,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pickle_payloads import by_rule, call, const, evidence, header, rules, scan_bytes
 
 import mlward
@@ -171,10 +173,12 @@ def test_every_truncation_of_a_payload(tmp_path: Path):
         assert found == ({"os.system"} if cut > data.index(b"system\n") + 6 else set())
 
 
-def test_stack_underflow_is_malformed(tmp_path: Path):
-    report = scan_bytes(tmp_path, b"\x80\x02R.")
-    (f,) = by_rule(report, "MW105")
+def test_stack_underflow_is_malformed():
+    ctx, result = _stream(b"\x80\x02R.")
+    (f,) = ctx.findings
+    assert f.rule_id == "MW105"
     assert "underflow" in f.message and f.location.offset == 2
+    assert not result.complete
 
 
 def test_missing_memo_key_after_a_payload(tmp_path: Path):
@@ -221,6 +225,8 @@ def test_not_utf8_global_is_not_a_traceback(tmp_path: Path):
     b"]]] not a list\n",
     b"}\n",
     b"S'quoted' but then prose\n",
+    b"cd /tmp\nls -la\nmake install\n",  # GLOBAL-shaped lines, but not names
+    b"]]]] four brackets, then prose\n",
 ])
 def test_text_is_not_taken_for_a_pickle(tmp_path: Path, text: bytes):
     report = scan_bytes(tmp_path, text * 3, "README")
@@ -233,3 +239,31 @@ def test_proto0_pickle_is_still_sniffed(tmp_path: Path):
     report = scan_bytes(tmp_path, pickle.dumps([1, "a"], protocol=0), "data.bin")
     assert [e.format for e in report.examined] == ["pickle"]
     assert header(2) == b"\x80\x02"
+
+
+def test_binary_data_starting_like_proto_is_not_a_pickle(tmp_path: Path):
+    # Raw tensor bytes can start with 0x80 0x02 by chance: not a pickle unless it runs.
+    report = scan_bytes(tmp_path, b"\x80\x02\xfe\xfe\x00\x01" * 100, "weights.bin")
+    assert report.findings == () and report.inconclusive == ()
+
+
+def test_broken_pickle_after_an_import_is_still_a_pickle(tmp_path: Path):
+    data = b"\x80\x02cos\nsystem\n\xfe\xfe"
+    report = scan_bytes(tmp_path, data, "weights.bin")
+    assert evidence(report, "MW101") == {"os.system"}
+
+
+OPCODE_BYTES = bytes(range(0x28, 0x7E)) + bytes(range(0x80, 0x99))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(list(OPCODE_BYTES)).map(lambda b: bytes([b])),
+                          st.binary(max_size=9)), max_size=60))
+def test_any_opcode_soup_ends_cleanly(parts: list[bytes]):
+    data = b"\x80\x04" + b"".join(parts)
+    ctx, result = _stream(data)
+    if result.complete:
+        assert result.pickles >= 1
+    else:
+        assert any(s.inconclusive for s in ctx.skipped)
+    assert all(f.rule_id.startswith("MW1") for f in ctx.findings)

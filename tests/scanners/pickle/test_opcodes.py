@@ -244,3 +244,11 @@ def test_protocol_0_pickle_behind_a_text_or_python_name(tmp_path: Path):
     for name in ("notes.txt", "config.yaml", "script.py"):
         report = scan_bytes(tmp_path, data, name)
         assert evidence(report, "MW101") == {"os.system"}, name
+
+
+@pytest.mark.parametrize("ops", [b"Na", b"(Ne", b"NNs", b"(NNu", b"(N\x90"])
+def test_container_opcodes_on_an_imported_object_are_flagged(tmp_path: Path, ops: bytes):
+    # APPEND(S), SETITEM(S), ADDITEMS on a global call its append/__setitem__/add methods.
+    data = header(4) + ref("collections", "OrderedDict") + ops + b"."
+    (f,) = by_rule(scan_bytes(tmp_path, data), "MW104")
+    assert "collections.OrderedDict" in f.message

@@ -35,8 +35,8 @@ else:  # pragma: no cover - Python 3.10
 CONDA_TO_PYPI = {
     "pytorch": "torch", "pytorch-cpu": "torch", "pytorch-gpu": "torch",
     "py-xgboost": "xgboost", "py-lightgbm": "lightgbm", "tensorflow-base": "tensorflow",
-    "pyyaml": "PyYAML", "pillow": "Pillow", "py-opencv": "opencv-python",
-    "libopencv": "opencv-python", "ruamel.yaml": "ruamel.yaml", "matplotlib-base": "matplotlib",
+    "py-opencv": "opencv-python", "libopencv": "opencv-python",
+    "matplotlib-base": "matplotlib",
 }
 CONDA_NOT_PYPI = frozenset({"python", "pip", "cudatoolkit", "cudnn", "libgcc-ng", "openssl",
                             "libstdcxx-ng", "mkl", "blas", "ca-certificates"})

@@ -27,6 +27,8 @@ from mlward.scanners.pickle.policy import Kind, classify
 from mlward.scanners.pickle.reader import Reader
 from mlward.sources import Source
 
+SNIFF_CHUNK = 64 << 10
+"""Bytes read at a time while sniffing (a few hundred opcodes at most are decoded)."""
 SNIFF_OPS = 4
 """Opcodes that must decode cleanly for data to count as a pickle: a file that ends before
 STOP, or bytes after a STOP (fewer, and no import among them, makes them trailing data)."""
@@ -151,7 +153,7 @@ def looks_like_pickle(stream: BinaryIO) -> bool:
     that are not module names. Long strings are skipped, not read, so a payload behind a long
     first string is still recognised.
     """
-    machine = Machine(Reader(stream), _SNIFF_LIMITS)
+    machine = Machine(Reader(stream, chunk=SNIFF_CHUNK), _SNIFF_LIMITS)
     try:
         machine.run()
     except LimitReached:
@@ -181,9 +183,6 @@ class PickleScanner(Scanner):
     priority = 800
 
     def sniff(self, source: Source) -> bool:
-        head = source.head(2)
-        if head[:1] == b"\x80":  # PROTO: version 2 or later
-            return len(head) == 2 and head[1] <= 5
         with _open(source) as f:
             return looks_like_pickle(f)
 

@@ -170,6 +170,12 @@ class Machine:
         self.indirect_calls.append((offset, f"{what} calls a value computed while loading"))
         return OPAQUE
 
+    def _mutates(self, ref: Reference, offset: int) -> None:
+        """BUILD, APPEND(S), SETITEM(S) or ADDITEMS applied to an imported object itself:
+        the unpickler calls its ``__setstate__``, ``append``, ``__setitem__`` or ``add``, or
+        sets its attributes (a way to plant values for later dotted imports)."""
+        self.indirect_calls.append((offset, f"the pickle modifies the imported {ref.qualname}"))
+
     def _type_lookup(self, args: object, offset: int) -> object:
         """dill's ``_load_type(name)``: the type it returns is what the pickle imports.
 
@@ -265,12 +271,46 @@ class Machine:
                         raise Truncated("BININT1 argument", reader.base + at)
                     push(buf[pos])
                     pos += 1
+                elif op == 0x4A:  # BININT
+                    if pos + 4 > end:
+                        raise Truncated("BININT argument", reader.base + at)
+                    push(unpack_from("<i", buf, pos)[0])
+                    pos += 4
+                elif op == 0x4D:  # BININT2
+                    if pos + 2 > end:
+                        raise Truncated("BININT2 argument", reader.base + at)
+                    push(buf[pos] | buf[pos + 1] << 8)
+                    pos += 2
+                elif op == 0x47:  # BINFLOAT
+                    if pos + 8 > end:
+                        raise Truncated("BINFLOAT argument", reader.base + at)
+                    pos += 8
+                    push(OPAQUE)
                 elif op == 0x71 or op == 0x68:  # BINPUT, BINGET
                     if pos >= end:
                         raise Truncated("memo index", reader.base + at)
                     idx = buf[pos]
                     pos += 1
                     if op == 0x68:
+                        if idx >= dense and idx not in extra:
+                            raise Malformed(f"memo key {idx} not found", reader.base + at)
+                        push(memo.get(idx, OPAQUE))
+                    else:
+                        if len(stack) <= fence:
+                            raise underflow()
+                        if idx == dense and not extra:  # the usual, sequential case
+                            dense += 1
+                            if stack[-1] is not OPAQUE:
+                                memo[idx] = stack[-1]
+                        else:
+                            dense = _memo_add(idx, dense, extra)
+                            _memo_set(memo, idx, stack[-1])
+                elif op == 0x72 or op == 0x6A:  # LONG_BINPUT, LONG_BINGET
+                    if pos + 4 > end:
+                        raise Truncated("memo index", reader.base + at)
+                    idx = unpack_from("<I", buf, pos)[0]
+                    pos += 4
+                    if op == 0x6A:
                         if idx >= dense and idx not in extra:
                             raise Malformed(f"memo key {idx} not found", reader.base + at)
                         push(memo.get(idx, OPAQUE))
@@ -298,7 +338,9 @@ class Machine:
                     if mark <= fence:
                         raise underflow()
                     target = stack[mark - 1]
-                    if type(target) is dict and op == 0x75:
+                    if type(target) is Reference:
+                        self._mutates(target, reader.base + at)
+                    elif type(target) is dict and op == 0x75:
                         items = stack[mark:]
                         if len(items) % 2:
                             raise Malformed("odd number of items for SETITEMS", reader.base + at)
@@ -351,13 +393,17 @@ class Machine:
                     if len(stack) - 1 <= fence:
                         raise underflow()
                     stack.pop()
+                    if type(stack[-1]) is Reference:
+                        self._mutates(stack[-1], reader.base + at)
                 elif op == 0x73:  # SETITEM
                     if len(stack) - 2 <= fence:
                         raise underflow()
                     v = stack.pop()
                     k = stack.pop()
                     target = stack[-1]
-                    if type(target) is dict and isinstance(k, (str, int)):
+                    if type(target) is Reference:
+                        self._mutates(target, reader.base + at)
+                    elif type(target) is dict and isinstance(k, (str, int)):
                         target[k] = v
                 elif op in _FROM_MARK:  # TUPLE, LIST, DICT, FROZENSET, POP_MARK
                     if not marks:
@@ -380,21 +426,6 @@ class Machine:
                         push(OPAQUE)
                 elif op == 0x5D:  # EMPTY_LIST
                     push(OPAQUE)
-                elif op == 0x47:  # BINFLOAT
-                    if pos + 8 > end:
-                        raise Truncated("BINFLOAT argument", reader.base + at)
-                    pos += 8
-                    push(OPAQUE)
-                elif op == 0x4A:  # BININT
-                    if pos + 4 > end:
-                        raise Truncated("BININT argument", reader.base + at)
-                    push(unpack_from("<i", buf, pos)[0])
-                    pos += 4
-                elif op == 0x4D:  # BININT2
-                    if pos + 2 > end:
-                        raise Truncated("BININT2 argument", reader.base + at)
-                    push(buf[pos] | buf[pos + 1] << 8)
-                    pos += 2
                 elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1, TUPLE2, TUPLE3
                     n = op - 0x84
                     if len(stack) - n < fence:
@@ -408,25 +439,6 @@ class Machine:
                     push(op == 0x88)
                 elif op == 0x29:  # EMPTY_TUPLE
                     push(())
-                elif op == 0x72 or op == 0x6A:  # LONG_BINPUT, LONG_BINGET
-                    if pos + 4 > end:
-                        raise Truncated("memo index", reader.base + at)
-                    idx = unpack_from("<I", buf, pos)[0]
-                    pos += 4
-                    if op == 0x6A:
-                        if idx >= dense and idx not in extra:
-                            raise Malformed(f"memo key {idx} not found", reader.base + at)
-                        push(memo.get(idx, OPAQUE))
-                    else:
-                        if len(stack) <= fence:
-                            raise underflow()
-                        if idx == dense and not extra:  # the usual, sequential case
-                            dense += 1
-                            if stack[-1] is not OPAQUE:
-                                memo[idx] = stack[-1]
-                        else:
-                            dense = _memo_add(idx, dense, extra)
-                            _memo_set(memo, idx, stack[-1])
                 elif op == 0x52:  # REDUCE
                     if len(stack) - 2 < fence:
                         raise underflow()
@@ -449,8 +461,7 @@ class Machine:
                             ops = self.ops
                             end = len(buf)
                     elif type(obj) is Reference:
-                        self.indirect_calls.append(
-                            (reader.base + at, f"BUILD sets attributes of {obj.qualname}"))
+                        self._mutates(obj, reader.base + at)
                 elif op == 0x95:  # FRAME
                     if pos + 8 > end:
                         raise Truncated("FRAME length", reader.base + at)

@@ -11,7 +11,7 @@ import io
 from typing import BinaryIO
 
 CHUNK = 1 << 20
-"""Bytes read from the stream at a time."""
+"""Bytes read from the stream at a time (by default)."""
 
 
 class Truncated(Exception):
@@ -29,8 +29,9 @@ class Reader:
     :meth:`readline` with its current index when it needs more.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, chunk: int = CHUNK) -> None:
         self.stream = stream
+        self.chunk = chunk
         self.seekable = _seekable(stream)
         self.start = stream.tell() if self.seekable else 0
         self.size: int | None = None
@@ -53,7 +54,7 @@ class Reader:
         data = self.buf[pos:]
         self.base += pos
         while len(data) < n and not self.eof:
-            want = max(CHUNK, n - len(data))
+            want = max(self.chunk, n - len(data))
             if self.size is not None:  # no oversized read buffers for small streams
                 want = min(want, self.size - self.base - len(data))
             chunk = self.stream.read(want) if want > 0 else b""
@@ -80,7 +81,7 @@ class Reader:
             here += need
         else:
             while need:
-                chunk = self.stream.read(min(CHUNK, need))
+                chunk = self.stream.read(min(self.chunk, need))
                 if not chunk:
                     self.eof = True
                     raise Truncated(f"{what} claims {n} bytes; the stream ends first",
@@ -128,7 +129,7 @@ class Reader:
                 return None, buf, nl + 1
             if self.eof:
                 raise Truncated(f"{what}: the stream ends inside a line", start)
-            buf = self.fill(len(buf), CHUNK)
+            buf = self.fill(len(buf), self.chunk)
             pos = 0
             if not buf:
                 raise Truncated(f"{what}: the stream ends inside a line", start)
