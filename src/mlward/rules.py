@@ -138,7 +138,8 @@ KERAS_FOREIGN_OBJECT = rule(
     doc="A `module`, `class_name` or `registered_name` in the model config points outside "
     "the Keras and TensorFlow namespaces. Keras imports the named module when it rebuilds "
     "the model (the safe_mode bypass CVE-2025-1550). Critical for modules that run "
-    "commands or code (os, subprocess, builtins, ...); high for other custom objects.",
+    "commands or code (os, subprocess, builtins, ...); medium for other custom objects "
+    "(the model needs that code installed to load).",
 )
 KERAS_GADGET = rule(
     "MW212", "Keras config calls a Keras function that defeats safe loading", Severity.CRITICAL,

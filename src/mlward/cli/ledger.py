@@ -174,7 +174,10 @@ def _verifier(args: argparse.Namespace) -> Any:
         text = args.key
         path = Path(text)
         if "+" not in text or path.is_file():
-            text = path.read_text(encoding="utf-8")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--key {args.key}: not a verifier key, and {exc}") from None
         return NoteVerifier.parse(text)
     from mlward.ledger.project import find_project
 
@@ -182,6 +185,13 @@ def _verifier(args: argparse.Namespace) -> Any:
     if folder is not None and (folder / "keys" / "ledger.pub").is_file():
         return NoteVerifier.parse((folder / "keys" / "ledger.pub").read_text(encoding="utf-8"))
     return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -192,7 +202,7 @@ def run_verify(args: argparse.Namespace) -> int:
         verifier = _verifier(args)
         if verifier is None:
             raise UsageError("verifying a receipt needs --key (the ledger's verifier key)")
-        receipt = Receipt.parse(args.receipt.read_text(encoding="utf-8"))
+        receipt = Receipt.parse(_read(args.receipt))
         from mlward.ledger import LedgerError
 
         try:
@@ -213,7 +223,7 @@ def run_verify(args: argparse.Namespace) -> int:
         with _open(args) as ledger:
             if args.key:
                 ledger.verifier = _verifier(args)
-            notes = [p.read_text(encoding="utf-8") for p in args.checkpoint]
+            notes = [_read(p) for p in args.checkpoint]
             result = ledger.verify(notes)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2))

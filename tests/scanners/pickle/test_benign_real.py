@@ -133,7 +133,11 @@ def test_torch_state_dict_and_whole_model(tmp_path: Path):
     for name, obj in (("sd.pt", model.state_dict()), ("model.pt", model),
                       ("tensors.pt", {"t": torch.ones(2, dtype=torch.bfloat16),
                                       "i": torch.arange(3), "p": torch.nn.Parameter(
-                                          torch.zeros(1))})):
+                                          torch.zeros(1)),
+                                      "sparse": torch.eye(3).to_sparse(),
+                                      "layout": torch.strided, "dtype": torch.float16,
+                                      "device": torch.device("cpu"),
+                                      "size": torch.Size([2, 3])})):
         buf = io.BytesIO()
         torch.save(obj, buf)
         report = scan_bytes(tmp_path, buf.getvalue(), name)

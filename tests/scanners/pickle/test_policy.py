@@ -45,6 +45,15 @@ def test_everything_under_a_dangerous_name_is_dangerous(qual: str):
     assert _kind(qual) is Kind.DANGEROUS
 
 
+@pytest.mark.parametrize(("module", "name"), [
+    ("numpy", "os.system"), ("torch.serialization", "pickle.loads"), ("numpy", "os"),
+    ("sklearn.base", "copy.deepcopy.__globals__"), ("collections", "abc.sys.modules"),
+])
+def test_modules_reached_as_attributes(module: str, name: str):
+    # numpy imports os, so numpy + "os.system" resolves to os.system itself.
+    assert classify(module, name).kind is Kind.DANGEROUS
+
+
 def test_dotted_name_resolution_prefixes():
     # The module is "torch" but the attribute path reaches torch.hub.
     assert classify("torch", "hub.load").kind is Kind.DANGEROUS

@@ -13,8 +13,10 @@ called with arguments the file chooses. Three classes:
   Curated from files that the tests save with those libraries.
 - **unknown**: everything else, reported by name (medium) so a person can vet it.
 
-Dangerous is checked first, so nothing under a dangerous prefix can be made safe. Beyond the
-tables, three rules: an attribute path through interpreter internals (``__globals__``,
+Dangerous is checked first, so nothing under a dangerous prefix can be made safe. A dotted
+attribute path is also checked from each of its parts, since a module reached as an
+attribute of another is the same module (``numpy`` + ``os.system`` is ``os.system``). Beyond
+the tables, three rules: an attribute path through interpreter internals (``__globals__``,
 ``__subclasses__``...) is dangerous wherever it starts; so is a private top-level module
 (``_io``, ``_posixsubprocess``: the C halves of public modules) unless it is on the safe
 list. A builtin that is neither listed dangerous nor one of the safe containers and scalars
@@ -98,7 +100,9 @@ DANGEROUS_MODULES: dict[str, tuple[Severity, str]] = {
     "joblib.memory": _FILE, "joblib.Memory": _FILE, "joblib.externals": _DESER,
     "joblib._memmapping_reducer": _FILE, "joblib.pool": _PROC, "joblib.executor": _PROC,
     "joblib._parallel_backends": _PROC,
-    "torch.load": _DESER, "torch.serialization": _DESER, "torch.hub": _DESER,
+    "torch.load": _DESER, "torch.serialization.load": _DESER,
+    "torch.serialization._load": _DESER, "torch.serialization._legacy_load": _DESER,
+    "torch.hub": _DESER,
     "torch.package": _DESER, "torch.jit": _DESER, "torch.storage._load_from_bytes": _DESER,
     "torch.utils.data.datapipes": _DESER, "torch.utils._config_module": _DESER,
     "torch.fx": _EVAL, "torch._dynamo": _EVAL, "torch._inductor": _EVAL,
@@ -197,7 +201,8 @@ SAFE_NAMES: frozenset[str] = frozenset({
     "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_nested_tensor",
     "torch._utils._rebuild_meta_tensor_no_storage",
     "torch._utils._rebuild_device_tensor_from_numpy",
-    "torch._tensor._rebuild_from_type_v2", "torch.Size", "torch.device", "torch.dtype",
+    "torch._tensor._rebuild_from_type_v2", "torch.serialization._get_layout", "torch.Size",
+    "torch.device", "torch.dtype",
     "torch.Tensor", "torch.nn.parameter.Parameter", "torch.storage.UntypedStorage",
     "torch.storage.TypedStorage", "torch.per_tensor_affine", "torch.strided",
     "torch.sparse_coo", "torch.contiguous_format", "torch.channels_last",
@@ -236,13 +241,12 @@ def classify(module: str, name: str) -> Classification:
     if qual in TYPE_LOOKUPS:
         return Classification(Kind.SAFE, Severity.INFO,
                               "looks up a type by name; the type it returns is judged instead")
-    parts = qual.split(".")
-    for i in range(1, len(parts) + 1):
-        hit = DANGEROUS_MODULES.get(".".join(parts[:i])) or DANGEROUS_NAMES.get(
-            ".".join(parts[:i]))
-        if hit is not None:
-            return Classification(Kind.DANGEROUS, hit[0], hit[1])
     attrs = name.split(".")
+    hit = _dangerous_prefix(qual.split("."))
+    for start in range(len(attrs)):  # a module reached as an attribute: numpy + os.system
+        hit = hit or _dangerous_prefix(attrs[start:])
+    if hit is not None:
+        return Classification(Kind.DANGEROUS, hit[0], hit[1])
     if any(a in _DUNDER_GADGETS for a in attrs):
         return Classification(Kind.DANGEROUS, Severity.CRITICAL,
                               "walks interpreter internals through an attribute path")
@@ -255,6 +259,16 @@ def classify(module: str, name: str) -> Classification:
     if qual in SAFE_NAMES or _safe_class(module, attrs):
         return Classification(Kind.SAFE, Severity.INFO, "constructs plain data")
     return Classification(Kind.UNKNOWN, Severity.MEDIUM, "not on the list of known-safe names")
+
+
+def _dangerous_prefix(parts: list[str]) -> tuple[Severity, str] | None:
+    """The dangerous entry that the dotted path ``parts`` starts with, if any."""
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        hit = DANGEROUS_MODULES.get(prefix) or DANGEROUS_NAMES.get(prefix)
+        if hit is not None:
+            return hit
+    return None
 
 
 def _safe_class(module: str, attrs: list[str]) -> bool:
