@@ -184,3 +184,19 @@ def test_ray_head(workdir: Path) -> None:
     assert r.tool == "Ray" and r.version
     assert r.open_apis == ["/api/jobs/"]
     assert any(f.rule_id == "MW650" and f.severity.label == "critical" for f in report.findings)
+
+
+@pytest.mark.server
+def test_tensorboard(workdir: Path) -> None:
+    port = free_port()
+    (workdir / "tb").mkdir()
+    cmd = [str(tool("tensorboard")), "--logdir", str(workdir / "tb"), "--host", "127.0.0.1",
+           "--port", str(port)]
+    with running(cmd, f"http://127.0.0.1:{port}", workdir, ready="/data/environment") as url:
+        r = probe(url, timeout=60)
+        report = probe_report([url], timeout=60)
+    assert r.tool == "TensorBoard" and r.version
+    assert [(f.rule_id, f.severity.label) for f in report.findings
+            if f.rule_id == "MW650"] == [("MW650", "medium")]
+    # No vulnerability data was given: the version is reported as not matched.
+    assert any("vulnerability data not available" in s.reason for s in report.inconclusive)
