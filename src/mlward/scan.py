@@ -143,27 +143,43 @@ class _Engine(ScanContext):
         if source.size == 0:
             self.skip(source.location, "empty file", inconclusive=False)
             return
+        claimed = None
         for scanner in self.scanners:
-            try:
-                if not scanner.sniff(source):
-                    continue
-            except OSError as exc:
-                self.skip(source.location, f"cannot read: {exc}", inconclusive=True)
+            match = self._sniff(scanner, source)
+            if match is None:  # the sniff itself failed and was reported
                 return
-            except Exception as exc:
-                self._crash(source.location, scanner, exc)
-                return
-            try:
-                scanner.scan(source, self)
-            except (MemoryError, RecursionError) as exc:
-                self.skip(source.location, f"{scanner.name}: analysis aborted "
-                          f"({type(exc).__name__})", inconclusive=True)
-            except OSError as exc:
-                self.skip(source.location, f"cannot read: {exc}", inconclusive=True)
-            except Exception as exc:
-                self._crash(source.location, scanner, exc)
+            if match:
+                claimed = scanner
+                self._run(scanner, source)
+                break
+        if claimed is None:
+            self.skip(source.location, "unrecognised format", inconclusive=False)
             return
-        self.skip(source.location, "unrecognised format", inconclusive=False)
+        for extra in self.scanners:
+            if (extra.supplementary and extra is not claimed and extra.name not in claimed.covers
+                    and self._sniff(extra, source)):
+                self._run(extra, source)
+
+    def _sniff(self, scanner: Scanner, source: Source) -> bool | None:
+        """Whether ``scanner`` recognises ``source``; None when sniffing failed (reported)."""
+        try:
+            return scanner.sniff(source)
+        except OSError as exc:
+            self.skip(source.location, f"cannot read: {exc}", inconclusive=True)
+        except Exception as exc:
+            self._crash(source.location, scanner, exc)
+        return None
+
+    def _run(self, scanner: Scanner, source: Source) -> None:
+        try:
+            scanner.scan(source, self)
+        except (MemoryError, RecursionError) as exc:
+            self.skip(source.location, f"{scanner.name}: analysis aborted "
+                      f"({type(exc).__name__})", inconclusive=True)
+        except OSError as exc:
+            self.skip(source.location, f"cannot read: {exc}", inconclusive=True)
+        except Exception as exc:
+            self._crash(source.location, scanner, exc)
 
     def _crash(self, loc: Location, scanner: Scanner | DirectoryScanner,
                exc: BaseException) -> None:

@@ -470,6 +470,7 @@ class PythonScanner(Scanner):
 
     name = "python"
     priority = 850
+    covers = frozenset({"text"})  # secrets are part of the Python scan
 
     def sniff(self, source: Source) -> bool:
         head = source.head()

@@ -84,6 +84,12 @@ class Scanner(abc.ABC):
     """Short format name used in reports (``pickle``, ``pytorch-zip``, ...)."""
     priority: ClassVar[int] = 100
     """Lower runs first. Specific formats (a torch zip) come before generic ones (any zip)."""
+    supplementary: ClassVar[bool] = False
+    """When true, the scanner also runs on sources another scanner claimed (a secrets pass
+    over a requirements file), after it, unless that scanner ``covers`` it. It still claims
+    sources no other scanner recognises, in its priority order."""
+    covers: ClassVar[frozenset[str]] = frozenset()
+    """Names of supplementary scanners whose work this scanner already does."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

@@ -73,9 +73,10 @@ def parse_requirement(text: str, location: Location, origin: str) -> Dependency 
                           origin=origin)
     try:
         req = Requirement(text)
-    except InvalidRequirement as exc:
-        raise DependencyError(f"line {location.line}: not a requirement: {text!r} ({exc})") \
-            from None
+    except InvalidRequirement:
+        # The line itself is not echoed: a malformed line may well be a pasted secret.
+        raise DependencyError(f"line {location.line}: not a valid requirement "
+                              "(PEP 508)") from None
     marker = str(req.marker) if req.marker else None
     if req.url:
         return Dependency(req.name, location, marker=marker,

@@ -53,6 +53,7 @@ def notebook_requirements(path: str | Path) -> list[str]:
 class NotebookScanner(Scanner):
     name = "notebook"
     priority = 300
+    covers = frozenset({"text"})  # secrets are part of the notebook scan
 
     def sniff(self, source: Source) -> bool:
         head = source.head()

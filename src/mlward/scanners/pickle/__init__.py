@@ -28,7 +28,7 @@ from mlward.scanners.pickle.reader import Reader
 from mlward.sources import Source
 
 SNIFF_CHUNK = 64 << 10
-"""Bytes read at a time while sniffing (a few hundred opcodes at most are decoded)."""
+"""Bytes read at a time while sniffing (16 opcodes at most are decoded)."""
 SNIFF_OPS = 4
 """Opcodes that must decode cleanly for data to count as a pickle: a file that ends before
 STOP, or bytes after a STOP (fewer, and no import among them, makes them trailing data)."""
@@ -145,7 +145,7 @@ def _size(reader: Reader, end: int) -> str:
 def looks_like_pickle(stream: BinaryIO) -> bool:
     """Whether the stream starts with a pickle: its first opcodes decode and run cleanly.
 
-    True when a STOP is reached, or a few hundred opcodes run without error, or the stream
+    True when a STOP is reached, or 16 opcodes run without error, or the stream
     ends (truncated) after :data:`SNIFF_OPS` clean opcodes, or it breaks after importing a
     well-formed name: the unpickler runs what comes before the break, so a payload followed
     by garbage is a pickle. Text that happens to start with an opcode byte (a README starting
@@ -168,7 +168,7 @@ def looks_like_pickle(stream: BinaryIO) -> bool:
 
 
 _NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
-_SNIFF_LIMITS = Limits(max_pickle_ops=256)
+_SNIFF_LIMITS = Limits(max_pickle_ops=16)
 
 
 class PickleScanner(Scanner):

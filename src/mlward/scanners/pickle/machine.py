@@ -207,6 +207,9 @@ class Machine:
         proto = 0
         tracking = self.joblib
         max_ops = self.limits.max_pickle_ops
+        # Limits are checked every 256 opcodes (a stack can overshoot by that much), or at
+        # every opcode when the opcode limit itself is small (sniffing).
+        check = 255 if max_ops > 1 << 16 else 0
         max_depth = self.limits.max_stack_depth
         ops = self.ops
         at = 0
@@ -226,7 +229,7 @@ class Machine:
                 op = buf[pos]
                 pos += 1
                 ops += 1
-                if not ops & 255:
+                if not ops & check:
                     if ops > max_ops:
                         raise LimitReached(f"more than {max_ops} opcodes", reader.base + at)
                     if len(stack) > max_depth:

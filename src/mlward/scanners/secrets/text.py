@@ -32,11 +32,13 @@ class TextScanner(Scanner):
     """Configs, ``.env``, YAML, JSON, shell scripts, Markdown: secrets only.
 
     Priority 900, after every specific format, so it never takes a file another scanner
-    recognises (and those files do not get this pass).
+    recognises; as a supplementary scanner it still runs after the scanner that claimed a
+    text file (a requirements file, a compose file), unless that scanner covers secrets.
     """
 
     name = "text"
     priority = 900
+    supplementary = True
 
     def sniff(self, source: Source) -> bool:
         return source.size is not None and source.size <= MAX_TEXT_BYTES \
