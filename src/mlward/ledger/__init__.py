@@ -8,14 +8,28 @@ PostgreSQL), ``ledger`` (the ledger over a store: append, prove, checkpoint, ver
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlward.ledger.entry import Entry, Event
 from mlward.ledger.errors import LedgerError
-from mlward.ledger.ledger import Ledger, Problem, VerifyResult, verify_export
 from mlward.ledger.project import find_project, init_project, open_ledger, resolve
+
+if TYPE_CHECKING:
+    from mlward.ledger.entry import Entry, Event
+    from mlward.ledger.ledger import Ledger, Problem, VerifyResult, verify_export
+
+# Heavy names load on first use (PEP 562), so that ``record_event`` in a project without a
+# ledger costs no cryptography or database import.
+_LAZY = {"Entry": "entry", "Event": "entry", "Ledger": "ledger", "Problem": "ledger",
+         "VerifyResult": "ledger", "verify_export": "ledger"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"mlward.ledger.{_LAZY[name]}"), name)
+    raise AttributeError(name)
 
 __all__ = [
     "Entry", "Event", "Ledger", "LedgerError", "Problem", "VerifyResult", "find_project",
@@ -40,6 +54,8 @@ def record_event(action: str, resource: str, *, outcome: str,
     config = resolve(project=project)
     if config is None:
         return
+    from mlward.ledger.entry import Event
+
     event = Event(action=action, resource=resource, outcome=outcome,
                   digests=dict(digests or {}), details=dict(details or {}))
     with open_ledger(project=project) as ledger:

@@ -15,13 +15,16 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlward.io import atomic_write_text
 from mlward.ledger.errors import LedgerError
-from mlward.ledger.ledger import Ledger
-from mlward.ledger.note import NoteSigner, NoteVerifier
-from mlward.ledger.store import open_store
+
+if TYPE_CHECKING:
+    from mlward.ledger.ledger import Ledger
+
+# The ledger machinery (cryptography, database drivers) is imported only when a ledger is
+# actually opened: finding out that there is none must stay cheap for every command.
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -92,6 +95,10 @@ def resolve(db: str | None = None, project: Path | None = None) -> LedgerConfig 
 
 
 def open_ledger(db: str | None = None, project: Path | None = None) -> Ledger:
+    from mlward.ledger.ledger import Ledger
+    from mlward.ledger.note import NoteSigner, NoteVerifier
+    from mlward.ledger.store import open_store
+
     """Open the configured ledger; LedgerError when there is none or it is broken."""
     config = resolve(db, project)
     if config is None:
@@ -122,6 +129,9 @@ def _toml_string(text: str) -> str:
 
 
 def init_project(root: Path, *, db: str | None = None, origin: str | None = None) -> Ledger:
+    from mlward.ledger.note import NoteSigner
+    from mlward.ledger.store import open_store
+
     """Create ``root/.mlward`` with its configuration, a new Ed25519 ledger key and the ledger.
 
     With ``db`` a PostgreSQL URL the ledger lives there; a team ledger that already has an
