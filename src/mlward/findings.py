@@ -7,6 +7,7 @@ code that formats or records it.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -193,7 +194,8 @@ class Report:
         return max((f.severity for f in self.findings), default=None)
 
     def verdicts(self) -> dict[str, Verdict]:
-        """A verdict per top-level file that was examined, had findings or was inconclusive."""
+        """A verdict per file that was examined, had findings or was inconclusive, and per
+        folder examined as a whole (the worst verdict under it)."""
         out: dict[str, Verdict] = {}
         for e in self.examined:
             out.setdefault(e.location.path, Verdict.CLEAN)
@@ -203,6 +205,13 @@ class Report:
             v = (Verdict.DANGEROUS if f.severity >= Severity.HIGH
                  else Verdict.SUSPICIOUS if f.severity >= Severity.MEDIUM else Verdict.CLEAN)
             out[f.location.path] = _worse(out.get(f.location.path), v)
+        # A folder examined as a whole (a model repository) takes the worst verdict of
+        # everything under it.
+        for folder in {e.location.path for e in self.examined}:
+            prefix = folder.rstrip("/\\") + os.sep
+            under = [v for path, v in out.items() if path.startswith(prefix)]
+            for v in under:
+                out[folder] = _worse(out[folder], v)
         return out
 
     def exit_code(self, fail_on: Severity) -> int:

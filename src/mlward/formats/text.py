@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections import defaultdict
 
 from rich.console import Console
@@ -52,6 +53,14 @@ def render_text(report: Report, *, fail_on: Severity = Severity.HIGH, color: boo
                 console.print(f"           [dim]evidence:[/] {escape(f.evidence)}")
             if verbose and f.remediation:
                 console.print(f"           [dim]fix:[/] {escape(f.remediation)}")
+        console.print()
+
+    folders = sorted(p for p in verdicts if any(
+        k.startswith(p.rstrip(os.sep) + os.sep) for k in verdicts))
+    if folders:
+        console.print("[bold]Folders examined as a whole[/] (worst verdict under each):")
+        for p in folders:
+            console.print(f"  {escape(p)}  [{_VERDICT_STYLE[verdicts[p]]}]{verdicts[p]}[/]")
         console.print()
 
     inconclusive = report.inconclusive

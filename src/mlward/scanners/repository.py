@@ -9,7 +9,7 @@ What only makes sense for the folder as a whole:
   (analysed as in :mod:`mlward.scanners.templates`);
 - symbolic links that point outside the folder (a loader follows them);
 - a summary: the folder is recorded as examined, with the weight formats it holds, and
-  :func:`repository_verdicts` rolls the verdicts of everything under it up into one.
+  the report's verdicts give it the worst verdict of everything under it.
 
 Weight files are scanned by the engine one by one, by their own content, after this runs.
 """
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlward.findings import Location, Report, Verdict
+from mlward.findings import Location
 from mlward.rules import REPO_LINK_OUTSIDE, REPO_REMOTE_CODE
 from mlward.scanners.interface import DirectoryScanner, ScanContext
 from mlward.scanners.templates import report_template
@@ -156,20 +156,3 @@ class ModelRepositoryScanner(DirectoryScanner):
                 ctx.add(REPO_LINK_OUTSIDE.finding(
                     Location(str(entry)), f"symbolic link points outside the repository, to "
                     f"{target}", evidence=str(entry.readlink())))
-
-
-REPOSITORY_FORMATS = ("model-repository", "tf-savedmodel-folder")
-_ORDER = (Verdict.CLEAN, Verdict.SUSPICIOUS, Verdict.INCONCLUSIVE, Verdict.DANGEROUS)
-
-
-def repository_verdicts(report: Report) -> dict[str, Verdict]:
-    """One verdict per repository folder in ``report``: the worst of the files under it."""
-    folders = [e.location.path for e in report.examined
-               if e.format.startswith(REPOSITORY_FORMATS)]
-    verdicts = report.verdicts()
-    out: dict[str, Verdict] = {}
-    for folder in folders:
-        prefix = folder.rstrip(os.sep) + os.sep
-        under = [v for path, v in verdicts.items() if path == folder or path.startswith(prefix)]
-        out[folder] = max(under, key=_ORDER.index, default=Verdict.CLEAN)
-    return out

@@ -115,10 +115,11 @@ def test_one_report_across_all_formats(tmp_path, capsys, marker):
 def test_repository_verdict_rolls_up_its_files(tmp_path, marker):
     import mlward
     from mlward.findings import Verdict
-    from mlward.scanners.repository import repository_verdicts
 
     good = hf_repo(tmp_path / "good")
     bad = hf_repo(tmp_path / "bad")
     write_gguf(bad / "model.gguf", cve_2024_34359_payload(marker))
-    verdicts = repository_verdicts(mlward.scan([tmp_path]))
-    assert verdicts == {str(good): Verdict.CLEAN, str(bad): Verdict.DANGEROUS}
+    verdicts = mlward.scan([tmp_path]).verdicts()
+    assert verdicts[str(good)] == Verdict.CLEAN
+    assert verdicts[str(bad)] == Verdict.DANGEROUS
+    assert verdicts[str(bad / "model.gguf")] == Verdict.DANGEROUS

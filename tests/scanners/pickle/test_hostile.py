@@ -237,7 +237,7 @@ def test_text_is_not_taken_for_a_pickle(tmp_path: Path, text: bytes):
 
 def test_proto0_pickle_is_still_sniffed(tmp_path: Path):
     report = scan_bytes(tmp_path, pickle.dumps([1, "a"], protocol=0), "data.bin")
-    assert [e.format for e in report.examined] == ["pickle"]
+    assert "pickle" in [e.format for e in report.examined]
 
 
 def test_binary_data_starting_like_proto_is_not_a_pickle(tmp_path: Path):

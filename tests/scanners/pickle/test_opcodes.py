@@ -35,7 +35,7 @@ def test_plain_data_is_clean_at_every_protocol(tmp_path: Path, proto: int):
     report = scan_bytes(tmp_path, pickle.dumps(data, protocol=proto))
     assert report.findings == ()
     assert verdict(report) == "clean"
-    assert [e.format for e in report.examined] == ["pickle"]
+    assert "pickle" in [e.format for e in report.examined]  # text ones get a secrets pass
 
 
 @pytest.mark.parametrize("proto", range(6))
