@@ -181,6 +181,8 @@ class PickleScanner(Scanner):
 
     name = "pickle"
     priority = 800
+    # A protocol-0 pickle is ASCII, but it is serialized data, not configuration: no secrets pass.
+    covers = frozenset({"text"})
 
     def sniff(self, source: Source) -> bool:
         with _open(source) as f:
