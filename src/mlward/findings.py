@@ -207,12 +207,29 @@ class Report:
             out[f.location.path] = _worse(out.get(f.location.path), v)
         # A folder examined as a whole (a model repository) takes the worst verdict of
         # everything under it.
-        for folder in {e.location.path for e in self.examined}:
-            prefix = folder.rstrip("/\\") + os.sep
-            under = [v for path, v in out.items() if path.startswith(prefix)]
-            for v in under:
-                out[folder] = _worse(out[folder], v)
+        for path, folder in self._folder_links(out):
+            out[folder] = _worse(out[folder], out[path])
         return out
+
+    def folders(self) -> list[str]:
+        """Folders examined as a whole (model repositories), sorted."""
+        return sorted({folder for _, folder in self._folder_links(self._paths())})
+
+    def _paths(self) -> dict[str, None]:
+        items: list[Examined | Skipped | Finding] = [*self.examined, *self.skipped, *self.findings]
+        return dict.fromkeys(item.location.path for item in items)
+
+    def _folder_links(self, paths: Mapping[str, object]) -> list[tuple[str, str]]:
+        """(path, folder) for every path under an examined folder (ancestors walked up)."""
+        examined = {e.location.path for e in self.examined}
+        links = []
+        for path in paths:
+            child, parent = path, os.path.dirname(path)  # noqa: PTH120 (plain strings, hot loop)
+            while parent and parent != child:
+                if parent in examined:
+                    links.append((path, parent))
+                child, parent = parent, os.path.dirname(parent)  # noqa: PTH120
+        return links
 
     def exit_code(self, fail_on: Severity) -> int:
         """0 nothing at or above ``fail_on``; 1 findings at or above it; 2 inconclusive."""

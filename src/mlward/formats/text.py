@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections import defaultdict
 
 from rich.console import Console
@@ -55,8 +54,7 @@ def render_text(report: Report, *, fail_on: Severity = Severity.HIGH, color: boo
                 console.print(f"           [dim]fix:[/] {escape(f.remediation)}")
         console.print()
 
-    folders = sorted(p for p in verdicts if any(
-        k.startswith(p.rstrip(os.sep) + os.sep) for k in verdicts))
+    folders = report.folders()
     if folders:
         console.print("[bold]Folders examined as a whole[/] (worst verdict under each):")
         for p in folders:

@@ -17,7 +17,7 @@ Digest labels name exactly how a digest was computed, so a verifier recomputes i
 
 Memory is bounded: each worker thread reads into one reusable buffer of ``CHUNK`` bytes with
 ``os.preadv`` (never ``mmap``: a file truncated under a mapping kills the process with SIGBUS),
-plus two read-ahead buffers for a large file under BLAKE3.
+plus two 16 MiB read-ahead buffers for a large file under BLAKE3.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
 """
@@ -37,8 +37,9 @@ from typing import Any
 from mlward.errors import MissingExtra
 from mlward.provenance.errors import FileChangedError, ProvenanceError
 
-CHUNK = 4 << 20
-PIPELINE_MIN = 8 * CHUNK
+CHUNK = 1 << 20
+READ_AHEAD_CHUNK = 16 << 20
+PIPELINE_MIN = 2 * READ_AHEAD_CHUNK
 DEFAULT_SHARD_SIZE = 64 << 20
 ALGORITHMS = ("sha256", "blake3")
 _SHARDED_PREFIX = "sha256-sharded-"
@@ -138,10 +139,12 @@ def _hash_range(job: FileJob, hasher: Any, start: int, end: int) -> None:
 
 def _read_ahead(job: FileJob, fd: int, hasher: Any, start: int, end: int) -> None:
     """Read the next chunk on a helper thread while ``hasher`` (BLAKE3, itself multithreaded)
-    hashes the current one: two buffers of ``CHUNK`` bytes."""
-    buffers = (memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK)))
+    hashes the current one: two buffers of ``READ_AHEAD_CHUNK`` bytes (large chunks let
+    BLAKE3 spread each one over all cores)."""
+    size = READ_AHEAD_CHUNK
+    buffers = (memoryview(bytearray(size)), memoryview(bytearray(size)))
     with ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(os.preadv, fd, [buffers[0][:min(CHUNK, end - start)]], start)
+        pending = reader.submit(os.preadv, fd, [buffers[0][:min(size, end - start)]], start)
         pos, which = start, 0
         while pos < end:
             n = pending.result()
@@ -149,7 +152,7 @@ def _read_ahead(job: FileJob, fd: int, hasher: Any, start: int, end: int) -> Non
                 raise FileChangedError(str(job.path), "it became shorter")
             current, pos, which = buffers[which], pos + n, 1 - which
             if pos < end:
-                pending = reader.submit(os.preadv, fd, [buffers[which][:min(CHUNK, end - pos)]],
+                pending = reader.submit(os.preadv, fd, [buffers[which][:min(size, end - pos)]],
                                         pos)
             hasher.update(current[:n])
 
