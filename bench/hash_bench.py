@@ -3,7 +3,7 @@ hashlib and model_signing's hashing, on one 4 GiB file and on 20,000 small files
 
 Each tool runs as a subprocess through GNU time (peak RSS, CPU time); wall time is measured
 here. Inputs are generated into ``bench/out/hash/`` (reused on later runs) and read once before
-the runs so the page cache is warm. The machine's parallel limit for SHA-256 (cores x one
+each run so the page cache is warm. The machine's parallel limit for SHA-256 (cores x one
 core's hashlib rate on an in-memory buffer) is measured in the same run.
 
 Run it from the bench venv (``bash bench/setup.sh`` makes it)::
@@ -162,6 +162,7 @@ class Result:
 def measure(tool: Tool, case: Case, repeat: int) -> Result:
     best: Result | None = None
     for _ in range(repeat):
+        warm(case.path)  # others' work on the machine may have evicted it since
         with tempfile.NamedTemporaryFile("r", suffix=".time") as stats:
             start = time.perf_counter()
             proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", stats.name, *tool.argv],
@@ -252,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
-            warm(case.path)
             for tool in tools(case, Path(tmp)):
                 if args.tools and not any(tool.name.startswith(t)
                                           for t in args.tools.split(",")):

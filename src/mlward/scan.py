@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -38,12 +40,17 @@ class _NullObserver:
         pass
 
 
+PARALLEL_MIN_FILES = 64
+"""Below this many files, worker processes cost more than they save."""
+
+
 def scan(paths: Iterable[str | os.PathLike[str]], *, limits: Limits | None = None,
-         observer: ScanObserver | None = None) -> Report:
+         observer: ScanObserver | None = None, jobs: int | None = None) -> Report:
     """Scan files and folders (recursively) and return one :class:`Report`.
 
-    Raises :class:`~mlward.errors.ScanError` only when an input does not exist; problems
-    inside files are reported as findings or inconclusive skips.
+    ``jobs`` worker processes share the files (default: one per available core; 1 scans in
+    this process). Raises :class:`~mlward.errors.ScanError` only when an input does not
+    exist; problems inside files are reported as findings or inconclusive skips.
     """
     inputs = [Path(p) for p in paths]
     for p in inputs:
@@ -54,9 +61,13 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, limits: Limits | None = Non
     started = datetime.now(timezone.utc)
     files = list(engine.walk(inputs))
     obs.on_start(len(files))
-    for path, display in files:
-        engine.scan_file(path, display)
-        obs.on_file(display)
+    workers = min(jobs or _available_cores(), len(files) // (PARALLEL_MIN_FILES // 2))
+    if workers > 1 and len(files) >= PARALLEL_MIN_FILES:
+        _scan_in_workers(engine, files, workers, obs)
+    else:
+        for path, display in files:
+            engine.scan_file(path, display)
+            obs.on_file(display)
     return Report(
         findings=tuple(sort_findings(_dedupe(engine.findings))),
         skipped=tuple(engine.skipped),
@@ -66,6 +77,50 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, limits: Limits | None = Non
         version=__version__,
         inputs=tuple(str(p) for p in inputs),
     )
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_Results = tuple[list[Finding], list[Skipped], list[Examined]]
+
+
+def _scan_chunk(limits: Limits, files: list[tuple[Path, str]]) -> _Results:
+    engine = _Engine(limits)
+    for path, display in files:
+        engine.scan_file(path, display)
+    return engine.findings, engine.skipped, engine.examined_items
+
+
+def _scan_in_workers(engine: _Engine, files: list[tuple[Path, str]], workers: int,
+                     obs: ScanObserver) -> None:
+    """Scan ``files`` in forked worker processes (scanners already imported), in chunks.
+
+    A worker that dies (a native library crashing on a hostile file) costs only its
+    chunk, whose files are reported as inconclusive; results merge in input order.
+    """
+    size = max(8, len(files) // (workers * 8))
+    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(_scan_chunk, engine.limits, chunk) for chunk in chunks]
+        for chunk, future in zip(chunks, futures, strict=True):
+            try:
+                findings, skipped, examined = future.result()
+            except Exception as exc:  # the worker process died
+                for _, display in chunk:
+                    engine.skip(Location(display), f"scanner process failed: {exc!r}",
+                                inconclusive=True)
+            else:
+                engine.findings.extend(findings)
+                engine.skipped.extend(skipped)
+                engine.examined_items.extend(examined)
+            for _, display in chunk:
+                obs.on_file(display)
 
 
 def _dedupe(findings: list[Finding]) -> Iterator[Finding]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlward.cli.scan import add_report_options, emit
 from mlward.errors import UsageError
 from mlward.io import atomic_write_text
-from mlward.vulndb import MergedSource, VulnSource, configured_path, exported_zip, local_source
+
+if TYPE_CHECKING:
+    from mlward.vulndb import VulnSource
+# The vulnerability database code is imported by the commands that use it, not at start-up.
 
 
 def register(sub: Any) -> None:
@@ -82,6 +85,8 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
 
 
 def vuln_source(args: argparse.Namespace) -> VulnSource | None:
+    from mlward.vulndb import MergedSource, configured_path, local_source
+
     sources: list[VulnSource] = []
     paths = args.vuln_db or ([p] if (p := configured_path()) is not None else [])
     sources.extend(local_source(p) for p in paths)
@@ -107,6 +112,7 @@ def run_deps(args: argparse.Namespace) -> int:
 
 
 def run_update(args: argparse.Namespace) -> int:
+    from mlward.vulndb import exported_zip
     from mlward.vulndb.index import open_index
     from mlward.vulndb.online import download_export
 
@@ -119,6 +125,7 @@ def run_update(args: argparse.Namespace) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    from mlward.vulndb import configured_path
     from mlward.vulndb.index import open_index
 
     path = args.path or configured_path()

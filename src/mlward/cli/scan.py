@@ -23,6 +23,8 @@ def register(sub: Any) -> None:
         "2 usage error, or a file that could not be fully examined (inconclusive).",
     )
     add_report_options(p)
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="worker processes for many files (default: one per core; 1 = none)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
     p.set_defaults(func=run)
 
@@ -81,5 +83,5 @@ def run(args: argparse.Namespace) -> int:
     from mlward.cli.progress import progress_observer
 
     with progress_observer(enabled=not args.quiet) as observer:
-        report = scan(args.paths, observer=observer)
+        report = scan(args.paths, observer=observer, jobs=args.jobs)
     return emit(report, args)

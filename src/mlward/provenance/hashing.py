@@ -17,7 +17,7 @@ Digest labels name exactly how a digest was computed, so a verifier recomputes i
 
 Memory is bounded: each worker thread reads into one reusable buffer of ``CHUNK`` bytes with
 ``os.preadv`` (never ``mmap``: a file truncated under a mapping kills the process with SIGBUS),
-plus two 16 MiB read-ahead buffers for a large file under BLAKE3.
+plus two read-ahead buffers of ``READ_AHEAD_CHUNK`` bytes for a large file under BLAKE3.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
 """
@@ -38,7 +38,7 @@ from mlward.errors import MissingExtra
 from mlward.provenance.errors import FileChangedError, ProvenanceError
 
 CHUNK = 1 << 20
-READ_AHEAD_CHUNK = 16 << 20
+READ_AHEAD_CHUNK = 4 << 20
 PIPELINE_MIN = 2 * READ_AHEAD_CHUNK
 DEFAULT_SHARD_SIZE = 64 << 20
 ALGORITHMS = ("sha256", "blake3")
