@@ -87,6 +87,8 @@ def _available_cores() -> int:
 
 
 _Results = tuple[list[Finding], list[Skipped], list[Examined]]
+# Workers are forked so that they start with the scanners already imported.
+_FORK = multiprocessing.get_context("fork")
 
 
 def _scan_chunk(limits: Limits, files: list[tuple[Path, str]]) -> _Results:
@@ -100,27 +102,44 @@ def _scan_in_workers(engine: _Engine, files: list[tuple[Path, str]], workers: in
                      obs: ScanObserver) -> None:
     """Scan ``files`` in forked worker processes (scanners already imported), in chunks.
 
-    A worker that dies (a native library crashing on a hostile file) costs only its
-    chunk, whose files are reported as inconclusive; results merge in input order.
+    A worker that dies (a native library crashing on a hostile file) breaks the pool: the
+    chunks it took down are scanned again, each in a process of its own and then file by
+    file, so that only the file that kills its process ends up inconclusive. Results merge
+    in input order.
     """
     size = max(8, len(files) // (workers * 8))
     chunks = [files[i:i + size] for i in range(0, len(files), size)]
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_FORK) as pool:
         futures = [pool.submit(_scan_chunk, engine.limits, chunk) for chunk in chunks]
         for chunk, future in zip(chunks, futures, strict=True):
             try:
-                findings, skipped, examined = future.result()
-            except Exception as exc:  # the worker process died
-                for _, display in chunk:
-                    engine.skip(Location(display), f"scanner process failed: {exc!r}",
-                                inconclusive=True)
+                results = future.result()
+            except Exception:  # a worker process died
+                _scan_isolated(engine, chunk)
             else:
-                engine.findings.extend(findings)
-                engine.skipped.extend(skipped)
-                engine.examined_items.extend(examined)
+                _merge(engine, results)
             for _, display in chunk:
                 obs.on_file(display)
+
+
+def _scan_isolated(engine: _Engine, chunk: list[tuple[Path, str]]) -> None:
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_FORK) as pool:
+            _merge(engine, pool.submit(_scan_chunk, engine.limits, chunk).result())
+    except Exception as exc:
+        if len(chunk) > 1:
+            for item in chunk:
+                _scan_isolated(engine, [item])
+        else:
+            engine.skip(Location(chunk[0][1]), f"the scanner process died on this file "
+                        f"({type(exc).__name__})", inconclusive=True)
+
+
+def _merge(engine: _Engine, results: _Results) -> None:
+    findings, skipped, examined = results
+    engine.findings.extend(findings)
+    engine.skipped.extend(skipped)
+    engine.examined_items.extend(examined)
 
 
 def _dedupe(findings: list[Finding]) -> Iterator[Finding]:
