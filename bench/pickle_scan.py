@@ -160,6 +160,12 @@ class Tool:
     name: str
     argv: Callable[[Case, Path], list[str]]  # (case, report file) -> command line
     verdict: Callable[[str, Path], str]  # (output, report file) -> one-line summary
+    folders_only: bool = False  # a variant that differs from its default only on folders
+
+
+def is_mlward(tool: Tool) -> bool:
+    """mlward or one of its variants (the ratios compare peers with mlward's default)."""
+    return tool.name.startswith("mlward")
 
 
 def _bin(name: str) -> str:
@@ -233,6 +239,12 @@ TOOLS = [
     Tool("mlward",
          lambda c, r: [_bin("mlward"), "scan", "-q", "-f", "json", "-o", str(r), str(c.path)],
          _mlward_verdict),
+    # mlward scans a folder's files in one worker process per core by default (fork); peak RSS
+    # is per process, so the single-process run shows its memory (and CPU) without the pool.
+    Tool("mlward-j1",
+         lambda c, r: [_bin("mlward"), "scan", "-q", "-j", "1", "-f", "json", "-o", str(r),
+                       str(c.path)],
+         _mlward_verdict, folders_only=True),
     Tool("picklescan",
          lambda c, r: [_bin("picklescan"), "-p", str(c.path)],
          _picklescan_verdict),
@@ -318,7 +330,7 @@ def render(cases: list[Case], runs: list[Run], command: str) -> str:
     first, last = min(r.measured for r in runs), max(r.measured for r in runs)
     when = f"{first[:10]} {first[11:16]}–{last[11:16]} UTC"
     loads = sorted(r.load for r in runs)
-    versions = ", ".join(f"{t.name} {version(t.name)}" for t in TOOLS)
+    versions = ", ".join(f"{t.name} {version(t.name)}" for t in TOOLS if not t.folders_only)
     lines = [
         f"Measured {when} on {machine()}; the 1-minute load average was "
         f"{loads[0]:.1f}–{loads[-1]:.1f} during the runs (other work shares the machine, so "
@@ -348,7 +360,7 @@ def render(cases: list[Case], runs: list[Run], command: str) -> str:
             r = by.get((case.name, t.name))
             if r is None:
                 continue
-            rel = [ratio(getattr(r, k), getattr(ours, k)) if ours and t.name != "mlward" else ""
+            rel = [ratio(getattr(r, k), getattr(ours, k)) if ours and not is_mlward(t) else ""
                    for k in ("wall_s", "cpu_s", "peak_rss_mib")]
             exit_code = "killed" if r.exit_code is None else str(r.exit_code)
             lines.append(f"| {t.name} | {r.wall_s:.2f} | {r.cpu_s:.2f} | {r.peak_rss_mib:,.0f} "
@@ -386,7 +398,7 @@ def target_check(cases: list[Case], by: dict[tuple[str, str], Run]) -> list[str]
     out = ["Target check (computed from the tables above):", ""]
     for case in (c for c in cases if c.name != "evil"):  # evil checks verdicts, not speed
         ours = by.get((case.name, "mlward"))
-        peers = [r for t in TOOLS if t.name != "mlward" and (r := by.get((case.name, t.name)))]
+        peers = [r for t in TOOLS if not is_mlward(t) and (r := by.get((case.name, t.name)))]
         if ours is None or not peers:
             continue
         as_fast = [r.tool for r in peers if r.wall_s <= ours.wall_s or r.cpu_s <= ours.cpu_s]
@@ -441,12 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         case.ensure()
     tools = [t for t in TOOLS if t.name in wanted_tools]
     # Warm-up, not measured: each tool's first run compiles bytecode and pages in libraries.
-    for tool in tools:
+    for tool in (t for t in tools if not t.folders_only):
         measure(tool, evil, args.out, args.timeout)
     runs: list[Run] = []
     for case in chosen:
         warm_page_cache(case.path)
-        for tool in tools:
+        for tool in (t for t in tools if case.path.is_dir() or not t.folders_only):
             run = measure(tool, case, args.out, args.timeout)
             print(f"{case.name:11} {tool.name:11} {run.wall_s:8.2f} s {run.peak_rss_mib:8.0f} "
                   f"MiB  exit {run.exit_code}  {run.verdict}", file=sys.stderr, flush=True)
