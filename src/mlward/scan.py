@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mlward._version import __version__
 from mlward.errors import ScanError
@@ -18,6 +16,9 @@ from mlward.rules import SCANNER_CRASH
 from mlward.scanners import load_scanners
 from mlward.scanners.interface import DirectoryScanner, Limits, ScanContext, Scanner
 from mlward.sources import Source
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 # Folders that hold tooling state, not project content.
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache",
@@ -87,8 +88,6 @@ def _available_cores() -> int:
 
 
 _Results = tuple[list[Finding], list[Skipped], list[Examined]]
-# Workers are forked so that they start with the scanners already imported.
-_FORK = multiprocessing.get_context("fork")
 
 
 def _scan_chunk(limits: Limits, files: list[tuple[Path, str]]) -> _Results:
@@ -109,7 +108,7 @@ def _scan_in_workers(engine: _Engine, files: list[tuple[Path, str]], workers: in
     """
     size = max(8, len(files) // (workers * 8))
     chunks = [files[i:i + size] for i in range(0, len(files), size)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_FORK) as pool:
+    with _pool(workers) as pool:
         futures = [pool.submit(_scan_chunk, engine.limits, chunk) for chunk in chunks]
         for chunk, future in zip(chunks, futures, strict=True):
             try:
@@ -124,7 +123,7 @@ def _scan_in_workers(engine: _Engine, files: list[tuple[Path, str]], workers: in
 
 def _scan_isolated(engine: _Engine, chunk: list[tuple[Path, str]]) -> None:
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=_FORK) as pool:
+        with _pool(1) as pool:
             _merge(engine, pool.submit(_scan_chunk, engine.limits, chunk).result())
     except Exception as exc:
         if len(chunk) > 1:
@@ -133,6 +132,14 @@ def _scan_isolated(engine: _Engine, chunk: list[tuple[Path, str]]) -> None:
         else:
             engine.skip(Location(chunk[0][1]), f"the scanner process died on this file "
                         f"({type(exc).__name__})", inconclusive=True)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # Forked, so that workers start with the scanners already imported.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
 
 
 def _merge(engine: _Engine, results: _Results) -> None:

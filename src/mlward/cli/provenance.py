@@ -8,13 +8,22 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mlward.cli import lazy_module
 from mlward.errors import MlwardError
 from mlward.ledger import record_event
-from mlward.provenance import chain, dsse, keys, lineage, manifest, oms
+from mlward.provenance import KEY_TYPES
 from mlward.provenance.errors import ProvenanceError
 from mlward.provenance.hashing import ALGORITHMS, DEFAULT_SHARD_SIZE, HashSpec
+
+if TYPE_CHECKING:
+    from mlward.provenance import chain, dsse, keys, lineage, manifest, oms
+else:
+    # Loaded on first use, so that other commands do not pay for cryptography at start-up.
+    chain, dsse, keys, lineage, manifest, oms = (
+        lazy_module(f"mlward.provenance.{name}")
+        for name in ("chain", "dsse", "keys", "lineage", "manifest", "oms"))
 
 EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
 
@@ -27,7 +36,7 @@ def register(sub: Any) -> None:
                        description="Write PREFIX.key (private, mode 0600) and PREFIX.pub.")
     p.add_argument("-o", "--output", metavar="PREFIX", type=Path, default=Path("mlward-signing"),
                    help="file name prefix (default: mlward-signing)")
-    p.add_argument("--type", choices=keys.KEY_TYPES, default="ecdsa-p256",
+    p.add_argument("--type", choices=KEY_TYPES, default="ecdsa-p256",
                    help="key type (default: ecdsa-p256; OMS signatures need ecdsa-p256)")
     p.add_argument("--trust", metavar="FILE", nargs="?", const="",
                    help="also add the public key to the trust file "

@@ -9,4 +9,7 @@ from __future__ import annotations
 
 from mlward.provenance.errors import FileChangedError, ProvenanceError
 
-__all__ = ["FileChangedError", "ProvenanceError"]
+KEY_TYPES = ("ecdsa-p256", "ed25519")
+"""Signing key types ``mlward keygen`` makes (the ones OMS verifiers accept are NIST curves)."""
+
+__all__ = ["KEY_TYPES", "FileChangedError", "ProvenanceError"]

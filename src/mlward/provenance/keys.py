@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mlward.io import atomic_write_bytes
+from mlward.provenance import KEY_TYPES
 from mlward.provenance.errors import ProvenanceError
 
-KEY_TYPES = ("ecdsa-p256", "ed25519")
 MAX_KEY_FILE = 1 << 20
 _PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----\s*", re.S)
 

@@ -7,7 +7,6 @@ third-party scanner published under the ``mlward.scanners`` entry-point group.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 
 from mlward.scanners.interface import DIRECTORY_SCANNERS, SCANNERS, DirectoryScanner, Scanner
 
@@ -39,6 +38,8 @@ def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
     if not _loaded:
         for module in BUILTIN:
             importlib.import_module(module)
+        from importlib.metadata import entry_points
+
         for ep in entry_points(group="mlward.scanners"):
             ep.load()
         _loaded = True
