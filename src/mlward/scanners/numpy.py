@@ -12,11 +12,11 @@ import ast
 import struct
 from typing import Any
 
-from mlward.scanners.archive import is_zip
+from mlward.scanners.archive import ZipScanner, is_zip
 from mlward.scanners.interface import ScanContext, Scanner
 from mlward.scanners.pickle import scan_pickle_stream
 from mlward.sources import Source
-from mlward.sources.archives import ZipArchive, too_deep, zip_names
+from mlward.sources.archives import zip_names
 
 MAGIC = b"\x93NUMPY"
 MAX_HEADER = 1 << 20
@@ -90,8 +90,11 @@ class NpyScanner(Scanner):
             scan_pickle_stream(f, source.location, ctx)
 
 
-class NpzScanner(Scanner):
-    """``np.savez`` / ``np.savez_compressed``: a zip whose members are all ``.npy``."""
+class NpzScanner(ZipScanner):
+    """``np.savez`` / ``np.savez_compressed``: a zip whose members are all ``.npy``.
+
+    Read like any zip (each member by content); recognised first so the report names it.
+    """
 
     name = "numpy-npz"
     priority = 160
@@ -100,16 +103,3 @@ class NpzScanner(Scanner):
         names = zip_names(source) if is_zip(source) else None
         files = [n for n in names or [] if not n.endswith("/")]
         return bool(files) and all(n.endswith(".npy") for n in files)
-
-    def scan(self, source: Source, ctx: ScanContext) -> None:
-        ctx.examined(source.location, self.name)
-        if too_deep(ctx, source.location):
-            return
-        archive = ZipArchive.open(source, ctx)
-        if archive is None:
-            return
-        try:
-            for info in archive.members:
-                archive.dispatch_member(info)
-        finally:
-            archive.close()
