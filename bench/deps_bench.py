@@ -78,7 +78,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, object
 def mlward_matching_only(req: Path, cache: Path) -> float:
     """Seconds for parse + lookup + match of the requirements, in-process, index warm."""
     os.environ["MLWARD_CACHE"] = str(cache)
-    from mlward.scanners.deps import check_dependencies, read_dependencies
+    from mlward.scanners.deps.check import check_dependencies, read_dependencies
     from mlward.vulndb import local_source
 
     source = local_source(OSV)

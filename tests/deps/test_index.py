@@ -12,7 +12,7 @@ import pytest
 
 from mlward.findings import Location
 from mlward.scan import scan
-from mlward.scanners.deps import check_dependencies
+from mlward.scanners.deps.check import check_dependencies
 from mlward.scanners.deps.model import Dependency
 from mlward.vulndb import open_index
 from mlward.vulndb.index import index_path

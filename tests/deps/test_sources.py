@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlward.scanners.deps import read_dependencies
+from mlward.scanners.deps.check import read_dependencies
 from mlward.scanners.deps.manifests import installed_distributions, poetry_constraint
 from mlward.scanners.deps.model import DependencyError
 from mlward.scanners.deps.requirements import split_pip_install

@@ -22,7 +22,7 @@ from mlward.findings import Severity
 from mlward.vulndb.match import parse_version
 
 if TYPE_CHECKING:
-    from mlward.scanners.deps import DependencyResult
+    from mlward.scanners.deps.check import DependencyResult
 
 _SEVERITY = {Severity.CRITICAL: "critical", Severity.HIGH: "high", Severity.MEDIUM: "medium",
              Severity.LOW: "low", Severity.INFO: "info"}

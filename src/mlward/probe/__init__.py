@@ -211,8 +211,8 @@ def findings_for(r: ProbeResult, source: VulnSource | None) -> tuple[list[Findin
             notes.append("vulnerability data not available: the version was not matched "
                          "(use --vuln-db or --online)")
         else:
-            from mlward.scanners.deps import DependencyResult, check_dependencies
-            from mlward.scanners.deps import findings_for as dependency_findings
+            from mlward.scanners.deps.check import DependencyResult, check_dependencies
+            from mlward.scanners.deps.check import findings_for as dependency_findings
             from mlward.scanners.deps.model import Dependency
 
             dep = Dependency(r.package, loc, f"=={r.version}", origin="probe")

@@ -20,8 +20,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlward.findings import Finding, Location, Severity
 from mlward.rules import (
     GRADIO_SHARE,
@@ -475,6 +473,8 @@ def check_file(path: Path, loc: Location) -> tuple[str, list[Finding]] | None:
                       for f in check_command(cmd, loc.at(line=n))]
     if kind == "python":
         return kind, check_python(text, loc)
+    import yaml  # imported here: only YAML configs need it
+
     budget = _Budget()
     try:
         docs = list(itertools.islice(yaml.safe_load_all(text), 1000))

@@ -7,15 +7,26 @@ data, and callers must say the dependencies were not checked.
 
 from __future__ import annotations
 
-import os
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mlward.vulndb.index import LocalIndex, cache_dir, fingerprint, open_index
-from mlward.vulndb.records import Advisory
+from mlward.vulndb.config import configured_path, exported_zip
 
-EXPORT_NAME = "osv-PyPI-all.zip"
+if TYPE_CHECKING:
+    from mlward.vulndb.index import LocalIndex, open_index
+    from mlward.vulndb.records import Advisory
+
+# The index (sqlite3, packaging, YAML) loads on first use (PEP 562): a scan asks
+# ``configured_path`` for every tree, and most trees hold no dependency file.
+_LAZY = {"LocalIndex": "index", "open_index": "index", "Advisory": "records"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"mlward.vulndb.{_LAZY[name]}"), name)
+    raise AttributeError(name)
 
 
 class VulnSource(Protocol):
@@ -25,20 +36,6 @@ class VulnSource(Protocol):
     def description(self) -> str: ...
 
     def advisories_for(self, names: Iterable[str]) -> dict[str, list[Advisory]]: ...
-
-
-def exported_zip() -> Path:
-    """Where ``mlward vulndb update`` keeps OSV's PyPI export."""
-    return cache_dir() / EXPORT_NAME
-
-
-def configured_path(explicit: Path | None = None) -> Path | None:
-    """The local OSV source to use, or None when none is configured or downloaded."""
-    if explicit is not None:
-        return explicit
-    if env := os.environ.get("MLWARD_VULN_DB"):
-        return Path(env)
-    return exported_zip() if exported_zip().exists() else None
 
 
 class MergedSource:
@@ -66,6 +63,8 @@ _OPEN: dict[Path, LocalIndex] = {}
 
 def local_source(path: Path) -> LocalIndex:
     """The index of ``path``, opened once per process and rebuilt if the data changed."""
+    from mlward.vulndb.index import fingerprint, open_index
+
     key = Path(path).resolve()
     index = _OPEN.get(key)
     if index is None or index.meta().get("fingerprint") != fingerprint(key):

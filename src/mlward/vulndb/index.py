@@ -19,17 +19,11 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from mlward.errors import UsageError
+from mlward.vulndb.config import cache_dir
 from mlward.vulndb.load import LoadStats, load_advisories
 from mlward.vulndb.records import Advisory
 
 INDEX_FORMAT = "1"
-
-
-def cache_dir() -> Path:
-    if env := os.environ.get("MLWARD_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlward"
 
 
 def fingerprint(source: Path) -> str:

@@ -14,8 +14,8 @@ from mlward._version import __version__
 from mlward.errors import ScanError
 from mlward.findings import Examined, Location, Report, Skipped, sort_findings
 from mlward.scan import SKIP_DIRS
-from mlward.scanners.deps import (
-    NO_DATA,
+from mlward.scanners.deps import NO_DATA
+from mlward.scanners.deps.check import (
     DependencyResult,
     check_dependencies,
     findings_for,

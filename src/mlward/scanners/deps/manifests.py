@@ -13,10 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from importlib import metadata
 from typing import Any
-
-import yaml
 
 from mlward.findings import Location
 from mlward.scanners.deps.model import Dependency, DependencyError
@@ -194,6 +191,8 @@ _CONDA_SPEC = re.compile(r"^([A-Za-z0-9_.\-]+)\s*(==|=|>=|<=|>|<|!=)?\s*([^=\s]*
 
 
 def parse_conda_environment(text: str, display: str) -> list[Dependency]:
+    import yaml  # imported here: most scans never meet a conda file
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -256,6 +255,8 @@ def notebook_pip_lines(text: str, display: str) -> list[Dependency]:
 
 
 def installed_distributions(paths: list[str] | None = None) -> list[Dependency]:
+    from importlib import metadata
+
     """The distributions installed on ``paths`` (default: this interpreter's ``sys.path``)."""
     deps = []
     seen = set()
