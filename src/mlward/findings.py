@@ -220,16 +220,20 @@ class Report:
         return dict.fromkeys(item.location.path for item in items)
 
     def _folder_links(self, paths: Mapping[str, object]) -> list[tuple[str, str]]:
-        """(path, folder) for every path under an examined folder (ancestors walked up)."""
+        """(path, folder) for every path under an examined folder."""
         examined = {e.location.path for e in self.examined}
-        links = []
-        for path in paths:
-            child, parent = path, os.path.dirname(path)  # noqa: PTH120 (plain strings, hot loop)
-            while parent and parent != child:
-                if parent in examined:
-                    links.append((path, parent))
-                child, parent = parent, os.path.dirname(parent)  # noqa: PTH120
-        return links
+        above: dict[str, list[str]] = {}  # directory -> examined folders at or above it
+
+        def folders_above(directory: str) -> list[str]:
+            if directory not in above:
+                parent = os.path.dirname(directory)  # noqa: PTH120 (plain strings, hot loop)
+                here = [directory] if directory in examined else []
+                above[directory] = here + (
+                    folders_above(parent) if parent and parent != directory else [])
+            return above[directory]
+
+        return [(path, folder) for path in paths
+                for folder in folders_above(os.path.dirname(path))]  # noqa: PTH120
 
     def exit_code(self, fail_on: Severity) -> int:
         """0 nothing at or above ``fail_on``; 1 findings at or above it; 2 inconclusive."""
