@@ -26,7 +26,7 @@ BUILTIN = [
     "mlward.scanners.devtools",
     "mlward.scanners.notebook",
     "mlward.scanners.code",
-    "mlward.scanners.secrets",
+    "mlward.scanners.secrets.text",
 ]
 
 _loaded = False

@@ -479,7 +479,7 @@ class PythonScanner(Scanner):
         return (named or shebang) and looks_like_text(head)
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
-        from mlward.scanners.secrets import baseline_for, report_secrets
+        from mlward.scanners.secrets.report import baseline_for, report_secrets
 
         ctx.examined(source.location, self.name)
         if source.size is not None and source.size > MAX_PYTHON_BYTES:

@@ -12,8 +12,8 @@ from conftest import HEX, code, notebook, rand, result, stream, tokens, write_nb
 from mlward.findings import Severity
 from mlward.formats import render
 from mlward.scan import scan
-from mlward.scanners.secrets import find_secrets, mask
 from mlward.scanners.secrets.detect import redact_secrets
+from mlward.scanners.secrets.report import find_secrets, mask
 
 TOKENS = tokens()
 
@@ -144,7 +144,7 @@ def test_inline_allowlist_and_baseline(tmp_path: Path) -> None:
     (tmp_path / ".mlward").mkdir()
     (tmp_path / ".mlward" / "secrets-baseline.json").write_text(
         json.dumps({"allow": [{"fingerprint": fp, "note": "revoked test key"}]}))
-    from mlward.scanners.secrets import _baseline_in
+    from mlward.scanners.secrets.report import _baseline_in
     _baseline_in.cache_clear()
     assert [f for f in scan([src]).findings if f.rule_id == "MW401"] == []
 

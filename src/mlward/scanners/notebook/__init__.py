@@ -23,8 +23,6 @@ from mlward.scanners.code import (
 )
 from mlward.scanners.interface import ScanContext, Scanner
 from mlward.scanners.notebook.read import MAX_NOTEBOOK_BYTES, Walk, load_notebook, walk
-from mlward.scanners.secrets import baseline_for, report_pii, report_secrets
-from mlward.scanners.secrets.detect import require_engine
 from mlward.sources import Source
 
 _HEAD = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\{\s*"(?:cells|worksheets|metadata|nbformat'
@@ -68,6 +66,9 @@ class NotebookScanner(Scanner):
             ctx.skip(loc, f"notebook larger than {MAX_NOTEBOOK_BYTES} bytes not examined",
                      inconclusive=True)
             return
+        from mlward.scanners.secrets.detect import require_engine
+        from mlward.scanners.secrets.report import baseline_for, report_secrets
+
         with source.open() as f:
             raw = f.read(MAX_NOTEBOOK_BYTES + 1)
         ctx.examined(loc, self.name)
@@ -90,6 +91,8 @@ class NotebookScanner(Scanner):
 
 
 def _scan_parts(found: Walk, loc: Location, ctx: ScanContext, allowed: frozenset[str]) -> None:
+    from mlward.scanners.secrets.report import report_pii, report_secrets
+
     units: list[tuple[Location, CodeUnit]] = []
     for part in found.parts:
         where = loc.at(cell=part.cell, output=part.output)

@@ -15,8 +15,8 @@ from typing import Any
 from mlward.errors import MissingExtra, MlwardError
 from mlward.io import atomic_write_bytes, atomic_write_text
 from mlward.scanners.notebook.read import MAX_NOTEBOOK_BYTES
-from mlward.scanners.secrets import find_pii
 from mlward.scanners.secrets.detect import redact_secrets
+from mlward.scanners.secrets.report import find_pii
 
 MAX_DEPTH = 64
 

@@ -45,8 +45,8 @@ class TextScanner(Scanner):
             and looks_like_text(source.head())
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
-        from mlward.scanners.secrets import baseline_for, report_secrets
         from mlward.scanners.secrets.detect import require_engine, syntax_for
+        from mlward.scanners.secrets.report import baseline_for, report_secrets
 
         ctx.examined(source.location, self.name)
         try:
