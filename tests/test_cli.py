@@ -26,3 +26,26 @@ def test_benign_pickle_passes(tmp_path: Path, capsys):
     assert main(["scan", "--format", "json", str(tmp_path)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["summary"]["verdicts"] == {str(tmp_path / "w.pkl"): "clean"}
+
+
+def test_command_table_names_the_module_of_every_command():
+    """Running one command imports only the module the table names: it must register it."""
+    import argparse
+    import importlib
+
+    from mlward.cli.main import COMMAND_MODULES, COMMANDS
+
+    registered = {}
+    for module in COMMAND_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        registered.update(dict.fromkeys(sub.choices, module))
+    assert registered == COMMANDS
+
+
+def test_help_lists_every_command(capsys):
+    from mlward.cli.main import COMMANDS
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(c in out for c in COMMANDS)
