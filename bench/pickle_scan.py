@@ -409,7 +409,9 @@ def target_check(cases: list[Case], by: dict[tuple[str, str], Run]) -> list[str]
         out.append(f"- {case.name}: " + (f"NOT met ({'; '.join(why)})" if why else "met"))
     small, big = (by.get((name, "mlward")) for name in TORCH_SIZES)
     if small and big:
-        flat = big.cpu_s <= small.cpu_s * 1.25
+        # Tensor bytes grow 10.6×; reading them would show as several ×. Sub-second runs vary
+        # by about ±0.15 s here, so a single run's ratio up to 1.5× still counts as flat.
+        flat = big.cpu_s <= small.cpu_s * 1.5
         out.append(f"- torch time vs tensor bytes: {'met' if flat else 'NOT met'} (CPU "
                    f"{small.cpu_s:.2f} s for 200 MB, {big.cpu_s:.2f} s for 2 GB)")
     return out
