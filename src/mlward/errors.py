@@ -38,7 +38,8 @@ class LimitExceeded(MlwardError):
 class MissingExtra(MlwardError):
     """An optional dependency is not installed."""
 
-    def __init__(self, module: str, extra: str) -> None:
-        super().__init__(f"{module} is not installed (pip install 'mlward[{extra}]')")
+    def __init__(self, module: str, extra: str | None) -> None:
+        hint = f"pip install 'mlward[{extra}]'" if extra else f"pip install {module}"
+        super().__init__(f"{module} is not installed ({hint})")
         self.module = module
         self.extra = extra

@@ -80,8 +80,10 @@ def record_scan(report: Report, fail_on: Severity, code: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.quiet or not sys.stderr.isatty():
+        return emit(scan(args.paths, jobs=args.jobs), args)
     from mlward.cli.progress import progress_observer
 
-    with progress_observer(enabled=not args.quiet) as observer:
+    with progress_observer(enabled=True) as observer:
         report = scan(args.paths, observer=observer, jobs=args.jobs)
     return emit(report, args)

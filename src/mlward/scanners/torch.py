@@ -12,6 +12,7 @@ import io
 import pickletools
 import re
 import struct
+import zipfile
 from typing import BinaryIO
 
 from mlward.findings import Location
@@ -38,6 +39,10 @@ LEGACY_PICKLES = 5
 
 _STORAGE = re.compile(r"(?:[^/]+/)?data/[^/]+")
 """Tensor storage members: ``<prefix>/data/<key>``, raw bytes that torch never unpickles."""
+_METADATA = re.compile(r"(?:[^/]+/)?(?:version|\.format_version|\.storage_alignment|byteorder"
+                       r"|\.data/version|\.data/serialization_id)")
+"""Small records torch writes beside the pickle (format version, byte order, an id)."""
+_METADATA_VALUE = re.compile(rb"[\w.\-]{0,64}\s*")
 
 
 def torch_zip_names(source: Source) -> list[str] | None:
@@ -87,6 +92,8 @@ class TorchZipScanner(Scanner):
                         archive.extract(info, spool)
                         if spool.size:
                             _scan_pickle(spool, loc, ctx)
+                elif _METADATA.fullmatch(name) and info.file_size <= 128:
+                    _check_metadata(archive, info, source.location.child(name), ctx)
                 else:
                     archive.dispatch_member(info)
         finally:
@@ -94,6 +101,20 @@ class TorchZipScanner(Scanner):
         if storages:
             ctx.skip(source.location, f"{storages} tensor storage member(s), {storage_bytes} "
                      "bytes: raw tensor data, not read", inconclusive=False)
+
+
+def _check_metadata(archive: ZipArchive, info: zipfile.ZipInfo, loc: Location,
+                    ctx: ScanContext) -> None:
+    """A metadata record that looks like one (``3``, ``little``) is known and done; anything
+    else under such a name is scanned by content like any other member."""
+    with Spool() as spool:
+        archive.extract(info, spool)
+        with spool.open() as f:
+            value = f.read(129)
+        if _METADATA_VALUE.fullmatch(value):
+            ctx.examined(loc, "pytorch-metadata")
+        elif spool.size:
+            dispatch(ctx, spool, loc)
 
 
 class TorchLegacyScanner(Scanner):

@@ -346,3 +346,38 @@ def test_lz4_without_the_extra_is_inconclusive_with_hint(tmp_path: Path,
     report = scan_one(path)
     assert verdict(report, path) is Verdict.INCONCLUSIVE
     assert any("mlward[archives]" in s.reason for s in report.inconclusive)
+
+
+def test_torch_metadata_records_are_known_and_a_payload_under_their_name_is_not(
+        tmp_path, marker):
+    """``version``/``byteorder`` records are recognised without the text scanner; a pickle
+    hidden under such a name is still scanned by content."""
+    import io
+    import zipfile
+
+    import mlward
+
+    good = tmp_path / "good.pt"
+    with zipfile.ZipFile(good, "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr("archive/byteorder", b"little")
+        z.writestr("archive/version", b"3\n")
+        z.writestr("archive/.data/serialization_id", b"1234567890123456789")
+    report = mlward.scan([good])
+    formats = [e.format for e in report.examined]
+    assert formats.count("pytorch-metadata") == 3
+    assert "text" not in formats
+    assert report.exit_code(mlward.Severity.INFO) == 0
+
+    bad = tmp_path / "bad.pt"
+    payload = b"cposix\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr("archive/version", payload)
+    bad.write_bytes(buf.getvalue())
+    report = mlward.scan([bad])
+    assert [(f.rule_id, f.evidence, f.location.members) for f in report.findings
+            if f.severity >= mlward.Severity.HIGH] == [
+        ("MW101", "posix.system", ("archive/version",))]
+    assert not marker.exists()

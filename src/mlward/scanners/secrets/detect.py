@@ -201,7 +201,7 @@ def _engine() -> _Engine:
         from detect_secrets.plugins import keyword
         from detect_secrets.plugins.base import RegexBasedDetector
     except ImportError:
-        raise MissingExtra("detect-secrets", "notebook") from None
+        raise MissingExtra("detect-secrets", None) from None  # a core dependency
     plugins = tuple((getattr(importlib.import_module(f"detect_secrets.plugins.{mod}"), cls)(),
                      needles) for mod, cls, needles in _DS_PLUGINS)
     regexes = {
