@@ -80,3 +80,31 @@ def test_unrecognised_files_are_skipped_not_inconclusive(tmp_path: Path) -> None
     report = mlward.scan([tmp_path])
     assert [s.reason for s in report.skipped] == ["unrecognised format"]
     assert report.exit_code(mlward.Severity.HIGH) == 0
+
+
+def test_third_party_scanner_loads_from_its_entry_point(tmp_path: Path, monkeypatch) -> None:
+    """A distribution declaring ``mlward.scanners`` gets its scanner registered and used."""
+    import mlward.scanners as registry
+
+    (tmp_path / "mlward_plugin_demo.py").write_text(
+        "from mlward.scanners.interface import Scanner\n"
+        "class DemoScanner(Scanner):\n"
+        "    name = 'demo-format'\n"
+        "    priority = 5\n"
+        "    def sniff(self, source):\n"
+        "        return source.head(9) == b'DEMOMODEL'\n"
+        "    def scan(self, source, ctx):\n"
+        "        ctx.examined(source.location, self.name)\n")
+    info = tmp_path / "mlward_plugin_demo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mlward-plugin-demo\n"
+                                   "Version: 1.0\n")
+    (info / "entry_points.txt").write_text("[mlward.scanners]\ndemo = mlward_plugin_demo\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_loaded", False)
+    (tmp_path / "m.bin").write_bytes(b"DEMOMODEL and more")
+    try:
+        report = mlward.scan([tmp_path / "m.bin"])
+        assert [e.format for e in report.examined][0] == "demo-format"
+    finally:
+        SCANNERS[:] = [s for s in SCANNERS if s.name != "demo-format"]

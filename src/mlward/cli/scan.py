@@ -38,7 +38,9 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
                    choices=[s.label for s in Severity],
                    help="exit 1 when a finding is at or above this severity: "
                    "critical, high, medium, low, info (default: high)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar, and no summary on standard error when the report "
+                   "goes to --output")
 
 
 def emit(report: Report, args: argparse.Namespace) -> int:
@@ -49,7 +51,7 @@ def emit(report: Report, args: argparse.Namespace) -> int:
                   verbose=getattr(args, "verbose", False))
     if args.output is not None:
         atomic_write_text(args.output, text)
-        if args.format != "text":
+        if args.format != "text" and not args.quiet:
             print(render(report, "text", fail_on=fail_on, color=sys.stderr.isatty()),
                   file=sys.stderr, end="")
     else:

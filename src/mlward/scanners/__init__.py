@@ -7,6 +7,8 @@ third-party scanner published under the ``mlward.scanners`` entry-point group.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from mlward.scanners.interface import DIRECTORY_SCANNERS, SCANNERS, DirectoryScanner, Scanner
 
@@ -38,9 +40,33 @@ def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
     if not _loaded:
         for module in BUILTIN:
             importlib.import_module(module)
-        from importlib.metadata import entry_points
+        if _plugins_declared():
+            from importlib.metadata import entry_points
 
-        for ep in entry_points(group="mlward.scanners"):
-            ep.load()
+            for ep in entry_points(group="mlward.scanners"):
+                ep.load()
         _loaded = True
     return sorted(SCANNERS, key=lambda s: s.priority), list(DIRECTORY_SCANNERS)
+
+
+def _plugins_declared() -> bool:
+    """Whether any installed distribution declares an ``mlward.scanners`` entry point.
+
+    A cheap look at each ``*.dist-info/entry_points.txt`` on ``sys.path`` before asking
+    ``importlib.metadata``, whose import alone costs more than a small scan (every run of
+    ``mlward`` pays it otherwise, and most installs have no plugin).
+    """
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as listing:
+                infos = [e.path for e in listing if e.name.endswith(".dist-info")]
+        except OSError:
+            continue
+        for info in infos:
+            try:
+                with open(os.path.join(info, "entry_points.txt"), "rb") as f:  # noqa: PTH118
+                    if b"[mlward.scanners]" in f.read():
+                        return True
+            except OSError:
+                continue
+    return False
