@@ -214,11 +214,8 @@ class _Engine(ScanContext):
         self._depth = 0
         self._charged = 0
         self._over_budget = False
-        source = Source.from_path(path, display)
-        if not os.access(path, os.R_OK):
-            self.skip(loc, "cannot read: permission denied", inconclusive=True)
-            return
-        self._dispatch(source)
+        # An unreadable file fails its first read in a sniff: "cannot read", inconclusive.
+        self._dispatch(Source.from_path(path, display, size=st.st_size))
 
     def _dispatch(self, source: Source) -> None:
         if source.size == 0:

@@ -32,9 +32,11 @@ class Source:
         self._head: bytes | None = None
 
     @classmethod
-    def from_path(cls, path: Path, display: str | None = None) -> Source:
+    def from_path(cls, path: Path, display: str | None = None,
+                  size: int | None = None) -> Source:
         return cls(Location(display or str(path)), lambda: open(path, "rb"),
-                   size=path.stat().st_size, fs_path=path, name=path.name)
+                   size=path.stat().st_size if size is None else size, fs_path=path,
+                   name=path.name)
 
     @classmethod
     def from_bytes(cls, location: Location, data: bytes, name: str = "") -> Source:
