@@ -105,6 +105,6 @@ def test_third_party_scanner_loads_from_its_entry_point(tmp_path: Path, monkeypa
     (tmp_path / "m.bin").write_bytes(b"DEMOMODEL and more")
     try:
         report = mlward.scan([tmp_path / "m.bin"])
-        assert [e.format for e in report.examined][0] == "demo-format"
+        assert report.examined[0].format == "demo-format"
     finally:
         SCANNERS[:] = [s for s in SCANNERS if s.name != "demo-format"]
