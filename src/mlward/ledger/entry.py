@@ -58,6 +58,11 @@ def _plain(value: Any) -> bool:
     return True
 
 
+# One encoder for every entry: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
 def canonical_json(value: Any, *, plain: bool | None = None) -> bytes:
     """RFC 8785 (JSON Canonicalization Scheme) bytes of ``value``.
 
@@ -68,8 +73,7 @@ def canonical_json(value: Any, *, plain: bool | None = None) -> bytes:
     """
     try:
         if _plain(value) if plain is None else plain:
-            return json.dumps(value, sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False, allow_nan=False).encode("utf-8")
+            return _ENCODER.encode(value).encode("utf-8")
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
         raise LedgerError(f"ledger entry is not representable as canonical JSON: {exc}") \
