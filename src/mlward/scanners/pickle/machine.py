@@ -289,31 +289,19 @@ class Machine:
                         raise Truncated("BINFLOAT argument", reader.base + at)
                     pos += 8
                     push(OPAQUE)
-                elif op == 0x71 or op == 0x68:  # BINPUT, BINGET
-                    if pos >= end:
-                        raise Truncated("memo index", reader.base + at)
-                    idx = buf[pos]
-                    pos += 1
-                    if op == 0x68:
-                        if idx >= dense and idx not in extra:
-                            raise Malformed(f"memo key {idx} not found", reader.base + at)
-                        push(memo.get(idx, OPAQUE))
+                elif op == 0x71 or op == 0x68 or op == 0x72 or op == 0x6A:
+                    # BINPUT, BINGET (1-byte index), LONG_BINPUT, LONG_BINGET (4-byte index)
+                    if op == 0x71 or op == 0x68:
+                        if pos >= end:
+                            raise Truncated("memo index", reader.base + at)
+                        idx = buf[pos]
+                        pos += 1
                     else:
-                        if len(stack) <= fence:
-                            raise underflow()
-                        if idx == dense and not extra:  # the usual, sequential case
-                            dense += 1
-                            if stack[-1] is not OPAQUE:
-                                memo[idx] = stack[-1]
-                        else:
-                            dense = _memo_add(idx, dense, extra)
-                            _memo_set(memo, idx, stack[-1])
-                elif op == 0x72 or op == 0x6A:  # LONG_BINPUT, LONG_BINGET
-                    if pos + 4 > end:
-                        raise Truncated("memo index", reader.base + at)
-                    idx = unpack_from("<I", buf, pos)[0]
-                    pos += 4
-                    if op == 0x6A:
+                        if pos + 4 > end:
+                            raise Truncated("memo index", reader.base + at)
+                        idx = unpack_from("<I", buf, pos)[0]
+                        pos += 4
+                    if op == 0x68 or op == 0x6A:
                         if idx >= dense and idx not in extra:
                             raise Malformed(f"memo key {idx} not found", reader.base + at)
                         push(memo.get(idx, OPAQUE))
