@@ -348,7 +348,7 @@ def zip_names(source: Source) -> list[str] | None:
     try:
         with source.open() as f, zipfile.ZipFile(f) as zf:
             return zf.namelist()
-    except _ERRORS:
+    except (*_ERRORS, KeyError, IndexError, OverflowError):  # hostile directories raise these
         return None
 
 

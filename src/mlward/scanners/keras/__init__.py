@@ -12,16 +12,16 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from typing import Any
 
 from mlward.errors import FormatError, MissingExtra
 from mlward.findings import Location
 from mlward.rules import HDF5_EXTERNAL, KERAS_MALFORMED
+from mlward.scanners.archive import is_zip
 from mlward.scanners.interface import ScanContext, Scanner
 from mlward.scanners.keras.config import analyse_config
 from mlward.sources import Source
-from mlward.sources.archives import Spool, ZipArchive, too_deep
+from mlward.sources.archives import Spool, ZipArchive, too_deep, zip_names
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # HDF5 allows a user block before the superblock, at 0 or a power of two from 512.
@@ -32,9 +32,6 @@ CONFIG_ATTRS = ("model_config", "training_config")
 # What h5py and zipfile raise on damaged input.
 _HDF5_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexError,
                 SystemError)  # h5py raises SystemError on some damaged files
-_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, IndexError,
-               OverflowError,
-               NotImplementedError, RuntimeError)
 
 
 def report_config(text: str | bytes, location: Location, ctx: ScanContext, what: str) -> None:
@@ -137,14 +134,9 @@ class KerasArchiveScanner(Scanner):
     priority = 40
 
     def sniff(self, source: Source) -> bool:
-        if source.head(4) != b"PK\x03\x04":
-            return False
-        try:
-            with source.open() as f, zipfile.ZipFile(f) as zf:
-                names = set(zf.namelist())
-        except _ZIP_ERRORS:  # a damaged zip is the generic zip scanner's to report
-            return False
-        return {"config.json", "metadata.json"} <= names
+        # A damaged zip (no names) is the generic zip scanner's to report.
+        names = zip_names(source) if is_zip(source) else None
+        return names is not None and {"config.json", "metadata.json"} <= set(names)
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         loc = source.location
