@@ -7,9 +7,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlward.provenance.errors import FileChangedError, ProvenanceError
 
 KEY_TYPES = ("ecdsa-p256", "ed25519")
 """Signing key types ``mlward keygen`` makes (the ones OMS verifiers accept are NIST curves)."""
 
-__all__ = ["KEY_TYPES", "FileChangedError", "ProvenanceError"]
+
+
+def read_limited(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of a small file (a key, a manifest, a statement); a file larger than
+    ``limit`` or unreadable is a :class:`ProvenanceError` naming ``what`` it should be."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise ProvenanceError(f"{what} {path} is larger than {limit} bytes")
+    return data
+
+
+__all__ = ["KEY_TYPES", "FileChangedError", "ProvenanceError", "read_limited"]

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mlward.io import atomic_write_bytes
-from mlward.provenance import KEY_TYPES
+from mlward.provenance import KEY_TYPES, read_limited
 from mlward.provenance.errors import ProvenanceError
 
 MAX_KEY_FILE = 1 << 20
@@ -88,14 +88,7 @@ def generate(prefix: Path, kind: str = "ecdsa-p256", *, force: bool = False) -> 
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_FILE + 1)
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(data) > MAX_KEY_FILE:
-        raise ProvenanceError(f"{what} {path} is too large to be a key file")
-    return data
+    return read_limited(path, what, MAX_KEY_FILE)
 
 
 def _check_supported(key: object, path: Path) -> None:

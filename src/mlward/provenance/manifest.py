@@ -28,6 +28,7 @@ from typing import Any
 
 from mlward._version import __version__
 from mlward.io import atomic_write_text
+from mlward.provenance import read_limited
 from mlward.provenance.errors import ProvenanceError
 from mlward.provenance.hashing import FileJob, HashSpec, hash_files, parse_label
 
@@ -210,14 +211,7 @@ def _text(value: Any) -> str:
 
 def read_bounded(path: Path, what: str) -> bytes:
     """The bytes of a metadata file (manifest, statement, signature) of bounded size."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ProvenanceError(f"{what} {path} is larger than {MAX_MANIFEST_BYTES} bytes")
-    return raw
+    return read_limited(path, what, MAX_MANIFEST_BYTES)
 
 
 def read_json(path: Path, what: str) -> Any:
