@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlward.cli import lazy_module
+from mlward._lazy import lazy_module
 from mlward.errors import MlwardError
 from mlward.ledger import record_event
 from mlward.provenance import KEY_TYPES

@@ -8,11 +8,11 @@ PostgreSQL), ``ledger`` (the ledger over a store: append, prove, checkpoint, ver
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlward._lazy import lazy_attributes
 from mlward.ledger.errors import LedgerError
 from mlward.ledger.project import find_project, init_project, open_ledger, resolve
 
@@ -22,14 +22,9 @@ if TYPE_CHECKING:
 
 # Heavy names load on first use (PEP 562), so that ``record_event`` in a project without a
 # ledger costs no cryptography or database import.
-_LAZY = {"Entry": "entry", "Event": "entry", "Ledger": "ledger", "Problem": "ledger",
-         "VerifyResult": "ledger", "verify_export": "ledger"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"mlward.ledger.{_LAZY[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = lazy_attributes(__name__, {
+    "Entry": "entry", "Event": "entry", "Ledger": "ledger", "Problem": "ledger",
+    "VerifyResult": "ledger", "verify_export": "ledger"})
 
 __all__ = [
     "Entry", "Event", "Ledger", "LedgerError", "Problem", "VerifyResult", "find_project",

@@ -7,11 +7,11 @@ data, and callers must say the dependencies were not checked.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from mlward._lazy import lazy_attributes
 from mlward.vulndb.config import configured_path, exported_zip
 
 if TYPE_CHECKING:
@@ -20,13 +20,8 @@ if TYPE_CHECKING:
 
 # The index (sqlite3, packaging, YAML) loads on first use (PEP 562): a scan asks
 # ``configured_path`` for every tree, and most trees hold no dependency file.
-_LAZY = {"LocalIndex": "index", "open_index": "index", "Advisory": "records"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"mlward.vulndb.{_LAZY[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = lazy_attributes(__name__, {
+    "LocalIndex": "index", "open_index": "index", "Advisory": "records"})
 
 
 class VulnSource(Protocol):
