@@ -31,11 +31,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import py7zr
+from _readme import write_section  # bench/ is the script folder, on sys.path
 from pickle_scan import EVIL, TOOLS, Case, Run, machine, measure, warm_page_cache
 
 BENCH = Path(__file__).resolve().parent
-README = BENCH / "README.md"
-BEGIN, END = "<!-- containers_bench:begin -->", "<!-- containers_bench:end -->"
 LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
@@ -207,17 +206,6 @@ def render(cases: list[Case], runs: list[Run], command: str) -> str:
     return "\n".join(lines)
 
 
-def write_readme(section: str) -> None:
-    text = README.read_text()
-    if BEGIN not in text:
-        text += (f"\n## Containers: payloads inside archives and compressed formats "
-                 f"(`containers_bench.py`)\n\n{BEGIN}\n{END}\n")
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    tmp = README.with_name(README.name + ".tmp")
-    tmp.write_text(text[:start] + "\n" + section + "\n" + text[end:])
-    tmp.replace(README)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=BENCH / "out")
@@ -245,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                           *(argv if argv is not None else sys.argv[1:])])
     section = render(cases, runs, command)
     if args.write_readme:
-        write_readme(section)
+        write_section("containers_bench", section)
     else:
         print(section)
     return 0

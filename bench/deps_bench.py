@@ -25,12 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+from _readme import write_section  # bench/ is the script folder, on sys.path
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OSV = REPO.parent / "shared" / "osv"
 OUT = BENCH / "out" / "deps"
-README = BENCH / "README.md"
-BEGIN, END = "<!-- deps_bench:begin -->", "<!-- deps_bench:end -->"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -166,10 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{args.packages} packages:\n\n" + "\n".join(table) + "\n")
     print(section)
     if args.write_readme:
-        text = README.read_text()
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        README.write_text(f"{head}{BEGIN}\n{section}{END}{tail}")
+        write_section("deps_bench", section)
     return 0
 
 

@@ -35,13 +35,12 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+from _readme import write_section  # bench/ is the script folder, on sys.path
 from pickle_scan import TIME, Case, Run, Tool, machine, measure
 
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 TF_VENV = BENCH / "out" / "venv-modelscan-tf"
-README = BENCH / "README.md"
-BEGIN, END = "<!-- formats_bench:begin -->", "<!-- formats_bench:end -->"
 MiB = 1 << 20
 LARGE = 256 * MiB
 MARKER = "/tmp/mlward-bench-pwned"  # what the payloads would create if they ever ran
@@ -452,14 +451,6 @@ def render(cases: list[tuple[Sample, Case]], runs: list[Run], tools: list[Tool],
     return "\n".join(lines)
 
 
-def write_readme(section: str) -> None:
-    text = README.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    tmp = README.with_name(README.name + ".tmp")
-    tmp.write_text(text[:start] + "\n" + section + "\n" + text[end:])
-    tmp.replace(README)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=BENCH / "out" / "formats",
@@ -501,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                           *(argv if argv is not None else sys.argv[1:])])
     section = render(cases, runs, tools, command)
     if args.write_readme:
-        write_readme(section)
+        write_section("formats_bench", section)
     else:
         print(section)
     return 0

@@ -28,10 +28,10 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+from _readme import write_section  # bench/ is the script folder, on sys.path
+
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
-README = BENCH / "README.md"
-BEGIN, END = "<!-- hash_bench:begin -->", "<!-- hash_bench:end -->"
 TIME = "/usr/bin/time"
 MiB = 1 << 20
 BIG = 4 << 30
@@ -229,13 +229,6 @@ def machine() -> str:
     return platform.machine()
 
 
-def write_readme(section: str) -> None:
-    text = README.read_text()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{BEGIN}\n{section}{END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-readme", action="store_true",
@@ -267,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(cases, results, limit, core, command, load, startup)
     print(section)
     if args.write_readme:
-        write_readme(section)
+        write_section("hash_bench", section)
     return 0
 
 

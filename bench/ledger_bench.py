@@ -20,6 +20,8 @@ import statistics
 import time
 from pathlib import Path
 
+from _readme import write_section  # bench/ is the script folder, on sys.path
+
 from mlward.ledger.entry import GENESIS, Entry, Event
 from mlward.ledger.ledger import Ledger
 from mlward.ledger.merkle import leaf_hash, verify_inclusion
@@ -27,8 +29,6 @@ from mlward.ledger.store import SQLiteStore
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out" / "ledger"
-README = BENCH / "README.md"
-BEGIN, END = "<!-- ledger_bench:begin -->", "<!-- ledger_bench:end -->"
 ORIGIN = "bench.local/ledger"
 PROOF = "inclusion proof at {:,} (ms: mean / p99)"
 
@@ -269,10 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n".join(lines) + "\n")
     print("\n" + section)
     if args.write_readme:
-        text = README.read_text()
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        README.write_text(f"{head}{BEGIN}\n{section}{END}{tail}")
+        write_section("ledger_bench", section)
     if not args.keep:
         shutil.rmtree(OUT)
     return 0

@@ -37,12 +37,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from _readme import write_section  # bench/ is the script folder, on sys.path
+
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
 VENV_BIN = Path(sys.executable).parent
 NBDEFENSE = OUT / "nbdefense-venv" / "bin" / "nbdefense"
-README = BENCH / "README.md"
-BEGIN, END = "<!-- notebook_bench:begin -->", "<!-- notebook_bench:end -->"
 TIME = "/usr/bin/time"
 
 ALNUM = string.ascii_letters + string.digits
@@ -370,9 +370,7 @@ def main() -> None:
     text = render(args.notebooks, size, planted, results, command.strip())
     print(text)
     if args.write_readme:
-        readme = README.read_text()
-        start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-        README.write_text(readme[:start] + "\n" + text + "\n" + readme[end:])
+        write_section("notebook_bench", text)
 
 
 if __name__ == "__main__":

@@ -40,10 +40,10 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+from _readme import write_section  # bench/ is the script folder, on sys.path
+
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
-README = BENCH / "README.md"
-BEGIN, END = "<!-- pickle_scan:begin -->", "<!-- pickle_scan:end -->"
 MiB = 1 << 20
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
 
@@ -417,15 +417,6 @@ def target_check(cases: list[Case], by: dict[tuple[str, str], Run]) -> list[str]
     return out
 
 
-def write_readme(section: str) -> None:
-    text = README.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    new = text[:start] + "\n" + section + "\n" + text[end:]
-    tmp = README.with_name(README.name + ".tmp")
-    tmp.write_text(new)
-    tmp.replace(README)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=BENCH / "out",
@@ -476,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
                           *(argv if argv is not None else sys.argv[1:])])
     section = render(cases, runs, command)
     if args.write_readme:
-        write_readme(section)
+        write_section("pickle_scan", section)
     else:
         print(section)
     return 0
