@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import py7zr
-from _readme import write_section  # bench/ is the script folder, on sys.path
+from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 from pickle_scan import EVIL, TOOLS, Case, Run, machine, measure, warm_page_cache
 
 BENCH = Path(__file__).resolve().parent
@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-readme", action="store_true",
                    help="replace the results section of bench/README.md")
     args = p.parse_args(argv)
+    compile_mlward()
     args.out.mkdir(parents=True, exist_ok=True)
     cases = make_inputs(args.out)
     tools = [t for t in TOOLS if t.name in args.tools.split(",")]

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from _readme import write_section  # bench/ is the script folder, on sys.path
+from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packages", type=int, default=500)
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
+    compile_mlward()
     if not OSV.is_dir():
         print(f"needs the shared OSV data at {OSV}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from _readme import write_section  # bench/ is the script folder, on sys.path
+from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 from pickle_scan import TIME, Case, Run, Tool, machine, measure
 
 BENCH = Path(__file__).resolve().parent
@@ -464,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-readme", action="store_true",
                    help="replace this benchmark's results in bench/README.md")
     args = p.parse_args(argv)
+    compile_mlward()
     if not Path(TIME).exists():
         p.error(f"{TIME} (GNU time) is needed: apt-get install time")
     if args.setup_modelscan_tf:

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from _readme import write_section  # bench/ is the script folder, on sys.path
+from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per tool and input")
     parser.add_argument("--tools", help="comma-separated tool name prefixes to run")
     args = parser.parse_args(argv)
+    compile_mlward()
     load_before = os.getloadavg()[0]
     out = BENCH / "out" / "hash"
     out.mkdir(parents=True, exist_ok=True)

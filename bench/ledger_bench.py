@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _readme import write_section  # bench/ is the script folder, on sys.path
+from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 
 from mlward.ledger.entry import GENESIS, Entry, Event
 from mlward.ledger.ledger import Ledger
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
+    compile_mlward()
     OUT.mkdir(parents=True, exist_ok=True)
     n, batch = args.entries, args.batch
     rng = random.Random(5)

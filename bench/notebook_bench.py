@@ -37,7 +37,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from _readme import write_section  # bench/ is the script folder, on sys.path
+from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
@@ -350,6 +350,7 @@ def main() -> None:
     ap.add_argument("--notebooks", type=int, default=1000)
     ap.add_argument("--write-readme", action="store_true")
     args = ap.parse_args()
+    compile_mlward()
     corpus = OUT / f"notebooks-{args.notebooks}"
     manifest = corpus / "manifest.json"  # beside the scanned folder: it holds the values
     nb_dir = corpus / "nb"

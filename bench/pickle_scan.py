@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from _readme import write_section  # bench/ is the script folder, on sys.path
+from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -433,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-readme", action="store_true",
                    help="replace the results section of bench/README.md")
     args = p.parse_args(argv)
+    compile_mlward()
     if not Path(TIME).is_file():
         p.error(f"{TIME} not found: install GNU time (Debian: apt-get install time)")
 
