@@ -9,14 +9,12 @@ its rules in its own section below; ``mlward rules`` lists them all.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlward.findings import Finding, Location, Severity
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     id: str
     title: str
     severity: Severity

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
 from collections.abc import Sequence
 
 from mlward._version import __version__
@@ -76,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except MlwardError as exc:
         if getattr(args, "verbose", False):
+            import traceback
+
             traceback.print_exc()
         print(f"mlward: error: {exc.diagnostics()}", file=sys.stderr)
         return EXIT_ERROR

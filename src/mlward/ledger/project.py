@@ -8,14 +8,10 @@ database alone (appends work; checkpoints need a key).
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import secrets
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlward.io import atomic_write_text
 from mlward.ledger.errors import LedgerError
@@ -23,13 +19,9 @@ from mlward.ledger.errors import LedgerError
 if TYPE_CHECKING:
     from mlward.ledger.ledger import Ledger
 
-# The ledger machinery (cryptography, database drivers) is imported only when a ledger is
-# actually opened: finding out that there is none must stay cheap for every command.
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+# The ledger machinery (cryptography, database drivers, the TOML parser) is imported only
+# when a ledger is actually there: finding out that there is none must stay cheap for every
+# command.
 
 FOLDER = ".mlward"
 CONFIG = "mlward.toml"
@@ -49,8 +41,7 @@ def find_project(start: Path | None = None) -> Path | None:
     return None
 
 
-@dataclass(frozen=True)
-class LedgerConfig:
+class LedgerConfig(NamedTuple):
     folder: Path | None
     db: str
     origin: str | None
@@ -62,6 +53,11 @@ def _read_config(folder: Path) -> dict[str, Any]:
     path = folder / CONFIG
     if not path.is_file():
         return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -125,18 +121,23 @@ def open_ledger(db: str | None = None, project: Path | None = None) -> Ledger:
 
 
 def _toml_string(text: str) -> str:
+    import json
+
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a TOML basic string
 
 
 def init_project(root: Path, *, db: str | None = None, origin: str | None = None) -> Ledger:
-    from mlward.ledger.note import NoteSigner
-    from mlward.ledger.store import open_store
-
     """Create ``root/.mlward`` with its configuration, a new Ed25519 ledger key and the ledger.
 
     With ``db`` a PostgreSQL URL the ledger lives there; a team ledger that already has an
     origin and key keeps them (this project then verifies with the team's verifier key).
     """
+    import re
+    import secrets
+
+    from mlward.ledger.note import NoteSigner
+    from mlward.ledger.store import open_store
+
     folder = root / FOLDER
     if (folder / CONFIG).exists():
         raise LedgerError(f"{folder} is already initialised")

@@ -27,7 +27,7 @@ BUILTIN = [
     "mlward.scanners.deps",
     "mlward.scanners.devtools",
     "mlward.scanners.notebook",
-    "mlward.scanners.code",
+    "mlward.scanners.python",
     "mlward.scanners.secrets.text",
 ]
 

@@ -10,7 +10,6 @@ Nothing is executed: Python is read as text and with :mod:`ast` literals only, Y
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import itertools
 import json
@@ -18,8 +17,9 @@ import re
 import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mlward._lazy import lazy_module
 from mlward.findings import Finding, Location, Severity
 from mlward.rules import (
     GRADIO_SHARE,
@@ -34,6 +34,11 @@ from mlward.rules import (
     TOOL_PUBLIC,
 )
 from mlward.scanners.interface import DirectoryScanner, ScanContext
+
+if TYPE_CHECKING:
+    import ast
+else:
+    ast = lazy_module("ast")  # the parser loads when a config or script needs it
 
 MAX_FILE_BYTES = 2 << 20
 MAX_YAML_NODES = 200_000

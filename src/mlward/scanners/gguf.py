@@ -10,13 +10,11 @@ large arrays such as the vocabulary are skipped element by element without being
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from mlward.errors import FormatError
 from mlward.rules import GGUF_MALFORMED
 from mlward.scanners.interface import ScanContext, Scanner
-from mlward.scanners.templates import report_template
 from mlward.sources import Source
 
 MAGIC = b"GGUF"
@@ -47,14 +45,16 @@ GGML_TYPES = {
 }
 
 
-@dataclass
 class GGUFHeader:
-    version: int
-    tensor_count: int
-    strings: dict[str, str] = field(default_factory=dict)
-    """String metadata values kept for analysis (templates, general.*)."""
-    problems: list[tuple[str, int | None]] = field(default_factory=list)
-    """Violations found (message, offset); parsing stops at the first structural one."""
+    """What parsing found; filled in as the parser goes."""
+
+    def __init__(self, version: int, tensor_count: int) -> None:
+        self.version = version
+        self.tensor_count = tensor_count
+        self.strings: dict[str, str] = {}
+        """String metadata values kept for analysis (templates, general.*)."""
+        self.problems: list[tuple[str, int | None]] = []
+        """Violations found (message, offset); parsing stops at the first structural one."""
 
 
 def _keep(key: str) -> bool:
@@ -236,6 +236,8 @@ class GGUFScanner(Scanner):
         ctx.examined(source.location, self.name)
         for message, offset in header.problems:
             ctx.add(GGUF_MALFORMED.finding(source.location.at(offset=offset), message))
+        from mlward.scanners.templates import report_template  # loads on the first GGUF file
+
         for key, text in sorted(header.strings.items()):
             if "template" in key:
                 report_template(text, source.location.child(key), ctx)

@@ -12,9 +12,8 @@ loaded from the ``mlward.scanners`` entry-point group.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from mlward.findings import Finding, Location, Skipped
 
@@ -22,8 +21,7 @@ if TYPE_CHECKING:
     from mlward.sources import Source
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """Safety bounds for hostile input. Reaching one makes the item inconclusive."""
 
     max_depth: int = 8

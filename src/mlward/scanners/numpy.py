@@ -8,7 +8,6 @@ array bytes are never read. An ``.npz`` is a zip of ``.npy`` members.
 
 from __future__ import annotations
 
-import ast
 import struct
 from typing import Any
 
@@ -47,6 +46,8 @@ def read_header(f: Any) -> dict[str, Any]:
     text = f.read(length)
     if len(text) < length:
         raise NpyHeaderError("header cut short")
+    import ast  # the parser loads on the first .npy header, not on every run
+
     try:
         header = ast.literal_eval(text.decode("utf-8" if major == 3 else "latin1"))
     except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as exc:

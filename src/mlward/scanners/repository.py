@@ -26,7 +26,6 @@ from typing import Any
 from mlward.findings import Location
 from mlward.rules import REPO_LINK_OUTSIDE, REPO_REMOTE_CODE
 from mlward.scanners.interface import DirectoryScanner, ScanContext
-from mlward.scanners.templates import report_template
 
 CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
                 "preprocessor_config.json", "feature_extractor_config.json")
@@ -120,6 +119,8 @@ class ModelRepositoryScanner(DirectoryScanner):
 
     @staticmethod
     def _templates(directory: Path, ctx: ScanContext) -> None:
+        from mlward.scanners.templates import report_template  # jinja2 when a repo is found
+
         for name in TEMPLATE_FILES:
             config = _read_json(directory / name)
             if not isinstance(config, dict):

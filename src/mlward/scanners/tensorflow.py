@@ -19,9 +19,8 @@ when their file name is a constant absolute or climbing path.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlward.errors import MissingExtra
 from mlward.findings import Location, Severity
@@ -111,8 +110,7 @@ def _messages() -> dict[str, Any]:
             for name in ("SavedModel", "GraphDef", "SavedMetadata")}
 
 
-@dataclass(frozen=True)
-class OpHit:
+class OpHit(NamedTuple):
     op: str
     node: str
     function: str | None

@@ -9,7 +9,6 @@ checkpoint does not grow with its tensors.
 from __future__ import annotations
 
 import io
-import pickletools
 import re
 import struct
 import zipfile
@@ -178,6 +177,8 @@ class _Records:
 
     def pickle(self) -> tuple[list[int], list[str]]:
         """Judge the next pickle; return the integers and class names it holds."""
+        import pickletools  # legacy (pre-zip) checkpoints only
+
         start = self.f.tell()
         result = scan_pickle_stream(self.f, self.location, self.ctx, max_pickles=1)
         if not result.complete:

@@ -30,6 +30,9 @@ class Source:
         self.name = name or (location.members[-1] if location.members else location.path)
         """The file or member name (for hints only: formats are sniffed by content)."""
         self._head: bytes | None = None
+        self.sniffed: dict[str, object] = {}
+        """What sniffing learnt that other sniffers reuse (e.g. a zip's member names, which
+        the torch, numpy and Keras sniffers all ask for), keyed by what it is."""
 
     @classmethod
     def from_path(cls, path: Path, display: str | None = None,

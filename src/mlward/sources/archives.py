@@ -344,12 +344,18 @@ def read_stream(source: Source, kind: str, ctx: ScanContext, spool: Spool,
 
 
 def zip_names(source: Source) -> list[str] | None:
-    """The member names of a zip (for sniffing; nothing reported), None when unreadable."""
-    try:
-        with source.open() as f, zipfile.ZipFile(f) as zf:
-            return zf.namelist()
-    except (*_ERRORS, KeyError, IndexError, OverflowError):  # hostile directories raise these
-        return None
+    """The member names of a zip (for sniffing; nothing reported), None when unreadable.
+
+    Read once per source: several sniffers ask.
+    """
+    if "zip_names" not in source.sniffed:
+        try:
+            with source.open() as f, zipfile.ZipFile(f) as zf:
+                source.sniffed["zip_names"] = zf.namelist()
+        except (*_ERRORS, KeyError, IndexError, OverflowError):  # hostile directories
+            source.sniffed["zip_names"] = None
+    names = source.sniffed["zip_names"]
+    return list(names) if isinstance(names, list) else None
 
 
 class ZipArchive:

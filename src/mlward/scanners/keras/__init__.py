@@ -19,7 +19,6 @@ from mlward.findings import Location
 from mlward.rules import HDF5_EXTERNAL, KERAS_MALFORMED
 from mlward.scanners.archive import is_zip
 from mlward.scanners.interface import ScanContext, Scanner
-from mlward.scanners.keras.config import analyse_config
 from mlward.sources import Source
 from mlward.sources.archives import Spool, ZipArchive, too_deep, zip_names
 
@@ -36,6 +35,8 @@ _HDF5_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexErr
 
 def report_config(text: str | bytes, location: Location, ctx: ScanContext, what: str) -> None:
     """Parse and judge one Keras config; malformed or too deep is a finding."""
+    from mlward.scanners.keras.config import analyse_config  # on first Keras file
+
     try:
         config = json.loads(text)
         issues = analyse_config(config)

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlward.errors import FormatError, MissingExtra
 from mlward.findings import Location
 from mlward.rules import NOTEBOOK_MALFORMED
-from mlward.scanners.code import (
-    CodeUnit,
-    check_shell,
-    python_requirements,
-    report_code,
-    report_requirements,
-    split_magics,
-)
 from mlward.scanners.interface import ScanContext, Scanner
-from mlward.scanners.notebook.read import MAX_NOTEBOOK_BYTES, Walk, load_notebook, walk
 from mlward.sources import Source
+
+if TYPE_CHECKING:
+    from mlward.scanners.code import CodeUnit
+    from mlward.scanners.notebook.read import Walk
+
+# The reader and the code analysis load when a notebook is found: every scan imports this
+# module to sniff, few scans meet a notebook.
 
 _HEAD = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\{\s*"(?:cells|worksheets|metadata|nbformat'
                    rb'|nbformat_minor)"\s*:')
@@ -36,6 +35,9 @@ def notebook_requirements(path: str | Path) -> list[str]:
     ``!conda install`` lines, in order, without duplicates. Raises :class:`FormatError` for
     a file that is not a readable notebook.
     """
+    from mlward.scanners.code import check_shell, python_requirements, split_magics
+    from mlward.scanners.notebook.read import MAX_NOTEBOOK_BYTES, load_notebook, walk
+
     p = Path(path)
     raw = p.read_bytes()[:MAX_NOTEBOOK_BYTES + 1]
     if len(raw) > MAX_NOTEBOOK_BYTES:
@@ -60,6 +62,8 @@ class NotebookScanner(Scanner):
             and any(k in head for k in (b'"cells"', b'"worksheets"', b'"nbformat"')))
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
+        from mlward.scanners.notebook.read import MAX_NOTEBOOK_BYTES, load_notebook, walk
+
         loc = source.location
         if source.size is not None and source.size > MAX_NOTEBOOK_BYTES:
             ctx.examined(loc, self.name)
@@ -91,6 +95,7 @@ class NotebookScanner(Scanner):
 
 
 def _scan_parts(found: Walk, loc: Location, ctx: ScanContext, allowed: frozenset[str]) -> None:
+    from mlward.scanners.code import report_code, report_requirements, split_magics
     from mlward.scanners.secrets.report import report_pii, report_secrets
 
     units: list[tuple[Location, CodeUnit]] = []

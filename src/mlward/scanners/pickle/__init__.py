@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from mlward.findings import Location
 from mlward.rules import (
@@ -34,8 +33,7 @@ SNIFF_OPS = 4
 STOP, or bytes after a STOP (fewer, and no import among them, makes them trailing data)."""
 
 
-@dataclass(frozen=True)
-class PickleStreamResult:
+class PickleStreamResult(NamedTuple):
     pickles: int
     """How many complete pickles (each ending in STOP) were read."""
     end_offset: int

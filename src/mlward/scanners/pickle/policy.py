@@ -26,7 +26,7 @@ is unknown (``print``, ``zip``).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mlward.findings import Severity
 from mlward.scanners.pickle.machine import TYPE_LOOKUPS
@@ -38,8 +38,7 @@ class Kind(enum.Enum):
     DANGEROUS = "dangerous"
 
 
-@dataclass(frozen=True)
-class Classification:
+class Classification(NamedTuple):
     kind: Kind
     severity: Severity
     reason: str
