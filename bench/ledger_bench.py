@@ -50,8 +50,9 @@ def rows_for(events: list[Event]) -> list[tuple[object, ...]]:
     rows, prev = [], GENESIS
     for i, e in enumerate(events):
         body = Entry(i, prev, e).canonical()
-        prev = leaf_hash(body).hex()
-        rows.append((i, e.time, e.actor, e.host, e.action, e.resource, e.outcome, body))
+        leaf = leaf_hash(body)
+        prev = leaf.hex()
+        rows.append((i, e.time, e.actor, e.host, e.action, e.resource, e.outcome, body, leaf))
     return rows
 
 
@@ -67,8 +68,8 @@ def plain_db(path: Path) -> sqlite3.Connection:
     return conn
 
 
-INSERT = ("INSERT INTO ledger_entries (idx, time, actor, host, action, resource, outcome, body) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+INSERT = ("INSERT INTO ledger_entries (idx, time, actor, host, action, resource, outcome, body, "
+          "leaf) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class Clock:

@@ -109,6 +109,7 @@ def test_checkpoint_export_and_offline_verify(project: Path, tmp_path: Path,
     db = sqlite3.connect(project / ".mlward" / "ledger.db")
     for sql in ("DELETE FROM ledger_entries WHERE idx >= 2",
                 "DELETE FROM ledger_nodes WHERE (idx + 1) * (1 << level) > 2",
+                "UPDATE ledger_meta SET value = '2' WHERE key = 'size'",
                 "DELETE FROM ledger_checkpoints"):
         db.execute(sql)
     db.commit()

@@ -31,6 +31,30 @@ def test_canonical_json_orders_keys_by_utf16_code_units() -> None:
     assert out.index("\U0001f600".encode()) < out.index("\ufb01".encode())  # D83D < FB01
 
 
+_text = st.text(min_size=1, max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(action=_text, resource=_text, actor=_text, host=_text, details=st.dictionaries(
+    st.text(), _json, max_size=4), digests=st.dictionaries(
+    st.text(st.characters(max_codepoint=127), max_size=8), st.text(max_size=70), max_size=3),
+    index=st.integers(0, 2**53 - 1))
+def test_entry_bytes_are_rfc8785_of_its_fields(action: str, resource: str, actor: str,
+                                               host: str, details: dict[str, object],
+                                               digests: dict[str, str], index: int) -> None:
+    """The entry's directly written canonical form is RFC 8785 of the entry as an object."""
+    event = Event(action, resource, "pass", digests=digests, details=details, actor=actor,
+                  host=host, time="2026-11-28T22:00:00.000000Z")
+    entry = Entry(index, "ab" * 32, event)
+    try:
+        expected = rfc8785.dumps(entry.to_json())
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):  # lone surrogates
+        with pytest.raises(LedgerError):
+            entry.canonical()
+        return
+    assert entry.canonical() == expected
+
+
 @pytest.mark.parametrize("bad", [float("nan"), 2**60, "\ud800", {1: "x"}, object()])
 def test_values_without_a_canonical_form_are_refused(bad: object) -> None:
     with pytest.raises(LedgerError):

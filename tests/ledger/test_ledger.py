@@ -11,7 +11,7 @@ import pytest
 from mlward.ledger import Event, Ledger, LedgerError
 from mlward.ledger.merkle import MemoryTree, leaf_hash, verify_consistency, verify_inclusion
 from mlward.ledger.note import Checkpoint, NoteSigner
-from mlward.ledger.store import Filters, open_store
+from mlward.ledger.store import STORED_LEVEL, Filters, open_store
 
 from .conftest import execute_sql
 
@@ -52,10 +52,13 @@ def test_append_assigns_indexes_and_chains_entries(ledger: Ledger) -> None:
 
 
 def test_stored_tree_matches_an_in_memory_recomputation(ledger: Ledger) -> None:
-    tree = MemoryTree(ledger.entry(i).leaf_hash() for i in range(12))
-    for n in range(1, 13):
+    """Roots and proofs at every size, from stored nodes (subtrees of 16 entries and more)
+    and subtrees folded from the entries' leaf hashes alike."""
+    ledger.append([event(i) for i in range(12, 40)])
+    tree = MemoryTree(ledger.entry(i).leaf_hash() for i in range(40))
+    for n in range(1, 41):
         assert ledger.root(n) == tree.root(n)
-        for m in range(n):
+        for m in sorted({*range(0, n, 5), n - 1}):
             proof = ledger.inclusion_proof(m, n)
             assert proof == tree.inclusion_proof(m, n)
             assert verify_inclusion(tree.levels[0][m], m, n, proof, tree.root(n))
@@ -207,19 +210,21 @@ def test_tamper_truncate_entries_and_tree_after_a_checkpoint(ledger: Ledger,
     ledger.checkpoint()
     execute_sql(db_url, "DELETE FROM ledger_entries WHERE idx >= 9")
     execute_sql(db_url, "DELETE FROM ledger_nodes WHERE (idx + 1) * (1 << level) > 9")
+    execute_sql(db_url, "UPDATE ledger_meta SET value = '9' WHERE key = 'size'")
     assert _first(ledger) == (9, "rolled-back")
 
 
 def test_tamper_edit_then_rebuild_the_tree(ledger: Ledger, db_url: str) -> None:
+    ledger.append([event(i) for i in range(12, 40)])
     ledger.checkpoint()
     body = _body(ledger, 6).replace(b'"actor":"bob"', b'"actor":"eve"')
-    execute_sql(db_url, "UPDATE ledger_entries SET body = ?, actor = 'eve' WHERE idx = 6",
-                (body,))
-    bodies = [_body(ledger, i) for i in range(12)]
+    execute_sql(db_url, "UPDATE ledger_entries SET body = ?, actor = 'eve', leaf = ? "
+                "WHERE idx = 6", (body, leaf_hash(body)))
+    bodies = [_body(ledger, i) for i in range(40)]
     rebuilt = MemoryTree(leaf_hash(b) for b in bodies)
     execute_sql(db_url, "DELETE FROM ledger_nodes")
     for level, hashes in enumerate(rebuilt.levels):
-        for idx, h in enumerate(hashes):
+        for idx, h in enumerate(hashes if level >= STORED_LEVEL else []):
             execute_sql(db_url, "INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)",
                         (level, idx, h))
     result = ledger.verify()
@@ -235,6 +240,7 @@ def test_tamper_roll_back_to_an_old_checkpoint(ledger: Ledger, db_url: str) -> N
     # Restore the database as it was at the first checkpoint.
     execute_sql(db_url, "DELETE FROM ledger_entries WHERE idx >= 12")
     execute_sql(db_url, "DELETE FROM ledger_nodes WHERE (idx + 1) * (1 << level) > 12")
+    execute_sql(db_url, "UPDATE ledger_meta SET value = '12' WHERE key = 'size'")
     execute_sql(db_url, "DELETE FROM ledger_checkpoints WHERE size > 12")
     assert _first(ledger) == (12, "rolled-back")
 
@@ -249,11 +255,19 @@ def test_tamper_forged_checkpoint_row(ledger: Ledger, db_url: str) -> None:
 
 
 def test_tamper_tree_nodes_only(ledger: Ledger, db_url: str) -> None:
-    """A forged interior node (proofs would lie) is named by the entries it covers; a missing
+    """A forged stored node (proofs would lie) is named by the entries it covers; a missing
     one makes proofs refuse rather than crash."""
-    execute_sql(db_url, "UPDATE ledger_nodes SET hash = ? WHERE level = 2 AND idx = 1",
+    ledger.append([event(i) for i in range(12, 40)])  # stored: (4, 0), (4, 1), (5, 0)
+    execute_sql(db_url, "UPDATE ledger_nodes SET hash = ? WHERE level = 4 AND idx = 1",
                 (b"\x00" * 32,))
-    assert _first(ledger) == (4, "tree")
-    execute_sql(db_url, "DELETE FROM ledger_nodes WHERE level = 2 AND idx = 1")
+    assert _first(ledger) == (16, "tree")
+    execute_sql(db_url, "DELETE FROM ledger_nodes WHERE level = 4 AND idx = 1")
     with pytest.raises(LedgerError, match="missing"):
-        ledger.inclusion_proof(0, 12)
+        ledger.inclusion_proof(0, 40)
+
+
+def test_tamper_leaf_hash_only(ledger: Ledger, db_url: str) -> None:
+    """Leaf hashes live beside the entries (small subtrees are folded from them): a forged
+    one is named at its entry."""
+    execute_sql(db_url, "UPDATE ledger_entries SET leaf = ? WHERE idx = 5", (b"\x00" * 32,))
+    assert _first(ledger) == (5, "edited")

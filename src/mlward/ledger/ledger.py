@@ -163,7 +163,7 @@ class Ledger:
             leaves, end = check_entries(snap.entries(), result)
             _compare_sizes(tree_size, end, result)
             tree = MemoryTree(leaves)
-            _compare_nodes(snap.nodes_above_leaves(), tree, result)
+            _compare_nodes(snap.stored_nodes(), tree, result)
             stored = snap.checkpoints()
         result.size, result.root = tree.size, tree.root()
         notes = [(f"stored checkpoint of size {s} ({created})", note)

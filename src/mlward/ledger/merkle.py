@@ -3,11 +3,12 @@
 Hashes: a leaf is ``SHA-256(0x00 || entry)``, an interior node ``SHA-256(0x01 || left || right)``,
 the empty tree ``SHA-256("")``.
 
-The ledger stores every *complete* subtree as a node ``(level, index)``: level 0 holds the leaf
-hashes, the node ``(level, index)`` covers the leaves from ``index * 2**level`` (inclusive) to
+A *complete* subtree is a node ``(level, index)``: level 0 holds the leaf hashes, the node
+``(level, index)`` covers the leaves from ``index * 2**level`` (inclusive) to
 ``(index + 1) * 2**level`` (exclusive).
 Any range the RFC's algorithms ask for is a handful of such nodes (:func:`range_nodes`), so a root
-or a proof reads O(log n) stored hashes. The proof *shapes* come from the RFC's recursive
+or a proof needs O(log n) node hashes (the store keeps the large ones and folds the small ones
+from leaf hashes). The proof *shapes* come from the RFC's recursive
 definitions (:func:`inclusion_ranges`, :func:`consistency_ranges`); verification follows the
 RFC's iterative algorithms (sections 2.1.3.2 and 2.1.4.2) and needs nothing but hashes.
 """
@@ -117,6 +118,14 @@ def hash_ranges(ranges: Sequence[Range], read: NodeReader) -> list[bytes]:
         raise LedgerError(f"tree nodes {sorted(missing)[:3]} are missing from the store "
                           "(run `mlward ledger verify`)")
     return [fold([got[node] for node in plan]) for plan in plans]
+
+
+def complete_subtree(leaves: Sequence[bytes]) -> bytes:
+    """The hash of a complete subtree (``len(leaves)`` a power of two) from its leaf hashes."""
+    level = list(leaves)
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
 
 
 def frontier_nodes(size: int) -> list[Node]:

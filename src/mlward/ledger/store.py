@@ -1,8 +1,13 @@
 """Where the ledger lives: one interface, SQLite (embedded, WAL) and PostgreSQL (team server).
 
-Tables: ``ledger_entries`` (the canonical entry bytes, plus copies of the fields forensic
-queries filter on), ``ledger_nodes`` (every complete subtree hash of the Merkle tree, filled on
-append), ``ledger_checkpoints`` (signed checkpoints) and ``ledger_meta``.
+Tables: ``ledger_entries`` (the canonical entry bytes and their RFC 9162 leaf hash, plus
+copies of the fields forensic queries filter on), ``ledger_nodes`` (the hash of every complete
+subtree of :data:`STORED_LEVEL` levels or more, filled on append), ``ledger_checkpoints``
+(signed checkpoints) and ``ledger_meta`` (origin, keys, the tree size and the layout version).
+
+Smaller subtrees are not stored: any of them is folded from at most 15 leaf hashes read from
+the entries, so a proof still reads O(log n) rows, and an append writes one node row per 8
+entries instead of two per entry (most of the write cost of a tree node by node).
 
 Appends are serialised by the database: the index is read and assigned inside a transaction
 that holds the write lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL an exclusive table lock), so
@@ -21,9 +26,13 @@ from typing import Any, NamedTuple
 
 from mlward.ledger.entry import GENESIS, Entry, Event
 from mlward.ledger.errors import LedgerError
-from mlward.ledger.merkle import Node, append_nodes, frontier_nodes, leaf_hash
+from mlward.ledger.merkle import Node, append_nodes, complete_subtree, frontier_nodes, leaf_hash
 
 ENTRY_COLUMNS = ("time", "actor", "host", "action", "resource", "outcome")
+STORED_LEVEL = 4
+"""Subtrees of ``2**STORED_LEVEL`` entries and more are stored; smaller ones are recomputed."""
+LAYOUT = "2"
+"""Version of the table layout (1: every node stored, leaf hashes as level-0 nodes)."""
 _CHUNK = 200  # nodes per lookup query
 
 
@@ -78,7 +87,8 @@ class Store(ABC):
             "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS ledger_entries ({self._index_column()}, "
             "time TEXT NOT NULL, actor TEXT NOT NULL, host TEXT NOT NULL, action TEXT NOT NULL, "
-            f"resource TEXT NOT NULL, outcome TEXT NOT NULL, body {b} NOT NULL)",
+            f"resource TEXT NOT NULL, outcome TEXT NOT NULL, body {b} NOT NULL, "
+            f"leaf {b} NOT NULL)",
             "CREATE INDEX IF NOT EXISTS ledger_entries_time ON ledger_entries (time)",
             f"CREATE TABLE IF NOT EXISTS ledger_nodes (level INTEGER NOT NULL, "
             f"idx BIGINT NOT NULL, hash {b} NOT NULL, PRIMARY KEY (level, idx))"
@@ -97,6 +107,22 @@ class Store(ABC):
         with self._write() as cur:
             for statement in self._schema():
                 cur.execute(statement)
+            self._init_meta(cur)
+
+    def _init_meta(self, cur: Any) -> None:
+        """The layout version and the tree size of a new ledger (kept when it exists)."""
+        for key, value in (("layout", LAYOUT), ("size", "0")):
+            cur.execute(self._sql("INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
+                                  "ON CONFLICT (key) DO NOTHING"), (key, value))
+
+    def check_layout(self) -> None:
+        """Refuse a ledger whose tables this version does not read."""
+        found = self.meta("layout")
+        if found != LAYOUT:
+            raise LedgerError(f"the ledger's tables are in layout {found or 1}, written by an "
+                              f"earlier development version of mlward; this version reads "
+                              f"layout {LAYOUT} (export the ledger with the version that wrote "
+                              "it, or start a new one with `mlward init`)")
 
     # --- meta ---------------------------------------------------------------------------
 
@@ -121,25 +147,53 @@ class Store(ABC):
 
     @staticmethod
     def _size(cur: Any) -> int:
-        cur.execute("SELECT MAX(idx) FROM ledger_nodes WHERE level = 0")
+        """The tree size, kept apart from the entries so that deleting entries shows."""
+        cur.execute("SELECT value FROM ledger_meta WHERE key = 'size'")
         row = cur.fetchone()
-        return 0 if row is None or row[0] is None else int(row[0]) + 1
+        try:
+            return int(row[0]) if row is not None else 0
+        except ValueError:
+            raise LedgerError(f"the ledger's recorded size {row[0]!r} is not a number") from None
 
     def size(self) -> int:
         with self._read() as cur:
             return self._size(cur)
 
     def _nodes(self, cur: Any, wanted: Iterable[Node]) -> dict[Node, bytes]:
-        wanted = list(wanted)
+        """The hashes of ``wanted`` subtrees that exist: stored ones read, small ones folded
+        from the leaf hashes of their entries."""
+        stored, small = [], []
+        for node in wanted:
+            (stored if node[0] >= STORED_LEVEL else small).append(node)
         out: dict[Node, bytes] = {}
-        for i in range(0, len(wanted), _CHUNK):
-            chunk = wanted[i:i + _CHUNK]
+        for i in range(0, len(stored), _CHUNK):
+            chunk = stored[i:i + _CHUNK]
             # OR of primary-key lookups: both databases answer each term from the index.
             where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
             cur.execute(self._sql(f"SELECT level, idx, hash FROM ledger_nodes WHERE {where}"),
                         [v for node in chunk for v in node])
             out.update({(int(level), int(idx)): _as_bytes(h)
                         for level, idx, h in cur.fetchall()})
+        if small:
+            out.update(self._small_subtrees(cur, small))
+        return out
+
+    def _small_subtrees(self, cur: Any, nodes: list[Node]) -> dict[Node, bytes]:
+        spans = {node: (node[1] << node[0], (node[1] + 1) << node[0]) for node in nodes}
+        leaves: dict[int, bytes] = {}
+        ranges = list(spans.values())
+        for i in range(0, len(ranges), _CHUNK):
+            chunk = ranges[i:i + _CHUNK]
+            where = " OR ".join(["(idx >= ? AND idx < ?)"] * len(chunk))
+            cur.execute(self._sql(f"SELECT idx, leaf FROM ledger_entries WHERE {where}"),
+                        [v for span in chunk for v in span])
+            leaves.update({int(idx): _as_bytes(h) for idx, h in cur.fetchall()
+                           if h is not None})
+        out: dict[Node, bytes] = {}
+        for node, (start, end) in spans.items():
+            hashes = [leaves.get(i) for i in range(start, end)]
+            if all(h is not None for h in hashes):
+                out[node] = complete_subtree([h for h in hashes if h is not None])
         return out
 
     def nodes(self, wanted: Iterable[Node]) -> dict[Node, bytes]:
@@ -161,21 +215,28 @@ class Store(ABC):
             entries: list[Entry] = []
             entry_rows: list[tuple[Any, ...]] = []
             node_rows: list[tuple[int, int, bytes]] = []
-            for offset, event in enumerate(events):
-                entry = Entry(size + offset, prev, event)
+            for index, event in enumerate(events, size):
+                entry = Entry(index, prev, event)
                 body = entry.canonical()
                 leaf = leaf_hash(body)
-                node_rows.extend((level, idx, h) for (level, idx), h
-                                 in append_nodes(frontier, entry.index, leaf))
-                entry_rows.append((entry.index, event.time, event.actor, event.host,
-                                   event.action, event.resource, event.outcome, body))
+                # Only every 16th entry completes a subtree that is stored.
+                if not (index + 1) % (1 << STORED_LEVEL):
+                    node_rows.extend((level, idx, h) for (level, idx), h
+                                     in append_nodes(frontier, index, leaf)
+                                     if level >= STORED_LEVEL)
+                else:
+                    append_nodes(frontier, index, leaf)
+                entry_rows.append((index, event.time, event.actor, event.host, event.action,
+                                   event.resource, event.outcome, body, leaf))
                 entries.append(entry)
                 prev = leaf.hex()
             cur.executemany(self._sql(
                 "INSERT INTO ledger_entries (idx, time, actor, host, action, resource, outcome, "
-                "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"), entry_rows)
+                "body, leaf) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), entry_rows)
             cur.executemany(self._sql(
                 "INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)"), node_rows)
+            cur.execute(self._sql("UPDATE ledger_meta SET value = ? WHERE key = 'size'"),
+                        (str(size + len(events)),))
         return entries
 
     # --- entries ------------------------------------------------------------------------
@@ -240,15 +301,14 @@ class Snapshot:
         return self._store._nodes(self._cur, wanted)
 
     def entries(self) -> Iterator[StoredEntry]:
-        cols = ", ".join(f"e.{c}" for c in ENTRY_COLUMNS)
-        sql = (f"SELECT e.idx, {cols}, e.body, n.hash FROM ledger_entries e "
-               "LEFT JOIN ledger_nodes n ON n.level = 0 AND n.idx = e.idx ORDER BY e.idx")
+        cols = ", ".join(ENTRY_COLUMNS)
+        sql = f"SELECT idx, {cols}, body, leaf FROM ledger_entries ORDER BY idx"
         for row in self._store._stream(self._cur, sql):
             yield StoredEntry(int(row[0]), tuple(row[1:7]), _as_bytes(row[7]),
                               None if row[8] is None else _as_bytes(row[8]))
 
-    def nodes_above_leaves(self) -> Iterator[tuple[int, int, bytes]]:
-        sql = "SELECT level, idx, hash FROM ledger_nodes WHERE level > 0 ORDER BY level, idx"
+    def stored_nodes(self) -> Iterator[tuple[int, int, bytes]]:
+        sql = "SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx"
         for level, idx, h in self._store._stream(self._cur, sql):
             yield int(level), int(idx), _as_bytes(h)
 
@@ -286,6 +346,8 @@ class SQLiteStore(Store):
             raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
         if create:
             self.create()
+        else:
+            self.check_layout()
 
     def _index_column(self) -> str:
         return "idx INTEGER PRIMARY KEY"
@@ -345,11 +407,14 @@ class PostgresStore(Store):
         elif self.meta_table_missing():
             raise LedgerError("the PostgreSQL database holds no ledger (run `mlward init "
                               "--db ...`)")
+        else:
+            self.check_layout()
 
     def create(self) -> None:
         with self._transaction(lock=False) as cur:
             for statement in self._schema():
                 cur.execute(statement)
+            self._init_meta(cur)
 
     def meta_table_missing(self) -> bool:
         cur = self._conn.execute("SELECT to_regclass('ledger_meta') IS NULL")
