@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from json.encoder import encode_basestring as _json_string  # the C escaper, ensure_ascii=False
-from typing import Any, NamedTuple
+from typing import Any
 
 import rfc8785
 
@@ -125,7 +125,8 @@ class Event:
             raise LedgerError("ledger entry details must be a JSON object")
 
 
-class Entry(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Entry:
     """An event at its place in the ledger."""
 
     index: int

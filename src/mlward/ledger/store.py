@@ -162,7 +162,8 @@ class Store(ABC):
     def _nodes(self, cur: Any, wanted: Iterable[Node]) -> dict[Node, bytes]:
         """The hashes of ``wanted`` subtrees that exist: stored ones read, small ones folded
         from the leaf hashes of their entries."""
-        stored, small = [], []
+        stored: list[Node] = []
+        small: list[Node] = []
         for node in wanted:
             (stored if node[0] >= STORED_LEVEL else small).append(node)
         out: dict[Node, bytes] = {}
