@@ -14,10 +14,13 @@ import argparse
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import sqlite3
 import statistics
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
@@ -106,6 +109,29 @@ def _plain_worker(path: str, rows: list[tuple[object, ...]]) -> None:
     conn.close()
 
 
+def _numbers(cell: str) -> list[float]:
+    """The figures in a cell such as ``14,609 (18,558)``."""
+    return [float(x) for x in re.findall(r"[\d.]+", cell.replace(",", ""))]
+
+
+def _target_check(results: dict[str, dict[str, str]], batch: int, size: int) -> str:
+    """Issue 5's targets, computed from the table."""
+    column = f"append, 1 writer, batches of {batch} (/s)"
+    ours, plain = (_numbers(results[t][column]) for t in ("mlward ledger", "plain SQLite INSERT"))
+    wall, cpu = ours[0] / plain[0], ours[1] / plain[1]
+    proof = _numbers(results["mlward ledger"][PROOF.format(size)])[0]
+    verify = _numbers(results["mlward ledger"][f"full verify of {size:,} (s)"])[0]
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    return (f"Target check (issue 5): batched appends at {wall:.0%} of the plain-insert rate by "
+            f"wall time ({cpu:.0%} by CPU time), target at least 50%: {met(wall >= 0.5)}; "
+            f"inclusion proofs {proof:.2f} ms on average, target under 1 ms: {met(proof < 1)}; "
+            f"verify of {size:,} entries {verify:.1f} s, target under 30 s: "
+            f"{met(verify < 30)}.\n")
+
+
 # --- mlward ----------------------------------------------------------------------------------
 
 def open_ledger(path: Path, *, create: bool = False) -> Ledger:
@@ -166,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     n, batch = args.entries, args.batch
     rng = random.Random(5)
 
+    started = datetime.now(timezone.utc)
     print(f"building {n:,} events ...", flush=True)
     events = [make_event(i) for i in range(n)]
     rows = rows_for(events)
@@ -263,12 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         if values:
             lines.append(f"| {tool} | " + " | ".join(values.get(c, "") for c in columns) + " |")
     load = os.getloadavg()[0]
+    command = " ".join(["bench/.venv/bin/python bench/ledger_bench.py", *(argv or sys.argv[1:])])
     section = (
+        f"Measured {started:%Y-%m-%d %H:%M} UTC: `{command}`.\n\n"
         f"{n:,} entries of about {len(rows[0][7])} bytes, batches of {batch}, "
         f"{args.unbatched:,} unbatched appends; {os.cpu_count()} CPUs, load average "
         f"{load:.1f} at the end of the run (the machine is shared). Each cell: wall time, and "
         "in brackets the same from the process's CPU time (4 processes: wall only).\n\n"
-        + "\n".join(lines) + "\n")
+        + "\n".join(lines) + "\n\n" + _target_check(results, batch, size))
     print("\n" + section)
     if args.write_readme:
         write_section("ledger_bench", section)

@@ -49,3 +49,29 @@ def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(c in out for c in COMMANDS)
+
+
+def test_scanning_a_checkpoint_loads_no_machinery_it_does_not_need(tmp_path: Path) -> None:
+    """Start-up is most of a one-file scan: analysis for other formats, the ledger, the
+    advisory database and heavy standard modules load only when a run meets what needs them."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "model.pkl"
+    target.write_bytes(pickle.dumps({"weights": [0.5] * 8}, protocol=4))
+    code = ("import sys; from mlward.cli.main import main; "
+            f"rc = main(['scan', '-q', '-f', 'json', '-o', {str(tmp_path / 'r.json')!r}, "
+            f"{str(target)!r}]); print(rc); print('\\n'.join(sorted(name for name, m in "
+            "sys.modules.items() if type(m).__name__ != '_LazyModule')))")  # not yet loaded
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, check=True).stdout.split()
+    assert out[0] == "0"
+    loaded = set(out[1:])
+    assert "mlward.scanners.pickle" in loaded  # what the file needs
+    unneeded = {
+        "dataclasses", "inspect", "ast", "tomllib", "jinja2", "cryptography", "detect_secrets",
+        "yaml", "rich", "importlib.metadata", "mlward.scanners.code",
+        "mlward.scanners.notebook.read", "mlward.scanners.keras.config",
+        "mlward.scanners.templates", "mlward.ledger.store", "mlward.vulndb.index",
+    }
+    assert not unneeded & loaded, sorted(unneeded & loaded)
