@@ -16,7 +16,8 @@ Digest labels name exactly how a digest was computed, so a verifier recomputes i
     so its digest is the same however many threads compute it.
 
 Memory is bounded: each worker thread reads into one reusable buffer of ``CHUNK`` bytes with
-``os.preadv`` (never ``mmap``: a file truncated under a mapping kills the process with SIGBUS),
+``os.preadv`` (the file is never mapped: a file truncated under a mapping kills the process
+with SIGBUS; the buffer is an anonymous mapping, for page alignment),
 plus two read-ahead buffers of ``READ_AHEAD_CHUNK`` bytes for a large file under BLAKE3.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
@@ -25,6 +26,7 @@ A file whose size, modification time or inode changes while it is read raises
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 from collections import deque
@@ -102,9 +104,16 @@ def _blake3() -> Any:
     return blake3.blake3
 
 
+def _page_aligned(size: int) -> memoryview:
+    """A read buffer in its own anonymous mapping: page-aligned. Reading the page cache into a
+    ``bytearray`` from ``malloc`` (not page-aligned) cost four times the kernel time on the
+    machine the benchmarks ran on (2.4 s instead of 0.6 s of system time for 4 GiB)."""
+    return memoryview(mmap.mmap(-1, size))
+
+
 class _Buffers(threading.local):
     def __init__(self) -> None:
-        self.view = memoryview(bytearray(CHUNK))
+        self.view = _page_aligned(CHUNK)
 
 
 _BUFFERS = _Buffers()
@@ -142,7 +151,7 @@ def _read_ahead(job: FileJob, fd: int, hasher: Any, start: int, end: int) -> Non
     hashes the current one: two buffers of ``READ_AHEAD_CHUNK`` bytes (large chunks let
     BLAKE3 spread each one over all cores)."""
     size = READ_AHEAD_CHUNK
-    buffers = (memoryview(bytearray(size)), memoryview(bytearray(size)))
+    buffers = (_page_aligned(size), _page_aligned(size))
     with ThreadPoolExecutor(1) as reader:
         pending = reader.submit(os.preadv, fd, [buffers[0][:min(size, end - start)]], start)
         pos, which = start, 0
