@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -19,6 +18,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> N
             f.write(data)
         return
     directory = path.parent if str(path.parent) else Path()
+    import tempfile  # with shutil and random: not needed by a run that writes nothing
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         if mode is not None:

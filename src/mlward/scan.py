@@ -189,7 +189,8 @@ class _Engine(ScanContext):
                               inconclusive=False)
             self._run_directory_scanners(here)
             for name in sorted(filenames):
-                yield here / name, str(here / name)
+                path = os.path.join(dirpath, name)  # noqa: PTH118 (thousands of files: str first)
+                yield Path(path), path
 
     def _run_directory_scanners(self, directory: Path) -> None:
         for ds in self.dir_scanners:

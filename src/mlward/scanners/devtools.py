@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import re
 import shlex
 from collections.abc import Iterator, Mapping
@@ -501,11 +502,13 @@ class DevtoolsScanner(DirectoryScanner):
 
     def scan(self, directory: Path, location: Location, ctx: ScanContext) -> None:
         try:
-            entries = sorted(p for p in directory.iterdir() if p.is_file()
-                             and not p.is_symlink())
+            # Names first: a folder of thousands of model files holds no config to open.
+            with os.scandir(directory) as listing:
+                names = sorted(e.name for e in listing if _named_like_config(e.name)
+                               and e.is_file(follow_symlinks=False))
         except OSError:
             return
-        for path in entries:
+        for path in (directory / name for name in names):
             found = check_file(path, Location(str(path)))
             if found is None:
                 continue

@@ -24,7 +24,6 @@ import re
 import stat
 import struct
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from collections import Counter
@@ -129,6 +128,8 @@ class Spool:
 
     def write(self, data: bytes) -> None:
         if self._memory is not None and self.size + len(data) > SPOOL_MEMORY:
+            import tempfile  # only once a member outgrows memory
+
             fd, name = tempfile.mkstemp(prefix="mlward-spool-")
             self._path = Path(name)
             self._file = os.fdopen(fd, "wb")
