@@ -8,6 +8,7 @@ first bytes for sniffing without re-reading them each time.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -54,9 +55,28 @@ class Source:
             with self.open() as f:
                 return f.read(n)
         if self._head is None:
-            with self.open() as f:
-                self._head = f.read(HEAD_BYTES)
+            if self.fs_path is not None:  # a file on disk: no buffered reader just for this
+                self._head = _read_head(self.fs_path)
+            else:
+                with self.open() as f:
+                    self._head = f.read(HEAD_BYTES)
         return self._head[:n]
 
     def __repr__(self) -> str:
         return f"Source({self.location.container_path!r})"
+
+
+def _read_head(path: Path) -> bytes:
+    """The first :data:`HEAD_BYTES` of a file (every scan reads one per file: a third of the
+    cost of ``open(path, "rb").read()``)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
+    try:
+        data = b""
+        while len(data) < HEAD_BYTES:
+            chunk = os.read(fd, HEAD_BYTES - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        os.close(fd)
