@@ -266,3 +266,22 @@ def test_any_opcode_soup_ends_cleanly(parts: list[bytes]):
     else:
         assert any(s.inconclusive for s in ctx.skipped)
     assert all(f.rule_id.startswith("MW1") for f in ctx.findings)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_a_protocol_header_and_four_clean_opcodes_make_a_pickle(protocol: int) -> None:
+    """The short sniff for PROTO-led streams still takes a truncated pickle as a pickle (the
+    unpickler runs what comes before the cut) and still refuses binary that only starts like
+    one."""
+    from mlward.scanners.pickle import has_protocol_header, looks_like_pickle
+
+    data = pickle.dumps([{"w": [0.5] * 64, "name": "layer"}] * 8, protocol=protocol)
+    assert has_protocol_header(data)
+    assert looks_like_pickle(io.BytesIO(data), protocol_header=True)
+    if protocol < 4:  # from protocol 4 on, a FRAME that claims more than remains is refused
+        assert looks_like_pickle(io.BytesIO(data[:40]), protocol_header=True)
+    for junk in (b"\x30", b"\xff\xff", b"\x65\x65", b"\x2e\x00"):  # POP, unknown, APPENDS, STOP
+        fake = bytes([0x80, protocol]) + junk + bytes(range(256))
+        assert has_protocol_header(fake)
+        assert not looks_like_pickle(io.BytesIO(fake), protocol_header=True), junk
+    assert not has_protocol_header(b"\x80\x06") and not has_protocol_header(b"\x80")
