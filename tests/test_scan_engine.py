@@ -108,3 +108,19 @@ def test_third_party_scanner_loads_from_its_entry_point(tmp_path: Path, monkeypa
         assert report.examined[0].format == "demo-format"
     finally:
         SCANNERS[:] = [s for s in SCANNERS if s.name != "demo-format"]
+
+
+def test_fork_map_returns_every_result_and_names_the_item_whose_worker_died() -> None:
+    from mlward.scan import _fork_map
+
+    def work(item: int) -> int:
+        if item == 5:
+            os._exit(3)  # the process dies on this item only
+        if item == 7:
+            raise ValueError("a failure inside the worker")
+        return item * 2
+
+    out = dict(_fork_map(work, list(range(20)), 3))
+    assert out == {i: None if i in (5, 7) else i * 2 for i in range(20)}
+    with pytest.raises(ChildProcessError):  # every worker was reaped
+        os.waitpid(-1, os.WNOHANG)
