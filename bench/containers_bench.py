@@ -52,7 +52,7 @@ def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
 
 def _tar(members: dict[str, bytes], mode: str = "w") -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tar:
+    with tarfile.open(fileobj=buf, mode=mode) as tar:  # type: ignore[call-overload]  # mode: w, w:gz, ...
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -86,7 +86,7 @@ class _Unseekable(io.RawIOBase):
         return True
 
     def write(self, b: object) -> int:
-        view = memoryview(b)
+        view = memoryview(b)  # type: ignore[arg-type]  # a buffer, as RawIOBase.write gets
         self.data += view
         return view.nbytes
 
@@ -161,14 +161,18 @@ def make_inputs(out: Path) -> list[Case]:
     cases = []
     for name, filename, what, build in CASES:
         path = folder / name / filename
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if build is None:
-                zip_bomb(path)
-            else:
-                path.write_bytes(build())
-        cases.append(Case(name, path, what))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        case = Case(name, path, zip_bomb if build is None else _writes(build), what)
+        case.ensure()
+        cases.append(case)
     return cases
+
+
+def _writes(build: Callable[[], bytes]) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.write_bytes(build())
+
+    return write
 
 
 def render(cases: list[Case], runs: list[Run], command: str) -> str:

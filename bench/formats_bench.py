@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 from pickle_scan import TIME, Case, Run, Tool, machine, measure
@@ -63,17 +64,17 @@ def _lambda_b64() -> str:
     return base64.b64encode(marshal.dumps(code.co_consts[0])).decode()
 
 
-def _dense(name: str) -> dict:
+def _dense(name: str) -> dict[str, Any]:
     return {"class_name": "Dense", "config": {"name": name, "units": 8, "activation": "relu"}}
 
 
-def _k2_lambda(name: str) -> dict:
+def _k2_lambda(name: str) -> dict[str, Any]:
     return {"class_name": "Lambda", "config": {"name": name, "function": [_lambda_b64(), None,
                                                                           None],
                                                "function_type": "lambda", "arguments": {}}}
 
 
-def _h5(config: dict) -> Callable[[Path], None]:
+def _h5(config: dict[str, Any]) -> Callable[[Path], None]:
     def make(path: Path) -> None:
         import h5py
         import numpy as np
@@ -88,16 +89,17 @@ def _h5(config: dict) -> Callable[[Path], None]:
     return make
 
 
-def _seq(*layers: dict) -> dict:
+def _seq(*layers: dict[str, Any]) -> dict[str, Any]:
     return {"class_name": "Sequential", "config": {"name": "seq", "layers": list(layers)}}
 
 
-def _v3_layer(class_name: str, config: dict, module: str = "keras.layers") -> dict:
+def _v3_layer(class_name: str, config: dict[str, Any],
+              module: str = "keras.layers") -> dict[str, Any]:
     return {"module": module, "class_name": class_name, "config": config,
             "registered_name": None}
 
 
-def _v3_model(*layers: dict) -> dict:
+def _v3_model(*layers: dict[str, Any]) -> dict[str, Any]:
     inp = _v3_layer("InputLayer", {"batch_shape": [None, 8], "name": "in"})
     dense = _v3_layer("Dense", {"name": "d", "units": 8, "activation": "relu"})
     return {"module": "keras", "class_name": "Sequential", "registered_name": None,
@@ -105,7 +107,7 @@ def _v3_model(*layers: dict) -> dict:
             "build_config": {"input_shape": [None, 8]}}
 
 
-def _keras(config: dict) -> Callable[[Path], None]:
+def _keras(config: dict[str, Any]) -> Callable[[Path], None]:
     def make(path: Path) -> None:
         import h5py
         import numpy as np
@@ -236,7 +238,7 @@ def _safetensors(tensor_bytes: int = 4096) -> Callable[[Path], None]:
     return make
 
 
-def _st_raw(header: dict, data: bytes) -> Callable[[Path], None]:
+def _st_raw(header: dict[str, Any], data: bytes) -> Callable[[Path], None]:
     def make(path: Path) -> None:
         body = json.dumps(header).encode()
         path.write_bytes(struct.pack("<Q", len(body)) + body + data)
@@ -317,7 +319,7 @@ def make_samples(out: Path) -> list[tuple[Sample, Case]]:
             folder.mkdir(parents=True, exist_ok=True)
             print(f"generating {s.name}", file=sys.stderr, flush=True)
             s.make(path)
-        cases.append((s, Case(s.name, path, s.what)))
+        cases.append((s, Case(s.name, path, s.make, s.what)))
     return cases
 
 
@@ -332,7 +334,7 @@ def warm_page_cache(path: Path) -> None:
 
 # --- tools and outcomes -----------------------------------------------------------------
 
-def _mlward(rc: int, out: str, report: Path) -> str:
+def _mlward(out: str, report: Path) -> str:
     d = json.loads(report.read_text())
     worst = max((f["severity"] for f in d["findings"]), default=None,
                 key=["info", "low", "medium", "high", "critical"].index)
@@ -344,7 +346,7 @@ def _mlward(rc: int, out: str, report: Path) -> str:
     return f"clean ({', '.join(examined) or 'not examined'})"
 
 
-def _modelscan(rc: int, out: str, report: Path) -> str:
+def _modelscan(out: str, report: Path) -> str:
     if not report.exists():
         return "no report"
     d = json.loads(report.read_text())
@@ -360,7 +362,7 @@ def _modelscan(rc: int, out: str, report: Path) -> str:
     return "clean" if scanned else "not scanned"
 
 
-def _modelaudit(rc: int, out: str, report: Path) -> str:
+def _modelaudit(out: str, report: Path) -> str:
     d = json.loads(report.read_text())
     serious = [i for i in d.get("issues", []) if i.get("severity") in ("critical", "warning")]
     if serious:
@@ -374,17 +376,17 @@ def _bin(name: str) -> str:
 
 
 TOOLS = [
-    Tool("mlward", "mlward",
+    Tool("mlward",
          lambda c, r: [_bin("mlward"), "scan", "-q", "-f", "json", "-o", str(r), str(c.path)],
          _mlward),
-    Tool("modelscan", "modelscan",
+    Tool("modelscan",
          lambda c, r: [_bin("modelscan"), "-p", str(c.path), "-r", "json", "-o", str(r)],
          _modelscan),
-    Tool("modelscan+tf", "modelscan",
+    Tool("modelscan+tf",
          lambda c, r: [str(TF_VENV / "bin" / "modelscan"), "-p", str(c.path), "-r", "json",
                        "-o", str(r)],
          _modelscan),
-    Tool("modelaudit", "modelaudit",
+    Tool("modelaudit",
          lambda c, r: [_bin("modelaudit"), "scan", "--no-cache", "-f", "json", "-o", str(r),
                        str(c.path)],
          _modelaudit),

@@ -183,7 +183,7 @@ def build_corpus(folder: Path, count: int) -> list[dict[str, Any]]:
         nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3",
                                                            "display_name": "Python 3"}},
               "nbformat": 4, "nbformat_minor": 5}
-        for i, c in enumerate(nb["cells"]):
+        for i, c in enumerate(cells):
             c["id"] = f"c{i}"
         (folder / name).write_text(json.dumps(nb, indent=1))
     return planted
