@@ -33,6 +33,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -296,13 +297,15 @@ def measure(tool: Tool, case: Case, out: Path, timeout: float) -> Run:
         start = time.perf_counter()
         proc = subprocess.Popen(timed, stdout=sink, stderr=subprocess.STDOUT, cwd=logs,
                                 env=env, start_new_session=True)
-        try:
-            exit_code: int | None = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            exit_code = None
+        # A blocking wait, the timeout on a timer: ``wait(timeout)`` polls with sleeps of up
+        # to 50 ms, which rounded every sub-second time up to the next step.
+        timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+        timer.start()
+        returncode = proc.wait()
         wall = time.perf_counter() - start
+        timed_out = not timer.is_alive()
+        timer.cancel()
+        exit_code: int | None = None if timed_out else returncode
     text = log.read_text(errors="replace")
     try:
         verdict = "timeout" if exit_code is None else tool.verdict(text, report)
