@@ -8,6 +8,7 @@ import stat
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -107,8 +108,7 @@ def _scan_in_workers(engine: _Engine, files: list[tuple[Path, str]], workers: in
     size = max(8, len(files) // (workers * 8), -(-len(files) // MAX_CHUNKS))
     chunks = [files[i:i + size] for i in range(0, len(files), size)]
     results: dict[int, _Results | None] = {}
-    for index, result in _fork_map(lambda chunk: _scan_chunk(engine.limits, chunk), chunks,
-                                   workers):
+    for index, result in _fork_map(partial(_scan_chunk, engine.limits), chunks, workers):
         results[index] = result
         for _, display in chunks[index]:
             obs.on_file(display)
@@ -124,7 +124,7 @@ def _scan_in_workers(engine: _Engine, files: list[tuple[Path, str]], workers: in
 
 
 def _scan_isolated(engine: _Engine, chunk: list[tuple[Path, str]]) -> None:
-    result = dict(_fork_map(lambda c: _scan_chunk(engine.limits, c), [chunk], 1)).get(0)
+    result = dict(_fork_map(partial(_scan_chunk, engine.limits), [chunk], 1)).get(0)
     if result is not None:
         _merge(engine, result)
     elif len(chunk) > 1:

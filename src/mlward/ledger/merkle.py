@@ -120,14 +120,6 @@ def hash_ranges(ranges: Sequence[Range], read: NodeReader) -> list[bytes]:
     return [fold([got[node] for node in plan]) for plan in plans]
 
 
-def complete_subtree(leaves: Sequence[bytes]) -> bytes:
-    """The hash of a complete subtree (``len(leaves)`` a power of two) from its leaf hashes."""
-    level = list(leaves)
-    while len(level) > 1:
-        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-    return level[0]
-
-
 def frontier_nodes(size: int) -> list[Node]:
     """The complete subtrees along the right edge of a tree of ``size`` leaves, largest first."""
     return range_nodes(0, size)

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from mlward.ledger.entry import GENESIS, Entry, Event
 from mlward.ledger.errors import LedgerError
-from mlward.ledger.merkle import Node, append_nodes, complete_subtree, frontier_nodes, leaf_hash
+from mlward.ledger.merkle import MemoryTree, Node, append_nodes, frontier_nodes, leaf_hash
 
 ENTRY_COLUMNS = ("time", "actor", "host", "action", "resource", "outcome")
 STORED_LEVEL = 4
@@ -166,36 +166,30 @@ class Store(ABC):
         small: list[Node] = []
         for node in wanted:
             (stored if node[0] >= STORED_LEVEL else small).append(node)
-        out: dict[Node, bytes] = {}
-        for i in range(0, len(stored), _CHUNK):
-            chunk = stored[i:i + _CHUNK]
-            # OR of primary-key lookups: both databases answer each term from the index.
-            where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
-            cur.execute(self._sql(f"SELECT level, idx, hash FROM ledger_nodes WHERE {where}"),
-                        [v for node in chunk for v in node])
-            out.update({(int(level), int(idx)): _as_bytes(h)
-                        for level, idx, h in cur.fetchall()})
-        if small:
-            out.update(self._small_subtrees(cur, small))
+        # OR of primary-key lookups: both databases answer each term from the index.
+        out = {(int(level), int(idx)): _as_bytes(h) for level, idx, h in self._select_any(
+            cur, "SELECT level, idx, hash FROM ledger_nodes", "(level = ? AND idx = ?)", stored)}
+        spans = {node: (node[1] << node[0], (node[1] + 1) << node[0]) for node in small}
+        leaves = {int(idx): _as_bytes(h) for idx, h in self._select_any(
+            cur, "SELECT idx, leaf FROM ledger_entries", "(idx >= ? AND idx < ?)",
+            list(spans.values())) if h is not None}
+        for node, (start, end) in spans.items():
+            hashes = [leaves[i] for i in range(start, end) if i in leaves]
+            if len(hashes) == end - start:
+                out[node] = MemoryTree(hashes).root()
         return out
 
-    def _small_subtrees(self, cur: Any, nodes: list[Node]) -> dict[Node, bytes]:
-        spans = {node: (node[1] << node[0], (node[1] + 1) << node[0]) for node in nodes}
-        leaves: dict[int, bytes] = {}
-        ranges = list(spans.values())
-        for i in range(0, len(ranges), _CHUNK):
-            chunk = ranges[i:i + _CHUNK]
-            where = " OR ".join(["(idx >= ? AND idx < ?)"] * len(chunk))
-            cur.execute(self._sql(f"SELECT idx, leaf FROM ledger_entries WHERE {where}"),
-                        [v for span in chunk for v in span])
-            leaves.update({int(idx): _as_bytes(h) for idx, h in cur.fetchall()
-                           if h is not None})
-        out: dict[Node, bytes] = {}
-        for node, (start, end) in spans.items():
-            hashes = [leaves.get(i) for i in range(start, end)]
-            if all(h is not None for h in hashes):
-                out[node] = complete_subtree([h for h in hashes if h is not None])
-        return out
+    def _select_any(self, cur: Any, select: str, term: str,
+                    keys: Sequence[tuple[int, int]]) -> list[Any]:
+        """The rows of ``select`` matching any of ``keys``, each filling ``term``'s two
+        placeholders, in queries of at most :data:`_CHUNK` terms."""
+        rows: list[Any] = []
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i:i + _CHUNK]
+            cur.execute(self._sql(f"{select} WHERE {' OR '.join([term] * len(chunk))}"),
+                        [v for key in chunk for v in key])
+            rows += cur.fetchall()
+        return rows
 
     def nodes(self, wanted: Iterable[Node]) -> dict[Node, bytes]:
         with self._read() as cur:
@@ -220,13 +214,8 @@ class Store(ABC):
                 entry = Entry(index, prev, event)
                 body = entry.canonical()
                 leaf = leaf_hash(body)
-                # Only every 16th entry completes a subtree that is stored.
-                if not (index + 1) % (1 << STORED_LEVEL):
-                    node_rows.extend((level, idx, h) for (level, idx), h
-                                     in append_nodes(frontier, index, leaf)
-                                     if level >= STORED_LEVEL)
-                else:
-                    append_nodes(frontier, index, leaf)
+                node_rows.extend((level, idx, h) for (level, idx), h
+                                 in append_nodes(frontier, index, leaf) if level >= STORED_LEVEL)
                 entry_rows.append((index, event.time, event.actor, event.host, event.action,
                                    event.resource, event.outcome, body, leaf))
                 entries.append(entry)
