@@ -36,8 +36,8 @@ VENV_BIN = Path(sys.executable).parent
 
 def workload(n: int) -> Path:
     """A requirements file of ``n`` pinned packages from the shared OSV data."""
-    from mlward.vulndb.load import load_advisories
-    from mlward.vulndb.match import parse_version
+    from mlward._internal.vulndb.load import load_advisories
+    from mlward._internal.vulndb.match import parse_version
 
     listed: dict[str, str] = {}
     fixed: dict[str, list[str]] = {}
@@ -78,8 +78,8 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, object
 def mlward_matching_only(req: Path, cache: Path) -> float:
     """Seconds for parse + lookup + match of the requirements, in-process, index warm."""
     os.environ["MLWARD_CACHE"] = str(cache)
-    from mlward.scanners.deps.check import check_dependencies, read_dependencies
-    from mlward.vulndb import local_source
+    from mlward._internal.scanners.deps.check import check_dependencies, read_dependencies
+    from mlward._internal.vulndb import local_source
 
     source = local_source(OSV)
     start = time.perf_counter()

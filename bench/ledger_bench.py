@@ -25,10 +25,10 @@ from pathlib import Path
 
 from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 
-from mlward.ledger.entry import GENESIS, Entry, Event
-from mlward.ledger.ledger import Ledger
-from mlward.ledger.merkle import leaf_hash, verify_inclusion
-from mlward.ledger.store import SQLiteStore
+from mlward._internal.ledger.entry import GENESIS, Entry, Event
+from mlward._internal.ledger.ledger import Ledger
+from mlward._internal.ledger.merkle import leaf_hash, verify_inclusion
+from mlward._internal.ledger.store import SQLiteStore
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out" / "ledger"

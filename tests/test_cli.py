@@ -67,11 +67,11 @@ def test_scanning_a_checkpoint_loads_no_machinery_it_does_not_need(tmp_path: Pat
                          cwd=tmp_path, check=True).stdout.split()
     assert out[0] == "0"
     loaded = set(out[1:])
-    assert "mlward.scanners.pickle" in loaded  # what the file needs
+    assert "mlward._internal.scanners.pickle" in loaded  # what the file needs
     unneeded = {
         "dataclasses", "inspect", "ast", "tomllib", "jinja2", "cryptography", "detect_secrets",
-        "yaml", "rich", "importlib.metadata", "mlward.scanners.code",
-        "mlward.scanners.notebook.read", "mlward.scanners.keras.config",
-        "mlward.scanners.templates", "mlward.ledger.store", "mlward.vulndb.index",
+        "yaml", "rich", "importlib.metadata", "mlward._internal.scanners.code",
+        "mlward._internal.scanners.notebook.read", "mlward._internal.scanners.keras.config",
+        "mlward._internal.scanners.templates", "mlward._internal.ledger.store", "mlward._internal.vulndb.index",
     }
     assert not unneeded & loaded, sorted(unneeded & loaded)

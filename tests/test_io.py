@@ -4,7 +4,7 @@ import os
 import stat
 from pathlib import Path
 
-from mlward.io import atomic_write_bytes, atomic_write_text
+from mlward._internal.io import atomic_write_bytes, atomic_write_text
 
 
 def test_atomic_write_replaces_a_file_and_leaves_no_temporary(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import mlward
-from mlward.scanners.interface import SCANNERS, ScanContext, Scanner
-from mlward.sources import Source
+from mlward._internal.scanners.interface import SCANNERS, ScanContext, Scanner
+from mlward._internal.sources import Source
 
 
 def _project(root: Path, n: int) -> None:
@@ -84,10 +84,10 @@ def test_unrecognised_files_are_skipped_not_inconclusive(tmp_path: Path) -> None
 
 def test_third_party_scanner_loads_from_its_entry_point(tmp_path: Path, monkeypatch) -> None:
     """A distribution declaring ``mlward.scanners`` gets its scanner registered and used."""
-    import mlward.scanners as registry
+    import mlward._internal.scanners as registry
 
     (tmp_path / "mlward_plugin_demo.py").write_text(
-        "from mlward.scanners.interface import Scanner\n"
+        "from mlward.plugins import Scanner\n"
         "class DemoScanner(Scanner):\n"
         "    name = 'demo-format'\n"
         "    priority = 5\n"
@@ -111,7 +111,7 @@ def test_third_party_scanner_loads_from_its_entry_point(tmp_path: Path, monkeypa
 
 
 def test_fork_map_returns_every_result_and_names_the_item_whose_worker_died() -> None:
-    from mlward.scan import _fork_map
+    from mlward._internal.pipeline import _fork_map
 
     def work(item: int) -> int:
         if item == 5:

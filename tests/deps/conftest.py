@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlward.vulndb import LocalIndex, open_index
+from mlward._internal.vulndb import LocalIndex, open_index
 
 OSV = Path(__file__).resolve().parent.parent / "fixtures" / "osv"
 

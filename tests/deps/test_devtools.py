@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlward.findings import Finding, Severity
-from mlward.scan import scan
+from mlward._internal.pipeline import scan
 
 
 def findings(tmp_path: Path, name: str, text: str) -> list[Finding]:

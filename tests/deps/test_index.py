@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from mlward.findings import Location
-from mlward.scan import scan
-from mlward.scanners.deps.check import check_dependencies
-from mlward.scanners.deps.model import Dependency
-from mlward.vulndb import open_index
-from mlward.vulndb.index import index_path
+from mlward._internal.pipeline import scan
+from mlward._internal.scanners.deps.check import check_dependencies
+from mlward._internal.scanners.deps.model import Dependency
+from mlward._internal.vulndb import open_index
+from mlward._internal.vulndb.index import index_path
 
 from .conftest import OSV
 
@@ -125,7 +125,7 @@ def test_whole_shared_osv_set(tmp_path: Path) -> None:
 
 def test_oversized_zip_member_is_counted_not_read(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlward.vulndb import load
+    from mlward._internal.vulndb import load
 
     monkeypatch.setattr(load, "MAX_RECORD_BYTES", 4096)
     export = tmp_path / "all.zip"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mlward.findings import Severity
-from mlward.vulndb import LocalIndex
-from mlward.vulndb.cvss import base_score_v3
-from mlward.vulndb.match import check_range, check_version
+from mlward._internal.vulndb import LocalIndex
+from mlward._internal.vulndb.cvss import base_score_v3
+from mlward._internal.vulndb.match import check_range, check_version
 
 
 def ids_for(index: LocalIndex, name: str, version: str) -> set[str]:

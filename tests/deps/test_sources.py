@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mlward.scanners.deps.check import read_dependencies
-from mlward.scanners.deps.manifests import installed_distributions, poetry_constraint
-from mlward.scanners.deps.model import DependencyError
-from mlward.scanners.deps.requirements import split_pip_install
+from mlward._internal.scanners.deps.check import read_dependencies
+from mlward._internal.scanners.deps.manifests import installed_distributions, poetry_constraint
+from mlward._internal.scanners.deps.model import DependencyError
+from mlward._internal.scanners.deps.requirements import split_pip_install
 
 
 def by_name(deps: list) -> dict:  # type: ignore[type-arg]

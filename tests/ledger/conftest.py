@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from mlward.ledger.store import open_store
+from mlward._internal.ledger.store import open_store
 
 PG_DSN = os.environ.get("MLWARD_TEST_PG_DSN")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlward.cli.main import main
-from mlward.ledger import LedgerError, open_ledger, record_event
+from mlward._internal.ledger import LedgerError, open_ledger, record_event
 
 
 @pytest.fixture

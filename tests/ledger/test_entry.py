@@ -9,8 +9,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlward.ledger.entry import Entry, Event, canonical_json
-from mlward.ledger.errors import LedgerError
+from mlward._internal.ledger.entry import Entry, Event, canonical_json
+from mlward._internal.ledger.errors import LedgerError
 
 _scalars = (st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
             | st.floats(allow_nan=False, allow_infinity=False) | st.text())

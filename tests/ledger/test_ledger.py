@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mlward.ledger import Event, Ledger, LedgerError
-from mlward.ledger.merkle import MemoryTree, leaf_hash, verify_consistency, verify_inclusion
-from mlward.ledger.note import Checkpoint, NoteSigner
-from mlward.ledger.store import STORED_LEVEL, Filters, open_store
+from mlward._internal.ledger import Event, Ledger, LedgerError
+from mlward._internal.ledger.merkle import MemoryTree, leaf_hash, verify_consistency, verify_inclusion
+from mlward._internal.ledger.note import Checkpoint, NoteSigner
+from mlward._internal.ledger.store import STORED_LEVEL, Filters, open_store
 
 from .conftest import execute_sql
 
@@ -113,7 +113,7 @@ def test_receipt_verifies_offline(ledger: Ledger) -> None:
 
 
 def test_export_verifies_offline_and_detects_an_edit(ledger: Ledger, tmp_path: Path) -> None:
-    from mlward.ledger import verify_export
+    from mlward._internal.ledger import verify_export
 
     out = tmp_path / "export.jsonl"
     assert ledger.export(out) == 12

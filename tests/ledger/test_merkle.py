@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from mlward.ledger.merkle import (
+from mlward._internal.ledger.merkle import (
     EMPTY_ROOT,
     MemoryTree,
     append_nodes,

@@ -7,9 +7,9 @@ import hashlib
 
 import pytest
 
-from mlward.ledger.errors import LedgerError
-from mlward.ledger.merkle import MemoryTree, leaf_hash
-from mlward.ledger.note import Checkpoint, NoteSigner, NoteVerifier, Receipt, open_note
+from mlward._internal.ledger.errors import LedgerError
+from mlward._internal.ledger.merkle import MemoryTree, leaf_hash
+from mlward._internal.ledger.note import Checkpoint, NoteSigner, NoteVerifier, Receipt, open_note
 
 NAME = "example.com/ledger"
 

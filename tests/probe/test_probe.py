@@ -18,8 +18,8 @@ import pytest
 
 from mlward.cli.main import main
 from mlward.findings import Severity
-from mlward.probe import probe, probe_report
-from mlward.vulndb import open_index
+from mlward._internal.probe import probe, probe_report
+from mlward._internal.vulndb import open_index
 
 from .conftest import free_port, running, tool
 

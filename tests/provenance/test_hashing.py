@@ -9,8 +9,8 @@ from pathlib import Path
 import blake3
 import pytest
 
-from mlward.provenance.errors import FileChangedError, ProvenanceError
-from mlward.provenance.hashing import (
+from mlward._internal.provenance.errors import FileChangedError, ProvenanceError
+from mlward._internal.provenance.hashing import (
     CHUNK,
     FileJob,
     HashSpec,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlward.ledger import init_project, open_ledger
+from mlward._internal.ledger import init_project, open_ledger
 
 from .conftest import Run
 

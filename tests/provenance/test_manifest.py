@@ -11,8 +11,8 @@ from pathlib import Path
 import blake3
 import pytest
 
-from mlward.provenance.errors import ProvenanceError
-from mlward.provenance.manifest import Manifest, create
+from mlward._internal.provenance.errors import ProvenanceError
+from mlward._internal.provenance.manifest import Manifest, create
 
 from .conftest import Run, run_json
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mlward.provenance import dsse, keys
-from mlward.provenance.errors import ProvenanceError
+from mlward._internal.provenance import dsse, keys
+from mlward._internal.provenance.errors import ProvenanceError
 
 from .conftest import Run, run_json
 

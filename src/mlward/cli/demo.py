@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build_and_scan(root: Path, args: argparse.Namespace, note: str) -> int:
-    from mlward.demo import MALICIOUS, build_demo_project
-    from mlward.scan import scan
+    from mlward._internal.demo import MALICIOUS, build_demo_project
+    from mlward._internal.pipeline import scan
 
     build_demo_project(root)
     # Notes go to standard error so that standard output is the report alone (--format json).

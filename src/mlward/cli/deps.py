@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from mlward.cli.scan import add_report_options, emit
 from mlward.errors import UsageError
-from mlward.io import atomic_write_text
+from mlward._internal.io import atomic_write_text
 
 if TYPE_CHECKING:
-    from mlward.vulndb import VulnSource
+    from mlward._internal.vulndb import VulnSource
 # The vulnerability database code is imported by the commands that use it, not at start-up.
 
 
@@ -85,13 +85,13 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
 
 
 def vuln_source(args: argparse.Namespace) -> VulnSource | None:
-    from mlward.vulndb import MergedSource, configured_path, local_source
+    from mlward._internal.vulndb import MergedSource, configured_path, local_source
 
     sources: list[VulnSource] = []
     paths = args.vuln_db or ([p] if (p := configured_path()) is not None else [])
     sources.extend(local_source(p) for p in paths)
     if args.online:
-        from mlward.vulndb.online import OsvApi
+        from mlward._internal.vulndb.online import OsvApi
 
         sources.append(OsvApi())
     if not sources:
@@ -100,7 +100,7 @@ def vuln_source(args: argparse.Namespace) -> VulnSource | None:
 
 
 def run_deps(args: argparse.Namespace) -> int:
-    from mlward.scanners.deps.audit import audit
+    from mlward._internal.scanners.deps.audit import audit
 
     paths = [Path(p) for p in args.paths] or ([] if args.env else [Path()])
     result = audit(paths, environment=args.env, source=vuln_source(args))
@@ -112,9 +112,9 @@ def run_deps(args: argparse.Namespace) -> int:
 
 
 def run_update(args: argparse.Namespace) -> int:
-    from mlward.vulndb import exported_zip
-    from mlward.vulndb.index import open_index
-    from mlward.vulndb.online import download_export
+    from mlward._internal.vulndb import exported_zip
+    from mlward._internal.vulndb.index import open_index
+    from mlward._internal.vulndb.online import download_export
 
     target = download_export(exported_zip(), args.url)
     index = open_index(target, rebuild=True)
@@ -125,8 +125,8 @@ def run_update(args: argparse.Namespace) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from mlward.vulndb import configured_path
-    from mlward.vulndb.index import open_index
+    from mlward._internal.vulndb import configured_path
+    from mlward._internal.vulndb.index import open_index
 
     path = args.path or configured_path()
     if path is None:
@@ -144,7 +144,7 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    from mlward.probe import probe_report
+    from mlward._internal.probe import probe_report
 
     report = probe_report(args.urls, timeout=args.timeout, source=vuln_source(args))
     return emit(report, args)

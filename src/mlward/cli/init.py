@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlward.ledger import init_project
+    from mlward._internal.ledger import init_project
 
     folder = args.dir / ".mlward"
     with init_project(args.dir, db=args.db, origin=args.origin) as ledger:

@@ -97,13 +97,13 @@ def _command(commands: Any, name: str, summary: str,
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from mlward.ledger import open_ledger
+    from mlward._internal.ledger import open_ledger
 
     return open_ledger(args.db)
 
 
 def run_append(args: argparse.Namespace) -> int:
-    from mlward.ledger import Event
+    from mlward._internal.ledger import Event
 
     digests = {}
     for text in args.digest:
@@ -129,7 +129,7 @@ def run_append(args: argparse.Namespace) -> int:
 
 
 def _time_bound(text: str | None, flag: str) -> str | None:
-    from mlward.ledger.entry import format_time
+    from mlward._internal.ledger.entry import format_time
 
     if text is None:
         return None
@@ -143,7 +143,7 @@ def _time_bound(text: str | None, flag: str) -> str | None:
 
 
 def run_log(args: argparse.Namespace) -> int:
-    from mlward.ledger.store import Filters
+    from mlward._internal.ledger.store import Filters
 
     filters = Filters(actor=args.actor, action=args.action, resource=args.resource,
                       since=_time_bound(args.since, "--since"),
@@ -168,7 +168,7 @@ def run_log(args: argparse.Namespace) -> int:
 
 
 def _verifier(args: argparse.Namespace) -> Any:
-    from mlward.ledger.note import NoteVerifier
+    from mlward._internal.ledger.note import NoteVerifier
 
     if args.key:
         text = args.key
@@ -179,7 +179,7 @@ def _verifier(args: argparse.Namespace) -> Any:
             except (OSError, UnicodeDecodeError) as exc:
                 raise UsageError(f"--key {args.key}: not a verifier key, and {exc}") from None
         return NoteVerifier.parse(text)
-    from mlward.ledger.project import find_project
+    from mlward._internal.ledger.project import find_project
 
     folder = find_project()
     if folder is not None and (folder / "keys" / "ledger.pub").is_file():
@@ -195,15 +195,15 @@ def _read(path: Path) -> str:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from mlward.ledger import verify_export
-    from mlward.ledger.note import Receipt
+    from mlward._internal.ledger import verify_export
+    from mlward._internal.ledger.note import Receipt
 
     if args.receipt is not None:
         verifier = _verifier(args)
         if verifier is None:
             raise UsageError("verifying a receipt needs --key (the ledger's verifier key)")
         receipt = Receipt.parse(_read(args.receipt))
-        from mlward.ledger import LedgerError
+        from mlward._internal.ledger import LedgerError
 
         try:
             checkpoint = receipt.verify(verifier)
@@ -242,7 +242,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_prove(args: argparse.Namespace) -> int:
-    from mlward.io import atomic_write_text
+    from mlward._internal.io import atomic_write_text
 
     with _open(args) as ledger:
         receipt = str(ledger.receipt(args.entry))

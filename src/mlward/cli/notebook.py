@@ -43,7 +43,7 @@ def _help(p: argparse.ArgumentParser) -> int:
 
 
 def run_clean(args: argparse.Namespace) -> int:
-    from mlward.scanners.notebook.clean import clean_notebook
+    from mlward._internal.scanners.notebook.clean import clean_notebook
 
     if not (args.strip_outputs or args.redact):
         raise UsageError("choose what to clean: --strip-outputs and/or --redact")

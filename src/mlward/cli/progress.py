@@ -16,7 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from mlward.scan import ScanObserver
+from mlward._internal.pipeline import ScanObserver
 
 MIN_FILES_FOR_BAR = 20
 

@@ -10,19 +10,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlward._lazy import lazy_module
+from mlward._internal.lazy import lazy_module
 from mlward.errors import MlwardError
-from mlward.ledger import record_event
-from mlward.provenance import KEY_TYPES
-from mlward.provenance.errors import ProvenanceError
-from mlward.provenance.hashing import ALGORITHMS, DEFAULT_SHARD_SIZE, HashSpec
+from mlward._internal.ledger import record_event
+from mlward._internal.provenance import KEY_TYPES
+from mlward._internal.provenance.errors import ProvenanceError
+from mlward._internal.provenance.hashing import ALGORITHMS, DEFAULT_SHARD_SIZE, HashSpec
 
 if TYPE_CHECKING:
-    from mlward.provenance import chain, dsse, keys, lineage, manifest, oms
+    from mlward._internal.provenance import chain, dsse, keys, lineage, manifest, oms
 else:
     # Loaded on first use, so that other commands do not pay for cryptography at start-up.
     chain, dsse, keys, lineage, manifest, oms = (
-        lazy_module(f"mlward.provenance.{name}")
+        lazy_module(f"mlward._internal.provenance.{name}")
         for name in ("chain", "dsse", "keys", "lineage", "manifest", "oms"))
 
 EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2

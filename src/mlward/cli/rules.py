@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlward.scanners import load_scanners
+    from mlward._internal.scanners import load_scanners
 
     load_scanners()  # scanners register their rules on import
     rules = sorted(RULES.values(), key=lambda r: r.id)

@@ -9,8 +9,8 @@ from typing import Any
 
 from mlward.findings import Report, Severity
 from mlward.formats import FORMATS, render
-from mlward.io import atomic_write_text
-from mlward.scan import scan
+from mlward._internal.io import atomic_write_text
+from mlward._internal.pipeline import scan
 
 
 def register(sub: Any) -> None:
@@ -65,7 +65,7 @@ def record_scan(report: Report, fail_on: Severity, code: int) -> None:
     """Append the scan's summary to the project's audit ledger, when it has one."""
     from collections import Counter
 
-    from mlward.ledger import LedgerError, record_event
+    from mlward._internal.ledger import LedgerError, record_event
 
     verdicts = Counter(str(v) for v in report.verdicts().values())
     inputs = [str(Path(p).resolve()) for p in report.inputs]

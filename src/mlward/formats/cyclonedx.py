@@ -19,10 +19,10 @@ from packaging.version import Version
 from mlward._version import __version__
 from mlward.errors import MissingExtra
 from mlward.findings import Severity
-from mlward.vulndb.match import parse_version
+from mlward._internal.vulndb.match import parse_version
 
 if TYPE_CHECKING:
-    from mlward.scanners.deps.check import DependencyResult
+    from mlward._internal.scanners.deps.check import DependencyResult
 
 _SEVERITY = {Severity.CRITICAL: "critical", Severity.HIGH: "high", Severity.MEDIUM: "medium",
              Severity.LOW: "low", Severity.INFO: "info"}

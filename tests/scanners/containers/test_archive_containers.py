@@ -18,7 +18,7 @@ import pytest
 from containers_util import evil_pickle, high, rules, scan_one, verdict
 
 from mlward.findings import Verdict
-from mlward.sources.archives import link_target_problem, member_path_problem
+from mlward._internal.sources.archives import link_target_problem, member_path_problem
 
 
 def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -298,7 +298,7 @@ def test_benign_7z_is_clean(tmp_path: Path) -> None:
 
 def test_spool_spills_to_a_temporary_file(monkeypatch: pytest.MonkeyPatch) -> None:
     from mlward.findings import Location
-    from mlward.sources import archives
+    from mlward._internal.sources import archives
 
     monkeypatch.setattr(archives, "SPOOL_MEMORY", 10)
     with archives.Spool() as spool:

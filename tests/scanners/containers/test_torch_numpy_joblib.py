@@ -19,7 +19,7 @@ import pytest
 from containers_util import evil_pickle, high, rules, scan_one, verdict
 
 from mlward.findings import Verdict
-from mlward.scanners.torch import LEGACY_MAGIC
+from mlward._internal.scanners.torch import LEGACY_MAGIC
 
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")

@@ -92,7 +92,7 @@ def test_template_before_a_damaged_entry_is_still_judged(tmp_path, scan_path, ma
 
 
 def test_ggml_type_table_matches_the_gguf_package():
-    from mlward.scanners.gguf import GGML_TYPES
+    from mlward._internal.scanners.gguf import GGML_TYPES
 
     for t, (block, size) in gguf.constants.GGML_QUANT_SIZES.items():
         assert GGML_TYPES.get(int(t)) == (block, size), t

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlward.findings import Verdict
-from mlward.scanners.templates import analyse_template
+from mlward._internal.scanners.templates import analyse_template
 
 # Small templates written for these tests in the style of the real ones.
 LLAMA3 = (

@@ -283,7 +283,7 @@ def _m_tuple(*items: bytes) -> bytes:
 def test_bytecode_names_from_a_python_3_8_layout():
     # A code object as CPython 3.8-3.10 marshals it (6 int fields, lnotab at the end): not
     # loadable by this interpreter's marshal, still readable here.
-    from mlward.scanners.keras.bytecode import code_names
+    from mlward._internal.scanners.keras.bytecode import code_names
 
     data = (b"c" + b"\x01\x00\x00\x00" * 6 + b"s\x04\x00\x00\x00\x74\x00\x53\x00"
             + _m_tuple(b"N", _m_str("id")) + _m_tuple(_m_str("os"), _m_str("system"))
@@ -298,7 +298,7 @@ def test_bytecode_reader_survives_mutations():
     import random
 
     from mlward.errors import FormatError
-    from mlward.scanners.keras.bytecode import code_names
+    from mlward._internal.scanners.keras.bytecode import code_names
 
     code = compile("lambda x: [y.upper() for y in x] + list(map(str, x))", "<k>", "eval")
     data = marshal.dumps(code.co_consts[0])

@@ -26,7 +26,7 @@ def _saved_model(path):
 def test_missing_extra_is_inconclusive_with_hint(tmp_path, scan_path, monkeypatch, module,
                                                  extra, name, make):
     path = make(tmp_path / name)
-    from mlward.scanners import tensorflow
+    from mlward._internal.scanners import tensorflow
 
     tensorflow._messages.cache_clear()
     for mod in [m for m in sys.modules if m == module or m.startswith(module + ".")]:

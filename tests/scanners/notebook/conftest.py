@@ -16,7 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from mlward.findings import Report
-from mlward.scan import scan
+from mlward._internal.pipeline import scan
 
 _rng = random.Random(7)
 

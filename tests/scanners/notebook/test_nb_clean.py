@@ -10,7 +10,7 @@ import pytest
 
 from conftest import code, md, notebook, result, stream, tokens, write_nb
 from mlward.cli.main import main
-from mlward.scan import scan
+from mlward._internal.pipeline import scan
 
 TOKENS = tokens()
 

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import by_rule, code, notebook, write_nb
 from mlward.findings import Severity
-from mlward.scan import scan
-from mlward.scanners.code import aliases_of, check_shell, check_tree, split_magics
-from mlward.scanners.notebook import notebook_requirements
+from mlward._internal.pipeline import scan
+from mlward._internal.scanners.code import aliases_of, check_shell, check_tree, split_magics
+from mlward._internal.scanners.notebook import notebook_requirements
 
 
 def issues(source: str) -> list[tuple[str, Severity]]:

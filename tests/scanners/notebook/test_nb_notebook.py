@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_output, new_raw_cell
 
 from conftest import by_rule, code, md, notebook, result, stream, tokens, write_nb
-from mlward.scan import scan
+from mlward._internal.pipeline import scan
 
 TOKENS = tokens()
 

@@ -11,9 +11,9 @@ import pytest
 from conftest import HEX, code, notebook, rand, result, stream, tokens, write_nb
 from mlward.findings import Severity
 from mlward.formats import render
-from mlward.scan import scan
-from mlward.scanners.secrets.detect import redact_secrets
-from mlward.scanners.secrets.report import find_secrets, mask
+from mlward._internal.pipeline import scan
+from mlward._internal.scanners.secrets.detect import redact_secrets
+from mlward._internal.scanners.secrets.report import find_secrets, mask
 
 TOKENS = tokens()
 
@@ -91,7 +91,7 @@ def test_pem_private_key_with_material_is_critical() -> None:
 
 def test_missing_extra_is_inconclusive_with_the_hint(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlward.scanners.secrets import detect
+    from mlward._internal.scanners.secrets import detect
 
     for name in [m for m in sys.modules if m.split(".")[0] == "detect_secrets"]:
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed
@@ -144,7 +144,7 @@ def test_inline_allowlist_and_baseline(tmp_path: Path) -> None:
     (tmp_path / ".mlward").mkdir()
     (tmp_path / ".mlward" / "secrets-baseline.json").write_text(
         json.dumps({"allow": [{"fingerprint": fp, "note": "revoked test key"}]}))
-    from mlward.scanners.secrets.report import _baseline_in
+    from mlward._internal.scanners.secrets.report import _baseline_in
     _baseline_in.cache_clear()
     assert [f for f in scan([src]).findings if f.rule_id == "MW401"] == []
 

@@ -17,9 +17,9 @@ from pickle_payloads import by_rule, call, const, evidence, rules, scan_bytes
 
 import mlward
 from mlward.findings import Location
-from mlward.scan import _Engine
-from mlward.scanners.interface import Limits
-from mlward.scanners.pickle import scan_pickle_stream
+from mlward._internal.pipeline import _Engine
+from mlward._internal.scanners.interface import Limits
+from mlward._internal.scanners.pickle import scan_pickle_stream
 
 HUGE = 2**60
 
@@ -273,7 +273,7 @@ def test_a_protocol_header_and_four_clean_opcodes_make_a_pickle(protocol: int) -
     """The short sniff for PROTO-led streams still takes a truncated pickle as a pickle (the
     unpickler runs what comes before the cut) and still refuses binary that only starts like
     one."""
-    from mlward.scanners.pickle import has_protocol_header, looks_like_pickle
+    from mlward._internal.scanners.pickle import has_protocol_header, looks_like_pickle
 
     data = pickle.dumps([{"w": [0.5] * 64, "name": "layer"}] * 8, protocol=protocol)
     assert has_protocol_header(data)

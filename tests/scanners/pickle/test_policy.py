@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlward.findings import Severity
-from mlward.scanners.pickle.policy import (
+from mlward._internal.scanners.pickle.policy import (
     DANGEROUS_MODULES,
     DANGEROUS_NAMES,
     SAFE_NAMES,

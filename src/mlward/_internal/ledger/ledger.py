@@ -1,0 +1,340 @@
+"""The ledger: a store, the Merkle tree over it, signed checkpoints, proofs and verification."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlward._internal.io import atomic_write_text
+from mlward._internal.ledger.entry import GENESIS, VERSION, Entry, Event, utc_now
+from mlward._internal.ledger.errors import LedgerError
+from mlward._internal.ledger.merkle import (
+    MemoryTree,
+    consistency_ranges,
+    hash_ranges,
+    inclusion_ranges,
+    leaf_hash,
+)
+from mlward._internal.ledger.note import Checkpoint, NoteSigner, NoteVerifier, Receipt
+from mlward._internal.ledger.store import Filters, Store, StoredEntry
+
+EXPORT_FORMAT = "mlward-ledger-export/1"
+_DECODER = json.JSONDecoder()
+MAX_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing verification found wrong; ``index`` is the first entry it concerns."""
+
+    index: int | None
+    kind: str  # edited, deleted, moved, inserted, truncated, rolled-back, tree, checkpoint
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "kind": self.kind, "message": self.message}
+
+
+@dataclass
+class VerifyResult:
+    size: int = 0
+    root: bytes = b""
+    checkpoints: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, problem: Problem) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+
+    @property
+    def first(self) -> Problem | None:
+        """The problem at the lowest entry index (problems without an index come last)."""
+        return min(self.problems, default=None,
+                   key=lambda p: (p.index is None, p.index or 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "size": self.size, "root": self.root.hex(),
+                "checkpoints_checked": self.checkpoints,
+                "first_problem": None if self.first is None else self.first.to_dict(),
+                "problems": [p.to_dict() for p in self.problems]}
+
+
+class Ledger:
+    """An open ledger. ``signer`` is needed to sign checkpoints; ``verifier`` to check them."""
+
+    def __init__(self, store: Store, origin: str, *, signer: NoteSigner | None = None,
+                 verifier: NoteVerifier | None = None,
+                 checkpoint_file: Path | None = None) -> None:
+        self.store = store
+        self.origin = origin
+        self.signer = signer
+        self.verifier = verifier or (signer.verifier if signer else None)
+        self.checkpoint_file = checkpoint_file
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing ------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event]) -> list[Entry]:
+        return self.store.append(events)
+
+    def checkpoint(self) -> str:
+        """Sign a checkpoint of the current tree, keep it in the store (and the checkpoint
+        file next to the project's configuration) and return the signed note."""
+        if self.signer is None:
+            raise LedgerError("signing a checkpoint needs the ledger's private key "
+                              "(.mlward/keys/ledger.key)")
+        with self.store.snapshot() as snap:
+            size = snap.size()
+            root = hash_ranges([(0, size)], snap.nodes)[0]
+        note = self.signer.sign(Checkpoint(self.origin, size, root).text())
+        self.store.add_checkpoint(size, utc_now(), note)
+        if self.checkpoint_file is not None:
+            atomic_write_text(self.checkpoint_file, note)
+        return note
+
+    # --- reading ------------------------------------------------------------------------
+
+    def size(self) -> int:
+        return self.store.size()
+
+    def root(self, size: int | None = None) -> bytes:
+        size = self.size() if size is None else size
+        return hash_ranges([(0, size)], self.store.nodes)[0]
+
+    def entry(self, index: int) -> Entry:
+        body = self.store.entry(index)
+        if body is None:
+            raise LedgerError(f"the ledger has no entry {index}")
+        return Entry.from_bytes(body)
+
+    def log(self, filters: Filters, limit: int | None = None) -> list[Entry]:
+        return [Entry.from_bytes(body) for body in self.store.search(filters, limit)]
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries, from
+        O(log n) stored nodes read in one query."""
+        with self.store.snapshot() as snap:
+            if not 0 <= index < size <= snap.size():
+                raise LedgerError(f"entry {index} is not in a tree of size {size}")
+            return hash_ranges(inclusion_ranges(index, size), snap.nodes)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """RFC 9162 consistency proof from the tree of ``first`` entries to ``second``."""
+        with self.store.snapshot() as snap:
+            if not 0 <= first <= second <= snap.size():
+                raise LedgerError(f"no consistency proof from size {first} to size {second}")
+            return hash_ranges(consistency_ranges(first, second), snap.nodes)
+
+    def receipt(self, index: int) -> Receipt:
+        """A tlog-proof receipt for entry ``index`` under a fresh signed checkpoint."""
+        body = self.store.entry(index)
+        if body is None:
+            raise LedgerError(f"the ledger has no entry {index}")
+        note = self.checkpoint()
+        assert self.verifier is not None  # checkpoint() needs the signer
+        checkpoint = Checkpoint.open(note, self.verifier)
+        proof = self.inclusion_proof(index, checkpoint.size)
+        return Receipt(body, index, tuple(proof), note)
+
+    # --- verification -------------------------------------------------------------------
+
+    def verify(self, extra_checkpoints: Iterable[str] = ()) -> VerifyResult:
+        """Recompute the tree from the entries; compare with the stored tree, every stored
+        checkpoint, the project's latest checkpoint file and ``extra_checkpoints``."""
+        result = VerifyResult()
+        with self.store.snapshot() as snap:
+            tree_size = snap.size()
+            leaves, end = check_entries(snap.entries(), result)
+            _compare_sizes(tree_size, end, result)
+            tree = MemoryTree(leaves)
+            _compare_nodes(snap.stored_nodes(), tree, result)
+            stored = snap.checkpoints()
+        result.size, result.root = tree.size, tree.root()
+        notes = [(f"stored checkpoint of size {s} ({created})", note)
+                 for s, created, note in stored]
+        if self.checkpoint_file is not None and self.checkpoint_file.is_file():
+            notes.append((f"latest checkpoint {self.checkpoint_file}",
+                          self.checkpoint_file.read_text(encoding="utf-8")))
+        notes += [("given checkpoint", note) for note in extra_checkpoints]
+        for label, note in notes:
+            self._check_checkpoint(label, note, tree, result)
+        return result
+
+    def _check_checkpoint(self, label: str, note: str, tree: MemoryTree,
+                          result: VerifyResult) -> None:
+        if self.verifier is None:
+            result.add(Problem(None, "checkpoint", f"{label}: no verifier key to check it"))
+            return
+        try:
+            checkpoint = Checkpoint.open(note, self.verifier, self.origin)
+        except LedgerError as exc:
+            result.add(Problem(None, "checkpoint", f"{label}: {exc}"))
+            return
+        result.checkpoints += 1
+        check_against_checkpoint(checkpoint, tree, result, label)
+
+    # --- export -------------------------------------------------------------------------
+
+    def export(self, path: Path) -> int:
+        """Write the entries as JSONL behind a header line holding a fresh signed checkpoint;
+        return the number of entries. Verifiable offline with :func:`verify_export`."""
+        note = self.checkpoint()
+        assert self.verifier is not None
+        size = Checkpoint.open(note, self.verifier).size
+        header = {"format": EXPORT_FORMAT, "origin": self.origin, "checkpoint": note,
+                  "verifier": str(self.verifier)}
+        lines = [json.dumps(header, sort_keys=True)]
+        with self.store.snapshot() as snap:
+            for stored in snap.entries():
+                if stored.idx >= size:
+                    break
+                lines.append(stored.body.decode("utf-8"))
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        return len(lines) - 1
+
+
+def check_entries(entries: Iterable[StoredEntry],
+                  result: VerifyResult) -> tuple[list[bytes], int]:
+    """Check each entry's place, chain link, stored leaf hash and indexed columns; return the
+    recomputed leaf hashes in order and the index after the last entry."""
+    leaves: list[bytes] = []
+    prev: str | None = GENESIS
+    expected = 0
+    for stored in entries:
+        if stored.idx != expected:
+            result.add(Problem(expected, "deleted", f"entries {expected}..{stored.idx - 1} "
+                               "are missing: they were deleted"))
+            prev = None  # the chain link across the gap is broken by the deletion itself
+        leaf = leaf_hash(stored.body)
+        problem = _entry_problem(stored, stored.idx, prev, leaf)
+        if problem is not None:
+            result.add(problem)
+        leaves.append(leaf)
+        prev = leaf.hex()
+        expected = stored.idx + 1
+    return leaves, expected
+
+
+def _entry_problem(stored: StoredEntry, position: int, prev: str | None,
+                   leaf: bytes) -> Problem | None:
+    # Only what tampering changes is checked here (a million entries must verify quickly):
+    # place, chain link, leaf hash and the copied columns; the fields' shapes were checked
+    # when the entry was appended, and the leaf hash pins them since.
+    try:
+        obj = _DECODER.decode(stored.body.decode("utf-8"))
+    except (ValueError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict) or obj.get("v") != VERSION:
+        return Problem(position, "edited", f"entry {position} is not a valid entry")
+    if obj.get("index") != position:
+        return Problem(position, "moved", f"the entry at position {position} was written as "
+                       f"entry {obj.get('index')}: entries were reordered, inserted or deleted")
+    if prev is not None and obj.get("prev") != prev:
+        return Problem(position - 1, "edited", f"entry {position - 1} is not the entry that "
+                       f"entry {position} was chained to: it was changed after being written")
+    if stored.leaf is not None and stored.leaf != leaf:
+        return Problem(position, "edited", f"entry {position} does not match its leaf hash "
+                       "in the tree: it was edited after it was appended")
+    if stored.leaf is None and stored.columns:
+        return Problem(position, "tree", f"entry {position} has no leaf in the tree")
+    get = obj.get  # the columns in ENTRY_COLUMNS order
+    if stored.columns and stored.columns != (get("time"), get("actor"), get("host"),
+                                             get("action"), get("resource"), get("outcome")):
+        return Problem(position, "edited", f"the indexed columns of entry {position} differ "
+                       "from its content: they were edited")
+    return None
+
+
+def _compare_sizes(tree_size: int, end: int, result: VerifyResult) -> None:
+    if tree_size > end:
+        result.add(Problem(end, "truncated", f"the tree has {tree_size} leaves but the entries "
+                           f"end at {end}: entries {end}..{tree_size - 1} were deleted"))
+    elif tree_size < end:
+        result.add(Problem(tree_size, "inserted", f"entries {tree_size}..{end - 1} are not in "
+                           "the tree: they were added outside mlward"))
+
+
+def _compare_nodes(stored: Iterator[tuple[int, int, bytes]], tree: MemoryTree,
+                   result: VerifyResult) -> None:
+    explained = sorted(p.index for p in result.problems if p.index is not None)
+    for level, idx, h in stored:
+        ours = tree.levels[level][idx] if level < len(tree.levels) and \
+            idx < len(tree.levels[level]) else None
+        if ours == h:
+            continue
+        first, last = idx << level, ((idx + 1) << level) - 1
+        if any(first <= i <= last for i in explained):
+            continue  # the node covers an entry already found changed
+        result.add(Problem(first, "tree", f"stored tree node (level {level}, index {idx}) "
+                           f"over entries {first}..{last} differs from the recomputed tree"))
+        return
+
+
+def check_against_checkpoint(checkpoint: Checkpoint, tree: MemoryTree, result: VerifyResult,
+                             label: str) -> None:
+    n = tree.size
+    if checkpoint.size > n:
+        result.add(Problem(n, "rolled-back", f"{label} covers {checkpoint.size} entries but "
+                           f"the ledger has {n}: entries {n}..{checkpoint.size - 1} are gone "
+                           "(truncated or rolled back)"))
+    elif tree.root(checkpoint.size) != checkpoint.root:
+        named = [p.index for p in result.problems
+                 if p.index is not None and p.index < checkpoint.size]
+        where = (f"entry {min(named)}" if named else
+                 f"an entry before index {checkpoint.size}")
+        result.add(Problem(min(named) if named else None, "checkpoint",
+                           f"{label} (root {checkpoint.root.hex()[:16]}...) does not match the "
+                           f"recomputed tree: {where} was changed"))
+
+
+def verify_export(path: Path, verifier: NoteVerifier | None = None) -> VerifyResult:
+    """Verify an export offline: every entry, the tree, and the signed checkpoint, with
+    ``verifier`` (or, lacking one, the key the export names, which proves only consistency)."""
+    result = VerifyResult()
+    try:
+        with path.open("rb") as f:
+            header = json.loads(f.readline())
+            rows = [line.rstrip(b"\n") for line in f if line.strip()]
+    except (OSError, ValueError, RecursionError) as exc:
+        raise LedgerError(f"cannot read the export {path}: {exc}") from None
+    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+        raise LedgerError(f"{path} is not an mlward ledger export ({EXPORT_FORMAT})")
+    if verifier is None:
+        verifier = NoteVerifier.parse(str(header.get("verifier", "")))
+    stored = (StoredEntry(i, (), body, None) for i, body in enumerate(rows))
+    tree = MemoryTree(check_entries(stored, result)[0])
+    result.size, result.root = tree.size, tree.root()
+    try:
+        checkpoint = Checkpoint.open(str(header.get("checkpoint", "")), verifier,
+                                     str(header.get("origin", "")))
+    except LedgerError as exc:
+        result.add(Problem(None, "checkpoint", f"export checkpoint: {exc}"))
+        return result
+    result.checkpoints = 1
+    if checkpoint.size != tree.size:
+        result.add(Problem(min(checkpoint.size, tree.size), "truncated",
+                           f"the export's checkpoint covers {checkpoint.size} entries, the "
+                           f"export holds {tree.size}"))
+    else:
+        check_against_checkpoint(checkpoint, tree, result, "export checkpoint")
+    return result
+
+
+def proof_text(proof: Sequence[bytes]) -> list[str]:
+    return [base64.b64encode(p).decode() for p in proof]

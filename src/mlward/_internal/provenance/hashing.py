@@ -1,0 +1,250 @@
+"""Streaming, parallel file digests in bounded memory.
+
+Digest labels name exactly how a digest was computed, so a verifier recomputes it the same way:
+
+``sha256``
+    The plain SHA-256 of the whole file: what ``sha256sum`` prints.
+``sha256-sharded-<S>``
+    For a file larger than ``S`` bytes: the file is cut into shards of ``S`` bytes (the last
+    one shorter), each shard hashed with SHA-256 on its own core, and the digest is
+    ``SHA-256(b"mlward-sharded-v1 <S> <size>\\n" + d0 + d1 + ...)`` where ``dN`` is the raw
+    32-byte SHA-256 of shard N. A file of ``S`` bytes or fewer gets the plain ``sha256`` label.
+    A whole-file SHA-256 is a chain through every byte and cannot use a second core; the
+    sharded digest can, and is as strong (any change to any byte changes a shard digest).
+``blake3``
+    The plain BLAKE3 of the whole file (what ``b3sum`` prints). BLAKE3 is a tree hash itself,
+    so its digest is the same however many threads compute it.
+
+Memory is bounded: each worker thread reads into one reusable buffer of ``CHUNK`` bytes with
+``os.preadv`` (the file is never mapped: a file truncated under a mapping kills the process
+with SIGBUS; the buffer is an anonymous mapping, for page alignment),
+plus two read-ahead buffers of ``READ_AHEAD_CHUNK`` bytes for a large file under BLAKE3.
+A file whose size, modification time or inode changes while it is read raises
+:class:`FileChangedError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlward.errors import MissingExtra
+from mlward._internal.provenance.errors import FileChangedError, ProvenanceError
+
+CHUNK = 1 << 20
+READ_AHEAD_CHUNK = 4 << 20
+PIPELINE_MIN = 2 * READ_AHEAD_CHUNK
+DEFAULT_SHARD_SIZE = 64 << 20
+ALGORITHMS = ("sha256", "blake3")
+_SHARDED_PREFIX = "sha256-sharded-"
+
+
+@dataclass(frozen=True)
+class HashSpec:
+    """How to hash: the algorithm, and the shard size for SHA-256 (``None``: whole file)."""
+
+    algorithm: str = "sha256"
+    shard_size: int | None = DEFAULT_SHARD_SIZE
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ProvenanceError(f"unknown hash algorithm {self.algorithm!r} "
+                                  f"(choose from {', '.join(ALGORITHMS)})")
+        if self.shard_size is not None and self.shard_size < CHUNK:
+            raise ProvenanceError(f"shard size must be at least {CHUNK} bytes")
+
+    def label_for(self, size: int) -> str:
+        """The digest label this spec gives a file of ``size`` bytes."""
+        if self.algorithm == "blake3":
+            return "blake3"
+        if self.shard_size is not None and size > self.shard_size:
+            return f"{_SHARDED_PREFIX}{self.shard_size}"
+        return "sha256"
+
+
+def parse_label(label: str) -> tuple[str, int | None]:
+    """``(algorithm, shard size or None)`` for a digest label; unknown labels are an error."""
+    if label in ALGORITHMS:
+        return label, None
+    if label.startswith(_SHARDED_PREFIX) and label[len(_SHARDED_PREFIX):].isdigit():
+        shard = int(label[len(_SHARDED_PREFIX):])
+        if shard >= CHUNK:
+            return "sha256", shard
+    raise ProvenanceError(f"unknown digest algorithm {label!r}")
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One file to hash: where it is, what it looked like when listed, and which digest."""
+
+    path: str | Path
+    size: int
+    mtime_ns: int
+    inode: int
+    label: str
+
+    @classmethod
+    def of(cls, path: str | Path, st: os.stat_result, label: str) -> FileJob:
+        return cls(path, st.st_size, st.st_mtime_ns, st.st_ino, label)
+
+
+def _blake3() -> Any:
+    try:
+        import blake3
+    except ImportError:
+        raise MissingExtra("blake3", "provenance") from None
+    return blake3.blake3
+
+
+def _page_aligned(size: int) -> memoryview:
+    """A read buffer in its own anonymous mapping: page-aligned. Reading the page cache into a
+    ``bytearray`` from ``malloc`` (not page-aligned) cost four times the kernel time on the
+    machine the benchmarks ran on (2.4 s instead of 0.6 s of system time for 4 GiB)."""
+    return memoryview(mmap.mmap(-1, size))
+
+
+class _Buffers(threading.local):
+    def __init__(self) -> None:
+        self.view = _page_aligned(CHUNK)
+
+
+_BUFFERS = _Buffers()
+
+
+def _hash_range(job: FileJob, hasher: Any, start: int, end: int) -> None:
+    """Feed bytes ``start..end`` of the job's file to ``hasher``, checking the file held still."""
+    view = _BUFFERS.view
+    try:
+        # O_NONBLOCK: a file swapped for a FIFO since it was listed must not block the open.
+        fd = os.open(job.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
+    try:
+        _check_same(job, os.fstat(fd))
+        if job.label == "blake3" and end - start > PIPELINE_MIN:
+            _read_ahead(job, fd, hasher, start, end)
+        else:
+            pos = start
+            while pos < end:
+                n = os.preadv(fd, [view[:min(CHUNK, end - pos)]], pos)
+                if n == 0:
+                    raise FileChangedError(str(job.path), "it became shorter")
+                hasher.update(view[:n])
+                pos += n
+        _check_same(job, os.fstat(fd))
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _read_ahead(job: FileJob, fd: int, hasher: Any, start: int, end: int) -> None:
+    """Read the next chunk on a helper thread while ``hasher`` (BLAKE3, itself multithreaded)
+    hashes the current one: two buffers of ``READ_AHEAD_CHUNK`` bytes (large chunks let
+    BLAKE3 spread each one over all cores)."""
+    size = READ_AHEAD_CHUNK
+    buffers = (_page_aligned(size), _page_aligned(size))
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(os.preadv, fd, [buffers[0][:min(size, end - start)]], start)
+        pos, which = start, 0
+        while pos < end:
+            n = pending.result()
+            if n == 0:
+                raise FileChangedError(str(job.path), "it became shorter")
+            current, pos, which = buffers[which], pos + n, 1 - which
+            if pos < end:
+                pending = reader.submit(os.preadv, fd, [buffers[which][:min(size, end - pos)]],
+                                        pos)
+            hasher.update(current[:n])
+
+
+def _check_same(job: FileJob, st: os.stat_result) -> None:
+    if st.st_ino != job.inode:
+        raise FileChangedError(str(job.path), "it was replaced")
+    if st.st_size != job.size:
+        raise FileChangedError(str(job.path), f"size {job.size} became {st.st_size}")
+    if st.st_mtime_ns != job.mtime_ns:
+        raise FileChangedError(str(job.path), "its modification time changed")
+
+
+def _shards(size: int, shard: int) -> list[tuple[int, int]]:
+    return [(start, min(start + shard, size)) for start in range(0, size, shard)]
+
+
+def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
+               progress: Callable[[int], None] | None = None) -> list[str]:
+    """Hex digests of ``jobs`` in order, computed by ``workers`` threads (default: all cores).
+
+    Small files are spread over the threads; files with a sharded label are split into shards
+    that the threads take in turn. ``progress`` is called with byte counts as work finishes.
+    The first error (unreadable file, file changed) stops the work and is raised.
+    """
+    workers = workers or len(os.sched_getaffinity(0)) or 1
+    tasks: deque[tuple[int, int, int, int]] = deque()  # job index, shard index, start, end
+    shard_digests: dict[int, list[bytes]] = {}
+    for index, job in enumerate(jobs):
+        _, shard = parse_label(job.label)
+        if shard is None:
+            tasks.append((index, -1, 0, job.size))
+        else:
+            ranges = _shards(job.size, shard)
+            shard_digests[index] = [b""] * len(ranges)
+            tasks.extend((index, n, start, end) for n, (start, end) in enumerate(ranges))
+    results: list[str] = [""] * len(jobs)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while not errors:
+            try:
+                index, shard_index, start, end = tasks.popleft()
+            except IndexError:
+                return
+            job = jobs[index]
+            try:
+                if job.label == "blake3":
+                    hasher = _blake3()(max_threads=-1 if job.size > PIPELINE_MIN else 1)
+                else:
+                    hasher = hashlib.sha256()
+                _hash_range(job, hasher, start, end)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            if shard_index < 0:
+                results[index] = hasher.hexdigest()
+            else:
+                shard_digests[index][shard_index] = hasher.digest()
+            if progress is not None:
+                progress(end - start)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(tasks)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    for index, digests in shard_digests.items():
+        job = jobs[index]
+        _, shard = parse_label(job.label)
+        outer = hashlib.sha256(f"mlward-sharded-v1 {shard} {job.size}\n".encode())
+        for d in digests:
+            outer.update(d)
+        results[index] = outer.hexdigest()
+    return results
+
+
+def file_digest(path: Path, label: str = "sha256") -> str:
+    """The hex digest of one file under ``label`` (see the module docstring)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {path}: {exc.strerror}") from None
+    return hash_files([FileJob.of(path, st, label)])[0]

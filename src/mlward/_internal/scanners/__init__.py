@@ -1,0 +1,72 @@
+"""Scanners, one module or package per format family.
+
+:func:`load_scanners` imports the built-in families (each registers itself on import) and any
+third-party scanner published under the ``mlward.scanners`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from mlward._internal.scanners.interface import DIRECTORY_SCANNERS, SCANNERS, DirectoryScanner, Scanner
+
+# Built-in families. Order does not matter: scanners sort by their ``priority``.
+BUILTIN = [
+    "mlward._internal.scanners.pickle",
+    "mlward._internal.scanners.archive",
+    "mlward._internal.scanners.torch",
+    "mlward._internal.scanners.numpy",
+    "mlward._internal.scanners.keras",
+    "mlward._internal.scanners.tensorflow",
+    "mlward._internal.scanners.onnx",
+    "mlward._internal.scanners.gguf",
+    "mlward._internal.scanners.safetensors",
+    "mlward._internal.scanners.repository",
+    "mlward._internal.scanners.deps",
+    "mlward._internal.scanners.devtools",
+    "mlward._internal.scanners.notebook",
+    "mlward._internal.scanners.python",
+    "mlward._internal.scanners.secrets.text",
+]
+
+_loaded = False
+
+
+def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
+    """All registered scanners, most specific first."""
+    global _loaded
+    if not _loaded:
+        for module in BUILTIN:
+            importlib.import_module(module)
+        if _plugins_declared():
+            from importlib.metadata import entry_points
+
+            for ep in entry_points(group="mlward.scanners"):
+                ep.load()
+        _loaded = True
+    return sorted(SCANNERS, key=lambda s: s.priority), list(DIRECTORY_SCANNERS)
+
+
+def _plugins_declared() -> bool:
+    """Whether any installed distribution declares an ``mlward.scanners`` entry point.
+
+    A cheap look at each ``*.dist-info/entry_points.txt`` on ``sys.path`` before asking
+    ``importlib.metadata``, whose import alone costs more than a small scan (every run of
+    ``mlward`` pays it otherwise, and most installs have no plugin).
+    """
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as listing:
+                infos = [e.path for e in listing if e.name.endswith(".dist-info")]
+        except OSError:
+            continue
+        for info in infos:
+            try:
+                with open(os.path.join(info, "entry_points.txt"), "rb") as f:  # noqa: PTH118
+                    if b"[mlward.scanners]" in f.read():
+                        return True
+            except OSError:
+                continue
+    return False

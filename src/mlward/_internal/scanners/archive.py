@@ -1,0 +1,122 @@
+"""Generic containers: zip, tar and 7z archives, and gzip/bz2/xz/lzma/zlib streams.
+
+Each member (or the decompressed stream) is handed back to the scan engine, which sniffs it
+by content like any file: a pickle inside a zip inside a tar.gz is judged as a pickle.
+Specific zip formats (PyTorch checkpoints, numpy .npz, Keras) have their own scanners that
+run first; these are the fallback.
+"""
+
+from __future__ import annotations
+
+from mlward._internal.scanners.interface import ScanContext, Scanner
+from mlward._internal.sources import Source
+from mlward._internal.sources.archives import (
+    SEVEN_ZIP_MAGIC,
+    Spool,
+    ZipArchive,
+    decompressed_name,
+    dispatch,
+    extract_tar_member,
+    iter_tar,
+    read_7z,
+    read_stream,
+    sniff_stream,
+    sniff_tar,
+    too_deep,
+)
+
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def is_zip(source: Source) -> bool:
+    return source.head(4) in ZIP_MAGICS
+
+
+class ZipScanner(Scanner):
+    """Any zip: every file member is extracted (bounded) and scanned by content."""
+
+    name = "zip"
+    priority = 300
+
+    def sniff(self, source: Source) -> bool:
+        return is_zip(source)
+
+    def scan(self, source: Source, ctx: ScanContext) -> None:
+        ctx.examined(source.location, self.name)
+        if too_deep(ctx, source.location):
+            return
+        archive = ZipArchive.open(source, ctx)
+        if archive is None:
+            return
+        try:
+            for info in archive.members:
+                archive.dispatch_member(info)
+        finally:
+            archive.close()
+
+
+class TarScanner(Scanner):
+    """A tar archive (compressed tars arrive here after their stream is decompressed)."""
+
+    name = "tar"
+    priority = 300
+
+    def sniff(self, source: Source) -> bool:
+        return sniff_tar(source.head(512))
+
+    def scan(self, source: Source, ctx: ScanContext) -> None:
+        ctx.examined(source.location, self.name)
+        if too_deep(ctx, source.location):
+            return
+        for tar, info in iter_tar(source, ctx):
+            loc = source.location.child(info.name)
+            with Spool() as spool:
+                extract_tar_member(tar, info, spool, loc, ctx)
+                if spool.size:
+                    dispatch(ctx, spool, loc)
+
+
+class SevenZipScanner(Scanner):
+    """A 7z archive, through py7zr (the ``archives`` extra)."""
+
+    name = "7z"
+    priority = 300
+
+    def sniff(self, source: Source) -> bool:
+        return source.head(6) == SEVEN_ZIP_MAGIC
+
+    def scan(self, source: Source, ctx: ScanContext) -> None:
+        ctx.examined(source.location, self.name)
+        if too_deep(ctx, source.location):
+            return
+        spools = read_7z(source, ctx) or {}
+        try:
+            for name, spool in spools.items():
+                if spool.size:
+                    dispatch(ctx, spool, source.location.child(name))
+        finally:
+            for spool in spools.values():
+                spool.close()
+
+
+class CompressedStreamScanner(Scanner):
+    """A gzip, bz2, xz, lzma (alone) or zlib stream: a compressed pickle, a joblib file
+    compressed any way joblib does, a .tar.gz. The content is decompressed with bounds and
+    scanned by content."""
+
+    name = "compressed"
+    priority = 300
+
+    def sniff(self, source: Source) -> bool:
+        return sniff_stream(source.head()) is not None
+
+    def scan(self, source: Source, ctx: ScanContext) -> None:
+        kind = sniff_stream(source.head()) or "zlib"
+        ctx.examined(source.location, kind)
+        if too_deep(ctx, source.location):
+            return
+        loc = source.location.child(decompressed_name(source.name, kind))
+        with Spool() as spool:
+            read_stream(source, kind, ctx, spool, loc)
+            if spool.size:
+                dispatch(ctx, spool, loc)

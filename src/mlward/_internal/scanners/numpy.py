@@ -1,0 +1,106 @@
+""".npy arrays and .npz archives, parsed without numpy.
+
+An ``.npy`` is a magic string, a version, a header (a Python dict literal: dtype, order,
+shape) and the array bytes. Arrays whose dtype holds Python objects store a pickle instead
+of raw bytes (``np.load(..., allow_pickle=True)`` unpickles it): that pickle is judged; raw
+array bytes are never read. An ``.npz`` is a zip of ``.npy`` members.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from mlward._internal.scanners.archive import ZipScanner, is_zip
+from mlward._internal.scanners.interface import ScanContext, Scanner
+from mlward._internal.scanners.pickle import scan_pickle_stream
+from mlward._internal.sources import Source
+from mlward._internal.sources.archives import zip_names
+
+MAGIC = b"\x93NUMPY"
+MAX_HEADER = 1 << 20
+"""numpy itself refuses headers over 10 000 bytes unless told otherwise."""
+
+
+class NpyHeaderError(ValueError):
+    """The header does not follow the .npy format."""
+
+
+def read_header(f: Any) -> dict[str, Any]:
+    """Parse the header at the start of ``f`` and leave ``f`` at the array data."""
+    prefix = f.read(8)
+    if len(prefix) < 8 or prefix[:6] != MAGIC:
+        raise NpyHeaderError("not an .npy file")
+    major = prefix[6]
+    if major == 1:
+        (length,) = struct.unpack("<H", f.read(2))
+    elif major in (2, 3):
+        raw = f.read(4)
+        if len(raw) < 4:
+            raise NpyHeaderError("header length cut short")
+        (length,) = struct.unpack("<I", raw)
+    else:
+        raise NpyHeaderError(f"unknown format version {major}")
+    if length > MAX_HEADER:
+        raise NpyHeaderError(f"header claims {length} bytes (limit {MAX_HEADER})")
+    text = f.read(length)
+    if len(text) < length:
+        raise NpyHeaderError("header cut short")
+    import ast  # the parser loads on the first .npy header, not on every run
+
+    try:
+        header = ast.literal_eval(text.decode("utf-8" if major == 3 else "latin1"))
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
+        raise NpyHeaderError(f"header is not a literal: {type(exc).__name__}") from None
+    if not isinstance(header, dict) or "descr" not in header:
+        raise NpyHeaderError("header has no 'descr'")
+    return header
+
+
+def has_objects(descr: Any, depth: int = 0) -> bool:
+    """True when a dtype description holds Python objects (then the data is a pickle)."""
+    if depth > 32:
+        return True  # absurd nesting: numpy would not build it; judge the data as a pickle
+    if isinstance(descr, str):
+        return descr.lstrip("<>|=").startswith("O")
+    if isinstance(descr, list):
+        return any(isinstance(field, tuple) and len(field) >= 2
+                   and has_objects(field[1], depth + 1) for field in descr)
+    return False
+
+
+class NpyScanner(Scanner):
+    name = "numpy-npy"
+    priority = 150
+
+    def sniff(self, source: Source) -> bool:
+        return source.head(6) == MAGIC
+
+    def scan(self, source: Source, ctx: ScanContext) -> None:
+        with source.open() as f:
+            try:
+                header = read_header(f)
+            except (NpyHeaderError, struct.error) as exc:
+                ctx.examined(source.location, self.name)
+                ctx.skip(source.location, f"malformed .npy header: {exc}", inconclusive=True)
+                return
+            if not has_objects(header["descr"]):
+                ctx.examined(source.location, self.name)
+                return
+            ctx.examined(source.location, "numpy-npy (object array: pickle)")
+            scan_pickle_stream(f, source.location, ctx)
+
+
+class NpzScanner(ZipScanner):
+    """``np.savez`` / ``np.savez_compressed``: a zip whose members are all ``.npy``.
+
+    Read like any zip (each member by content); recognised first so the report names it.
+    """
+
+    name = "numpy-npz"
+    priority = 160
+
+    def sniff(self, source: Source) -> bool:
+        names = zip_names(source) if is_zip(source) else None
+        files = [n for n in names or [] if not n.endswith("/")]
+        return bool(files) and all(n.endswith(".npy") for n in files)

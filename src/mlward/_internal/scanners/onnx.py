@@ -1,0 +1,162 @@
+"""ONNX models: external-data paths, custom operator domains and model-local functions.
+
+The model is parsed with the onnx package, ``load_external_data=False``, so nothing outside
+the file is opened (onnx's own path checks run only when external data is loaded, and they
+were the subject of CVE-2024-27318/27319). Every tensor that can carry external data is
+visited: initializers and sparse initializers of the main graph, of subgraphs (If/Loop/Scan
+bodies) and of functions, and tensors held in node attributes (Constant values).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from mlward.errors import MissingExtra
+from mlward.findings import Location, Severity
+from mlward.rules import ONNX_CUSTOM_DOMAIN, ONNX_EXTERNAL_PATH, ONNX_LOCAL_FUNCTION, ONNX_MALFORMED
+from mlward._internal.scanners.interface import ScanContext, Scanner
+from mlward._internal.sources import Source
+
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.training",
+                              "ai.onnx.preview.training", "com.microsoft",
+                              "com.microsoft.nchwc", "com.microsoft.experimental"})
+# onnxruntime-extensions: PyOp and friends run Python functions registered by the host.
+PYTHON_OP_DOMAIN = "ai.onnx.contrib"
+MAX_GRAPH_DEPTH = 64
+# ModelProto starts with ir_version (field 1, varint); real models have versions 3 to 13.
+_IR_VERSIONS = range(3, 32)
+_EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+
+
+def _tensors(graph: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """(where, TensorProto) for every tensor in a graph and its subgraphs."""
+    if depth > MAX_GRAPH_DEPTH:
+        return
+    for t in graph.initializer:
+        yield f"initializer {t.name!r}", t
+    for s in graph.sparse_initializer:
+        yield f"sparse initializer {s.values.name!r}", s.values
+        yield f"sparse initializer {s.indices.name!r}", s.indices
+    for node in graph.node:
+        yield from _node_tensors(node, depth)
+
+
+def _node_tensors(node: Any, depth: int) -> Iterator[tuple[str, Any]]:
+    for attr in node.attribute:
+        where = f"node {node.name or node.op_type!r} attribute {attr.name!r}"
+        if attr.HasField("t"):
+            yield where, attr.t
+        for t in attr.tensors:
+            yield where, t
+        if attr.HasField("g"):
+            yield from _tensors(attr.g, depth + 1)
+        for g in attr.graphs:
+            yield from _tensors(g, depth + 1)
+
+
+def _nodes(graph: Any, depth: int = 0) -> Iterator[Any]:
+    if depth > MAX_GRAPH_DEPTH:
+        return
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _nodes(attr.g, depth + 1)
+            for g in attr.graphs:
+                yield from _nodes(g, depth + 1)
+
+
+def external_path_problem(location: str, model_dir: Path | None) -> str | None:
+    """Why an external-data ``location`` escapes the model's folder, or None."""
+    if not location:
+        return "empty location"
+    if "\x00" in location:
+        return "location contains a NUL byte"
+    if (PurePosixPath(location).is_absolute() or PureWindowsPath(location).is_absolute()
+            or PureWindowsPath(location).drive or location.startswith(("/", "\\"))):
+        return "absolute path"
+    if ".." in location.replace("\\", "/").split("/"):
+        return "path climbs out with '..'"
+    if model_dir is not None:
+        base = model_dir.resolve()
+        target = Path(os.path.realpath(base / location))
+        if not target.is_relative_to(base):
+            return f"resolves outside the model folder (to {target})"
+    return None
+
+
+class ONNXScanner(Scanner):
+    name = "onnx"
+    priority = 80
+
+    def sniff(self, source: Source) -> bool:
+        head = source.head(3)
+        if len(head) < 3 or head[0] != 0x08 or head[1] not in _IR_VERSIONS:
+            return False
+        # Next field: producer_name (2), producer_version (3), domain (4), model_version (5),
+        # doc_string (6), graph (7), opset_import (8): length-delimited or varint.
+        return head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42)
+
+    def scan(self, source: Source, ctx: ScanContext) -> None:
+        loc = source.location
+        try:
+            import onnx
+            from google.protobuf.message import DecodeError
+        except ImportError:
+            ctx.skip(loc, MissingExtra("onnx", "onnx").diagnostics(), inconclusive=True)
+            return
+        try:
+            with source.open() as f:
+                model = onnx.load_model(f, load_external_data=False)
+        except (DecodeError, ValueError, RecursionError) as exc:
+            ctx.add(ONNX_MALFORMED.finding(loc, f"ONNX protobuf does not parse: {exc}"))
+            ctx.skip(loc, "ONNX protobuf does not parse", inconclusive=True)
+            return
+        ctx.examined(loc, self.name)
+        model_dir = source.fs_path.parent if source.fs_path is not None else None
+        self._check_external(model, model_dir, loc, ctx)
+        self._check_domains(model, loc, ctx)
+
+    @staticmethod
+    def _check_external(model: Any, model_dir: Path | None, loc: Location,
+                        ctx: ScanContext) -> None:
+        tensors = list(_tensors(model.graph))
+        for fn in model.functions:
+            for node in fn.node:
+                tensors.extend(_node_tensors(node, 0))
+        for where, t in tensors:
+            if t.data_location != _EXTERNAL:
+                continue
+            entries = {e.key: e.value for e in t.external_data}
+            target = entries.get("location", "")
+            problem = external_path_problem(target, model_dir)
+            if problem:
+                ctx.add(ONNX_EXTERNAL_PATH.finding(
+                    loc, f"{where} reads external data from {target!r}: {problem}",
+                    evidence=target))
+
+    @staticmethod
+    def _check_domains(model: Any, loc: Location, ctx: ScanContext) -> None:
+        local = {(fn.domain, fn.name) for fn in model.functions}
+        custom: dict[str, set[str]] = {}
+        nodes = list(_nodes(model.graph))
+        for fn in model.functions:
+            nodes.extend(fn.node)
+        for node in nodes:
+            if node.domain not in STANDARD_DOMAINS and (node.domain, node.op_type) not in local:
+                custom.setdefault(node.domain, set()).add(node.op_type)
+        for domain, ops in sorted(custom.items()):
+            python = domain == PYTHON_OP_DOMAIN and any(op.startswith("Py") for op in ops)
+            ctx.add(ONNX_CUSTOM_DOMAIN.finding(
+                loc, f"operators from the custom domain {domain!r}: {', '.join(sorted(ops))}"
+                + (" (Python operators: the runtime calls Python code)" if python else ""),
+                evidence=domain, details={"ops": sorted(ops)},
+                severity=Severity.HIGH if python else None))
+        if model.functions:
+            names = sorted(f"{d}.{n}" if d else n for d, n in local)
+            ctx.add(ONNX_LOCAL_FUNCTION.finding(
+                loc, f"{len(names)} model-local function(s): {', '.join(names[:20])}",
+                evidence=", ".join(names[:20])))

@@ -1,0 +1,59 @@
+"""The last-resort scanner: a secrets pass over small text files no other scanner claims."""
+
+from __future__ import annotations
+
+from mlward.errors import MissingExtra
+from mlward._internal.scanners.interface import ScanContext, Scanner
+from mlward._internal.sources import Source
+
+MAX_TEXT_BYTES = 2 << 20
+"""Larger files are not claimed (they are data, not configuration); they stay unrecognised."""
+
+
+def looks_like_text(head: bytes) -> bool:
+    """No NUL byte and valid UTF-8 (a multi-byte character cut at the end is allowed)."""
+    if b"\0" in head:
+        return False
+    for cut in range(4):
+        try:
+            head[:len(head) - cut].decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
+
+
+def read_text(source: Source, limit: int) -> str:
+    with source.open() as f:
+        return f.read(limit).decode("utf-8", "replace")
+
+
+class TextScanner(Scanner):
+    """Configs, ``.env``, YAML, JSON, shell scripts, Markdown: secrets only.
+
+    Priority 900, after every specific format, so it never takes a file another scanner
+    recognises; as a supplementary scanner it still runs after the scanner that claimed a
+    text file (a requirements file, a compose file), unless that scanner covers secrets.
+    """
+
+    name = "text"
+    priority = 900
+    supplementary = True
+
+    def sniff(self, source: Source) -> bool:
+        return source.size is not None and source.size <= MAX_TEXT_BYTES \
+            and looks_like_text(source.head())
+
+    def scan(self, source: Source, ctx: ScanContext) -> None:
+        from mlward._internal.scanners.secrets.detect import require_engine, syntax_for
+        from mlward._internal.scanners.secrets.report import baseline_for, report_secrets
+
+        ctx.examined(source.location, self.name)
+        try:
+            require_engine()
+        except MissingExtra as exc:
+            ctx.skip(source.location, f"secrets pass not run: {exc}", inconclusive=True)
+            return
+        text = read_text(source, MAX_TEXT_BYTES)
+        report_secrets(ctx, text, source.location, where="text file",
+                       allowed=baseline_for(source.fs_path), syntax=syntax_for(source.name))

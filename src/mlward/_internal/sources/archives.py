@@ -1,0 +1,875 @@
+"""Members of containers, read with bounds: zip, tar and 7z archives, compressed streams.
+
+Everything here reads hostile input. Sizes a header claims are checked against the
+:class:`~mlward._internal.scanners.interface.Limits` before anything is read; decompression is
+incremental, charged to the scan's byte budget and stopped at the member limit or when a
+member expands like a bomb; member names and link targets are checked for escapes
+(zip-slip, tar-slip). Problems are reported to the :class:`ScanContext` as findings or
+inconclusive skips; nothing here raises for bad input.
+
+Decompressed bytes land in a :class:`Spool` (memory up to 64 MiB, then a temporary file),
+which becomes the :class:`~mlward._internal.sources.Source` that the scan engine dispatches.
+"""
+
+from __future__ import annotations
+
+import bz2
+import importlib.util
+import io
+import itertools
+import lzma
+import os
+import posixpath
+import re
+import stat
+import struct
+import tarfile
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+from mlward.errors import MissingExtra
+from mlward.findings import Location, Severity
+from mlward.rules import (
+    ARCHIVE_BOMB,
+    ARCHIVE_DAMAGED,
+    ARCHIVE_DUPLICATE_MEMBER,
+    ARCHIVE_LINK,
+    ARCHIVE_PATH_TRAVERSAL,
+    ARCHIVE_SPECIAL_FILE,
+    ARCHIVE_TOO_DEEP,
+)
+from mlward._internal.sources import Source
+
+if TYPE_CHECKING:
+    from mlward._internal.scanners.interface import ScanContext
+
+CHUNK = 1 << 20
+SPOOL_MEMORY = 64 << 20
+"""Decompressed bytes kept in memory; past this a member spills to a temporary file."""
+BOMB_FLOOR = 64 << 20
+"""A member is a bomb when it expands more than ``max_ratio`` times AND past this size:
+below it, expansion costs nothing worth flagging (sparse tensors compress very well)."""
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_ERRORS = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
+           tarfile.TarError, NotImplementedError, RuntimeError)
+"""What the standard readers raise on damaged or unsupported input."""
+
+
+def member_path_problem(name: str) -> str | None:
+    """Why extracting a member called ``name`` would write outside the target folder.
+
+    None when the name is safe. Both ``/`` and ``\\`` count as separators, since Windows
+    extractors honour either. Other scanners (a .keras zip, a SavedModel tar) call this on
+    their member names.
+    """
+    if "\x00" in name:
+        return "name contains a NUL byte"
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return "absolute path"
+    if ".." in re.split(r"[/\\]", name):
+        return "path climbs out with '..'"
+    return None
+
+
+def link_target_problem(member: str, target: str) -> str | None:
+    """Why a link ``member -> target`` points outside the archive's folder, or None."""
+    if target.startswith(("/", "\\")) or _DRIVE.match(target):
+        return "absolute link target"
+    target = target.replace("\\", "/")
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(member), target))
+    if joined == ".." or joined.startswith("../"):
+        return "link target climbs out of the archive"
+    return None
+
+
+def check_member_name(ctx: ScanContext, location: Location, name: str) -> bool:
+    """Report a path-traversal finding for a bad member name; True when the name is safe."""
+    problem = member_path_problem(name)
+    if problem is None:
+        return True
+    ctx.add(ARCHIVE_PATH_TRAVERSAL.finding(location.child(name), f"member name escapes the "
+                                           f"extraction folder: {problem}", evidence=name))
+    return False
+
+
+def too_deep(ctx: ScanContext, location: Location) -> bool:
+    """True (with a finding and an inconclusive skip) when members of ``location`` would sit
+    past the nesting limit; call it before extracting anything."""
+    if ctx.depth + 1 <= ctx.limits.max_depth:
+        return False
+    ctx.add(ARCHIVE_TOO_DEEP.finding(
+        location, f"containers nested more than {ctx.limits.max_depth} deep"))
+    ctx.skip(location, f"nested deeper than {ctx.limits.max_depth} containers; inner content "
+             "not examined", inconclusive=True)
+    return True
+
+
+# -- spooling ---------------------------------------------------------------------------
+
+
+class Spool:
+    """Bytes written once, then re-opened for reading any number of times.
+
+    Kept in memory up to :data:`SPOOL_MEMORY`, then in a temporary file removed on close.
+    """
+
+    def __init__(self) -> None:
+        self._memory: io.BytesIO | None = io.BytesIO()
+        self._data = b""
+        self._path: Path | None = None
+        self._file: IO[bytes] | None = None
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._memory is not None and self.size + len(data) > SPOOL_MEMORY:
+            import tempfile  # only once a member outgrows memory
+
+            fd, name = tempfile.mkstemp(prefix="mlward-spool-")
+            self._path = Path(name)
+            self._file = os.fdopen(fd, "wb")
+            self._file.write(self._memory.getbuffer())
+            self._memory = None
+        if self._file is not None:
+            self._file.write(data)
+        elif self._memory is not None:
+            self._memory.write(data)
+        self.size += len(data)
+
+    def _finish(self) -> None:
+        if self._memory is not None:
+            self._data = self._memory.getvalue()
+            self._memory = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def open(self) -> BinaryIO:
+        self._finish()
+        if self._path is not None:
+            return open(self._path, "rb")
+        return io.BytesIO(self._data)
+
+    def source(self, location: Location) -> Source:
+        self._finish()
+        return Source(location, self.open, size=self.size, fs_path=self._path)
+
+    def close(self) -> None:
+        self._finish()
+        self._data = b""
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def copy_bounded(read: Callable[[int], bytes], spool: Spool, location: Location,
+                 ctx: ScanContext, *, compressed_size: int | None) -> bool:
+    """Copy ``read`` to ``spool`` until EOF within the limits; True when all was copied.
+
+    Stops, reporting why (a bomb finding, or an inconclusive skip), when the member passes
+    ``limits.max_member_bytes``, the scan's byte budget, or expands past ``max_ratio`` times
+    ``compressed_size``. Errors from ``read`` propagate to the caller.
+    """
+    limits = ctx.limits
+    while True:
+        chunk = read(CHUNK)
+        if not chunk:
+            return True
+        total = spool.size + len(chunk)
+        if (compressed_size is not None and total > BOMB_FLOOR
+                and total > limits.max_ratio * max(compressed_size, 1)):
+            ctx.add(ARCHIVE_BOMB.finding(
+                location, f"expands more than {limits.max_ratio:g} times its compressed size "
+                f"({compressed_size} bytes); reading stopped at {total} bytes"))
+            ctx.skip(location, "decompression bomb: not read to the end", inconclusive=True)
+            return False
+        if total > limits.max_member_bytes:
+            ctx.skip(location, f"larger than the member limit ({limits.max_member_bytes} bytes)"
+                     "; not read to the end", inconclusive=True)
+            return False
+        if not ctx.charge(location, len(chunk)):
+            return False
+        spool.write(chunk)
+
+
+def dispatch(ctx: ScanContext, spool: Spool, location: Location) -> None:
+    """Hand decompressed bytes to the scan engine as a nested source."""
+    ctx.scan_child(spool.source(location))
+
+
+# -- compressed streams -------------------------------------------------------------------
+
+
+class _StreamReader:
+    """A compressed stream decompressed incrementally, at most ``n`` bytes per read.
+
+    Unlike the standard file wrappers, each read returns what was decompressed so far
+    before reporting damage, so the bytes before a truncation are still judged.
+    Concatenated gzip, bz2 and xz streams are read one after the other.
+    """
+
+    def __init__(self, raw: BinaryIO, kind: str) -> None:
+        self._raw = raw
+        self._kind = kind
+        self._pending = b""
+        self._d = self._new()
+
+    def _new(self) -> Any:
+        if self._kind == "lz4":
+            import lz4.frame
+
+            return lz4.frame.LZ4FrameDecompressor()
+        if self._kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if self._kind == "zlib":
+            return zlib.decompressobj()
+        if self._kind == "bz2":
+            return bz2.BZ2Decompressor()
+        return lzma.LZMADecompressor(lzma.FORMAT_ALONE if self._kind == "lzma"
+                                     else lzma.FORMAT_XZ)
+
+    def _take(self) -> bytes:
+        data, self._pending = self._pending or self._raw.read(CHUNK), b""
+        if not data:
+            raise EOFError(f"{self._kind} stream ended before its end marker")
+        return data
+
+    def _next_stream(self) -> bool:
+        rest = self._d.unused_data or self._raw.read(CHUNK)
+        magic = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ\x00",
+                 "lz4": LZ4_MAGIC}.get(self._kind)
+        if magic is None or not rest.startswith(magic):
+            return False  # trailing bytes after the stream are ignored, as loaders do
+        self._d = self._new()
+        self._pending = rest
+        return True
+
+    def read(self, n: int) -> bytes:
+        while True:
+            if self._d.eof and not self._next_stream():
+                return b""
+            if self._kind in ("gzip", "zlib"):
+                out: bytes = self._d.decompress(self._d.unconsumed_tail or self._take(), n)
+            else:
+                data = self._take() if self._d.needs_input else b""
+                out = self._d.decompress(data, max_length=n)
+            if out:
+                return out
+
+
+LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def sniff_stream(head: bytes) -> str | None:
+    """The compression of a stream starting with ``head``; weak magics (zlib, lzma) count
+    only when the head decompresses to something."""
+    if head.startswith(b"\x1f\x8b\x08"):
+        return "gzip"
+    if head.startswith(b"BZh") and head[3:4].isdigit() and head[4:10] == b"1AY&SY":
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(LZ4_MAGIC):
+        return "lz4"
+    if head[:1] == b"\x5d" and head[1:3] == b"\x00\x00" and len(head) >= 13:
+        return "lzma" if _lzma_alone_ok(head) else None
+    if (len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7
+          and (head[0] << 8 | head[1]) % 31 == 0 and not head[1] & 0x20):
+        try:
+            return "zlib" if zlib.decompressobj().decompress(head, 64) else None
+        except zlib.error:
+            return None
+    return None
+
+
+def _lzma_alone_ok(head: bytes) -> bool:
+    try:
+        return bool(lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(head, 64))
+    except lzma.LZMAError:
+        return False
+
+
+def open_stream(kind: str, raw: BinaryIO) -> Callable[[int], bytes]:
+    """An incremental reader of the decompressed bytes of ``raw``."""
+    return _StreamReader(raw, kind).read
+
+
+def decompressed_name(name: str, kind: str) -> str:
+    """The member name shown for the content of compressed stream ``name``."""
+    base = name.rsplit("/", 1)[-1]
+    lower = base.lower()
+    if lower.endswith((".tgz", ".tbz2", ".txz")):
+        return base[: base.rfind(".")] + ".tar"
+    for suffix in (".gz", ".bz2", ".xz", ".lzma", ".zlib", ".z", ".lz4"):
+        if lower.endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)]
+    return f"{base} ({kind}-decompressed)"
+
+
+def read_stream(source: Source, kind: str, ctx: ScanContext, spool: Spool,
+                location: Location) -> bool:
+    """Decompress ``source`` into ``spool``; True when the whole stream was read.
+
+    Damage (truncation, corrupt data) is a finding; what was decompressed before it stays in
+    the spool to be judged.
+    """
+    if kind == "lz4" and importlib.util.find_spec("lz4") is None:
+        ctx.skip(source.location, MissingExtra("lz4", "archives").diagnostics(),
+                 inconclusive=True)
+        return False
+    with source.open() as raw:
+        try:
+            return copy_bounded(open_stream(kind, raw), spool, location, ctx,
+                                compressed_size=source.size)
+        except _ERRORS as exc:
+            ctx.add(ARCHIVE_DAMAGED.finding(
+                source.location, f"{kind} stream damaged after {spool.size} bytes: {exc}"))
+            ctx.skip(location, f"{kind} stream damaged; judged on the bytes before the damage",
+                     inconclusive=True)
+            return False
+
+
+# -- zip --------------------------------------------------------------------------------
+
+
+def zip_names(source: Source) -> list[str] | None:
+    """The member names of a zip (for sniffing; nothing reported), None when unreadable.
+
+    Read once per source: several sniffers ask.
+    """
+    if "zip_names" not in source.sniffed:
+        try:
+            with source.open() as f, zipfile.ZipFile(f) as zf:
+                source.sniffed["zip_names"] = zf.namelist()
+        except (*_ERRORS, KeyError, IndexError, OverflowError):  # hostile directories
+            source.sniffed["zip_names"] = None
+    names = source.sniffed["zip_names"]
+    return list(names) if isinstance(names, list) else None
+
+
+class ZipArchive:
+    """A zip opened for scanning: members listed and checked, then read one by one."""
+
+    def __init__(self, source: Source, ctx: ScanContext, stream: BinaryIO,
+                 zf: zipfile.ZipFile) -> None:
+        self.source = source
+        self._ctx = ctx
+        self._stream = stream
+        self._zf = zf
+        self.members: list[zipfile.ZipInfo] = []
+        """Members to read: files (not folders or links), in archive order, within limits."""
+        self.names: list[str] = []
+        """Every member name, folders and links included."""
+        self.overlapping = False
+        """True when members share bytes (a zip bomb); the members are then not read."""
+
+    @classmethod
+    def open(cls, source: Source, ctx: ScanContext) -> ZipArchive | None:
+        """Open and check the zip; None (with a finding and a skip) when it is unreadable."""
+        stream = source.open()
+        try:
+            zf = zipfile.ZipFile(stream)
+        except (*_ERRORS, IndexError, KeyError, OverflowError) as exc:
+            stream.close()
+            ctx.add(ARCHIVE_DAMAGED.finding(source.location, f"zip directory unreadable: {exc}"))
+            found = recover_zip(source, ctx)
+            ctx.skip(source.location, f"zip directory unreadable; {found} member(s) recovered "
+                     "from local headers, the rest not examined", inconclusive=True)
+            return None
+        archive = cls(source, ctx, stream, zf)
+        archive._check()
+        return archive
+
+    def _check(self) -> None:
+        ctx, loc = self._ctx, self.source.location
+        infos = self._zf.infolist()
+        if len(infos) > ctx.limits.max_members:
+            ctx.skip(loc, f"{len(infos)} members, over the limit of {ctx.limits.max_members}; "
+                     "the rest not examined", inconclusive=True)
+            infos = infos[: ctx.limits.max_members]
+        self.names = [i.filename for i in infos]
+        for name, count in Counter(self.names).items():
+            if count > 1:
+                ctx.add(ARCHIVE_DUPLICATE_MEMBER.finding(
+                    loc.child(name), f"{count} members are named {name!r}", evidence=name))
+        for info in infos:
+            check_member_name(ctx, loc, info.filename)
+        ordered = sorted((i for i in infos if i.compress_size), key=lambda i: i.header_offset)
+        for a, b in itertools.pairwise(ordered):
+            if a.header_offset + a.compress_size > b.header_offset:
+                self.overlapping = True
+                ctx.add(ARCHIVE_BOMB.finding(
+                    loc, f"members {a.filename!r} and {b.filename!r} share bytes "
+                    "(overlapping entries)", evidence=f"{a.filename} @ {a.header_offset}, "
+                    f"{b.filename} @ {b.header_offset}"))
+                ctx.skip(loc, "overlapping zip entries; members not examined",
+                         inconclusive=True)
+                return
+        for info in infos:
+            if info.is_dir():
+                continue
+            if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):
+                self._report_link(info)
+                continue
+            self.members.append(info)
+
+    def _report_link(self, info: zipfile.ZipInfo) -> None:
+        try:
+            with self._zf.open(info) as f:
+                target = f.read(4096).decode("utf-8", "replace")
+        except _ERRORS:
+            target = "?"
+        report_link(self._ctx, self.source.location, info.filename, target, "symbolic")
+
+    def declared_problem(self, info: zipfile.ZipInfo) -> bool:
+        """Report (and return True) when a member's declared sizes forbid reading it."""
+        ctx, loc = self._ctx, self.source.location.child(info.filename)
+        limits = ctx.limits
+        if (info.file_size > BOMB_FLOOR
+                and info.file_size > limits.max_ratio * max(info.compress_size, 1)):
+            ctx.add(ARCHIVE_BOMB.finding(
+                loc, f"declares {info.file_size} bytes from {info.compress_size} compressed "
+                f"(over {limits.max_ratio:g}:1)"))
+            ctx.skip(loc, "decompression bomb: not read", inconclusive=True)
+            return True
+        if info.file_size > limits.max_member_bytes:
+            ctx.skip(loc, f"declares {info.file_size} bytes, over the member limit "
+                     f"({limits.max_member_bytes} bytes); not read", inconclusive=True)
+            return True
+        return False
+
+    def extract(self, info: zipfile.ZipInfo, spool: Spool) -> bool:
+        """Read a member into ``spool``, judging damaged members too; True when complete.
+
+        A wrong CRC or size is reported as damage but the bytes are kept: a lenient loader
+        may accept them. A member that cannot be opened at all is inconclusive.
+        """
+        ctx, loc = self._ctx, self.source.location.child(info.filename)
+        if self.declared_problem(info):
+            return False
+        crc = 0
+
+        def read(n: int) -> bytes:
+            nonlocal crc
+            data = stream.read(n)
+            crc = zlib.crc32(data, crc)
+            return data
+
+        try:
+            with self._zf.open(info) as stream:
+                # Judge members whose CRC is wrong too: the check is made below, as damage.
+                stream._expected_crc = None  # type: ignore[attr-defined]
+                complete = copy_bounded(read, spool, loc, ctx,
+                                        compressed_size=info.compress_size)
+        except RuntimeError as exc:  # encrypted
+            ctx.skip(loc, f"cannot read member: {exc}", inconclusive=True)
+            return False
+        except NotImplementedError as exc:
+            ctx.skip(loc, f"cannot read member: {exc}", inconclusive=True)
+            return False
+        except _ERRORS as exc:
+            ctx.add(ARCHIVE_DAMAGED.finding(
+                loc, f"member damaged after {spool.size} bytes: {exc}"))
+            ctx.skip(loc, "damaged member; judged on the bytes before the damage",
+                     inconclusive=True)
+            return False
+        if complete and spool.size != info.file_size:
+            ctx.add(ARCHIVE_DAMAGED.finding(
+                loc, f"{spool.size} bytes where the header declares {info.file_size}"))
+        elif complete and crc != info.CRC:
+            ctx.add(ARCHIVE_DAMAGED.finding(
+                loc, "CRC-32 does not match the header; the bytes were still examined",
+                evidence=f"header {info.CRC:08x}, content {crc:08x}"))
+        return complete
+
+    def dispatch_member(self, info: zipfile.ZipInfo) -> None:
+        """Extract a member and hand what could be read to the scan engine."""
+        with Spool() as spool:
+            self.extract(info, spool)
+            if spool.size:
+                dispatch(self._ctx, spool, self.source.location.child(info.filename))
+
+    def close(self) -> None:
+        self._zf.close()
+        self._stream.close()
+
+
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_DESCRIPTOR = b"PK\x07\x08"
+
+
+def recover_zip(source: Source, ctx: ScanContext) -> int:
+    """Read members through their local headers when the zip directory is unreadable (a
+    truncated download, a damaged end): each member found is dispatched by content.
+
+    Walks the local headers from the start of the file, stored and deflated members only,
+    and stops at the first header it cannot follow. Returns how many members were read.
+    """
+    found = 0
+    with source.open() as f:
+        pos = 0
+        while found < ctx.limits.max_members:
+            f.seek(pos)
+            head = f.read(_LOCAL_HEADER.size)
+            if len(head) < _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
+                break
+            _, _, flags, method, _, _, _, csize, _, nlen, xlen = _LOCAL_HEADER.unpack(head)
+            name = f.read(nlen).decode("utf-8", "replace")
+            start = pos + _LOCAL_HEADER.size + nlen + xlen
+            if flags & 0x01 or method not in (0, 8):
+                break  # encrypted, or a method this walk does not follow
+            streamed = bool(flags & 0x08)
+            if method == 0 and streamed:
+                csize = _find_descriptor(f, start)
+                if csize is None:
+                    break
+            check_member_name(ctx, source.location, name)
+            loc = source.location.child(name)
+            f.seek(start)
+            with Spool() as spool:
+                if method == 0:
+                    read = _Window(f, csize).read
+                else:
+                    read = _RawDeflate(f, None if streamed else csize).read
+                try:
+                    copy_bounded(read, spool, loc, ctx, compressed_size=csize or None)
+                except _ERRORS as exc:
+                    ctx.add(ARCHIVE_DAMAGED.finding(loc, f"member damaged: {exc}"))
+                end = f.tell()
+                if spool.size:
+                    found += 1
+                    dispatch(ctx, spool, loc)
+            pos = end if method == 8 and streamed else start + csize
+            if streamed:  # skip the data descriptor: 12 to 24 bytes, then the next header
+                f.seek(pos)
+                after = f.read(28)
+                pos += next((n for n in (16, 24, 12, 20) if after[n:n + 2] == b"PK"), 16)
+    return found
+
+
+def _find_descriptor(f: BinaryIO, start: int) -> int | None:
+    """The size of a stored member of unknown size: the distance to a data descriptor
+    (signature, CRC, sizes) whose size field matches it."""
+    f.seek(start)
+    offset = 0
+    tail = b""
+    while True:
+        chunk = f.read(CHUNK)
+        if not chunk:
+            return None
+        data = tail + chunk
+        base = offset - len(tail)
+        at = data.find(_DESCRIPTOR)
+        while at >= 0:
+            size = base + at
+            fields = data[at + 8:at + 12]
+            if len(fields) < 4:
+                break
+            if struct.unpack("<I", fields)[0] == size & 0xFFFFFFFF:
+                return size
+            at = data.find(_DESCRIPTOR, at + 1)
+        tail = data[-24:]
+        offset += len(chunk)
+
+
+class _Window:
+    """At most ``size`` bytes of ``f`` from its current position."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._f = f
+        self._left = size
+
+    def read(self, n: int) -> bytes:
+        data = self._f.read(min(n, self._left))
+        self._left -= len(data)
+        return data
+
+
+class _RawDeflate:
+    """A raw deflate stream from ``f`` (of ``size`` bytes when known); ``f`` is left just
+    after the stream's end."""
+
+    def __init__(self, f: BinaryIO, size: int | None) -> None:
+        self._f = f
+        self._left = size
+        self._d = zlib.decompressobj(-zlib.MAX_WBITS)
+
+    def read(self, n: int) -> bytes:
+        while not self._d.eof:
+            data = self._d.unconsumed_tail
+            if not data:
+                want = CHUNK if self._left is None else min(CHUNK, self._left)
+                data = self._f.read(want)
+                if self._left is not None:
+                    self._left -= len(data)
+                if not data:
+                    raise EOFError("deflate stream ended before its end marker")
+            out = self._d.decompress(data, n)
+            if self._d.eof and self._d.unused_data:
+                self._f.seek(-len(self._d.unused_data), io.SEEK_CUR)
+            if out:
+                return out
+        return b""
+
+
+# -- tar --------------------------------------------------------------------------------
+
+
+class _Clamped(io.RawIOBase):
+    """A seekable stream whose reads never ask for more than remains (a tar header can
+    claim petabytes; some readers would allocate what they are asked for)."""
+
+    def __init__(self, raw: BinaryIO, size: int) -> None:
+        self._raw = raw
+        self._size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(self._size - self._raw.tell(), 0)
+        return self._raw.read(left if n is None or n < 0 else min(n, left))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
+def report_link(ctx: ScanContext, location: Location, name: str, target: str,
+                kind: str) -> None:
+    problem = link_target_problem(name, target)
+    message = f"{kind} link to {target!r}" + (f": {problem}" if problem else "")
+    ctx.add(ARCHIVE_LINK.finding(location.child(name), message, evidence=f"{name} -> {target}",
+                                 severity=None if problem else Severity.MEDIUM))
+
+
+def iter_tar(source: Source, ctx: ScanContext) -> Iterator[tuple[tarfile.TarFile,
+                                                                tarfile.TarInfo]]:
+    """The regular-file members of a tar, after reporting unsafe names, links and devices.
+
+    Stops at the member limit or at damage, reporting either. The tar stays open while the
+    caller handles each member (use :func:`extract_tar_member`).
+    """
+    loc = source.location
+    size = source.size if source.size is not None else 1 << 62
+    with source.open() as raw:
+        try:
+            tar = tarfile.TarFile(fileobj=_Clamped(raw, size))
+        except _ERRORS as exc:
+            ctx.add(ARCHIVE_DAMAGED.finding(loc, f"tar unreadable: {exc}"))
+            ctx.skip(loc, "tar unreadable; members not examined", inconclusive=True)
+            return
+        count = 0
+        names: Counter[str] = Counter()
+        with tar:
+            while True:
+                try:
+                    info = tar.next()
+                except _ERRORS as exc:
+                    ctx.add(ARCHIVE_DAMAGED.finding(loc, f"tar damaged after {count} members: "
+                                                    f"{exc}"))
+                    ctx.skip(loc, "tar damaged; later members not examined", inconclusive=True)
+                    return
+                if info is None:
+                    return
+                count += 1
+                if count > ctx.limits.max_members:
+                    ctx.skip(loc, f"over {ctx.limits.max_members} members; the rest not "
+                             "examined", inconclusive=True)
+                    return
+                names[info.name] += 1
+                if names[info.name] == 2:
+                    ctx.add(ARCHIVE_DUPLICATE_MEMBER.finding(
+                        loc.child(info.name), f"several members are named {info.name!r}",
+                        evidence=info.name))
+                check_member_name(ctx, loc, info.name)
+                if info.issym() or info.islnk():
+                    report_link(ctx, loc, info.name, info.linkname,
+                                "symbolic" if info.issym() else "hard")
+                elif info.ischr() or info.isblk() or info.isfifo():
+                    kind = "character device" if info.ischr() else (
+                        "block device" if info.isblk() else "FIFO")
+                    ctx.add(ARCHIVE_SPECIAL_FILE.finding(loc.child(info.name), f"{kind} member",
+                                                         evidence=info.name))
+                elif info.isfile():
+                    yield tar, info
+
+
+def tar_names(source: Source, limit: int) -> set[str]:
+    """The names of the first ``limit`` members of a tar (for sniffing; nothing reported)."""
+    names: set[str] = set()
+    size = source.size if source.size is not None else 1 << 62
+    with source.open() as raw:
+        try:
+            with tarfile.TarFile(fileobj=_Clamped(raw, size)) as tar:
+                for _ in range(limit):
+                    info = tar.next()
+                    if info is None:
+                        break
+                    names.add(info.name)
+        except _ERRORS:
+            pass
+    return names
+
+
+def extract_tar_member(tar: tarfile.TarFile, info: tarfile.TarInfo, spool: Spool,
+                       location: Location, ctx: ScanContext) -> bool:
+    """Read a tar member into ``spool``; True when complete (damage is reported)."""
+    if info.size > ctx.limits.max_member_bytes:
+        ctx.skip(location, f"declares {info.size} bytes, over the member limit "
+                 f"({ctx.limits.max_member_bytes} bytes); not read", inconclusive=True)
+        return False
+    try:
+        f = tar.extractfile(info)
+        if f is None:
+            return False
+        with f:
+            return copy_bounded(f.read, spool, location, ctx, compressed_size=None)
+    except _ERRORS as exc:
+        ctx.add(ARCHIVE_DAMAGED.finding(location, f"member damaged after {spool.size} bytes: "
+                                        f"{exc}"))
+        ctx.skip(location, "damaged member; judged on the bytes before the damage",
+                 inconclusive=True)
+        return False
+
+
+def sniff_tar(head: bytes) -> bool:
+    """True when ``head`` starts with a valid tar header (checksum verified)."""
+    if len(head) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except (tarfile.HeaderError, ValueError):
+        return False
+    return True
+
+
+# -- 7z ---------------------------------------------------------------------------------
+
+SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
+
+
+def read_7z(source: Source, ctx: ScanContext) -> dict[str, Spool] | None:
+    """Extract the file members of a 7z archive into spools, after checking declared sizes.
+
+    None when nothing could be extracted (the reason is reported). py7zr is optional:
+    without it the archive is inconclusive with the install hint.
+    """
+    loc = source.location
+    try:
+        import py7zr
+        from py7zr.io import Py7zIO, WriterFactory
+    except ImportError:
+        ctx.skip(loc, MissingExtra("py7zr", "archives").diagnostics(), inconclusive=True)
+        return None
+    limits = ctx.limits
+
+    class _Writer(Py7zIO):
+        def __init__(self, name: str) -> None:
+            self.spool = Spool()
+            self.name = name
+
+        def write(self, s: bytes | bytearray) -> int:
+            if self.spool.size + len(s) > limits.max_member_bytes:
+                raise OverflowError(f"{self.name}: over the member limit")
+            self.spool.write(bytes(s))
+            return len(s)
+
+        def read(self, size: int | None = None) -> bytes:
+            return b""
+
+        def seek(self, offset: int, whence: int = 0) -> int:
+            return 0
+
+        def flush(self) -> None:
+            pass
+
+        def size(self) -> int:
+            return self.spool.size
+
+    class _Factory(WriterFactory):
+        def __init__(self) -> None:
+            self.out: dict[str, _Writer] = {}
+
+        def create(self, filename: str) -> _Writer:
+            self.out[filename] = _Writer(filename)
+            return self.out[filename]
+
+    # py7zr is not hardened for hostile input: on damaged archives it raises almost anything
+    # (AssertionError, AttributeError, OverflowError, ...). Whatever it raises inside these
+    # calls means the archive could not be read.
+    errors = (Exception,)
+    with source.open() as raw:
+        archive = None
+        try:
+            archive = py7zr.SevenZipFile(raw, mode="r")
+            encrypted = archive.needs_password()
+            infos = [] if encrypted else archive.list()
+        except errors as exc:
+            if archive is not None:
+                archive.close()
+            ctx.add(ARCHIVE_DAMAGED.finding(loc, f"7z archive unreadable: {exc}"))
+            ctx.skip(loc, "7z archive unreadable; members not examined", inconclusive=True)
+            return None
+        with archive:
+            if encrypted:
+                ctx.skip(loc, "encrypted 7z archive; members not examined", inconclusive=True)
+                return None
+            if len(infos) > limits.max_members:
+                ctx.skip(loc, f"{len(infos)} members, over the limit of {limits.max_members}; "
+                         "not examined", inconclusive=True)
+                return None
+            targets = []
+            total = 0
+            for info in infos:
+                name = info.filename
+                if not check_member_name(ctx, loc, name):
+                    ctx.skip(loc.child(name), "unsafe member name; not extracted",
+                             inconclusive=True)
+                    continue
+                if info.is_symlink:
+                    report_link(ctx, loc, name, "?", "symbolic")
+                    continue
+                if info.is_directory:
+                    continue
+                total += info.uncompressed or 0
+                if (info.uncompressed or 0) > limits.max_member_bytes:
+                    ctx.skip(loc.child(name), f"declares {info.uncompressed} bytes, over the "
+                             "member limit; not read", inconclusive=True)
+                    continue
+                targets.append(name)
+            size = source.size or 1
+            if total > BOMB_FLOOR and total > limits.max_ratio * size:
+                ctx.add(ARCHIVE_BOMB.finding(
+                    loc, f"declares {total} bytes from {size} (over {limits.max_ratio:g}:1)"))
+                ctx.skip(loc, "decompression bomb: not extracted", inconclusive=True)
+                return None
+            if not targets:
+                return {}
+            if not ctx.charge(loc, total):
+                return None
+            factory = _Factory()
+            try:
+                archive.extract(targets=targets, factory=factory)
+            except errors as exc:
+                ctx.add(ARCHIVE_DAMAGED.finding(loc, f"7z archive damaged: {exc}"))
+                ctx.skip(loc, "7z archive damaged; judged on what was extracted",
+                         inconclusive=True)
+            return {name: w.spool for name, w in factory.out.items()}

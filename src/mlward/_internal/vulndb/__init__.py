@@ -1,0 +1,72 @@
+"""Vulnerability data in the OSV schema: load (folder, zip, API), index, match (PEP 440).
+
+Where data comes from, in order: an explicit path (``--vuln-db``), ``$MLWARD_VULN_DB``, the
+export that ``mlward vulndb update`` downloaded into the cache. With none of them there is no
+data, and callers must say the dependencies were not checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from mlward._internal.lazy import lazy_attributes
+from mlward._internal.vulndb.config import configured_path, exported_zip
+
+if TYPE_CHECKING:
+    from mlward._internal.vulndb.index import LocalIndex, open_index
+    from mlward._internal.vulndb.records import Advisory
+
+# The index (sqlite3, packaging, YAML) loads on first use (PEP 562): a scan asks
+# ``configured_path`` for every tree, and most trees hold no dependency file.
+__getattr__ = lazy_attributes(__name__, {
+    "LocalIndex": "index", "open_index": "index", "Advisory": "records"})
+
+
+class VulnSource(Protocol):
+    """Something that answers: which advisories name these packages?"""
+
+    @property
+    def description(self) -> str: ...
+
+    def advisories_for(self, names: Iterable[str]) -> dict[str, list[Advisory]]: ...
+
+
+class MergedSource:
+    """Several sources answering as one; an advisory found in more than one counts once."""
+
+    def __init__(self, sources: list[VulnSource]) -> None:
+        self.sources = sources
+
+    @property
+    def description(self) -> str:
+        return "; ".join(s.description for s in self.sources)
+
+    def advisories_for(self, names: Iterable[str]) -> dict[str, list[Advisory]]:
+        wanted = list(names)
+        out: dict[str, dict[str, Advisory]] = {}
+        for source in self.sources:
+            for name, advs in source.advisories_for(wanted).items():
+                for a in advs:
+                    out.setdefault(name, {}).setdefault(a.id, a)
+        return {name: list(by_id.values()) for name, by_id in out.items()}
+
+
+_OPEN: dict[Path, LocalIndex] = {}
+
+
+def local_source(path: Path) -> LocalIndex:
+    """The index of ``path``, opened once per process and rebuilt if the data changed."""
+    from mlward._internal.vulndb.index import fingerprint, open_index
+
+    key = Path(path).resolve()
+    index = _OPEN.get(key)
+    if index is None or index.meta().get("fingerprint") != fingerprint(key):
+        index = open_index(key)
+        _OPEN[key] = index
+    return index
+
+
+__all__ = ["Advisory", "LocalIndex", "MergedSource", "VulnSource", "configured_path",
+           "exported_zip", "local_source", "open_index"]
