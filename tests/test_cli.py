@@ -72,6 +72,7 @@ def test_scanning_a_checkpoint_loads_no_machinery_it_does_not_need(tmp_path: Pat
         "dataclasses", "inspect", "ast", "tomllib", "jinja2", "cryptography", "detect_secrets",
         "yaml", "rich", "importlib.metadata", "mlward._internal.scanners.code",
         "mlward._internal.scanners.notebook.read", "mlward._internal.scanners.keras.config",
-        "mlward._internal.scanners.templates", "mlward._internal.ledger.store", "mlward._internal.vulndb.index",
+        "mlward._internal.scanners.templates", "mlward._internal.ledger.store",
+        "mlward._internal.vulndb.index",
     }
     assert not unneeded & loaded, sorted(unneeded & loaded)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlward.cli.main import main
 from mlward._internal.demo import MALICIOUS, build_demo_project
+from mlward.cli.main import main
 
 
 def test_demo_flags_the_malicious_file_only(tmp_path: Path, capsys) -> None:

@@ -8,11 +8,11 @@ The public API::
         print(finding.severity, finding.rule_id, finding.location, finding.message)
 """
 
+from mlward._internal.pipeline import scan
+from mlward._internal.scanners.interface import Limits
 from mlward._version import __version__
 from mlward.errors import MlwardError
 from mlward.findings import Examined, Finding, Location, Report, Severity, Skipped, Verdict
-from mlward._internal.pipeline import scan
-from mlward._internal.scanners.interface import Limits
 
 __all__ = [
     "Examined",

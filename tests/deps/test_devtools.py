@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlward.findings import Finding, Severity
 from mlward._internal.pipeline import scan
+from mlward.findings import Finding, Severity
 
 
 def findings(tmp_path: Path, name: str, text: str) -> list[Finding]:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from mlward.findings import Location
 from mlward._internal.pipeline import scan
 from mlward._internal.scanners.deps.check import check_dependencies
 from mlward._internal.scanners.deps.model import Dependency
 from mlward._internal.vulndb import open_index
 from mlward._internal.vulndb.index import index_path
+from mlward.findings import Location
 
 from .conftest import OSV
 

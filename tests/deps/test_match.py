@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mlward.findings import Severity
 from mlward._internal.vulndb import LocalIndex
 from mlward._internal.vulndb.cvss import base_score_v3
 from mlward._internal.vulndb.match import check_range, check_version
+from mlward.findings import Severity
 
 
 def ids_for(index: LocalIndex, name: str, version: str) -> set[str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mlward.cli.main import main
 from mlward._internal.ledger import LedgerError, open_ledger, record_event
+from mlward.cli.main import main
 
 
 @pytest.fixture

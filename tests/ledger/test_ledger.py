@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from mlward._internal.ledger import Event, Ledger, LedgerError
-from mlward._internal.ledger.merkle import MemoryTree, leaf_hash, verify_consistency, verify_inclusion
+from mlward._internal.ledger.merkle import (
+    MemoryTree,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from mlward._internal.ledger.note import Checkpoint, NoteSigner
 from mlward._internal.ledger.store import STORED_LEVEL, Filters, open_store
 

@@ -16,10 +16,10 @@ from typing import ClassVar
 
 import pytest
 
-from mlward.cli.main import main
-from mlward.findings import Severity
 from mlward._internal.probe import probe, probe_report
 from mlward._internal.vulndb import open_index
+from mlward.cli.main import main
+from mlward.findings import Severity
 
 from .conftest import free_port, running, tool
 

@@ -12,13 +12,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from mlward._internal.scanners import load_scanners
+from mlward._internal.scanners.interface import DirectoryScanner, Limits, ScanContext, Scanner
+from mlward._internal.sources import Source
 from mlward._version import __version__
 from mlward.errors import ScanError
 from mlward.findings import Examined, Finding, Location, Report, Skipped, sort_findings
 from mlward.rules import SCANNER_CRASH
-from mlward._internal.scanners import load_scanners
-from mlward._internal.scanners.interface import DirectoryScanner, Limits, ScanContext, Scanner
-from mlward._internal.sources import Source
 
 # Folders that hold tooling state, not project content.
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache",

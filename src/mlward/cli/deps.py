@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlward._internal.io import atomic_write_text
 from mlward.cli.scan import add_report_options, emit
 from mlward.errors import UsageError
-from mlward._internal.io import atomic_write_text
 
 if TYPE_CHECKING:
     from mlward._internal.vulndb import VulnSource

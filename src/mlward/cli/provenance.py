@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlward._internal.lazy import lazy_module
-from mlward.errors import MlwardError
 from mlward._internal.ledger import record_event
 from mlward._internal.provenance import KEY_TYPES
 from mlward._internal.provenance.errors import ProvenanceError
 from mlward._internal.provenance.hashing import ALGORITHMS, DEFAULT_SHARD_SIZE, HashSpec
+from mlward.errors import MlwardError
 
 if TYPE_CHECKING:
     from mlward._internal.provenance import chain, dsse, keys, lineage, manifest, oms

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlward.findings import Report, Severity
-from mlward.formats import FORMATS, render
 from mlward._internal.io import atomic_write_text
 from mlward._internal.pipeline import scan
+from mlward.findings import Report, Severity
+from mlward.formats import FORMATS, render
 
 
 def register(sub: Any) -> None:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from mlward._internal.vulndb.match import parse_version
 from mlward._version import __version__
 from mlward.errors import MissingExtra
 from mlward.findings import Severity
-from mlward._internal.vulndb.match import parse_version
 
 if TYPE_CHECKING:
     from mlward._internal.scanners.deps.check import DependencyResult

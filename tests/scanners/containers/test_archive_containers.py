@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from containers_util import evil_pickle, high, rules, scan_one, verdict
 
-from mlward.findings import Verdict
 from mlward._internal.sources.archives import link_target_problem, member_path_problem
+from mlward.findings import Verdict
 
 
 def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -297,8 +297,8 @@ def test_benign_7z_is_clean(tmp_path: Path) -> None:
 
 
 def test_spool_spills_to_a_temporary_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlward.findings import Location
     from mlward._internal.sources import archives
+    from mlward.findings import Location
 
     monkeypatch.setattr(archives, "SPOOL_MEMORY", 10)
     with archives.Spool() as spool:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from containers_util import evil_pickle, high, rules, scan_one, verdict
 
-from mlward.findings import Verdict
 from mlward._internal.scanners.torch import LEGACY_MAGIC
+from mlward.findings import Verdict
 
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlward.findings import Verdict
 from mlward._internal.scanners.templates import analyse_template
+from mlward.findings import Verdict
 
 # Small templates written for these tests in the style of the real ones.
 LLAMA3 = (

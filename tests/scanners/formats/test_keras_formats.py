@@ -297,8 +297,8 @@ def test_bytecode_names_from_a_python_3_8_layout():
 def test_bytecode_reader_survives_mutations():
     import random
 
-    from mlward.errors import FormatError
     from mlward._internal.scanners.keras.bytecode import code_names
+    from mlward.errors import FormatError
 
     code = compile("lambda x: [y.upper() for y in x] + list(map(str, x))", "<k>", "eval")
     data = marshal.dumps(code.co_consts[0])

@@ -15,8 +15,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from mlward.findings import Report
 from mlward._internal.pipeline import scan
+from mlward.findings import Report
 
 _rng = random.Random(7)
 

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from conftest import code, md, notebook, result, stream, tokens, write_nb
-from mlward.cli.main import main
 from mlward._internal.pipeline import scan
+from mlward.cli.main import main
 
 TOKENS = tokens()
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import by_rule, code, notebook, write_nb
-from mlward.findings import Severity
 from mlward._internal.pipeline import scan
 from mlward._internal.scanners.code import aliases_of, check_shell, check_tree, split_magics
 from mlward._internal.scanners.notebook import notebook_requirements
+from mlward.findings import Severity
 
 
 def issues(source: str) -> list[tuple[str, Severity]]:

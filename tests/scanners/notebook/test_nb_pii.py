@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import by_rule, code, notebook, result, stream, write_nb
-from mlward.findings import Severity
 from mlward._internal.pipeline import scan
 from mlward._internal.scanners.secrets.pii import find_pii, redact, severity_for
+from mlward.findings import Severity
 
 
 @pytest.mark.parametrize(("text", "kind"), [

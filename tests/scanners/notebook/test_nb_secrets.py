@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import HEX, code, notebook, rand, result, stream, tokens, write_nb
-from mlward.findings import Severity
-from mlward.formats import render
 from mlward._internal.pipeline import scan
 from mlward._internal.scanners.secrets.detect import redact_secrets
 from mlward._internal.scanners.secrets.report import find_secrets, mask
+from mlward.findings import Severity
+from mlward.formats import render
 
 TOKENS = tokens()
 

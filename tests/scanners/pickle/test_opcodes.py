@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pickle_payloads import by_rule, call, const, evidence, header, ref, rules, scan_bytes, verdict
 
-from mlward.findings import Location, Severity
 from mlward._internal.pipeline import _Engine
 from mlward._internal.scanners.interface import Limits
 from mlward._internal.scanners.pickle import scan_pickle_stream
+from mlward.findings import Location, Severity
 
 
 class _Reduce:

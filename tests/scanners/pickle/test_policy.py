@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from mlward.findings import Severity
 from mlward._internal.scanners.pickle.policy import (
     DANGEROUS_MODULES,
     DANGEROUS_NAMES,
@@ -12,6 +11,7 @@ from mlward._internal.scanners.pickle.policy import (
     Kind,
     classify,
 )
+from mlward.findings import Severity
 
 
 def _kind(qual: str) -> Kind:

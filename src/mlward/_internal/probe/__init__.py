@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from mlward._internal.vulndb import VulnSource
 from mlward._version import __version__
 from mlward.errors import UsageError
 from mlward.findings import Examined, Finding, Location, Report, Severity, Skipped, sort_findings
 from mlward.rules import LIVE_TOOL, LIVE_UNAUTHENTICATED
-from mlward._internal.vulndb import VulnSource
 
 MAX_BODY = 1 << 20
 _VERSION = re.compile(r"^\d+(\.\d+)+([a-z0-9.+\-]*)$")

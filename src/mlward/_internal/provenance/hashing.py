@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlward.errors import MissingExtra
 from mlward._internal.provenance.errors import FileChangedError, ProvenanceError
+from mlward.errors import MissingExtra
 
 CHUNK = 1 << 20
 READ_AHEAD_CHUNK = 4 << 20

@@ -32,7 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlward._version import __version__
 from mlward._internal.io import atomic_write_text
 from mlward._internal.provenance.errors import ProvenanceError
 from mlward._internal.provenance.hashing import HashSpec
@@ -48,6 +47,7 @@ from mlward._internal.provenance.manifest import (
     read_bounded,
     verify,
 )
+from mlward._version import __version__
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"

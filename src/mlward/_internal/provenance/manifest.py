@@ -26,11 +26,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlward._version import __version__
 from mlward._internal.io import atomic_write_text
 from mlward._internal.provenance import read_limited
 from mlward._internal.provenance.errors import ProvenanceError
 from mlward._internal.provenance.hashing import FileJob, HashSpec, hash_files, parse_label
+from mlward._version import __version__
 
 SCHEMA_VERSION = 1
 KIND = "mlward.manifest"

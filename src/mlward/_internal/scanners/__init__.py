@@ -10,7 +10,12 @@ import importlib
 import os
 import sys
 
-from mlward._internal.scanners.interface import DIRECTORY_SCANNERS, SCANNERS, DirectoryScanner, Scanner
+from mlward._internal.scanners.interface import (
+    DIRECTORY_SCANNERS,
+    SCANNERS,
+    DirectoryScanner,
+    Scanner,
+)
 
 # Built-in families. Order does not matter: scanners sort by their ``priority``.
 BUILTIN = [

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlward._internal.scanners.interface import ScanContext
 from mlward.errors import MissingExtra
 from mlward.findings import Location, Severity
 from mlward.rules import (
@@ -37,7 +38,6 @@ from mlward.rules import (
     SHELL_PIPE_TO_SHELL,
     Rule,
 )
-from mlward._internal.scanners.interface import ScanContext
 
 MAX_PYTHON_BYTES = 8 << 20
 MAX_EVIDENCE = 120

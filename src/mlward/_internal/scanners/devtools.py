@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlward._internal.lazy import lazy_module
+from mlward._internal.scanners.interface import DirectoryScanner, ScanContext
 from mlward.findings import Finding, Location, Severity
 from mlward.rules import (
     GRADIO_SHARE,
@@ -34,7 +35,6 @@ from mlward.rules import (
     RAY_EXPOSED,
     TOOL_PUBLIC,
 )
-from mlward._internal.scanners.interface import DirectoryScanner, ScanContext
 
 if TYPE_CHECKING:
     import ast

@@ -12,10 +12,10 @@ from __future__ import annotations
 import struct
 from typing import BinaryIO
 
-from mlward.errors import FormatError
-from mlward.rules import GGUF_MALFORMED
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
+from mlward.errors import FormatError
+from mlward.rules import GGUF_MALFORMED
 
 MAGIC = b"GGUF"
 MAX_KEY_BYTES = 1 << 16
@@ -236,7 +236,9 @@ class GGUFScanner(Scanner):
         ctx.examined(source.location, self.name)
         for message, offset in header.problems:
             ctx.add(GGUF_MALFORMED.finding(source.location.at(offset=offset), message))
-        from mlward._internal.scanners.templates import report_template  # loads on the first GGUF file
+        from mlward._internal.scanners.templates import (
+            report_template,  # loads on the first GGUF file
+        )
 
         for key, text in sorted(header.strings.items()):
             if "template" in key:

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from mlward._internal.scanners.interface import ScanContext, Scanner
+from mlward._internal.sources import Source
 from mlward.errors import MissingExtra
 from mlward.findings import Location, Severity
 from mlward.rules import ONNX_CUSTOM_DOMAIN, ONNX_EXTERNAL_PATH, ONNX_LOCAL_FUNCTION, ONNX_MALFORMED
-from mlward._internal.scanners.interface import ScanContext, Scanner
-from mlward._internal.sources import Source
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.training",
                               "ai.onnx.preview.training", "com.microsoft",

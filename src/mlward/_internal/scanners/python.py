@@ -1,15 +1,15 @@
 """Python sources and Jupytext scripts: the scanner that recognises them.
 
-The analysis (:mod:`mlward._internal.scanners.code`: an AST pass, shell magics, requirements) loads on
-the first Python file, so that scans without one do not pay for it.
+The analysis (:mod:`mlward._internal.scanners.code`: an AST pass, shell magics, requirements)
+loads on the first Python file, so that scans without one do not pay for it.
 """
 
 from __future__ import annotations
 
-from mlward.errors import MissingExtra
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.scanners.secrets.text import looks_like_text, read_text
 from mlward._internal.sources import Source
+from mlward.errors import MissingExtra
 
 
 class PythonScanner(Scanner):

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mlward._internal.scanners.interface import DirectoryScanner, ScanContext
 from mlward.findings import Location
 from mlward.rules import REPO_LINK_OUTSIDE, REPO_REMOTE_CODE
-from mlward._internal.scanners.interface import DirectoryScanner, ScanContext
 
 CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
                 "preprocessor_config.json", "feature_extractor_config.json")
@@ -119,7 +119,9 @@ class ModelRepositoryScanner(DirectoryScanner):
 
     @staticmethod
     def _templates(directory: Path, ctx: ScanContext) -> None:
-        from mlward._internal.scanners.templates import report_template  # jinja2 when a repo is found
+        from mlward._internal.scanners.templates import (
+            report_template,  # jinja2 when a repo is found
+        )
 
         for name in TEMPLATE_FILES:
             config = _read_json(directory / name)

@@ -15,10 +15,10 @@ import math
 import struct
 from typing import Any
 
-from mlward.findings import Location, Severity
-from mlward.rules import SAFETENSORS_INVALID
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
+from mlward.findings import Location, Severity
+from mlward.rules import SAFETENSORS_INVALID
 
 MAX_HEADER_BYTES = 100_000_000
 """The cap the reference implementation enforces."""

@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mlward._internal.scanners.interface import ScanContext
 from mlward.findings import Location, Verdict
 from mlward.rules import TEMPLATE_ESCAPE, TEMPLATE_SUSPICIOUS
-from mlward._internal.scanners.interface import ScanContext
 
 MAX_TEMPLATE_CHARS = 1 << 20
 """Real chat templates are a few kilobytes; larger ones are judged suspicious unparsed."""

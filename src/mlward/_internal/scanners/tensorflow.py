@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any, NamedTuple
 
+from mlward._internal.scanners.interface import ScanContext, Scanner
+from mlward._internal.sources import Source
 from mlward.errors import MissingExtra
 from mlward.findings import Location, Severity
 from mlward.rules import TF_FILE_OP, TF_MALFORMED, TF_NETWORK_OP, TF_PYTHON_OP, TF_SAVE_PATH
-from mlward._internal.scanners.interface import ScanContext, Scanner
-from mlward._internal.sources import Source
 
 KERAS_METADATA = "keras_metadata.pb"
 MAX_PROTO_BYTES = (2 << 30) - 1

@@ -1,7 +1,8 @@
 """PyTorch checkpoints: the zip format (``torch.save`` since 1.6), the legacy pickle
 sequence (``_use_new_zipfile_serialization=False``) and the oldest, tar-based format.
 
-Pickles are judged by the pickle machine (:func:`~mlward._internal.scanners.pickle.scan_pickle_stream`);
+Pickles are judged by the pickle machine
+(:func:`~mlward._internal.scanners.pickle.scan_pickle_stream`);
 tensor storage is recognised by its place in the file and never read, so the time to scan a
 checkpoint does not grow with its tensors.
 """
@@ -14,7 +15,6 @@ import struct
 import zipfile
 from typing import BinaryIO
 
-from mlward.findings import Location
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.scanners.pickle import scan_pickle_stream
@@ -30,6 +30,7 @@ from mlward._internal.sources.archives import (
     too_deep,
     zip_names,
 )
+from mlward.findings import Location
 
 LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 """The number a legacy checkpoint pickles first (as a LONG1 of 10 bytes)."""

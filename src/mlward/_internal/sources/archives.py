@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from mlward._internal.sources import Source
 from mlward.errors import MissingExtra
 from mlward.findings import Location, Severity
 from mlward.rules import (
@@ -43,7 +44,6 @@ from mlward.rules import (
     ARCHIVE_SPECIAL_FILE,
     ARCHIVE_TOO_DEEP,
 )
-from mlward._internal.sources import Source
 
 if TYPE_CHECKING:
     from mlward._internal.scanners.interface import ScanContext

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from mlward.errors import UsageError
 from mlward._internal.vulndb.config import cache_dir
 from mlward._internal.vulndb.load import LoadStats, load_advisories
 from mlward._internal.vulndb.records import Advisory
+from mlward.errors import UsageError
 
 INDEX_FORMAT = "1"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from mlward.errors import FormatError, UsageError
 from mlward._internal.vulndb.records import Advisory, parse_record
+from mlward.errors import FormatError, UsageError
 
 MAX_RECORD_BYTES = 8 << 20
 _SUFFIXES = (".json", ".yaml", ".yml")

@@ -20,8 +20,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from mlward.findings import Severity
 from mlward._internal.vulndb.records import Advisory, Affected
+from mlward.findings import Severity
 
 
 @lru_cache(maxsize=65536)

@@ -20,8 +20,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from mlward.errors import FormatError, MlwardError
 from mlward._internal.vulndb.records import Advisory, parse_record
+from mlward.errors import FormatError, MlwardError
 
 DEFAULT_API = "https://api.osv.dev"
 DEFAULT_EXPORT = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"

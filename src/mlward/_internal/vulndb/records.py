@@ -15,9 +15,9 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from mlward._internal.vulndb.cvss import base_score_v3, severity_of_score
 from mlward.errors import FormatError
 from mlward.findings import Severity
-from mlward._internal.vulndb.cvss import base_score_v3, severity_of_score
 
 Event = tuple[str, str]
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 
-from mlward.errors import MlwardError
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward._internal.vulndb.config import configured_path
+from mlward.errors import MlwardError
 
 MAX_FILE_BYTES = 8 << 20
 NO_DATA = ("vulnerability data not available: dependencies not checked "

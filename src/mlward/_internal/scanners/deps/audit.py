@@ -10,9 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mlward._version import __version__
-from mlward.errors import ScanError
-from mlward.findings import Examined, Location, Report, Skipped, sort_findings
 from mlward._internal.pipeline import SKIP_DIRS
 from mlward._internal.scanners.deps import NO_DATA
 from mlward._internal.scanners.deps.check import (
@@ -26,6 +23,9 @@ from mlward._internal.scanners.deps.manifests import installed_distributions
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
 from mlward._internal.vulndb import VulnSource
 from mlward._internal.vulndb.match import PackageResult
+from mlward._version import __version__
+from mlward.errors import ScanError
+from mlward.findings import Examined, Location, Report, Skipped, sort_findings
 
 
 @dataclass(frozen=True)

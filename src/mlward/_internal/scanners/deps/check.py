@@ -1,8 +1,9 @@
 """Parse dependency files and match them against OSV advisories.
 
 :func:`parser_for` picks the parser for a dependency file; :func:`read_dependencies` parses
-one; :func:`check_dependencies` matches a list against a :class:`~mlward._internal.vulndb.VulnSource` and
-:func:`findings_for` turns the results into findings.
+one; :func:`check_dependencies` matches a list against a
+:class:`~mlward._internal.vulndb.VulnSource`
+and :func:`findings_for` turns the results into findings.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlward.findings import Finding, Severity
-from mlward.rules import UNRESOLVABLE_DEPENDENCY, VULNERABLE_DEPENDENCY, VULNERABLE_RANGE
 from mlward._internal.scanners.deps import MAX_FILE_BYTES, dependency_kind
 from mlward._internal.scanners.deps.manifests import (
     notebook_pip_lines,
@@ -26,6 +25,8 @@ from mlward._internal.scanners.deps.manifests import (
 )
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
 from mlward._internal.scanners.deps.requirements import parse_requirements, parse_requirements_text
+from mlward.findings import Finding, Severity
+from mlward.rules import UNRESOLVABLE_DEPENDENCY, VULNERABLE_DEPENDENCY, VULNERABLE_RANGE
 
 if TYPE_CHECKING:
     from mlward._internal.vulndb import VulnSource

@@ -15,13 +15,13 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mlward.findings import Location
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
 from mlward._internal.scanners.deps.requirements import (
     parse_requirement,
     parse_requirements_text,
     split_pip_install,
 )
+from mlward.findings import Location
 
 if sys.version_info >= (3, 11):
     import tomllib

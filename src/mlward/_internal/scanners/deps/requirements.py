@@ -11,8 +11,8 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from mlward.findings import Location
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
+from mlward.findings import Location
 
 MAX_INCLUDE_DEPTH = 10
 MAX_FILE_BYTES = 8 << 20

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlward.errors import FormatError, MissingExtra
-from mlward.findings import Location
-from mlward.rules import HDF5_EXTERNAL, KERAS_MALFORMED
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward._internal.sources.archives import Spool, ZipArchive, too_deep, zip_names
+from mlward.errors import FormatError, MissingExtra
+from mlward.findings import Location
+from mlward.rules import HDF5_EXTERNAL, KERAS_MALFORMED
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # HDF5 allows a user block before the superblock, at 0 or a power of two from 512.

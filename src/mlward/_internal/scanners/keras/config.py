@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlward._internal.scanners.keras.bytecode import code_names
 from mlward.errors import FormatError
 from mlward.findings import Severity
 from mlward.rules import KERAS_EXTERNAL_LOAD, KERAS_FOREIGN_OBJECT, KERAS_GADGET, KERAS_LAMBDA, Rule
-from mlward._internal.scanners.keras.bytecode import code_names
 
 MAX_DEPTH = 500
 MAX_CODE_B64 = 16 << 20

@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlward._internal.scanners.interface import ScanContext, Scanner
+from mlward._internal.sources import Source
 from mlward.errors import FormatError, MissingExtra
 from mlward.findings import Location
 from mlward.rules import NOTEBOOK_MALFORMED
-from mlward._internal.scanners.interface import ScanContext, Scanner
-from mlward._internal.sources import Source
 
 if TYPE_CHECKING:
     from mlward._internal.scanners.code import CodeUnit

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlward.errors import MissingExtra, MlwardError
 from mlward._internal.io import atomic_write_bytes, atomic_write_text
 from mlward._internal.scanners.notebook.read import MAX_NOTEBOOK_BYTES
 from mlward._internal.scanners.secrets.detect import redact_secrets
 from mlward._internal.scanners.secrets.report import find_pii
+from mlward.errors import MissingExtra, MlwardError
 
 MAX_DEPTH = 64
 

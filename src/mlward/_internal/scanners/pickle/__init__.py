@@ -11,6 +11,11 @@ import io
 import re
 from typing import BinaryIO, NamedTuple
 
+from mlward._internal.scanners.interface import Limits, ScanContext, Scanner
+from mlward._internal.scanners.pickle.machine import LimitReached, Machine, Malformed
+from mlward._internal.scanners.pickle.policy import Kind, classify
+from mlward._internal.scanners.pickle.reader import Reader
+from mlward._internal.sources import Source
 from mlward.findings import Location
 from mlward.rules import (
     PICKLE_DANGEROUS,
@@ -20,11 +25,6 @@ from mlward.rules import (
     PICKLE_TRAILING_DATA,
     PICKLE_UNKNOWN,
 )
-from mlward._internal.scanners.interface import Limits, ScanContext, Scanner
-from mlward._internal.scanners.pickle.machine import LimitReached, Machine, Malformed
-from mlward._internal.scanners.pickle.policy import Kind, classify
-from mlward._internal.scanners.pickle.reader import Reader
-from mlward._internal.sources import Source
 
 SNIFF_CHUNK = 64 << 10
 """Bytes read at a time while sniffing (16 opcodes at most are decoded)."""

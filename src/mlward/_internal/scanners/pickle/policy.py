@@ -28,8 +28,8 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-from mlward.findings import Severity
 from mlward._internal.scanners.pickle.machine import TYPE_LOOKUPS
+from mlward.findings import Severity
 
 
 class Kind(enum.Enum):

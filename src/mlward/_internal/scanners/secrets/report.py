@@ -7,11 +7,11 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
-from mlward.findings import Location
-from mlward.rules import PII_FOUND
 from mlward._internal.scanners.interface import ScanContext
 from mlward._internal.scanners.secrets.detect import SecretHit, find_secrets, fingerprint, mask
 from mlward._internal.scanners.secrets.pii import PiiHit, find_pii, redact, severity_for
+from mlward.findings import Location
+from mlward.rules import PII_FOUND
 
 BASELINE = Path(".mlward") / "secrets-baseline.json"
 MAX_SAMPLES = 3

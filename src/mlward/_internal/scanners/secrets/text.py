@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mlward.errors import MissingExtra
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
+from mlward.errors import MissingExtra
 
 MAX_TEXT_BYTES = 2 << 20
 """Larger files are not claimed (they are data, not configuration); they stay unrecognised."""
