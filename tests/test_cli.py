@@ -25,7 +25,8 @@ def test_benign_pickle_passes(tmp_path: Path, capsys):
     (tmp_path / "w.pkl").write_bytes(pickle.dumps({"a": [1, 2.0, "x"]}, protocol=4))
     assert main(["scan", "--format", "json", str(tmp_path)]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["summary"]["verdicts"] == {str(tmp_path / "w.pkl"): "clean"}
+    assert data["summary"]["verdicts"] == {"w.pkl": "clean"}
+    assert data["root"] == str(tmp_path)
 
 
 def test_command_table_names_the_module_of_every_command():
@@ -60,7 +61,8 @@ def test_scanning_a_checkpoint_loads_no_machinery_it_does_not_need(tmp_path: Pat
     target = tmp_path / "model.pkl"
     target.write_bytes(pickle.dumps({"weights": [0.5] * 8}, protocol=4))
     code = ("import sys; from mlward.cli.main import main; "
-            f"rc = main(['scan', '-q', '-f', 'json', '-o', {str(tmp_path / 'r.json')!r}, "
+            "rc = main(['scan', '-q', '--executor', 'inline', '-f', 'json', "
+            f"'-o', {str(tmp_path / 'r.json')!r}, "
             f"{str(target)!r}]); print(rc); print('\\n'.join(sorted(name for name, m in "
             "sys.modules.items() if type(m).__name__ != '_LazyModule')))")  # not yet loaded
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -10,7 +10,16 @@ import jsonschema
 import pytest
 
 from mlward.cli.main import main
-from mlward.findings import Finding, Location, Report, Severity, Skipped, Verdict
+from mlward.findings import (
+    Finding,
+    Location,
+    Report,
+    ReportBuilder,
+    Severity,
+    Skipped,
+    TargetKind,
+    Verdict,
+)
 from mlward.formats import render
 
 SCHEMA = json.loads(
@@ -19,11 +28,11 @@ SCHEMA = json.loads(
 
 def _report(*findings: Finding, skipped: tuple[Skipped, ...] = ()) -> Report:
     now = datetime.now(timezone.utc)
-    from mlward.findings import Examined
-
-    examined = tuple(Examined(Location(f.location.path), "pickle") for f in findings)
-    return Report(findings=findings, skipped=skipped, examined=examined, started=now,
-                  finished=now, version="0.0-test")
+    builder = ReportBuilder(TargetKind.FILES, started=now, version="0.0-test", root="/project")
+    builder.merge(findings, skipped=skipped)
+    for f in findings:
+        builder.examine(Location(f.location.uri), "pickle")
+    return builder.build(finished=now)
 
 
 def _finding(sev: Severity, path: str = "m.pkl", members: tuple[str, ...] = (),
@@ -49,7 +58,7 @@ def test_sarif_member_locations_are_valid_and_named() -> None:
     doc = json.loads(render(rep, "sarif"))
     jsonschema.validate(doc, SCHEMA)
     (result,) = doc["runs"][0]["results"]
-    assert result["properties"]["members"] == ["inner.zip", "data.pkl"]
+    assert result["locations"][0]["properties"]["members"] == ["inner.zip", "data.pkl"]
     assert result["locations"][0]["logicalLocations"][0]["fullyQualifiedName"] == (
         "outer.tar.gz > inner.zip > data.pkl")
     inv = doc["runs"][0]["invocations"][0]
@@ -62,7 +71,8 @@ def test_json_round_trips_the_data_model() -> None:
     data = json.loads(render(rep, "json"))
     assert data["summary"]["findings"]["high"] == 1
     assert data["summary"]["verdicts"] == {"a.pkl": "dangerous", "b.pkl": "clean"}
-    assert data["findings"][0]["location"] == {"path": "a.pkl", "offset": 12}
+    assert data["findings"][0]["location"] == {"uri": "a.pkl", "offset": 12}
+    assert Report.from_dict(data) == rep
     assert data["findings"][0]["evidence"] == "os.system"
 
 

@@ -6,24 +6,58 @@ The public API::
     report = mlward.scan(["models/"])
     for finding in report.findings:
         print(finding.severity, finding.rule_id, finding.location, finding.message)
+
+What is public: the names below, and the modules :mod:`mlward.findings` (the data model),
+:mod:`mlward.settings`, :mod:`mlward.errors`, :mod:`mlward.rules`, :mod:`mlward.executors`,
+:mod:`mlward.formats` (writers), :mod:`mlward.plugins` (third-party scanners) and
+:func:`mlward.cli.main.main`. Everything under ``mlward._internal`` may change without notice.
 """
 
 from mlward._internal.pipeline import scan
-from mlward._internal.scanners.interface import Limits
 from mlward._version import __version__
 from mlward.errors import MlwardError
-from mlward.findings import Examined, Finding, Location, Report, Severity, Skipped, Verdict
+from mlward.executors import Executor, InlineExecutor, Outcome, ThreadExecutor
+from mlward.findings import (
+    Examined,
+    Fact,
+    Finding,
+    Location,
+    Report,
+    ReportBuilder,
+    Severity,
+    Skipped,
+    Suppression,
+    TargetKind,
+    Verdict,
+)
+from mlward.formats import register_writer, render, write_output, writer_names
+from mlward.settings import Limits, Settings, Waiver, load_settings
 
 __all__ = [
     "Examined",
+    "Executor",
+    "Fact",
     "Finding",
+    "InlineExecutor",
     "Limits",
     "Location",
     "MlwardError",
+    "Outcome",
     "Report",
+    "ReportBuilder",
+    "Settings",
     "Severity",
     "Skipped",
+    "Suppression",
+    "TargetKind",
+    "ThreadExecutor",
     "Verdict",
+    "Waiver",
     "__version__",
+    "load_settings",
+    "register_writer",
+    "render",
     "scan",
+    "write_output",
+    "writer_names",
 ]

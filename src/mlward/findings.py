@@ -1,19 +1,32 @@
-"""The data model every scanner produces: severities, locations, findings, skips, reports.
+"""The data model every mlward command produces: severities, locations, findings, facts,
+skips, and the report that carries them.
 
-All result types are named tuples, so that a report, once built, cannot be changed by the
-code that formats or records it. (Not frozen dataclasses: importing :mod:`dataclasses` pulls in
-:mod:`inspect` and costs every ``mlward`` run about 25 ms of start-up, a sixth of scanning a
-checkpoint; the types here need nothing a named tuple lacks.)
+All result types are named tuples: immutable and hashable, so a report, once built, cannot be
+changed by the code that formats or records it. (Not frozen dataclasses: importing
+:mod:`dataclasses` pulls in :mod:`inspect` and costs every ``mlward`` run about 25 ms of
+start-up, a sixth of scanning a checkpoint; the types here need nothing a named tuple lacks.)
+
+Every report is built by :class:`ReportBuilder` (one place sorts, de-duplicates and
+fingerprints findings and applies waivers) and survives ``Report.from_dict(r.to_dict()) == r``.
+This module imports nothing else of mlward.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
+
+SCHEMA_VERSION = "2.0"
+"""Version of the report's JSON shape: the major part changes when a reader written for the
+previous shape would misread the new one."""
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Severity(enum.IntEnum):
@@ -31,6 +44,7 @@ class Severity(enum.IntEnum):
 
     @classmethod
     def parse(cls, text: str) -> Severity:
+        """``"High"``, ``"HIGH"`` and ``" high "`` all parse; anything else is a ValueError."""
         try:
             return cls[text.strip().upper()]
         except KeyError:
@@ -57,14 +71,55 @@ class Verdict(enum.Enum):
         return self.value
 
 
-class Location(NamedTuple):
-    """Where something is: a file, a path of members inside containers, and a position.
+class TargetKind(str, enum.Enum):
+    """What a report is about."""
 
-    ``members`` reads outermost first: ``("inner.zip", "archive/data.pkl")`` is the member
-    ``archive/data.pkl`` of ``inner.zip``, itself a member of ``path``.
+    FILES = "files"
+    """Files and folders (``mlward scan``)."""
+    DEPENDENCIES = "dependencies"
+    """Dependency declarations and lock files (``mlward deps``)."""
+    ENVIRONMENT = "environment"
+    """An installed Python environment (``mlward deps --env``)."""
+    SERVER = "server"
+    """Live servers probed over the network (``mlward probe``)."""
+    BUCKET = "bucket"
+    """Object storage and cloud accounts."""
+    REPOSITORY = "repository"
+    """A whole project: several checks over one tree (gate, audit, bom)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def local_uri(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> str:
+    """The location URI of a local file: its POSIX path relative to ``root``, or a
+    ``file://`` URI when it lies outside ``root``."""
+    absolute = os.path.abspath(path)  # noqa: PTH100 (per file: strings, not Path objects)
+    rel = os.path.relpath(absolute, root)
+    if rel == os.curdir:
+        return "."
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):  # noqa: PTH117
+        from pathlib import Path
+
+        return Path(absolute).as_uri()
+    return rel.replace(os.sep, "/")
+
+
+class Location(NamedTuple):
+    """Where something is: a URI, a path of members inside containers, and a position.
+
+    ``uri`` is either a POSIX path relative to the report's ``root`` (``models/clf.pt``: the
+    same in every clone of a project), or an absolute URI for anything that is not a local file
+    under the root (``http://host:5000/api``, ``s3://bucket/key``, ``pkg:pypi/torch@2.1.0``,
+    ``file:///elsewhere/model.pkl``). ``members`` reads outermost first:
+    ``("inner.zip", "archive/data.pkl")`` is the member ``archive/data.pkl`` of ``inner.zip``,
+    itself inside ``uri``. The remaining fields are a region inside the innermost item.
     """
 
-    path: str
+    uri: str
     members: tuple[str, ...] = ()
     offset: int | None = None
     line: int | None = None
@@ -74,18 +129,34 @@ class Location(NamedTuple):
 
     def child(self, member: str) -> Location:
         """The location of ``member`` inside this container."""
-        return Location(self.path, (*self.members, member))
+        return Location(self.uri, (*self.members, member))
+
+    def inside(self, name: str) -> Location:
+        """The location of the file ``name`` (a relative POSIX path) in the folder this
+        location names."""
+        return Location(name if self.uri in (".", "") else f"{self.uri.rstrip('/')}/{name}")
 
     def at(self, *, offset: int | None = None, line: int | None = None,
            column: int | None = None, cell: int | None = None,
            output: int | None = None) -> Location:
         """This location with a position inside it."""
-        return Location(self.path, self.members, offset, line, column, cell, output)
+        return Location(self.uri, self.members, offset, line, column, cell, output)
+
+    @property
+    def scheme(self) -> str:
+        """The URI scheme (``http``, ``s3``, ``pkg``, ...), ``""`` for a root-relative path."""
+        m = _SCHEME.match(self.uri)
+        return m.group(0)[:-1].lower() if m and len(m.group(0)) > 2 else ""
+
+    @property
+    def is_local(self) -> bool:
+        """True for a path relative to the report's root (a file of the scanned tree)."""
+        return not self.scheme
 
     @property
     def container_path(self) -> str:
-        """File and member path, without the position: ``a.zip > b.pkl``."""
-        return " > ".join((self.path, *self.members))
+        """URI and member path, without the position: ``a.zip > b.pkl``."""
+        return " > ".join((self.uri, *self.members))
 
     def __str__(self) -> str:
         text = self.container_path
@@ -101,18 +172,56 @@ class Location(NamedTuple):
         return f"{text} ({', '.join(parts)})" if parts else text
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path}
+        out: dict[str, Any] = {"uri": self.uri}
         if self.members:
             out["members"] = list(self.members)
-        for name in ("offset", "line", "column", "cell", "output"):
+        for name in _REGION:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Location:
+        return cls(data["uri"], tuple(data.get("members", ())),
+                   *(data.get(name) for name in _REGION))
+
+
+_REGION = ("offset", "line", "column", "cell", "output")
+
+
+class Suppression(NamedTuple):
+    """Why a finding is not counted: a waiver that names it, or an inline comment.
+
+    A suppressed finding stays in every machine-readable report (SARIF ``suppressions``);
+    it just does not fail the run.
+    """
+
+    kind: str
+    """``waiver`` (from settings or a waivers file) or ``inline`` (a comment beside it)."""
+    reason: str
+    owner: str | None = None
+    expires: str | None = None
+    """ISO date after which the waiver stops applying (and is itself reported)."""
+    source: str | None = None
+    """Where the waiver is declared (a file and line, or ``settings``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self._asdict().items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Suppression:
+        return cls(**{k: data.get(k) for k in cls._fields})  # type: ignore[arg-type]
+
 
 class Finding(NamedTuple):
-    """One thing a person should look at."""
+    """One thing a person should look at.
+
+    ``fingerprint`` identifies the finding across runs, clones and edits: it covers the rule,
+    the location without its line/offset/cell (which shift), and the evidence (what was found),
+    not the message wording. ``baseline`` is ``"new"`` or ``"unchanged"`` when the run
+    compared against a baseline, else None.
+    """
 
     rule_id: str
     severity: Severity
@@ -121,7 +230,15 @@ class Finding(NamedTuple):
     evidence: str | None = None
     remediation: str | None = None
     cwe: str | None = None
-    details: Mapping[str, Any] = MappingProxyType({})  # shared and read-only
+    details: Mapping[str, Any] = _EMPTY  # shared and read-only
+    fingerprint: str = ""
+    suppression: Suppression | None = None
+    baseline: str | None = None
+
+    @property
+    def counts(self) -> bool:
+        """Whether this finding fails a run: not suppressed and not already in the baseline."""
+        return self.suppression is None and self.baseline != "unchanged"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -129,6 +246,7 @@ class Finding(NamedTuple):
             "severity": self.severity.label,
             "location": self.location.to_dict(),
             "message": self.message,
+            "fingerprint": self.fingerprint,
         }
         if self.evidence is not None:
             out["evidence"] = self.evidence
@@ -138,7 +256,44 @@ class Finding(NamedTuple):
             out["cwe"] = self.cwe
         if self.details:
             out["details"] = dict(self.details)
+        if self.suppression is not None:
+            out["suppression"] = self.suppression.to_dict()
+        if self.baseline is not None:
+            out["baseline"] = self.baseline
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        sup = data.get("suppression")
+        return cls(
+            rule_id=data["rule_id"], severity=Severity.parse(data["severity"]),
+            location=Location.from_dict(data["location"]), message=data["message"],
+            evidence=data.get("evidence"), remediation=data.get("remediation") or None,
+            cwe=data.get("cwe") or None, details=data.get("details") or _EMPTY,
+            fingerprint=data.get("fingerprint", ""),
+            suppression=Suppression.from_dict(sup) if sup else None,
+            baseline=data.get("baseline"),
+        )
+
+
+class Fact(NamedTuple):
+    """Something observed that is not a problem: a model's format and tensor count, a
+    server's version, a bucket's ACL. Structured data for the BOM, policies and dashboards,
+    so that none of them re-parses finding messages.
+
+    ``kind`` names the shape of ``data`` (``model``, ``server``, ``dependency``, ...).
+    """
+
+    location: Location
+    kind: str
+    data: Mapping[str, Any] = _EMPTY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"location": self.location.to_dict(), "kind": self.kind, "data": dict(self.data)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fact:
+        return cls(Location.from_dict(data["location"]), data["kind"], data.get("data") or _EMPTY)
 
 
 class Skipped(NamedTuple):
@@ -146,7 +301,8 @@ class Skipped(NamedTuple):
 
     ``inconclusive`` is true when the thing might matter but could not be judged (a size limit,
     a damaged archive, a missing optional extra): such a file is never reported clean and
-    makes the scan exit 2. It is false for things that are simply not in scope (a README).
+    makes the run exit 2. It is false for things that are simply not in scope (a README, a
+    folder excluded by the settings).
     """
 
     location: Location
@@ -154,11 +310,13 @@ class Skipped(NamedTuple):
     inconclusive: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "location": self.location.to_dict(),
-            "reason": self.reason,
-            "inconclusive": self.inconclusive,
-        }
+        return {"location": self.location.to_dict(), "reason": self.reason,
+                "inconclusive": self.inconclusive}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Skipped:
+        return cls(Location.from_dict(data["location"]), data["reason"],
+                   bool(data.get("inconclusive")))
 
 
 class Examined(NamedTuple):
@@ -167,41 +325,69 @@ class Examined(NamedTuple):
     location: Location
     format: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"location": self.location.to_dict(), "format": self.format}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Examined:
+        return cls(Location.from_dict(data["location"]), data["format"])
+
 
 class Report(NamedTuple):
-    """Everything one scan produced."""
+    """Everything one run produced. Build it with :class:`ReportBuilder`."""
 
+    kind: TargetKind
     findings: tuple[Finding, ...]
+    facts: tuple[Fact, ...]
     skipped: tuple[Skipped, ...]
     examined: tuple[Examined, ...]
     started: datetime
     finished: datetime
     version: str
+    """The mlward version that produced the report."""
+    root: str | None = None
+    """The absolute folder that root-relative location URIs are relative to."""
     inputs: tuple[str, ...] = ()
+    stats: Mapping[str, Any] = _EMPTY
+    """Counts about the run (files walked, excluded by reason, ...): JSON values only."""
+    schema_version: str = SCHEMA_VERSION
 
     @property
     def inconclusive(self) -> tuple[Skipped, ...]:
         return tuple(s for s in self.skipped if s.inconclusive)
 
+    def uri_of(self, path: str | os.PathLike[str]) -> str:
+        """The location URI this report gives the local file ``path``."""
+        return local_uri(path, self.root or os.curdir)
+
+    @property
+    def counted(self) -> tuple[Finding, ...]:
+        """The findings that fail a run (not waived, not in the baseline)."""
+        return tuple(f for f in self.findings if f.counts)
+
     def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity >= threshold)
+        """Counted findings at or above ``threshold``."""
+        return tuple(f for f in self.counted if f.severity >= threshold)
 
     @property
     def max_severity(self) -> Severity | None:
-        return max((f.severity for f in self.findings), default=None)
+        return max((f.severity for f in self.counted), default=None)
 
     def verdicts(self) -> dict[str, Verdict]:
         """A verdict per file that was examined, had findings or was inconclusive, and per
-        folder examined as a whole (the worst verdict under it)."""
+        folder examined as a whole (the worst verdict under it). Waived findings do not
+        count; findings already in a baseline do (the file is still what it is)."""
         out: dict[str, Verdict] = {}
         for e in self.examined:
-            out.setdefault(e.location.path, Verdict.CLEAN)
+            out.setdefault(e.location.uri, Verdict.CLEAN)
         for s in self.inconclusive:
-            out[s.location.path] = _worse(out.get(s.location.path), Verdict.INCONCLUSIVE)
+            out[s.location.uri] = _worse(out.get(s.location.uri), Verdict.INCONCLUSIVE)
         for f in self.findings:
+            if f.suppression is not None:
+                continue
             v = (Verdict.DANGEROUS if f.severity >= Severity.HIGH
                  else Verdict.SUSPICIOUS if f.severity >= Severity.MEDIUM else Verdict.CLEAN)
-            out[f.location.path] = _worse(out.get(f.location.path), v)
+            out[f.location.uri] = _worse(out.get(f.location.uri), v)
         # A folder examined as a whole (a model repository) takes the worst verdict of
         # everything under it.
         for path, folder in self._folder_links(out):
@@ -214,11 +400,11 @@ class Report(NamedTuple):
 
     def _paths(self) -> dict[str, None]:
         items: list[Examined | Skipped | Finding] = [*self.examined, *self.skipped, *self.findings]
-        return dict.fromkeys(item.location.path for item in items)
+        return dict.fromkeys(item.location.uri for item in items)
 
     def _folder_links(self, paths: Mapping[str, object]) -> list[tuple[str, str]]:
         """(path, folder) for every path under an examined folder."""
-        examined = {e.location.path for e in self.examined}
+        examined = {e.location.uri for e in self.examined}
         above: dict[str, list[str]] = {}  # directory -> examined folders at or above it
 
         def folders_above(directory: str) -> list[str]:
@@ -233,7 +419,8 @@ class Report(NamedTuple):
                 for folder in folders_above(os.path.dirname(path))]  # noqa: PTH120
 
     def exit_code(self, fail_on: Severity) -> int:
-        """0 nothing at or above ``fail_on``; 1 findings at or above it; 2 inconclusive."""
+        """0 nothing counted at or above ``fail_on``; 1 findings at or above it;
+        2 something could not be examined."""
         if self.at_or_above(fail_on):
             return 1
         if self.inconclusive:
@@ -241,30 +428,62 @@ class Report(NamedTuple):
         return 0
 
     def counts(self) -> dict[str, int]:
+        """Counted findings per severity, most severe first."""
         counts = {s.label: 0 for s in sorted(Severity, reverse=True)}
-        for f in self.findings:
+        for f in self.counted:
             counts[f.severity.label] += 1
         return counts
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON values. ``summary`` is derived (and ignored by ``from_dict``)."""
         return {
+            "schema_version": self.schema_version,
             "tool": {"name": "mlward", "version": self.version},
+            "kind": str(self.kind),
+            "root": self.root,
+            "inputs": list(self.inputs),
             "started": self.started.isoformat(),
             "finished": self.finished.isoformat(),
-            "inputs": list(self.inputs),
+            "stats": dict(self.stats),
             "summary": {
                 "examined": len(self.examined),
                 "findings": self.counts(),
+                "suppressed": sum(1 for f in self.findings if f.suppression is not None),
+                "baseline_unchanged": sum(1 for f in self.findings if f.baseline == "unchanged"),
                 "skipped": len(self.skipped),
                 "inconclusive": len(self.inconclusive),
                 "verdicts": {k: str(v) for k, v in sorted(self.verdicts().items())},
             },
             "findings": [f.to_dict() for f in self.findings],
+            "facts": [f.to_dict() for f in self.facts],
             "skipped": [s.to_dict() for s in self.skipped],
-            "examined": [
-                {"location": e.location.to_dict(), "format": e.format} for e in self.examined
-            ],
+            "examined": [e.to_dict() for e in self.examined],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """Read a report written by :meth:`to_dict` (raises ValueError on another shape)."""
+        version = str(data.get("schema_version", ""))
+        if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise ValueError(f"report schema version {version or 'missing'} is not "
+                             f"{SCHEMA_VERSION.split('.')[0]}.x (made by another mlward?)")
+        try:
+            return cls(
+                kind=TargetKind(data["kind"]),
+                findings=tuple(Finding.from_dict(f) for f in data["findings"]),
+                facts=tuple(Fact.from_dict(f) for f in data.get("facts", ())),
+                skipped=tuple(Skipped.from_dict(s) for s in data["skipped"]),
+                examined=tuple(Examined.from_dict(e) for e in data["examined"]),
+                started=datetime.fromisoformat(data["started"]),
+                finished=datetime.fromisoformat(data["finished"]),
+                version=data["tool"]["version"],
+                root=data.get("root"),
+                inputs=tuple(data.get("inputs", ())),
+                stats=data.get("stats") or _EMPTY,
+                schema_version=version,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not an mlward report: missing or malformed {exc}") from None
 
 
 _ORDER = [Verdict.CLEAN, Verdict.SUSPICIOUS, Verdict.INCONCLUSIVE, Verdict.DANGEROUS]
@@ -284,4 +503,100 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
 def _position_key(loc: Location) -> tuple[object, ...]:
     # Positions may be None (a whole-file finding beside a cell/line one): None sorts first.
     positions = (loc.offset, loc.line, loc.column, loc.cell, loc.output)
-    return (loc.path, loc.members, *((v is not None, v or 0) for v in positions))
+    return (loc.uri, loc.members, *((v is not None, v or 0) for v in positions))
+
+
+_NUMBERS = re.compile(r"\d+")
+
+
+def fingerprint_key(f: Finding) -> str:
+    """What identifies a finding across runs: rule, location without its region, and the
+    evidence (or, without evidence, the message with its numbers blanked, since messages
+    quote offsets and counts that shift)."""
+    what = f.evidence if f.evidence is not None else _NUMBERS.sub("#", f.message)
+    return "\x1f".join((f.rule_id, f.location.uri, *f.location.members, "\x1e", what))
+
+
+def fingerprint(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings with their fingerprints set. Equal keys (the same secret twice in one
+    file) are told apart by their order of appearance, which survives line shifts."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in findings:
+        key = fingerprint_key(f)
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        digest = hashlib.sha256(f"{key}\x1d{n}".encode("utf-8", "surrogatepass")).hexdigest()
+        out.append(f._replace(fingerprint=digest[:32]))
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists and mappings as dicts, as JSON gives them back."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+Triage = Callable[[list[Finding]], list[Finding]]
+"""Applied by :meth:`ReportBuilder.build` to the fingerprinted findings: sets suppressions
+(waivers) and baseline states."""
+
+
+class ReportBuilder:
+    """The one place reports are made: collect, then :meth:`build`.
+
+    Commands (scan, deps, probe, cloud, ...) add what they found; ``build`` de-duplicates,
+    sorts, fingerprints, applies the triage (waivers, baseline) and freezes the report.
+    """
+
+    def __init__(self, kind: TargetKind, *, started: datetime, version: str,
+                 root: str | None = None, inputs: Iterable[str] = ()) -> None:
+        self.kind = kind
+        self.started = started
+        self.version = version
+        self.root = root
+        self.inputs = tuple(inputs)
+        self.findings: list[Finding] = []
+        self.facts: list[Fact] = []
+        self.skipped: list[Skipped] = []
+        self.examined: list[Examined] = []
+        self.stats: dict[str, Any] = {}
+
+    def add(self, finding: Finding) -> None:
+        self.findings.append(finding)
+
+    def fact(self, fact: Fact) -> None:
+        self.facts.append(fact)
+
+    def skip(self, location: Location, reason: str, *, inconclusive: bool) -> None:
+        self.skipped.append(Skipped(location, reason, inconclusive))
+
+    def examine(self, location: Location, format: str) -> None:
+        self.examined.append(Examined(location, format))
+
+    def merge(self, findings: Iterable[Finding] = (), facts: Iterable[Fact] = (),
+              skipped: Iterable[Skipped] = (), examined: Iterable[Examined] = ()) -> None:
+        self.findings.extend(findings)
+        self.facts.extend(facts)
+        self.skipped.extend(skipped)
+        self.examined.extend(examined)
+
+    def build(self, *, finished: datetime, triage: Triage | None = None) -> Report:
+        unique: dict[tuple[object, ...], Finding] = {}
+        for f in self.findings:
+            key = (f.rule_id, f.location, f.evidence, f.message)
+            if key not in unique:
+                unique[key] = f._replace(details=_jsonable(f.details) if f.details else _EMPTY)
+        findings = fingerprint(sort_findings(unique.values()))
+        if triage is not None:
+            findings = triage(findings)
+        facts = [f._replace(data=_jsonable(f.data)) for f in self.facts]
+        return Report(
+            kind=self.kind, findings=tuple(findings), facts=tuple(facts),
+            skipped=tuple(self.skipped), examined=tuple(self.examined),
+            started=self.started, finished=finished, version=self.version, root=self.root,
+            inputs=self.inputs, stats=_jsonable(self.stats),
+        )

@@ -59,6 +59,14 @@ SCANNER_CRASH = rule(
     doc="A scanner raised an unexpected error. The file is inconclusive, never clean.",
 )
 
+WAIVER_EXPIRED = rule(
+    "MW002", "Waiver has expired", Severity.MEDIUM,
+    "Fix the findings it covered, or renew the waiver with a new expiry date and a reason "
+    "someone has reviewed.",
+    doc="A waiver in the settings passed its expiry date: it no longer waives anything, and "
+    "the findings it covered count again. The location is where the waiver is declared.",
+)
+
 # --- MW1xx: pickle-family models ----------------------------------------------------------
 
 # Pickle analysis (the symbolic opcode machine, any pickle stream): MW100-MW119.

@@ -143,7 +143,8 @@ def test_deps_with_local_data(project: Path, capsys: pytest.CaptureFixture[str])
     f = pinned["GHSA-554w-xh4j-8w64"]  # merged with PYSEC-2023-253, CVE-2023-6831
     assert set(f["details"]["ids"]) == {"GHSA-554w-xh4j-8w64", "PYSEC-2023-253",
                                         "CVE-2023-6831"}
-    assert f["location"] == {"path": str(project / "requirements.txt"), "line": 1}
+    assert f["location"] == {"uri": "requirements.txt", "line": 1}
+    assert report["root"] == str(project)
     assert f["details"]["version"] == "2.9.1" and "2.9.2" in f["details"]["fixed_versions"]
     assert f["severity"] == "critical"  # CVSS 3.0 vector scores 10.0
     ray = by_rule["MW502"]

@@ -17,7 +17,7 @@ from mlward._internal.vulndb import open_index
 from mlward._internal.vulndb.index import index_path
 from mlward.findings import Location
 
-from .conftest import OSV
+from .conftest import OSV, env_settings
 
 SHARED_OSV = Path(__file__).resolve().parents[3] / "shared" / "osv"
 
@@ -27,8 +27,8 @@ def test_zip_export_gives_the_same_advisories_as_the_folder(tmp_path: Path) -> N
     with zipfile.ZipFile(export, "w") as zf:
         for path in (OSV / "ghsa").glob("*.json"):
             zf.write(path, path.name)
-    from_zip = open_index(export).advisories_for(["mlflow", "ray"])
-    from_dir = open_index(OSV / "ghsa").advisories_for(["mlflow", "ray"])
+    from_zip = open_index(export, settings=env_settings()).advisories_for(["mlflow", "ray"])
+    from_dir = open_index(OSV / "ghsa", settings=env_settings()).advisories_for(["mlflow", "ray"])
     assert {k: sorted(a.id for a in v) for k, v in from_zip.items()} == \
         {k: sorted(a.id for a in v) for k, v in from_dir.items()}
 
@@ -38,20 +38,20 @@ def test_index_is_reused_until_the_data_changes(tmp_path: Path) -> None:
     data.mkdir()
     src = OSV / "ghsa" / "GHSA-6cxr-8q3m-jwrr.json"
     (data / src.name).write_bytes(src.read_bytes())
-    first = open_index(data)
+    first = open_index(data, settings=env_settings())
     assert first.stats is not None and first.stats.pypi == 1
-    assert open_index(data).stats is None  # reused
+    assert open_index(data, settings=env_settings()).stats is None  # reused
     other = OSV / "ghsa" / "GHSA-3pww-qvr8-6mhp.json"
     (data / other.name).write_bytes(other.read_bytes())
-    again = open_index(data)
+    again = open_index(data, settings=env_settings())
     assert again.stats is not None and again.stats.pypi == 2
-    assert index_path(data).exists()
+    assert index_path(data, env_settings()).exists()
 
 
 def test_damaged_index_is_rebuilt(tmp_path: Path) -> None:
-    open_index(OSV / "ghsa")
-    index_path(OSV / "ghsa").write_bytes(b"not sqlite at all")
-    assert open_index(OSV / "ghsa").advisories_for(["ray"])["ray"]
+    open_index(OSV / "ghsa", settings=env_settings())
+    index_path(OSV / "ghsa", env_settings()).write_bytes(b"not sqlite at all")
+    assert open_index(OSV / "ghsa", settings=env_settings()).advisories_for(["ray"])["ray"]
 
 
 def test_malformed_records_are_counted_not_fatal(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_malformed_records_are_counted_not_fatal(tmp_path: Path) -> None:
     (data / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (data / "npm.json").write_text(json.dumps(
         {"id": "GHSA-npm", "affected": [{"package": {"ecosystem": "npm", "name": "x"}}]}))
-    index = open_index(data)
+    index = open_index(data, settings=env_settings())
     assert index.stats is not None
     assert index.stats.records == 7 and index.stats.pypi == 1
     assert len(index.stats.bad) == 5
@@ -76,7 +76,7 @@ def test_yaml_tags_are_not_constructed(tmp_path: Path, marker: Path) -> None:
     data.mkdir()
     (data / "evil.yaml").write_text(
         f"id: !!python/object/apply:os.system ['touch {marker}']\naffected: []\n")
-    open_index(data)
+    open_index(data, settings=env_settings())
     assert not marker.exists()
 
 
@@ -110,7 +110,7 @@ def test_hostile_dependency_files_end_in_bounded_time(tmp_path: Path, name: str,
 
 @pytest.mark.skipif(not SHARED_OSV.is_dir(), reason="../shared/osv is not present")
 def test_whole_shared_osv_set(tmp_path: Path) -> None:
-    index = open_index(SHARED_OSV)
+    index = open_index(SHARED_OSV, settings=env_settings())
     meta = index.meta()
     assert int(meta["records"]) == 2661 + 53 and meta["bad"] == "0"
     names = index.package_names()
@@ -132,6 +132,6 @@ def test_oversized_zip_member_is_counted_not_read(tmp_path: Path,
     with zipfile.ZipFile(export, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("big.json", "{" + " " * 1_000_000 + "}")  # a small bomb: 1 MB from ~1 KB
         zf.write(OSV / "ghsa" / "GHSA-6cxr-8q3m-jwrr.json", "GHSA-6cxr-8q3m-jwrr.json")
-    index = open_index(export)
+    index = open_index(export, settings=env_settings())
     assert index.stats is not None and index.stats.pypi == 1
     assert index.stats.bad and "larger than 4096" in index.stats.bad[0]

@@ -36,7 +36,7 @@ def test_requirements_includes_constraints_markers_hashes(tmp_path: Path) -> Non
     kind, deps = read_dependencies(req)
     assert kind == "requirements"
     d = by_name(deps)
-    assert d["numpy"].version == "1.26.4" and d["numpy"].location.path.endswith("base.txt")
+    assert d["numpy"].version == "1.26.4" and d["numpy"].location.uri.endswith("base.txt")
     assert d["mlflow"].version == "2.9.1" and d["mlflow"].location.line == 4
     assert d["ray"].version == "2.6.3"  # the constraint pins the range
     assert d["torch"].version is None and d["torch"].specifier == ">=2.0"

@@ -125,10 +125,9 @@ def test_scan_appends_its_summary(project: Path, capsys: pytest.CaptureFixture[s
     (project / "notes.txt").write_text("hello")
     assert main(["scan", "-q", "notes.txt"]) == 0
     (entry,) = _log(capsys, "--action", "scan")
-    assert entry["resource"] == str(project / "notes.txt")
+    assert entry["resource"] == (project / "notes.txt").as_uri()
     assert entry["outcome"] == "pass"
-    assert entry["details"]["exit_code"] == 0 and entry["details"]["inputs"] == [
-        str(project / "notes.txt")]
+    assert entry["details"]["exit_code"] == 0 and entry["details"]["inputs"] == ["notes.txt"]
 
 
 def test_record_event_without_a_ledger_does_nothing(tmp_path: Path,
@@ -153,9 +152,9 @@ def test_record_event_finds_the_project_from_a_subfolder(project: Path) -> None:
 def test_record_event_with_a_broken_configured_ledger_raises(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLWARD_DB", str(tmp_path / "missing" / "ledger.db"))
     with pytest.raises(LedgerError):
-        record_event("sign", "model.bin", outcome="pass")
+        record_event("sign", "model.bin", outcome="pass",
+                     db=str(tmp_path / "missing" / "ledger.db"))
 
 
 def test_scan_warns_but_keeps_its_exit_code_when_the_ledger_is_broken(
@@ -183,6 +182,6 @@ def test_init_with_db_and_record_event_on_either_store(
     # Another member of the team, with only MLWARD_DB, appends to the same ledger.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLWARD_DB", db_url)
-    record_event("scan", "other.pt", outcome="pass")
-    with open_ledger() as ledger:
+    assert main(["ledger", "append", "--action", "scan", "--resource", "other.pt"]) == 0
+    with open_ledger(db_url) as ledger:
         assert ledger.size() == 3 and ledger.verify().ok

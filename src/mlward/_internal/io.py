@@ -9,6 +9,9 @@ from pathlib import Path
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
+    ``mode`` defaults to what a plain ``open`` would give (0666 less the umask); pass 0o600
+    for files that hold secrets.
+
     A path that exists and is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is
     written to directly: replacing it would destroy the device or pipe.
     """
@@ -22,8 +25,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> N
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
+        os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -36,3 +38,9 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> N
 
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

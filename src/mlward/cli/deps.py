@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlward._internal.io import atomic_write_text
-from mlward.cli.scan import add_report_options, emit
+from mlward.cli.scan import add_report_options, add_walk_options, emit
 from mlward.errors import UsageError
+from mlward.formats import write_output
 
 if TYPE_CHECKING:
     from mlward._internal.vulndb import VulnSource
@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
         "2 usage error, no vulnerability data, or a file that could not be read.",
     )
     add_report_options(p)
+    add_walk_options(p)
     _add_source_options(p)
     p.add_argument("--env", action="store_true",
                    help="also check the distributions installed in this Python environment")
@@ -50,7 +51,8 @@ def register(sub: Any) -> None:
                          "folder ($MLWARD_CACHE, else ~/.cache/mlward) and index it. Later "
                          "scans use it when no --vuln-db is given.")
     up.add_argument("--url", help="where to download the export from "
-                    "(default: $MLWARD_OSV_EXPORT, else OSV's public PyPI/all.zip)")
+                    "(default: the osv_export setting, MLWARD_OSV_EXPORT, else OSV's public "
+                    "PyPI/all.zip)")
     up.set_defaults(func=run_update)
     ix = vsub.add_parser("index", help="build (or refresh) the index of local OSV data",
                          description="Index a folder of OSV JSON/YAML records or an OSV zip "
@@ -81,34 +83,27 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
                    help="OSV data: a folder of OSV JSON/YAML records or an OSV zip export "
                    "(repeatable)")
     p.add_argument("--online", action="store_true",
-                   help="query the OSV API ($MLWARD_OSV_API, default https://api.osv.dev)")
+                   help="query the OSV API (the osv_api setting, MLWARD_OSV_API; default "
+                   "https://api.osv.dev)")
 
 
 def vuln_source(args: argparse.Namespace) -> VulnSource | None:
-    from mlward._internal.vulndb import MergedSource, configured_path, local_source
+    from mlward._internal.vulndb import source_for
 
-    sources: list[VulnSource] = []
-    paths = args.vuln_db or ([p] if (p := configured_path()) is not None else [])
-    sources.extend(local_source(p) for p in paths)
-    if args.online:
-        from mlward._internal.vulndb.online import OsvApi
-
-        sources.append(OsvApi())
-    if not sources:
-        return None
-    return sources[0] if len(sources) == 1 else MergedSource(sources)
+    return source_for(args.settings)
 
 
 def run_deps(args: argparse.Namespace) -> int:
     from mlward._internal.scanners.deps.audit import audit
 
     paths = [Path(p) for p in args.paths] or ([] if args.env else [Path()])
-    result = audit(paths, environment=args.env, source=vuln_source(args))
+    result = audit(paths, environment=args.env, source=vuln_source(args),
+                   settings=args.settings)
     if args.cyclonedx is not None:
         from mlward.formats.cyclonedx import render_cyclonedx
 
-        atomic_write_text(args.cyclonedx, render_cyclonedx(result.results))
-    return emit(result.report, args)
+        write_output(render_cyclonedx(result.results), args.cyclonedx)
+    return emit(result.report, args, action="deps")
 
 
 def run_update(args: argparse.Namespace) -> int:
@@ -116,8 +111,9 @@ def run_update(args: argparse.Namespace) -> int:
     from mlward._internal.vulndb.index import open_index
     from mlward._internal.vulndb.online import download_export
 
-    target = download_export(exported_zip(), args.url)
-    index = open_index(target, rebuild=True)
+    target = download_export(exported_zip(args.settings),
+                             args.url or args.settings.osv_export)
+    index = open_index(target, settings=args.settings, rebuild=True)
     meta = index.meta()
     print(f"downloaded {target}; indexed {meta['advisories']} PyPI advisories "
           f"({meta['bad']} unreadable records)")
@@ -125,14 +121,14 @@ def run_update(args: argparse.Namespace) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from mlward._internal.vulndb import configured_path
+    from mlward._internal.vulndb import data_paths
     from mlward._internal.vulndb.index import open_index
 
-    path = args.path or configured_path()
+    path = args.path or next(iter(data_paths(args.settings)), None)
     if path is None:
         raise UsageError("no OSV data given: pass a PATH, set MLWARD_VULN_DB, or run "
                          "`mlward vulndb update`")
-    index = open_index(path, rebuild=args.rebuild)
+    index = open_index(path, settings=args.settings, rebuild=args.rebuild)
     meta = index.meta()
     state = "built" if index.stats is not None else "up to date"
     print(f"{state}: {index.path} ({meta['advisories']} PyPI advisories from "
@@ -146,5 +142,6 @@ def run_index(args: argparse.Namespace) -> int:
 def run_probe(args: argparse.Namespace) -> int:
     from mlward._internal.probe import probe_report
 
-    report = probe_report(args.urls, timeout=args.timeout, source=vuln_source(args))
-    return emit(report, args)
+    report = probe_report(args.urls, timeout=args.timeout, source=vuln_source(args),
+                          settings=args.settings)
+    return emit(report, args, action="probe")

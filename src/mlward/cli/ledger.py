@@ -99,7 +99,7 @@ def _command(commands: Any, name: str, summary: str,
 def _open(args: argparse.Namespace) -> Any:
     from mlward._internal.ledger import open_ledger
 
-    return open_ledger(args.db)
+    return open_ledger(args.settings.db)
 
 
 def run_append(args: argparse.Namespace) -> int:

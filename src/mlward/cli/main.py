@@ -1,14 +1,22 @@
-"""``mlward`` entry point: ``main(argv) -> int`` builds the parser from the command modules."""
+"""``mlward`` entry point: ``main(argv) -> int`` builds the parser from the command modules.
+
+The CLI is the only place that prints, exits, reads the environment or sets up logging: it
+resolves the :class:`~mlward.settings.Settings` once (files, environment, flags) and hands
+them to the command as ``args.settings``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from mlward._version import __version__
 from mlward.errors import MlwardError
+from mlward.findings import Severity
 
 # Each module has ``register(subparsers)``, which adds its commands and sets ``func``
 # (a callable taking the parsed arguments and returning the exit code). The table names the
@@ -16,6 +24,8 @@ from mlward.errors import MlwardError
 # (start-up time is a real cost when mlward runs once per file in hooks and CI).
 COMMANDS = {
     "scan": "mlward.cli.scan",
+    "baseline": "mlward.cli.scan",
+    "config": "mlward.cli.config",
     "demo": "mlward.cli.demo",
     "rules": "mlward.cli.rules",
     "manifest": "mlward.cli.provenance",
@@ -31,10 +41,68 @@ COMMANDS = {
     "notebook": "mlward.cli.notebook",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
+WORKER_COMMANDS = frozenset({"scan", "baseline", "demo"})
+"""Commands that scan in worker processes: their fork server starts before anything else."""
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def severity_arg(text: str) -> Severity:
+    """``--fail-on`` value, in any case."""
+    try:
+        return Severity.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    """``--jobs`` and similar counts: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {n})")
+    return n
+
+
+# Options every command accepts, before or after the command word.
+_GLOBALS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("-v", "--verbose"), {"action": "count", "help": "more detail (-vv: debug logging); on "
+                           "an internal error, show the traceback"}),
+    (("-q", "--quiet"), {"action": "store_true",
+                         "help": "only errors and the report (no progress, no summary)"}),
+    (("-f", "--format"), {"metavar": "FORMAT",
+                          "help": "output format (each command lists its own)"}),
+    (("--no-color",), {"action": "store_true", "dest": "no_color",
+                       "help": "no colours (also: the NO_COLOR environment variable)"}),
+]
+
+
+def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    for flags, kwargs in _GLOBALS:
+        existing = [parser._option_string_actions[f] for f in flags
+                    if f in parser._option_string_actions]
+        if existing:  # the command has its own (e.g. --format with choices): keep it
+            action = existing[0]
+            parser.set_defaults(**{f"_default_{action.dest}": action.default})
+            action.default = argparse.SUPPRESS
+            continue
+        options = dict(kwargs) if top else {**kwargs, "default": argparse.SUPPRESS}
+        parser.add_argument(*flags, **options)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                out.append(sub)
+                out.extend(_subparsers(sub))
+    return out
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -44,37 +112,108 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Security for the machine-learning supply chain: scan model files, "
         "notebooks and dependencies; record provenance; keep a tamper-evident audit ledger.",
         epilog="Exit codes: 0 clean, 1 findings at or above --fail-on, "
-        "2 usage error or something that could not be examined.",
+        "2 usage error or something that could not be examined. Settings: defaults < "
+        ".mlward/mlward.toml < [tool.mlward] in pyproject.toml < MLWARD_* environment < "
+        "flags (`mlward config show`).",
     )
     parser.add_argument("--version", action="version", version=f"mlward {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="more detail; on an internal error, show the traceback")
+    _add_globals(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES
     for name in modules:
         importlib.import_module(name).register(sub)
+    for child in _subparsers(parser):
+        _add_globals(child, top=False)
     return parser
 
 
 def _command(argv: Sequence[str]) -> str | None:
-    """The command word: the first argument that is not a global option."""
-    return next((a for a in argv if not a.startswith("-")), None)
+    """The command word: the first argument that is not an option (or an option's value)."""
+    takes_value = {"-f", "--format"}
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in takes_value:
+            skip = True
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
+# Flags that map onto settings of the same name (when the command has them).
+_SETTING_FLAGS = ("root", "fail_on", "jobs", "executor", "cluster", "timeout", "exclude",
+                  "follow_symlinks", "ignore_unreadable", "vuln_db", "online", "baseline",
+                  "db", "trust")
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """Resolve the settings: files, then the environment, then these flags."""
+    from mlward.settings import load_settings
+
+    flags: dict[str, Any] = {k: getattr(args, k, None) for k in _SETTING_FLAGS}
+    for key in ("vuln_db", "exclude"):
+        if flags[key] is not None:
+            flags[key] = [str(p) for p in flags[key]]
+    for key in ("trust", "baseline", "root"):
+        if flags[key] is not None:
+            flags[key] = str(flags[key]) or None
+    if getattr(args, "no_ignore", False):
+        flags["ignore_files"] = False
+    if getattr(args, "show_all", False):
+        flags["all_findings"] = True
+    if getattr(args, "format", None) is not None and getattr(args, "report_command", False):
+        flags["format"] = args.format
+    flags["verbose"] = getattr(args, "verbose", None) or None
+    flags["quiet"] = getattr(args, "quiet", False) or None
+    if getattr(args, "no_color", False):
+        flags["color"] = False
+    for key in ("follow_symlinks", "ignore_unreadable", "online"):
+        flags[key] = flags[key] or None  # store_true: only "on" is a choice the user made
+    return load_settings(env=os.environ, flags=flags)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    import logging
+
+    level = logging.ERROR if quiet else (logging.WARNING if not verbose else
+                                         logging.INFO if verbose == 1 else logging.DEBUG)
+    logger = logging.getLogger("mlward")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("mlward: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command(argv))
+    command = _command(argv)
+    if command in WORKER_COMMANDS and "inline" not in argv:
+        from mlward.executors.process import warm_up
+
+        warm_up()
+    parser = build_parser(command)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
         return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+    for key in [k for k in vars(args) if k.startswith("_default_")]:
+        if not hasattr(args, key[len("_default_"):]):
+            setattr(args, key[len("_default_"):], getattr(args, key))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    verbose = int(getattr(args, "verbose", 0) or 0)
     try:
+        args.settings = settings_from_args(args)
+        if getattr(args, "report_command", False):
+            args.format = args.settings.format
+        _setup_logging(args.settings.verbose, args.settings.quiet)
         return int(args.func(args))
     except MlwardError as exc:
-        if getattr(args, "verbose", False):
+        if verbose:
             import traceback
 
             traceback.print_exc()
@@ -82,9 +221,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("mlward: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return EXIT_OK
+        # The reader went away (``mlward scan ... | head``): say so once, and keep Python
+        # from complaining again when it flushes standard output at exit.
+        with _suppress_oserror():
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        print("mlward: error: the output was closed before the report was written "
+              "(broken pipe)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _suppress_oserror() -> Any:
+    import contextlib
+
+    return contextlib.suppress(OSError, ValueError)
 
 
 def entrypoint() -> None:

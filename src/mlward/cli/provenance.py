@@ -147,12 +147,13 @@ def _register_lineage(sub: Any) -> None:
     v.set_defaults(func=run_lineage_verify)
 
 
-def _record(action: str, resource: str, *, outcome: str,
+def _record(args: argparse.Namespace, action: str, resource: str, *, outcome: str,
             digests: Mapping[str, str] | None = None,
             details: Mapping[str, Any] | None = None) -> None:
     """Add the event to the project's ledger; a ledger that refuses it is a warning only."""
     try:
-        record_event(action, resource, outcome=outcome, digests=digests, details=details)
+        record_event(action, resource, outcome=outcome, digests=digests, details=details,
+                     db=args.settings.db)
     except MlwardError as exc:
         print(f"mlward: warning: not recorded in the ledger: {exc.diagnostics()}",
               file=sys.stderr)
@@ -163,14 +164,14 @@ def run_manifest_create(args: argparse.Namespace) -> int:
         m = manifest.create(args.paths, _spec(args), manifest_file=args.output)
         m.write(args.output)
     except ProvenanceError as exc:
-        _record("manifest.create", ",".join(map(str, args.paths)), outcome="error",
+        _record(args, "manifest.create", ",".join(map(str, args.paths)), outcome="error",
                 details={"error": exc.diagnostics()})
         raise
     files = sum(1 for e in m.entries if e.type == "file")
     size = sum(e.size for e in m.entries)
     print(f"wrote {args.output}: {files} file(s), {size} bytes, "
           f"root digest sha256:{m.root_digest}")
-    _record("manifest.create", str(args.output), outcome="pass",
+    _record(args, "manifest.create", str(args.output), outcome="pass",
             digests={"sha256": m.root_digest},
             details={"roots": [r.uri for r in m.roots], "files": files})
     return EXIT_OK
@@ -181,7 +182,7 @@ def run_manifest_verify(args: argparse.Namespace) -> int:
     try:
         changes = manifest.verify(m, args.paths or None, manifest_file=args.manifest)
     except ProvenanceError as exc:
-        _record("manifest.verify", str(args.manifest), outcome="error",
+        _record(args, "manifest.verify", str(args.manifest), outcome="error",
                 details={"error": exc.diagnostics()})
         raise
     if args.format == "json":
@@ -191,7 +192,7 @@ def run_manifest_verify(args: argparse.Namespace) -> int:
             print(c)
         print(f"{len(changes)} change(s)" if changes else
               f"identical: {len(m.entries)} entries match {args.manifest}")
-    _record("manifest.verify", str(args.manifest), outcome="fail" if changes else "pass",
+    _record(args, "manifest.verify", str(args.manifest), outcome="fail" if changes else "pass",
             digests={"sha256": m.root_digest}, details={"changes": len(changes)})
     return EXIT_CHANGED if changes else EXIT_OK
 
@@ -202,14 +203,14 @@ def run_lineage_record(args: argparse.Namespace) -> int:
         out, statement = lineage.record(args.model, args.data, code=args.code, params=params,
                                         run_id=args.run_id, spec=_spec(args), output=args.output)
     except ProvenanceError as exc:
-        _record("lineage.record", str(args.model), outcome="error",
+        _record(args, "lineage.record", str(args.model), outcome="error",
                 details={"error": exc.diagnostics()})
         raise
     deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
     print(f"wrote {out}: {len(statement['subject'])} model file(s), {len(deps)} input(s)")
     for d in deps:
         print(f"  {d['name']}: manifest {d['annotations']['mlward.manifest']}")
-    _record("lineage.record", str(args.model), outcome="pass",
+    _record(args, "lineage.record", str(args.model), outcome="pass",
             details={"statement": str(out), "inputs": [d["name"] for d in deps]})
     return EXIT_OK
 
@@ -219,12 +220,13 @@ def _trusted(args: argparse.Namespace) -> Mapping[str, keys.PublicKey]:
     if args.key:
         loaded = [keys.load_public(p) for p in args.key]
         return {keys.key_id(k): k for k in loaded}
-    return keys.load_trusted(args.trust or keys.default_trust_file())
+    return keys.load_trusted(args.trust or keys.default_trust_file(args.settings.trust))
 
 
 def _trusted_if_any(args: argparse.Namespace) -> Mapping[str, keys.PublicKey] | None:
     """Like :func:`_trusted`, but None when no key is given and no trust file exists."""
-    if not args.key and args.trust is None and not keys.default_trust_file().exists():
+    trust_file = keys.default_trust_file(args.settings.trust)
+    if not args.key and args.trust is None and not trust_file.exists():
         return None
     return _trusted(args)
 
@@ -250,7 +252,7 @@ def _report_chain(args: argparse.Namespace, result: chain.ChainResult, action: s
         print(f"verified: {_subject(args)}" if broken is None else
               f"NOT verified: the first broken link is the {broken.name}: {broken.detail}")
     broken = result.first_broken
-    _record(action, str(_subject(args)), outcome="pass" if broken is None else "fail",
+    _record(args, action, str(_subject(args)), outcome="pass" if broken is None else "fail",
             details={"links": [[link.name, link.ok] for link in result.links]})
     return EXIT_OK if result.ok else EXIT_CHANGED
 
@@ -264,10 +266,10 @@ def run_keygen(args: argparse.Namespace) -> int:
     print(f"private key: {files.private} (keep it secret; mode 0600)")
     print(f"public key:  {files.public} (key id {files.key_id})")
     if args.trust is not None:
-        trust = Path(args.trust) if args.trust else keys.default_trust_file()
+        trust = Path(args.trust) if args.trust else keys.default_trust_file(args.settings.trust)
         keys.add_trusted(trust, keys.load_public(files.public))
         print(f"trusted in:  {trust}")
-    _record("keygen", str(files.public), outcome="pass", digests={"sha256": files.key_id},
+    _record(args, "keygen", str(files.public), outcome="pass", digests={"sha256": files.key_id},
             details={"type": args.type, "digest": "SHA-256 of the public key PEM (key id)"})
     return EXIT_OK
 
@@ -289,7 +291,7 @@ def run_sign(args: argparse.Namespace) -> int:
         dsse.sign(raw, payload_type, key).write(out)
         print(f"wrote {out}: DSSE envelope ({payload_type}), key id {kid}")
         digest = {"sha256": hashlib.sha256(raw).hexdigest()}
-    _record("sign", str(args.path), outcome="pass", digests=digest,
+    _record(args, "sign", str(args.path), outcome="pass", digests=digest,
             details={"signature": str(out), "keyid": kid, "oms": args.oms})
     return EXIT_OK
 

@@ -1,4 +1,5 @@
-"""``mlward scan``: scan files and folders for dangerous content."""
+"""``mlward scan`` and ``mlward baseline create``; the report options every reporting
+command shares (``add_report_options``, ``emit``)."""
 
 from __future__ import annotations
 
@@ -7,85 +8,168 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlward._internal.io import atomic_write_text
-from mlward._internal.pipeline import scan
-from mlward.findings import Report, Severity
-from mlward.formats import FORMATS, render
+from mlward.cli.main import positive_int, severity_arg
+from mlward.findings import Report, TargetKind
+from mlward.formats import RenderOptions, render, write_output, writer_names
+from mlward.settings import EXECUTORS
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "scan",
-        help="scan files and folders (models, archives, ...) without executing them",
+        help="scan files and folders (models, archives, notebooks, code, configs) without "
+        "executing them",
         description="Scan files and folders recursively. Formats are recognised by content, "
-        "not by file name. Nothing in a scanned file is ever executed or imported.",
+        "not by file name. Nothing in a scanned file is ever executed or imported. Virtual "
+        "environments, .git, node_modules, caches and what .gitignore/.mlwardignore list are "
+        "left out (and counted in the report); --no-ignore scans everything.",
         epilog="Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; "
         "2 usage error, or a file that could not be fully examined (inconclusive).",
     )
     add_report_options(p)
-    p.add_argument("-j", "--jobs", type=int, metavar="N",
-                   help="worker processes for many files (default: one per core; 1 = none)")
+    add_walk_options(p)
+    add_executor_options(p)
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
     p.set_defaults(func=run)
 
+    b = sub.add_parser(
+        "baseline", help="accept today's findings: later runs report only new ones",
+        description="Baselines: `mlward baseline create` scans and writes the fingerprints "
+        "of today's findings; later runs in the project mark those `unchanged` (they stay in "
+        "JSON and SARIF, do not fail the run, and text output hides them unless --all) and "
+        "report everything else as new.")
+    bsub = b.add_subparsers(dest="baseline_command", metavar="COMMAND", required=True)
+    c = bsub.add_parser(
+        "create", help="scan PATHs and write their findings as the baseline",
+        description="Scan PATHs and write every finding that is not waived to the baseline "
+        "file (default .mlward/baseline.json in the project, which later runs use "
+        "automatically; elsewhere pass --baseline FILE or set baseline = FILE).")
+    c.add_argument("-o", "--output", metavar="FILE", type=Path,
+                   help="where to write the baseline (default: .mlward/baseline.json)")
+    add_walk_options(c)
+    add_executor_options(c)
+    c.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
+    c.set_defaults(func=run_baseline_create)
+
 
 def add_report_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--format", choices=FORMATS, default="text",
-                   help="report format (default: text)")
+    p.set_defaults(report_command=True)
+    p.add_argument("-f", "--format", default=None, metavar="FORMAT",
+                   help=f"report format: {', '.join(writer_names())} (default: text)")
     p.add_argument("-o", "--output", metavar="FILE", type=Path,
-                   help="write the report to FILE instead of standard output")
-    p.add_argument("--fail-on", metavar="SEVERITY", default="high",
-                   choices=[s.label for s in Severity],
+                   help="write the report to FILE (atomically) instead of standard output")
+    p.add_argument("--fail-on", metavar="SEVERITY", type=severity_arg, default=None,
                    help="exit 1 when a finding is at or above this severity: "
-                   "critical, high, medium, low, info (default: high)")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress bar, and no summary on standard error when the report "
-                   "goes to --output")
+                   "critical, high, medium, low, info (default: high; any case)")
+    p.add_argument("--baseline", metavar="FILE", type=Path,
+                   help="findings in this baseline are reported as unchanged and do not fail "
+                   "the run (default: the project's .mlward/baseline.json when it exists)")
+    p.add_argument("--all", action="store_true", dest="show_all",
+                   help="with a baseline: also show the unchanged findings in text output")
 
 
-def emit(report: Report, args: argparse.Namespace) -> int:
-    """Write the report where the user asked and return the exit code."""
-    fail_on = Severity.parse(args.fail_on)
+def add_walk_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exclude", metavar="GLOB", action="append",
+                   help="leave out paths matching GLOB (gitignore syntax, relative to the "
+                   "root; repeatable)")
+    p.add_argument("--no-ignore", action="store_true",
+                   help="scan everything: ignore .gitignore/.mlwardignore and do not skip "
+                   "virtual environments, .git, node_modules or caches")
+    p.add_argument("--root", metavar="DIR", type=Path,
+                   help="folder that reported paths are relative to (default: the project "
+                   "holding the inputs: .mlward/, .git or pyproject.toml)")
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-j", "--jobs", type=positive_int, metavar="N",
+                   help="worker processes (default: one per available core)")
+    p.add_argument("--executor", choices=EXECUTORS,
+                   help="where files are scanned: process (default: crash-isolated worker "
+                   "processes), thread, inline (this process, no isolation), dask")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="time budget per file; a file over it is inconclusive (default: 600)")
+
+
+def emit(report: Report, args: argparse.Namespace, *, action: str = "scan") -> int:
+    """Write the report where the user asked, record the run, return the exit code."""
+    s = args.settings
     to_terminal = args.output is None and sys.stdout.isatty()
-    text = render(report, args.format, fail_on=fail_on, color=to_terminal,
-                  verbose=getattr(args, "verbose", False))
+    color = s.color if s.color is not None else to_terminal
+    options = RenderOptions(fail_on=s.fail_on, color=color, verbose=s.verbose > 0,
+                            show_all=s.all_findings)
+    text = render(report, args.format, options)
     if args.output is not None:
-        atomic_write_text(args.output, text)
-        if args.format != "text" and not args.quiet:
-            print(render(report, "text", fail_on=fail_on, color=sys.stderr.isatty()),
+        write_output(text, args.output)
+        if args.format != "text" and not s.quiet:
+            stderr_color = s.color if s.color is not None else sys.stderr.isatty()
+            print(render(report, "text", options._replace(color=stderr_color)),
                   file=sys.stderr, end="")
     else:
         sys.stdout.write(text)
-    code = report.exit_code(fail_on)
-    record_scan(report, fail_on, code)
+        sys.stdout.flush()
+    code = report.exit_code(s.fail_on)
+    record_run(report, args, action, code)
     return code
 
 
-def record_scan(report: Report, fail_on: Severity, code: int) -> None:
-    """Append the scan's summary to the project's audit ledger, when it has one."""
+def record_run(report: Report, args: argparse.Namespace, action: str, code: int) -> None:
+    """Append the run's summary to the project's audit ledger, when it has one."""
     from collections import Counter
 
     from mlward._internal.ledger import LedgerError, record_event
 
+    s = args.settings
     verdicts = Counter(str(v) for v in report.verdicts().values())
-    inputs = [str(Path(p).resolve()) for p in report.inputs]
+    inputs = report.inputs
+    if len(inputs) == 1 and report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES):
+        resource = Path(inputs[0]).resolve().as_uri()  # the one file or folder examined
+    elif report.root and report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES):
+        resource = Path(report.root).as_uri()  # the project, inputs in the details
+    else:
+        resource = ", ".join(inputs) or "-"  # URLs as given, or "<environment>"
     try:
-        record_event("scan", ", ".join(inputs) or "-",
+        record_event(action, resource, db=s.db,
                      outcome={0: "pass", 1: "fail"}.get(code, "inconclusive"),
-                     details={"exit_code": code, "fail_on": fail_on.label, "inputs": inputs,
+                     details={"exit_code": code, "fail_on": s.fail_on.label,
+                              "kind": str(report.kind), "inputs": list(report.inputs),
                               "examined": len(report.examined), "findings": report.counts(),
+                              "fingerprints": sorted({f.fingerprint for f in report.counted}),
                               "verdicts": dict(sorted(verdicts.items())),
                               "inconclusive": len(report.inconclusive)})
     except LedgerError as exc:
-        print(f"mlward: warning: the scan was not recorded in the ledger: {exc.diagnostics()}",
-              file=sys.stderr)
+        print(f"mlward: warning: the {action} was not recorded in the ledger: "
+              f"{exc.diagnostics()}", file=sys.stderr)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.quiet or not sys.stderr.isatty():
-        return emit(scan(args.paths, jobs=args.jobs), args)
+def _scan(args: argparse.Namespace) -> Report:
+    from mlward._internal.pipeline import scan
+
+    if args.settings.quiet or not sys.stderr.isatty():
+        return scan(args.paths, settings=args.settings)
     from mlward.cli.progress import progress_observer
 
     with progress_observer(enabled=True) as observer:
-        report = scan(args.paths, observer=observer, jobs=args.jobs)
-    return emit(report, args)
+        return scan(args.paths, settings=args.settings, observer=observer)
+
+
+def run(args: argparse.Namespace) -> int:
+    return emit(_scan(args), args)
+
+
+def run_baseline_create(args: argparse.Namespace) -> int:
+    from mlward._internal.triage import write_baseline
+    from mlward.settings import PROJECT_FOLDER, find_upwards
+
+    # The baseline being written must not hide the findings it is made of.
+    args.settings = args.settings._replace(baseline=None)
+    report = _scan(args)
+    target = args.output
+    if target is None:
+        folder = find_upwards(Path.cwd(), PROJECT_FOLDER) or Path.cwd()
+        (folder / PROJECT_FOLDER).mkdir(exist_ok=True)
+        target = folder / PROJECT_FOLDER / "baseline.json"
+    n = write_baseline(report, target)
+    print(f"baseline written to {target}: {n} finding(s) accepted"
+          + (f" ({len(report.inconclusive)} item(s) could not be examined: they are not in "
+             "the baseline)" if report.inconclusive else ""))
+    return 2 if report.inconclusive else 0

@@ -1,23 +1,105 @@
-"""Report writers: text for people, JSON for programs, SARIF 2.1.0 for code-scanning tools."""
+"""Report writers, registered by name: ``--format`` lists what is registered here.
+
+A writer turns a :class:`~mlward.findings.Report` into text and does nothing else (no
+scanning, no printing). Built-in writers are registered by module and function name, so a run
+imports only the writer it uses; :func:`register_writer` adds one (a plugin, a test)::
+
+    from mlward.formats import register_writer
+    register_writer("csv", "one line per finding", render=my_csv_writer)
+
+:func:`write_output` is the one way reports reach a file: atomically, with the user's umask.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from mlward.errors import MlwardError
 from mlward.findings import Report, Severity
 
-FORMATS = ("text", "json", "sarif")
+
+class RenderOptions(NamedTuple):
+    """What a writer may be told besides the report."""
+
+    fail_on: Severity = Severity.HIGH
+    color: bool = False
+    verbose: bool = False
+    show_all: bool = False
+    """Show findings that a baseline marks as unchanged (text output hides them)."""
 
 
-def render(report: Report, fmt: str, *, fail_on: Severity = Severity.HIGH,
-           color: bool = False, verbose: bool = False) -> str:
-    """The report as a string in ``fmt``."""
-    if fmt == "json":
-        from mlward.formats.json import render_json
+Render = Callable[[Report, RenderOptions], str]
 
-        return render_json(report)
-    if fmt == "sarif":
-        from mlward.formats.sarif import render_sarif
 
-        return render_sarif(report)
-    from mlward.formats.text import render_text
+class Writer(NamedTuple):
+    name: str
+    description: str
+    target: str | Render
+    """The render function, or ``"module:function"`` to import on first use."""
 
-    return render_text(report, fail_on=fail_on, color=color, verbose=verbose)
+    def render(self, report: Report, options: RenderOptions) -> str:
+        fn = self.target
+        if isinstance(fn, str):
+            module, _, attr = fn.partition(":")
+            fn = getattr(importlib.import_module(module), attr)
+        return str(fn(report, options))
+
+
+WRITERS: dict[str, Writer] = {}
+
+
+def register_writer(name: str, description: str, render: Render | str) -> None:
+    """Register a writer under ``name`` (replacing one of that name)."""
+    WRITERS[name] = Writer(name, description, render)
+
+
+register_writer("text", "for people: findings by file, then a summary",
+                "mlward.formats.text:render_text")
+register_writer("json", "the report's data model, one compact line (schema: mlward report "
+                "v2; `jq .` indents it)", "mlward.formats.json:render_json")
+register_writer("sarif", "SARIF 2.1.0 for GitHub code scanning and other SARIF tools",
+                "mlward.formats.sarif:render_sarif")
+
+
+def writer_names() -> list[str]:
+    return list(WRITERS)
+
+
+class OutputError(MlwardError):
+    """A report could not be written where the user asked."""
+
+
+def render(report: Report, fmt: str, options: RenderOptions | None = None) -> str:
+    """The report as text in ``fmt``."""
+    try:
+        writer = WRITERS[fmt]
+    except KeyError:
+        raise OutputError(f"unknown format {fmt!r} (choose from "
+                          f"{', '.join(writer_names())})") from None
+    return writer.render(report, options or RenderOptions())
+
+
+def write_output(text: str, path: Path, *, private: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically (never a half-written file): mode from the
+    user's umask, or 0600 when ``private`` (it holds something secret). Raises
+    :class:`OutputError` with one clear line when it cannot."""
+    from mlward._internal.io import atomic_write_text
+
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write the report to {path}: it is a folder")
+    parent = path.parent if str(path.parent) else Path()
+    if not parent.is_dir():
+        raise OutputError(f"cannot write the report to {path}: folder {parent} does not exist")
+    try:
+        atomic_write_text(path, text, mode=0o600 if private else None)
+    except OSError as exc:
+        raise OutputError(f"cannot write the report to {path}: "
+                          f"{exc.strerror or exc}") from None
+
+
+__all__ = ["WRITERS", "OutputError", "RenderOptions", "Writer", "register_writer", "render",
+           "write_output", "writer_names"]

@@ -21,7 +21,7 @@ def scan_one(path: Path) -> Report:
 
 
 def verdict(report: Report, path: Path) -> Verdict | None:
-    return report.verdicts().get(str(path))
+    return report.verdicts().get(report.uri_of(path))
 
 
 def high(report: Report) -> list[str]:

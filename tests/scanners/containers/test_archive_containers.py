@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 from containers_util import evil_pickle, high, rules, scan_one, verdict
 
+import mlward
 from mlward._internal.sources.archives import link_target_problem, member_path_problem
 from mlward.findings import Verdict
+from mlward.settings import Settings
 
+INLINE = Settings(executor="inline")  # for tests that change this process's modules
 
 def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
@@ -281,7 +284,7 @@ def test_7z_without_py7zr_is_inconclusive_with_hint(tmp_path: Path,
     path = tmp_path / "a.7z"
     path.write_bytes(_7z({"x.bin": b"abc"}))
     monkeypatch.setitem(sys.modules, "py7zr", None)
-    report = scan_one(path)
+    report = mlward.scan([path], settings=INLINE)
     assert any("mlward[archives]" in s.reason for s in report.inconclusive)
 
 

@@ -18,13 +18,18 @@ from pathlib import Path
 import pytest
 from containers_util import evil_pickle, high, rules, scan_one, verdict
 
+import mlward
 from mlward._internal.scanners.torch import LEGACY_MAGIC
 from mlward.findings import Verdict
+from mlward.settings import Settings
 
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 joblib = pytest.importorskip("joblib")
 
+
+
+INLINE = Settings(executor="inline")  # for tests that change this process's modules
 
 def _formats(report) -> set[str]:
     return {e.format for e in report.examined}
@@ -343,7 +348,7 @@ def test_lz4_without_the_extra_is_inconclusive_with_hint(tmp_path: Path,
     path = tmp_path / "clf.joblib"
     path.write_bytes(lz4_frame.compress(_p({"a": 1})))
     monkeypatch.setitem(sys.modules, "lz4", None)
-    report = scan_one(path)
+    report = mlward.scan([path], settings=INLINE)
     assert verdict(report, path) is Verdict.INCONCLUSIVE
     assert any("mlward[archives]" in s.reason for s in report.inconclusive)
 

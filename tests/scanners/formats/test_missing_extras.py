@@ -11,6 +11,11 @@ from test_keras_formats import dense, sequential, write_h5
 from test_onnx_format import model, save
 from test_tensorflow_format import BENIGN_GRAPH, saved_model
 
+import mlward
+from conftest import Scanned
+from mlward.settings import Settings
+
+INLINE = Settings(executor="inline")  # for tests that change this process's modules
 
 def _saved_model(path):
     path.write_bytes(saved_model(BENIGN_GRAPH))
@@ -32,7 +37,7 @@ def test_missing_extra_is_inconclusive_with_hint(tmp_path, scan_path, monkeypatc
     for mod in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
-    r = scan_path(path)
+    r = Scanned(mlward.scan([path], settings=INLINE))
     tensorflow._messages.cache_clear()
     assert "MW001" not in r.rules()
     assert any(f"mlward[{extra}]" in s.reason and s.inconclusive for s in r.report.skipped)

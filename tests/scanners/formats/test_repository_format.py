@@ -57,7 +57,7 @@ def test_malicious_tokenizer_chat_template(tmp_path, scan_path, marker):
     r = scan_path(hf_repo(tmp_path / "repo", template=cve_2024_34359_payload(marker)))
     (f, *_) = r.by_rule("MW241")
     assert f.location.members == ("chat_template",)
-    assert f.location.path.endswith("tokenizer_config.json")
+    assert f.location.uri.endswith("tokenizer_config.json")
 
 
 def test_named_templates_and_jinja_file(tmp_path, scan_path):
@@ -66,7 +66,7 @@ def test_named_templates_and_jinja_file(tmp_path, scan_path):
         {"name": "tool_use", "template": "{{ cycler.__init__.__globals__.os }}"}])
     (repo / "chat_template.jinja").write_text("{{ ''|attr('__class__') }}")
     r = scan_path(repo)
-    where = {(f.location.path.rsplit("/", 1)[-1], f.location.members) for f in r.by_rule("MW241")}
+    where = {(f.location.uri.rsplit("/", 1)[-1], f.location.members) for f in r.by_rule("MW241")}
     assert where == {("tokenizer_config.json", ("chat_template[tool_use]",)),
                      ("chat_template.jinja", ())}
 
@@ -116,10 +116,10 @@ def test_repository_verdict_rolls_up_its_files(tmp_path, marker):
     import mlward
     from mlward.findings import Verdict
 
-    good = hf_repo(tmp_path / "good")
+    hf_repo(tmp_path / "good")
     bad = hf_repo(tmp_path / "bad")
     write_gguf(bad / "model.gguf", cve_2024_34359_payload(marker))
     verdicts = mlward.scan([tmp_path]).verdicts()
-    assert verdicts[str(good)] == Verdict.CLEAN
-    assert verdicts[str(bad)] == Verdict.DANGEROUS
-    assert verdicts[str(bad / "model.gguf")] == Verdict.DANGEROUS
+    assert verdicts["good"] == Verdict.CLEAN
+    assert verdicts["bad"] == Verdict.DANGEROUS
+    assert verdicts["bad/model.gguf"] == Verdict.DANGEROUS

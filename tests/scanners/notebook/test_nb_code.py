@@ -133,9 +133,9 @@ def test_python_file_and_shebang_script(tmp_path: Path) -> None:
     script = tmp_path / "run-training"
     script.write_text("#!/usr/bin/env python3\nimport os\nos.system(cmd)\n")
     report = scan([py, script])
-    assert [(f.rule_id, f.location.path, f.location.line) for f in report.findings
+    assert [(f.rule_id, f.location.uri, f.location.line) for f in report.findings
             if f.rule_id.startswith("MW3")] == \
-        [("MW301", str(py), 3), ("MW308", str(script), 3)]
+        [("MW301", "load.py", 3), ("MW308", "run-training", 3)]
     assert {e.format for e in report.examined} == {"python"}
 
 

@@ -13,7 +13,8 @@ from mlward._internal.pipeline import scan
 from mlward._internal.scanners.secrets.detect import redact_secrets
 from mlward._internal.scanners.secrets.report import find_secrets, mask
 from mlward.findings import Severity
-from mlward.formats import render
+from mlward.formats import RenderOptions, render
+from mlward.settings import Settings
 
 TOKENS = tokens()
 
@@ -101,7 +102,7 @@ def test_missing_extra_is_inconclusive_with_the_hint(tmp_path: Path,
         path = write_nb(tmp_path / "a.ipynb", notebook(code("x = 1")))
         env = tmp_path / "app.env"
         env.write_text("A=1\n")
-        report = scan([path, env])
+        report = scan([path, env], settings=Settings(executor="inline"))
     finally:
         monkeypatch.undo()
         detect._engine.cache_clear()
@@ -128,7 +129,7 @@ def test_full_secret_appears_in_no_output_format(tmp_path: Path) -> None:
     report = scan([write_nb(tmp_path / "leak.ipynb", nb)])
     assert len([f for f in report.findings if f.rule_id.startswith("MW4")]) >= 5
     for fmt in ("text", "json", "sarif"):
-        out = render(report, fmt, fail_on=Severity.HIGH, color=False, verbose=True)
+        out = render(report, fmt, RenderOptions(fail_on=Severity.HIGH, verbose=True))
         for s in [*secrets, pw]:
             assert s not in out, (fmt, s[:4])
 

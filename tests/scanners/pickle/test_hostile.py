@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from pickle_payloads import by_rule, call, const, evidence, rules, scan_bytes
 
 import mlward
-from mlward._internal.pipeline import _Engine
+from mlward._internal.pipeline import Engine
 from mlward._internal.scanners.interface import Limits
 from mlward._internal.scanners.pickle import scan_pickle_stream
 from mlward.findings import Location
+from mlward.settings import Settings
 
 HUGE = 2**60
 
@@ -43,7 +44,7 @@ class _Unseekable(io.RawIOBase):
 
 
 def _stream(data: bytes, *, seekable: bool = True, limits: Limits | None = None):
-    ctx = _Engine(limits or Limits())
+    ctx = Engine(Settings(limits=limits or Limits()))
     stream = io.BytesIO(data) if seekable else io.BufferedReader(_Unseekable(data))
     result = scan_pickle_stream(stream, Location("s"), ctx)  # type: ignore[arg-type]
     return ctx, result
@@ -197,9 +198,9 @@ def test_unsupported_protocol_is_malformed():
 def test_opcode_limit_makes_it_inconclusive(tmp_path: Path):
     path = tmp_path / "big.pkl"
     path.write_bytes(pickle.dumps(list(range(5000)), protocol=2))
-    report = mlward.scan([path], limits=Limits(max_pickle_ops=1000))
+    report = mlward.scan([path], settings=Settings(limits=Limits(max_pickle_ops=1000)))
     assert report.inconclusive and "opcodes" in report.inconclusive[0].reason
-    assert str(report.verdicts()[str(path)]) == "inconclusive"
+    assert str(report.verdicts()["big.pkl"]) == "inconclusive"
 
 
 def test_joblib_array_claiming_more_than_the_file_holds(tmp_path: Path):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pickle_payloads import by_rule, call, const, evidence, header, ref, rules, scan_bytes, verdict
 
-from mlward._internal.pipeline import _Engine
-from mlward._internal.scanners.interface import Limits
+from mlward._internal.pipeline import Engine
 from mlward._internal.scanners.pickle import scan_pickle_stream
 from mlward.findings import Location, Severity
+from mlward.settings import Settings
 
 
 class _Reduce:
@@ -23,8 +23,8 @@ class _Reduce:
         return self.func, self.args
 
 
-def _stream(data: bytes, **kwargs: object) -> tuple[_Engine, object]:
-    ctx = _Engine(Limits())
+def _stream(data: bytes, **kwargs: object) -> tuple[Engine, object]:
+    ctx = Engine(Settings())
     result = scan_pickle_stream(io.BytesIO(data), Location("s.pkl"), ctx, **kwargs)  # type: ignore[arg-type]
     return ctx, result
 
@@ -159,7 +159,7 @@ def test_trailing_bytes_after_a_pickle_are_low(tmp_path: Path):
 def test_max_pickles_stops_and_leaves_the_stream_after_the_last_stop():
     first = pickle.dumps({"a": 1}, protocol=2)
     stream = io.BytesIO(first + b"raw storage bytes follow")
-    ctx = _Engine(Limits())
+    ctx = Engine(Settings())
     result = scan_pickle_stream(stream, Location("s"), ctx, max_pickles=1)
     assert (result.pickles, result.end_offset, result.complete) == (1, len(first), True)
     assert stream.tell() == len(first)
@@ -170,7 +170,7 @@ def test_offsets_are_stream_positions_when_starting_midway():
     data = b"HEADER" + call("os", "system", "id")
     stream = io.BytesIO(data)
     stream.seek(6)
-    ctx = _Engine(Limits())
+    ctx = Engine(Settings())
     result = scan_pickle_stream(stream, Location("s"), ctx)
     assert result.end_offset == len(data)
     (f,) = ctx.findings

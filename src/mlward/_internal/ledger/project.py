@@ -2,13 +2,12 @@
 
 ``.mlward/mlward.toml`` names the ledger (``[ledger]``: ``origin``, ``db``, ``key``,
 ``verifier``); ``db`` is a file next to it (``ledger.db``) or a ``postgresql://`` URL.
-``MLWARD_DB`` overrides ``db``; with ``MLWARD_DB`` set and no project, the ledger is that
-database alone (appends work; checkpoints need a key).
+The ``db`` setting (``--db``, ``MLWARD_DB``) overrides ``db``; with it set and no project, the
+ledger is that database alone (appends work; checkpoints need a key).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -28,7 +27,6 @@ CONFIG = "mlward.toml"
 KEY_FILE = "keys/ledger.key"
 VERIFIER_FILE = "keys/ledger.pub"
 CHECKPOINT_FILE = "checkpoint"
-DB_ENV = "MLWARD_DB"
 
 
 def find_project(start: Path | None = None) -> Path | None:
@@ -72,7 +70,7 @@ def resolve(db: str | None = None, project: Path | None = None) -> LedgerConfig 
     """Where the ledger is, or None when nothing configures one."""
     folder = find_project(project)
     section = _read_config(folder) if folder else {}
-    db = db or os.environ.get(DB_ENV) or None
+    db = db or None
     if db is None and folder is not None:
         if "db" in section:
             db = str(section["db"])

@@ -23,8 +23,9 @@ from typing import Any
 from mlward._internal.vulndb import VulnSource
 from mlward._version import __version__
 from mlward.errors import UsageError
-from mlward.findings import Examined, Finding, Location, Report, Severity, Skipped, sort_findings
+from mlward.findings import Fact, Finding, Location, Report, ReportBuilder, Severity, TargetKind
 from mlward.rules import LIVE_TOOL, LIVE_UNAUTHENTICATED
+from mlward.settings import Settings
 
 MAX_BODY = 1 << 20
 _VERSION = re.compile(r"^\d+(\.\d+)+([a-z0-9.+\-]*)$")
@@ -224,24 +225,26 @@ def findings_for(r: ProbeResult, source: VulnSource | None) -> tuple[list[Findin
 
 
 def probe_report(urls: Sequence[str], *, timeout: float = 5.0,
-                 source: VulnSource | None = None) -> Report:
+                 source: VulnSource | None = None, settings: Settings | None = None) -> Report:
     """Probe each URL and report as a scan does."""
-    started = datetime.now(timezone.utc)
-    findings: list[Finding] = []
-    skipped: list[Skipped] = []
-    examined: list[Examined] = []
+    from mlward._internal.triage import make_triage
+
+    settings = settings or Settings()
+    builder = ReportBuilder(TargetKind.SERVER, started=datetime.now(timezone.utc),
+                            version=__version__, inputs=urls)
     for url in urls:
         r = probe(url, timeout=timeout)
         if not r.reachable:
-            skipped.append(Skipped(Location(url), "no HTTP answer", inconclusive=True))
+            builder.skip(Location(url), "no HTTP answer", inconclusive=True)
             continue
         found, notes = findings_for(r, source)
-        findings.extend(found)
+        builder.merge(found)
         if r.tool:
-            examined.append(Examined(Location(r.url), f"live {r.tool}"))
-        skipped.extend(Skipped(Location(r.url), n, inconclusive=r.tool is not None)
-                       for n in notes)
-    return Report(findings=tuple(sort_findings(findings)), skipped=tuple(skipped),
-                  examined=tuple(examined), started=started,
-                  finished=datetime.now(timezone.utc), version=__version__,
-                  inputs=tuple(urls))
+            builder.examine(Location(r.url), f"live {r.tool}")
+            builder.fact(Fact(Location(r.url), "server", {
+                "tool": r.tool, "version": r.version, "package": r.package,
+                "open_apis": list(r.open_apis), "auth_required": list(r.auth_required)}))
+        for n in notes:
+            builder.skip(Location(r.url), n, inconclusive=r.tool is not None)
+    return builder.build(finished=datetime.now(timezone.utc),
+                         triage=make_triage(settings, None))

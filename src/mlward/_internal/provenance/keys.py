@@ -12,7 +12,6 @@ one). Its default place is ``$MLWARD_TRUST``, else ``trusted_keys.pem`` in the p
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +31,11 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
-def default_trust_file() -> Path:
-    """``$MLWARD_TRUST``, else ``trusted_keys.pem`` in the project's ``.mlward/`` folder."""
-    if os.environ.get("MLWARD_TRUST"):
-        return Path(os.environ["MLWARD_TRUST"])
+def default_trust_file(configured: str | None = None) -> Path:
+    """The ``trust`` setting (``MLWARD_TRUST``), else ``trusted_keys.pem`` in the project's
+    ``.mlward/`` folder."""
+    if configured:
+        return Path(configured)
     from mlward._internal.ledger.project import find_project
 
     return (find_project() or Path(".mlward")) / "trusted_keys.pem"

@@ -508,11 +508,11 @@ class DevtoolsScanner(DirectoryScanner):
                                and e.is_file(follow_symlinks=False))
         except OSError:
             return
-        for path in (directory / name for name in names):
-            found = check_file(path, Location(str(path)))
+        for name in names:
+            found = check_file(directory / name, location.inside(name))
             if found is None:
                 continue
             kind, findings = found
-            ctx.examined(Location(str(path)), f"ml-tool config ({kind})")
+            ctx.examined(location.inside(name), f"ml-tool config ({kind})")
             for f in findings:
                 ctx.add(f)

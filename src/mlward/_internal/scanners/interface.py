@@ -13,41 +13,30 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar
 
 from mlward.findings import Finding, Location, Skipped
+from mlward.settings import Limits, Settings
 
 if TYPE_CHECKING:
     from mlward._internal.sources import Source
 
 
-class Limits(NamedTuple):
-    """Safety bounds for hostile input. Reaching one makes the item inconclusive."""
-
-    max_depth: int = 8
-    """Containers inside containers (a zip in a tar in a gzip is depth 3)."""
-    max_members: int = 100_000
-    """Members listed from one archive."""
-    max_member_bytes: int = 4 << 30
-    """Decompressed bytes read from one member or compressed stream."""
-    max_total_bytes: int = 16 << 30
-    """Decompressed bytes read under one top-level input, all members together."""
-    max_ratio: float = 250.0
-    """Decompressed/compressed ratio above which a member is treated as a bomb."""
-    max_pickle_ops: int = 20_000_000
-    """Opcodes executed symbolically in one pickle stream."""
-    max_stack_depth: int = 100_000
-    """Nesting (MARK frames, stack entries) tolerated in a pickle stream."""
-
-
 class ScanContext(abc.ABC):
     """What a scanner reports to. Implemented by the scan engine."""
 
+    settings: Settings
     limits: Limits
+    """``settings.limits``: the safety bounds for this scan."""
 
     @abc.abstractmethod
     def add(self, finding: Finding) -> None:
         """Report a finding."""
+
+    @abc.abstractmethod
+    def fact(self, location: Location, kind: str, **data: object) -> None:
+        """Record what was observed (a model's format, tensor count, framework...) as
+        structured data of a ``kind`` (see :class:`~mlward.findings.Fact`)."""
 
     @abc.abstractmethod
     def skip(self, location: Location, reason: str, *, inconclusive: bool) -> None:

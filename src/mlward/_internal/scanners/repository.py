@@ -73,8 +73,8 @@ class ModelRepositoryScanner(DirectoryScanner):
 
     def scan(self, directory: Path, location: Location, ctx: ScanContext) -> None:
         ctx.examined(location, self._format(directory))
-        self._remote_code(directory, ctx)
-        self._templates(directory, ctx)
+        self._remote_code(directory, location, ctx)
+        self._templates(directory, location, ctx)
         self._links(directory, location, ctx)
 
     @staticmethod
@@ -86,7 +86,7 @@ class ModelRepositoryScanner(DirectoryScanner):
         return "model-repository" + (f" ({', '.join(kinds)})" if kinds else "")
 
     @staticmethod
-    def _remote_code(directory: Path, ctx: ScanContext) -> None:
+    def _remote_code(directory: Path, location: Location, ctx: ScanContext) -> None:
         for name in CONFIG_FILES:
             config = _read_json(directory / name)
             if not isinstance(config, dict) or "auto_map" not in config:
@@ -111,14 +111,14 @@ class ModelRepositoryScanner(DirectoryScanner):
             if remote:
                 parts.append(f"fetches code from other repositories: {', '.join(sorted(remote))}")
             ctx.add(REPO_REMOTE_CODE.finding(
-                Location(str(directory / name)),
+                location.inside(name),
                 f"auto_map asks for trust_remote_code: {'; '.join(parts) or 'no modules'}",
                 evidence=", ".join(refs[:20]),
                 details={"files": present, "missing": missing, "remote": sorted(remote),
                          "auto_map": refs[:100]}))
 
     @staticmethod
-    def _templates(directory: Path, ctx: ScanContext) -> None:
+    def _templates(directory: Path, location: Location, ctx: ScanContext) -> None:
         from mlward._internal.scanners.templates import (
             report_template,  # jinja2 when a repo is found
         )
@@ -128,7 +128,7 @@ class ModelRepositoryScanner(DirectoryScanner):
             if not isinstance(config, dict):
                 continue
             template = config.get("chat_template")
-            loc = Location(str(directory / name))
+            loc = location.inside(name)
             if isinstance(template, str):
                 report_template(template, loc.child("chat_template"), ctx)
             elif isinstance(template, list):
@@ -141,9 +141,9 @@ class ModelRepositoryScanner(DirectoryScanner):
             try:
                 text = jinja.read_bytes()[:MAX_JSON_BYTES].decode("utf-8", "replace")
             except OSError as exc:
-                ctx.skip(Location(str(jinja)), f"cannot read: {exc}", inconclusive=True)
+                ctx.skip(location.inside(jinja.name), f"cannot read: {exc}", inconclusive=True)
                 return
-            report_template(text, Location(str(jinja)), ctx)
+            report_template(text, location.inside(jinja.name), ctx)
 
     @staticmethod
     def _links(directory: Path, location: Location, ctx: ScanContext) -> None:
@@ -157,5 +157,5 @@ class ModelRepositoryScanner(DirectoryScanner):
             target = Path(os.path.realpath(entry))
             if not any(target.is_relative_to(a) for a in allowed):
                 ctx.add(REPO_LINK_OUTSIDE.finding(
-                    Location(str(entry)), f"symbolic link points outside the repository, to "
+                    location.inside(entry.name), f"symbolic link points outside the repository, to "
                     f"{target}", evidence=str(entry.readlink())))

@@ -28,7 +28,8 @@ class Source:
         self.size = size
         self.fs_path = fs_path
         """The file on disk when the source is one (scanners that need a path use it)."""
-        self.name = name or (location.members[-1] if location.members else location.path)
+        self.name = name or (location.members[-1] if location.members
+                             else location.uri.rsplit("/", 1)[-1])
         """The file or member name (for hints only: formats are sniffed by content)."""
         self._head: bytes | None = None
         self.sniffed: dict[str, object] = {}

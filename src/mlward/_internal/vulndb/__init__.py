@@ -1,8 +1,8 @@
 """Vulnerability data in the OSV schema: load (folder, zip, API), index, match (PEP 440).
 
-Where data comes from, in order: an explicit path (``--vuln-db``), ``$MLWARD_VULN_DB``, the
-export that ``mlward vulndb update`` downloaded into the cache. With none of them there is no
-data, and callers must say the dependencies were not checked.
+Where data comes from (:func:`source_for`): the ``vuln_db`` setting, else the export that
+``mlward vulndb update`` downloaded into the cache, plus the OSV API with ``online``. With none
+of them there is no data, and callers must say the dependencies were not checked.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from mlward._internal.lazy import lazy_attributes
-from mlward._internal.vulndb.config import configured_path, exported_zip
+from mlward._internal.vulndb.config import data_paths, exported_zip
+from mlward.settings import Settings
 
 if TYPE_CHECKING:
     from mlward._internal.vulndb.index import LocalIndex, open_index
     from mlward._internal.vulndb.records import Advisory
 
 # The index (sqlite3, packaging, YAML) loads on first use (PEP 562): a scan asks
-# ``configured_path`` for every tree, and most trees hold no dependency file.
+# for its data paths in every tree, and most trees hold no dependency file.
 __getattr__ = lazy_attributes(__name__, {
     "LocalIndex": "index", "open_index": "index", "Advisory": "records"})
 
@@ -56,17 +57,29 @@ class MergedSource:
 _OPEN: dict[Path, LocalIndex] = {}
 
 
-def local_source(path: Path) -> LocalIndex:
+def source_for(settings: Settings) -> VulnSource | None:
+    """The advisories the settings point at, as one source; None when there are none."""
+    sources: list[VulnSource] = [local_source(p, settings) for p in data_paths(settings)]
+    if settings.online:
+        from mlward._internal.vulndb.online import OsvApi
+
+        sources.append(OsvApi(settings.osv_api))
+    if not sources:
+        return None
+    return sources[0] if len(sources) == 1 else MergedSource(sources)
+
+
+def local_source(path: Path, settings: Settings) -> LocalIndex:
     """The index of ``path``, opened once per process and rebuilt if the data changed."""
     from mlward._internal.vulndb.index import fingerprint, open_index
 
     key = Path(path).resolve()
     index = _OPEN.get(key)
     if index is None or index.meta().get("fingerprint") != fingerprint(key):
-        index = open_index(key)
+        index = open_index(key, settings=settings)
         _OPEN[key] = index
     return index
 
 
-__all__ = ["Advisory", "LocalIndex", "MergedSource", "VulnSource", "configured_path",
-           "exported_zip", "local_source", "open_index"]
+__all__ = ["Advisory", "LocalIndex", "MergedSource", "VulnSource", "data_paths",
+           "exported_zip", "local_source", "open_index", "source_for"]

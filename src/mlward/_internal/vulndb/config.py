@@ -1,30 +1,31 @@
-"""Where vulnerability data and its cache live (kept light: every scan asks)."""
+"""Where vulnerability data and its cache live, from the settings (kept light: every scan asks).
+
+Data comes from, in order: the ``vuln_db`` setting (``--vuln-db``, ``MLWARD_VULN_DB``, the
+settings files), else the export that ``mlward vulndb update`` downloaded into the cache.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from mlward.settings import Settings
 
 EXPORT_NAME = "osv-PyPI-all.zip"
 
 
-def cache_dir() -> Path:
-    """``$MLWARD_CACHE``, else ``$XDG_CACHE_HOME/mlward``, else ``~/.cache/mlward``."""
-    if env := os.environ.get("MLWARD_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlward"
+def cache_dir(settings: Settings) -> Path:
+    """The cache folder (``cache_dir`` setting: ``MLWARD_CACHE``, else the XDG cache)."""
+    return Path(settings.cache_dir or Path.home() / ".cache" / "mlward")
 
 
-def exported_zip() -> Path:
+def exported_zip(settings: Settings) -> Path:
     """Where ``mlward vulndb update`` keeps OSV's PyPI export."""
-    return cache_dir() / EXPORT_NAME
+    return cache_dir(settings) / EXPORT_NAME
 
 
-def configured_path(explicit: Path | None = None) -> Path | None:
-    """The local OSV source to use, or None when none is configured or downloaded."""
-    if explicit is not None:
-        return explicit
-    if env := os.environ.get("MLWARD_VULN_DB"):
-        return Path(env)
-    return exported_zip() if exported_zip().exists() else None
+def data_paths(settings: Settings) -> list[Path]:
+    """The local OSV sources to use (empty when none is configured or downloaded)."""
+    if settings.vuln_db:
+        return [Path(p) for p in settings.vuln_db]
+    export = exported_zip(settings)
+    return [export] if export.exists() else []

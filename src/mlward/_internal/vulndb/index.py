@@ -22,6 +22,7 @@ from mlward._internal.vulndb.config import cache_dir
 from mlward._internal.vulndb.load import LoadStats, load_advisories
 from mlward._internal.vulndb.records import Advisory
 from mlward.errors import UsageError
+from mlward.settings import Settings
 
 INDEX_FORMAT = "1"
 
@@ -48,9 +49,9 @@ def fingerprint(source: Path) -> str:
     return h.hexdigest()
 
 
-def index_path(source: Path) -> Path:
+def index_path(source: Path, settings: Settings) -> Path:
     key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
-    return cache_dir() / f"osv-index-{key}.sqlite"
+    return cache_dir(settings) / f"osv-index-{key}.sqlite"
 
 
 class LocalIndex:
@@ -123,13 +124,13 @@ def _build(source: Path, target: Path, fp: str) -> LoadStats:
     return stats
 
 
-def open_index(source: Path, *, rebuild: bool = False) -> LocalIndex:
+def open_index(source: Path, *, settings: Settings, rebuild: bool = False) -> LocalIndex:
     """The index of ``source``, built (or rebuilt) when it is missing or out of date."""
     source = Path(source)
     if not source.exists():
         raise UsageError(f"no OSV data at {source}")
     fp = fingerprint(source)
-    db = index_path(source)
+    db = index_path(source, settings)
     if not rebuild and db.exists():
         try:
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)

@@ -1,8 +1,7 @@
 """The OSV web API (only when the user asks with ``--online``) and the PyPI export download.
 
-The API base URL is ``$MLWARD_OSV_API`` or https://api.osv.dev; the export URL is
-``$MLWARD_OSV_EXPORT`` or OSV's public ``PyPI/all.zip``. Both go through :mod:`urllib` with
-timeouts and size bounds; any failure is an :class:`OsvUnavailable`, never an empty answer.
+The API base URL and the export URL come from the settings (``osv_api``, ``osv_export``).
+Both go through :mod:`urllib` with timeouts and size bounds; any failure is an :class:`OsvUnavailable`, never an empty answer.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from packaging.utils import canonicalize_name
 from mlward._internal.vulndb.records import Advisory, parse_record
 from mlward.errors import FormatError, MlwardError
 
-DEFAULT_API = "https://api.osv.dev"
-DEFAULT_EXPORT = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 MAX_RESPONSE_BYTES = 64 << 20
 MAX_EXPORT_BYTES = 2 << 30
 BATCH = 1000
@@ -34,14 +31,6 @@ TIMEOUT = 30.0
 
 class OsvUnavailable(MlwardError):
     """The OSV service or export could not be reached or answered nonsense."""
-
-
-def api_base() -> str:
-    return os.environ.get("MLWARD_OSV_API", DEFAULT_API).rstrip("/")
-
-
-def export_url() -> str:
-    return os.environ.get("MLWARD_OSV_EXPORT", DEFAULT_EXPORT)
 
 
 def _request(url: str, body: object | None = None) -> Any:
@@ -70,8 +59,8 @@ def batch_queries(names: Iterable[str]) -> list[dict[str, Any]]:
 class OsvApi:
     """Advisories from the OSV API: ``/v1/querybatch`` for ids, ``/v1/vulns/ID`` for records."""
 
-    def __init__(self, base: str | None = None) -> None:
-        self.base = (base or api_base()).rstrip("/")
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/")
         self._records: dict[str, Advisory | None] = {}
 
     @property
@@ -122,9 +111,8 @@ class OsvApi:
         return out
 
 
-def download_export(target: Path, url: str | None = None) -> Path:
+def download_export(target: Path, url: str) -> Path:
     """Download OSV's PyPI export to ``target`` (atomically) and check it is a zip."""
-    url = url or export_url()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

@@ -15,7 +15,6 @@ import re
 
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
-from mlward._internal.vulndb.config import configured_path
 from mlward.errors import MlwardError
 
 MAX_FILE_BYTES = 8 << 20
@@ -65,7 +64,7 @@ class DependencyScanner(Scanner):
             read_dependencies,
         )
         from mlward._internal.scanners.deps.model import DependencyError
-        from mlward._internal.vulndb import local_source
+        from mlward._internal.vulndb import source_for
         from mlward._internal.vulndb.match import PackageResult
 
         loc = source.location
@@ -75,7 +74,7 @@ class DependencyScanner(Scanner):
             return
         try:
             if source.fs_path is not None and not loc.members:
-                kind, deps = read_dependencies(source.fs_path, loc.path)
+                kind, deps = read_dependencies(source.fs_path, loc.uri)
             else:
                 with source.open() as f:
                     text = f.read(MAX_FILE_BYTES).decode("utf-8", errors="replace")
@@ -86,8 +85,12 @@ class DependencyScanner(Scanner):
             ctx.skip(loc, f"dependency file not understood: {exc}", inconclusive=True)
             return
         ctx.examined(loc, f"dependencies ({kind})")
-        path = configured_path()
-        if path is None:
+        try:
+            vulns = source_for(ctx.settings)
+        except MlwardError as exc:
+            ctx.skip(loc, f"dependencies not checked: {exc.diagnostics()}", inconclusive=True)
+            return
+        if vulns is None:
             for finding in findings_for(DependencyResult(d, PackageResult((), None))
                                         for d in deps):
                 ctx.add(finding)
@@ -95,7 +98,7 @@ class DependencyScanner(Scanner):
                 ctx.skip(loc, NO_DATA, inconclusive=True)
             return
         try:
-            results = check_dependencies(deps, local_source(path))
+            results = check_dependencies(deps, vulns)
         except MlwardError as exc:
             ctx.skip(loc, f"dependencies not checked: {exc.diagnostics()}", inconclusive=True)
             return

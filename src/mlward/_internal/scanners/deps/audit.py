@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mlward._internal.pipeline import SKIP_DIRS
 from mlward._internal.scanners.deps import NO_DATA
 from mlward._internal.scanners.deps.check import (
     DependencyResult,
@@ -23,9 +22,11 @@ from mlward._internal.scanners.deps.manifests import installed_distributions
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
 from mlward._internal.vulndb import VulnSource
 from mlward._internal.vulndb.match import PackageResult
+from mlward._internal.walk import Walk
 from mlward._version import __version__
 from mlward.errors import ScanError
-from mlward.findings import Examined, Location, Report, Skipped, sort_findings
+from mlward.findings import Fact, Location, Report, ReportBuilder, TargetKind
+from mlward.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,59 +35,77 @@ class Audit:
     results: tuple[DependencyResult, ...]
 
 
-def dependency_files(root: Path) -> list[Path]:
-    """Dependency files under ``root`` (a file is returned as it is)."""
-    if not root.is_dir():
-        return [root]
+def dependency_files(walk: Walk, inputs: Sequence[Path]) -> list[tuple[Path, str]]:
+    """Dependency files under ``inputs`` (files given are returned as they are), with their
+    location URIs; the same walk (excludes, ignore files, virtual environments) as ``scan``."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and d != ".venv")
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            try:
-                with open(path, "rb") as f:
-                    head = f.read(4096)
-            except OSError:
-                continue
-            if parser_for(name, head) is not None:
-                found.append(path)
+    for item in walk.files(inputs):
+        if Path(item.path) in (Path(p).absolute() for p in inputs):
+            found.append((Path(item.path), item.uri))
+            continue
+        try:
+            with open(item.path, "rb") as f:
+                head = f.read(4096)
+        except OSError:
+            continue
+        if parser_for(Path(item.path).name, head) is not None:
+            found.append((Path(item.path), item.uri))
     return found
 
 
-def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None) -> Audit:
+def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None,
+          settings: Settings | None = None) -> Audit:
     """Dependencies of ``paths`` (and of this environment), matched against ``source``.
 
     With ``source`` None nothing is matched: every file gets an inconclusive skip.
     """
+    from mlward._internal.pipeline import scan_root
+    from mlward._internal.triage import make_triage
+
+    settings = settings or Settings()
     started = datetime.now(timezone.utc)
-    skipped: list[Skipped] = []
-    examined: list[Examined] = []
-    deps: list[Dependency] = []
     for root in paths:
         if not root.exists():
             raise ScanError(f"no such file or directory: {root}")
-        for path in dependency_files(root):
-            try:
-                kind, found = read_dependencies(path)
-            except (DependencyError, OSError) as exc:
-                skipped.append(Skipped(Location(str(path)), str(exc), inconclusive=True))
-                continue
-            examined.append(Examined(Location(str(path)), f"dependencies ({kind})"))
-            deps.extend(found)
+    root_dir = scan_root(settings, paths)
+    builder = ReportBuilder(TargetKind.ENVIRONMENT if environment and not paths
+                            else TargetKind.DEPENDENCIES, started=started, version=__version__,
+                            root=str(root_dir),
+                            inputs=[str(p) for p in paths] + (["<environment>"] if environment
+                                                               else []))
+    walk = Walk(root_dir, exclude=settings.exclude, ignore_files=settings.ignore_files,
+                follow_symlinks=settings.follow_symlinks)
+    deps: list[Dependency] = []
+    for path, uri in dependency_files(walk, paths):
+        try:
+            kind, found = read_dependencies(path, uri)
+        except (DependencyError, OSError) as exc:
+            builder.skip(Location(uri), str(exc), inconclusive=True)
+            continue
+        builder.examine(Location(uri), f"dependencies ({kind})")
+        deps.extend(found)
+    builder.merge(skipped=walk.skipped)
     if environment:
         installed = installed_distributions()
         deps.extend(installed)
-        examined.extend(Examined(d.location, "installed distribution") for d in installed)
+        for d in installed:
+            builder.examine(d.location, "installed distribution")
     if source is None:
         results = [DependencyResult(d, PackageResult((), None)) for d in deps]
-        places = sorted({d.location.path for d in deps if not d.unresolvable})
-        skipped.extend(Skipped(Location(p), NO_DATA, inconclusive=True) for p in places)
+        places = sorted({d.location.uri for d in deps if not d.unresolvable})
+        for p in places:
+            builder.skip(Location(p), NO_DATA, inconclusive=True)
     else:
         results = check_dependencies(deps, source)
-    return Audit(
-        Report(findings=tuple(sort_findings(findings_for(results))), skipped=tuple(skipped),
-               examined=tuple(examined), started=started, finished=datetime.now(timezone.utc),
-               version=__version__,
-               inputs=tuple(str(p) for p in paths) + (("<environment>",) if environment
-                                                       else ())),
-        tuple(results))
+    builder.merge(findings_for(results))
+    for r in results:
+        d = r.dependency
+        if not d.unresolvable:
+            builder.fact(Fact(d.location, "dependency", {
+                "name": d.key, "version": d.version, "specifier": d.specifier,
+                "origin": d.origin,
+                "vulnerabilities": [v.id for v in r.result.vulnerabilities]}))
+    builder.stats["excluded"] = dict(sorted(walk.excluded.items()))
+    report = builder.build(finished=datetime.now(timezone.utc),
+                           triage=make_triage(settings, root_dir))
+    return Audit(report, tuple(results))

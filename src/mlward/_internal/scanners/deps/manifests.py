@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
 from mlward._internal.scanners.deps.requirements import (
     parse_requirement,
@@ -265,7 +267,6 @@ def installed_distributions(paths: list[str] | None = None) -> list[Dependency]:
         if not name or name.lower() in seen:
             continue
         seen.add(name.lower())
-        where = getattr(dist, "_path", None)
-        deps.append(Dependency(name, Location(str(where or sys.prefix)),
-                               f"=={dist.version}", origin="environment"))
+        purl = f"pkg:pypi/{canonicalize_name(name)}@{dist.version}"
+        deps.append(Dependency(name, Location(purl), f"=={dist.version}", origin="environment"))
     return sorted(deps, key=lambda d: d.key)

@@ -1,0 +1,174 @@
+"""What to scan: walk the inputs, leave out what the settings exclude, and say what was left out.
+
+Shared by every command that walks a tree (``scan``, ``deps``, ``bom``, ...), so they agree on
+what a project contains. Left out by default: virtual environments (a folder holding
+``pyvenv.cfg`` or ``conda-meta/``), version-control and tool caches (``.git``,
+``node_modules``, ``__pycache__``, ...), mlward's own ``.mlward/`` folder, and whatever
+``.gitignore`` and ``.mlwardignore`` files list (gitignore syntax, nested files apply below
+their folder, deeper files win). ``exclude`` patterns (gitignore syntax, relative to the root)
+are always applied; ``ignore_files=False`` (``--no-ignore``) drops the rest. Every folder or
+file left out becomes a :class:`~mlward.findings.Skipped` entry (not inconclusive) and a count
+by reason, never a silent omission. Paths given explicitly are always walked.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mlward.findings import Location, Skipped, local_uri
+
+TOOL_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache",
+                       ".pytest_cache", ".tox", ".nox", "node_modules", ".mlward",
+                       ".ipynb_checkpoints"})
+"""Folders that hold tooling state, not project content."""
+IGNORE_FILES = (".gitignore", ".mlwardignore")
+
+
+class Item(NamedTuple):
+    """A file to examine: where it is on disk and its location URI in the report."""
+
+    path: str
+    uri: str
+
+
+class Walk:
+    """One walk over ``inputs``: :meth:`files` yields what to examine, :attr:`skipped` and
+    :attr:`excluded` say what was left out."""
+
+    def __init__(self, root: Path, *, exclude: Sequence[str] = (), ignore_files: bool = True,
+                 follow_symlinks: bool = False) -> None:
+        self.root = root
+        self.ignore_files = ignore_files
+        self.follow_symlinks = follow_symlinks
+        self.skipped: list[Skipped] = []
+        self.excluded: Counter[str] = Counter()
+        self._exclude = _spec(exclude) if exclude else None
+        self._specs: dict[str, Any] = {}  # folder -> its ignore spec (None: no file)
+
+    def uri(self, path: str) -> str:
+        """``path``'s location URI: POSIX and relative to the root, or a ``file://`` URI for
+        a path outside it."""
+        return local_uri(path, self.root)
+
+    def leave_out(self, path: str, reason: str) -> None:
+        self.excluded[reason] += 1
+        self.skipped.append(Skipped(Location(self.uri(path)), reason, inconclusive=False))
+
+    def files(self, inputs: Sequence[Path], on_dir: Any = None) -> Iterator[Item]:
+        """Files to examine under ``inputs``, in a stable order; ``on_dir(path, uri)`` is
+        called for every folder walked, before its files."""
+        for given in inputs:
+            path = os.path.abspath(given)
+            if os.path.isdir(path):  # a folder named explicitly is walked, link or not
+                yield from self._walk(path, on_dir)
+            else:
+                yield Item(path, self.uri(path))
+
+    def _walk(self, top: str, on_dir: Any) -> Iterator[Item]:
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=self.follow_symlinks):
+            try:
+                st = os.stat(dirpath)
+                if (st.st_dev, st.st_ino) in seen:  # a link loop (only when following links)
+                    dirnames[:] = []
+                    self.leave_out(dirpath, "symbolic link loop (already walked)")
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            except OSError:
+                pass
+            kept = []
+            for d in sorted(dirnames):
+                full = os.path.join(dirpath, d)
+                reason = self._dir_reason(full, d)
+                if reason:
+                    self.leave_out(full, reason)
+                else:
+                    kept.append(d)
+            dirnames[:] = kept
+            if on_dir is not None:
+                on_dir(dirpath, self.uri(dirpath))
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                reason = self._file_reason(full)
+                if reason:
+                    self.leave_out(full, reason)
+                else:
+                    yield Item(full, self.uri(full))
+
+    def _dir_reason(self, path: str, name: str) -> str | None:
+        if not self.follow_symlinks and os.path.islink(path):
+            return "symbolic link to a folder (not followed; --follow-symlinks follows it)"
+        reason = self._pattern_reason(path, is_dir=True)
+        if reason or not self.ignore_files:
+            return reason
+        if name in TOOL_DIRS:
+            return "tool or version-control folder (skipped by default; --no-ignore scans it)"
+        if os.path.isfile(os.path.join(path, "pyvenv.cfg")) or \
+                os.path.isdir(os.path.join(path, "conda-meta")):
+            return "virtual environment (skipped by default; --no-ignore scans it)"
+        return None
+
+    def _file_reason(self, path: str) -> str | None:
+        return self._pattern_reason(path, is_dir=False)
+
+    def _pattern_reason(self, path: str, *, is_dir: bool) -> str | None:
+        rel = self.uri(path)
+        if self._exclude is not None and not rel.startswith("file:") and \
+                self._exclude.match_file(rel + "/" if is_dir else rel):
+            return "excluded by the exclude settings"
+        if not self.ignore_files:
+            return None
+        folder = os.path.dirname(path)
+        for spec_dir in self._spec_dirs(folder):
+            spec = self._specs[spec_dir]
+            if spec is None:
+                continue
+            sub = os.path.relpath(path, spec_dir).replace(os.sep, "/")
+            result = spec.check_file(sub + "/" if is_dir else sub)
+            if result.include is not None:
+                return "listed in an ignore file (.gitignore/.mlwardignore; --no-ignore " \
+                    "scans it)" if result.include else None
+        return None
+
+    def _spec_dirs(self, folder: str) -> list[str]:
+        """Folders from ``folder`` up to the root (deepest first) whose ignore files apply."""
+        out = []
+        here = folder
+        root = str(self.root)
+        while True:
+            if here not in self._specs:
+                self._specs[here] = _load_ignore(here)
+            out.append(here)
+            if here == root or os.path.dirname(here) == here or \
+                    not (here + os.sep).startswith(root + os.sep):
+                return out
+            here = os.path.dirname(here)
+
+
+def _spec(patterns: Sequence[str]) -> Any:
+    import pathspec  # only when there are patterns: its import costs ~30 ms
+
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
+
+
+def _load_ignore(folder: str) -> Any:
+    lines: list[str] = []
+    for name in IGNORE_FILES:
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+                lines.extend(f.read(1 << 20).splitlines())
+        except OSError:
+            continue
+    return _spec(lines) if lines else None
+
+
+def is_regular(path: str) -> tuple[bool, int]:
+    """Whether ``path`` is a regular file, and its size (``OSError`` when it cannot be
+    examined)."""
+    st = os.stat(path)
+    return stat.S_ISREG(st.st_mode), st.st_size

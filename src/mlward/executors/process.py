@@ -1,0 +1,225 @@
+"""Crash-isolated worker processes, on every platform.
+
+Workers start with ``forkserver`` where the platform has it (Linux: each worker forks from a
+server that has already imported the scanners) and ``spawn`` elsewhere (macOS, Windows);
+never a bare ``fork`` of this process, which is unsafe once threads exist.
+
+Each worker takes a batch of units, runs them one after another and sends each result back
+as soon as it has it. The parent therefore always knows which unit a worker is on (the first
+of its batch without a result), which gives exact isolation without a message per unit: when a
+worker dies (a native library crashing on a hostile file, a memory cap) or overruns its time
+budget, that unit ends with an error, the rest of its batch goes back to the queue and a new
+worker takes its place. Ctrl-C, an exception or closing the iterator kills every worker
+before :meth:`ProcessExecutor.map` returns: nothing is left behind.
+
+Not :class:`concurrent.futures.ProcessPoolExecutor`: a worker death breaks its whole pool
+and it cannot say which task was running or stop one that runs too long.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any, NamedTuple
+
+from mlward.executors import Executor, Outcome, U, describe_error
+
+PRELOAD = ["__main__", "mlward._internal.preload"]
+"""Imported once by the fork server, so each worker starts with the scanners loaded."""
+
+
+def start_method() -> str:
+    """``forkserver`` where available, else ``spawn``."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def warm_up() -> None:
+    """Start the fork server now, so that its start-up (a new interpreter importing the
+    scanners) overlaps with the caller's own work instead of delaying the first unit."""
+    if start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+        forkserver.ensure_running()
+
+
+def _limit_memory(max_memory: int | None) -> None:
+    if not max_memory:
+        return
+    try:
+        import resource
+    except ImportError:  # Windows: no address-space limit
+        return
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+
+
+def _worker(conn: Connection, max_memory: int | None) -> None:
+    """A worker's loop: batches in, one ``(index, result, error)`` message per unit out."""
+    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _limit_memory(max_memory)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        fn, batch = message
+        for index, unit in batch:
+            reply: tuple[int, Any, str | None]
+            try:
+                reply = (index, fn(unit), None)
+            except MemoryError:
+                reply = (index, None, "ran out of memory")
+            except BaseException as exc:
+                reply = (index, None, describe_error(exc))
+            try:
+                conn.send(reply)
+            except Exception as exc:  # the result itself cannot be pickled
+                conn.send((index, None, f"result could not be sent back: {exc}"))
+
+
+class _Worker(NamedTuple):
+    process: Any  # multiprocessing.process.BaseProcess
+    conn: Connection
+
+
+class _Busy:
+    """The batch a worker holds: what is left of it, and when its current unit started."""
+
+    __slots__ = ("left", "since")
+
+    def __init__(self, left: deque[int], since: float) -> None:
+        self.left = left
+        self.since = since
+
+
+class ProcessExecutor(Executor):
+    """``workers`` processes; ``timeout`` seconds per unit; ``max_memory`` bytes of address
+    space per worker (where the platform can limit it)."""
+
+    name = "process"
+
+    def __init__(self, workers: int = 1, *, timeout: float | None = None,
+                 max_memory: int | None = None, method: str | None = None,
+                 batch: int | None = None) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers
+        self.timeout = timeout
+        self.max_memory = max_memory
+        self.method = method or start_method()
+        self.batch = batch
+
+    def _context(self) -> Any:
+        ctx = multiprocessing.get_context(self.method)
+        if self.method == "forkserver":
+            ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+
+    def _start(self, ctx: Any) -> _Worker:
+        parent, child = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=_worker, args=(child, self.max_memory), daemon=True,
+                              name="mlward-worker")
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def map(self, fn: Callable[[U], Any], units: Sequence[U]) -> Iterator[Outcome]:
+        if not units:
+            return
+        ctx = self._context()
+        n_workers = min(self.workers, len(units))
+        size = self.batch or max(1, min(64, len(units) // (n_workers * 8)))
+        queue: deque[list[int]] = deque(
+            list(range(i, min(i + size, len(units)))) for i in range(0, len(units), size))
+        idle: list[_Worker] = []
+        busy: dict[Connection, tuple[_Worker, _Busy]] = {}
+        try:
+            while queue or busy:
+                # Keep n_workers alive while there is work (replacing the dead ones).
+                while len(idle) < len(queue) and len(idle) + len(busy) < n_workers:
+                    idle.append(self._start(ctx))
+                while queue and idle:
+                    worker = idle.pop()
+                    indices = queue.popleft()
+                    try:
+                        worker.conn.send((fn, [(i, units[i]) for i in indices]))
+                    except (OSError, ValueError):  # it died while idle: replace it
+                        _stop(worker)
+                        queue.appendleft(indices)
+                        continue
+                    busy[worker.conn] = (worker, _Busy(deque(indices), time.monotonic()))
+                ready = wait([*busy, *(w.process.sentinel for w, _ in busy.values())],
+                             timeout=self._until_deadline(busy))
+                now = time.monotonic()
+                for conn in list(busy):
+                    worker, state = busy[conn]
+                    lost: str | None = None
+                    try:
+                        while conn in ready and conn.poll():
+                            index, result, error = conn.recv()
+                            state.left.remove(index)  # in order: the head of the batch
+                            state.since = now
+                            yield Outcome(index, result, error)
+                    except (EOFError, OSError, ConnectionError):
+                        lost = _death(worker)
+                    if lost is None and not worker.process.is_alive() and state.left:
+                        lost = _death(worker)
+                    if (lost is None and state.left and self.timeout is not None
+                            and now - state.since > self.timeout):
+                        lost = f"stopped after the {self.timeout:g} s time budget"
+                    if lost is not None:
+                        del busy[conn]
+                        _stop(worker)
+                        culprit = state.left.popleft()
+                        if state.left:
+                            queue.appendleft(list(state.left))
+                        yield Outcome(culprit, error=lost)
+                    elif not state.left:
+                        del busy[conn]
+                        idle.append(worker)
+        finally:
+            for worker in [*idle, *(w for w, _ in busy.values())]:
+                _stop(worker, polite=not busy)
+
+    def _until_deadline(self, busy: dict[Connection, tuple[_Worker, _Busy]]) -> float | None:
+        if self.timeout is None or not busy:
+            return None
+        first = min(state.since for _, state in busy.values())
+        return max(0.0, first + self.timeout - time.monotonic()) + 0.01
+
+
+def _death(worker: _Worker) -> str:
+    worker.process.join(timeout=1.0)
+    code = worker.process.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the worker process was killed by {name} while on this input"
+    return f"the worker process exited (code {code}) while on this input"
+
+
+def _stop(worker: _Worker, *, polite: bool = False) -> None:
+    """End a worker: a ``None`` message when it is idle and ``polite``, else kill it."""
+    process = worker.process
+    if polite and process.is_alive():
+        with contextlib.suppress(OSError, ValueError):
+            worker.conn.send(None)
+        process.join(timeout=2.0)
+    if process.is_alive():
+        process.kill()
+        process.join(timeout=5.0)
+    with contextlib.suppress(OSError):
+        worker.conn.close()
+    with contextlib.suppress(ValueError):
+        process.close()
