@@ -1,7 +1,8 @@
 """The OSV web API (only when the user asks with ``--online``) and the PyPI export download.
 
 The API base URL and the export URL come from the settings (``osv_api``, ``osv_export``).
-Both go through :mod:`urllib` with timeouts and size bounds; any failure is an :class:`OsvUnavailable`, never an empty answer.
+Both go through :mod:`urllib` with timeouts and size bounds; any failure is an
+:class:`OsvUnavailable`, never an empty answer.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ match them against a vulnerability source, and build one report.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
