@@ -178,10 +178,21 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
     level = logging.ERROR if quiet else (logging.WARNING if not verbose else
                                          logging.INFO if verbose == 1 else logging.DEBUG)
+    class Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+        """Writes to whatever ``sys.stderr`` is now (tests and wrappers replace it)."""
+
+        @property
+        def stream(self) -> Any:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value: Any) -> None:
+            pass
+
     logger = logging.getLogger("mlward")
     logger.setLevel(level)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = Stderr()
         handler.setFormatter(logging.Formatter("mlward: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
     logger.propagate = False
