@@ -13,6 +13,7 @@ What is public: the names below, and the modules :mod:`mlward.findings` (the dat
 :func:`mlward.cli.main.main`. Everything under ``mlward._internal`` may change without notice.
 """
 
+from mlward._internal.ledger import open_ledger, record_event
 from mlward._internal.pipeline import scan
 from mlward._version import __version__
 from mlward.errors import MlwardError
@@ -55,6 +56,8 @@ __all__ = [
     "Waiver",
     "__version__",
     "load_settings",
+    "open_ledger",
+    "record_event",
     "register_writer",
     "render",
     "scan",
