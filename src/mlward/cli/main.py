@@ -12,11 +12,13 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlward._version import __version__
 from mlward.errors import MlwardError
-from mlward.findings import Severity
+
+if TYPE_CHECKING:
+    from mlward.findings import Severity
 
 # Each module has ``register(subparsers)``, which adds its commands and sets ``func``
 # (a callable taking the parsed arguments and returning the exit code). The table names the
@@ -52,6 +54,8 @@ EXIT_INTERRUPTED = 130
 
 def severity_arg(text: str) -> Severity:
     """``--fail-on`` value, in any case."""
+    from mlward.findings import Severity
+
     try:
         return Severity.parse(text)
     except ValueError as exc:
