@@ -294,3 +294,19 @@ def test_bytes_that_are_not_opcodes_are_refused(code: int):
     ctx, result = _stream(bytes([code]) + b"N.")
     assert not result.complete
     assert f"unknown opcode 0x{code:02x}" in ctx.findings[0].message
+
+
+def test_back_to_back_pickles_each_with_a_new_memo(tmp_path: Path):
+    # pickle.load(f) in a loop makes a new Unpickler per pickle: MEMOIZE numbers from 0 again.
+    # Read with the first pickle's memo kept, the second resolves collections.OrderedDict;
+    # read as CPython reads it here, os.system.
+    from oracle import resolved
+
+    first = header(4) + const("collections") + b"\x94" + const("OrderedDict") + b"\x94\x86."
+    second = (header(4) + const("os") + b"\x94" + const("system") + b"\x94" + b"00"
+              + b"h\x00h\x01\x93" + const(("id",)) + b"R.")
+    data = first + second
+    assert ("os", "system") in resolved(data)
+    report = scan_bytes(tmp_path, data)
+    assert "os.system" in evidence(report, "MW101")
+    assert report.inconclusive == ()

@@ -12,9 +12,9 @@ import re
 from typing import BinaryIO, NamedTuple
 
 from mlward._internal.scanners.interface import Limits, ScanContext, Scanner
-from mlward._internal.scanners.pickle.machine import LimitReached, Machine, Malformed
+from mlward._internal.scanners.pickle.machine import LimitReached, Machine, Malformed, Reference
 from mlward._internal.scanners.pickle.policy import Kind, classify
-from mlward._internal.scanners.pickle.reader import Reader
+from mlward._internal.scanners.pickle.reader import Reader, Truncated
 from mlward._internal.sources import Source
 from mlward.findings import Location
 from mlward.rules import (
@@ -48,64 +48,145 @@ class PickleStreamResult(NamedTuple):
     """Distinct imported names on the allowlist (not reported as findings)."""
 
 
-def scan_pickle_stream(stream: BinaryIO, location: Location, ctx: ScanContext, *,
-                       max_pickles: int | None = None, joblib: bool = False) -> PickleStreamResult:
-    """Analyse the pickle(s) at the stream's current position; report findings to ``ctx``.
+class Analysis(NamedTuple):
+    """What the machine saw in one stream."""
 
-    Reads back-to-back pickles until EOF, or until ``max_pickles`` have been read (legacy
-    torch files: a fixed number of pickles followed by raw storage). Offsets in findings and
-    ``end_offset`` are stream positions (as ``stream.tell()`` counts them); a seekable stream
-    is left at ``end_offset``. ``joblib`` skips the raw array bytes joblib writes after each
-    NumpyArrayWrapper (switched on by itself when the stream imports that wrapper). Bytes
-    after the last pickle that do not start another one are reported as trailing data unless
-    ``max_pickles`` is given (the caller knows what follows). Never raises for malformed
-    data: it reports a finding and returns ``complete=False``.
+    pickles: int
+    end_offset: int
+    """Offset (in the stream) just after the last STOP read, or where the analysis stopped."""
+    references: dict[str, Reference]
+    """Every name the stream imports, by qualified name, as CPython's unpickler resolves it."""
+    dynamic_imports: list[int]
+    extensions: list[tuple[int, int]]
+    indirect_calls: list[tuple[int, str]]
+    joblib: bool
+    arrays: int
+    frames: list[tuple[int, str]]
+    """(offset, what) of frames whose length disagrees with the opcodes inside."""
+    stop: Malformed | LimitReached | None
+    """Why the analysis ended before the stream did (None: every pickle was read)."""
+    trailing: tuple[int, int | None] | None
+    """Offset and size (None: unknown) of bytes after the last pickle that are not one."""
+
+
+def analyse(stream: BinaryIO, limits: Limits, *, max_pickles: int | None = None,
+            joblib: bool = False) -> Analysis:
+    """Run the machine over the pickle(s) at the stream's current position.
+
+    Reads back-to-back pickles until EOF, or until ``max_pickles`` have been read. Offsets
+    are stream positions (as ``stream.tell()`` counts them); a seekable stream is left at
+    ``end_offset`` when every pickle was read. Bytes after the last pickle that do not start
+    another one are trailing data unless ``max_pickles`` is given (the caller knows what
+    follows). Never raises for malformed data or limits: ``stop`` says why it ended early.
+
+    The first reading follows ``pickle.load`` over a buffered file, one Unpickler per
+    pickle; where another loader reads the stream differently (a memo reused across
+    pickles, frames read as a file without ``peek`` reads them) the machine leaves a twin,
+    run here afterwards from its own position. What every reading finds is reported; a
+    limit in any of them makes the stream inconclusive, damage only the first.
     """
     reader = Reader(stream)
-    machine = Machine(reader, ctx.limits, joblib=joblib)
-    complete = True
-    end = reader.start
+    machine = Machine(reader, limits, joblib=joblib)
+    pickles, end, stop, trailing = _follow(machine, max_pickles, first=True)
+    for twin in machine.forks:  # twins may add twins; the list grows while it is read
+        if stop is not None and not isinstance(stop, Malformed):
+            break
+        offset, frame, droptail, phase = twin.entry
+        if not reader.seekable:
+            stop = LimitReached("the stream is read in two ways by CPython's loaders and "
+                                "cannot be read again", offset)
+            break
+        if reader.size is not None and offset > reader.size:
+            continue  # after a FRAME longer than the stream: no C loader gets that far
+        stream.seek(offset)
+        twin.reader = Reader(stream)
+        twin.reader.frame_end, twin.reader.droptail = frame, droptail
+        if phase == "memo":
+            twin.start_next()
+        twin_stop = _follow(twin, max_pickles, first=False, resume=phase == "op")[2]
+        if isinstance(twin_stop, LimitReached):
+            stop = twin_stop
+    if stop is None:
+        reader.finish(end - reader.base)
+    return Analysis(pickles, end, machine.references, machine.dynamic_imports,
+                    machine.extensions, machine.indirect_calls, machine.joblib, machine.arrays,
+                    machine.frames, stop, trailing)
+
+
+def _follow(machine: Machine, max_pickles: int | None, *, first: bool, resume: bool = False,
+            ) -> tuple[int, int, Malformed | LimitReached | None, tuple[int, int | None] | None]:
+    """One reading to the end: (pickles, end offset, why it stopped early, trailing data)."""
+    reader = machine.reader
+    reader.crossed = machine._crossed
+    end = reader.base + machine.pos
+    trailing = None
+    settled = not resume  # a twin made at a pickle boundary starts with it settled
     try:
+        if resume:
+            machine.resume()
+            end = machine.offset
         while max_pickles is None or machine.pickles < max_pickles:
             if machine.pickles:
                 if not reader.fill(machine.pos, 1):
                     break  # EOF right after a STOP
                 machine.pos = 0
+                if not settled:
+                    machine.start_next()
+                    if not reader.fill(machine.pos, 1):
+                        break  # what followed was the rest of a frame
+                    machine.pos = 0
+            settled = False
             ops, found = machine.ops, machine.found
             try:
                 machine.run()
             except Malformed:
-                if not machine.pickles or machine.found != found or machine.ops - ops > SNIFF_OPS:
+                if (not first or not machine.pickles or machine.found != found
+                        or machine.ops - ops > SNIFF_OPS):
                     raise
-                ctx.add(PICKLE_TRAILING_DATA.finding(
-                    location.at(offset=end),
-                    f"{_size(reader, end)} after the end of the pickle are not a pickle"))
+                trailing = (end, None if reader.size is None else reader.size - end)
                 break
             end = machine.offset
-    except Malformed as exc:
-        complete = False
-        end = exc.offset
+    except Truncated as exc:  # between pickles: a frame's end past the stream's
+        return machine.pickles, exc.offset, Malformed(f"truncated: {exc}", exc.offset,
+                                                      truncated=True), trailing
+    except (Malformed, LimitReached) as exc:
+        return machine.pickles, exc.offset, exc, trailing
+    return machine.pickles, end, None, trailing
+
+
+def scan_pickle_stream(stream: BinaryIO, location: Location, ctx: ScanContext, *,
+                       max_pickles: int | None = None, joblib: bool = False) -> PickleStreamResult:
+    """Analyse the pickle(s) at the stream's current position (see :func:`analyse`) and
+    report findings to ``ctx``. ``joblib`` skips the raw array bytes joblib writes after each
+    NumpyArrayWrapper (switched on by itself when the stream imports that wrapper). Never
+    raises for malformed data: it reports a finding and returns ``complete=False``.
+    """
+    analysis = analyse(stream, ctx.limits, max_pickles=max_pickles, joblib=joblib)
+    if analysis.trailing is not None:
+        offset, size = analysis.trailing
+        ctx.add(PICKLE_TRAILING_DATA.finding(
+            location.at(offset=offset),
+            f"{'bytes' if size is None else f'{size} bytes'} after the end of the pickle are "
+            "not a pickle"))
+    stop = analysis.stop
+    if isinstance(stop, Malformed):
         ctx.add(PICKLE_MALFORMED.finding(
-            location.at(offset=exc.offset), f"malformed pickle stream: {exc}",
-            details={"pickles_read": machine.pickles}))
-        ctx.skip(location, f"pickle analysis stopped at offset {exc.offset}: {exc}",
+            location.at(offset=stop.offset), f"malformed pickle stream: {stop}",
+            details={"pickles_read": analysis.pickles}))
+        ctx.skip(location, f"pickle analysis stopped at offset {stop.offset}: {stop}",
                  inconclusive=True)
-    except LimitReached as exc:
-        complete = False
-        end = exc.offset
-        ctx.skip(location, f"pickle analysis stopped at offset {exc.offset}: {exc} "
+    elif stop is not None:
+        ctx.skip(location, f"pickle analysis stopped at offset {stop.offset}: {stop} "
                  "(a safety limit)", inconclusive=True)
-    safe = _report(machine, location, ctx)
-    if complete:
-        reader.finish(end - reader.base)
-    return PickleStreamResult(machine.pickles, end, complete, machine.joblib, machine.arrays,
-                              safe)
+    safe = _report(analysis, location, ctx)
+    return PickleStreamResult(analysis.pickles, analysis.end_offset, stop is None,
+                              analysis.joblib, analysis.arrays, safe)
 
 
-def _report(machine: Machine, location: Location, ctx: ScanContext) -> int:
+def _report(analysis: Analysis, location: Location, ctx: ScanContext) -> int:
     """Turn what the machine saw into findings; returns the number of safe references."""
     safe = 0
-    for qual, ref in machine.references.items():
+    for qual, ref in analysis.references.items():
         c = classify(ref.module, ref.name)
         if c.kind is Kind.SAFE:
             safe += 1
@@ -120,24 +201,20 @@ def _report(machine: Machine, location: Location, ctx: ScanContext) -> int:
             ctx.add(PICKLE_UNKNOWN.finding(
                 location.at(offset=ref.offset), f"pickle imports {qual}{called}, which is not "
                 "known to be safe", evidence=qual, details=details))
-    for offset, code in machine.extensions[:1]:
+    for offset, code in analysis.extensions[:1]:
         ctx.add(PICKLE_UNKNOWN.finding(
             location.at(offset=offset), f"pickle imports copyreg extension code {code}: the "
             "name depends on what the loading program registered",
             evidence=f"copyreg extension {code}",
-            details={"count": len(machine.extensions)}))
-    for offset in machine.dynamic_imports[:1]:
+            details={"count": len(analysis.extensions)}))
+    for offset in analysis.dynamic_imports[:1]:
         ctx.add(PICKLE_DYNAMIC_IMPORT.finding(
             location.at(offset=offset), "pickle imports a name that is not a string constant",
-            details={"count": len(machine.dynamic_imports)}))
-    for offset, what in machine.indirect_calls[:1]:
+            details={"count": len(analysis.dynamic_imports)}))
+    for offset, what in analysis.indirect_calls[:1]:
         ctx.add(PICKLE_INDIRECT_CALL.finding(
-            location.at(offset=offset), what, details={"count": len(machine.indirect_calls)}))
+            location.at(offset=offset), what, details={"count": len(analysis.indirect_calls)}))
     return safe
-
-
-def _size(reader: Reader, end: int) -> str:
-    return "bytes" if reader.size is None else f"{reader.size - end} bytes"
 
 
 def looks_like_pickle(stream: BinaryIO, *, protocol_header: bool = False) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import _compat_pickle
 import codecs
 import math
+import warnings
 from collections.abc import Callable
 from struct import unpack_from
 from typing import Final
@@ -35,6 +36,9 @@ reported as an unresolved import, so skipping them can only over-report)."""
 TYPE_LOOKUPS: Final = frozenset({"dill._dill._load_type", "dill.dill._load_type"})
 """Functions returning a type by name: calls with a constant name resolve to that type."""
 
+MAX_TWINS: Final = 3
+"""Readings followed besides the first: memo reused or not, frames read two ways."""
+
 JOBLIB_WRAPPERS: Final = frozenset({
     "joblib.numpy_pickle.NumpyArrayWrapper",
     "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
@@ -48,6 +52,9 @@ class Opaque:
 
     def __repr__(self) -> str:
         return "OPAQUE"
+
+    def __deepcopy__(self, memo: object) -> Opaque:
+        return self
 
 
 OPAQUE: Final = Opaque()
@@ -71,6 +78,9 @@ class Reference:
 
     def __repr__(self) -> str:
         return f"Reference({self.qualname!r})"
+
+    def __deepcopy__(self, memo: object) -> Reference:
+        return self  # one record per name, whichever reading reaches it
 
 
 class Call:
@@ -135,9 +145,10 @@ class Machine:
     frame finds the list empty (a stack underflow) without any index arithmetic.
     """
 
-    __slots__ = ("arrays", "at", "dense", "dynamic_imports", "extensions", "extra",
-                 "indirect_calls", "joblib", "limits", "memo", "metastack", "ops", "pickles",
-                 "pos", "proto", "reader", "references", "stack")
+    __slots__ = ("arrays", "at", "dense", "diverged", "dynamic_imports", "entry", "extensions",
+                 "extra", "forks", "frames", "indirect_calls", "joblib", "kept", "kept_twin",
+                 "limits", "memo", "metastack", "ops", "pickles", "pos", "proto", "reader",
+                 "references", "replay", "stack")
 
     def __init__(self, reader: Reader, limits: Limits, *, joblib: bool = False) -> None:
         self.reader = reader
@@ -166,6 +177,24 @@ class Machine:
         self.proto = 0
         self.at = 0
         """Stream offset of the opcode being handled (set before each handler runs)."""
+        self.frames: list[tuple[int, str]] = []
+        """(offset, what) of frames whose length disagrees with the opcodes inside."""
+        # Readings. CPython's loaders differ where frames disagree with their contents (see
+        # reader.py) and in whether back-to-back pickles share a memo (one Unpickler reused,
+        # or one per pickle). This machine is one reading; where another would differ it
+        # leaves a twin in ``forks`` (a copy of its state, to run from ``entry``).
+        self.forks: list[Machine] = []
+        self.kept = False
+        """Back-to-back pickles share the memo (else each starts with an empty one)."""
+        self.kept_twin = False
+        self.diverged = False
+        """This reading has taken its one frame disagreement (a second is a limit)."""
+        self.replay = False
+        """The first frame crossing is the one this twin was made for."""
+        self.entry: tuple[int, int | None, bool, str] = (0, None, False, "pickle")
+        """A twin's start: stream offset, the end of the frame it starts in, whether it
+        reads frames as a file without ``peek``, and how it begins: mid-"op" (that opcode
+        again), at a "memo" boundary (the next pickle's memo to settle) or a "pickle"."""
 
     @property
     def found(self) -> int:
@@ -222,16 +251,20 @@ class Machine:
 
     def run(self) -> None:
         """Read one pickle (up to and including STOP) from the current position."""
+        self.stack = []
+        self.metastack = []
+        self.proto = 0
+        self.resume()
+
+    def resume(self) -> None:
+        """Read on to the current pickle's STOP."""
         reader = self.reader
         buf = reader.buf
         pos = self.pos
-        end = len(buf)
-        stack: list[object] = []
+        end = reader.end
+        stack = self.stack
         push = stack.append
-        metastack: list[list[object]] = []
-        self.stack = stack
-        self.metastack = metastack
-        self.proto = 0
+        metastack = self.metastack
         memo = self.memo
         extra = self.extra
         tracking = self.joblib
@@ -246,12 +279,13 @@ class Machine:
         in_table = False  # whether the error offset is self.at (the window may have moved)
         try:
             while True:
-                if end - pos < 9 and not reader.eof:
-                    buf = reader.fill(pos, 9)
-                    pos = 0
-                    end = len(buf)
-                if pos >= end:
-                    raise Truncated("the stream ends before STOP", reader.base + pos)
+                if end - pos < 9:  # near the end of the window, or of a frame
+                    if not reader.eof or reader.frame_end is not None:
+                        pos = reader.ahead(pos)
+                        buf = reader.buf
+                        end = reader.end
+                    if pos >= end:
+                        raise Truncated("the stream ends before STOP", reader.base + pos)
                 at = pos
                 op = buf[pos]
                 pos += 1
@@ -335,7 +369,7 @@ class Machine:
                     in_table = False
                     ops = self.ops
                     buf = reader.buf
-                    end = len(buf)
+                    end = reader.end
                     if self.stack is not stack:
                         stack = self.stack
                         push = stack.append
@@ -355,18 +389,98 @@ class Machine:
             self.ops = ops
             self.pos = pos
 
+    # -- readings -------------------------------------------------------------------------
+
+    def _crossed(self) -> None:
+        """The reader is about to run past the frame's end (in the opcode at ``self.at``):
+        a file without ``peek`` would read after the frame instead."""
+        if self.replay:  # the crossing this twin was made for
+            self.replay = False
+            return
+        self._diverge("a read runs past the end of its FRAME", self.at, "op")
+
+    def _diverge(self, what: str, offset: int, phase: str) -> None:
+        """Record a frame disagreement and leave a twin that reads it as a file without
+        ``peek`` does: this opcode again (``phase`` "op"), or the next pickle from the frame's
+        end ("memo", at STOP). A second disagreement in one reading is a limit: the buffered
+        files ``pickle.load`` reads may mix the two ways from frame to frame."""
+        self.frames.append((offset, what))
+        if self.diverged or self.reader.droptail:
+            raise LimitReached(f"{what}, a second time: CPython's loaders may read it in more "
+                               "ways than mlward follows", offset)
+        self.diverged = True
+        frame = self.reader.frame_end
+        if phase == "op":
+            self._twin(offset, frame, True, phase).replay = True
+        elif frame is not None:
+            self._twin(frame, None, True, phase)
+
+    def _twin(self, offset: int, frame: int | None, droptail: bool, phase: str) -> Machine:
+        """A copy of this reading's state, to run from stream ``offset`` (``frame``: where
+        the frame it starts in ends); the records of what it finds are shared."""
+        if len(self.forks) >= MAX_TWINS:
+            raise LimitReached(f"more than {MAX_TWINS + 1} ways to read the stream", offset)
+        twin = Machine(self.reader, self.limits, joblib=self.joblib)
+        if phase == "op":  # mid-pickle: this reading goes on changing what it holds
+            import copy  # only for the rare stream that CPython's loaders read in two ways
+
+            twin.stack, twin.metastack, twin.memo, twin.extra = copy.deepcopy(
+                (self.stack, self.metastack, self.memo, self.extra))
+        else:  # between pickles: the stack is empty and this reading starts a new memo
+            twin.memo, twin.extra = dict(self.memo), set(self.extra)
+        twin.dense, twin.proto, twin.ops, twin.pickles = (self.dense, self.proto, self.ops,
+                                                          self.pickles)
+        twin.references = self.references
+        twin.dynamic_imports = self.dynamic_imports
+        twin.extensions = self.extensions
+        twin.indirect_calls = self.indirect_calls
+        twin.frames = self.frames
+        twin.forks = self.forks
+        twin.kept = self.kept
+        twin.kept_twin = self.kept_twin
+        twin.diverged = True
+        twin.entry = (offset, frame, droptail, phase)
+        self.forks.append(twin)
+        return twin
+
+    def start_next(self) -> None:
+        """Between two pickles: where the next one starts, and with which memo.
+
+        One Unpickler reused for the next pickle keeps its memo and its buffer (the rest of
+        a frame that runs on past STOP); a new one per pickle starts empty, after the frame
+        when it reads it as a file without ``peek`` does. This reading is the second kind
+        unless ``kept``; a twin follows the first from the first boundary where they differ.
+        """
+        if self.kept:
+            return
+        reader = self.reader
+        frame = reader.frame_end
+        if frame is not None and reader.base + self.pos >= frame:
+            frame = None  # used up
+        if (frame is not None or self.dense or self.extra) and not self.kept_twin:
+            self.kept_twin = True
+            twin = self._twin(reader.base + self.pos, frame, reader.droptail, "pickle")
+            twin.kept = True
+            twin.diverged = self.diverged
+        if frame is not None:
+            if reader.droptail:
+                _, self.pos = reader.skip(self.pos, frame - reader.base - self.pos, "a frame")
+            else:
+                self._diverge("a FRAME runs on past STOP", reader.base + self.pos, "memo")
+        reader.frame_end = None
+        self.memo = {}
+        self.dense = 0
+        self.extra = set()
+
     # -- shared steps ---------------------------------------------------------------------
 
     def _underflow(self, name: str) -> Malformed:
         return Malformed(f"stack underflow at {name}", self.at)
 
-    def _arg(self, pos: int, n: int, what: str) -> bytes:
-        """The window, once checked to hold a fixed-size argument of ``n`` (at most 8) bytes
-        at ``pos``: the loop keeps 8 bytes after each opcode unless the stream ends."""
-        buf = self.reader.buf
-        if pos + n > len(buf):
-            raise Truncated(f"{what} argument", self.at)
-        return buf
+    def _arg(self, pos: int, n: int, what: str) -> tuple[int, int]:
+        """A fixed-size unsigned little-endian argument of ``n`` bytes and the pos after it."""
+        data, _, pos = self.reader.read(pos, n, what)
+        return int.from_bytes(data, "little"), pos
 
     def _pop_mark(self) -> list[object]:
         """Close the innermost MARK frame: returns its items (CPython's ``pop_mark``)."""
@@ -412,11 +526,14 @@ class Machine:
 
     def _line(self, pos: int, what: str) -> tuple[bytes | None, int]:
         """A protocol-0 argument line (None when longer than :data:`KEEP`) and the new pos."""
-        buf = self.reader.buf
-        nl = buf.find(b"\n", pos, pos + KEEP + 1)
+        reader = self.reader
+        stop = pos + KEEP + 1
+        if stop > reader.end:
+            stop = reader.end
+        nl = reader.buf.find(b"\n", pos, stop)
         if nl >= 0:
-            return buf[pos:nl], nl + 1
-        line, _, pos = self.reader.readline(pos, KEEP, what)
+            return reader.buf[pos:nl], nl + 1
+        line, _, pos = reader.readline(pos, KEEP, what)
         return line, pos
 
     def _line_index(self, pos: int, what: str) -> tuple[int, int]:
@@ -424,30 +541,25 @@ class Machine:
         line, pos = self._line(pos, what)
         if line is None:
             raise Malformed("memo index too long", self.at)
-        idx = int(line)
+        idx = int(_c_string(line), 10)
         if idx < 0:
             raise Malformed("negative memo index", self.at)
         return idx, pos
 
     def _sized(self, pos: int, width: int, what: str, *, signed: bool = False) -> tuple[int, int]:
         """A length prefix of ``width`` bytes: returns it and the pos after it."""
-        buf = self._arg(pos, width, what)
-        n = int.from_bytes(buf[pos:pos + width], "little", signed=signed)
+        data, _, pos = self.reader.read(pos, width, f"{what} length")
+        n = int.from_bytes(data, "little", signed=signed)
         if n < 0:
             raise Malformed(f"{what} has a negative length", self.at)
-        return n, pos + width
+        return n, pos
 
     def _string(self, pos: int, n: int, what: str, *, text: bool) -> int:
         """Push a length-prefixed string (``text``: UTF-8, else latin-1 as the C unpickler
         decodes BINSTRING by default); long ones are skipped and pushed as OPAQUE."""
         if n > KEEP:
             return self._skip(pos, n, what)
-        buf = self.reader.buf
-        if pos + n <= len(buf):
-            data = buf[pos:pos + n]
-            pos += n
-        else:
-            data, _, pos = self.reader.read(pos, n, what)
+        data, _, pos = self.reader.read(pos, n, what)
         self.stack.append(data.decode("utf-8", "surrogatepass") if text
                           else data.decode("latin-1"))
         return pos
@@ -462,29 +574,27 @@ class Machine:
 
     def load_int(self, pos: int) -> int:  # I: INT, where 00 and 01 are False and True
         line, pos = self._line(pos, "INT")
-        if line is None:
-            self.stack.append(OPAQUE)
-        else:
-            self.stack.append(line == b"01" if line in (b"00", b"01") else _int(line))
+        self.stack.append(OPAQUE if line is None else _int_arg(line))
         return pos
 
     def load_binint(self, pos: int) -> int:  # J
-        buf = self._arg(pos, 4, "BININT")
-        self.stack.append(unpack_from("<i", buf, pos)[0])
-        return pos + 4
+        data, _, pos = self.reader.read(pos, 4, "BININT argument")
+        self.stack.append(int.from_bytes(data, "little", signed=True))
+        return pos
 
     def load_binint1(self, pos: int) -> int:  # K
-        self.stack.append(self._arg(pos, 1, "BININT1")[pos])
-        return pos + 1
+        n, pos = self._arg(pos, 1, "BININT1 argument")
+        self.stack.append(n)
+        return pos
 
     def load_binint2(self, pos: int) -> int:  # M
-        buf = self._arg(pos, 2, "BININT2")
-        self.stack.append(buf[pos] | buf[pos + 1] << 8)
-        return pos + 2
+        n, pos = self._arg(pos, 2, "BININT2 argument")
+        self.stack.append(n)
+        return pos
 
     def load_long(self, pos: int) -> int:  # L
         line, pos = self._line(pos, "LONG")
-        self.stack.append(OPAQUE if line is None else _line_value(0x4C, line))
+        self.stack.append(OPAQUE if line is None else _long_arg(line))
         return pos
 
     def load_long1(self, pos: int) -> int:  # \x8a
@@ -504,7 +614,7 @@ class Machine:
 
     def load_string(self, pos: int) -> int:  # S
         line, pos = self._line(pos, "STRING")
-        self.stack.append(OPAQUE if line is None else _line_value(0x53, line))
+        self.stack.append(OPAQUE if line is None else _string_arg(line))
         return pos
 
     def load_binstring(self, pos: int) -> int:  # T
@@ -572,14 +682,14 @@ class Machine:
     def load_float(self, pos: int) -> int:  # F
         line, pos = self._line(pos, "FLOAT")
         if line is not None:
-            float(line)
+            _float_arg(line)
         self.stack.append(OPAQUE)
         return pos
 
     def load_binfloat(self, pos: int) -> int:  # G
-        self._arg(pos, 8, "BINFLOAT")
+        _, _, pos = self.reader.read(pos, 8, "BINFLOAT argument")
         self.stack.append(OPAQUE)
-        return pos + 8
+        return pos
 
     def load_empty_list(self, pos: int) -> int:  # ]
         self.stack.append(OPAQUE)
@@ -729,13 +839,14 @@ class Machine:
         return pos
 
     def load_binget(self, pos: int) -> int:  # h
-        self._get(self._arg(pos, 1, "memo index")[pos])
-        return pos + 1
+        idx, pos = self._arg(pos, 1, "memo index")
+        self._get(idx)
+        return pos
 
     def load_long_binget(self, pos: int) -> int:  # j
-        buf = self._arg(pos, 4, "memo index")
-        self._get(unpack_from("<I", buf, pos)[0])
-        return pos + 4
+        idx, pos = self._arg(pos, 4, "memo index")
+        self._get(idx)
+        return pos
 
     def load_put(self, pos: int) -> int:  # p
         idx, pos = self._line_index(pos, "PUT")
@@ -743,13 +854,14 @@ class Machine:
         return pos
 
     def load_binput(self, pos: int) -> int:  # q
-        self._put(self._arg(pos, 1, "memo index")[pos], "BINPUT")
-        return pos + 1
+        idx, pos = self._arg(pos, 1, "memo index")
+        self._put(idx, "BINPUT")
+        return pos
 
     def load_long_binput(self, pos: int) -> int:  # r
-        buf = self._arg(pos, 4, "memo index")
-        self._put(unpack_from("<I", buf, pos)[0], "LONG_BINPUT")
-        return pos + 4
+        idx, pos = self._arg(pos, 4, "memo index")
+        self._put(idx, "LONG_BINPUT")
+        return pos
 
     def load_memoize(self, pos: int) -> int:  # \x94
         self._put(self.dense + len(self.extra), "MEMOIZE")
@@ -765,10 +877,10 @@ class Machine:
         return self._ext(pos, 4)
 
     def _ext(self, pos: int, width: int) -> int:
-        buf = self._arg(pos, width, "EXT code")
-        self.extensions.append((self.at, int.from_bytes(buf[pos:pos + width], "little")))
+        code, pos = self._arg(pos, width, "EXT code")
+        self.extensions.append((self.at, code))
         self.stack.append(OPAQUE)
-        return pos + width
+        return pos
 
     def load_global(self, pos: int) -> int:  # c
         ref, pos = self._global_lines(pos, "GLOBAL")
@@ -794,12 +906,14 @@ class Machine:
         reader = self.reader
         mline, _, pos = reader.readline(pos, KEEP, "module name")
         nline, _, pos = reader.readline(pos, KEEP, "global name")
+        if mline == b"" or nline == b"":
+            raise Malformed(f"{opcode} with an empty line", self.at)
         if mline is None or nline is None:
             self.dynamic_imports.append(self.at)
             return OPAQUE, pos
-        return self._reference(mline.decode("utf-8", "surrogatepass"),
-                               nline.decode("utf-8", "surrogatepass"), self.proto, self.at,
-                               opcode), pos
+        encoding = "utf-8" if opcode == "GLOBAL" else "ascii"  # as _pickle.c decodes them
+        return self._reference(mline.decode(encoding), nline.decode(encoding), self.proto,
+                               self.at, opcode), pos
 
     def load_reduce(self, pos: int) -> int:  # R
         stack = self.stack
@@ -856,11 +970,11 @@ class Machine:
         return pos
 
     def load_proto(self, pos: int) -> int:  # \x80
-        proto = self._arg(pos, 1, "PROTO")[pos]
+        proto, pos = self._arg(pos, 1, "PROTO argument")
         if proto > 5:
             raise Malformed(f"unsupported pickle protocol {proto}", self.at)
         self.proto = proto
-        return pos + 1
+        return pos
 
     def load_stop(self, pos: int) -> int:  # .
         if not self.stack:
@@ -869,10 +983,19 @@ class Machine:
         raise _Stop
 
     def load_frame(self, pos: int) -> int:  # \x95
-        n, pos = self._sized(pos, 8, "FRAME")
-        left = self.reader.remaining(pos)
-        if left is not None and n > left:
-            raise Truncated(f"FRAME claims {n} bytes but only {left} remain", self.at)
+        """The C unpickler reads the frame into its buffer, and the pure-Python one checks
+        that the previous frame is used up; ``pickle.loads`` only needs the bytes to exist.
+        Every disagreement is recorded; the reader follows frames (see reader.py)."""
+        n, pos = self._arg(pos, 8, "FRAME length")
+        reader = self.reader
+        left = reader.remaining(pos)
+        if left is not None and n > left:  # the C unpickler stops; pickle.py reads on
+            self.frames.append((self.at, f"a FRAME claims {n} bytes but only {left} remain"))
+        frame = reader.frame_end
+        if frame is not None and reader.base + pos + n <= frame:
+            self.frames.append((self.at, "a FRAME inside a frame"))
+            return pos
+        pos = reader.start_frame(pos, n)
         return pos
 
     def load_persid(self, pos: int) -> int:  # P
@@ -900,6 +1023,12 @@ class Machine:
         count, itemsize, padded = layout
         reader = self.reader
         self.arrays += 1
+        if reader.frame_end is not None and reader.base + self.pos < reader.frame_end:
+            # joblib writes arrays between frames, and reads them from the file past the
+            # frame the unpickler holds: not the bytes that follow here.
+            self.frames.append((offset, "a joblib array inside a FRAME"))
+            raise LimitReached("a joblib array inside a FRAME: joblib reads it from after "
+                               "the frame, which mlward does not follow", offset)
         if itemsize == 0:  # object dtype: a nested pickle that must be analysed as well
             nested = Machine(reader, self.limits)
             nested.pos = self.pos
@@ -908,7 +1037,13 @@ class Machine:
             nested.dynamic_imports = self.dynamic_imports
             nested.extensions = self.extensions
             nested.indirect_calls = self.indirect_calls
-            nested.run()
+            nested.frames = self.frames
+            nested.diverged = True  # no twins from inside an array
+            reader.crossed = nested._crossed
+            try:
+                nested.run()
+            finally:
+                reader.crossed = self._crossed
             self.pos = nested.pos
             self.ops = nested.ops
             return
@@ -921,7 +1056,6 @@ class Machine:
         except Truncated as exc:
             raise Malformed(f"truncated: {exc}", exc.offset, truncated=True) from None
         self.pos = pos
-
 
 DISPATCH: Final[dict[int, Handler]] = {
     0x28: Machine.load_mark,  # (
@@ -1001,22 +1135,86 @@ DISPATCH: Final[dict[int, Handler]] = {
 _TABLE: Final = [DISPATCH.get(code, Machine.load_unknown) for code in range(256)]
 
 
-def _int(text: bytes) -> int:
-    """A protocol-0 INT or LONG argument: CPython reads it with base 0 (``0x10``, and in C
-    ``010`` as octal); accept what either reading accepts, so parsing never stops early."""
-    try:
-        return int(text, 0)
-    except ValueError:
-        return int(text, 8 if text.lstrip(b"+- ").startswith(b"0") else 10)
+# Protocol 0's text arguments, read exactly as _pickle.c reads them (pickle.loads and
+# pickle.load use it): the line goes to C functions as a C string, so it ends at its first NUL.
+
+_C_SPACE: Final = b" \t\n\v\f\r"
 
 
-def _line_value(op: int, line: bytes) -> object:
-    """The value of a protocol-0 LONG or STRING argument (ValueError when malformed)."""
-    if op == 0x4C:  # LONG
-        return _int(line[:-1] if line.endswith(b"L") else line)
+def _c_string(line: bytes) -> bytes:
+    nul = line.find(b"\0")
+    return line if nul < 0 else line[:nul]
+
+
+def _int_arg(line: bytes) -> int:
+    """INT (``load_int``): ``strtol(s, &end, 0)``, which must stop at the line's end or a NUL,
+    else (or on overflow) ``int(s, 0)``; ``00`` and ``01`` lines (any 2-character line that
+    strtol reads as 0 or 1: ``+1``, `` 0``, ``1\0``) are False and True."""
+    if line.isdigit() and (line[0] != 0x30 or len(line) == 1):  # plain decimal: the usual
+        return int(line)
+    if not line:
+        raise ValueError("an empty INT argument")
+    s = _c_string(line)
+    value, rest = _strtol(s)
+    if rest is None or rest:
+        return int(s, 0)
+    return bool(value) if len(line) == 2 and value in (0, 1) else value
+
+
+def _strtol(s: bytes) -> tuple[int, bytes | None]:
+    """C's ``strtol(s, &end, 0)`` for a 64-bit long: the value and the bytes after the
+    number (None on overflow). Without digits: 0 and ``s`` itself (``end`` is ``s``)."""
+    i, n = 0, len(s)
+    while i < n and s[i] in _C_SPACE:
+        i += 1
+    negative = i < n and s[i] == 0x2D
+    if i < n and s[i] in b"+-":
+        i += 1
+    if s[i:i + 2] in (b"0x", b"0X") and s[i + 2:i + 3] and s[i + 2] in _HEX:
+        base, i = 16, i + 2
+    else:
+        base = 8 if s[i:i + 1] == b"0" else 10
+    digits = _HEX[:base] if base < 16 else _HEX
+    j = i
+    while j < n and s[j] in digits:
+        j += 1
+    if j == i:
+        return 0, s
+    value = int(s[i:j], base)
+    value = -value if negative else value
+    return value, (s[j:] if -2**63 <= value < 2**63 else None)
+
+
+_HEX: Final = b"0123456789abcdefABCDEF"
+
+
+def _long_arg(line: bytes) -> int:
+    """LONG (``load_long``): one trailing ``L`` dropped, then ``int(s, 0)``."""
+    return int(_c_string(line[:-1] if line.endswith(b"L") else line), 0)
+
+
+def _float_arg(line: bytes) -> None:
+    """FLOAT (``load_float``): ``PyOS_string_to_double``, which must stop at the line's end
+    or a NUL: no spaces, no underscores, no overflow to infinity (ValueError otherwise)."""
+    s = _c_string(line)
+    if s.strip(_C_SPACE) != s or b"_" in s:
+        raise ValueError(f"FLOAT argument {s!r}")
+    if math.isinf(float(s)) and s.lstrip(b"+-").lower() not in (b"inf", b"infinity"):
+        raise ValueError(f"FLOAT argument {s!r} overflows")
+
+
+def _string_arg(line: bytes) -> str:
+    """STRING (``load_string``): quoted alike at both ends, then escape-decoded. The result
+    is decoded as latin-1, the encoding numpy and torch pass for Python 2 pickles (the
+    default, ASCII, reads fewer pickles)."""
     if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
-        raise ValueError("STRING argument is not quoted")
-    return codecs.escape_decode(line[1:-1])[0].decode("latin-1")
+        raise ValueError("the STRING argument is not quoted")
+    body = line[1:-1]
+    if b"\\" not in body:
+        return body.decode("latin-1")
+    with warnings.catch_warnings():  # "\q" is deprecated, still read: no warning printed
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return codecs.escape_decode(body)[0].decode("latin-1")
 
 
 def _array_layout(state: dict[object, object]) -> tuple[int, int, bool] | None:
