@@ -19,6 +19,7 @@ import _compat_pickle
 import io
 import pickle
 import resource
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -92,7 +93,8 @@ def _bounded_memory() -> Iterator[None]:
 def resolved(data: bytes) -> set[tuple[str, str]]:
     """Every (module, name) CPython's unpickler asks for while loading ``data``."""
     found: list[tuple[str, str]] = []
-    with _bounded_memory():
+    with _bounded_memory(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # STRING's deprecated escapes, as a loader sees them
         for opener in _streams(data):
             reused = Oracle(opener(), found)
             _load_all(lambda u=reused: u)

@@ -142,10 +142,10 @@ def test_length_fields_claiming_petabytes(opcode: bytes, width: str, seekable: b
 
 
 def test_negative_lengths_are_malformed():
-    for data in (b"\x80\x02T" + struct.pack("<i", -5) + b".", b"\x80\x02\x8b\xff\xff\xff\xff."):
-        ctx, result = _stream(data)
-        assert not result.complete
-        assert "negative" in ctx.findings[0].message
+    # LONG4's length is signed in the C unpickler (BINSTRING's is not: see test_text_args).
+    ctx, result = _stream(b"\x80\x02\x8b\xff\xff\xff\xff.")
+    assert not result.complete
+    assert "negative" in ctx.findings[0].message
 
 
 def test_long_text_line_without_newline_is_bounded():

@@ -310,3 +310,14 @@ def test_back_to_back_pickles_each_with_a_new_memo(tmp_path: Path):
     report = scan_bytes(tmp_path, data)
     assert "os.system" in evidence(report, "MW101")
     assert report.inconclusive == ()
+
+
+def test_long1_length_is_unsigned(tmp_path: Path):
+    # LONG1's length byte is unsigned in both unpicklers: 0xff is 255 bytes of integer, not
+    # a negative count; what follows them runs.
+    from oracle import resolved
+
+    data = b"\x80\x02\x8a\xff" + b"\x01" * 255 + b"0" + call("os", "system", "id", proto=2)[2:]
+    assert ("os", "system") in resolved(data)
+    report = scan_bytes(tmp_path, data)
+    assert evidence(report, "MW101") == {"os.system"} and report.inconclusive == ()

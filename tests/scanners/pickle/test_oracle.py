@@ -76,7 +76,9 @@ class Gen:
     def const(self, depth: int) -> None:
         rng, p = self.rng, self.proto
         n = rng.choice([0, 1, 2, 7, 255, 256, 65535, 65536, -1, 2**31 - 1, 2**40, -2**70])
-        options = [b"I%d\n" % n, b"L%dL\n" % n, b"N", b"F1.5\n", b"I01\n", b"I00\n"]
+        options = [b"I" + digits(rng, n) + b"\n", b"L" + digits(rng, n) + b"L\n", b"N",
+                   b"F" + rng.choice([b"1.5", b"inf", b"-nan", b".5", b"1e3", b"2\x00x"]) + b"\n",
+                   b"I01\n", b"I00\n", b"I\x00\n"]
         if p >= 1:
             if 0 <= n < 256:
                 options.append(b"K" + bytes([n]))
@@ -212,7 +214,7 @@ class Gen:
     def get(self, depth: int) -> None:
         rng = self.rng
         key = rng.choice(self.keys) if rng.random() < 0.9 else rng.randint(0, 9)
-        options = [b"g%d\n" % key]
+        options = [b"g" + digits(rng, key) + b"\n"]
         if self.proto >= 1:
             options.append(b"j" + struct.pack("<I", key))
             if key < 256:
@@ -226,7 +228,7 @@ class Gen:
             key = self.next_key + len([k for k in self.keys if k > self.next_key])
             self.op(b"\x94")
         else:
-            options = [b"p%d\n" % key]
+            options = [b"p" + digits(rng, key) + b"\n"]
             if self.proto >= 1:
                 options.append(b"r" + struct.pack("<I", key))
                 if key < 256:
@@ -270,6 +272,26 @@ class Gen:
         if self.proto >= 4 and rng.random() < 0.7:
             data = frame(data, self.bounds, rng)
         return data
+
+
+def digits(rng: random.Random, n: int) -> bytes:
+    """``n`` written as the C unpickler also reads it (mostly plainly): signs, spaces,
+    underscores, leading zeros, a NUL ending the C string."""
+    text = b"%d" % n
+    kind = rng.randrange(12)
+    if kind == 0:
+        return b" " + text
+    if kind == 1 and n >= 0:
+        return b"+" + text
+    if kind == 2 and n >= 10:
+        return text[:1] + b"_" + text[1:]
+    if kind == 3:
+        return text + b"\x00" + rng.choice([b"", b"junk", b"7"])
+    if kind == 4 and n >= 0:
+        return b"00" + text
+    if kind == 5:
+        return text + b" "
+    return text
 
 
 def frame(data: bytes, bounds: list[int], rng: random.Random) -> bytes:

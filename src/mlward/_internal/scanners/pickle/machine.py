@@ -598,7 +598,7 @@ class Machine:
         return pos
 
     def load_long1(self, pos: int) -> int:  # \x8a
-        n, pos = self._sized(pos, 1, "LONG", signed=True)
+        n, pos = self._sized(pos, 1, "LONG")  # unsigned; LONG4's is signed
         return self._long(pos, n)
 
     def load_long4(self, pos: int) -> int:  # \x8b
@@ -618,7 +618,7 @@ class Machine:
         return pos
 
     def load_binstring(self, pos: int) -> int:  # T
-        n, pos = self._sized(pos, 4, "BINSTRING", signed=True)
+        n, pos = self._sized(pos, 4, "BINSTRING")  # unsigned in _pickle.c
         return self._string(pos, n, "BINSTRING", text=False)
 
     def load_short_binstring(self, pos: int) -> int:  # U
