@@ -16,6 +16,7 @@ load, as it would end the real one; what was resolved before it is kept.
 from __future__ import annotations
 
 import _compat_pickle
+import contextlib
 import io
 import pickle
 import resource
@@ -67,6 +68,25 @@ class Oracle(pickle.Unpickler):
 
     def persistent_load(self, pid: object) -> Standin:
         return Standin()
+
+
+class PyOracle(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """The same, over the pure-Python unpickler (``pickle._Unpickler``, which joblib uses)."""
+
+    def __init__(self, file: BinaryIO, found: list[tuple[str, str]]) -> None:
+        super().__init__(file, encoding="latin1")
+        self.found = found
+
+    find_class = Oracle.find_class
+    persistent_load = Oracle.persistent_load
+
+
+def resolved_by_pickle_py(data: bytes) -> set[tuple[str, str]]:
+    """What ``pickle._Unpickler`` resolves loading ``data`` (the first pickle)."""
+    found: list[tuple[str, str]] = []
+    with contextlib.suppress(Exception):
+        PyOracle(io.BytesIO(data), found).load()
+    return set(found)
 
 
 def _streams(data: bytes) -> Iterator[Callable[[], BinaryIO]]:

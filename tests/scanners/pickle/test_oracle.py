@@ -295,11 +295,21 @@ def digits(rng: random.Random, n: int) -> bytes:
 
 
 def frame(data: bytes, bounds: list[int], rng: random.Random) -> bytes:
-    """Cut the opcodes after PROTO into FRAMEs at opcode boundaries, as picklers do."""
-    cuts = sorted({b for b in bounds if b >= 2 and rng.random() < 0.2} | {2, len(data)})
+    """Cut the opcodes after PROTO into FRAMEs at opcode boundaries, as picklers do; or,
+    one time in four, anywhere, with lengths that lie, and sometimes a frame in a frame."""
+    honest = rng.random() < 0.75
+    points = bounds if honest else range(len(data))
+    cuts = sorted({b for b in points if b >= 2 and rng.random() < 0.2} | {2, len(data)})
     out = bytearray(data[:2])
     for start, stop in itertools.pairwise(cuts):
-        out += b"\x95" + struct.pack("<Q", stop - start) + data[start:stop]
+        length = stop - start
+        if not honest and rng.random() < 0.3:
+            length = max(0, length + rng.choice([-3, -1, 1, 2, 5, 40]))
+        body = data[start:stop]
+        if not honest and rng.random() < 0.1 and len(body) > 2:
+            body = body[:1] + b"\x95" + struct.pack("<Q", len(body) - 1) + body[1:]
+            length += 9
+        out += b"\x95" + struct.pack("<Q", length) + body
     return bytes(out)
 
 

@@ -20,6 +20,7 @@ from mlward.findings import Location
 from mlward.rules import (
     PICKLE_DANGEROUS,
     PICKLE_DYNAMIC_IMPORT,
+    PICKLE_FRAME,
     PICKLE_INDIRECT_CALL,
     PICKLE_MALFORMED,
     PICKLE_TRAILING_DATA,
@@ -214,6 +215,11 @@ def _report(analysis: Analysis, location: Location, ctx: ScanContext) -> int:
     for offset, what in analysis.indirect_calls[:1]:
         ctx.add(PICKLE_INDIRECT_CALL.finding(
             location.at(offset=offset), what, details={"count": len(analysis.indirect_calls)}))
+    for offset, what in analysis.frames[:1]:
+        ctx.add(PICKLE_FRAME.finding(
+            location.at(offset=offset), f"{what}: CPython's loaders read this frame "
+            "differently; names found by either reading are reported",
+            details={"count": len(analysis.frames)}))
     return safe
 
 
