@@ -36,6 +36,14 @@ reported as an unresolved import, so skipping them can only over-report)."""
 TYPE_LOOKUPS: Final = frozenset({"dill._dill._load_type", "dill.dill._load_type"})
 """Functions returning a type by name: calls with a constant name resolve to that type."""
 
+FOLD_AT: Final = 1 << 14
+"""Items a MARK frame holds one by one before its oldest are counted (see :class:`Run`)."""
+LIVE: Final = 2048
+"""Items kept one by one at the top of a folded frame: more than the opcodes between two
+limit checks (256, two items each at most) can take."""
+MEMO_KEEP: Final = 1 << 20
+"""Memo values kept (strings, references, small tuples); beyond, new ones are forgotten."""
+
 MAX_TWINS: Final = 3
 """Readings followed besides the first: memo reused or not, frames read two ways."""
 
@@ -58,6 +66,35 @@ class Opaque:
 
 
 OPAQUE: Final = Opaque()
+FORGOTTEN: Final = Opaque()
+"""A memo value not kept (the memo held :data:`MEMO_KEEP` values already): unknown, and a
+limit when it is imported or called."""
+
+
+class Run:
+    """The oldest items of a MARK frame too long to keep one by one, as a count.
+
+    A frame over :data:`FOLD_AT` items keeps its last :data:`LIVE` and counts the rest in a
+    Run at its start. The opcodes that take a frame whole (a long list, tuple or dict is one)
+    take the Run with it; opcodes that take items one at a time reach it only after
+    :data:`LIVE` others, and then the Run is unfolded into that many OPAQUE items: a stack
+    consumed that way from that deep is nesting, measured against ``max_stack_depth``.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+
+class _FullMemo(dict[int, object]):
+    """The memo once it holds :data:`MEMO_KEEP` values: further values are forgotten."""
+
+    def __setitem__(self, key: int, value: object) -> None:
+        pass
+
+    def get(self, key: int, default: object = None) -> object:
+        return dict.get(self, key, FORGOTTEN)
 
 
 class Reference:
@@ -225,6 +262,8 @@ class Machine:
             if func.qualname in TYPE_LOOKUPS:
                 return self._type_lookup(args, offset)
             return Call(func, args)
+        if func is FORGOTTEN:
+            raise _forgotten(what, offset)
         self.indirect_calls.append((offset, f"{what} calls a value computed while loading"))
         return OPAQUE
 
@@ -293,8 +332,12 @@ class Machine:
                 if not ops & check:
                     if ops > max_ops:
                         raise LimitReached(f"more than {max_ops} opcodes", reader.base + at)
-                    if len(stack) > max_depth:
-                        raise LimitReached(f"stack deeper than {max_depth}", reader.base + at)
+                    if len(stack) > FOLD_AT:
+                        _fold(stack)
+                    elif stack and len(stack) <= LIVE and type(head := stack[0]) is Run:
+                        self._unfold(head, reader.base + at)
+                    if len(memo) >= MEMO_KEEP and type(memo) is dict:
+                        memo = self.memo = _FullMemo(memo)
                 # The fast paths of the commonest opcodes' handlers, for the cases they cover
                 # (memo stores in sequence: _memo_put's first case; no joblib dicts to follow;
                 # short strings); everything else goes to the table. Kept inline because a
@@ -378,6 +421,9 @@ class Machine:
             self.pickles += 1
             pos = self.pos
         except Truncated as exc:
+            frame = reader.frame_end
+            if frame is not None and reader.size is None and reader.eof:  # found out only now
+                self.frames.append((exc.offset, "a FRAME claims more bytes than remain"))
             raise Malformed(f"truncated: {exc}", exc.offset, truncated=True) from None
         except UnicodeDecodeError:
             raise Malformed("a string that does not decode",
@@ -427,7 +473,7 @@ class Machine:
             twin.stack, twin.metastack, twin.memo, twin.extra = copy.deepcopy(
                 (self.stack, self.metastack, self.memo, self.extra))
         else:  # between pickles: the stack is empty and this reading starts a new memo
-            twin.memo, twin.extra = dict(self.memo), set(self.extra)
+            twin.memo, twin.extra = type(self.memo)(self.memo), set(self.extra)
         twin.dense, twin.proto, twin.ops, twin.pickles = (self.dense, self.proto, self.ops,
                                                           self.pickles)
         twin.references = self.references
@@ -473,6 +519,20 @@ class Machine:
         self.extra = set()
 
     # -- shared steps ---------------------------------------------------------------------
+
+    def _unfold(self, run: Run, offset: int) -> None:
+        """Opcodes have taken the top frame's items one at a time down to its Run: give them
+        the next :data:`LIVE` (OPAQUE), unless that is nesting deeper than the limit."""
+        stack = self.stack
+        depth = len(self.metastack) + run.count + len(stack) - 1
+        max_depth = self.limits.max_stack_depth
+        if depth > max_depth:
+            raise LimitReached(f"nesting deeper than {max_depth} (items taken one at a time "
+                               f"from under {depth} others)", offset)
+        n = min(run.count, LIVE)
+        run.count -= n
+        stack[:1] = [OPAQUE] * n if not run.count else [run, *[OPAQUE] * n]
+
 
     def _underflow(self, name: str) -> Malformed:
         return Malformed(f"stack underflow at {name}", self.at)
@@ -714,8 +774,10 @@ class Machine:
         items = self._pop_mark()
         target = self._into(pos, "SETITEMS")
         if type(target) is dict:
-            if len(items) % 2:
+            if _count(items) % 2:
                 raise Malformed("odd number of items for SETITEMS", self.at)
+            if items and type(items[0]) is Run:
+                return pos  # too many to follow: the dict is not one joblib's arrays use
             for i in range(0, len(items), 2):
                 if isinstance(items[i], (str, int)):
                     target[items[i]] = items[i + 1]
@@ -748,7 +810,7 @@ class Machine:
 
     def load_tuple(self, pos: int) -> int:  # t
         items = self._pop_mark()
-        self.stack.append(tuple(items))
+        self.stack.append(OPAQUE if items and type(items[0]) is Run else tuple(items))
         return pos
 
     def load_tuple1(self, pos: int) -> int:  # \x85
@@ -781,9 +843,9 @@ class Machine:
 
     def load_dict(self, pos: int) -> int:  # d
         items = self._pop_mark()
-        if len(items) % 2:
+        if _count(items) % 2:
             raise Malformed("odd number of items for DICT", self.at)
-        if self.joblib:
+        if self.joblib and not (items and type(items[0]) is Run):
             self.stack.append({items[i]: items[i + 1] for i in range(0, len(items), 2)
                                if isinstance(items[i], (str, int))})
         else:
@@ -893,6 +955,8 @@ class Machine:
             raise self._underflow("STACK_GLOBAL")
         name = stack.pop()
         module = stack[-1]
+        if module is FORGOTTEN or name is FORGOTTEN:
+            raise _forgotten("STACK_GLOBAL", self.at)
         if type(module) is str and type(name) is str:
             stack[-1] = self._reference(module, name, self.proto, self.at,
                                         "STACK_GLOBAL")
@@ -949,7 +1013,8 @@ class Machine:
         items = self._pop_mark()
         if not items:
             raise self._underflow("OBJ")
-        self.stack.append(self._call(items[0], tuple(items[1:]), self.at, "OBJ"))
+        cls = OPAQUE if type(items[0]) is Run else items[0]
+        self.stack.append(self._call(cls, tuple(items[1:]), self.at, "OBJ"))
         return pos
 
     def load_newobj(self, pos: int) -> int:  # \x81
@@ -1133,6 +1198,24 @@ DISPATCH: Final[dict[int, Handler]] = {
 }
 """Every opcode of protocols 0 to 5 and its handler (the order of ``pickle.py``'s table)."""
 _TABLE: Final = [DISPATCH.get(code, Machine.load_unknown) for code in range(256)]
+
+
+def _fold(stack: list[object]) -> None:
+    """Count all but the last :data:`LIVE` items of a long MARK frame in a :class:`Run`."""
+    n = len(stack) - LIVE
+    head = stack[0]
+    stack[:n] = [Run(n - 1 + head.count if type(head) is Run else n)]
+
+
+def _count(items: list[object]) -> int:
+    """How many items a closed MARK frame held."""
+    head = items[0] if items else None
+    return len(items) - 1 + head.count if type(head) is Run else len(items)
+
+
+def _forgotten(what: str, offset: int) -> LimitReached:
+    return LimitReached(f"{what} uses a memo value not kept (over {MEMO_KEEP} values)",
+                        offset)
 
 
 # Protocol 0's text arguments, read exactly as _pickle.c reads them (pickle.loads and
