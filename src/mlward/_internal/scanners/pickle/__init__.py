@@ -29,6 +29,8 @@ from mlward.rules import (
 
 SNIFF_CHUNK = 64 << 10
 """Bytes read at a time while sniffing (16 opcodes at most are decoded)."""
+SNIFF_HEAD = 512
+"""Bytes of a file's head that tell text from binary data when sniffing."""
 SNIFF_OPS = 4
 """Opcodes that must decode cleanly for data to count as a pickle: a file that ends before
 STOP, or bytes after a STOP (fewer, and no import among them, makes them trailing data)."""
@@ -223,35 +225,57 @@ def _report(analysis: Analysis, location: Location, ctx: ScanContext) -> int:
     return safe
 
 
-def looks_like_pickle(stream: BinaryIO, *, protocol_header: bool = False) -> bool:
-    """Whether the stream starts with a pickle: its first opcodes decode and run cleanly.
+def looks_like_pickle(stream: BinaryIO, head: bytes) -> bool:
+    """Whether the stream starts with a pickle (``head``: its first bytes), judged by running
+    its first opcodes. A pickle has no magic number, so what a plausible one needs depends on
+    what the bytes look like:
 
-    True when a STOP is reached, or 16 opcodes run without error, or the stream
-    ends (truncated) after :data:`SNIFF_OPS` clean opcodes, or it breaks after importing a
-    well-formed name: the unpickler runs what comes before the break, so a payload followed
-    by garbage is a pickle. Text that happens to start with an opcode byte (a README starting
-    with ``(``) fails fast: stack underflows, missing memo entries, unknown opcodes, lines
-    that are not module names. Long strings are skipped, not read, so a payload behind a long
-    first string is still recognised.
+    - After ``PROTO 2`` to ``PROTO 5`` (every pickle of protocol 2 or later opens that way;
+      text never starts with byte 0x80): 4 clean opcodes, or a clean run to the end of a
+      shorter (truncated) stream.
+    - Other binary data (protocol 1): 16 clean opcodes, STOP, or a clean run of 2 or more
+      to the end of the stream.
+    - Text (protocol 0 is printable; so are label lists, CSV and notes, which parse as a few
+      opcodes by accident: ``cat``/``dog`` is a GLOBAL of ``at.dog``): STOP, 64 clean
+      opcodes, or enough of what only pickles do: a call counts 2, building a container or
+      using the memo 1 each, importing a dangerous name 1; 2 are needed.
 
-    ``protocol_header``: the stream opens with ``PROTO 2`` to ``PROTO 5`` (see
-    :func:`has_protocol_header`); then 4 clean opcodes are enough. Text never starts with byte
-    0x80 (a UTF-8 continuation byte) and every pickle of protocol 2 or later starts that way,
-    so this halves the cost of sniffing the usual model file.
+    A stream that breaks (rather than ends) is a pickle when what ran before the break is:
+    the unpickler runs it, so a payload followed by garbage is a pickle (for binary data, a
+    well-formed import is enough). Long strings are skipped, not read, so a payload behind a
+    long first string is still recognised.
     """
-    machine = Machine(Reader(stream, chunk=SNIFF_CHUNK),
-                      _PROTO_SNIFF_LIMITS if protocol_header else _SNIFF_LIMITS)
+    if has_protocol_header(head):
+        kind, limits = "proto", _PROTO_SNIFF_LIMITS
+    elif head.translate(None, _TEXT_BYTES):
+        kind, limits = "binary", _SNIFF_LIMITS
+    else:
+        kind, limits = "text", _TEXT_SNIFF_LIMITS
+    machine = Machine(Reader(stream, chunk=SNIFF_CHUNK), limits)
+    trace: list[int] = []
+    machine.trace = trace
     try:
         machine.run()
     except LimitReached:
         return True
     except Malformed as exc:
-        if exc.truncated and machine.ops > SNIFF_OPS:
-            return True
+        if exc.offset != machine.reader.size:  # not between two opcodes: the last one failed
+            trace.pop()
+        if kind == "text":
+            return _text_evidence(machine, trace) >= 2
+        if exc.truncated or machine.frames:  # a FRAME past the end: the C unpickler's
+            return kind == "proto" or machine.ops >= 2  # "pickle data was truncated"
         return bool(machine.references) and all(
             _NAME.fullmatch(ref.module) and _NAME.fullmatch(ref.name)
             for ref in machine.references.values())
     return True
+
+
+def _text_evidence(machine: Machine, trace: list[int]) -> int:
+    """How much of what ran only a pickle does (see :func:`looks_like_pickle`)."""
+    score = sum(2 if op in _CALLS else 1 for op in trace if op in _STRUCTURE)
+    return score + any(classify(ref.module, ref.name).kind is Kind.DANGEROUS
+                       for ref in machine.references.values())
 
 
 def has_protocol_header(head: bytes) -> bool:
@@ -262,6 +286,13 @@ def has_protocol_header(head: bytes) -> bool:
 _NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
 _SNIFF_LIMITS = Limits(max_pickle_ops=16)
 _PROTO_SNIFF_LIMITS = Limits(max_pickle_ops=SNIFF_OPS)
+_TEXT_SNIFF_LIMITS = Limits(max_pickle_ops=64)
+_TEXT_BYTES = bytes(b for b in range(256) if (b >= 0x20 and b != 0x7F) or b in b"\t\n\v\f\r")
+"""Bytes text is made of (UTF-8 included); any other makes a head binary."""
+_CALLS = frozenset(b"Roi\x81\x92")
+"""REDUCE, OBJ, INST, NEWOBJ, NEWOBJ_EX."""
+_STRUCTURE = _CALLS | frozenset(b"dltsaeu1bpg")
+"""Calls, and DICT, LIST, TUPLE, SETITEM, APPEND, APPENDS, SETITEMS, POP_MARK, BUILD, PUT, GET."""
 
 
 class PickleScanner(Scanner):
@@ -279,7 +310,7 @@ class PickleScanner(Scanner):
 
     def sniff(self, source: Source) -> bool:
         with _open(source) as f:
-            return looks_like_pickle(f, protocol_header=has_protocol_header(source.head(2)))
+            return looks_like_pickle(f, source.head(SNIFF_HEAD))
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         with _open(source) as f:

@@ -185,7 +185,7 @@ class Machine:
     __slots__ = ("arrays", "at", "dense", "diverged", "dynamic_imports", "entry", "extensions",
                  "extra", "forks", "frames", "indirect_calls", "joblib", "kept", "kept_twin",
                  "limits", "memo", "metastack", "ops", "pickles", "pos", "proto", "reader",
-                 "references", "replay", "stack")
+                 "references", "replay", "stack", "trace")
 
     def __init__(self, reader: Reader, limits: Limits, *, joblib: bool = False) -> None:
         self.reader = reader
@@ -228,6 +228,8 @@ class Machine:
         """This reading has taken its one frame disagreement (a second is a limit)."""
         self.replay = False
         """The first frame crossing is the one this twin was made for."""
+        self.trace: list[int] | None = None
+        """When a list (sniffing), every opcode run, in order."""
         self.entry: tuple[int, int | None, bool, str] = (0, None, False, "pickle")
         """A twin's start: stream offset, the end of the frame it starts in, whether it
         reads frames as a file without ``peek``, and how it begins: mid-"op" (that opcode
@@ -314,6 +316,7 @@ class Machine:
         check = 255 if max_ops > 1 << 16 else 0
         max_depth = self.limits.max_stack_depth
         ops = self.ops
+        trace = self.trace
         at = pos
         in_table = False  # whether the error offset is self.at (the window may have moved)
         try:
@@ -330,6 +333,8 @@ class Machine:
                 pos += 1
                 ops += 1
                 if not ops & check:
+                    if trace is not None:
+                        trace.append(op)
                     if ops > max_ops:
                         raise LimitReached(f"more than {max_ops} opcodes", reader.base + at)
                     if len(stack) > FOLD_AT:
