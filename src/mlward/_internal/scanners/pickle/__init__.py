@@ -259,7 +259,7 @@ def looks_like_pickle(stream: BinaryIO, head: bytes) -> bool:
     except LimitReached:
         return True
     except Malformed as exc:
-        if exc.offset != machine.reader.size:  # not between two opcodes: the last one failed
+        if not exc.between:  # the last opcode failed: it did nothing
             trace.pop()
         if kind == "text":
             return _text_evidence(machine, trace) >= 2

@@ -134,11 +134,14 @@ class Call:
 class Malformed(Exception):
     """The stream breaks the pickle format where CPython's unpickler would fail too."""
 
-    def __init__(self, message: str, offset: int, *, truncated: bool = False) -> None:
+    def __init__(self, message: str, offset: int, *, truncated: bool = False,
+                 between: bool = False) -> None:
         super().__init__(message)
         self.offset = offset
         self.truncated = truncated
         """The stream ended early (rather than holding something invalid)."""
+        self.between = between
+        """It ended between two opcodes (every opcode before it ran to its end)."""
 
 
 class LimitReached(Exception):
@@ -429,7 +432,8 @@ class Machine:
             frame = reader.frame_end
             if frame is not None and reader.size is None and reader.eof:  # found out only now
                 self.frames.append((exc.offset, "a FRAME claims more bytes than remain"))
-            raise Malformed(f"truncated: {exc}", exc.offset, truncated=True) from None
+            raise Malformed(f"truncated: {exc}", exc.offset, truncated=True,
+                            between=not in_table) from None
         except UnicodeDecodeError:
             raise Malformed("a string that does not decode",
                             self.at if in_table else reader.base + at) from None
