@@ -23,7 +23,7 @@ import resource
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 MAX_PICKLES = 32
 """Back-to-back pickles loaded from one byte string at most."""
@@ -32,15 +32,23 @@ MEMORY = 1 << 30
 
 
 class Standin:
-    """The value of every import and every call: anything done to it does nothing."""
+    """The value of every import and every call: anything done to it does nothing. A class
+    ``find_class`` returns notes when it is called (instantiated), and so do its instances."""
+
+    calls: ClassVar[list[tuple[str, str]] | None] = None
+    imported: ClassVar[tuple[str, str]] = ("", "")
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Standin:
+        if cls.calls is not None:
+            cls.calls.append(cls.imported)
         return object.__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def __call__(self, *args: Any, **kwargs: Any) -> Standin:
+        if self.calls is not None:
+            self.calls.append(self.imported)
         return Standin()
 
     def __getattr__(self, name: str) -> Standin:  # append, extend, add...
@@ -58,13 +66,15 @@ class Standin:
 class Oracle(pickle.Unpickler):
     """The C unpickler, recording what ``find_class`` is asked for instead of importing it."""
 
-    def __init__(self, file: BinaryIO, found: list[tuple[str, str]]) -> None:
+    def __init__(self, file: BinaryIO, found: list[tuple[str, str]],
+                 calls: list[tuple[str, str]] | None = None) -> None:
         super().__init__(file, encoding="latin1")
         self.found = found
+        self.calls = calls
 
     def find_class(self, module: str, name: str) -> type[Standin]:
         self.found.append((module, name))
-        return type("Standin", (Standin,), {})
+        return type("Standin", (Standin,), {"calls": self.calls, "imported": (module, name)})
 
     def persistent_load(self, pid: object) -> Standin:
         return Standin()
@@ -112,15 +122,21 @@ def _bounded_memory() -> Iterator[None]:
 
 def resolved(data: bytes) -> set[tuple[str, str]]:
     """Every (module, name) CPython's unpickler asks for while loading ``data``."""
+    return load(data)[0]
+
+
+def load(data: bytes) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """What CPython's unpickler resolves loading ``data``, and which of those it calls."""
     found: list[tuple[str, str]] = []
+    calls: list[tuple[str, str]] = []
     with _bounded_memory(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # STRING's deprecated escapes, as a loader sees them
         for opener in _streams(data):
-            reused = Oracle(opener(), found)
+            reused = Oracle(opener(), found, calls)
             _load_all(lambda u=reused: u)
             stream = opener()
-            _load_all(lambda s=stream: Oracle(s, found))
-    return set(found)
+            _load_all(lambda s=stream: Oracle(s, found, calls))
+    return set(found), set(calls)
 
 
 def _load_all(unpickler: Callable[[], Oracle]) -> None:

@@ -241,9 +241,9 @@ def looks_like_pickle(stream: BinaryIO, head: bytes) -> bool:
       using the memo 1 each, importing a dangerous name 1; 2 are needed.
 
     A stream that breaks (rather than ends) is a pickle when what ran before the break is:
-    the unpickler runs it, so a payload followed by garbage is a pickle (for binary data, a
-    well-formed import is enough). Long strings are skipped, not read, so a payload behind a
-    long first string is still recognised.
+    the unpickler runs it, so a payload followed by garbage is a pickle (for binary data, an
+    import of a well-formed name is enough). Long strings are skipped, not read, so a payload
+    behind a long first string is still recognised.
     """
     if has_protocol_header(head):
         kind, limits = "proto", _PROTO_SNIFF_LIMITS
@@ -252,6 +252,7 @@ def looks_like_pickle(stream: BinaryIO, head: bytes) -> bool:
     else:
         kind, limits = "text", _TEXT_SNIFF_LIMITS
     machine = Machine(Reader(stream, chunk=SNIFF_CHUNK), limits)
+    machine.reader.crossed = machine._crossed  # frames that disagree are noted (crafted)
     trace: list[int] = []
     machine.trace = trace
     try:
@@ -265,9 +266,8 @@ def looks_like_pickle(stream: BinaryIO, head: bytes) -> bool:
             return _text_evidence(machine, trace) >= 2
         if exc.truncated or machine.frames:  # a FRAME past the end: the C unpickler's
             return kind == "proto" or machine.ops >= 2  # "pickle data was truncated"
-        return bool(machine.references) and all(
-            _NAME.fullmatch(ref.module) and _NAME.fullmatch(ref.name)
-            for ref in machine.references.values())
+        return any(_NAME.fullmatch(ref.module) and _NAME.fullmatch(ref.name)
+                   for ref in machine.references.values())
     return True
 
 
