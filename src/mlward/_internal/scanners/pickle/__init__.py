@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import io
 import re
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from mlward._internal.scanners.interface import Limits, ScanContext, Scanner
-from mlward._internal.scanners.pickle.machine import LimitReached, Machine, Malformed, Reference
-from mlward._internal.scanners.pickle.policy import Kind, classify
-from mlward._internal.scanners.pickle.reader import Reader, Truncated
+from mlward._internal.scanners.pickle.machine import (
+    NESTED_LOADERS,
+    Blob,
+    LimitReached,
+    Machine,
+    Malformed,
+    Reference,
+)
+from mlward._internal.scanners.pickle.policy import Kind, classify, is_known_module
+from mlward._internal.scanners.pickle.reader import Reader, Truncated, is_seekable
 from mlward._internal.sources import Source
 from mlward.findings import Location
 from mlward.rules import (
@@ -27,8 +34,13 @@ from mlward.rules import (
     PICKLE_UNKNOWN,
 )
 
+if TYPE_CHECKING:
+    from mlward._internal.sources.archives import Spool
+
 SNIFF_CHUNK = 64 << 10
 """Bytes read at a time while sniffing (16 opcodes at most are decoded)."""
+NESTED_TEXT = 64 << 20
+"""Bytes of a long string re-encoded in memory when a pickle hands it to a loader."""
 SNIFF_HEAD = 512
 """Bytes of a file's head that tell text from binary data when sniffing."""
 SNIFF_OPS = 4
@@ -66,6 +78,8 @@ class Analysis(NamedTuple):
     arrays: int
     frames: list[tuple[int, str]]
     """(offset, what) of frames whose length disagrees with the opcodes inside."""
+    deserialized: list[tuple[str, int, bytes | Blob]]
+    """(loader, offset, data): bytes the pickle hands a deserializer (``pickle.loads``...)."""
     stop: Malformed | LimitReached | None
     """Why the analysis ended before the stream did (None: every pickle was read)."""
     trailing: tuple[int, int | None] | None
@@ -113,7 +127,7 @@ def analyse(stream: BinaryIO, limits: Limits, *, max_pickles: int | None = None,
         reader.finish(end - reader.base)
     return Analysis(pickles, end, machine.references, machine.dynamic_imports,
                     machine.extensions, machine.indirect_calls, machine.joblib, machine.arrays,
-                    machine.frames, stop, trailing)
+                    machine.frames, machine.deserialized, stop, trailing)
 
 
 def _follow(machine: Machine, max_pickles: int | None, *, first: bool, resume: bool = False,
@@ -182,8 +196,73 @@ def scan_pickle_stream(stream: BinaryIO, location: Location, ctx: ScanContext, *
         ctx.skip(location, f"pickle analysis stopped at offset {stop.offset}: {stop} "
                  "(a safety limit)", inconclusive=True)
     safe = _report(analysis, location, ctx)
+    if analysis.deserialized:
+        _scan_deserialized(analysis.deserialized, stream, location, ctx)
     return PickleStreamResult(analysis.pickles, analysis.end_offset, stop is None,
                               analysis.joblib, analysis.arrays, safe)
+
+
+def _scan_deserialized(loads: list[tuple[str, int, bytes | Blob]], stream: BinaryIO,
+                       location: Location, ctx: ScanContext) -> None:
+    """Scan the bytes the pickle hands deserializers (``pickle.loads(b"...")``,
+    ``torch.load(io.BytesIO(b"..."))``): a nested pickle as a pickle, other bytes by their
+    content, each at a location naming the loader and the offset of its call. The loader is
+    reported by name as well (dangerous); this says what it would load."""
+    from mlward._internal.sources.archives import Spool  # only when a pickle nests data
+
+    here = stream.tell() if is_seekable(stream) else None
+    done: set[object] = set()
+    try:
+        for loader, offset, data in loads:
+            key = data if isinstance(data, bytes) else (data.offset, data.length, data.codec)
+            if key in done:
+                continue
+            done.add(key)
+            loc = location.child(f"<{loader} argument, offset {offset}>")
+            if sum(m.startswith("<") for m in location.members) >= ctx.limits.max_depth:
+                ctx.skip(loc, f"data for {loader} nested deeper than {ctx.limits.max_depth} "
+                         "levels: not examined", inconclusive=True)
+                continue
+            with Spool() as spool:
+                reason = _copy(data, stream, here is not None, spool, loc, ctx)
+                if reason:
+                    ctx.skip(loc, f"data for {loader} not examined: {reason}", inconclusive=True)
+                elif NESTED_LOADERS[loader] == "pickle":
+                    ctx.examined(loc, "pickle")
+                    with spool.open() as f:
+                        scan_pickle_stream(f, loc, ctx)
+                else:
+                    ctx.scan_child(spool.source(loc))
+    finally:
+        if here is not None:
+            stream.seek(here)
+
+
+def _copy(data: bytes | Blob, stream: BinaryIO, seekable: bool, spool: Spool, loc: Location,
+          ctx: ScanContext) -> str | None:
+    """Write the bytes ``data`` stands for into ``spool``; the reason when it cannot."""
+    if isinstance(data, bytes):
+        spool.write(data)
+        return None
+    if not seekable:
+        return "the stream cannot be read again"
+    if not ctx.charge(loc, data.length):
+        return "over the byte budget"
+    if data.codec is not None and data.length > NESTED_TEXT:
+        return f"{data.length} bytes of text to re-encode (limit {NESTED_TEXT})"
+    stream.seek(data.offset)
+    if data.codec is not None:  # text written as bytes: decode it back to what was encoded
+        raw = stream.read(data.length)
+        spool.write(raw.decode("utf-8", "surrogatepass").encode("latin-1", "replace"))
+        return None
+    left = data.length
+    while left:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            return "the stream ends first"
+        spool.write(chunk)
+        left -= len(chunk)
+    return None
 
 
 def _report(analysis: Analysis, location: Location, ctx: ScanContext) -> int:
@@ -201,9 +280,13 @@ def _report(analysis: Analysis, location: Location, ctx: ScanContext) -> int:
                 location.at(offset=ref.offset), f"pickle imports {qual}{called}: it {c.reason}",
                 evidence=qual, severity=c.severity, details=details))
         else:
+            origin = "" if is_known_module(ref.module) else (
+                f" (module {ref.module} is neither the standard library's nor a library "
+                "mlward knows: the program that wrote the file defines it)")
             ctx.add(PICKLE_UNKNOWN.finding(
                 location.at(offset=ref.offset), f"pickle imports {qual}{called}, which is not "
-                "known to be safe", evidence=qual, details=details))
+                f"known to be safe{origin}", evidence=qual,
+                details={**details, "module": ref.module}))
     for offset, code in analysis.extensions[:1]:
         ctx.add(PICKLE_UNKNOWN.finding(
             location.at(offset=offset), f"pickle imports copyreg extension code {code}: the "

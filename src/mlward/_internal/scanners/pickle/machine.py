@@ -44,6 +44,21 @@ limit checks (256, two items each at most) can take."""
 MEMO_KEEP: Final = 1 << 20
 """Memo values kept (strings, references, small tuples); beyond, new ones are forgotten."""
 
+NESTED_LOADERS: Final = {
+    **dict.fromkeys(("pickle.loads", "pickle.load", "pickle._loads", "pickle._load",
+                     "_pickle.loads", "_pickle.load", "dill.loads", "dill.load",
+                     "dill._dill.loads", "dill._dill.load", "cloudpickle.loads",
+                     "cloudpickle.load", "numpy.loads", "numpy.core.numeric.loads",
+                     "pandas.read_pickle"), "pickle"),
+    **dict.fromkeys(("torch.load", "torch.serialization.load", "torch.storage._load_from_bytes",
+                     "joblib.load", "joblib.numpy_pickle.load", "numpy.load"), "content"),
+}
+"""Deserializers a pickle can hand bytes it holds, and how those bytes are read: as a
+pickle, or as whatever their content is (a torch checkpoint, a joblib or numpy file)."""
+ENCODERS: Final = frozenset({"_codecs.encode", "codecs.encode"})
+"""How protocols 0 to 2 write bytes: ``_codecs.encode(text, "latin1")``."""
+_BYTES_IO: Final = frozenset({"io.BytesIO", "_io.BytesIO"})
+
 MAX_TWINS: Final = 3
 """Readings followed besides the first: memo reused or not, frames read two ways."""
 
@@ -120,6 +135,19 @@ class Reference:
         return self  # one record per name, whichever reading reaches it
 
 
+class Blob:
+    """Bytes held in the stream (kept as where they are, never read while loading): a bytes
+    constant (``codec`` None), a long string (its encoding in the stream), or a string then
+    encoded to bytes (``"utf-8>latin-1"``: protocols 0 to 2 write bytes that way)."""
+
+    __slots__ = ("codec", "length", "offset")
+
+    def __init__(self, offset: int, length: int, codec: str | None) -> None:
+        self.offset = offset
+        self.length = length
+        self.codec = codec
+
+
 class Call:
     """What calling a reference returns; BUILD records its state."""
 
@@ -185,10 +213,10 @@ class Machine:
     frame finds the list empty (a stack underflow) without any index arithmetic.
     """
 
-    __slots__ = ("arrays", "at", "dense", "diverged", "dynamic_imports", "entry", "extensions",
-                 "extra", "forks", "frames", "indirect_calls", "joblib", "kept", "kept_twin",
-                 "limits", "memo", "metastack", "ops", "pickles", "pos", "proto", "reader",
-                 "references", "replay", "stack", "trace")
+    __slots__ = ("arrays", "at", "dense", "deserialized", "diverged", "dynamic_imports",
+                 "entry", "extensions", "extra", "forks", "frames", "indirect_calls", "joblib",
+                 "kept", "kept_twin", "limits", "memo", "metastack", "ops", "pickles", "pos",
+                 "proto", "reader", "references", "replay", "stack", "trace")
 
     def __init__(self, reader: Reader, limits: Limits, *, joblib: bool = False) -> None:
         self.reader = reader
@@ -205,6 +233,8 @@ class Machine:
         self.extensions: list[tuple[int, int]] = []
         """(offset, code) of EXT opcodes: names from copyreg's extension registry."""
         self.indirect_calls: list[tuple[int, str]] = []
+        self.deserialized: list[tuple[str, int, bytes | Blob]] = []
+        """(loader, offset, data): the bytes the pickle gives a deserializer to load."""
         """(offset, what) of calls or BUILDs on values computed while loading."""
         self.memo: dict[int, object] = {}
         """Memo values worth keeping (strings, references...); others are OPAQUE."""
@@ -264,8 +294,15 @@ class Machine:
     def _call(self, func: object, args: object, offset: int, what: str) -> object:
         if type(func) is Reference:
             func.called = True
-            if func.qualname in TYPE_LOOKUPS:
+            qual = func.qualname
+            if qual in TYPE_LOOKUPS:
                 return self._type_lookup(args, offset)
+            if qual in ENCODERS:
+                return _encoded(args)
+            if qual in NESTED_LOADERS:
+                data = _loader_input(args)
+                if data is not None:
+                    self.deserialized.append((qual, offset, data))
             return Call(func, args)
         if func is FORGOTTEN:
             raise _forgotten(what, offset)
@@ -489,6 +526,7 @@ class Machine:
         twin.dynamic_imports = self.dynamic_imports
         twin.extensions = self.extensions
         twin.indirect_calls = self.indirect_calls
+        twin.deserialized = self.deserialized
         twin.frames = self.frames
         twin.forks = self.forks
         twin.kept = self.kept
@@ -625,9 +663,9 @@ class Machine:
 
     def _string(self, pos: int, n: int, what: str, *, text: bool) -> int:
         """Push a length-prefixed string (``text``: UTF-8, else latin-1 as the C unpickler
-        decodes BINSTRING by default); long ones are skipped and pushed as OPAQUE."""
+        decodes BINSTRING by default); long ones are skipped and pushed as a :class:`Blob`."""
         if n > KEEP:
-            return self._skip(pos, n, what)
+            return self._blob(pos, n, what, "utf-8" if text else "latin-1")
         data, _, pos = self.reader.read(pos, n, what)
         self.stack.append(data.decode("utf-8", "surrogatepass") if text
                           else data.decode("latin-1"))
@@ -637,6 +675,13 @@ class Machine:
         """Skip a length-prefixed argument whose value does not matter; push OPAQUE."""
         _, pos = self.reader.skip(pos, n, what)
         self.stack.append(OPAQUE)
+        return pos
+
+    def _blob(self, pos: int, n: int, what: str, codec: str | None) -> int:
+        """Skip ``n`` bytes of data and push where they are (bytes a loader may be given)."""
+        offset = self.reader.base + pos
+        _, pos = self.reader.skip(pos, n, what)
+        self.stack.append(Blob(offset, n, codec))
         return pos
 
     # -- the handlers, one per opcode, in pickletools' order ------------------------------
@@ -696,19 +741,19 @@ class Machine:
 
     def load_binbytes(self, pos: int) -> int:  # B
         n, pos = self._sized(pos, 4, "BINBYTES")
-        return self._skip(pos, n, "BINBYTES")
+        return self._blob(pos, n, "BINBYTES", None)
 
     def load_short_binbytes(self, pos: int) -> int:  # C
         n, pos = self._sized(pos, 1, "SHORT_BINBYTES")
-        return self._skip(pos, n, "SHORT_BINBYTES")
+        return self._blob(pos, n, "SHORT_BINBYTES", None)
 
     def load_binbytes8(self, pos: int) -> int:  # \x8e
         n, pos = self._sized(pos, 8, "BINBYTES8")
-        return self._skip(pos, n, "BINBYTES8")
+        return self._blob(pos, n, "BINBYTES8", None)
 
     def load_bytearray8(self, pos: int) -> int:  # \x96
         n, pos = self._sized(pos, 8, "BYTEARRAY8")
-        return self._skip(pos, n, "BYTEARRAY8")
+        return self._blob(pos, n, "BYTEARRAY8", None)
 
     def load_next_buffer(self, pos: int) -> int:  # \x97: an out-of-band buffer
         self.stack.append(OPAQUE)
@@ -1111,6 +1156,7 @@ class Machine:
             nested.dynamic_imports = self.dynamic_imports
             nested.extensions = self.extensions
             nested.indirect_calls = self.indirect_calls
+            nested.deserialized = self.deserialized
             nested.frames = self.frames
             nested.diverged = True  # no twins from inside an array
             reader.crossed = nested._crossed
@@ -1207,6 +1253,38 @@ DISPATCH: Final[dict[int, Handler]] = {
 }
 """Every opcode of protocols 0 to 5 and its handler (the order of ``pickle.py``'s table)."""
 _TABLE: Final = [DISPATCH.get(code, Machine.load_unknown) for code in range(256)]
+
+
+def _encoded(args: object) -> object:
+    """What ``_codecs.encode(text, encoding)`` returns, when it is bytes a loader may get."""
+    if type(args) is not tuple or not 1 <= len(args) <= 2:
+        return OPAQUE
+    text = args[0]
+    encoding = args[1] if len(args) == 2 else "utf-8"
+    if encoding not in ("latin1", "latin-1", "iso-8859-1"):
+        return OPAQUE
+    if type(text) is str:
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            return OPAQUE
+    if type(text) is Blob and text.codec == "utf-8":
+        return Blob(text.offset, text.length, "utf-8>latin-1")
+    return OPAQUE
+
+
+def _loader_input(args: object) -> bytes | Blob | None:
+    """The bytes a deserializer is called with: its first argument, bytes or a ``BytesIO``
+    made of bytes."""
+    if type(args) is not tuple or not args:
+        return None
+    data = args[0]
+    if type(data) is Call and data.ref.qualname in _BYTES_IO:
+        inner = data.args
+        data = inner[0] if type(inner) is tuple and inner else None
+    if type(data) is bytes or (type(data) is Blob and data.codec != "utf-8"):
+        return data
+    return None
 
 
 def _fold(stack: list[object]) -> None:

@@ -45,7 +45,7 @@ class Reader:
     def __init__(self, stream: BinaryIO, chunk: int = CHUNK) -> None:
         self.stream = stream
         self.chunk = chunk
-        self.seekable = _seekable(stream)
+        self.seekable = is_seekable(stream)
         self.start = stream.tell() if self.seekable else 0
         self.size: int | None = None
         if self.seekable:
@@ -232,7 +232,7 @@ class Reader:
         return offset
 
 
-def _seekable(stream: BinaryIO) -> bool:
+def is_seekable(stream: BinaryIO) -> bool:
     try:
         if not stream.seekable():
             return False
