@@ -8,17 +8,18 @@ every name the pickle can call; the policy (:mod:`.policy`) judges each one. Oth
 from __future__ import annotations
 
 import io
-import re
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from mlward._internal.scanners.interface import Limits, ScanContext, Scanner
 from mlward._internal.scanners.pickle.machine import (
+    NAME,
     NESTED_LOADERS,
     Blob,
     LimitReached,
     Machine,
     Malformed,
     Reference,
+    plain_findings,
 )
 from mlward._internal.scanners.pickle.policy import Kind, classify, is_known_module
 from mlward._internal.scanners.pickle.reader import Reader, Truncated, is_seekable
@@ -121,6 +122,9 @@ def analyse(stream: BinaryIO, limits: Limits, *, max_pickles: int | None = None,
         if phase == "memo":
             twin.start_next()
         twin_stop = _follow(twin, max_pickles, first=False, resume=phase == "op")[2]
+        if twin.plain:
+            for qual, ref in plain_findings(twin).items():
+                machine.references.setdefault(qual, ref)
         if isinstance(twin_stop, LimitReached):
             stop = twin_stop
     if stop is None:
@@ -336,29 +340,48 @@ def looks_like_pickle(stream: BinaryIO, head: bytes) -> bool:
         kind, limits = "text", _TEXT_SNIFF_LIMITS
     machine = Machine(Reader(stream, chunk=SNIFF_CHUNK), limits)
     machine.reader.crossed = machine._crossed  # frames that disagree are noted (crafted)
-    trace: list[int] = []
-    machine.trace = trace
+    evidence = _Evidence(machine) if kind == "text" else None
+    machine.watch = evidence
     try:
         machine.run()
     except LimitReached:
         return True
     except Malformed as exc:
-        if not exc.between:  # the last opcode failed: it did nothing
-            trace.pop()
-        if kind == "text":
-            return _text_evidence(machine, trace) >= 2
+        if evidence is not None:  # the opcode that broke did nothing, unless none did
+            return evidence.total(ran=exc.between) >= 2
         if exc.truncated or machine.frames:  # a FRAME past the end: the C unpickler's
             return kind == "proto" or machine.ops >= 2  # "pickle data was truncated"
-        return any(_NAME.fullmatch(ref.module) and _NAME.fullmatch(ref.name)
+        return any(NAME.fullmatch(ref.module) and NAME.fullmatch(ref.name)
                    for ref in machine.references.values())
     return True
 
 
-def _text_evidence(machine: Machine, trace: list[int]) -> int:
-    """How much of what ran only a pickle does (see :func:`looks_like_pickle`)."""
-    score = sum(2 if op in _CALLS else 1 for op in trace if op in _STRUCTURE)
-    return score + any(classify(ref.module, ref.name).kind is Kind.DANGEROUS
-                       for ref in machine.references.values())
+class _Evidence:
+    """Scores what a text stream does that only pickles do (see :func:`looks_like_pickle`):
+    called with each opcode before it runs, it counts the one before (which ran to its
+    end), and ends the sniff as soon as the stream is a pickle."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.score = 0
+        self.last = -1
+
+    def __call__(self, op: int) -> None:
+        self._count(self.last)
+        self.last = op
+        if self.score >= 2:
+            raise LimitReached("enough to be a pickle", 0)
+
+    def _count(self, op: int) -> None:
+        if op in _STRUCTURE:
+            self.score += 2 if op in _CALLS else 1
+
+    def total(self, *, ran: bool) -> int:
+        """The score once the stream broke (``ran``: between opcodes, the last one ran)."""
+        if ran:
+            self._count(self.last)
+        return self.score + any(classify(ref.module, ref.name).kind is Kind.DANGEROUS
+                                for ref in self.machine.references.values())
 
 
 def has_protocol_header(head: bytes) -> bool:
@@ -366,7 +389,6 @@ def has_protocol_header(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
-_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
 _SNIFF_LIMITS = Limits(max_pickle_ops=16)
 _PROTO_SNIFF_LIMITS = Limits(max_pickle_ops=SNIFF_OPS)
 _TEXT_SNIFF_LIMITS = Limits(max_pickle_ops=64)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import _compat_pickle
 import codecs
 import math
+import re
 import warnings
 from collections.abc import Callable
 from struct import unpack_from
@@ -59,8 +60,9 @@ ENCODERS: Final = frozenset({"_codecs.encode", "codecs.encode"})
 """How protocols 0 to 2 write bytes: ``_codecs.encode(text, "latin1")``."""
 _BYTES_IO: Final = frozenset({"io.BytesIO", "_io.BytesIO"})
 
-MAX_TWINS: Final = 3
-"""Readings followed besides the first: memo reused or not, frames read two ways."""
+MAX_TWINS: Final = 4
+"""Readings followed besides the first: memo reused or not, frames read two ways, joblib's
+arrays read as opcodes."""
 
 JOBLIB_WRAPPERS: Final = frozenset({
     "joblib.numpy_pickle.NumpyArrayWrapper",
@@ -215,8 +217,9 @@ class Machine:
 
     __slots__ = ("arrays", "at", "dense", "deserialized", "diverged", "dynamic_imports",
                  "entry", "extensions", "extra", "forks", "frames", "indirect_calls", "joblib",
-                 "kept", "kept_twin", "limits", "memo", "metastack", "ops", "pickles", "pos",
-                 "proto", "reader", "references", "replay", "stack", "trace")
+                 "kept", "kept_twin", "limits", "memo", "metastack", "ops", "pickles", "plain",
+                 "pos",
+                 "proto", "reader", "references", "replay", "stack", "watch")
 
     def __init__(self, reader: Reader, limits: Limits, *, joblib: bool = False) -> None:
         self.reader = reader
@@ -256,13 +259,16 @@ class Machine:
         self.forks: list[Machine] = []
         self.kept = False
         """Back-to-back pickles share the memo (else each starts with an empty one)."""
+        self.plain = False
+        """Read joblib's arrays as ``pickle.load`` does: as opcodes (joblib skips them)."""
         self.kept_twin = False
         self.diverged = False
         """This reading has taken its one frame disagreement (a second is a limit)."""
         self.replay = False
         """The first frame crossing is the one this twin was made for."""
-        self.trace: list[int] | None = None
-        """When a list (sniffing), every opcode run, in order."""
+        self.watch: Callable[[int], None] | None = None
+        """Called with each opcode before it runs, when the opcode limit is small (a sniff
+        watching for what only pickles do; it may stop the run with LimitReached)."""
         self.entry: tuple[int, int | None, bool, str] = (0, None, False, "pickle")
         """A twin's start: stream offset, the end of the frame it starts in, whether it
         reads frames as a file without ``peek``, and how it begins: mid-"op" (that opcode
@@ -287,7 +293,7 @@ class Machine:
         ref = self.references.get(qual)
         if ref is None:
             ref = self.references[qual] = Reference(module, name, offset, opcode)
-            if qual in JOBLIB_WRAPPERS:
+            if qual in JOBLIB_WRAPPERS and not self.plain:
                 self.joblib = True
         return ref
 
@@ -356,7 +362,7 @@ class Machine:
         check = 255 if max_ops > 1 << 16 else 0
         max_depth = self.limits.max_stack_depth
         ops = self.ops
-        trace = self.trace
+        watch = self.watch
         at = pos
         in_table = False  # whether the error offset is self.at (the window may have moved)
         try:
@@ -373,8 +379,8 @@ class Machine:
                 pos += 1
                 ops += 1
                 if not ops & check:
-                    if trace is not None:
-                        trace.append(op)
+                    if watch is not None:
+                        watch(op)
                     if ops > max_ops:
                         raise LimitReached(f"more than {max_ops} opcodes", reader.base + at)
                     if len(stack) > FOLD_AT:
@@ -531,10 +537,27 @@ class Machine:
         twin.forks = self.forks
         twin.kept = self.kept
         twin.kept_twin = self.kept_twin
+        twin.plain = self.plain
         twin.diverged = True
         twin.entry = (offset, frame, droptail, phase)
         self.forks.append(twin)
         return twin
+
+    def _plain_twin(self, pos: int) -> None:
+        """joblib reads the array bytes after a NumpyArrayWrapper's BUILD itself;
+        ``pickle.load`` reads them as opcodes. A twin reads the file that way, with records
+        of its own: random array bytes decode as stray opcodes, so what it finds counts only
+        when it calls a well-formed name (see :func:`plain_findings`)."""
+        twin = self._twin(self.reader.base + pos, self.reader.frame_end, self.reader.droptail,
+                          "op")
+        twin.joblib = False
+        twin.plain = True
+        twin.references = {}
+        twin.dynamic_imports = []
+        twin.extensions = []
+        twin.indirect_calls = []
+        twin.deserialized = []
+        twin.frames = []
 
     def start_next(self) -> None:
         """Between two pickles: where the next one starts, and with which memo.
@@ -1051,6 +1074,8 @@ class Machine:
             obj.state = state
             if self.joblib and obj.ref.qualname in JOBLIB_WRAPPERS and type(state) is dict:
                 self.pos = pos
+                if not any(twin.plain for twin in self.forks):
+                    self._plain_twin(pos)
                 self._joblib_array(state, self.at)
                 return self.pos
         elif type(obj) is Reference:
@@ -1253,6 +1278,18 @@ DISPATCH: Final[dict[int, Handler]] = {
 }
 """Every opcode of protocols 0 to 5 and its handler (the order of ``pickle.py``'s table)."""
 _TABLE: Final = [DISPATCH.get(code, Machine.load_unknown) for code in range(256)]
+
+
+def plain_findings(twin: Machine) -> dict[str, Reference]:
+    """The names a plain twin (joblib's arrays read as opcodes) imports, when it calls one
+    with a well-formed name: what a payload in array bytes does and random bytes do not."""
+    named = {qual: ref for qual, ref in twin.references.items()
+             if NAME.fullmatch(ref.module) and NAME.fullmatch(ref.name)}
+    return named if any(ref.called for ref in named.values()) else {}
+
+
+NAME: Final = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
+"""A name Python can import: dotted identifiers (stray bytes rarely spell one)."""
 
 
 def _encoded(args: object) -> object:
