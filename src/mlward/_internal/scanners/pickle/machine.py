@@ -368,7 +368,9 @@ class Machine:
         try:
             while True:
                 if end - pos < 9:  # near the end of the window, or of a frame
-                    if not reader.eof or reader.frame_end is not None:
+                    frame = reader.frame_end
+                    if (len(buf) - pos < 9 and not reader.eof) or (
+                            frame is not None and reader.base + pos >= frame):
                         pos = reader.ahead(pos)
                         buf = reader.buf
                         end = reader.end
@@ -383,12 +385,13 @@ class Machine:
                         watch(op)
                     if ops > max_ops:
                         raise LimitReached(f"more than {max_ops} opcodes", reader.base + at)
-                    if len(stack) > FOLD_AT:
-                        _fold(stack)
-                    elif stack and len(stack) <= LIVE and type(head := stack[0]) is Run:
-                        self._unfold(head, reader.base + at)
-                    if len(memo) >= MEMO_KEEP and type(memo) is dict:
-                        memo = self.memo = _FullMemo(memo)
+                    if not ops & 255:  # every 256 opcodes, also when sniffing
+                        if len(stack) > FOLD_AT:
+                            _fold(stack)
+                        elif stack and len(stack) <= LIVE and type(head := stack[0]) is Run:
+                            self._unfold(head, reader.base + at)
+                        if len(memo) >= MEMO_KEEP and type(memo) is dict:
+                            memo = self.memo = _FullMemo(memo)
                 # The fast paths of the commonest opcodes' handlers, for the cases they cover
                 # (memo stores in sequence: _memo_put's first case; no joblib dicts to follow;
                 # short strings); everything else goes to the table. Kept inline because a
@@ -455,6 +458,20 @@ class Machine:
                         and pos + 4 + n <= end:  # BINUNICODE
                     push(buf[pos + 4:pos + 4 + n].decode("utf-8", "surrogatepass"))
                     pos += 4 + n
+                elif op == 0x49 and pos < end and buf[pos] != 0x30 \
+                        and pos < (nl := buf.find(b"\n", pos, pos + 20)) <= end \
+                        and (line := buf[pos:nl]).isdigit():  # INT, plain decimal
+                    push(int(line))
+                    pos = nl + 1
+                elif op == 0x70 and stack and not extra \
+                        and pos < (nl := buf.find(b"\n", pos, pos + 20)) <= end \
+                        and (line := buf[pos:nl]).isdigit() \
+                        and int(line) == self.dense:  # PUT, the next key
+                    v = stack[-1]
+                    if v is not OPAQUE:
+                        memo[self.dense] = v
+                    self.dense += 1
+                    pos = nl + 1
                 else:
                     self.ops = ops
                     self.at = reader.base + at
