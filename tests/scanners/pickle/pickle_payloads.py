@@ -5,11 +5,23 @@ Nothing here loads a pickle: these functions only write opcode bytes.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import mlward
 from mlward.findings import Finding, Report
+
+
+class System:
+    """Pickles as a call of ``os.system(command)`` (``pickle.dumps`` writes it; no test loads
+    it in this process)."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (self.command,)
 
 
 def const(value: object) -> bytes:

@@ -9,23 +9,14 @@ is inside is reported at a location naming the loader and the offset of its call
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import struct
 from pathlib import Path
 
 import pytest
-from pickle_payloads import by_rule, const, header, ref, scan_bytes
+from pickle_payloads import System, by_rule, const, header, ref, scan_bytes
 
 import mlward
-
-
-class _System:
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (self.command,)
 
 
 class _Loads:
@@ -56,7 +47,7 @@ def _nested(report: mlward.Report) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("proto", [2, 3, 4, 5])
 def test_pickle_loads_of_bytes_is_scanned(tmp_path: Path, proto: int, marker: Path):
-    inner = pickle.dumps(_System(f"touch {marker}"), protocol=proto)
+    inner = pickle.dumps(System(f"touch {marker}"), protocol=proto)
     report = scan_bytes(tmp_path, pickle.dumps(_Loads(inner), protocol=proto))
     loads = "pickle.loads" if proto < 3 else "_pickle.loads"  # fix_imports below protocol 3
     assert {f.evidence for f in by_rule(report, "MW101")} == {loads, "posix.system"}
@@ -68,7 +59,7 @@ def test_pickle_loads_of_bytes_is_scanned(tmp_path: Path, proto: int, marker: Pa
 def test_a_long_protocol_2_string_made_bytes_is_scanned(tmp_path: Path):
     # Protocols 0 to 2 write bytes as _codecs.encode(text, "latin1"); over 1 KiB the text is
     # not kept as a value but found again in the stream.
-    inner = pickle.dumps([b"x" * 3000, _System("id")], protocol=2)
+    inner = pickle.dumps([b"x" * 3000, System("id")], protocol=2)
     data = pickle.dumps(_Loads(inner), protocol=2)
     report = scan_bytes(tmp_path, data)
     assert ("posix.system" in {e for _, e in _nested(report)})
@@ -77,7 +68,7 @@ def test_a_long_protocol_2_string_made_bytes_is_scanned(tmp_path: Path):
 def test_torch_load_of_a_bytesio_is_scanned_by_content(tmp_path: Path):
     torch = pytest.importorskip("torch")
     buf = io.BytesIO()
-    torch.save({"w": torch.ones(2), "x": _System("id")}, buf)
+    torch.save({"w": torch.ones(2), "x": System("id")}, buf)
     report = scan_bytes(tmp_path, _load_bytesio("torch", "load", buf.getvalue()))
     assert "torch.load" in {f.evidence for f in by_rule(report, "MW101")}
     assert "posix.system" in {e for _, e in _nested(report)}
@@ -87,7 +78,7 @@ def test_torch_load_of_a_bytesio_is_scanned_by_content(tmp_path: Path):
 def test_numpy_load_of_a_bytesio_is_scanned_by_content(tmp_path: Path):
     np = pytest.importorskip("numpy")
     buf = io.BytesIO()
-    np.save(buf, np.array([_System("id")], dtype=object), allow_pickle=True)
+    np.save(buf, np.array([System("id")], dtype=object), allow_pickle=True)
     report = scan_bytes(tmp_path, _load_bytesio("numpy", "load", buf.getvalue()))
     assert "posix.system" in {e for _, e in _nested(report)}
 
@@ -96,13 +87,13 @@ def test_joblib_load_of_a_bytesio_is_scanned_by_content(tmp_path: Path):
     joblib = pytest.importorskip("joblib")
     np = pytest.importorskip("numpy")
     buf = io.BytesIO()
-    joblib.dump({"w": np.arange(10.0), "x": _System("id")}, buf, compress=3)
+    joblib.dump({"w": np.arange(10.0), "x": System("id")}, buf, compress=3)
     report = scan_bytes(tmp_path, _load_bytesio("joblib", "load", buf.getvalue()))
     assert "posix.system" in {e for _, e in _nested(report)}
 
 
 def test_bytes_from_the_memo_are_scanned_once(tmp_path: Path):
-    inner = pickle.dumps(_System("id"), protocol=4)
+    inner = pickle.dumps(System("id"), protocol=4)
     body = (ref("pickle", "loads") + _bytes(inner) + b"\x94\x85R0"
             + ref("pickle", "loads") + b"h\x00\x85R.")
     report = scan_bytes(tmp_path, header(4) + body)
@@ -125,7 +116,7 @@ def test_nesting_deeper_than_the_limit_is_inconclusive(tmp_path: Path):
 
 def test_a_string_is_not_bytes(tmp_path: Path):
     # pickle.loads of a str fails in CPython: nothing nested to scan.
-    inner = pickle.dumps(_System("id"), protocol=0).decode("latin-1")
+    inner = pickle.dumps(System("id"), protocol=0).decode("latin-1")
     data = header(4) + ref("pickle", "loads") + const(inner) + b"\x85R."
     report = scan_bytes(tmp_path, data)
     assert _nested(report) == set()

@@ -230,15 +230,7 @@ class Machine:
         self.ops = 0
         self.pickles = 0
         self.arrays = 0
-        self.references: dict[str, Reference] = {}
-        self.dynamic_imports: list[int] = []
-        """Offsets of STACK_GLOBALs whose operands are not known strings."""
-        self.extensions: list[tuple[int, int]] = []
-        """(offset, code) of EXT opcodes: names from copyreg's extension registry."""
-        self.indirect_calls: list[tuple[int, str]] = []
-        self.deserialized: list[tuple[str, int, bytes | Blob]] = []
-        """(loader, offset, data): the bytes the pickle gives a deserializer to load."""
-        """(offset, what) of calls or BUILDs on values computed while loading."""
+        self._new_records()
         self.memo: dict[int, object] = {}
         """Memo values worth keeping (strings, references...); others are OPAQUE."""
         self.dense = 0
@@ -250,8 +242,6 @@ class Machine:
         self.proto = 0
         self.at = 0
         """Stream offset of the opcode being handled (set before each handler runs)."""
-        self.frames: list[tuple[int, str]] = []
-        """(offset, what) of frames whose length disagrees with the opcodes inside."""
         # Readings. CPython's loaders differ where frames disagree with their contents (see
         # reader.py) and in whether back-to-back pickles share a memo (one Unpickler reused,
         # or one per pickle). This machine is one reading; where another would differ it
@@ -273,6 +263,29 @@ class Machine:
         """A twin's start: stream offset, the end of the frame it starts in, whether it
         reads frames as a file without ``peek``, and how it begins: mid-"op" (that opcode
         again), at a "memo" boundary (the next pickle's memo to settle) or a "pickle"."""
+
+    def _new_records(self) -> None:
+        """Empty records of what the stream does (shared by every machine reading it)."""
+        self.references: dict[str, Reference] = {}
+        self.dynamic_imports: list[int] = []
+        """Offsets of STACK_GLOBALs whose operands are not known strings."""
+        self.extensions: list[tuple[int, int]] = []
+        """(offset, code) of EXT opcodes: names from copyreg's extension registry."""
+        self.indirect_calls: list[tuple[int, str]] = []
+        """(offset, what) of calls or BUILDs on values computed while loading."""
+        self.deserialized: list[tuple[str, int, bytes | Blob]] = []
+        """(loader, offset, data): the bytes the pickle gives a deserializer to load."""
+        self.frames: list[tuple[int, str]] = []
+        """(offset, what) of frames whose length disagrees with the opcodes inside."""
+
+    def _share_records(self, other: Machine) -> None:
+        """Record into ``other``'s records: a twin reading, or a pickle nested in an array."""
+        self.references = other.references
+        self.dynamic_imports = other.dynamic_imports
+        self.extensions = other.extensions
+        self.indirect_calls = other.indirect_calls
+        self.deserialized = other.deserialized
+        self.frames = other.frames
 
     @property
     def found(self) -> int:
@@ -545,12 +558,7 @@ class Machine:
             twin.memo, twin.extra = type(self.memo)(self.memo), set(self.extra)
         twin.dense, twin.proto, twin.ops, twin.pickles = (self.dense, self.proto, self.ops,
                                                           self.pickles)
-        twin.references = self.references
-        twin.dynamic_imports = self.dynamic_imports
-        twin.extensions = self.extensions
-        twin.indirect_calls = self.indirect_calls
-        twin.deserialized = self.deserialized
-        twin.frames = self.frames
+        twin._share_records(self)
         twin.forks = self.forks
         twin.kept = self.kept
         twin.kept_twin = self.kept_twin
@@ -569,12 +577,7 @@ class Machine:
                           "op")
         twin.joblib = False
         twin.plain = True
-        twin.references = {}
-        twin.dynamic_imports = []
-        twin.extensions = []
-        twin.indirect_calls = []
-        twin.deserialized = []
-        twin.frames = []
+        twin._new_records()
 
     def start_next(self) -> None:
         """Between two pickles: where the next one starts, and with which memo.
@@ -1194,12 +1197,7 @@ class Machine:
             nested = Machine(reader, self.limits)
             nested.pos = self.pos
             nested.ops = self.ops
-            nested.references = self.references
-            nested.dynamic_imports = self.dynamic_imports
-            nested.extensions = self.extensions
-            nested.indirect_calls = self.indirect_calls
-            nested.deserialized = self.deserialized
-            nested.frames = self.frames
+            nested._share_records(self)
             nested.diverged = True  # no twins from inside an array
             reader.crossed = nested._crossed
             try:
