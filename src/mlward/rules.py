@@ -122,6 +122,20 @@ PICKLE_TRAILING_DATA = rule(
     doc="Bytes after the last STOP opcode that do not form another pickle. Loaders ignore "
     "them, but they can hide a second payload for a different loader (a polyglot file).",
 )
+PICKLE_FRAME = rule(
+    "MW107", "Pickle frame length disagrees with its contents", Severity.MEDIUM,
+    "Treat the file as crafted: no pickler writes such frames. Check every name reported "
+    "for it, whichever loader you use.",
+    cwe="CWE-502",
+    doc="A FRAME (protocol 4+) whose declared length does not match the opcodes inside: an "
+    "argument or line running past the frame's end, a FRAME inside a frame, a frame running "
+    "on past STOP or claiming more bytes than the file holds, a joblib array inside a frame. "
+    "CPython's loaders read such frames differently (pickle.loads lets bytes run on, the C "
+    "unpickler over a file without peek - torch.load's BytesIO - reads after the frame, "
+    "pickle.py stops), so a payload can be visible to one reading only. mlward follows the "
+    "first such place both ways and reports what either reading imports; a second one "
+    "makes the file inconclusive.",
+)
 
 # --- MW2xx: other model formats and containers --------------------------------------------
 

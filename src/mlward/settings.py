@@ -44,7 +44,9 @@ class Limits(NamedTuple):
     max_pickle_ops: int = 20_000_000
     """Opcodes executed symbolically in one pickle stream."""
     max_stack_depth: int = 100_000
-    """Nesting (MARK frames, stack entries) tolerated in a pickle stream."""
+    """Nesting tolerated in a pickle stream: MARK frames inside MARK frames, and items taken
+    one at a time from under this many others (containers inside containers). A long flat
+    list or tuple is not nesting."""
 
 
 class Waiver(NamedTuple):

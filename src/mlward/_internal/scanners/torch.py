@@ -133,9 +133,9 @@ class TorchLegacyScanner(Scanner):
             result = scan_pickle_stream(f, source.location, ctx, max_pickles=LEGACY_PICKLES)
         if not result.complete:
             return
-        if result.pickles < LEGACY_PICKLES:
+        if result.pickles < LEGACY_PICKLES:  # damaged: not examined to its end
             ctx.skip(source.location, f"truncated legacy checkpoint: {result.pickles} of "
-                     f"{LEGACY_PICKLES} pickles (torch cannot load it)", inconclusive=False)
+                     f"{LEGACY_PICKLES} pickles (torch cannot load it)", inconclusive=True)
         elif source.size is not None and source.size > result.end_offset:
             ctx.skip(source.location, f"{source.size - result.end_offset} bytes of raw tensor "
                      "storage: not read", inconclusive=False)
