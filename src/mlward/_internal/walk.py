@@ -31,10 +31,13 @@ IGNORE_FILES = (".gitignore", ".mlwardignore")
 
 
 class Item(NamedTuple):
-    """A file to examine: where it is on disk and its location URI in the report."""
+    """A file to examine: where it is (a path on disk, or the URL of a remote object) and its
+    location URI in the report."""
 
     path: str
     uri: str
+    size: int | None = None
+    """A remote object's size, from its listing (its reads are ranged: no request for it)."""
 
 
 class Walk:
@@ -58,9 +61,15 @@ class Walk:
         a path outside it."""
         return local_uri(path, self.root)
 
-    def leave_out(self, path: str, reason: str) -> None:
+    def leave_out(self, path: str, reason: str, *, uri: str | None = None) -> None:
         self.excluded[reason] += 1
-        self.skipped.append(Skipped(Location(self.uri(path)), reason, inconclusive=False))
+        self.skipped.append(Skipped(Location(uri or self.uri(path)), reason,
+                                    inconclusive=False))
+
+    def excludes(self, rel: str) -> bool:
+        """Whether the exclude settings leave out ``rel`` (a remote object's key relative to
+        the prefix given; ignore files apply to local trees only)."""
+        return self._exclude is not None and bool(self._exclude.match_file(rel))
 
     def files(self, inputs: Sequence[Path], on_dir: Any = None) -> Iterator[Item]:
         """Files to examine under ``inputs``, in a stable order; ``on_dir(path, uri)`` is

@@ -22,14 +22,22 @@ def register(sub: Any) -> None:
         description="Scan files and folders recursively. Formats are recognised by content, "
         "not by file name. Nothing in a scanned file is ever executed or imported. Virtual "
         "environments, .git, node_modules, caches and what .gitignore/.mlwardignore list are "
-        "left out (and counted in the report); --no-ignore scans everything.",
+        "left out (and counted in the report); --no-ignore scans everything. Besides local "
+        "paths: s3://BUCKET/PREFIX, gs://…, az://CONTAINER/PREFIX (ranged reads of only what "
+        "a verdict needs), mlflow://HOST/models/NAME[/VERSION] (registered model versions), "
+        "hf-cache:[ORG/NAME[@REVISION]] (the local Hugging Face cache).",
         epilog="Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; "
-        "2 usage error, or a file that could not be fully examined (inconclusive).",
+        "2 usage error, a file that could not be fully examined (inconclusive), or a run "
+        "whose cluster went away (the report says what was not examined; --resume it).",
     )
     add_report_options(p)
     add_walk_options(p)
     add_executor_options(p)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
+    p.add_argument("--resume", metavar="REPORT", type=Path,
+                   help="continue an interrupted run from its JSON report: inputs it "
+                   "finished keep their results, the rest are scanned")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="files, folders, or s3://, gs://, az://, mlflow://, hf-cache: targets")
     p.set_defaults(func=run)
 
     b = sub.add_parser(
@@ -86,8 +94,16 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=EXECUTORS,
                    help="where files are scanned: process (default: crash-isolated worker "
                    "processes), thread, inline (this process, no isolation), dask")
+    add_cluster_option(p)
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="time budget per file; a file over it is inconclusive (default: 600)")
+
+
+def add_cluster_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run on a Dask cluster (pip install 'mlward[dask]'): "
+                   "tcp://HOST:8786 for a running scheduler, or local:N for N local worker "
+                   "processes (implies --executor dask)")
 
 
 def emit(report: Report, args: argparse.Namespace, *, action: str = "scan") -> int:
@@ -107,7 +123,9 @@ def emit(report: Report, args: argparse.Namespace, *, action: str = "scan") -> i
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-    code = report.exit_code(s.fail_on)
+    # A run whose cluster went away is incomplete whatever it found: exit 2, as for a file
+    # that could not be examined.
+    code = 2 if report.stats.get("interrupted") else report.exit_code(s.fail_on)
     record_run(report, args, action, code)
     return code
 
@@ -117,16 +135,19 @@ def record_run(report: Report, args: argparse.Namespace, action: str, code: int)
     from collections import Counter
 
     from mlward._internal.ledger import LedgerError, record_event
+    from mlward._internal.targets import is_target
 
     s = args.settings
     verdicts = Counter(str(v) for v in report.verdicts().values())
     inputs = report.inputs
-    if len(inputs) == 1 and report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES):
+    local = report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES) and not any(
+        is_target(i) for i in inputs)
+    if local and len(inputs) == 1:
         resource = Path(inputs[0]).resolve().as_uri()  # the one file or folder examined
-    elif report.root and report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES):
+    elif local and report.root:
         resource = Path(report.root).as_uri()  # the project, inputs in the details
     else:
-        resource = ", ".join(inputs) or "-"  # URLs as given, or "<environment>"
+        resource = ", ".join(inputs) or "-"  # URIs as given, or "<environment>"
     try:
         record_event(action, resource, db=s.db,
                      outcome={0: "pass", 1: "fail"}.get(code, "inconclusive"),
@@ -144,12 +165,26 @@ def record_run(report: Report, args: argparse.Namespace, action: str, code: int)
 def _scan(args: argparse.Namespace) -> Report:
     from mlward._internal.pipeline import scan
 
+    resume = _load_report(args.resume) if getattr(args, "resume", None) else None
     if args.settings.quiet or not sys.stderr.isatty():
-        return scan(args.paths, settings=args.settings)
+        return scan(args.paths, settings=args.settings, resume=resume)
     from mlward.cli.progress import progress_observer
 
     with progress_observer(enabled=True) as observer:
-        return scan(args.paths, settings=args.settings, observer=observer)
+        return scan(args.paths, settings=args.settings, observer=observer, resume=resume)
+
+
+def _load_report(path: Path) -> Report:
+    import json
+
+    from mlward.errors import UsageError
+
+    try:
+        return Report.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise UsageError(f"cannot read the report to resume {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path} is not an mlward JSON report ({exc})") from None
 
 
 def run(args: argparse.Namespace) -> int:

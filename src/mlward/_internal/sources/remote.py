@@ -1,0 +1,213 @@
+"""Bytes that live elsewhere: objects in S3, Google Cloud Storage or Azure Blob Storage, and
+files an HTTP server hands out (an MLflow server's artifacts), read with ranged requests.
+
+A remote :class:`~mlward._internal.sources.Source` opens a :class:`RangedFile`: a seekable
+file whose every read is one ranged GET for exactly the bytes asked, never more. Scanners
+then fetch only what they touch: the sniffers' first bytes, a zip's end record and central
+directory, the members they extract; a PyTorch checkpoint's tensor storage members are never
+opened, so their bytes are never requested. (A read-ahead block cache, as in fsspec's own
+file objects, would fetch the bytes after a pickle member: the first tensor's.) Spans already
+fetched are kept, bounded, for the next open of the same source (every zip sniffer re-reads
+the central directory). Every request and byte is counted: the scan reports them beside the
+object's size.
+
+Object storage goes through fsspec (``s3fs``, ``gcsfs``, ``adlfs``) rather than boto3 for
+S3 alone: one interface (``find`` to list, ``cat_file(path, start, end)`` for a ranged GET)
+for the three stores, each maintained by its community, with the usual credential chains.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, BinaryIO, cast
+
+from mlward.errors import MissingExtra
+
+OBJECT_SCHEMES = {"s3": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
+                  "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"),
+                  "abfss": ("adlfs", "azure")}
+"""URI scheme -> (the fsspec implementation it needs, the mlward extra that installs it)."""
+HTTP_SCHEMES = ("http", "https")
+HTTP_TIMEOUT = 60.0
+CACHE_SPANS = 32
+CACHE_SPAN_BYTES = 4 << 20
+READALL_CHUNK = 8 << 20
+
+Fetch = Callable[[int, int], bytes]
+"""``fetch(start, end)``: bytes ``start..end`` (end exclusive) of one object."""
+
+
+def scheme_of(target: str) -> str:
+    return target.split("://", 1)[0].lower() if "://" in target else ""
+
+
+def is_remote(target: str) -> bool:
+    """True for a URI that this module reads (object storage or HTTP)."""
+    return scheme_of(target) in OBJECT_SCHEMES or scheme_of(target) in HTTP_SCHEMES
+
+
+def filesystem(scheme: str) -> Any:
+    """The fsspec filesystem for an object-storage scheme (one per process: fsspec caches
+    instances); :class:`~mlward.errors.MissingExtra` when its package is not installed."""
+    module, extra = OBJECT_SCHEMES[scheme]
+    try:
+        import fsspec
+
+        __import__(module)
+    except ImportError:
+        raise MissingExtra(module, extra) from None
+    return fsspec.filesystem(scheme)
+
+
+class ReadCounter:
+    """Requests made and bytes received for one object (shared by every open of it)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, nbytes: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes += nbytes
+
+
+class _Spans:
+    """Byte spans already fetched from one object, the most recent kept (bounded)."""
+
+    def __init__(self) -> None:
+        self._spans: OrderedDict[int, bytes] = OrderedDict()
+
+    def get(self, start: int, n: int) -> bytes | None:
+        for begin, data in reversed(self._spans.items()):
+            if begin <= start and start + n <= begin + len(data):
+                self._spans.move_to_end(begin)
+                return data[start - begin:start - begin + n]
+        return None
+
+    def put(self, start: int, data: bytes) -> None:
+        if len(data) > CACHE_SPAN_BYTES:
+            return
+        self._spans[start] = data
+        self._spans.move_to_end(start)
+        while len(self._spans) > CACHE_SPANS:
+            self._spans.popitem(last=False)
+
+
+class RangedFile(io.RawIOBase):
+    """A read-only, seekable view of a remote object: each read is one ranged request for
+    exactly the bytes asked (see the module documentation)."""
+
+    def __init__(self, fetch: Fetch, size: int, counter: ReadCounter, spans: _Spans,
+                 name: str) -> None:
+        super().__init__()
+        self._fetch = fetch
+        self._size = size
+        self._counter = counter
+        self._spans = spans
+        self._pos = 0
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError(22, "negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def _get(self, n: int) -> bytes:
+        n = min(n, self._size - self._pos)
+        if n <= 0:
+            return b""
+        data = self._spans.get(self._pos, n)
+        if data is None:
+            data = self._fetch(self._pos, self._pos + n)
+            self._counter.add(len(data))
+            if len(data) != n:
+                raise OSError(f"{self.name}: {len(data)} bytes where {n} were asked; the "
+                              "object changed while it was read")
+            self._spans.put(self._pos, data)
+        self._pos += n
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._get(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        return self._get(size)
+
+    def readall(self) -> bytes:
+        parts = []
+        while chunk := self._get(READALL_CHUNK):
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+class RemoteObject:
+    """One remote object to read: where it is, its size, and the requests made so far."""
+
+    def __init__(self, url: str, size: int) -> None:
+        self.url = url
+        self.size = size
+        self.counter = ReadCounter()
+        self._spans = _Spans()
+        self._fetch = fetcher(url)
+
+    def open(self) -> BinaryIO:
+        """A :class:`RangedFile` (unbuffered on purpose: a buffer reads ahead)."""
+        return cast(BinaryIO, RangedFile(self._fetch, self.size, self.counter, self._spans,
+                                         self.url))
+
+
+def fetcher(url: str) -> Fetch:
+    """A ranged reader for ``url`` (object storage through fsspec, or HTTP)."""
+    scheme = scheme_of(url)
+    if scheme in HTTP_SCHEMES:
+        return lambda start, end: http_range(url, start, end)
+    fs = filesystem(scheme)
+
+    def fetch(start: int, end: int) -> bytes:
+        try:
+            data: bytes = fs.cat_file(url, start=start, end=end)
+        except OSError:
+            raise
+        except Exception as exc:  # the SDKs' own errors (credentials, throttling, ...)
+            raise OSError(f"{type(exc).__name__}: {exc}") from exc
+        return data
+
+    return fetch
+
+
+def http_range(url: str, start: int, end: int) -> bytes:
+    """Bytes ``start..end`` of ``url`` with one ``Range`` request. A server that ignores the
+    range (``200``) is read only as far as ``end`` and the connection closed."""
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-{end - 1}"})
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+            if response.status == 206:
+                return bytes(response.read(end - start))
+            return bytes(response.read(end))[start:]
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"HTTP {exc.code} {exc.reason} for {url}") from None
+    except urllib.error.URLError as exc:
+        raise OSError(f"cannot reach {url}: {exc.reason}") from None
