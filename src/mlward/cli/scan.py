@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlward.cli.main import positive_int, severity_arg
+from mlward.cli.main import add_cluster_option, positive_int, severity_arg
 from mlward.findings import Report, TargetKind
 from mlward.formats import RenderOptions, render, write_output, writer_names
 from mlward.settings import EXECUTORS
@@ -97,13 +97,6 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
     add_cluster_option(p)
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="time budget per file; a file over it is inconclusive (default: 600)")
-
-
-def add_cluster_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cluster", metavar="ADDRESS",
-                   help="run on a Dask cluster (pip install 'mlward[dask]'): "
-                   "tcp://HOST:8786 for a running scheduler, or local:N for N local worker "
-                   "processes (implies --executor dask)")
 
 
 def emit(report: Report, args: argparse.Namespace, *, action: str = "scan") -> int:

@@ -13,8 +13,9 @@ of its own.
   ``as_completed``: the client holds only the window's futures, and results stream into the
   report as they arrive, however many files there are.
 - Faults: a worker that dies (killed, out of memory, a native crash) has its tasks re-run
-  elsewhere by the scheduler. A batch that keeps killing workers (``KilledWorker``) is split
-  and its units re-run one by one, so only the unit at fault ends with an error. A unit that
+  elsewhere by the scheduler. When a task keeps dying with its workers (``KilledWorker``),
+  its units run again one at a time with nothing else in flight, so only the unit at fault
+  ends with an error. A unit that
   runs past ``settings.timeout`` is found by polling the workers; its task is cancelled, its
   worker restarted (through its nanny), it ends with an error and the rest of its batch runs
   again. Every unit yields exactly one outcome. A scheduler that goes away raises
@@ -151,7 +152,7 @@ class DaskExecutor(Executor):
                 raise UsageError(f"cluster {self.address!r}: local:N needs N of at least 1")
             self._cluster = d.LocalCluster(
                 n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, memory_limit=self.max_memory or "auto",
+                dashboard_address="127.0.0.1:0", memory_limit=self.max_memory or "auto",
                 silence_logs=logging.ERROR)
             self._client = d.Client(self._cluster)
         else:
@@ -208,37 +209,47 @@ class DaskExecutor(Executor):
         client = self.connect()
         threads = sum(client.nthreads().values()) or 1
         queue: deque[list[int]] = deque(list(r) for r in plan(len(units), threads))
+        # Units of tasks that kept killing workers: each runs again alone, so that only the
+        # one at fault fails (a task queued beside a crashing one dies with it).
+        suspects: deque[int] = deque()
         window = max(2, threads * WINDOW_PER_THREAD)
         pending: dict[Any, list[int]] = {}
+        alone: set[Any] = set()
         done = d.as_completed()
         stop = threading.Event()
         watchdog = threading.Thread(target=self._watch, args=(stop,), daemon=True,
                                     name="mlward-dask-watchdog")
         watchdog.start()
+
+        def submit(batch: list[int]) -> Any:
+            future = client.submit(run_batch, fn, [units[i] for i in batch], __version__,
+                                   pure=False)
+            with self._lock:
+                self._keys[future.key] = future
+            pending[future] = batch
+            done.add(future)
+            return future
+
         try:
-            while queue or pending:
+            while queue or pending or suspects:
                 while queue and len(pending) < window:
-                    batch = queue.popleft()
-                    future = client.submit(run_batch, fn, [units[i] for i in batch],
-                                           __version__, pure=False)
-                    with self._lock:
-                        self._keys[future.key] = future
-                    pending[future] = batch
-                    done.add(future)
+                    submit(queue.popleft())
+                if not queue and not pending:
+                    alone.add(submit([suspects.popleft()]).key)
                 future = next(done)
                 batch = pending.pop(future)
                 with self._lock:
                     self._keys.pop(future.key, None)
-                yield from self._settle(future, batch, queue)
+                yield from self._settle(future, batch, queue, suspects, future.key in alone)
         finally:
             stop.set()
             if pending and self._client is not None and self._client.status == "running":
                 self._client.cancel(list(pending))
             watchdog.join()
 
-    def _settle(self, future: Any, batch: list[int],
-                queue: deque[list[int]]) -> Iterator[Outcome]:
-        """The outcomes of a finished task, or its units back in the queue."""
+    def _settle(self, future: Any, batch: list[int], queue: deque[list[int]],
+                suspects: deque[int], alone: bool) -> Iterator[Outcome]:
+        """The outcomes of a finished task, or its units back in a queue."""
         if future.status == "finished":
             for unit, (result, error) in zip(batch, future.result(), strict=True):
                 yield Outcome(unit, result, error)
@@ -257,15 +268,14 @@ class DaskExecutor(Executor):
                 queue.appendleft(rest)
             return
         exc = future.exception()
-        if type(exc).__name__ == "KilledWorker" and len(batch) > 1:
-            log.info("a batch of %d units kept killing workers: running them one by one",
+        killed = type(exc).__name__ == "KilledWorker"
+        if killed and not alone:
+            log.info("%d unit(s) were on workers that kept dying: each runs again alone",
                      len(batch))
-            queue.extendleft([u] for u in reversed(batch))
+            suspects.extend(batch)
             return
-        if type(exc).__name__ == "KilledWorker":
-            message = "its worker died each time it ran (a crash or the memory limit)"
-        else:
-            message = describe_error(exc)
+        message = ("its worker died each time it ran (a crash or the memory limit)" if killed
+                   else describe_error(exc))
         for unit in batch:
             yield Outcome(unit, error=message)
 

@@ -21,16 +21,26 @@ import re
 import socket
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlward._internal.io import atomic_write_text
 from mlward._internal.provenance import read_limited
 from mlward._internal.provenance.errors import ProvenanceError
-from mlward._internal.provenance.hashing import FileJob, HashSpec, hash_files, parse_label
+from mlward._internal.provenance.hashing import (
+    FileJob,
+    HashSpec,
+    hash_files,
+    hash_with,
+    parse_label,
+)
+from mlward._internal.sources.remote import list_objects
 from mlward._version import __version__
+
+if TYPE_CHECKING:
+    from mlward.executors import Executor
 
 SCHEMA_VERSION = 1
 KIND = "mlward.manifest"
@@ -262,10 +272,11 @@ _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "char-d
 
 @dataclass(frozen=True)
 class Listed:
-    """What a walk found: entries without digests yet, and the files still to hash."""
+    """What a walk found: entries without digests yet, and the files still to hash (each
+    with its entry name, and a job whose label is not chosen yet)."""
 
     entries: tuple[Entry, ...]
-    files: tuple[tuple[str, str | Path, os.stat_result], ...]
+    files: tuple[tuple[str, FileJob], ...]
 
 
 def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) -> Listed:
@@ -274,13 +285,13 @@ def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) ->
     ``root`` itself may be a file. Names in ``exclude`` are skipped at any depth.
     """
     entries: list[Entry] = []
-    files: list[tuple[str, str | Path, os.stat_result]] = []
+    files: list[tuple[str, FileJob]] = []
     try:
         st = root.stat()
     except OSError as exc:
         raise ProvenanceError(f"cannot read {root}: {exc.strerror}") from None
     if stat.S_ISREG(st.st_mode):
-        return Listed((), ((prefix or root.name, root, st),))
+        return Listed((), ((prefix or root.name, FileJob.of(root, st, "")),))
     if not stat.S_ISDIR(st.st_mode):
         special = _SPECIAL.get(stat.S_IFMT(st.st_mode), "fifo")
         return Listed((Entry(prefix or root.name, special),), ())
@@ -288,7 +299,7 @@ def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) ->
         name = f"{prefix}/{rel}" if prefix else rel
         kind = stat.S_IFMT(lst.st_mode)
         if kind == stat.S_IFREG:
-            files.append((name, path, lst))
+            files.append((name, FileJob.of(path, lst, "")))
         elif kind == stat.S_IFLNK:
             entries.append(Entry(name, "symlink", target=str(Path(path).readlink())))
         elif kind in _SPECIAL:
@@ -319,13 +330,37 @@ def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, str | Path
                 yield rel, item.path, lst
 
 
-def root_names(paths: Sequence[Path]) -> list[str]:
-    """Names for roots in entry paths: empty for a single folder, else unique base names."""
-    if len(paths) == 1 and paths[0].is_dir():
+def list_remote(url: str, prefix: str = "",
+                exclude: frozenset[str] = frozenset()) -> Listed:
+    """The objects under an object-storage prefix (``s3://bucket/prefix``), as files to hash.
+    Keys with a segment named in ``exclude`` are left out."""
+    files = []
+    for obj in list_objects(url):
+        if exclude.intersection(obj.key.split("/")):
+            continue
+        name = f"{prefix}/{obj.key}" if prefix else obj.key
+        files.append((name, FileJob.remote(obj.url, obj.size, "")))
+    return Listed((), tuple(files))
+
+
+Target = Path | str
+"""A manifest root: a local path, or an object-storage prefix URI (``s3://bucket/prefix``)."""
+
+
+def _list(root: Target, prefix: str, exclude: frozenset[str]) -> Listed:
+    return list_remote(root, prefix, exclude) if isinstance(root, str) else \
+        walk(root, prefix, exclude)
+
+
+def root_names(paths: Sequence[Target]) -> list[str]:
+    """Names for roots in entry paths: empty for a single folder (or prefix), else unique
+    base names."""
+    if len(paths) == 1 and (isinstance(paths[0], str) or paths[0].is_dir()):
         return [""]
     names: list[str] = []
     for p in paths:
-        base = p.resolve().name or "root"
+        base = (p.rstrip("/").rsplit("/", 1)[-1] if isinstance(p, str) else p.resolve().name) \
+            or "root"
         name, n = base, 2
         while name in names:
             name, n = f"{base}-{n}", n + 1
@@ -333,47 +368,53 @@ def root_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def hash_roots(paths: Sequence[Path], names: Sequence[str], spec: HashSpec,
+def hash_roots(paths: Sequence[Target], names: Sequence[str], spec: HashSpec,
                exclude: frozenset[str] = frozenset(),
                labels: Mapping[str, str] | None = None,
                progress: Callable[[int], None] | None = None,
-               manifest_file: Path | None = None) -> tuple[Entry, ...]:
-    """Entries for everything under ``paths``, files hashed in parallel.
+               manifest_file: Path | None = None,
+               executor: Executor | None = None) -> tuple[Entry, ...]:
+    """Entries for everything under ``paths``, files hashed in parallel: by this machine's
+    threads, or, given an ``executor`` (a Dask cluster), by its workers, with identical
+    digests either way.
 
     Each file gets the label ``spec`` gives its size, or, when ``labels`` names its path (a
     manifest being verified), that label; files ``labels`` does not name use ``spec``.
     ``manifest_file``, when it lies under a root, is left out: a manifest does not list itself.
     """
-    listed = [walk(p, n, exclude) for p, n in zip(paths, names, strict=True)]
+    listed = [_list(p, n, exclude) for p, n in zip(paths, names, strict=True)]
     own = _names_of(manifest_file, paths, names)
     specials = [e for item in listed for e in item.entries if e.path not in own]
     files = [f for item in listed for f in item.files if f[0] not in own]
-    jobs = [FileJob.of(path, st, (labels or {}).get(name) or spec.label_for(st.st_size))
-            for name, path, st in files]
-    digests = hash_files(jobs, progress=progress)
-    hashed = [Entry(name, "file", st.st_size, {job.label: d})
-              for (name, _, st), job, d in zip(files, jobs, digests, strict=True)]
+    jobs = [replace(job, label=(labels or {}).get(name) or spec.label_for(job.size))
+            for name, job in files]
+    digests = hash_files(jobs, progress=progress) if executor is None else \
+        hash_with(executor, jobs)
+    hashed = [Entry(name, "file", job.size, {job.label: d})
+              for (name, _), job, d in zip(files, jobs, digests, strict=True)]
     return tuple(sorted(specials + hashed))
 
 
-def _names_of(target: Path | None, paths: Sequence[Path], names: Sequence[str]) -> set[str]:
+def _names_of(target: Path | None, paths: Sequence[Target], names: Sequence[str]) -> set[str]:
     """The entry names ``target`` would have under the folder roots it lies in."""
     if target is None:
         return set()
     resolved = target.resolve()
     out = set()
     for p, n in zip(paths, names, strict=True):
-        if p.is_dir() and resolved.is_relative_to(p.resolve()):
+        if isinstance(p, Path) and p.is_dir() and resolved.is_relative_to(p.resolve()):
             rel = resolved.relative_to(p.resolve()).as_posix()
             out.add(f"{n}/{rel}" if n else rel)
     return out
 
 
-def create(paths: Sequence[Path], spec: HashSpec | None = None, *,
+def create(paths: Sequence[Target], spec: HashSpec | None = None, *,
            exclude: frozenset[str] = frozenset(),
            progress: Callable[[int], None] | None = None,
-           manifest_file: Path | None = None) -> Manifest:
-    """A manifest of ``paths`` (files or folders), hashed with ``spec``.
+           manifest_file: Path | None = None,
+           executor: Executor | None = None) -> Manifest:
+    """A manifest of ``paths`` (files, folders or object-storage prefixes), hashed with
+    ``spec`` (by ``executor``'s workers when given).
 
     ``manifest_file`` is where the manifest will be written; it is not listed in itself.
     """
@@ -381,11 +422,17 @@ def create(paths: Sequence[Path], spec: HashSpec | None = None, *,
         raise ProvenanceError("nothing to put in a manifest")
     names = root_names(paths)
     entries = hash_roots(paths, names, spec or HashSpec(), exclude, progress=progress,
-                         manifest_file=manifest_file)
-    roots = tuple(Root(n or p.resolve().name, p.resolve().as_uri(),
-                       "directory" if p.is_dir() else "file")
-                  for p, n in zip(paths, names, strict=True))
+                         manifest_file=manifest_file, executor=executor)
+    roots = tuple(_root(p, n) for p, n in zip(paths, names, strict=True))
     return Manifest(roots, entries, who_where_when(), spec or HashSpec())
+
+
+def _root(path: Target, name: str) -> Root:
+    if isinstance(path, str):
+        url = path.rstrip("/")
+        return Root(name or url.rsplit("/", 1)[-1], url, "directory")
+    return Root(name or path.resolve().name, path.resolve().as_uri(),
+                "directory" if path.is_dir() else "file")
 
 
 @dataclass(frozen=True, order=True)

@@ -24,9 +24,9 @@ import urllib.error
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
-from mlward.errors import MissingExtra
+from mlward.errors import MissingExtra, ScanError
 
 OBJECT_SCHEMES = {"s3": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
                   "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"),
@@ -49,6 +49,41 @@ def scheme_of(target: str) -> str:
 def is_remote(target: str) -> bool:
     """True for a URI that this module reads (object storage or HTTP)."""
     return scheme_of(target) in OBJECT_SCHEMES or scheme_of(target) in HTTP_SCHEMES
+
+
+class StoredObject(NamedTuple):
+    url: str
+    """``scheme://bucket/key``: the object's absolute location URI."""
+    key: str
+    """The key relative to the prefix listed (the object's name when the prefix is one)."""
+    size: int
+
+
+def list_objects(url: str) -> list[StoredObject]:
+    """Every object under ``url``, sorted by key: one flat listing (S3 answers a thousand
+    keys a request). Raises :class:`~mlward.errors.ScanError`
+    when the prefix cannot be listed, and :class:`~mlward.errors.MissingExtra` when the
+    store's fsspec package is not installed."""
+    scheme = scheme_of(url)
+    fs = filesystem(scheme)
+    base = url.split("://", 1)[1].strip("/")
+    if not base:
+        raise ScanError(f"{url}: name a bucket (and optionally a prefix)")
+    try:
+        found = fs.find(base, detail=True)
+    except MissingExtra:
+        raise
+    except Exception as exc:  # the SDKs' own errors: credentials, no such bucket, network
+        raise ScanError(f"cannot list {url}: {type(exc).__name__}: {exc}") from None
+    out = []
+    for path in sorted(found):
+        info = found[path]
+        if info.get("type") == "directory":
+            continue
+        rel = path[len(base):].lstrip("/") if path.startswith(base) else path
+        out.append(StoredObject(f"{scheme}://{path}", rel or path.rsplit("/", 1)[-1],
+                                int(info.get("size") or 0)))
+    return out
 
 
 def filesystem(scheme: str) -> Any:

@@ -27,8 +27,12 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from mlward._internal.sources.remote import HTTP_TIMEOUT, OBJECT_SCHEMES, scheme_of
-from mlward._internal.targets.objects import list_objects
+from mlward._internal.sources.remote import (
+    HTTP_TIMEOUT,
+    OBJECT_SCHEMES,
+    list_objects,
+    scheme_of,
+)
 from mlward._internal.walk import Item, Walk
 from mlward.errors import ScanError
 from mlward.findings import Fact, Location, ReportBuilder

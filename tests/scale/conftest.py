@@ -1,0 +1,242 @@
+"""Real components for the scale-out tests: moto's S3 server on 127.0.0.1 with a request log,
+a Dask ``LocalCluster``, separately started ``dask scheduler``/``dask worker`` processes, and
+a tree of mixed model files (payloads assembled from opcodes, never committed)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_SRC = Path(__file__).resolve().parents[2] / "src"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def evil_pickle(marker: Path) -> bytes:
+    """``os.system("touch MARKER")`` on load, assembled from opcodes."""
+    cmd = f"touch {marker}".encode()
+    return b"\x80\x02cos\nsystem\n(X" + struct.pack("<I", len(cmd)) + cmd + b"tR."
+
+
+def torch_zip(data_pkl: bytes, storage: bytes) -> bytes:
+    """A checkpoint laid out as ``torch.save`` lays it out: the pickle first, tensor storage
+    in the middle, small records last."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", data_pkl)
+        zf.writestr("archive/byteorder", "little")
+        zf.writestr("archive/data/0", storage)
+        zf.writestr("archive/version", "3\n")
+    return buf.getvalue()
+
+
+def storage_ranges(blob: bytes) -> list[tuple[int, int]]:
+    """The byte ranges of a checkpoint's tensor storage members (their data, not headers)."""
+    out = []
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        for info in zf.infolist():
+            if "/data/" in info.filename:
+                name_len, extra_len = struct.unpack_from("<HH", blob, info.header_offset + 26)
+                start = info.header_offset + 30 + name_len + extra_len
+                out.append((start, start + info.compress_size))
+    return out
+
+
+def model_tree(root: Path, marker: Path, copies: int = 1) -> Path:
+    """Mixed model files: benign and malicious pickles, torch checkpoints, a zip hiding a
+    payload, text and a notebook-like JSON; ``copies`` of each under numbered folders."""
+    for n in range(copies):
+        d = root / f"set{n:04d}"
+        d.mkdir(parents=True)
+        (d / "clean.pkl").write_bytes(pickle.dumps({"weights": list(range(50)), "n": n}))
+        (d / "evil.pkl").write_bytes(evil_pickle(marker))
+        (d / "model.pt").write_bytes(torch_zip(pickle.dumps({"w": n}, protocol=2),
+                                               bytes(4096)))
+        (d / "evil.pt").write_bytes(torch_zip(evil_pickle(marker), bytes(1024)))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("inner/hook.pkl", evil_pickle(marker))
+            zf.writestr("README.md", "a model bundle")
+        (d / "bundle.zip").write_bytes(buf.getvalue())
+        (d / "notes.txt").write_text("training notes\n")
+    return root
+
+
+# -- moto's S3 server ---------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    range: str | None
+    sent: int = 0
+
+
+@dataclass
+class S3Server:
+    """moto's S3 app served on 127.0.0.1 the way ``ThreadedMotoServer`` serves it (werkzeug,
+    a thread), behind a WSGI layer that logs each request's range and the bytes sent."""
+
+    url: str
+    log: list[Request] = field(default_factory=list)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def gets(self, bucket: str, key: str) -> list[Request]:
+        return [r for r in self.log if r.method == "GET" and r.path == f"/{bucket}/{key}"]
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    server = S3Server(f"http://127.0.0.1:{free_port()}")
+
+    def logged(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        record = Request(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
+                         environ.get("HTTP_RANGE"))
+        server.log.append(record)
+        body = app(environ, start_response)
+        try:
+            for chunk in body:
+                record.sent += len(chunk)
+                yield chunk
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    httpd = make_server("127.0.0.1", int(server.url.rsplit(":", 1)[1]), logged, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    env = {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # read by botocore in this process and in worker processes
+    _forget_filesystems()
+    try:
+        yield server
+    finally:
+        httpd.shutdown()
+        thread.join()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _forget_filesystems()
+
+
+def _forget_filesystems() -> None:
+    """fsspec keeps one filesystem per process: drop it so the next one reads the endpoint."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+# -- Dask processes started as a user starts them -----------------------------------------
+
+
+@dataclass
+class DaskProcesses:
+    address: str
+    scheduler: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]]
+    workdir: Path
+
+    def add_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        proc = _start([str(BIN / "dask"), "worker", self.address, "--nthreads", "1",
+                       "--no-dashboard", "--host", "127.0.0.1"], self.workdir,
+                      f"worker{len(self.workers)}", env)
+        self.workers.append(proc)
+        return proc
+
+    def client(self) -> Any:
+        from distributed import Client
+
+        return Client(self.address, timeout=30)
+
+    def wait_for_workers(self, n: int) -> None:
+        with self.client() as c:
+            c.wait_for_workers(n, timeout=120)
+
+
+def _start(cmd: list[str], workdir: Path, name: str,
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    base = {**os.environ, "PYTHONPATH": str(REPO_SRC)}  # the workers run this tree's mlward
+    with open(workdir / f"{name}.log", "ab") as log:
+        return subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**base, **(env or {})})
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group, then SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def dask_processes(tmp_path: Path) -> Iterator[DaskProcesses]:
+    """A ``dask scheduler`` and one ``dask worker``, separate processes on 127.0.0.1."""
+    if not (BIN / "dask").exists():
+        pytest.skip("dask is not installed (pip install 'mlward[dask]')")
+    port = free_port()
+    workdir = tmp_path / "dask"
+    workdir.mkdir()
+    scheduler = _start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
+                        str(port), "--no-dashboard"], workdir, "scheduler")
+    procs = DaskProcesses(f"tcp://127.0.0.1:{port}", scheduler, [], workdir)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or scheduler.poll() is not None:
+                    pytest.fail("dask scheduler did not start:\n"
+                                + (workdir / "scheduler.log").read_text(errors="replace"))
+                time.sleep(0.2)
+        procs.add_worker()
+        procs.wait_for_workers(1)
+        yield procs
+    finally:
+        for proc in [*procs.workers, scheduler]:
+            stop(proc)
