@@ -22,7 +22,6 @@ import os
 import posixpath
 import re
 import stat
-import struct
 import tarfile
 import zipfile
 import zlib
@@ -40,9 +39,9 @@ from mlward.rules import (
     ARCHIVE_DAMAGED,
     ARCHIVE_DUPLICATE_MEMBER,
     ARCHIVE_LINK,
+    ARCHIVE_OUTSIDE_DATA,
     ARCHIVE_PATH_TRAVERSAL,
     ARCHIVE_SPECIAL_FILE,
-    ARCHIVE_OUTSIDE_DATA,
     ARCHIVE_TOO_DEEP,
     ZIP_READERS_DISAGREE,
 )
@@ -56,6 +55,10 @@ SPOOL_MEMORY = 64 << 20
 BOMB_FLOOR = 64 << 20
 """A member is a bomb when it expands more than ``max_ratio`` times AND past this size:
 below it, expansion costs nothing worth flagging (sparse tensors compress very well)."""
+
+MAX_OUTSIDE = 16
+"""Ranges of bytes outside a zip's members that are reported and judged (a zip written by
+a framework has none; more than this is a crafted file, already reported)."""
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ERRORS = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
@@ -502,8 +505,7 @@ class ZipArchive:
         seen = {(i.header_offset, i.compress_size, i.compress_type) for i in self.members}
         extras: list[zipviews.Entry] = []
         for d in zipviews.compare(views):
-            if views.python is not None:
-                ctx.add(ZIP_READERS_DISAGREE.finding(loc, d.message, evidence=d.evidence))
+            ctx.add(ZIP_READERS_DISAGREE.finding(loc, d.message, evidence=d.evidence))
             if d.extra is not None:
                 extras.append(d.extra)
         if views.python is None:  # zipfile cannot open it: what the others read is all
@@ -526,7 +528,11 @@ class ZipArchive:
         """Judge the bytes no member covers by content (a pickle in front of a zip is what
         torch.load runs: it sees no zip magic at byte 0)."""
         ctx, loc = self._ctx, self.source.location
-        for start, end, where in self.views.outside[:16]:
+        regions = self.views.outside
+        if len(regions) > MAX_OUTSIDE:
+            ctx.skip(loc, f"{len(regions)} ranges of bytes outside the members; those after "
+                     f"the first {MAX_OUTSIDE} not examined", inconclusive=True)
+        for start, end, where in regions[:MAX_OUTSIDE]:
             name = f"[{where}: bytes {start}-{end - 1}]"
             ctx.add(ARCHIVE_OUTSIDE_DATA.finding(
                 loc, f"{end - start} bytes {where} (offsets {start} to {end - 1}) belong to "

@@ -20,6 +20,7 @@ disagree and which bytes lie outside every member. The archive reader
 
 from __future__ import annotations
 
+import bisect
 import struct
 import zlib
 from collections.abc import Callable, Iterable
@@ -88,7 +89,7 @@ class End(NamedTuple):
     cd_offset: int
     """The central directory's offset as the record states it."""
     cd_size: int
-    count: int
+    entries: int
     zip64: bool
     stop: int
     """Where the record and its comment end."""
@@ -306,7 +307,7 @@ def read_central(f: BinaryIO, start: int, end: End, size: int,
     data = f.read(min(end.cd_size, 64 << 20))
     entries: list[Entry] = []
     pos = 0
-    for _ in range(min(end.count, limit)):
+    for _ in range(min(end.entries, limit)):
         if pos + _CENTRAL.size > len(data) or data[pos:pos + 4] != CENTRAL_SIG:
             return None
         (_, _, _, flags, method, _, _, crc, csize, usize, nlen, xlen, clen, _, _, _,
@@ -368,7 +369,8 @@ def _walk(f: BinaryIO, views: Views, centrals: dict[int, Entry], limit: int,
     while pos < directory and len(views.walked) < limit:
         local = views.locals.get(pos) or read_local(f, pos, size, centrals.get(pos))
         if local is None:
-            following = next((o for o in known if o > pos), None)
+            at = bisect.bisect_right(known, pos)
+            following = known[at] if at < len(known) else None
             if following is None:
                 break
             views.outside.append((pos, following, "between members"))
@@ -400,6 +402,10 @@ def compare(views: Views) -> list[Disagreement]:
     python = views.python
     pytorch = views.pytorch
     listed = {e.header for e in python or ()} | {e.header for e in pytorch or ()}
+    if python is None and pytorch is not None:
+        found.append(Disagreement(
+            f"Python's zipfile cannot open this archive; PyTorch's reader can, and reads "
+            f"{len(pytorch)} member(s)", f"{len(pytorch)} member(s)"))
     if python is not None and views.end is not None and pytorch is None:
         found.append(Disagreement(
             "PyTorch's reader cannot open this archive: no central directory at the offset "
@@ -418,7 +424,7 @@ def compare(views: Views) -> list[Disagreement]:
         for e in entries or ():
             found.extend(_against_local(e, views.locals.get(e.header)))
     for offset in views.walked:
-        if offset not in listed:
+        if (python is not None or pytorch is not None) and offset not in listed:
             e = views.locals[offset].entry
             found.append(Disagreement(
                 f"member {e.text!r} (at offset {offset}) is in the local headers only: "
