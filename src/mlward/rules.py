@@ -281,6 +281,17 @@ REPO_LINK_OUTSIDE = rule(
     "it and reads whatever is there.",
 )
 
+ENCODED_PAYLOAD = rule(
+    "MW246", "Pickle or code hidden in an encoded string", Severity.MEDIUM,
+    "Find out which program decodes this value and what it does with it; store data, not "
+    "serialized objects, in configs and metadata.",
+    cwe="CWE-502",
+    doc="A config value (JSON, YAML), safetensors or ONNX metadata value holds a pickle, a "
+    "compressed stream or archive, or marshalled Python bytecode, as base64 or hex. The "
+    "decoded bytes are judged like a file (a payload in the pickle is its own finding); "
+    "bytecode is high, critical when it names commands, code evaluation or files.",
+)
+
 # Containers (archives and compressed streams): MW250-MW269.
 
 ARCHIVE_DAMAGED = rule(
