@@ -410,3 +410,36 @@ def test_named_function_lambda_type_is_not_code(tmp_path, scan_path):
     layer["config"]["module"] = "keras.activations"
     r = scan_path(write_h5(tmp_path / "m.h5", sequential(layer)))
     assert not r.by_rule("MW210")
+
+
+# -- HDF5 structures that would hang the HDF5 library (issue 13.7) ----------------------------
+
+
+def _zero_free_space_of_global_heap(data: bytearray) -> bytearray:
+    """Set the size of the free-space object (index 0) of the first global heap collection
+    to 0: libhdf5's parser then never moves past it."""
+    import struct
+
+    at = data.find(b"GCOL")
+    size = struct.unpack_from("<Q", data, at + 8)[0]
+    pos = at + 16
+    while pos + 16 <= at + size:
+        idx = struct.unpack_from("<H", data, pos)[0]
+        length = struct.unpack_from("<Q", data, pos + 8)[0]
+        if idx == 0:
+            data[pos + 8:pos + 16] = bytes(8)
+            return data
+        pos += 16 + -(-length // 8) * 8
+    raise AssertionError("no free space object")
+
+
+def test_global_heap_that_would_hang_libhdf5(tmp_path):
+    import mlward
+    from mlward.settings import Settings
+
+    path = write_h5(tmp_path / "m.h5", sequential(dense("d")))
+    path.write_bytes(bytes(_zero_free_space_of_global_heap(bytearray(path.read_bytes()))))
+    report = mlward.scan([path], settings=Settings(timeout=30))  # a hung worker is killed
+    assert "MW001" not in {f.rule_id for f in report.findings}
+    assert any(f.rule_id == "MW214" and "global heap" in f.message for f in report.findings)
+    assert report.inconclusive
