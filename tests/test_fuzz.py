@@ -21,7 +21,6 @@ import lzma
 import random
 import signal
 import struct
-import tarfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from pathlib import Path
 import pytest
 
 import mlward
+from builders import field, tar_bytes, zip_bytes
 from mlward.findings import Report
 from mlward.settings import Settings
 
@@ -52,46 +52,14 @@ def _payload(markers: Path, protocol: int = 2) -> bytes:
             + cmd + b"tR.")
 
 
-def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", method) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def _tar(members: dict[str, bytes], mode: str = "w") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tar:  # type: ignore[call-overload]
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def _pb(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _saved_model() -> bytes:
-    node = _pb(1, b"p") + _pb(2, b"PyFunc") + _pb(3, b"x")
-    const = (_pb(1, b"c") + _pb(2, b"Const")
-             + _pb(5, _pb(1, b"value") + _pb(2, _pb(8, _pb(1, 7) + _pb(8, b"/etc/passwd")))))
-    read = _pb(1, b"r") + _pb(2, b"ReadFile") + _pb(3, b"c")
-    graph = _pb(1, node) + _pb(1, const) + _pb(1, read) + _pb(4, _pb(1, 1000))
-    return _pb(1, 1) + _pb(2, _pb(2, graph))
+    node = field(1, b"p") + field(2, b"PyFunc") + field(3, b"x")
+    tensor = field(1, 7) + field(8, b"/etc/passwd")  # DT_STRING, string_val
+    const = (field(1, b"c") + field(2, b"Const")
+             + field(5, field(1, b"value") + field(2, field(8, tensor))))
+    read = field(1, b"r") + field(2, b"ReadFile") + field(3, b"c")
+    graph = field(1, node) + field(1, const) + field(1, read) + field(4, field(1, 1000))
+    return field(1, 1) + field(2, field(2, graph))
 
 
 def _gguf(template: str) -> bytes:
@@ -166,20 +134,21 @@ def seeds(tmp: Path, markers: Path) -> dict[str, bytes]:
     template = "{{ cycler.__init__.__globals__.os.popen('id').read() }}"
     out = {
         "model.pkl": p2, "proto0.pkl": p0,
-        "model.pt": _zip({"archive/data.pkl": p2, "archive/data/0": bytes(16),
+        "model.pt": zip_bytes({"archive/data.pkl": p2, "archive/data/0": bytes(16),
                           "archive/version": b"3\n", "archive/byteorder": b"little"}),
         "legacy.pt": b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
         + b".\x80\x02M\xe9\x03." + p2,
-        "old.tar": _tar({"sys_info": b"\x80\x02}q\x00.", "pickle": p2,
+        "old.tar": tar_bytes({"sys_info": b"\x80\x02}q\x00.", "pickle": p2,
                          "storages": b"\x80\x02K\x00.", "tensors": b"\x80\x02K\x00."}),
         "arr.npy": _npy_object(markers),
-        "arrs.npz": _zip({"a.npy": _npy_object(markers)}, zipfile.ZIP_DEFLATED),
-        "bundle.zip": _zip({"x/m.pkl": p2, "notes.txt": b"hello"}, zipfile.ZIP_DEFLATED),
-        "bundle.tar.gz": _tar({"m.pkl": p2}, "w:gz"),
+        "arrs.npz": zip_bytes({"a.npy": _npy_object(markers)}, zipfile.ZIP_DEFLATED),
+        "bundle.zip": zip_bytes({"x/m.pkl": p2, "notes.txt": b"hello"}, zipfile.ZIP_DEFLATED),
+        "bundle.tar.gz": tar_bytes({"m.pkl": p2}, "w:gz"),
         "m.pkl.bz2": bz2.compress(p2), "m.pkl.xz": lzma.compress(p2),
         "m.pkl.gz": gzip.compress(p2, mtime=0),
-        "nested.zip": _zip({"inner.tar.gz": _tar({"z.zip": _zip({"m.pkl": p2})}, "w:gz")}),
-        "m.keras": _zip({"config.json": json.dumps({"class_name": "Sequential", "module":
+        "nested.zip": zip_bytes({"inner.tar.gz": tar_bytes({"z.zip": zip_bytes({"m.pkl": p2})},
+                                                          "w:gz")}),
+        "m.keras": zip_bytes({"config.json": json.dumps({"class_name": "Sequential", "module":
                                                     "os", "config": {"name": "system"}}).encode(),
                          "metadata.json": b"{}", "model.weights.h5": b"\x89HDF\r\n\x1a\n"}),
         "saved_model.pb": _saved_model(),

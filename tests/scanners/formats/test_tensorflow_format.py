@@ -11,23 +11,9 @@ import json
 
 import pytest
 
+from builders import field
+
 pytest.importorskip("google.protobuf")
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return varint(number << 3) + varint(payload)
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def node(name: str, op: str, inputs: tuple[str, ...] = (), attrs: dict[str, bytes] | None = None
