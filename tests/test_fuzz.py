@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import bz2
+import faulthandler
 import gzip
 import io
 import json
@@ -243,15 +244,19 @@ class _OverBudget(Exception):
 
 @contextmanager
 def _budget(seconds: float) -> Iterator[None]:
-    """Interrupt a scan that runs past its budget (an inline scan cannot be killed)."""
+    """Interrupt a scan that runs past its budget. An inline scan stuck in native code (a
+    library that loops forever) cannot be interrupted: past twice the budget the test
+    process exits with the stacks printed, which fails the run as surely."""
     def expire(signum: int, frame: object) -> None:
         raise _OverBudget
 
     previous: Callable[..., object] | int | None = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    faulthandler.dump_traceback_later(2 * seconds, exit=True)
     try:
         yield
     finally:
+        faulthandler.cancel_dump_traceback_later()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 

@@ -33,7 +33,8 @@ MAX_HDF5_OBJECTS = 100_000
 CONFIG_ATTRS = ("model_config", "training_config")
 # What h5py and zipfile raise on damaged input.
 _HDF5_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexError,
-                SystemError)  # h5py raises SystemError on some damaged files
+                SystemError,  # h5py raises SystemError on some damaged files
+                OverflowError)  # and OverflowError on sizes that do not fit its types
 
 
 def report_config(text: str | bytes, location: Location, ctx: ScanContext, what: str) -> None:
