@@ -24,7 +24,6 @@ import bisect
 import struct
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
 LOCAL_SIG = b"PK\x03\x04"
@@ -101,26 +100,26 @@ class End(NamedTuple):
         return self.position - self.cd_size - (76 if self.zip64 else 0)
 
 
-@dataclass
 class Views:
     """What each reader sees; None where a reader cannot open the archive."""
 
-    size: int
-    end: End | None
-    python: list[Entry] | None
-    """Python's zipfile: the directory before the end record, offsets shifted."""
-    pytorch: list[Entry] | None
-    """PyTorch's reader (miniz): the directory where the end record says, unshifted."""
-    locals: dict[int, Local] = field(default_factory=dict)
-    """Every local header read, by offset: the walk's and those the directories name."""
-    walked: list[int] = field(default_factory=list)
-    """Offsets of the local headers a streaming reader finds, in order."""
-    outside: list[tuple[int, int, str]] = field(default_factory=list)
-    """Byte ranges (start, end, where) that no member covers."""
+    def __init__(self, size: int, end: End | None, python: list[Entry] | None,
+                 pytorch: list[Entry] | None) -> None:
+        self.size = size
+        self.end = end
+        self.python = python
+        """Python's zipfile: the directory before the end record, offsets shifted."""
+        self.pytorch = pytorch
+        """PyTorch's reader (miniz): the directory where the end record says, unshifted."""
+        self.locals: dict[int, Local] = {}
+        """Every local header read, by offset: the walk's and those the directories name."""
+        self.walked: list[int] = []
+        """Offsets of the local headers a streaming reader finds, in order."""
+        self.outside: list[tuple[int, int, str]] = []
+        """Byte ranges (start, end, where) that no member covers."""
 
 
-@dataclass(frozen=True)
-class Disagreement:
+class Disagreement(NamedTuple):
     message: str
     evidence: str
     extra: Entry | None = None
