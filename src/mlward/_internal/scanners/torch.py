@@ -13,6 +13,7 @@ import io
 import re
 import struct
 import zipfile
+from functools import cache
 from typing import BinaryIO
 
 from mlward._internal.scanners.archive import is_zip
@@ -112,9 +113,18 @@ class TorchZipScanner(Scanner):
 def _pickle_head(head: bytes) -> bool:
     """Whether a member named like tensor storage starts like a pickle: then it is judged
     (torch never unpickles storage, but another loader, or a name torch resolves another
-    way, may), else it stays unread."""
-    return bool(head) and looks_like_pickle(io.BytesIO(head),
-                                            protocol_header=has_protocol_header(head))
+    way, may), else it stays unread. Most tensor bytes fail on the first byte: a pickle's
+    first opcode takes nothing from the stack."""
+    return head[:1] in _first_opcodes() and looks_like_pickle(
+        io.BytesIO(head), protocol_header=has_protocol_header(head))
+
+
+@cache
+def _first_opcodes() -> frozenset[bytes]:
+    import pickletools  # the opcode table, once, on the first checkpoint
+
+    return frozenset(op.code.encode("latin-1") for op in pickletools.opcodes
+                     if not op.stack_before)
 
 
 def _check_metadata(archive: ZipArchive, info: zipfile.ZipInfo, loc: Location,

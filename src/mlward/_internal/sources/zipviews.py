@@ -162,20 +162,21 @@ def read_local(f: BinaryIO, offset: int, size: int,
         f.seek(offset + _LOCAL.size)
         block = block[:_LOCAL.size] + f.read(nlen + xlen + PEEK)
     name = block[_LOCAL.size:_LOCAL.size + nlen]
-    values = {"file_size": usize, "compress_size": csize}
-    _zip64_sizes(block[_LOCAL.size + nlen:_LOCAL.size + nlen + xlen],
-                 ["file_size", "compress_size"], values)
-    entry = Entry(name, offset, method, flags, crc, values["compress_size"],
-                  values["file_size"])
+    if 0xFFFFFFFF in (csize, usize):
+        values = {"file_size": usize, "compress_size": csize}
+        _zip64_sizes(block[_LOCAL.size + nlen:_LOCAL.size + nlen + xlen],
+                     ["file_size", "compress_size"], values)
+        csize, usize = values["compress_size"], values["file_size"]
+    entry = Entry(name, offset, method, flags, crc, csize, usize)
     peek = block[_LOCAL.size + nlen + xlen:_LOCAL.size + nlen + xlen + PEEK]
     if not flags & DESCRIPTOR:
         return Local(entry, data, data + entry.compress_size, peek)
     if central is not None:
         found = _descriptor(f, data + central.compress_size, central.compress_size)
         if found is not None and found[0] == central.crc:
-            return Local(entry._replace(crc=central.crc, compress_size=central.compress_size,
-                                        file_size=central.file_size),
-                         data, data + central.compress_size + found[2], peek)
+            entry = Entry(name, offset, method, flags, central.crc, central.compress_size,
+                          central.file_size)
+            return Local(entry, data, data + central.compress_size + found[2], peek)
     return Local(entry, data, -1, peek)
 
 
