@@ -295,6 +295,17 @@ REPO_LINK_OUTSIDE = rule(
     "it and reads whatever is there.",
 )
 
+ENCODED_PAYLOAD = rule(
+    "MW246", "Pickle or code hidden in an encoded string", Severity.MEDIUM,
+    "Find out which program decodes this value and what it does with it; store data, not "
+    "serialized objects, in configs and metadata.",
+    cwe="CWE-502",
+    doc="A config value (JSON, YAML), safetensors or ONNX metadata value holds a pickle, a "
+    "compressed stream or archive, or marshalled Python bytecode, as base64 or hex. The "
+    "decoded bytes are judged like a file (a payload in the pickle is its own finding); "
+    "bytecode is high, critical when it names commands, code evaluation or files.",
+)
+
 # Containers (archives and compressed streams): MW250-MW269.
 
 ARCHIVE_DAMAGED = rule(
@@ -345,8 +356,28 @@ ARCHIVE_TOO_DEEP = rule(
 ARCHIVE_DUPLICATE_MEMBER = rule(
     "MW256", "Archive has duplicate member names", Severity.MEDIUM,
     "Treat the file as tampered with; loaders differ on which copy they read.",
-    doc="Two members with the same name: one tool may check one copy while the loader reads "
-    "the other. mlward scans every copy.",
+    doc="Two members with the same name, or names that differ only in case (PyTorch's reader "
+    "looks names up regardless of case): one tool may check one copy while the loader reads "
+    "the other. mlward scans every copy. High when the copies differ.",
+)
+ZIP_READERS_DISAGREE = rule(
+    "MW257", "Zip readers disagree on this archive", Severity.HIGH,
+    "Treat the file as crafted to evade scanners: do not load it; ask the publisher for a "
+    "clean copy and compare its hash.",
+    cwe="CWE-436",
+    doc="Python's zipfile, PyTorch's reader and streaming readers (which walk the local "
+    "headers) would read different members or different bytes from this archive: local and "
+    "central headers that disagree on a name, size, method or encryption flag, members only "
+    "the local headers hold, two central directories, an encryption flag on plain data. "
+    "mlward judges every interpretation; the disagreement itself has no innocent cause.",
+)
+ARCHIVE_OUTSIDE_DATA = rule(
+    "MW258", "Archive holds data outside its members", Severity.MEDIUM,
+    "Check what the extra bytes are; a model archive written by its framework has none.",
+    cwe="CWE-436",
+    doc="Bytes before the first member, between members or after the end of the archive, "
+    "which no member covers: a loader that reads the file another way (a pickle loader "
+    "reading from byte 0, a streaming reader) may read them. They are judged by content.",
 )
 
 # --- MW3xx: notebooks and code ------------------------------------------------------------
