@@ -231,9 +231,17 @@ def find_upwards(start: Path, marker: str) -> Path | None:
     """The nearest folder at or above ``start`` that contains ``marker``."""
     here = start.resolve()
     for folder in (here, *here.parents):
-        if (folder / marker).exists():
+        if _exists(folder / marker):
             return folder
     return None
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a folder that cannot be searched (no permission) hides it."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def project_root(start: Path) -> Path | None:
@@ -241,7 +249,7 @@ def project_root(start: Path) -> Path | None:
     ``.git`` or ``pyproject.toml``."""
     here = start.resolve()
     for folder in (here, *here.parents):
-        if any((folder / m).exists() for m in (PROJECT_FOLDER, ".git", "pyproject.toml")):
+        if any(_exists(folder / m) for m in (PROJECT_FOLDER, ".git", "pyproject.toml")):
             return folder
     return None
 

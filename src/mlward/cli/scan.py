@@ -75,6 +75,12 @@ def add_walk_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ignore", action="store_true",
                    help="scan everything: ignore .gitignore/.mlwardignore and do not skip "
                    "virtual environments, .git, node_modules or caches")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="follow symbolic links to folders and to files outside the tree "
+                   "(default: leave them out, listed as skipped); link loops are walked once")
+    p.add_argument("--ignore-unreadable", action="store_true",
+                   help="files and folders that cannot be read are listed as not examined "
+                   "but do not make the run inconclusive (default: they make it exit 2)")
     p.add_argument("--root", metavar="DIR", type=Path,
                    help="folder that reported paths are relative to (default: the project "
                    "holding the inputs: .mlward/, .git or pyproject.toml)")

@@ -34,8 +34,11 @@ def find_project(start: Path | None = None) -> Path | None:
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / FOLDER
-        if candidate.is_dir():
-            return candidate
+        try:
+            if candidate.is_dir():
+                return candidate
+        except OSError:  # a folder that cannot be searched holds no project for us
+            continue
     return None
 
 

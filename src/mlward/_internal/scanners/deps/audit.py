@@ -21,7 +21,7 @@ from mlward._internal.scanners.deps.manifests import installed_distributions
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
 from mlward._internal.vulndb import VulnSource
 from mlward._internal.vulndb.match import PackageResult
-from mlward._internal.walk import Walk
+from mlward._internal.walk import Walk, unreadable
 from mlward._version import __version__
 from mlward.errors import ScanError
 from mlward.findings import Fact, Location, Report, ReportBuilder, TargetKind
@@ -45,7 +45,8 @@ def dependency_files(walk: Walk, inputs: Sequence[Path]) -> list[tuple[Path, str
         try:
             with open(item.path, "rb") as f:
                 head = f.read(4096)
-        except OSError:
+        except OSError as exc:
+            walk.unreadable(item.path, exc)
             continue
         if parser_for(Path(item.path).name, head) is not None:
             found.append((Path(item.path), item.uri))
@@ -72,12 +73,15 @@ def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None
                             root=str(root_dir),
                             inputs=[str(p) for p in paths] + (["<environment>"] if environment
                                                                else []))
-    walk = Walk(root_dir, exclude=settings.exclude, ignore_files=settings.ignore_files,
-                follow_symlinks=settings.follow_symlinks)
+    walk = Walk.for_settings(root_dir, settings)
     deps: list[Dependency] = []
     for path, uri in dependency_files(walk, paths):
         try:
             kind, found = read_dependencies(path, uri)
+        except PermissionError as exc:
+            builder.merge(skipped=[unreadable(Location(uri), exc,
+                                              ignore=settings.ignore_unreadable)])
+            continue
         except (DependencyError, OSError) as exc:
             builder.skip(Location(uri), str(exc), inconclusive=True)
             continue
