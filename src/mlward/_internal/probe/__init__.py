@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from mlward._internal.redact import redact_credentials
 from mlward._internal.vulndb import VulnSource
 from mlward._version import __version__
 from mlward.errors import UsageError
@@ -168,7 +169,7 @@ def probe(url: str, *, timeout: float = 5.0) -> ProbeResult:
     """Identify the ML tool at ``url`` with read-only GET requests."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"not an http(s) URL: {url}")
+        raise UsageError(f"not an http(s) URL: {redact_credentials(url)}")
     base = url.rstrip("/")
     r = ProbeResult(base)
     cache: dict[str, Response | None] = {}
@@ -188,9 +189,15 @@ def probe(url: str, *, timeout: float = 5.0) -> ProbeResult:
     return r
 
 
+def where(url: str) -> Location:
+    """The location a probed URL is reported at: its credentials redacted (a URL given as
+    ``http://user:password@host`` is used as given, and never shown so)."""
+    return Location(redact_credentials(url))
+
+
 def findings_for(r: ProbeResult, source: VulnSource | None) -> tuple[list[Finding], list[str]]:
     """Findings for one probe, and notes on what could not be judged."""
-    loc = Location(r.url)
+    loc = where(r.url)
     notes: list[str] = []
     if r.tool is None:
         return [], ["no MLflow, Ray, Jupyter, TensorBoard or Gradio server recognised"]
@@ -231,20 +238,21 @@ def probe_report(urls: Sequence[str], *, timeout: float = 5.0,
 
     settings = settings or Settings()
     builder = ReportBuilder(TargetKind.SERVER, started=datetime.now(timezone.utc),
-                            version=__version__, inputs=urls)
+                            version=__version__,
+                            inputs=[redact_credentials(u) for u in urls])
     for url in urls:
         r = probe(url, timeout=timeout)
         if not r.reachable:
-            builder.skip(Location(url), "no HTTP answer", inconclusive=True)
+            builder.skip(where(url), "no HTTP answer", inconclusive=True)
             continue
         found, notes = findings_for(r, source)
         builder.merge(found)
         if r.tool:
-            builder.examine(Location(r.url), f"live {r.tool}")
-            builder.fact(Fact(Location(r.url), "server", {
+            builder.examine(where(r.url), f"live {r.tool}")
+            builder.fact(Fact(where(r.url), "server", {
                 "tool": r.tool, "version": r.version, "package": r.package,
                 "open_apis": list(r.open_apis), "auth_required": list(r.auth_required)}))
         for n in notes:
-            builder.skip(Location(r.url), n, inconclusive=r.tool is not None)
+            builder.skip(where(r.url), n, inconclusive=r.tool is not None)
     return builder.build(finished=datetime.now(timezone.utc),
                          triage=make_triage(settings, None))
