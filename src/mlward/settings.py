@@ -94,6 +94,9 @@ class Settings(NamedTuple):
     online: bool = False
     osv_api: str = DEFAULT_OSV_API
     osv_export: str = DEFAULT_OSV_EXPORT
+    vuln_db_max_age_days: int = 7
+    """Vulnerability data whose newest record is older than this many days is used, with a
+    warning in every output format."""
     cache_dir: str | None = None
     trust: str | None = None
     """The trust file of accepted public keys (default: ``.mlward/trusted_keys.pem``)."""
@@ -209,6 +212,7 @@ _FIELDS: dict[str, tuple[Callable[[Any, str], Any], str | None]] = {
     "online": (_bool, "MLWARD_ONLINE"),
     "osv_api": (_text, "MLWARD_OSV_API"),
     "osv_export": (_text, "MLWARD_OSV_EXPORT"),
+    "vuln_db_max_age_days": (_positive_int, "MLWARD_VULN_DB_MAX_AGE_DAYS"),
     "cache_dir": (_text, "MLWARD_CACHE"),
     "trust": (_text, "MLWARD_TRUST"),
     "db": (_text, "MLWARD_DB"),

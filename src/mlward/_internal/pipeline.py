@@ -111,6 +111,10 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, settings: Settings | None =
         if own:
             executor.close()
     builder.merge(skipped=walk.skipped)
+    if any(e.format.startswith("dependencies") for e in builder.examined):
+        from mlward._internal.scanners.deps import note_data
+
+        note_data(builder, settings)
     builder.stats.update({"files": len(items), "executor": executor.name,
                           "excluded": dict(sorted(walk.excluded.items()))})
     from mlward._internal.triage import make_triage

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mlward._internal.redact import redact_credentials
-from mlward._internal.vulndb import VulnSource
+from mlward._internal.vulndb import VulnSource, assess
 from mlward._version import __version__
 from mlward.errors import UsageError
 from mlward.findings import Fact, Finding, Location, Report, ReportBuilder, Severity, TargetKind
@@ -195,8 +195,10 @@ def where(url: str) -> Location:
     return Location(redact_credentials(url))
 
 
-def findings_for(r: ProbeResult, source: VulnSource | None) -> tuple[list[Finding], list[str]]:
-    """Findings for one probe, and notes on what could not be judged."""
+def findings_for(r: ProbeResult, source: VulnSource | None,
+                 blind: str | None = None) -> tuple[list[Finding], list[str]]:
+    """Findings for one probe, and notes on what could not be judged (``blind``: why the
+    vulnerability data cannot be used, when it cannot)."""
     loc = where(r.url)
     notes: list[str] = []
     if r.tool is None:
@@ -215,8 +217,9 @@ def findings_for(r: ProbeResult, source: VulnSource | None) -> tuple[list[Findin
             loc, f"{r.tool} answers {path} without authentication", evidence=path,
             severity=severity, details={"tool": r.tool, "path": path}))
     if r.version and r.package:
-        if source is None:
-            notes.append("vulnerability data not available: the version was not matched "
+        if source is None or blind:
+            notes.append(f"{blind}: the version was not matched" if blind else
+                         "vulnerability data not available: the version was not matched "
                          "(use --vuln-db or --online)")
         else:
             from mlward._internal.scanners.deps.check import DependencyResult, check_dependencies
@@ -240,12 +243,15 @@ def probe_report(urls: Sequence[str], *, timeout: float = 5.0,
     builder = ReportBuilder(TargetKind.SERVER, started=datetime.now(timezone.utc),
                             version=__version__,
                             inputs=[redact_credentials(u) for u in urls])
+    assessment = None if source is None else assess(source, settings)
+    if assessment is not None:
+        assessment.record(builder)
     for url in urls:
         r = probe(url, timeout=timeout)
         if not r.reachable:
             builder.skip(where(url), "no HTTP answer", inconclusive=True)
             continue
-        found, notes = findings_for(r, source)
+        found, notes = findings_for(r, source, assessment.blind if assessment else None)
         builder.merge(found)
         if r.tool:
             builder.examine(where(r.url), f"live {r.tool}")

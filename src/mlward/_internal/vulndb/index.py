@@ -9,6 +9,7 @@ temporary file and renamed over the old one, so a reader never sees a half-built
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import tempfile
@@ -19,12 +20,13 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from mlward._internal.vulndb.config import cache_dir
+from mlward._internal.vulndb.coverage import Coverage
 from mlward._internal.vulndb.load import LoadStats, load_advisories
 from mlward._internal.vulndb.records import Advisory
 from mlward.errors import UsageError
 from mlward.settings import Settings
 
-INDEX_FORMAT = "1"
+INDEX_FORMAT = "2"
 
 
 def fingerprint(source: Path) -> str:
@@ -71,6 +73,15 @@ class LocalIndex:
     def meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
+    def coverage(self) -> list[Coverage]:
+        meta = self.meta()
+        newest = meta.get("newest") or None
+        return [Coverage(
+            self.description, str(self.source), json.loads(meta.get("ecosystems") or "{}"),
+            records=int(meta.get("records", 0)), unreadable=int(meta.get("bad", 0)),
+            newest=None if newest is None else datetime.fromisoformat(newest).replace(
+                tzinfo=timezone.utc))]
+
     def package_names(self) -> list[str]:
         """Every package some advisory names."""
         return [r[0] for r in self._conn.execute("SELECT DISTINCT name FROM package")]
@@ -115,7 +126,9 @@ def _build(source: Path, target: Path, fp: str) -> LoadStats:
                 ("fingerprint", fp), ("source", str(source.resolve())),
                 ("built", datetime.now(timezone.utc).isoformat()),
                 ("records", str(stats.records)), ("advisories", str(stats.pypi)),
-                ("bad", str(len(stats.bad)))])
+                ("bad", str(len(stats.bad))),
+                ("ecosystems", json.dumps(dict(sorted(stats.ecosystems.items())))),
+                ("newest", stats.newest or "")])
         conn.close()
         Path(tmp).replace(target)
     except BaseException:

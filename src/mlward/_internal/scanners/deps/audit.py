@@ -19,7 +19,7 @@ from mlward._internal.scanners.deps.check import (
 )
 from mlward._internal.scanners.deps.manifests import installed_distributions
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
-from mlward._internal.vulndb import VulnSource
+from mlward._internal.vulndb import VulnSource, assess
 from mlward._internal.vulndb.match import PackageResult
 from mlward._internal.walk import Walk, unreadable
 from mlward._version import __version__
@@ -93,11 +93,18 @@ def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None
         deps.extend(installed)
         for d in installed:
             builder.examine(d.location, "installed distribution")
-    if source is None:
+    assessment = None if source is None else assess(source, settings)
+    if assessment is not None:
+        assessment.record(builder)
+    if source is None or assessment is None or assessment.blind:
         results = [DependencyResult(d, PackageResult((), None)) for d in deps]
-        places = sorted({d.location.uri for d in deps if not d.unresolvable})
-        for p in places:
-            builder.skip(Location(p), NO_DATA, inconclusive=True)
+        places: dict[str, list[str]] = {}
+        for d in deps:
+            if not d.unresolvable:
+                places.setdefault(d.location.uri, []).append(d.key)
+        for uri, names in sorted(places.items()):
+            builder.skip(Location(uri), NO_DATA if assessment is None
+                         else assessment.unchecked(names), inconclusive=True)
     else:
         results = check_dependencies(deps, source)
     builder.merge(findings_for(results))
