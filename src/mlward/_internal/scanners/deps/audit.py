@@ -17,6 +17,7 @@ from mlward._internal.scanners.deps.check import (
     parser_for,
     read_dependencies,
 )
+from mlward._internal.scanners.deps.environment import find_environment
 from mlward._internal.scanners.deps.manifests import installed_distributions
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
 from mlward._internal.vulndb import VulnSource, assess
@@ -54,8 +55,9 @@ def dependency_files(walk: Walk, inputs: Sequence[Path]) -> list[tuple[Path, str
 
 
 def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None,
-          settings: Settings | None = None) -> Audit:
-    """Dependencies of ``paths`` (and of this environment), matched against ``source``.
+          settings: Settings | None = None, python: Path | None = None) -> Audit:
+    """Dependencies of ``paths`` (and of this environment with ``environment``, of the
+    environment ``python`` names with it), matched against ``source``.
 
     With ``source`` None nothing is matched: every file gets an inconclusive skip.
     """
@@ -67,12 +69,14 @@ def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None
     for root in paths:
         if not root.exists():
             raise ScanError(f"no such file or directory: {root}")
+    other = None if python is None else find_environment(python)
     root_dir = scan_root(settings, paths)
-    builder = ReportBuilder(TargetKind.ENVIRONMENT if environment and not paths
+    builder = ReportBuilder(TargetKind.ENVIRONMENT if (environment or other) and not paths
                             else TargetKind.DEPENDENCIES, started=started, version=__version__,
                             root=str(root_dir),
                             inputs=[str(p) for p in paths] + (["<environment>"] if environment
-                                                               else []))
+                                                               else [])
+                            + ([f"<python {other.given}>"] if other else []))
     walk = Walk.for_settings(root_dir, settings)
     deps: list[Dependency] = []
     for path, uri in dependency_files(walk, paths):
@@ -88,11 +92,14 @@ def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None
         builder.examine(Location(uri), f"dependencies ({kind})")
         deps.extend(found)
     builder.merge(skipped=walk.skipped)
-    if environment:
-        installed = installed_distributions()
-        deps.extend(installed)
-        for d in installed:
-            builder.examine(d.location, "installed distribution")
+    installed = installed_distributions() if environment else []
+    if other is not None:
+        builder.fact(Fact(Location(other.given.as_uri()), "python-environment", {
+            "site_packages": [str(p) for p in other.site_packages], "found_from": other.how}))
+        installed += installed_distributions([str(p) for p in other.site_packages])
+    deps.extend(installed)
+    for d in installed:
+        builder.examine(d.location, "installed distribution")
     assessment = None if source is None else assess(source, settings)
     if assessment is not None:
         assessment.record(builder)
