@@ -90,16 +90,26 @@ def _register_manifest(sub: Any) -> None:
     c.add_argument("paths", nargs="+", metavar="PATH", type=Path)
     c.add_argument("-o", "--output", metavar="FILE", type=Path, required=True,
                    help="manifest file to write")
+    _absolute_option(c)
     _hash_options(c)
     c.set_defaults(func=run_manifest_create)
     v = msub.add_parser("verify", help="re-hash and list added, removed, modified, renamed files",
-                        description="Re-hash the manifest's roots (or PATH in their place).",
+                        description="Re-hash the manifest's roots, found relative to where the "
+                        "manifest is now (or PATH in their place), and say where each was "
+                        "read. A manifest of schema 1 (absolute paths) needs the PATHs.",
                         epilog="Exit codes: 0 identical; 1 any difference; 2 error.")
     v.add_argument("manifest", metavar="FILE", type=Path)
     v.add_argument("paths", nargs="*", metavar="PATH", type=Path,
                    help="where the manifest's roots are now (default: where they were)")
     v.add_argument("-f", "--format", choices=("text", "json"), default="text")
     v.set_defaults(func=run_manifest_verify)
+
+
+def _absolute_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--absolute-paths", action="store_true",
+                   help="record inputs outside the project (or the manifest's folder) by "
+                   "absolute path, marked as such (default: refuse them; inside it, paths "
+                   "are always relative, so a clone verifies its own files)")
 
 
 def _hash_options(p: argparse.ArgumentParser) -> None:
@@ -133,6 +143,7 @@ def _register_lineage(sub: Any) -> None:
     r.add_argument("--run-id", metavar="ID", help="the run's id (default: a new UUID)")
     r.add_argument("-o", "--output", metavar="FILE", type=Path,
                    help="statement file (default: MODEL.lineage.json)")
+    _absolute_option(r)
     _hash_options(r)
     r.set_defaults(func=run_lineage_record)
     v = lsub.add_parser("verify", help="check a model and every input before retraining",
@@ -161,7 +172,8 @@ def _record(args: argparse.Namespace, action: str, resource: str, *, outcome: st
 
 def run_manifest_create(args: argparse.Namespace) -> int:
     try:
-        m = manifest.create(args.paths, _spec(args), manifest_file=args.output)
+        m = manifest.create(args.paths, _spec(args), manifest_file=args.output,
+                            absolute=args.absolute_paths)
         m.write(args.output)
     except ProvenanceError as exc:
         _record(args, "manifest.create", ",".join(map(str, args.paths)), outcome="error",
@@ -171,23 +183,29 @@ def run_manifest_create(args: argparse.Namespace) -> int:
     size = sum(e.size for e in m.entries)
     print(f"wrote {args.output}: {files} file(s), {size} bytes, "
           f"root digest sha256:{m.root_digest}")
+    for r in m.roots:
+        if r.absolute:
+            print(f"  root {r.name}: recorded by absolute path {r.path} (outside the project)")
     _record(args, "manifest.create", str(args.output), outcome="pass",
             digests={"sha256": m.root_digest},
-            details={"roots": [r.uri for r in m.roots], "files": files})
+            details={"roots": [r.to_dict() for r in m.roots], "files": files})
     return EXIT_OK
 
 
 def run_manifest_verify(args: argparse.Namespace) -> int:
     m = manifest.Manifest.load(args.manifest)
     try:
-        changes = manifest.verify(m, args.paths or None, manifest_file=args.manifest)
+        checked = manifest.verify(m, args.paths or None, manifest_file=args.manifest)
     except ProvenanceError as exc:
         _record(args, "manifest.verify", str(args.manifest), outcome="error",
                 details={"error": exc.diagnostics()})
         raise
+    changes = checked.changes
     if args.format == "json":
-        print(json.dumps([c.to_dict() for c in changes], indent=1))
+        print(json.dumps(checked.to_dict(), indent=1))
     else:
+        for line in checked.where():
+            print(f"root {line}")
         for c in changes:
             print(c)
         print(f"{len(changes)} change(s)" if changes else
@@ -201,7 +219,8 @@ def run_lineage_record(args: argparse.Namespace) -> int:
     params = lineage.parse_params(args.param)
     try:
         out, statement = lineage.record(args.model, args.data, code=args.code, params=params,
-                                        run_id=args.run_id, spec=_spec(args), output=args.output)
+                                        run_id=args.run_id, spec=_spec(args), output=args.output,
+                                        absolute=args.absolute_paths)
     except ProvenanceError as exc:
         _record(args, "lineage.record", str(args.model), outcome="error",
                 details={"error": exc.diagnostics()})

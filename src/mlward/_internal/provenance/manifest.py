@@ -1,10 +1,21 @@
 """Content manifests: every file under one or more roots, with its size and digest.
 
 A manifest is a frozen :class:`Manifest`, validated when it is built or loaded. Its JSON form
-(``schemaVersion`` 1) holds who made it, where and when, the roots it covers, one entry per
+(``schemaVersion`` 2) holds who made it, where and when, the roots it covers, one entry per
 file, symlink or special file, and a root digest: SHA-256 over the canonical JSON of the
 entries sorted by path, one per line, so two manifests of the same bytes agree whoever made
 them and whenever.
+
+Roots are recorded by their path relative to the manifest's own folder (``data``,
+``../data``), so that a clone, or the project moved elsewhere, is verified against its own
+files: :func:`verify` resolves each root from where the manifest is now and says where that
+was. A root must lie inside the project that holds the manifest (its ``.mlward/``, ``.git``
+or ``pyproject.toml`` folder), or inside the manifest's folder when there is no project; one
+outside is recorded by absolute path only when the caller asks (``absolute``), and is then
+marked ``"absolute": true`` and reported as such whenever it is verified. Schema 1 manifests
+(absolute ``file:`` URIs for every root) are still read, but verifying them needs the roots'
+current paths: checking whatever sits at the old absolute paths could check the original's
+files from inside a clone.
 
 Entry paths are POSIX paths relative to the root; with more than one root each path starts
 with the root's name. Symlinks are recorded with their target and never followed; FIFOs,
@@ -31,8 +42,9 @@ from mlward._internal.provenance import read_limited
 from mlward._internal.provenance.errors import ProvenanceError
 from mlward._internal.provenance.hashing import FileJob, HashSpec, hash_files, parse_label
 from mlward._version import __version__
+from mlward.settings import project_root
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KIND = "mlward.manifest"
 MAX_MANIFEST_BYTES = 512 << 20
 ENTRY_TYPES = ("file", "symlink", "fifo", "socket", "char-device", "block-device")
@@ -108,23 +120,52 @@ class Entry:
 
 @dataclass(frozen=True)
 class Root:
-    """A file or folder the manifest covers: its name in entry paths, its URI, its type."""
+    """A file or folder the manifest covers: its name in entry paths, its path, its type.
+
+    ``path`` is POSIX and relative to the manifest's folder, or absolute when ``absolute``
+    (asked for at creation, or a schema 1 manifest's ``file:`` URI).
+    """
 
     name: str
-    uri: str
+    path: str
     type: str
+    absolute: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in ("directory", "file"):
             raise ProvenanceError(f"root {self.name!r}: unknown type {self.type!r}")
+        if self.absolute != self.path.startswith("/"):
+            raise ProvenanceError(f"root {self.name!r}: path {self.path!r} does not match "
+                                  "its absolute flag")
+        if not self.absolute and not _RELATIVE_ROOT.fullmatch(self.path):
+            raise ProvenanceError(f"root {self.name!r}: {self.path!r} is not a plain relative "
+                                  "path (POSIX, .. only at its start)")
 
-    @property
-    def local_path(self) -> Path | None:
-        """The root's local path when its URI is a ``file:`` URI."""
-        if not self.uri.startswith("file://"):
-            return None
-        from urllib.parse import unquote, urlsplit
-        return Path(unquote(urlsplit(self.uri).path))
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "path": self.path, "type": self.type}
+        if self.absolute:
+            out["absolute"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, version: int) -> Root:
+        if not isinstance(data, dict):
+            raise TypeError("a root is not an object")
+        if version == 1:  # {"name", "uri": "file:///abs", "type"}
+            uri = _text(data["uri"])
+            if not uri.startswith("file://"):
+                raise ProvenanceError(f"root {data.get('name')!r} is at {uri}, not a local path")
+            from urllib.parse import unquote, urlsplit
+            return cls(_text(data["name"]), unquote(urlsplit(uri).path), _text(data["type"]),
+                       absolute=True)
+        absolute = data.get("absolute", False)
+        if not isinstance(absolute, bool):
+            raise TypeError("absolute is not true or false")
+        return cls(_text(data["name"]), _text(data["path"]), _text(data["type"]), absolute)
+
+    def where(self, manifest_dir: Path) -> Path:
+        """Where the root is when the manifest sits in ``manifest_dir``."""
+        return Path(self.path) if self.absolute else manifest_dir / self.path
 
 
 @dataclass(frozen=True)
@@ -134,6 +175,9 @@ class Manifest:
     created_by: Mapping[str, str]
     spec: HashSpec = field(default_factory=HashSpec)
     root_digest: str = ""
+    schema_version: int = SCHEMA_VERSION
+    """The version it was written in (1: roots by absolute URI; read, verified only with
+    the roots' paths given)."""
 
     def __post_init__(self) -> None:
         if not self.roots:
@@ -151,9 +195,9 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": KIND,
-            "schemaVersion": SCHEMA_VERSION,
+            "schemaVersion": self.schema_version,
             "createdBy": dict(self.created_by),
-            "roots": [{"name": r.name, "uri": r.uri, "type": r.type} for r in self.roots],
+            "roots": [r.to_dict() for r in self.roots],
             "hashing": {"algorithm": self.spec.algorithm, "shardSize": self.spec.shard_size},
             "rootDigest": {"sha256": self.root_digest},
             "entries": [e.to_dict() for e in self.entries],
@@ -181,9 +225,10 @@ class Manifest:
             raise ProvenanceError(
                 f"manifest uses schema version {version}, newer than this mlward reads "
                 f"({SCHEMA_VERSION}); upgrade mlward to read it")
+        if version < 1:
+            raise ProvenanceError(f"manifest has an unknown schema version {version}")
         try:
-            roots = tuple(Root(*(_text(r[k]) for k in ("name", "uri", "type")))
-                          for r in data["roots"])
+            roots = tuple(Root.from_dict(r, version) for r in data["roots"])
             entries = tuple(Entry.from_dict(e) for e in data["entries"])
             digest = data["rootDigest"]["sha256"]
             created = data["createdBy"]
@@ -196,7 +241,8 @@ class Manifest:
             raise ProvenanceError(f"manifest is malformed ({exc!s})") from None
         if not isinstance(digest, str) or not isinstance(created, dict):
             raise ProvenanceError("manifest is malformed")
-        return cls(roots, entries, {str(k): str(v) for k, v in created.items()}, spec, digest)
+        return cls(roots, entries, {str(k): str(v) for k, v in created.items()}, spec, digest,
+                   version)
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -232,6 +278,8 @@ def check_relative(path: str) -> None:
 
 
 _HEX64 = re.compile("[0-9a-f]{64}")
+_RELATIVE_ROOT = re.compile(r"\.|(\.\./)*\.\.|(\.\./)*(?!\.\.?/|\.\.?$)[^/\\\0]+"
+                            r"(/(?!\.\.?/|\.\.?$)[^/\\\0]+)*")
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
@@ -372,20 +420,38 @@ def _names_of(target: Path | None, paths: Sequence[Path], names: Sequence[str]) 
 def create(paths: Sequence[Path], spec: HashSpec | None = None, *,
            exclude: frozenset[str] = frozenset(),
            progress: Callable[[int], None] | None = None,
-           manifest_file: Path | None = None) -> Manifest:
+           manifest_file: Path | None = None, within: Path | None = None,
+           absolute: bool = False) -> Manifest:
     """A manifest of ``paths`` (files or folders), hashed with ``spec``.
 
-    ``manifest_file`` is where the manifest will be written; it is not listed in itself.
+    ``manifest_file`` is where the manifest will be written (default: in the current folder);
+    roots are recorded relative to its folder, and it is not listed in itself. Every root must
+    lie inside ``within`` (default: the project holding that folder, else the folder itself);
+    one outside is refused, or recorded by absolute path with ``absolute``.
     """
     if not paths:
         raise ProvenanceError("nothing to put in a manifest")
+    base = (manifest_file.parent if manifest_file is not None else Path()).resolve()
+    bound = (within or project_root(base) or base).resolve()
     names = root_names(paths)
+    roots = []
+    for p, n in zip(paths, names, strict=True):
+        real = p.resolve()
+        kind = "directory" if p.is_dir() else "file"
+        if real.is_relative_to(bound):
+            roots.append(Root(n or real.name, Path(os.path.relpath(real, base)).as_posix(),
+                              kind))
+        elif absolute:
+            roots.append(Root(n or real.name, real.as_posix(), kind, absolute=True))
+        else:
+            raise ProvenanceError(
+                f"{p} is outside {bound} (the project or folder the manifest belongs to), so "
+                "a clone could not find it; record it by absolute path with "
+                "--absolute-paths (marked as such; verification then reads that path "
+                "wherever it runs), or put the manifest where it can reach the data")
     entries = hash_roots(paths, names, spec or HashSpec(), exclude, progress=progress,
                          manifest_file=manifest_file)
-    roots = tuple(Root(n or p.resolve().name, p.resolve().as_uri(),
-                       "directory" if p.is_dir() else "file")
-                  for p, n in zip(paths, names, strict=True))
-    return Manifest(roots, entries, who_where_when(), spec or HashSpec())
+    return Manifest(tuple(roots), entries, who_where_when(), spec or HashSpec())
 
 
 @dataclass(frozen=True, order=True)
@@ -429,26 +495,48 @@ def diff(recorded: Sequence[Entry], current: Sequence[Entry]) -> list[Change]:
     return sorted(changes)
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What :func:`verify` compared: each root and the path it was read from, and the changes."""
+
+    roots: tuple[tuple[Root, Path], ...]
+    changes: tuple[Change, ...]
+
+    def where(self) -> list[str]:
+        """One line per root: where it was read, and how the manifest records it."""
+        return [f"{root.name}: {path} (recorded by absolute path: another copy than this "
+                "project's may be the one checked)" if root.absolute else
+                f"{root.name}: {path} (recorded as {root.path}, relative to the manifest)"
+                for root, path in self.roots]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"roots": [{"name": r.name, "recorded": r.path, "absolute": r.absolute,
+                           "checked": str(p)} for r, p in self.roots],
+                "changes": [c.to_dict() for c in self.changes]}
+
+
 def verify(manifest: Manifest, paths: Sequence[Path] | None = None,
            progress: Callable[[int], None] | None = None,
-           manifest_file: Path | None = None) -> list[Change]:
+           manifest_file: Path | None = None) -> Verification:
     """Re-hash the manifest's roots (or ``paths`` in their place) and list every change.
 
-    ``manifest_file`` is where the manifest was read from; it is not compared with itself.
+    Roots are found relative to the folder of ``manifest_file`` (where the manifest is now;
+    default: the current folder), so a clone is checked against its own files. ``manifest_file``
+    is not compared with itself.
     """
     if paths:
         if len(paths) != len(manifest.roots):
             raise ProvenanceError(f"the manifest has {len(manifest.roots)} root(s); "
                                   f"give as many paths, in the same order")
         targets = list(paths)
+    elif manifest.schema_version < 2:
+        raise ProvenanceError(
+            "this manifest (schema 1, from an earlier mlward) records its roots by absolute "
+            "path, which in a clone or a moved project is another copy than the one here: "
+            "give the roots' paths (mlward manifest verify FILE PATH...) or re-create it")
     else:
-        targets = []
-        for r in manifest.roots:
-            local = r.local_path
-            if local is None:
-                raise ProvenanceError(f"root {r.name} is at {r.uri}, not a local path; "
-                                      "give its local path")
-            targets.append(local)
+        base = manifest_file.parent if manifest_file is not None else Path()
+        targets = [r.where(base) for r in manifest.roots]
     for t in targets:
         if not t.exists():
             raise ProvenanceError(f"{t} does not exist")
@@ -457,4 +545,6 @@ def verify(manifest: Manifest, paths: Sequence[Path] | None = None,
     labels = {e.path: e.label for e in manifest.entries if e.type == "file"}
     current = hash_roots(targets, names, manifest.spec, labels=labels, progress=progress,
                          manifest_file=manifest_file)
-    return diff(manifest.entries, current)
+    read_at = (Path(os.path.normpath(t.absolute())) for t in targets)
+    return Verification(tuple(zip(manifest.roots, read_at, strict=True)),
+                        tuple(diff(manifest.entries, current)))
