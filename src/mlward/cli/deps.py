@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlward.cli.record import file_uri, record
 from mlward.cli.scan import add_report_options, add_walk_options, emit
 from mlward.errors import UsageError
 from mlward.formats import write_output
@@ -111,7 +112,10 @@ def run_deps(args: argparse.Namespace) -> int:
         from mlward.formats.cyclonedx import render_cyclonedx
 
         write_output(render_cyclonedx(result.results), args.cyclonedx)
-    return emit(result.report, args, action="deps")
+    environments = ([Path(sys.executable)] if args.env else []) + (
+        [Path.cwd() / args.python] if args.python is not None else [])
+    return emit(result.report, args, action="deps", resources=None if args.paths else
+                [p.absolute().as_uri() for p in environments])
 
 
 def run_update(args: argparse.Namespace) -> int:
@@ -125,6 +129,10 @@ def run_update(args: argparse.Namespace) -> int:
     meta = index.meta()
     print(f"downloaded {target}; indexed {meta['advisories']} PyPI advisories "
           f"({meta['bad']} unreadable records)")
+    record(args, "vulndb.update", file_uri(target), outcome="pass",
+           details={"from": args.url or args.settings.osv_export,
+                    "advisories": int(meta["advisories"]), "unreadable": int(meta["bad"]),
+                    "newest_record": meta.get("newest") or None})
     return 0
 
 
@@ -152,4 +160,5 @@ def run_probe(args: argparse.Namespace) -> int:
 
     report = probe_report(args.urls, timeout=args.timeout, source=vuln_source(args),
                           settings=args.settings)
-    return emit(report, args, action="probe")
+    return emit(report, args, action="probe",
+                resources=[url.rstrip("/") for url in report.inputs])

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlward._internal.lazy import lazy_module
-from mlward._internal.ledger import record_event
 from mlward._internal.provenance import KEY_TYPES
 from mlward._internal.provenance.errors import ProvenanceError
 from mlward._internal.provenance.hashing import ALGORITHMS, DEFAULT_SHARD_SIZE, HashSpec
+from mlward.cli.record import file_uri, record
 from mlward.errors import MlwardError
 
 if TYPE_CHECKING:
@@ -158,27 +158,21 @@ def _register_lineage(sub: Any) -> None:
     v.set_defaults(func=run_lineage_verify)
 
 
-def _record(args: argparse.Namespace, action: str, resource: str, *, outcome: str,
-            digests: Mapping[str, str] | None = None,
-            details: Mapping[str, Any] | None = None) -> None:
-    """Add the event to the project's ledger; a ledger that refuses it is a warning only."""
+@contextmanager
+def _errors_recorded(args: argparse.Namespace, action: str, resource: str) -> Iterator[None]:
+    """A command that fails is recorded too (outcome ``error``), then fails as it would."""
     try:
-        record_event(action, resource, outcome=outcome, digests=digests, details=details,
-                     db=args.settings.db)
+        yield
     except MlwardError as exc:
-        print(f"mlward: warning: not recorded in the ledger: {exc.diagnostics()}",
-              file=sys.stderr)
+        record(args, action, resource, outcome="error", details={"error": exc.diagnostics()})
+        raise
 
 
 def run_manifest_create(args: argparse.Namespace) -> int:
-    try:
+    with _errors_recorded(args, "manifest.create", file_uri(args.output)):
         m = manifest.create(args.paths, _spec(args), manifest_file=args.output,
                             absolute=args.absolute_paths)
         m.write(args.output)
-    except ProvenanceError as exc:
-        _record(args, "manifest.create", ",".join(map(str, args.paths)), outcome="error",
-                details={"error": exc.diagnostics()})
-        raise
     files = sum(1 for e in m.entries if e.type == "file")
     size = sum(e.size for e in m.entries)
     print(f"wrote {args.output}: {files} file(s), {size} bytes, "
@@ -186,20 +180,16 @@ def run_manifest_create(args: argparse.Namespace) -> int:
     for r in m.roots:
         if r.absolute:
             print(f"  root {r.name}: recorded by absolute path {r.path} (outside the project)")
-    _record(args, "manifest.create", str(args.output), outcome="pass",
-            digests={"sha256": m.root_digest},
-            details={"roots": [r.to_dict() for r in m.roots], "files": files})
+    record(args, "manifest.create", file_uri(args.output), outcome="pass",
+           digests={"sha256": m.root_digest},
+           details={"roots": [r.to_dict() for r in m.roots], "files": files})
     return EXIT_OK
 
 
 def run_manifest_verify(args: argparse.Namespace) -> int:
-    m = manifest.Manifest.load(args.manifest)
-    try:
+    with _errors_recorded(args, "manifest.verify", file_uri(args.manifest)):
+        m = manifest.Manifest.load(args.manifest)
         checked = manifest.verify(m, args.paths or None, manifest_file=args.manifest)
-    except ProvenanceError as exc:
-        _record(args, "manifest.verify", str(args.manifest), outcome="error",
-                details={"error": exc.diagnostics()})
-        raise
     changes = checked.changes
     if args.format == "json":
         print(json.dumps(checked.to_dict(), indent=1))
@@ -210,27 +200,24 @@ def run_manifest_verify(args: argparse.Namespace) -> int:
             print(c)
         print(f"{len(changes)} change(s)" if changes else
               f"identical: {len(m.entries)} entries match {args.manifest}")
-    _record(args, "manifest.verify", str(args.manifest), outcome="fail" if changes else "pass",
-            digests={"sha256": m.root_digest}, details={"changes": len(changes)})
+    record(args, "manifest.verify", file_uri(args.manifest),
+           outcome="fail" if changes else "pass", digests={"sha256": m.root_digest},
+           details={"changes": len(changes), "roots": checked.where()})
     return EXIT_CHANGED if changes else EXIT_OK
 
 
 def run_lineage_record(args: argparse.Namespace) -> int:
     params = lineage.parse_params(args.param)
-    try:
+    with _errors_recorded(args, "lineage.record", file_uri(args.model)):
         out, statement = lineage.record(args.model, args.data, code=args.code, params=params,
                                         run_id=args.run_id, spec=_spec(args), output=args.output,
                                         absolute=args.absolute_paths)
-    except ProvenanceError as exc:
-        _record(args, "lineage.record", str(args.model), outcome="error",
-                details={"error": exc.diagnostics()})
-        raise
     deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
     print(f"wrote {out}: {len(statement['subject'])} model file(s), {len(deps)} input(s)")
     for d in deps:
         print(f"  {d['name']}: manifest {d['annotations']['mlward.manifest']}")
-    _record(args, "lineage.record", str(args.model), outcome="pass",
-            details={"statement": str(out), "inputs": [d["name"] for d in deps]})
+    record(args, "lineage.record", file_uri(args.model), outcome="pass",
+           details={"statement": str(out), "inputs": [d["name"] for d in deps]})
     return EXIT_OK
 
 
@@ -251,8 +238,9 @@ def _trusted_if_any(args: argparse.Namespace) -> Mapping[str, keys.PublicKey] | 
 
 
 def run_lineage_verify(args: argparse.Namespace) -> int:
-    result = chain.verify_chain(args.model, trusted=_trusted_if_any(args),
-                                require_signature=False)
+    with _errors_recorded(args, "lineage.verify", file_uri(args.model)):
+        result = chain.verify_chain(args.model, trusted=_trusted_if_any(args),
+                                    require_signature=False)
     return _report_chain(args, result, "lineage.verify")
 
 
@@ -271,8 +259,8 @@ def _report_chain(args: argparse.Namespace, result: chain.ChainResult, action: s
         print(f"verified: {_subject(args)}" if broken is None else
               f"NOT verified: the first broken link is the {broken.name}: {broken.detail}")
     broken = result.first_broken
-    _record(args, action, str(_subject(args)), outcome="pass" if broken is None else "fail",
-            details={"links": [[link.name, link.ok] for link in result.links]})
+    record(args, action, file_uri(_subject(args)), outcome="pass" if broken is None else "fail",
+           details={"links": [[link.name, link.ok] for link in result.links]})
     return EXIT_OK if result.ok else EXIT_CHANGED
 
 
@@ -288,12 +276,18 @@ def run_keygen(args: argparse.Namespace) -> int:
         trust = Path(args.trust) if args.trust else keys.default_trust_file(args.settings.trust)
         keys.add_trusted(trust, keys.load_public(files.public))
         print(f"trusted in:  {trust}")
-    _record(args, "keygen", str(files.public), outcome="pass", digests={"sha256": files.key_id},
-            details={"type": args.type, "digest": "SHA-256 of the public key PEM (key id)"})
+    record(args, "keygen", file_uri(files.public), outcome="pass",
+           digests={"sha256": files.key_id},
+           details={"type": args.type, "digest": "SHA-256 of the public key PEM (key id)"})
     return EXIT_OK
 
 
 def run_sign(args: argparse.Namespace) -> int:
+    with _errors_recorded(args, "sign", file_uri(args.path)):
+        return _sign(args)
+
+
+def _sign(args: argparse.Namespace) -> int:
     key = keys.load_private(args.key)
     kid = keys.key_id(key.public_key())
     if args.oms:
@@ -310,8 +304,8 @@ def run_sign(args: argparse.Namespace) -> int:
         dsse.sign(raw, payload_type, key).write(out)
         print(f"wrote {out}: DSSE envelope ({payload_type}), key id {kid}")
         digest = {"sha256": hashlib.sha256(raw).hexdigest()}
-    _record(args, "sign", str(args.path), outcome="pass", digests=digest,
-            details={"signature": str(out), "keyid": kid, "oms": args.oms})
+    record(args, "sign", file_uri(args.path), outcome="pass", digests=digest,
+           details={"signature": str(out), "keyid": kid, "oms": args.oms})
     return EXIT_OK
 
 
@@ -320,6 +314,11 @@ def _is_manifest(raw: bytes) -> bool:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    with _errors_recorded(args, "verify", file_uri(args.path)):
+        return _verify(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
     path: Path = args.path
     if not path.exists():
         raise ProvenanceError(f"{path} does not exist")
