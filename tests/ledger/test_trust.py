@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from unprivileged import run_cli
 
 from mlward._internal.ledger import open_ledger
 from mlward._internal.ledger.merkle import MemoryTree, leaf_hash, verify_consistency
 from mlward.cli.main import main
+from unprivileged import run_cli
 
 
 @pytest.fixture
