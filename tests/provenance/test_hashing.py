@@ -12,6 +12,7 @@ import pytest
 from mlward._internal.provenance.errors import FileChangedError, ProvenanceError
 from mlward._internal.provenance.hashing import (
     CHUNK,
+    SMALL,
     FileJob,
     HashSpec,
     file_digest,
@@ -129,3 +130,50 @@ def test_large_blake3_file_that_shrank_since_listing_is_reported(tmp_path: Path)
     os.utime(f, ns=(job.mtime_ns, job.mtime_ns))  # even with its old time put back
     with pytest.raises(FileChangedError):
         hash_files([job])
+
+
+@pytest.mark.parametrize("size", [0, 1, SMALL - 1, SMALL, SMALL + 1])
+def test_small_files_take_the_short_path_with_the_same_digest(tmp_path: Path,
+                                                               size: int) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(_data(size))
+    assert file_digest(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def test_small_file_replaced_or_resized_under_its_old_time_is_reported(tmp_path: Path) -> None:
+    f, other = tmp_path / "f", tmp_path / "other"
+    f.write_bytes(b"listed")
+    job = FileJob.of(f, f.stat(), "sha256")
+    other.write_bytes(b"listed")
+    other.replace(f)  # same size, a new inode
+    with pytest.raises(FileChangedError, match="replaced"):
+        hash_files([job])
+    job = FileJob.of(f, f.stat(), "sha256")
+    with open(f, "ab") as out:
+        out.write(b" and more")
+    os.utime(f, ns=(job.mtime_ns, job.mtime_ns))
+    with pytest.raises(FileChangedError, match="size"):
+        hash_files([job])
+
+
+def test_hashing_works_where_the_platform_has_no_cpu_affinity(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.delattr(os, "process_cpu_count", raising=False)
+    f = tmp_path / "f"
+    f.write_bytes(b"data")
+    assert file_digest(f) == hashlib.sha256(b"data").hexdigest()
+
+
+@pytest.mark.parametrize("name", ["plain.bin", "ünïcødé/名前.txt", 'quote"and\tcontrol\x01.bin',
+                                  "surrogate\udcff.bin", "deep/er/path with spaces.csv"])
+def test_canonical_lines_are_the_canonical_encoder_s_bytes(name: str) -> None:
+    import json
+
+    from mlward._internal.provenance.manifest import Entry, canonical_lines
+
+    entries = [Entry(name, "file", 123, {"sha256": "ab" * 32}),
+               Entry("z-link", "symlink", target=f"../{name}"), Entry("y-fifo", "fifo")]
+    general = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+    assert canonical_lines(entries) == [general.encode(e.to_dict())
+                                        for e in sorted(entries, key=lambda e: e.path)]

@@ -19,6 +19,9 @@ Memory is bounded: each worker thread reads into one reusable buffer of ``CHUNK`
 ``os.preadv`` (the file is never mapped: a file truncated under a mapping kills the process
 with SIGBUS; the buffer is an anonymous mapping, for page alignment),
 plus two read-ahead buffers of ``READ_AHEAD_CHUNK`` bytes for a large file under BLAKE3.
+A file of at most ``SMALL`` bytes under plain SHA-256 (most files of a dataset) takes the
+short path: one ``read``, one ``hashlib`` call, no buffer copy; per-file overhead is what
+limits hashing many small files, so that path is kept to its system calls.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
 """
@@ -34,12 +37,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlward._internal.provenance.errors import FileChangedError, ProvenanceError
 from mlward.errors import MissingExtra
 
 CHUNK = 1 << 20
+SMALL = 256 << 10
 READ_AHEAD_CHUNK = 4 << 20
 PIPELINE_MIN = 2 * READ_AHEAD_CHUNK
 DEFAULT_SHARD_SIZE = 64 << 20
@@ -81,9 +85,9 @@ def parse_label(label: str) -> tuple[str, int | None]:
     raise ProvenanceError(f"unknown digest algorithm {label!r}")
 
 
-@dataclass(frozen=True)
-class FileJob:
-    """One file to hash: where it is, what it looked like when listed, and which digest."""
+class FileJob(NamedTuple):
+    """One file to hash: where it is, what it looked like when listed, and which digest.
+    (A named tuple: one is made per file, and a dataclass costs several times as much.)"""
 
     path: str | Path
     size: int
@@ -166,6 +170,28 @@ def _read_ahead(job: FileJob, fd: int, hasher: Any, start: int, end: int) -> Non
             hasher.update(current[:n])
 
 
+def _hash_small(job: FileJob) -> str:
+    """The SHA-256 of a small file: one ``read`` (looped only on a short read), no copy."""
+    try:
+        fd = os.open(job.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
+    try:
+        _check_same(job, os.fstat(fd))
+        data = os.read(fd, job.size + 1)  # one byte more: a file that grew is seen here
+        while len(data) < job.size and (more := os.read(fd, job.size + 1 - len(data))):
+            data += more
+        if len(data) != job.size:
+            raise FileChangedError(str(job.path), f"size {job.size} became {len(data)}")
+        digest = hashlib.sha256(data).hexdigest()
+        _check_same(job, os.fstat(fd))
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return digest
+
+
 def _check_same(job: FileJob, st: os.stat_result) -> None:
     if st.st_ino != job.inode:
         raise FileChangedError(str(job.path), "it was replaced")
@@ -187,7 +213,9 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
     that the threads take in turn. ``progress`` is called with byte counts as work finishes.
     The first error (unreadable file, file changed) stops the work and is raised.
     """
-    workers = workers or len(os.sched_getaffinity(0)) or 1
+    from mlward.executors import available_cores
+
+    workers = workers or available_cores()
     tasks: deque[tuple[int, int, int, int]] = deque()  # job index, shard index, start, end
     shard_digests: dict[int, list[bytes]] = {}
     for index, job in enumerate(jobs):
@@ -208,6 +236,15 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
             except IndexError:
                 return
             job = jobs[index]
+            if shard_index < 0 and job.label == "sha256" and job.size <= SMALL:
+                try:
+                    results[index] = _hash_small(job)
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+                if progress is not None:
+                    progress(job.size)
+                continue
             try:
                 if job.label == "blake3":
                     hasher = _blake3()(max_threads=-1 if job.size > PIPELINE_MIN else 1)
