@@ -17,6 +17,7 @@ from mlward._internal.provenance.hashing import (
     HashSpec,
     file_digest,
     hash_files,
+    hash_paths,
     parse_label,
 )
 
@@ -177,3 +178,25 @@ def test_canonical_lines_are_the_canonical_encoder_s_bytes(name: str) -> None:
     general = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
     assert canonical_lines(entries) == [general.encode(e.to_dict())
                                         for e in sorted(entries, key=lambda e: e.path)]
+
+
+def test_paths_listed_without_stat_get_their_size_and_label_from_reading(tmp_path: Path) -> None:
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.write_bytes(b"tiny")
+    big.write_bytes(_data(3 * SHARD + 7))
+    spec = HashSpec("sha256", SHARD)
+    jobs, digests = hash_paths([small, big], spec)
+    assert [(j.size, j.label) for j in jobs] == [(4, "sha256"),
+                                                 (3 * SHARD + 7, f"sha256-sharded-{SHARD}")]
+    assert digests == [hashlib.sha256(b"tiny").hexdigest(),
+                       file_digest(big, f"sha256-sharded-{SHARD}")]
+    jobs, digests = hash_paths([big], spec, labels=["sha256"])  # a manifest's own label wins
+    assert jobs[0].label == "sha256" and digests == [hashlib.sha256(big.read_bytes()).hexdigest()]
+
+
+def test_a_fifo_found_where_a_file_was_listed_is_reported_without_blocking(
+        tmp_path: Path) -> None:
+    fifo = tmp_path / "was-a-file"
+    os.mkfifo(fifo)
+    with pytest.raises(FileChangedError, match="no longer a regular file"):
+        hash_paths([fifo], HashSpec())

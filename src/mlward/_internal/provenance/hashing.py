@@ -31,10 +31,10 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -156,6 +156,8 @@ def _read_ahead(job: FileJob, fd: int, hasher: Any, start: int, end: int) -> Non
     BLAKE3 spread each one over all cores)."""
     size = READ_AHEAD_CHUNK
     buffers = (_page_aligned(size), _page_aligned(size))
+    from concurrent.futures import ThreadPoolExecutor  # only large BLAKE3 files need it
+
     with ThreadPoolExecutor(1) as reader:
         pending = reader.submit(os.preadv, fd, [buffers[0][:min(size, end - start)]], start)
         pos, which = start, 0
@@ -170,26 +172,32 @@ def _read_ahead(job: FileJob, fd: int, hasher: Any, start: int, end: int) -> Non
             hasher.update(current[:n])
 
 
-def _hash_small(job: FileJob) -> str:
-    """The SHA-256 of a small file: one ``read`` (looped only on a short read), no copy."""
+def _open(path: str | Path) -> int:
+    """A descriptor for reading ``path``: ``O_NOFOLLOW`` and ``O_NONBLOCK`` keep a link or a
+    FIFO swapped in since the listing from being followed or from blocking."""
     try:
-        fd = os.open(job.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
-        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
-    try:
-        _check_same(job, os.fstat(fd))
-        data = os.read(fd, job.size + 1)  # one byte more: a file that grew is seen here
-        while len(data) < job.size and (more := os.read(fd, job.size + 1 - len(data))):
-            data += more
-        if len(data) != job.size:
-            raise FileChangedError(str(job.path), f"size {job.size} became {len(data)}")
-        digest = hashlib.sha256(data).hexdigest()
-        _check_same(job, os.fstat(fd))
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
+        raise ProvenanceError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _digest_small(fd: int, job: FileJob) -> str:
+    """The SHA-256 of a small file open on ``fd``: one ``readv`` into this thread's buffer
+    (looped only on a short read; no bytes object per file), then one ``fstat``: the inode,
+    size and time it shows must be the job's, so the bytes read were that file's, unchanged."""
+    view = _BUFFERS.view
+    n = os.readv(fd, [view[:job.size + 1]])  # one byte more: a file that grew shows here
+    while n < job.size and (more := os.readv(fd, [view[n:job.size + 1]])):
+        n += more
+    if n != job.size:
+        raise FileChangedError(str(job.path), f"size {job.size} became {n}")
+    digest = hashlib.sha256(view[:n]).hexdigest()
+    _check_same(job, os.fstat(fd))
     return digest
+
+
+def _small(job: FileJob) -> bool:
+    return job.label == "sha256" and job.size <= SMALL
 
 
 def _check_same(job: FileJob, st: os.stat_result) -> None:
@@ -205,20 +213,67 @@ def _shards(size: int, shard: int) -> list[tuple[int, int]]:
     return [(start, min(start + shard, size)) for start in range(0, size, shard)]
 
 
+def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
+               labels: Sequence[str | None] | None = None, workers: int | None = None,
+               progress: Callable[[int], None] | None = None) -> tuple[list[FileJob], list[str]]:
+    """Digests of files not stat'ed beforehand (a manifest's listing), and each file's job
+    with its size, time, inode and label filled in: they come from the ``fstat`` of the
+    descriptor it is read through, which saves a ``stat`` per file (on many small files, a
+    fifth of the time); the label is ``labels[i]`` (a manifest being verified) or the one
+    ``spec`` gives the size."""
+    jobs = [FileJob(p, -1, -1, -1, (labels[i] if labels else None) or "")
+            for i, p in enumerate(paths)]
+    return _run(jobs, spec, workers, progress)
+
+
 def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
                progress: Callable[[int], None] | None = None) -> list[str]:
-    """Hex digests of ``jobs`` in order, computed by ``workers`` threads (default: all cores).
+    """Hex digests of ``jobs`` (listed with their size, time and inode) in order."""
+    return _run(list(jobs), None, workers, progress)[1]
 
-    Small files are spread over the threads; files with a sharded label are split into shards
-    that the threads take in turn. ``progress`` is called with byte counts as work finishes.
-    The first error (unreadable file, file changed) stops the work and is raised.
+
+def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
+         progress: Callable[[int], None] | None) -> tuple[list[FileJob], list[str]]:
+    """Hash ``jobs`` with ``workers`` threads (default: all cores), in two rounds.
+
+    First, every file whose size is not known yet (size -1) is opened and ``fstat``-ed; a
+    small one is hashed there and then, a larger one only sized. Then every file left is
+    hashed whole, or in shards that the threads take in turn. ``progress`` is called with byte
+    counts as work finishes; the first error (unreadable file, file changed) stops the work
+    and is raised. Returns the jobs with their sizes and labels known, and the digests.
     """
     from mlward.executors import available_cores
 
     workers = workers or available_cores()
+    resolved = list(jobs)
+    results: list[str] = [""] * len(jobs)
+    errors: list[BaseException] = []
+    unknown = deque(i for i, job in enumerate(jobs) if job.size < 0)
+
+    def size_up() -> None:
+        while not errors:
+            try:
+                index = unknown.popleft()
+            except IndexError:
+                return
+            try:
+                resolved[index], digest = _first_look(jobs[index], spec)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            if digest is not None:
+                results[index] = digest
+                if progress is not None:
+                    progress(resolved[index].size)
+
+    _threads(size_up, min(workers, len(unknown)))
+    if errors:
+        raise errors[0]
     tasks: deque[tuple[int, int, int, int]] = deque()  # job index, shard index, start, end
     shard_digests: dict[int, list[bytes]] = {}
-    for index, job in enumerate(jobs):
+    for index, job in enumerate(resolved):
+        if results[index]:
+            continue  # hashed in the first round
         _, shard = parse_label(job.label)
         if shard is None:
             tasks.append((index, -1, 0, job.size))
@@ -226,8 +281,6 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
             ranges = _shards(job.size, shard)
             shard_digests[index] = [b""] * len(ranges)
             tasks.extend((index, n, start, end) for n, (start, end) in enumerate(ranges))
-    results: list[str] = [""] * len(jobs)
-    errors: list[BaseException] = []
 
     def work() -> None:
         while not errors:
@@ -235,17 +288,21 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
                 index, shard_index, start, end = tasks.popleft()
             except IndexError:
                 return
-            job = jobs[index]
-            if shard_index < 0 and job.label == "sha256" and job.size <= SMALL:
-                try:
-                    results[index] = _hash_small(job)
-                except BaseException as exc:
-                    errors.append(exc)
-                    return
-                if progress is not None:
-                    progress(job.size)
-                continue
+            job = resolved[index]
             try:
+                if shard_index < 0 and _small(job):
+                    fd = _open(job.path)
+                    try:
+                        _check_same(job, os.fstat(fd))
+                        results[index] = _digest_small(fd, job)
+                    except OSError as exc:
+                        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") \
+                            from None
+                    finally:
+                        os.close(fd)
+                    if progress is not None:
+                        progress(job.size)
+                    continue
                 if job.label == "blake3":
                     hasher = _blake3()(max_threads=-1 if job.size > PIPELINE_MIN else 1)
                 else:
@@ -261,21 +318,41 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
             if progress is not None:
                 progress(end - start)
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(tasks)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _threads(work, min(workers, len(tasks)))
     if errors:
         raise errors[0]
     for index, digests in shard_digests.items():
-        job = jobs[index]
+        job = resolved[index]
         _, shard = parse_label(job.label)
         outer = hashlib.sha256(f"mlward-sharded-v1 {shard} {job.size}\n".encode())
         for d in digests:
             outer.update(d)
         results[index] = outer.hexdigest()
-    return results
+    return resolved, results
+
+
+def _first_look(job: FileJob, spec: HashSpec | None) -> tuple[FileJob, str | None]:
+    """Open a file listed without ``stat``: its size, time and inode from ``fstat``, its
+    label, and its digest when it is small (else None: it is hashed in the second round)."""
+    fd = _open(job.path)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileChangedError(str(job.path), "it is no longer a regular file")
+        found = FileJob.of(job.path, st, job.label or (spec or HashSpec()).label_for(st.st_size))
+        return found, _digest_small(fd, found) if _small(found) else None
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _threads(target: Callable[[], None], count: int) -> None:
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def file_digest(path: Path, label: str = "sha256") -> str:

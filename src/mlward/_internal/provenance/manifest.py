@@ -24,12 +24,12 @@ sockets and devices are recorded by type only and never opened.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import json
 import os
 import re
-import socket
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +40,7 @@ from typing import Any
 from mlward._internal.io import atomic_write_text
 from mlward._internal.provenance import read_limited
 from mlward._internal.provenance.errors import ProvenanceError
-from mlward._internal.provenance.hashing import FileJob, HashSpec, hash_files, parse_label
+from mlward._internal.provenance.hashing import HashSpec, hash_paths, parse_label
 from mlward._version import __version__
 from mlward.settings import project_root
 
@@ -187,12 +187,18 @@ class Manifest:
         paths = [e.path for e in self.entries]
         if len(set(paths)) != len(paths):
             raise ProvenanceError("manifest lists the same path twice")
-        computed = compute_root_digest(self.entries)
+        computed = _digest_of(self.lines)
         if not self.root_digest:
             object.__setattr__(self, "root_digest", computed)
         elif self.root_digest != computed:
             raise ProvenanceError("manifest root digest does not match its entries "
                                   "(the entries were edited)")
+
+    @functools.cached_property
+    def lines(self) -> list[str]:
+        """The entries' canonical lines, sorted by path (the root digest's input, and the
+        entry lines of :meth:`to_json`): made once per manifest."""
+        return canonical_lines(self.entries)
 
     def to_dict(self, *, entries: bool = True) -> dict[str, Any]:
         return {
@@ -210,7 +216,7 @@ class Manifest:
         root digest covers): fast to write, easy to diff."""
         doc = self.to_dict(entries=False)
         head = json.dumps(doc, indent=1)
-        lines = ",\n".join("  " + line for line in canonical_lines(self.entries))
+        lines = ",\n".join("  " + line for line in self.lines)
         return f'{head[:-2]},\n "entries": [\n{lines}\n ]\n}}\n'.replace("[\n\n ]", "[]")
 
     def write(self, path: Path) -> None:
@@ -300,10 +306,9 @@ _json_str = json.encoder.encode_basestring_ascii
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
-def compute_root_digest(entries: Sequence[Entry]) -> str:
-    """SHA-256 over the canonical JSON of the entries sorted by path, one per line."""
-    return hashlib.sha256("".join(line + "\n" for line in canonical_lines(entries))
-                          .encode()).hexdigest()
+def _digest_of(lines: list[str]) -> str:
+    """The root digest: SHA-256 over the entries' canonical lines, each ending in a newline."""
+    return hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
 
 
 def canonical_lines(entries: Sequence[Entry]) -> list[str]:
@@ -334,10 +339,20 @@ def who_where_when() -> dict[str, str]:
         user = str(os.getuid())
     return {
         "user": user,
-        "host": socket.gethostname(),
+        "host": _hostname(),
         "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tool": f"mlward {__version__}",
     }
+
+
+def _hostname() -> str:
+    """``os.uname().nodename`` (what ``socket.gethostname`` returns on POSIX, without
+    importing socket), else socket's answer."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "char-device",
@@ -346,47 +361,55 @@ _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "char-d
 
 @dataclass(frozen=True)
 class Listed:
-    """What a walk found: entries without digests yet, and the files still to hash."""
+    """What a walk found: entries without digests yet, and the files still to hash (their
+    entry name and path: their size comes from reading them)."""
 
     entries: tuple[Entry, ...]
-    files: tuple[tuple[str, str | Path, os.stat_result], ...]
+    files: tuple[tuple[str, str | Path], ...]
 
 
 def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) -> Listed:
     """List everything under ``root`` without following symlinks.
 
-    ``root`` itself may be a file. Names in ``exclude`` are skipped at any depth.
+    ``root`` itself may be a file. Names in ``exclude`` are skipped at any depth. Types come
+    from the directory listing (no ``stat`` per file; only an entry of another type than
+    file, folder or link is ``lstat``-ed to name it).
     """
     entries: list[Entry] = []
-    files: list[tuple[str, str | Path, os.stat_result]] = []
+    files: list[tuple[str, str | Path]] = []
     try:
         st = root.stat()
     except OSError as exc:
         raise ProvenanceError(f"cannot read {root}: {exc.strerror}") from None
     if stat.S_ISREG(st.st_mode):
-        return Listed((), ((prefix or root.name, root, st),))
+        return Listed((), ((prefix or root.name, root),))
     if not stat.S_ISDIR(st.st_mode):
         special = _SPECIAL.get(stat.S_IFMT(st.st_mode), "fifo")
         return Listed((Entry(prefix or root.name, special),), ())
-    for rel, path, lst in _scan(root, exclude):
+    for rel, item in _scan(root, exclude):
         name = f"{prefix}/{rel}" if prefix else rel
-        kind = stat.S_IFMT(lst.st_mode)
-        if kind == stat.S_IFREG:
-            files.append((name, path, lst))
-        elif kind == stat.S_IFLNK:
-            entries.append(Entry(name, "symlink", target=str(Path(path).readlink())))
-        elif kind in _SPECIAL:
-            entries.append(Entry(name, _SPECIAL[kind]))
+        try:
+            if item.is_file(follow_symlinks=False):
+                files.append((name, item.path))
+            elif item.is_symlink():
+                entries.append(Entry(name, "symlink", target=str(Path(item.path).readlink())))
+            else:
+                kind = stat.S_IFMT(item.stat(follow_symlinks=False).st_mode)
+                if kind in _SPECIAL:
+                    entries.append(Entry(name, _SPECIAL[kind]))
+        except OSError as exc:
+            raise ProvenanceError(f"cannot read {item.path}: {exc.strerror}") from None
     return Listed(tuple(entries), tuple(files))
 
 
-def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, str | Path, os.stat_result]]:
+def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(relative path, entry) of everything under ``root`` that is not a folder."""
     stack = [("", root)]
     while stack:
         rel_dir, directory = stack.pop()
         try:
             with os.scandir(directory) as it:
-                items = sorted(it, key=lambda d: d.name)
+                items = list(it)  # in any order: entries are sorted by path at the end
         except OSError as exc:
             raise ProvenanceError(f"cannot list {directory}: {exc.strerror}") from None
         for item in items:
@@ -394,13 +417,13 @@ def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, str | Path
                 continue
             rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
             try:
-                lst = item.stat(follow_symlinks=False)
+                is_dir = item.is_dir(follow_symlinks=False)
             except OSError as exc:
                 raise ProvenanceError(f"cannot read {item.path}: {exc.strerror}") from None
-            if stat.S_ISDIR(lst.st_mode):
+            if is_dir:
                 stack.append((rel, Path(item.path)))
             else:
-                yield rel, item.path, lst
+                yield rel, item
 
 
 def root_names(paths: Sequence[Path]) -> list[str]:
@@ -432,11 +455,11 @@ def hash_roots(paths: Sequence[Path], names: Sequence[str], spec: HashSpec,
     own = _names_of(manifest_file, paths, names)
     specials = [e for item in listed for e in item.entries if e.path not in own]
     files = [f for item in listed for f in item.files if f[0] not in own]
-    jobs = [FileJob.of(path, st, (labels or {}).get(name) or spec.label_for(st.st_size))
-            for name, path, st in files]
-    digests = hash_files(jobs, progress=progress)
-    hashed = [Entry(name, "file", st.st_size, {job.label: d})
-              for (name, _, st), job, d in zip(files, jobs, digests, strict=True)]
+    jobs, digests = hash_paths([path for _, path in files], spec, progress=progress,
+                               labels=[labels.get(name) for name, _ in files] if labels
+                               else None)
+    hashed = [Entry(name, "file", job.size, {job.label: digest})
+              for (name, _), job, digest in zip(files, jobs, digests, strict=True)]
     return tuple(sorted(specials + hashed, key=_path_of))
 
 
