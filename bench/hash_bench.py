@@ -157,17 +157,19 @@ class Tool:
     shell: bool = False
 
 
-def tools(case: Case, tmp: Path) -> list[Tool]:
+def tools(case: Case) -> list[Tool]:
     mlward = str(VENV_BIN / "mlward")
     py = sys.executable
     target = str(case.path)
+    # Beside the data: a manifest records its roots relative to itself, inside the project.
+    out = str(case.path.with_name(case.path.name + ".manifest.json"))
     return [
         Tool("mlward (sha256, sharded)",
-             [mlward, "manifest", "create", target, "-o", str(tmp / "m.json")]),
+             [mlward, "manifest", "create", target, "-o", out]),
         Tool("mlward (sha256, --whole-file)",
-             [mlward, "manifest", "create", target, "-o", str(tmp / "m.json"), "--whole-file"]),
+             [mlward, "manifest", "create", target, "-o", out, "--whole-file"]),
         Tool("mlward (blake3)",
-             [mlward, "manifest", "create", target, "-o", str(tmp / "m.json"),
+             [mlward, "manifest", "create", target, "-o", out,
               "--hash", "blake3"]),
         Tool("sha256sum (coreutils)",
              ["sh", "-c", f"find {shlex.quote(target)} -type f -print0 | xargs -0 sha256sum"
@@ -293,18 +295,18 @@ def main(argv: list[str] | None = None) -> int:
     core = openssl_rate(parts[:1])
     startup = min(_wall([str(VENV_BIN / "mlward"), "--version"]) for _ in range(3))
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for case in cases:
-            for tool in tools(case, Path(tmp)):
-                if args.tools and not any(tool.name.startswith(t)
-                                          for t in args.tools.split(",")):
-                    continue
-                result = measure(tool, case, args.repeat)
-                print(f"{case.name:>20}  {tool.name:<32} {result.seconds:8.2f} s "
-                      f"{result.rss_mib:7.0f} MiB  exit {result.rc}", flush=True)
-                results.append(result)
-    command = shlex.join(["bench/.venv/bin/python", "bench/hash_bench.py",
+    for case in cases:
+        for tool in tools(case):
+            if args.tools and not any(tool.name.startswith(t) for t in args.tools.split(",")):
+                continue
+            result = measure(tool, case, args.repeat)
+            print(f"{case.name:>20}  {tool.name:<32} {result.seconds:8.2f} s "
+                  f"{result.rss_mib:7.0f} MiB  exit {result.rc}", flush=True)
+            results.append(result)
+    command = shlex.join([sys.executable, "bench/hash_bench.py",
                           *(argv if argv is not None else sys.argv[1:])])
+    if os.environ.get("PYTHONPATH"):  # mlward from a source tree rather than as installed
+        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
     load = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
     section = render(cases, results, limit, core, command, load, startup)
     print(section)

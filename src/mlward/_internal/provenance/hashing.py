@@ -20,8 +20,10 @@ Memory is bounded: each worker thread reads into one reusable buffer of ``CHUNK`
 with SIGBUS; the buffer is an anonymous mapping, for page alignment),
 plus two read-ahead buffers of ``READ_AHEAD_CHUNK`` bytes for a large file under BLAKE3.
 A file of at most ``SMALL`` bytes under plain SHA-256 (most files of a dataset) takes the
-short path: one ``read``, one ``hashlib`` call, no buffer copy; per-file overhead is what
-limits hashing many small files, so that path is kept to its system calls.
+short path: ``open``, ``fstat``, one ``readv`` into that buffer, one ``hashlib`` call,
+``fstat``, ``close``; per-file overhead is what limits hashing many small files, so that
+path is kept to its system calls. Files a manifest lists without a ``stat`` each
+(:func:`hash_paths`) get their size from that first ``fstat``.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
 """
