@@ -128,3 +128,25 @@ def test_some_unreadable_records_are_a_warning(project: Path, tmp_path: Path,
     code, report = _deps(["--vuln-db", str(db), str(project)], capsys)
     assert code == 1
     assert any("1 of 2 records could not be read" in w for w in report["stats"]["warnings"])
+
+
+def test_an_index_without_coverage_records_is_rebuilt_not_read_as_blind(tmp_path: Path) -> None:
+    """Another mlward (same cache, same data) may have written the index without the
+    ecosystems and dates: read as it is, it would look empty."""
+    import sqlite3
+
+    from mlward._internal.vulndb.index import open_index
+
+    from .conftest import env_settings
+
+    index = open_index(OSV, settings=env_settings())
+    index.close()
+    conn = sqlite3.connect(index.path)
+    conn.execute("DELETE FROM meta WHERE key IN ('ecosystems', 'newest')")
+    conn.commit()
+    conn.close()
+    again = open_index(OSV, settings=env_settings())
+    assert again.stats is not None  # rebuilt
+    (coverage,) = again.coverage()
+    assert coverage.advisories.get("PyPI", 0) > 0 and coverage.newest is not None
+    again.close()

@@ -26,7 +26,9 @@ from mlward._internal.vulndb.records import Advisory
 from mlward.errors import UsageError
 from mlward.settings import Settings
 
-INDEX_FORMAT = "2"
+INDEX_FORMAT = "2-coverage"
+META_KEYS = ("fingerprint", "records", "advisories", "bad", "ecosystems", "newest")
+"""What an index must record; one missing any (written by another mlward) is rebuilt."""
 
 
 def fingerprint(source: Path) -> str:
@@ -148,10 +150,10 @@ def open_index(source: Path, *, settings: Settings, rebuild: bool = False) -> Lo
         try:
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
             try:
-                row = conn.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             finally:
                 conn.close()
-            if row and row[0] == fp:
+            if meta.get("fingerprint") == fp and all(k in meta for k in META_KEYS):
                 return LocalIndex(source, db)
         except sqlite3.Error:
             pass  # a damaged index is rebuilt
