@@ -149,3 +149,14 @@ def test_the_ledger_records_what_was_redacted_never_the_value(
         "latin-1")
     for value in (TOKENS["hf"], "jane.roe@acme-corp.com", "Tr0ub4dor-and-3-horses"):
         assert value not in everything
+
+
+def test_each_redaction_is_counted_once_in_the_part_it_was_in(tmp_path: Path) -> None:
+    from mlward._internal.scanners.notebook.clean import clean_notebook
+
+    path = write_nb(tmp_path / "nb.ipynb", notebook(
+        code(f'token = "{TOKENS["hf"]}"', stream(TOKENS["hf"] + "\n"))))
+    result = clean_notebook(path, strip_outputs=False, redact=True, sources=True)
+    assert sorted((r.rule, r.where) for r in result.redactions) == [
+        ("MW401", "cell 1 output 1"), ("MW401", "cell 1 source")]
+    assert TOKENS["hf"] not in path.read_text()

@@ -152,6 +152,8 @@ class _Part:
     texts: list[str]
     syntax: str = "code"
     pii: bool = True
+    keys: tuple[str, ...] | None = None
+    """Only these keys of ``node`` belong to the part (a cell's source, not its outputs)."""
     found: dict[str, tuple[str, str]] = field(default_factory=dict)
     """value -> (rule id, kind)."""
 
@@ -164,7 +166,7 @@ def _parts(nb: Any, *, sources: bool) -> Iterator[_Part]:
                         [text for _, text in output_texts(out)])
         if sources:
             yield _Part(cell, f"cell {index} source", [text_of(cell.get("source", ""))],
-                        pii=cell.get("cell_type") != "code")
+                        pii=cell.get("cell_type") != "code", keys=("source",))
             if "attachments" in cell:
                 yield _Part(cell["attachments"], f"cell {index} attachments",
                             [text_of(cell["attachments"])])
@@ -179,7 +181,7 @@ def _parts(nb: Any, *, sources: bool) -> Iterator[_Part]:
 def _redact(nb: Any, *, sources: bool) -> list[Redaction]:
     redactions: list[Redaction] = []
     for part in _parts(nb, sources=sources):
-        texts = part.texts + [s for s, _ in _strings(part.node)]
+        texts = part.texts + [s for s, _ in _strings(part.node, part.keys)]
         for text in texts:
             for hit in find_secrets(text, syntax=part.syntax):
                 part.found.setdefault(hit.value, (hit.rule.id, hit.kind))
@@ -196,19 +198,23 @@ def _redact(nb: Any, *, sources: bool) -> list[Redaction]:
                 text = replace_whole(text, value, f"[REDACTED:{kind}]")[0]
             return text
 
-        _rewrite(part.node, fix)
+        _rewrite(part.node, fix, part.keys)
         redactions += [Redaction(rule, kind, part.where) for rule, kind in part.found.values()]
     return redactions
 
 
-def _strings(node: Any) -> Iterator[tuple[str, Callable[[str], None]]]:
-    """Every string under ``node`` (a list of strings counts as one text, as notebooks store
-    multi-line text), with a setter; iterative, so any depth is reached."""
+def _strings(node: Any, keys: tuple[str, ...] | None = None
+             ) -> Iterator[tuple[str, Callable[[str], None]]]:
+    """Every string under ``node`` (under its ``keys`` only, when given; a list of strings
+    counts as one text, as notebooks store multi-line text), with a setter; iterative, so
+    any depth is reached."""
     stack = [node]
     while stack:
         item = stack.pop()
         pairs = list(item.items()) if isinstance(item, dict) else list(enumerate(item)) \
             if isinstance(item, list) else []
+        if item is node and keys is not None:
+            pairs = [(k, v) for k, v in pairs if k in keys]
         for key, value in pairs:
             if isinstance(value, str) or (isinstance(value, list) and value
                                           and all(isinstance(v, str) for v in value)):
@@ -224,6 +230,6 @@ def _setter(container: Any, key: Any, old: Any) -> Callable[[str], None]:
     return put
 
 
-def _rewrite(node: Any, fix: Callable[[str], str]) -> None:
-    for text, put in list(_strings(node)):
+def _rewrite(node: Any, fix: Callable[[str], str], keys: tuple[str, ...] | None) -> None:
+    for text, put in list(_strings(node, keys)):
         put(fix(text))
