@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from mlward._internal.redact import redact_credentials, redact_value
 from mlward.findings import Finding, Location, Severity
 
 
@@ -25,16 +26,19 @@ class Rule(NamedTuple):
     def finding(self, location: Location, message: str, *, evidence: str | None = None,
                 severity: Severity | None = None,
                 details: Mapping[str, Any] | None = None) -> Finding:
-        """A finding of this rule; ``severity`` overrides the default where the case warrants."""
+        """A finding of this rule; ``severity`` overrides the default where the case warrants.
+
+        Credentials in the message, evidence and details are redacted here, once for every
+        producer (:mod:`mlward._internal.redact`): a writer never sees one."""
         return Finding(
             rule_id=self.id,
             severity=self.severity if severity is None else severity,
             location=location,
-            message=message,
-            evidence=evidence,
+            message=redact_credentials(message),
+            evidence=None if evidence is None else redact_credentials(evidence),
             remediation=self.remediation,
             cwe=self.cwe,
-            details=dict(details or {}),
+            details=redact_value(dict(details)) if details else {},
         )
 
 

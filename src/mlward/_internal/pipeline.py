@@ -21,7 +21,7 @@ from mlward._internal.scanners import load_scanners
 from mlward._internal.scanners.interface import DirectoryScanner, ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward._internal.sources.archives import BOMB_FLOOR
-from mlward._internal.walk import Item, Walk, is_regular
+from mlward._internal.walk import Item, Walk, is_regular, unreadable
 from mlward._version import __version__
 from mlward.errors import ScanError
 from mlward.executors import Executor, make_executor
@@ -90,8 +90,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, settings: Settings | None =
     builder = ReportBuilder(TargetKind.FILES, started=started, version=__version__,
                             root=str(root), inputs=[str(p) for p in inputs])
     obs = observer or _NullObserver()
-    walk = Walk(root, exclude=settings.exclude, ignore_files=settings.ignore_files,
-                follow_symlinks=settings.follow_symlinks)
+    walk = Walk.for_settings(root, settings)
     folders = _FolderScan(settings, builder)
     items = list(walk.files(inputs, on_dir=folders.scan))
     obs.on_start(len(items))
@@ -113,6 +112,10 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, settings: Settings | None =
         if own:
             executor.close()
     builder.merge(skipped=walk.skipped)
+    if any(e.format.startswith("dependencies") for e in builder.examined):
+        from mlward._internal.scanners.deps import note_data
+
+        note_data(builder, settings)
     builder.stats.update({"files": len(items), "executor": executor.name,
                           "excluded": dict(sorted(walk.excluded.items()))})
     from mlward._internal.triage import make_triage
@@ -177,7 +180,7 @@ class Engine(ScanContext):
         try:
             regular, size = is_regular(item.path)
         except OSError as exc:
-            self.skip(loc, f"cannot read: {exc.strerror or exc}", inconclusive=True)
+            self.skipped.append(unreadable(loc, exc, ignore=self.settings.ignore_unreadable))
             return
         if not regular:
             self.skip(loc, "not a regular file", inconclusive=False)
@@ -215,6 +218,9 @@ class Engine(ScanContext):
         """Whether ``scanner`` recognises ``source``; None when sniffing failed (reported)."""
         try:
             return scanner.sniff(source)
+        except PermissionError as exc:  # the file's first read: it cannot be read at all
+            self.skipped.append(unreadable(source.location, exc,
+                                           ignore=self.settings.ignore_unreadable))
         except OSError as exc:
             self.skip(source.location, f"cannot read: {exc}", inconclusive=True)
         except Exception as exc:

@@ -393,5 +393,34 @@ def redact_secrets(text: str, *, label: bool = False) -> tuple[str, int]:
     """``text`` with every secret replaced by its mask (or ``[REDACTED:kind]``), and the count."""
     hits = find_secrets(text)
     for hit in hits:
-        text = text.replace(hit.value, f"[REDACTED:{hit.kind}]" if label else hit.evidence)
+        text = replace_whole(text, hit.value,
+                             f"[REDACTED:{hit.kind}]" if label else hit.evidence)[0]
     return text, len(hits)
+
+
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def replace_whole(text: str, value: str, replacement: str) -> tuple[str, int]:
+    """``text`` with every occurrence of ``value`` replaced, each widened to the whole token
+    it is part of, and the number replaced. A detector may match only part of a token (a
+    fixed-length pattern, a longer token of a newer format): the rest must not stay in clear.
+    A value that ends (or starts) with punctuation is not widened on that side (a password
+    inside ``user:pw@host`` stops at its delimiters)."""
+    if not value:
+        return text, 0
+    out: list[str] = []
+    done = count = 0
+    at = text.find(value)
+    while at >= 0:
+        start, end = at, at + len(value)
+        if value[0] in _TOKEN_CHARS:
+            while start > done and text[start - 1] in _TOKEN_CHARS:
+                start -= 1
+        if value[-1] in _TOKEN_CHARS:
+            while end < len(text) and text[end] in _TOKEN_CHARS:
+                end += 1
+        out += [text[done:start], replacement]
+        done, count = end, count + 1
+        at = text.find(value, end)
+    return "".join(out) + text[done:], count
