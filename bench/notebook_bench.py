@@ -221,13 +221,13 @@ def fp12(value: str) -> str:
 
 def mlward(corpus: Path, planted: list[dict[str, Any]]) -> Result:
     report = OUT / "notebook_bench.mlward.json"
-    argv = [str(VENV_BIN / "mlward"), "scan", "--quiet", "-f", "json", "-o", str(report),
+    argv = [str(VENV_BIN / "mlward"), "scan", "--quiet", "--no-ignore", "-f", "json", "-o", str(report),
             str(corpus)]
     wall, cpu, rss, code = run(argv, OUT / "notebook_bench.mlward.log")
     findings = json.loads(report.read_text())["findings"]
     by_nb: dict[str, list[dict[str, Any]]] = {}
     for f in findings:
-        by_nb.setdefault(Path(f["location"]["path"]).name, []).append(f)
+        by_nb.setdefault(Path(f["location"]["uri"]).name, []).append(f)
     found: Counter[str] = Counter()
     matched: set[int] = set()
     for item in planted:

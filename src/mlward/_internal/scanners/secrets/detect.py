@@ -1,10 +1,13 @@
-"""Secret detection: detect-secrets' detectors as the engine plus ML-provider detectors.
+"""Secret detection: provider formats, the entropy detector, and detect-secrets' plugins.
 
 Text is examined line by line. A cheap pre-filter drops lines that cannot hold a secret, so
-large outputs cost little; the remaining lines go through our provider patterns and a
-selection of detect-secrets plugins (called directly, without its global settings, so no
-verification request is ever sent). detect-secrets' indirect-reference filter is applied
-only when the value is not a quoted literal: ``OpenAI(api_key="sk-...")`` is reported.
+large outputs cost little; the remaining lines go, in this order, through the provider
+formats (:mod:`.providers`, with their checksums), random-looking values in a secret context
+(:mod:`.entropy`), and a selection of detect-secrets plugins (called directly, without its
+global settings, so no verification request is ever sent). A span claimed by an earlier
+stage is not reported again by a later one. detect-secrets' indirect-reference filter is
+applied only when the value is not a quoted literal: ``OpenAI(api_key="sk-...")`` is
+reported; its keyword hits that are prose (``secret = "ask the admin for it"``) are not.
 """
 
 from __future__ import annotations
@@ -15,10 +18,20 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
+from mlward._internal.scanners.secrets import entropy
+from mlward._internal.scanners.secrets.providers import CONTEXT_WORDS, FORMATS
 from mlward.errors import MissingExtra
-from mlward.rules import SECRET_KEYWORD, SECRET_PRIVATE_KEY, SECRET_TOKEN, SECRET_URI, Rule
+from mlward.findings import Severity
+from mlward.rules import (
+    SECRET_ENTROPY,
+    SECRET_KEYWORD,
+    SECRET_PRIVATE_KEY,
+    SECRET_TOKEN,
+    SECRET_URI,
+    Rule,
+)
 
 MAX_LINE = 4096
 """Longer lines are examined in overlapping windows of this size (bounded regex work)."""
@@ -34,6 +47,10 @@ class SecretHit:
     value: str
     line: int
     column: int
+    severity: Severity | None = None
+    """When the case overrides the rule's severity (Stripe test-mode keys)."""
+    checked: str = ""
+    """The provider check the value passed (``CRC32 checksum``), when it has one."""
 
     @property
     def evidence(self) -> str:
@@ -55,81 +72,17 @@ def mask(value: str) -> str:
     return f"{value[:keep]}…[sha256:{fingerprint(value)}]"
 
 
-# --- our provider patterns -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Pattern:
-    kind: str
-    rule: Rule
-    regex: re.Pattern[str]
-    context: re.Pattern[str] | None = None
-    """When set, the line (or the two before it) must match, for formats too generic alone."""
-    needle: str = ""
-    """A lower-case substring every match contains: the regex runs only when it is there."""
-
-
-def _p(kind: str, pattern: str, context: str | None = None, rule: Rule = SECRET_TOKEN,
-       needle: str = "") -> _Pattern:
-    return _Pattern(kind, rule, re.compile(pattern),
-                    re.compile(context, re.IGNORECASE) if context else None, needle)
-
-
-_B = r"(?<![A-Za-z0-9_\-])"   # start boundary for token-like values
-_E = r"(?![A-Za-z0-9_\-])"    # end boundary
-
-PATTERNS: tuple[_Pattern, ...] = (
-    _p("Hugging Face token", _B + r"(hf_[A-Za-z]{34})" + _E, needle="hf_"),
-    _p("Hugging Face organisation token", _B + r"(api_org_[A-Za-z]{34})" + _E,
-       needle="api_org_"),
-    _p("OpenAI API key", _B + r"(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,})", needle="sk-"),
-    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})" + _E,
-       needle="t3blbkfj"),
-    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{48})" + _E, needle="sk-"),
-    _p("Anthropic API key", _B + r"(sk-ant-[a-z]+\d*-[A-Za-z0-9_\-]{32,})", needle="sk-ant-"),
-    _p("Weights & Biases API key", r"(?<![0-9a-fA-F])([0-9a-f]{40})(?![0-9a-fA-F])",
-       r"wandb|weights.?(?:and|&).?biases"),
-    _p("Weights & Biases API key", _B + r"((?:local|v1)-[0-9a-f]{40,})" + _E, r"wandb"),
-    _p("Comet API key", _B + r"([A-Za-z0-9]{25})" + _E, r"comet"),
-    _p("Neptune API token", _B + r"(eyJhcGlfYWRkcmVzcyI6[A-Za-z0-9+/=_\-]{20,})",
-       needle="eyjhcglfywrkcmvzcyi6"),
-    _p("Kaggle API key", r"\"key\"\s*:\s*\"([0-9a-f]{32})\"", r"username|kaggle"),
-    _p("Kaggle API key", r"KAGGLE_KEY\W{1,4}([0-9a-f]{32})(?![0-9a-f])", needle="kaggle_key"),
-    _p("Databricks token", _B + r"(dapi[0-9a-f]{32}(?:-\d)?)" + _E, needle="dapi"),
-    _p("Replicate API token", _B + r"(r8_[A-Za-z0-9]{37})" + _E, needle="r8_"),
-    _p("Cohere API key", _B + r"([A-Za-z0-9]{40})" + _E, r"cohere|CO_API_KEY"),
-    _p("LangSmith API key", _B + r"(lsv2_(?:pt|sk)_[0-9a-f]{32}_[0-9a-f]{10})" + _E,
-       needle="lsv2_"),
-    _p("Pinecone API key", _B + r"(pcsk_[A-Za-z0-9_]{40,})" + _E, needle="pcsk_"),
-    _p("Pinecone API key",
-       r"(?<![0-9a-f-])([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9a-f-])",
-       r"pinecone"),
-    _p("Google API key", _B + r"(AIza[0-9A-Za-z_\-]{35})" + _E, needle="aiza"),
-    _p("AWS access key ID", r"(?<![A-Z0-9])((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?![A-Z0-9])"),
-    _p("AWS secret access key", r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
-       r"aws_?secret|secret_?access_?key|SecretAccessKey"),
-    _p("Azure storage account key", r"AccountKey=([A-Za-z0-9+/]{40,}={0,2})",
-       rule=SECRET_PRIVATE_KEY, needle="accountkey="),
-    _p("GCP service-account private key", r"\"private_key\"\s*:\s*\"(-----BEGIN[^\"]{200,})",
-       rule=SECRET_PRIVATE_KEY, needle="private_key"),
-    _p("Password in URI",
-       r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,30}://[^\s:/@'\"<>]{1,128}:([^\s@/'\"<>]{1,256})@"
-       r"[A-Za-z0-9.\-\[\]]", rule=SECRET_URI, needle="://"),
-)
-
 # Lines without any of these cannot hold a secret we report: skip them cheaply.
 _PREFILTER = re.compile(
-    r"[A-Za-z0-9_]{20,}|://[^\s]*@|BEGIN|pass|pwd|secret|token|key|auth|cred",
+    r"[A-Za-z0-9_]{20,}|://[^\s]*@|BEGIN|pass|pwd|secret|token|key|auth|cred|bearer|Q~",
     re.IGNORECASE)
 
 # In long lines (minified JSON, widget state) only windows around these are examined: the
 # fixed prefixes of the formats we know, context words, and the keywords (lower case).
-_ANCHORS = (
-    "hf_", "api_org_", "sk-", "sk_live", "rk_live", "akia", "asia", "abia", "acca", "dapi",
-    "r8_", "lsv2_", "pcsk_", "eyj", "aiza", "://", "begin", "accountkey", "ghp_", "gho_",
-    "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "npm_", "pypi-", "sg.", "sq0csp-",
-    "wandb", "comet", "cohere", "pinecone", "kaggle", "aws", "pass", "pwd", "secret", "token",
-    "key", "auth", "cred",
-)
+_ANCHORS = tuple(sorted({f.needle for f in FORMATS if f.needle} | set(CONTEXT_WORDS)
+                        | set(entropy.GATE) | {
+    "akia", "asia", "abia", "acca", "eyj", "begin", "glpat-", "xox", "sq0csp-", "cred",
+}))
 
 
 def _anchor_positions(line: str) -> list[int]:
@@ -150,27 +103,23 @@ _KEY_MATERIAL = re.compile(r"[A-Za-z0-9+/=]{40,}")
 _PASSWORD_HASH = re.compile(r"^(?:argon2:|sha1:|sha256:|\$argon2|\$2[aby]\$|\$[56]\$|pbkdf2)")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?$")
 
-# detect-secrets plugins to run (the high-entropy and IP ones are too noisy on notebook output;
-# provider formats and keyword assignments cover what matters).
+# detect-secrets plugins to run (the high-entropy and IP ones are too noisy on notebook output:
+# .entropy judges random strings in context). GitHub, npm, PyPI, SendGrid and Stripe formats
+# are ours (with the providers' checksums), so detect-secrets' unchecked ones are not run.
 # Each with the lower-case substrings one of its patterns needs (checked first, cheaply);
 # an empty tuple: always run.
 _DS_PLUGINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("aws", "AWSKeyDetector", ("akia", "asia", "abia", "acca", "a3t", "aws")),
     ("azure_storage_key", "AzureStorageKeyDetector", ("accountkey",)),
     ("basic_auth", "BasicAuthDetector", ("://",)),
-    ("github_token", "GitHubTokenDetector", ("gh",)),
     ("gitlab_token", "GitLabTokenDetector", ("gl", "gr1348941")),
     ("jwt", "JwtTokenDetector", ("eyj",)),
     ("keyword", "KeywordDetector", ("pass", "pwd", "secret", "token", "key", "auth", "cred",
                                     "private")),
     ("mailchimp", "MailchimpDetector", ("-us",)),
-    ("npm", "NpmDetector", ("_authtoken",)),
     ("openai", "OpenAIDetector", ("t3blbkfj",)),
     ("private_key", "PrivateKeyDetector", ("private", "putty")),
-    ("pypi_token", "PypiTokenDetector", ("pypi-",)),
-    ("sendgrid", "SendGridDetector", ("sg.",)),
     ("slack", "SlackDetector", ("xox", "hooks.slack.com")),
-    ("stripe", "StripeDetector", ("_live_",)),
     ("twilio", "TwilioKeyDetector", ()),
     ("discord", "DiscordBotTokenDetector", ()),
     ("telegram_token", "TelegramBotTokenDetector", ()),
@@ -219,7 +168,7 @@ def require_engine() -> None:
 
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".ini", ".cfg", ".conf", ".toml", ".properties", ".env",
-                    ".netrc", "credentials")
+                    ".netrc", ".npmrc", ".pypirc", "credentials")
 
 
 def syntax_for(name: str) -> str:
@@ -257,15 +206,15 @@ def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
             if not _PREFILTER.search(chunk):
                 continue
             context = "\n".join([*lines[max(0, number - 3):number - 1], chunk])
-            for hit in _scan_chunk(engine, chunk, context, syntax):
-                kind, rule, value, col = hit
-                if value in seen:
+            for m in _scan_chunk(engine, chunk, context, syntax):
+                if m.value in seen:
                     continue
-                if kind == "Private Key" and not _KEY_MATERIAL.search(
-                        "\n".join([chunk[col:], *lines[number:number + 3]])):
+                if m.kind == "Private Key" and not _KEY_MATERIAL.search(
+                        "\n".join([chunk[m.column:], *lines[number:number + 3]])):
                     continue  # a PEM header alone (code that handles keys), not a key
-                seen.add(value)
-                hits.append(SecretHit(kind, rule, value, number, start + col + 1))
+                seen.add(m.value)
+                hits.append(SecretHit(m.kind, m.rule, m.value, number, start + m.column + 1,
+                                      m.severity, m.checked))
     _service_account(text, hits, seen)
     return hits
 
@@ -288,24 +237,44 @@ def _windows(line: str) -> Iterator[tuple[int, str]]:
             yield start, line[start:min(b, start + MAX_LINE)]
 
 
-def _scan_chunk(engine: _Engine, chunk: str, context: str,
-                syntax: str) -> Iterator[tuple[str, Rule, str, int]]:
+class _Match(NamedTuple):
+    kind: str
+    rule: Rule
+    value: str
+    column: int
+    severity: Severity | None = None
+    checked: str = ""
+
+
+def _scan_chunk(engine: _Engine, chunk: str, context: str, syntax: str) -> Iterator[_Match]:
+    """Provider formats, then random values in a secret context, then detect-secrets'
+    plugins; each span is reported by the first stage that claims it."""
     taken: list[tuple[int, int]] = []
+
+    def claim(at: int, value: str) -> bool:
+        span = (at, at + len(value))
+        if any(a < span[1] and span[0] < b for a, b in taken):
+            return False
+        taken.append(span)
+        return True
+
     lower = chunk.lower()
-    for p in PATTERNS:
-        if p.needle and p.needle not in lower:
+    for f in FORMATS:
+        if (f.needle and f.needle not in lower) \
+                or (f.context is not None and not f.context.search(context)):
             continue
-        if p.context is not None and not p.context.search(context):
-            continue
-        for m in p.regex.finditer(chunk):
+        for m in f.regex.finditer(chunk):
             value = m.group(1)
-            if _placeholder(value) or (p.rule is SECRET_URI and _placeholder_password(value)):
+            if _placeholder(value) or (f.rule is SECRET_URI and _placeholder_password(value)) \
+                    or (f.check is not None and not f.check(value)) \
+                    or engine.is_sequential_string(value) or not claim(m.start(1), value):
                 continue
-            span = m.span(1)
-            if any(a < span[1] and span[0] < b for a, b in taken):
-                continue
-            taken.append(span)
-            yield p.kind, p.rule, value, span[0]
+            yield _Match(f.kind, f.rule, value, m.start(1), f.severity, f.checked)
+    if any(word in lower for word in entropy.GATE):
+        for value, at in entropy.assigned_secrets(chunk):
+            if not _placeholder(value) and not engine.is_sequential_string(value) \
+                    and claim(at, value):
+                yield _Match("High-entropy secret", SECRET_ENTROPY, value, at)
     for plugin, needles in engine.plugins:
         if needles and not any(n in lower for n in needles):
             continue
@@ -318,14 +287,10 @@ def _scan_chunk(engine: _Engine, chunk: str, context: str,
         for value in found:
             if not isinstance(value, str) or not value:
                 continue
-            at = chunk.find(value)
-            span = (at, at + len(value)) if at >= 0 else (0, 0)
-            if any(a < span[1] and span[0] < b for a, b in taken):
-                continue
-            if not _keep(engine, kind, value, chunk):
-                continue
-            taken.append(span)
-            yield _DS_KINDS.get(kind, kind), _DS_RULES.get(kind, SECRET_TOKEN), value, max(at, 0)
+            at = max(chunk.find(value), 0)
+            if _keep(engine, kind, value, chunk) and claim(at, value):
+                yield _Match(_DS_KINDS.get(kind, kind), _DS_RULES.get(kind, SECRET_TOKEN),
+                             value, at)
 
 
 def _regex_values(engine: _Engine, plugin: Any, chunk: str) -> Iterator[str]:
@@ -349,7 +314,7 @@ def _keep(engine: _Engine, kind: str, value: str, line: str) -> bool:
     if kind != "Secret Keyword":
         return True
     if len(value) < 6 or (_IDENTIFIER.fullmatch(value) and ("." in value or "(" in value)) \
-            or _PASSWORD_HASH.match(value):
+            or _PASSWORD_HASH.match(value) or _prose(value):
         return False
     if engine.is_likely_id_string(value, line):
         return False
@@ -357,6 +322,14 @@ def _keep(engine: _Engine, kind: str, value: str, line: str) -> bool:
     # detect-secrets drops ``x = f(...)`` lines; a quoted literal passed as an argument is
     # still a literal secret, so the filter applies only to unquoted values.
     return quoted or not engine.is_indirect_reference(line)
+
+
+_PROSE_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def _prose(value: str) -> bool:
+    """A sentence, not a secret: three or more words with spaces between them."""
+    return " " in value.strip() and len(_PROSE_WORD.findall(value)) >= 3
 
 
 def _placeholder(value: str) -> bool:
