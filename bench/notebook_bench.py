@@ -39,6 +39,8 @@ from typing import Any
 
 from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
 
+from mlward._internal.scanners.secrets.providers import base62_crc32
+
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
 VENV_BIN = Path(sys.executable).parent
@@ -60,7 +62,8 @@ def _secrets(rng: random.Random) -> list[tuple[str, str, str]]:
     hf = "hf" + "_" + _r(rng, string.ascii_letters, 34)
     proj = "sk" + "-proj-" + _r(rng, ALNUM, 64)
     aws = "AKIA" + _r(rng, string.ascii_uppercase + string.digits, 16)
-    ghp = "ghp" + "_" + _r(rng, ALNUM, 36)
+    ghp = _r(rng, ALNUM, 36)[:30]  # as many draws as before: the rest of the corpus is unchanged
+    ghp = "ghp" + "_" + ghp + base62_crc32(ghp)  # GitHub's checksum: a valid-looking token
     slack = "xoxb" + "-" + _r(rng, string.digits, 12) + "-" + _r(rng, string.digits, 12) + \
         "-" + _r(rng, ALNUM, 24)
     stripe = "sk" + "_live_" + _r(rng, ALNUM, 24)
@@ -221,8 +224,8 @@ def fp12(value: str) -> str:
 
 def mlward(corpus: Path, planted: list[dict[str, Any]]) -> Result:
     report = OUT / "notebook_bench.mlward.json"
-    argv = [str(VENV_BIN / "mlward"), "scan", "--quiet", "--no-ignore", "-f", "json", "-o", str(report),
-            str(corpus)]
+    argv = [str(VENV_BIN / "mlward"), "scan", "--quiet", "--no-ignore", "-f", "json", "-o",
+            str(report), str(corpus)]
     wall, cpu, rss, code = run(argv, OUT / "notebook_bench.mlward.log")
     findings = json.loads(report.read_text())["findings"]
     by_nb: dict[str, list[dict[str, Any]]] = {}

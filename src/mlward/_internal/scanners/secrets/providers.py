@@ -72,22 +72,37 @@ def _base62(number: int, width: int) -> str:
     return digits.rjust(width, "0")
 
 
+def base62_crc32(text: str) -> str:
+    """GitHub's and npm's checksum: CRC32 in 6 base62 digits (``0-9A-Za-z``)."""
+    return _base62(zlib.crc32(text.encode()), 6)
+
+
 def crc32_base62(token: str) -> bool:
     """GitHub and npm: the last 6 characters are the base62 CRC32 of the 30 before them."""
     body = token.split("_", 1)[1]
-    return _base62(zlib.crc32(body[:-6].encode()), 6) == body[-6:]
+    return base62_crc32(body[:-6]) == body[-6:]
+
+
+def crc32_le_hex(text: str) -> str:
+    """Grafana's checksum: CRC32, its little-endian bytes in hex."""
+    return zlib.crc32(text.encode()).to_bytes(4, "little").hex()
 
 
 def grafana_service_account(token: str) -> bool:
-    """``glsa_<32>_<crc32>``: CRC32 of ``glsa_<32>``, little-endian bytes in hex."""
+    """``glsa_<32>_<crc32>``: the checksum covers ``glsa_<32>``."""
     key, _, checksum = token.rpartition("_")
-    return zlib.crc32(key.encode()).to_bytes(4, "little").hex() == checksum
+    return crc32_le_hex(key) == checksum
+
+
+def crc32_hex(text: str) -> str:
+    """Cloudflare's checksum: CRC32 in 8 hex digits."""
+    return f"{zlib.crc32(text.encode()):08x}"
 
 
 def cloudflare(token: str) -> bool:
-    """``cfut_<40><crc32>``: CRC32 of the 40 random characters in 8 hex digits."""
+    """``cfut_<40><crc32>``: the checksum covers the 40 random characters."""
     body = token.split("_", 1)[1]
-    return f"{zlib.crc32(body[:40].encode()):08x}" == body[40:]
+    return crc32_hex(body[:40]) == body[40:]
 
 
 def _b64decode(text: str, *, urlsafe: bool) -> bytes | None:
