@@ -8,7 +8,8 @@ what a project contains. Left out by default: virtual environments (a folder hol
 their folder, deeper files win). ``exclude`` patterns (gitignore syntax, relative to the root)
 are always applied; ``ignore_files=False`` (``--no-ignore``) drops the rest. Every folder or
 file left out becomes a :class:`~mlward.findings.Skipped` entry (not inconclusive) and a count
-by reason, never a silent omission. Paths given explicitly are always walked.
+by reason, never a silent omission. Paths given explicitly are always walked (a folder that
+the project's ignore files list is walked with only the ignore files inside it).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Walk:
         self.excluded: Counter[str] = Counter()
         self._exclude = _spec(exclude) if exclude else None
         self._specs: dict[str, Any] = {}  # folder -> its ignore spec (None: no file)
+        self._floor = str(root)  # the highest folder whose ignore files apply
 
     def uri(self, path: str) -> str:
         """``path``'s location URI: POSIX and relative to the root, or a ``file://`` URI for
@@ -65,6 +67,9 @@ class Walk:
         for given in inputs:
             path = os.path.abspath(given)
             if os.path.isdir(path):  # a folder named explicitly is walked, link or not
+                # A folder the project's ignore files leave out (bench/out/, a data folder)
+                # is still scanned when named: only ignore files inside it apply then.
+                self._floor = path if self._pattern_reason(path, is_dir=True) else str(self.root)
                 yield from self._walk(path, on_dir)
             else:
                 yield Item(path, self.uri(path))
@@ -139,7 +144,7 @@ class Walk:
         """Folders from ``folder`` up to the root (deepest first) whose ignore files apply."""
         out = []
         here = folder
-        root = str(self.root)
+        root = self._floor
         while True:
             if here not in self._specs:
                 self._specs[here] = _load_ignore(here)
