@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -91,7 +91,7 @@ def _may_hold_secret(text: str, lower: str) -> bool:
 # fixed prefixes of the formats we know, context words, and the keywords (lower case).
 _ANCHORS = tuple(sorted({f.needle for f in FORMATS if f.needle} | set(CONTEXT_WORDS)
                         | set(entropy.GATE) | {
-    "akia", "asia", "abia", "acca", "eyj", "begin", "glpat-", "xox", "sq0csp-", "cred",
+    "akia", "asia", "abia", "acca", "a3t", "eyj", "begin", "glpat-", "xox", "sq0csp-", "cred",
 }))
 
 
@@ -115,11 +115,11 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?
 
 # detect-secrets plugins to run (the high-entropy and IP ones are too noisy on notebook output:
 # .entropy judges random strings in context). GitHub, npm, PyPI, SendGrid and Stripe formats
-# are ours (with the providers' checksums), so detect-secrets' unchecked ones are not run.
+# are ours (with the providers' checksums), so detect-secrets' unchecked ones are not run; so
+# are AWS key IDs (detect-secrets' pattern has no boundaries: it finds them inside DNA).
 # Each with the lower-case substrings one of its patterns needs (checked first, cheaply);
 # an empty tuple: always run.
 _DS_PLUGINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("aws", "AWSKeyDetector", ("akia", "asia", "abia", "acca", "a3t", "aws")),
     ("azure_storage_key", "AzureStorageKeyDetector", ("accountkey",)),
     ("basic_auth", "BasicAuthDetector", ("://",)),
     ("gitlab_token", "GitLabTokenDetector", ("gl", "gr1348941")),
@@ -145,6 +145,7 @@ _DS_RULES = {"Secret Keyword": SECRET_KEYWORD, "Basic Auth Credentials": SECRET_
 @dataclass(frozen=True)
 class _Engine:
     plugins: tuple[tuple[Any, tuple[str, ...]], ...]
+    keyword: tuple[tuple[Any, tuple[str, ...]], ...]
     regex_base: Any
     keyword_regexes: dict[str, Any]
     is_indirect_reference: Any
@@ -161,13 +162,15 @@ def _engine() -> _Engine:
         from detect_secrets.plugins.base import RegexBasedDetector
     except ImportError:
         raise MissingExtra("detect-secrets", None) from None  # a core dependency
-    plugins = tuple((getattr(importlib.import_module(f"detect_secrets.plugins.{mod}"), cls)(),
-                     needles) for mod, cls, needles in _DS_PLUGINS)
+    plugins = [(getattr(importlib.import_module(f"detect_secrets.plugins.{mod}"), cls)(),
+                needles) for mod, cls, needles in _DS_PLUGINS]
+    keyword_plugin = tuple(p for p in plugins if isinstance(p[0], keyword.KeywordDetector))
     regexes = {
         "code": keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
         "config": keyword.CONFIG_DENYLIST_REGEX_TO_GROUP,
     }
-    return _Engine(plugins, RegexBasedDetector, regexes, heuristic.is_indirect_reference,
+    return _Engine(tuple(p for p in plugins if p not in keyword_plugin), keyword_plugin,
+                   RegexBasedDetector, regexes, heuristic.is_indirect_reference,
                    heuristic.is_sequential_string, heuristic.is_likely_id_string,
                    heuristic.is_templated_secret)
 
@@ -259,8 +262,8 @@ class _Match(NamedTuple):
 
 def _scan_chunk(engine: _Engine, chunk: str, lower: str, context: str,
                 syntax: str) -> Iterator[_Match]:
-    """Provider formats, then random values in a secret context, then detect-secrets'
-    plugins; each span is reported by the first stage that claims it."""
+    """Provider formats, detect-secrets' provider plugins, random values in a secret context,
+    then detect-secrets' keyword plugin; each span is reported by the first stage claiming it."""
     taken: list[tuple[int, int]] = []
 
     def claim(at: int, value: str) -> bool:
@@ -278,15 +281,23 @@ def _scan_chunk(engine: _Engine, chunk: str, lower: str, context: str,
             value = m.group(1)
             if _placeholder(value) or (f.rule is SECRET_URI and _placeholder_password(value)) \
                     or (f.check is not None and not f.check(value)) \
-                    or engine.is_sequential_string(value) or not claim(m.start(1), value):
+                    or engine.is_sequential_string(value) or entropy.sequence(value) \
+                    or not claim(m.start(1), value):
                 continue
             yield _Match(f.kind, f.rule, value, m.start(1), f.severity, f.checked)
+    yield from _plugin_matches(engine, engine.plugins, chunk, lower, syntax, claim)
     if any(word in lower for word in entropy.GATE):
         for value, at in entropy.assigned_secrets(chunk):
             if not _placeholder(value) and not engine.is_sequential_string(value) \
                     and claim(at, value):
                 yield _Match("High-entropy secret", SECRET_ENTROPY, value, at)
-    for plugin, needles in engine.plugins:
+    yield from _plugin_matches(engine, engine.keyword, chunk, lower, syntax, claim)
+
+
+def _plugin_matches(engine: _Engine, plugins: tuple[tuple[Any, tuple[str, ...]], ...],
+                    chunk: str, lower: str, syntax: str,
+                    claim: Callable[[int, str], bool]) -> Iterator[_Match]:
+    for plugin, needles in plugins:
         if needles and not any(n in lower for n in needles):
             continue
         kind = str(plugin.secret_type)
@@ -296,7 +307,7 @@ def _scan_chunk(engine: _Engine, chunk: str, lower: str, context: str,
         else:
             found = _regex_values(engine, plugin, chunk)
         for value in found:
-            if not isinstance(value, str) or not value:
+            if not isinstance(value, str) or not value or entropy.sequence(value):
                 continue
             at = max(chunk.find(value), 0)
             if _keep(engine, kind, value, chunk) and claim(at, value):

@@ -85,15 +85,20 @@ _NUCLEOTIDES = frozenset("ACGTUN")
 _AMINO_ACIDS = frozenset("ACDEFGHIKLMNPQRSTVWYXBZ")
 
 
+def sequence(value: str) -> bool:
+    """DNA or RNA (in either case: genomes soft-mask in lower case) or protein letters."""
+    return value.isalpha() and (set(value.upper()) <= _NUCLEOTIDES
+                                or (value.isupper() and set(value) <= _AMINO_ACIDS))
+
+
 def benign(value: str) -> bool:
     """Values that are not credentials whatever they are assigned to: paths, URLs and file
     names, numbers, sequences, base64 images, and identifiers made of words."""
     if _PATHLIKE.search(value) or not any(c.isalpha() for c in value) \
             or value.startswith(_IMAGE_PREFIXES):
         return True
-    if value.isalpha() and value.isupper() and (
-            set(value) <= _NUCLEOTIDES or set(value) <= _AMINO_ACIDS):
-        return True  # a DNA/RNA or protein sequence
+    if sequence(value):
+        return True
     segments = [s for s in re.split(r"[_\-.~/+=]", value) if s]
     return len(segments) >= 2 and all(_wordy(s) for s in segments)
 
@@ -145,7 +150,7 @@ def secret_name(name: str) -> bool:
 
 # --- finding the assignments ----------------------------------------------------------
 
-_VALUE = r"(?P<value>[A-Za-z0-9+/=_\-.~]{%d,%d})" % (MIN_LENGTH, MAX_LENGTH)
+_VALUE = rf"(?P<value>[A-Za-z0-9+/=_\-.~]{{{MIN_LENGTH},{MAX_LENGTH}}})"
 _NAME = r"(?<![\w.\-])(?P<name>[A-Za-z_][\w.\-]{0,80})(?![\w.\-])"
 _ASSIGNMENTS = (
     # name = "value", name: "value", "name": "value", name="value" (keyword argument),

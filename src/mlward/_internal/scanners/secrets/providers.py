@@ -77,8 +77,8 @@ def base62_crc32(text: str) -> str:
     return _base62(zlib.crc32(text.encode()), 6)
 
 
-def crc32_base62(token: str) -> bool:
-    """GitHub and npm: the last 6 characters are the base62 CRC32 of the 30 before them."""
+def github_checksum_ok(token: str) -> bool:
+    """GitHub and npm tokens: the last 6 characters are the base62 CRC32 of the 30 before."""
     body = token.split("_", 1)[1]
     return base62_crc32(body[:-6]) == body[-6:]
 
@@ -88,7 +88,7 @@ def crc32_le_hex(text: str) -> str:
     return zlib.crc32(text.encode()).to_bytes(4, "little").hex()
 
 
-def grafana_service_account(token: str) -> bool:
+def grafana_checksum_ok(token: str) -> bool:
     """``glsa_<32>_<crc32>``: the checksum covers ``glsa_<32>``."""
     key, _, checksum = token.rpartition("_")
     return crc32_le_hex(key) == checksum
@@ -99,7 +99,7 @@ def crc32_hex(text: str) -> str:
     return f"{zlib.crc32(text.encode()):08x}"
 
 
-def cloudflare(token: str) -> bool:
+def cloudflare_checksum_ok(token: str) -> bool:
     """``cfut_<40><crc32>``: the checksum covers the 40 random characters."""
     body = token.split("_", 1)[1]
     return crc32_hex(body[:40]) == body[40:]
@@ -146,7 +146,7 @@ def _macaroon_fields(data: bytes, at: int) -> tuple[dict[int, bytes], int] | Non
 _LOCATION, _IDENTIFIER, _SIGNATURE = 1, 2, 6
 
 
-def pypi_macaroon(token: str) -> bool:
+def pypi_macaroon_ok(token: str) -> bool:
     """``pypi-`` + a base64url libmacaroons v2 macaroon: version byte 2, a header whose
     location is a PyPI host and which has an identifier, caveat sections, an empty section,
     then the 32-byte signature and nothing after it."""
@@ -177,12 +177,12 @@ def _json_object(token: str, prefix: str, keys: set[str]) -> bool:
     return isinstance(obj, dict) and keys <= obj.keys()
 
 
-def grafana_cloud(token: str) -> bool:
+def grafana_cloud_ok(token: str) -> bool:
     """``glc_`` + base64 of ``{"o": org, "n": name, "k": key, "m": {...}}``."""
     return _json_object(token, "glc_", {"o", "n", "k"})
 
 
-def grafana_api_key(token: str) -> bool:
+def grafana_api_key_ok(token: str) -> bool:
     """Legacy Grafana API keys: base64 of ``{"k": key, "n": name, "id": org}``."""
     return _json_object(token, "", {"k", "n", "id"})
 
@@ -228,16 +228,16 @@ FORMATS: tuple[TokenFormat, ...] = (
     _t("Pinecone API key", B + r"(pcsk_[A-Za-z0-9_]{40,})" + E, needle="pcsk_"),
     _t("Pinecone API key", r"(?<![0-9a-f-])(" + _UUID + r")(?![0-9a-f-])", context=r"pinecone"),
     # code hosting and package registries
-    _t("GitHub token", B + r"(gh[pousr]_[A-Za-z0-9]{36})" + E, needle="gh", check=crc32_base62,
-       checked=_CRC32),
+    _t("GitHub token", B + r"(gh[pousr]_[A-Za-z0-9]{36})" + E, needle="gh",
+       check=github_checksum_ok, checked=_CRC32),
     _t("GitHub fine-grained token", B + r"(github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})" + E,
        needle="github_pat_"),
-    _t("npm access token", B + r"(npm_[A-Za-z0-9]{36})" + E, needle="npm_", check=crc32_base62,
-       checked=_CRC32),
+    _t("npm access token", B + r"(npm_[A-Za-z0-9]{36})" + E, needle="npm_",
+       check=github_checksum_ok, checked=_CRC32),
     _t("npm access token", r"_authToken\s*=\s*[\"']?(" + _UUID + r")(?![0-9a-f-])",
        needle="_authtoken"),
     _t("PyPI API token", B + r"(pypi-AgE[A-Za-z0-9_\-]{60,})" + E, needle="pypi-",
-       check=pypi_macaroon, checked="macaroon structure"),
+       check=pypi_macaroon_ok, checked="macaroon structure"),
     _t("Terraform Cloud token", B + r"([A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-=]{60,70})" + E,
        needle="atlasv1"),
     _t("Postman API key", B + r"(PMAK-[0-9a-f]{24}-[0-9a-f]{34})" + E, needle="pmak-"),
@@ -247,7 +247,8 @@ FORMATS: tuple[TokenFormat, ...] = (
     _t("Notion integration token", B + r"(secret_[A-Za-z0-9]{43})" + E, needle="secret_"),
     # cloud and infrastructure
     _t("Google API key", B + r"(AIza[0-9A-Za-z_\-]{35})" + E, needle="aiza"),
-    _t("AWS access key ID", r"(?<![A-Z0-9])((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?![A-Z0-9])"),
+    _t("AWS access key ID",
+       r"(?<![A-Za-z0-9])((?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?![A-Za-z0-9])"),
     _t("AWS secret access key", r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
        context=r"aws_?secret|secret_?access_?key|SecretAccessKey"),
     _t("Azure AD client secret",
@@ -259,7 +260,7 @@ FORMATS: tuple[TokenFormat, ...] = (
     _t("Doppler service token", B + r"(dp\.st\.(?:[a-z0-9_\-]{1,40}\.)?[A-Za-z0-9]{40,44})" + E,
        needle="dp.st."),
     _t("Cloudflare API token", B + r"(cf(?:k|ut|at)_[A-Za-z0-9]{40}[0-9a-f]{8})" + E,
-       needle="cf", check=cloudflare, checked=_CRC32),
+       needle="cf", check=cloudflare_checksum_ok, checked=_CRC32),
     _t("Cloudflare API token", B + r"([A-Za-z0-9_\-]{40})" + E, context=r"cloudflare|\bCF_API",
        check=looks_random),
     _t("Cloudflare global API key", r"(?<![0-9a-f])([0-9a-f]{37,45})(?![0-9a-f])",
@@ -269,11 +270,11 @@ FORMATS: tuple[TokenFormat, ...] = (
     _t("PlanetScale credential", B + r"(pscale_(?:pw|tkn|oauth)_[A-Za-z0-9_\-.=]{32,64})" + E,
        needle="pscale_"),
     _t("Grafana service account token", B + r"(glsa_[A-Za-z0-9]{32}_[0-9a-f]{8})" + E,
-       needle="glsa_", check=grafana_service_account, checked=_CRC32),
+       needle="glsa_", check=grafana_checksum_ok, checked=_CRC32),
     _t("Grafana Cloud token", B + r"(glc_[A-Za-z0-9+/]{32,400}={0,2})", needle="glc_",
-       check=grafana_cloud, checked="token structure"),
+       check=grafana_cloud_ok, checked="token structure"),
     _t("Grafana API key", r"(?<![A-Za-z0-9+/])(eyJrIjoi[A-Za-z0-9+/]{40,400}={0,2})",
-       needle="eyjrijoi", check=grafana_api_key, checked="token structure"),
+       needle="eyjrijoi", check=grafana_api_key_ok, checked="token structure"),
     # messaging and payments
     _t("SendGrid API key", B + r"(SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43})" + E, needle="sg."),
     _t("Mailgun API key", B + r"(key-[0-9a-f]{32})" + E, needle="key-"),
