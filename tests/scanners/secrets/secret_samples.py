@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import string
+import uuid
 from collections.abc import Callable
 from random import Random
 
@@ -23,6 +24,10 @@ B64URL = ALNUM + "-_"
 
 def r(rng: Random, alphabet: str, n: int) -> str:
     return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def uuid4(rng: Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
 def _field(kind: int, data: bytes) -> bytes:
@@ -42,7 +47,7 @@ def macaroon(rng: Random, location: bytes = b"pypi.org") -> bytes:
             + _field(2, caveat) + b"\x00" + b"\x00" + _field(6, signature))
 
 
-def _b64url(data: bytes) -> str:
+def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
@@ -82,7 +87,7 @@ VALID: dict[str, Callable[[Random], str]] = {
     "github": _github,
     "github-fine-grained": lambda g: "github" + "_pat_" + r(g, ALNUM, 22) + "_" + r(g, ALNUM, 59),
     "npm": _npm,
-    "pypi": lambda g: "pypi" + "-" + _b64url(macaroon(g)),
+    "pypi": lambda g: "pypi" + "-" + b64url(macaroon(g)),
     "digitalocean": lambda g: "do" + "p_v1_" + r(g, HEX, 64),
     "doppler": lambda g: "dp" + ".pt." + r(g, ALNUM, 43),
     "grafana-service-account": _grafana_sa,
@@ -141,11 +146,16 @@ NEAR_MISSES: dict[str, Callable[[Random], str]] = {
     "github: placeholder": lambda g: "gh" + "p_" + "X" * 36,
     "digitalocean: placeholder": lambda g: "do" + "p_v1_" + "0" * 64,
     "perplexity: placeholder": lambda g: "pp" + "lx-" + "x" * 48,
+}
+"""Strings that look like tokens but are not: checksums or structures that fail, public keys,
+fill-ins (a scanner should stay silent, whatever name they are assigned to)."""
+
+MALFORMED: dict[str, Callable[[Random], str]] = {
     "doppler: truncated": lambda g: "dp" + ".pt." + r(g, ALNUM, 20),
     "sendgrid: truncated": lambda g: "SG" + "." + r(g, B64URL, 22) + "." + r(g, B64URL, 12),
     "postman: wrong length": lambda g: "PM" + "AK-" + r(g, HEX, 24) + "-" + r(g, HEX, 20),
     "mailgun: wrong length": lambda g: "key" + "-" + r(g, HEX, 24),
     "heroku: truncated": lambda g: "HR" + "KU-AA" + r(g, B64URL, 30),
 }
-"""Strings that look like tokens but are not: checksums that fail, public keys, fill-ins,
-cut or mistyped values (a scanner should stay silent)."""
+"""Provider prefixes on values of the wrong length: not that provider's token (though a
+random value assigned to a secret name may still be some other secret)."""

@@ -11,7 +11,18 @@ from random import Random
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
-from secret_samples import ALNUM, HEX, KIND, NEAR_MISSES, VALID, _b64url, macaroon, r
+from secret_samples import (
+    ALNUM,
+    HEX,
+    KIND,
+    MALFORMED,
+    NEAR_MISSES,
+    VALID,
+    b64url,
+    macaroon,
+    r,
+    uuid4,
+)
 
 from mlward._internal.pipeline import scan
 from mlward._internal.scanners.secrets.detect import find_secrets
@@ -50,11 +61,19 @@ def test_every_provider_token_is_found_wherever_it_leaks(provider: str, place: s
 
 
 @pytest.mark.parametrize("name", sorted(NEAR_MISSES))
-def test_look_alikes_are_not_reported(name: str) -> None:
+def test_look_alikes_are_not_reported_even_under_a_secret_name(name: str) -> None:
     rng = Random(name)
     for _ in range(20):
         value = NEAR_MISSES[name](rng)
         assert find_secrets(f'value = "{value}"\n') == [], value[:12]
+        assert find_secrets(f'API_TOKEN = "{value}"\n') == [], value[:12]
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_provider_prefixes_on_values_of_the_wrong_length_are_no_provider_token(name: str) -> None:
+    rng = Random(name)
+    for _ in range(20):
+        assert find_secrets(f'value = "{MALFORMED[name](rng)}"\n') == []
 
 
 def test_github_checksum_matches_githubs_published_example() -> None:
@@ -75,13 +94,13 @@ def test_grafana_checksum_matches_grafanas_test_vector() -> None:
 def test_pypi_macaroon_structure() -> None:
     rng = Random(1)
     ok = macaroon(rng)
-    assert pypi_macaroon_ok("pypi" + "-" + _b64url(ok))
-    assert pypi_macaroon_ok("pypi" + "-" + _b64url(macaroon(rng, b"test.pypi.org")))
+    assert pypi_macaroon_ok("pypi" + "-" + b64url(ok))
+    assert pypi_macaroon_ok("pypi" + "-" + b64url(macaroon(rng, b"test.pypi.org")))
     for broken in (ok[:-1], ok + b"\x00", b"\x01" + ok[1:], macaroon(rng, b"evil.example.io"),
                    ok.replace(b"\x06\x20", b"\x06\x1f", 1),
                    b"\x02" + b"\xff" * 40,  # a varint that never ends
                    b"\x02\x01\x7f" + b"x" * 10):  # a length past the end
-        assert not pypi_macaroon_ok("pypi" + "-" + _b64url(broken))
+        assert not pypi_macaroon_ok("pypi" + "-" + b64url(broken))
     assert not pypi_macaroon_ok("pypi" + "-" + "A")  # not base64 at all
 
 
@@ -100,9 +119,9 @@ def test_stripe_prefixes_say_what_the_key_is() -> None:
 
 def test_context_bound_formats_need_their_context() -> None:
     rng = Random(3)
-    uuid = f"{r(rng, HEX, 8)}-{r(rng, HEX, 4)}-4{r(rng, HEX, 3)}-a{r(rng, HEX, 3)}-{r(rng, HEX, 12)}"
-    assert [h.kind for h in find_secrets(f'HEROKU_API_KEY = "{uuid}"')] == ["Heroku API key"]
-    assert find_secrets(f'run_id = "{uuid}"') == []
+    key = uuid4(rng)
+    assert [h.kind for h in find_secrets(f'HEROKU_API_KEY = "{key}"')] == ["Heroku API key"]
+    assert find_secrets(f'run_id = "{key}"') == []
     mailgun = f"{r(rng, HEX, 32)}-{r(rng, HEX, 8)}-{r(rng, HEX, 8)}"
     assert [h.kind for h in find_secrets(f'mailgun_key = "{mailgun}"')] == ["Mailgun API key"]
     key37 = r(rng, HEX, 37)
@@ -113,8 +132,7 @@ def test_context_bound_formats_need_their_context() -> None:
 
 def test_legacy_formats_of_npm_and_grafana() -> None:
     rng = Random(4)
-    uuid = f"{r(rng, HEX, 8)}-{r(rng, HEX, 4)}-{r(rng, HEX, 4)}-{r(rng, HEX, 4)}-{r(rng, HEX, 12)}"
-    npmrc = f"//registry.npmjs.org/:_authToken={uuid}\n"
+    npmrc = f"//registry.npmjs.org/:_authToken={uuid4(rng)}\n"
     assert [h.kind for h in find_secrets(npmrc, syntax="config")] == ["npm access token"]
     legacy = base64.b64encode(json.dumps(  # Go's compact JSON, as Grafana writes it
         {"k": r(rng, ALNUM, 32), "n": "ci", "id": 1}, separators=(",", ":")).encode()).decode()

@@ -279,8 +279,11 @@ def _scan_chunk(engine: _Engine, chunk: str, lower: str, context: str,
             continue
         for m in f.regex.finditer(chunk):
             value = m.group(1)
+            if f.public or (f.check is not None and not f.check(value)):
+                if f.public or f.checked:  # public, or the provider's own check says no
+                    claim(m.start(1), value)  # token: no later stage may call it a secret
+                continue
             if _placeholder(value) or (f.rule is SECRET_URI and _placeholder_password(value)) \
-                    or (f.check is not None and not f.check(value)) \
                     or engine.is_sequential_string(value) or entropy.sequence(value) \
                     or not claim(m.start(1), value):
                 continue
@@ -336,7 +339,8 @@ def _keep(engine: _Engine, kind: str, value: str, line: str) -> bool:
     if kind != "Secret Keyword":
         return True
     if len(value) < 6 or (_IDENTIFIER.fullmatch(value) and ("." in value or "(" in value)) \
-            or _PASSWORD_HASH.match(value) or _prose(value):
+            or _PASSWORD_HASH.match(value) or _prose(value) \
+            or entropy.reference_name(entropy.assigned_name(line, value)):
         return False
     if engine.is_likely_id_string(value, line):
         return False

@@ -133,11 +133,41 @@ _LANGUAGE_TOKENS = frozenset({
 })
 
 
+_REFERENCE_HEADS = frozenset({
+    "name", "names", "id", "ids", "arn", "path", "file", "filename", "dir", "url", "uri",
+    "endpoint", "env", "var", "ref", "type", "prefix", "suffix", "length", "len", "size",
+    "count", "version", "region", "hint", "label", "field", "header", "scope", "policy",
+    "provider", "format", "pattern", "regex", "template", "location", "mode", "method",
+    "store", "vault", "source", "hash", "digest", "checksum", "sha", "sha1", "sha256", "md5",
+})
+
+
+def _words(name: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(re.split(r"[.\[]", name)[-1])]
+
+
+def reference_name(name: str) -> bool:
+    """A name that holds something about a secret, not the secret: ``secret_name``,
+    ``password_file``, ``api_key_env``, ``token_url``, ``password_hash``."""
+    words = _words(name)
+    return bool(words) and words[-1] in _REFERENCE_HEADS
+
+
+_NAME_BEFORE = re.compile(r"([A-Za-z_][\w.\-]*)[\"'\]]{0,2}\s*(?::=|=>|=|:)\s*[rbuRBU]{0,2}[\"'`]?$")
+
+
+def assigned_name(line: str, value: str) -> str:
+    """The name ``value`` is assigned to (or keyed by) in ``line``, or ``""``."""
+    at = line.find(value)
+    m = _NAME_BEFORE.search(line, 0, at) if at > 0 else None
+    return m.group(1) if m else ""
+
+
 def secret_name(name: str) -> bool:
     """A variable, key or argument name that holds a secret: its head (last) word is a
     secret noun, ``key`` qualified as an API/access/... key, or ``token`` in its credential
     sense (``HF_TOKEN``, ``access_token``), not a language-model one (``pad_token``)."""
-    words = [w.lower() for w in _WORD.findall(re.split(r"[.\[]", name)[-1])]
+    words = _words(name)
     if not words:
         return False
     head, qualifier = words[-1], words[-2] if len(words) > 1 else ""

@@ -52,11 +52,15 @@ class TokenFormat:
     needle: str = ""
     """A lower-case substring every match contains: the regex runs only when it is there."""
     check: Callable[[str], bool] | None = None
-    """The provider's own validity check (checksum, structure): a match failing it is no token."""
+    """A validity check: a match failing it is not reported."""
     checked: str = ""
-    """What ``check`` proves, shown in the finding's details (``CRC32 checksum``)."""
+    """Set when ``check`` is the provider's own (checksum, structure): what it proves, shown
+    in the finding's details (``CRC32 checksum``). A value failing such a check is no token
+    at all, and no later stage (entropy, keywords) reports it either."""
     severity: Severity | None = None
     """Overrides the rule's severity (Stripe test-mode keys)."""
+    public: bool = False
+    """A public value of this format (a publishable key): never a secret, at no stage."""
 
 
 # --- provider checks ------------------------------------------------------------------
@@ -191,10 +195,11 @@ def grafana_api_key_ok(token: str) -> bool:
 
 def _t(kind: str, pattern: str, *, needle: str = "", context: str | None = None,
        rule: Rule = SECRET_TOKEN, check: Callable[[str], bool] | None = None,
-       checked: str = "", severity: Severity | None = None) -> TokenFormat:
+       checked: str = "", severity: Severity | None = None,
+       public: bool = False) -> TokenFormat:
     return TokenFormat(kind, rule, re.compile(pattern),
                        re.compile(context, re.IGNORECASE) if context else None, needle,
-                       check, checked, severity)
+                       check, checked, severity, public)
 
 
 B = r"(?<![A-Za-z0-9_\-])"   # start boundary for token-like values
@@ -284,6 +289,10 @@ FORMATS: tuple[TokenFormat, ...] = (
     _t("Stripe test-mode key", B + r"((?:sk|rk)_test_[A-Za-z0-9]{24,247})" + E,
        needle="_test_", severity=Severity.LOW),
     _t("Stripe webhook secret", B + r"(whsec_[A-Za-z0-9+/]{32,}={0,2})", needle="whsec_"),
+    _t("Stripe publishable key", B + r"(pk_(?:live|test)_[A-Za-z0-9]{24,247})" + E, needle="pk_",
+       public=True),
+    _t("Mailgun public validation key", B + r"(pubkey-[0-9a-f]{32})" + E, needle="pubkey-",
+       public=True),
     # keys and URIs
     _t("Azure storage account key", r"AccountKey=([A-Za-z0-9+/]{40,}={0,2})",
        rule=SECRET_PRIVATE_KEY, needle="accountkey="),
