@@ -447,8 +447,9 @@ SECRET_KEYWORD = rule(
     "MW402", "Password or secret assigned in code or config", Severity.MEDIUM,
     "Move the value to the environment or a secrets manager and rotate it.",
     cwe="CWE-798",
-    doc="A literal assigned to a secret-sounding name (password=, api_key=, token: ...), "
-    "keyword arguments included.",
+    doc="A literal assigned to a secret-sounding name (password=, api_key=, secret: ...), "
+    "keyword arguments included. Prose (three words or more) and names that only refer to a "
+    "secret (secret_name, password_file, api_key_env) are not reported.",
 )
 SECRET_URI = rule(
     "MW403", "Password embedded in a connection or tracking URI", Severity.HIGH,

@@ -18,7 +18,10 @@ validator that proves the match is a token of that provider and not a look-alike
   with the keys Grafana writes.
 * Stripe: the prefix says what the key is: ``sk_``/``rk_`` secret and restricted keys,
   ``_live_`` or ``_test_`` mode (test-mode keys are reported at low severity), ``whsec_``
-  webhook signing secrets; ``pk_`` publishable keys are public and not reported.
+  webhook signing secrets; ``pk_`` publishable keys are public.
+
+A value failing its provider's check, or a public value (Stripe ``pk_``, Mailgun ``pubkey-``),
+is claimed by its row and never reported by a later stage either.
 
 Formats without a published check (DigitalOcean, Doppler, fine-grained GitHub PATs,
 Terraform Cloud, Notion, Azure AD client secrets, Heroku, Linear, Mailgun, Perplexity,
