@@ -50,19 +50,31 @@ def test_words_and_repetition_are_not_random(value: str) -> None:
 
 TOKEN = r(Random(7), ALNUM, 40)
 
-PLACES = [
-    'token = "{}"', 'api_token: str = "{}"', 'client = Client(token="{}")',
-    'os.environ["HF_TOKEN"] = "{}"', '{{"access_token": "{}", "expires_in": 3600}}',
-    "  client_secret: {}", "export DEPLOY_TOKEN={}", 'headers = {{"Authorization": "Bearer {}"}}',
-    "curl -H 'X-Api-Key: {}' https://api.acme.io", "Loaded token: {}",
-    'settings.SECRET_KEY = "{}"', 'password="{}"',
+PLACES = [  # (how the text is read, the line)
+    ("code", 'token = "{}"'), ("code", 'api_token: str = "{}"'),
+    ("code", 'client = Client(token="{}")'), ("code", 'os.environ["HF_TOKEN"] = "{}"'),
+    ("code", '{{"access_token": "{}", "expires_in": 3600}}'),
+    ("code", 'headers = {{"Authorization": "Bearer {}"}}'),
+    ("code", "!curl -H 'X-Api-Key: {}' https://api.acme.io"),
+    ("code", 'settings.SECRET_KEY = "{}"'), ("code", 'password="{}"'),
+    ("config", "  client_secret: {}"), ("text", "export DEPLOY_TOKEN={}"),
+    ("text", "Loaded token: {}"), ("text", "Authorization: Bearer {}"),
 ]
 
 
-@pytest.mark.parametrize("place", PLACES)
-def test_a_random_string_assigned_to_a_secret_name_is_reported(place: str) -> None:
-    hits = find_secrets(place.format(TOKEN))
+@pytest.mark.parametrize(("syntax", "place"), PLACES)
+def test_a_random_string_assigned_to_a_secret_name_is_reported(syntax: str, place: str) -> None:
+    hits = find_secrets(place.format(TOKEN), syntax=syntax)
     assert [(h.rule.id, h.value) for h in hits] == [("MW405", TOKEN)]
+
+
+@pytest.mark.parametrize("line", [
+    "private_key: x25519.X25519PrivateKeyTypes25519", "self.auth: MultiDomainBasicAuthHandler = x",
+    "MLKEM768X25519PrivateKey = rust_openssl.hpke.MLKEM768X25519PrivateKey",
+    f"token = {TOKEN}", f"authorization: {TOKEN}",
+])
+def test_in_code_unquoted_values_are_names_and_types_not_secrets(line: str) -> None:
+    assert find_secrets(line, syntax="code") == []
 
 
 @pytest.mark.parametrize("line", [

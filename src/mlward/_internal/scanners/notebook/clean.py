@@ -113,23 +113,30 @@ def _strip(nb: Any, counts: _Counts) -> None:
 
 
 def _redact(nb: Any, counts: _Counts, *, sources: bool) -> None:
-    def text(value: str) -> str:
-        new, n = redact_secrets(value, label=True)
-        counts.secrets += n
-        for hit in find_pii(new):
-            new = new.replace(hit.value, f"[REDACTED:{hit.kind}]")
-            counts.pii += 1
-        return new
+    def redactor(syntax: str) -> Callable[[str], str]:
+        """Read as the scan reads it: cell sources as code, metadata as config, the rest
+        (outputs, markdown, attachments) as text."""
+        def redact(value: str) -> str:
+            new, n = redact_secrets(value, label=True, syntax=syntax)
+            counts.secrets += n
+            for hit in find_pii(new):
+                new = new.replace(hit.value, f"[REDACTED:{hit.kind}]")
+                counts.pii += 1
+            return new
+        return redact
 
+    text, config = redactor("text"), redactor("config")
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             _walk_strings(out, text)
         if sources:
-            cell["source"] = _text_value(cell.get("source", ""), text)
+            code = cell.get("cell_type") == "code"
+            cell["source"] = _text_value(cell.get("source", ""),
+                                         redactor("code") if code else text)
             if "attachments" in cell:
                 _walk_strings(cell["attachments"], text)
-        _walk_strings(cell.get("metadata", {}), text)
-    _walk_strings(nb.metadata, text)
+        _walk_strings(cell.get("metadata", {}), config)
+    _walk_strings(nb.metadata, config)
 
 
 def _text_value(value: Any, fix: Callable[[str], str]) -> Any:

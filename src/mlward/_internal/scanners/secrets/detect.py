@@ -167,6 +167,7 @@ def _engine() -> _Engine:
     keyword_plugin = tuple(p for p in plugins if isinstance(p[0], keyword.KeywordDetector))
     regexes = {
         "code": keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
+        "text": keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
         "config": keyword.CONFIG_DENYLIST_REGEX_TO_GROUP,
     }
     return _Engine(tuple(p for p in plugins if p not in keyword_plugin), keyword_plugin,
@@ -184,11 +185,20 @@ _CONFIG_SUFFIXES = (".yaml", ".yml", ".ini", ".cfg", ".conf", ".toml", ".propert
                     ".netrc", ".npmrc", ".pypirc", "credentials")
 
 
+_CODE_SUFFIXES = (".py", ".pyi", ".pyw", ".ipy", ".js", ".mjs", ".ts", ".tsx", ".jsx", ".go",
+                  ".java", ".kt", ".scala", ".rb", ".rs", ".c", ".h", ".cc", ".cpp", ".hpp",
+                  ".cs", ".php", ".swift", ".r", ".jl", ".lua", ".dart")
+
+
 def syntax_for(name: str) -> str:
-    """``config`` for key: value files (unquoted values count), else ``code``."""
+    """How a file's text is read: ``config`` for key: value files (unquoted values are
+    secrets to every detector), ``code`` for source code (literals are quoted: an unquoted
+    value is a name or a type), ``text`` for the rest (shell, JSON, Markdown: unquoted
+    ``NAME=value`` counts for the entropy detector, the keyword one wants quotes)."""
     lower = name.lower()
-    return "config" if lower.endswith(_CONFIG_SUFFIXES) or "/.env" in lower or lower == ".env" \
-        else "code"
+    if lower.endswith(_CONFIG_SUFFIXES) or "/.env" in lower or lower == ".env":
+        return "config"
+    return "code" if lower.endswith(_CODE_SUFFIXES) else "text"
 
 
 _ALLOW = re.compile(r"mlward:\s*allow|pragma:\s*allowlist secret", re.IGNORECASE)
@@ -197,7 +207,9 @@ _ALLOW_NEXT = re.compile(r"pragma:\s*allowlist nextline secret|mlward:\s*allow-n
 
 
 def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
-    """Every secret in ``text``, one hit per distinct value and line.
+    """Every secret in ``text``, one hit per distinct value and line. ``syntax``: ``code``
+    (source code: literals are quoted), ``text`` (outputs, prose, other text files) or
+    ``config`` (key: value files), as :func:`syntax_for` tells.
 
     Lines carrying ``mlward: allow`` (or detect-secrets' ``pragma: allowlist secret``) are
     skipped, as is the line after ``pragma: allowlist nextline secret``.
@@ -290,7 +302,7 @@ def _scan_chunk(engine: _Engine, chunk: str, lower: str, context: str,
             yield _Match(f.kind, f.rule, value, m.start(1), f.severity, f.checked)
     yield from _plugin_matches(engine, engine.plugins, chunk, lower, syntax, claim)
     if any(word in lower for word in entropy.GATE):
-        for value, at in entropy.assigned_secrets(chunk):
+        for value, at in entropy.assigned_secrets(chunk, code=syntax == "code"):
             if not _placeholder(value) and not engine.is_sequential_string(value) \
                     and claim(at, value):
                 yield _Match("High-entropy secret", SECRET_ENTROPY, value, at)
@@ -394,9 +406,9 @@ def _service_account(text: str, hits: list[SecretHit], seen: set[str]) -> None:
                           line, column))
 
 
-def redact_secrets(text: str, *, label: bool = False) -> tuple[str, int]:
+def redact_secrets(text: str, *, label: bool = False, syntax: str = "text") -> tuple[str, int]:
     """``text`` with every secret replaced by its mask (or ``[REDACTED:kind]``), and the count."""
-    hits = find_secrets(text)
+    hits = find_secrets(text, syntax=syntax)
     for hit in hits:
         text = text.replace(hit.value, f"[REDACTED:{hit.kind}]" if label else hit.evidence)
     return text, len(hits)

@@ -182,27 +182,28 @@ def secret_name(name: str) -> bool:
 
 _VALUE = rf"(?P<value>[A-Za-z0-9+/=_\-.~]{{{MIN_LENGTH},{MAX_LENGTH}}})"
 _NAME = r"(?<![\w.\-])(?P<name>[A-Za-z_][\w.\-]{0,80})(?![\w.\-])"
-_ASSIGNMENTS = (
-    # name = "value", name: "value", "name": "value", name="value" (keyword argument),
+_QUOTED = re.compile(  # name = "value", "name": "value", name="value" (keyword argument),
     # os.environ["NAME"] = "value", name: str = "value"
-    re.compile(_NAME + r"[\"'\]]{0,2}\s*(?::\s*[A-Za-z_][\w\[\]., |]{0,40}?\s*)?"
-               r"(?::=|=>|=|:)\s*[rbuRBU]{0,2}(?P<q>[\"'`])" + _VALUE + r"(?P=q)"),
-    # NAME=value (.env, shell), name: value (YAML), "Loaded token: value" (printed)
-    re.compile(_NAME + r"[\"']?\s*[=:]\s*" + _VALUE + r"(?=$|[\s,;&)\]}])"),
-    # Authorization: Bearer value, -H "X-Api-Key: value"
-    re.compile(r"(?i)(?<![\w-])(?P<name>authorization|proxy-authorization|x-api-key|api-key"
-               r"|x-auth-token|private-token)[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|token|basic|bot)"
-               r"\s+)?" + _VALUE + r"(?=$|[\s\"',;)\]}])"),
-)
+    _NAME + r"[\"'\]]{0,2}\s*(?::\s*[A-Za-z_][\w\[\]., |]{0,40}?\s*)?"
+    r"(?::=|=>|=|:)\s*[rbuRBU]{0,2}(?P<q>[\"'`])" + _VALUE + r"(?P=q)")
+_UNQUOTED = re.compile(  # NAME=value (.env, shell), name: value (YAML), "token: value" printed
+    _NAME + r"[\"']?\s*[=:]\s*" + _VALUE + r"(?=$|[\s,;&)\]}])")
+_HEADER = (r"(?P<name>authorization|proxy-authorization|x-api-key|api-key|x-auth-token"
+           r"|private-token)[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|token|basic|bot)\s+)?" + _VALUE
+           + r"(?=$|[\s\"',;)\]}])")
+_IN_TEXT = (_QUOTED, _UNQUOTED, re.compile(r"(?<![\w-])" + _HEADER, re.IGNORECASE))
+_IN_CODE = (_QUOTED, re.compile(r"[\"']" + _HEADER, re.IGNORECASE))
+"""In code a literal is quoted: an unquoted value is a name or a type (``auth: BasicAuth``),
+and a header is only one inside a string (``-H "Authorization: Bearer …"``)."""
 GATE = ("token", "secret", "pass", "pwd", "key", "auth", "cred", "bearer")
 """Lower-case words one of which every secret name contains: lines without them are skipped."""
 
 
-def assigned_secrets(line: str) -> Iterator[tuple[str, int]]:
-    """Random-looking values in a secret context in ``line``: (value, column) pairs."""
-    for regex in _ASSIGNMENTS:
+def assigned_secrets(line: str, *, code: bool) -> Iterator[tuple[str, int]]:
+    """Random-looking values in a secret context in ``line``: (value, column) pairs.
+    ``code``: the line is source code (literals quoted), not output, config or prose."""
+    for regex in _IN_CODE if code else _IN_TEXT:
         for m in regex.finditer(line):
             value = m.group("value")
-            if (regex is _ASSIGNMENTS[2] or secret_name(m.group("name"))) \
-                    and not benign(value) and looks_random(value):
+            if secret_name(m.group("name")) and not benign(value) and looks_random(value):
                 yield value, m.start("value")
