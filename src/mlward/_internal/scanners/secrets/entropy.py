@@ -153,7 +153,8 @@ def reference_name(name: str) -> bool:
     return bool(words) and words[-1] in _REFERENCE_HEADS
 
 
-_NAME_BEFORE = re.compile(r"([A-Za-z_][\w.\-]*)[\"'\]]{0,2}\s*(?::=|=>|=|:)\s*[rbuRBU]{0,2}[\"'`]?$")
+_NAME_BEFORE = re.compile(
+    r"([A-Za-z_][\w.\-]*)[\"'\]]{0,2}\s*(?::=|=>|=|:)\s*[rbuRBU]{0,2}[\"'`]?$")
 
 
 def assigned_name(line: str, value: str) -> str:
