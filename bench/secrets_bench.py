@@ -30,7 +30,6 @@ import argparse
 import base64
 import hashlib
 import json
-import os
 import random
 import shlex
 import string
@@ -41,12 +40,16 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
+from _bench import (  # bench/ is the script folder, on sys.path
+    compile_mlward,
+    load_corpus,
+    measured_on,
+    write_section,
+)
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests" / "scanners" / "secrets"))
@@ -372,12 +375,9 @@ def render(count: int, items: list[dict[str, Any]], results: list[Result], comma
     planted = Counter(i["provider"] for i in items if i["category"] == "planted")
     files = Counter(i["category"] for i in items)
     ours, theirs = results
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
-                if line.startswith("model name")), "?")
     lines = [
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} on {os.cpu_count()} CPUs "
-        f"({cpu}); detect-secrets {version('detect-secrets')}, mlward {version('mlward')}.",
+        f"{measured_on()}; detect-secrets {version('detect-secrets')}, "
+        f"mlward {version('mlward')}.",
         f"Corpus: {count} files ({files['planted']} with a planted token, {files['near miss']} "
         f"with a near miss, {files['benign']} benign; "
         + ", ".join(f"{n} {s}" for s, n in Counter(i["suffix"] for i in items).most_common())
@@ -421,15 +421,9 @@ def main() -> None:
     args = ap.parse_args()
     compile_mlward()
     root = OUT / f"secrets-{args.files}"
-    manifest = root / "manifest.json"  # beside the scanned folder: it holds the values
     corpus = root / "files"
-    if manifest.exists():
-        items = json.loads(manifest.read_text())
-    else:
-        items = build_corpus(corpus, args.files)
-        manifest.write_text(json.dumps(items))
-    for p in corpus.iterdir():  # page cache warm for both tools
-        p.read_bytes()
+    items = load_corpus(corpus, root / "manifest.json",
+                        lambda folder: build_corpus(folder, args.files))
     results = [mlward(corpus, items), detect_secrets(corpus, items)]
     command = "bench/.venv/bin/python bench/secrets_bench.py " + " ".join(sys.argv[1:])
     text = render(args.files, items, results, command.strip())

@@ -16,9 +16,9 @@ import hashlib
 import importlib
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 from mlward._internal.scanners.secrets import entropy
 from mlward._internal.scanners.secrets.providers import CONTEXT_WORDS, FORMATS
@@ -40,7 +40,8 @@ _OVERLAP = 256
 
 @dataclass(frozen=True)
 class SecretHit:
-    """One secret found in a text: what it is, which rule, and where (1-based line/column)."""
+    """One secret found in a text: what it is, which rule, and where (1-based line/column;
+    within a line's scan, line 0 and the 0-based column in the chunk)."""
 
     kind: str
     rule: Rule
@@ -239,8 +240,7 @@ def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
                         "\n".join([chunk[m.column:], *lines[number:number + 3]])):
                     continue  # a PEM header alone (code that handles keys), not a key
                 seen.add(m.value)
-                hits.append(SecretHit(m.kind, m.rule, m.value, number, start + m.column + 1,
-                                      m.severity, m.checked))
+                hits.append(replace(m, line=number, column=start + m.column + 1))
     _service_account(text, hits, seen)
     return hits
 
@@ -263,17 +263,8 @@ def _windows(line: str) -> Iterator[tuple[int, str]]:
             yield start, line[start:min(b, start + MAX_LINE)]
 
 
-class _Match(NamedTuple):
-    kind: str
-    rule: Rule
-    value: str
-    column: int
-    severity: Severity | None = None
-    checked: str = ""
-
-
 def _scan_chunk(engine: _Engine, chunk: str, lower: str, context: str,
-                syntax: str) -> Iterator[_Match]:
+                syntax: str) -> Iterator[SecretHit]:
     """Provider formats, detect-secrets' provider plugins, random values in a secret context,
     then detect-secrets' keyword plugin; each span is reported by the first stage claiming it."""
     taken: list[tuple[int, int]] = []
@@ -299,19 +290,19 @@ def _scan_chunk(engine: _Engine, chunk: str, lower: str, context: str,
                     or engine.is_sequential_string(value) or entropy.sequence(value) \
                     or not claim(m.start(1), value):
                 continue
-            yield _Match(f.kind, f.rule, value, m.start(1), f.severity, f.checked)
+            yield SecretHit(f.kind, f.rule, value, 0, m.start(1), f.severity, f.checked)
     yield from _plugin_matches(engine, engine.plugins, chunk, lower, syntax, claim)
     if any(word in lower for word in entropy.GATE):
         for value, at in entropy.assigned_secrets(chunk, code=syntax == "code"):
             if not _placeholder(value) and not engine.is_sequential_string(value) \
                     and claim(at, value):
-                yield _Match("High-entropy secret", SECRET_ENTROPY, value, at)
+                yield SecretHit("High-entropy secret", SECRET_ENTROPY, value, 0, at)
     yield from _plugin_matches(engine, engine.keyword, chunk, lower, syntax, claim)
 
 
 def _plugin_matches(engine: _Engine, plugins: tuple[tuple[Any, tuple[str, ...]], ...],
                     chunk: str, lower: str, syntax: str,
-                    claim: Callable[[int, str], bool]) -> Iterator[_Match]:
+                    claim: Callable[[int, str], bool]) -> Iterator[SecretHit]:
     for plugin, needles in plugins:
         if needles and not any(n in lower for n in needles):
             continue
@@ -326,8 +317,8 @@ def _plugin_matches(engine: _Engine, plugins: tuple[tuple[Any, tuple[str, ...]],
                 continue
             at = max(chunk.find(value), 0)
             if _keep(engine, kind, value, chunk) and claim(at, value):
-                yield _Match(_DS_KINDS.get(kind, kind), _DS_RULES.get(kind, SECRET_TOKEN),
-                             value, at)
+                yield SecretHit(_DS_KINDS.get(kind, kind), _DS_RULES.get(kind, SECRET_TOKEN),
+                                value, 0, at)
 
 
 def _regex_values(engine: _Engine, plugin: Any, chunk: str) -> Iterator[str]:
