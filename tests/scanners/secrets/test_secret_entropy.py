@@ -186,3 +186,16 @@ def test_a_token_in_a_notebook_is_reported_once_and_masked(tmp_path: Path) -> No
 def test_long_lines_are_judged_in_windows() -> None:
     line = "x" * 30_000 + f' token="{TOKEN}" ' + "y=1;" * 10_000
     assert [h.value for h in find_secrets(line)] == [TOKEN]
+
+
+def test_notebook_clean_redacts_what_the_scan_reports(tmp_path: Path) -> None:
+    from mlward.cli.main import main
+
+    nb = new_notebook(cells=[new_code_cell("connect()", outputs=[
+        new_output("stream", name="stdout", text=f"Loaded token: {TOKEN}\n")])])
+    path = tmp_path / "out.ipynb"
+    path.write_text(nbformat.writes(nb))
+    assert [f.rule_id for f in scan([path]).findings] == ["MW405"]
+    assert main(["notebook", "clean", str(path), "--redact", "--no-backup"]) == 0
+    assert TOKEN not in path.read_text()
+    assert [f.rule_id for f in scan([path]).findings] == []
