@@ -482,15 +482,23 @@ SECRET_TOKEN = rule(
     "Revoke the key at the provider now, remove it (and notebook outputs that print it) and "
     "load keys from the environment or a secrets manager.",
     cwe="CWE-798",
-    doc="A token with a provider's known format (Hugging Face, OpenAI, Anthropic, W&B, AWS, "
-    "Databricks, ...). The report shows only a short prefix and a hash, never the token.",
+    doc="A token with a provider's published format: AI providers (Hugging Face, OpenAI, "
+    "Anthropic, Perplexity, W&B, Cohere, Replicate, LangSmith, Pinecone, ...), code hosting and "
+    "registries (GitHub, npm, PyPI, Postman, Linear, Notion, Terraform Cloud), cloud (AWS, "
+    "Google, Azure AD, DigitalOcean, Doppler, Cloudflare, Heroku, PlanetScale, Grafana), "
+    "messaging and payments (SendGrid, Mailgun, Stripe, Slack, ...). Where the provider "
+    "defines a checksum or structure (GitHub, npm, Grafana, Cloudflare: CRC32; PyPI: the "
+    "macaroon), a value failing it is not reported and one passing it says so in "
+    "details.checked. Stripe test-mode keys are reported at low severity. The report shows "
+    "only a short prefix and a hash, never the token.",
 )
 SECRET_KEYWORD = rule(
     "MW402", "Password or secret assigned in code or config", Severity.MEDIUM,
     "Move the value to the environment or a secrets manager and rotate it.",
     cwe="CWE-798",
-    doc="A literal assigned to a secret-sounding name (password=, api_key=, token: ...), "
-    "keyword arguments included.",
+    doc="A literal assigned to a secret-sounding name (password=, api_key=, secret: ...), "
+    "keyword arguments included. Prose (three words or more) and names that only refer to a "
+    "secret (secret_name, password_file, api_key_env) are not reported.",
 )
 SECRET_URI = rule(
     "MW403", "Password embedded in a connection or tracking URI", Severity.HIGH,
@@ -505,6 +513,17 @@ SECRET_PRIVATE_KEY = rule(
     "use workload identity or a secrets manager.",
     cwe="CWE-321",
     doc="A PEM private key, a GCP service-account JSON key or an Azure storage account key.",
+)
+SECRET_ENTROPY = rule(
+    "MW405", "Random-looking secret assigned to a secret-named variable", Severity.HIGH,
+    "Revoke the credential where it was issued, remove it and load it from the environment "
+    "or a secrets manager.",
+    cwe="CWE-798",
+    doc="A value with the entropy of a random key (Base64 or hex, judged against random "
+    "strings of its length) assigned to, keyed by or passed as a secret name (token, api_key, "
+    "client_secret, password, an Authorization header). Hashes, IDs, sequences, images, "
+    "paths and prose are not reported, nor the language-model senses of token (pad_token, "
+    "max_tokens).",
 )
 PII_FOUND = rule(
     "MW410", "Personal data in notebook output or text cell", Severity.LOW,

@@ -59,12 +59,17 @@ def test_metadata_values_the_scan_reports_are_redacted(tmp_path: Path) -> None:
     assert _secrets_reported(path) == []
 
 
-def test_the_whole_token_is_redacted_not_a_prefix(tmp_path: Path) -> None:
-    longer = "ghp_" + "a1B2c3D4e5" * 3 + "F6g7H8" + "Zq9xTAIL"  # longer than the pattern
-    path = write_nb(tmp_path / "gh.ipynb", notebook(code("x", stream(f"token {longer}\n"))))
-    assert main(["notebook", "clean", str(path), "--redact"]) == 0
-    text = path.read_text()
-    assert "Zq9xTAIL" not in text and "[REDACTED:GitHub Token]" in text
+def test_the_whole_token_is_redacted_not_a_prefix() -> None:
+    """A detector may match only part of a token (a fixed-length pattern meeting a longer
+    token of a newer format): the redaction widens to the whole token."""
+    from mlward._internal.scanners.secrets.detect import replace_whole
+
+    longer = "ghp_" + "a1B2c3D4e5" * 3 + "F6g7H8" + "Zq9xTAIL"
+    matched = longer[:40]  # what a 36-character pattern would have matched
+    text, n = replace_whole(f"token {longer}\nagain: {longer}.", matched,
+                            "[REDACTED:GitHub Token]")
+    assert n == 2 and "Zq9xTAIL" not in text
+    assert text == "token [REDACTED:GitHub Token]\nagain: [REDACTED:GitHub Token]."
 
 
 def test_no_backup_unless_asked_and_then_it_says_what_it_holds(

@@ -163,13 +163,14 @@ def _parts(nb: Any, *, sources: bool) -> Iterator[_Part]:
     for index, cell in enumerate(nb.cells, 1):
         for number, out in enumerate(cell.get("outputs", []), 1):
             yield _Part(out, f"cell {index} output {number}",
-                        [text for _, text in output_texts(out)])
+                        [text for _, text in output_texts(out)], syntax="text")
         if sources:
+            code = cell.get("cell_type") == "code"
             yield _Part(cell, f"cell {index} source", [text_of(cell.get("source", ""))],
-                        pii=cell.get("cell_type") != "code", keys=("source",))
+                        syntax="code" if code else "text", pii=not code, keys=("source",))
             if "attachments" in cell:
                 yield _Part(cell["attachments"], f"cell {index} attachments",
-                            [text_of(cell["attachments"])])
+                            [text_of(cell["attachments"])], syntax="text")
         if cell.get("metadata"):
             yield _Part(cell["metadata"], f"cell {index} metadata",
                         [text_of(cell["metadata"])], syntax="config", pii=False)
