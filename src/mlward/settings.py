@@ -96,6 +96,9 @@ class Settings(NamedTuple):
     online: bool = False
     osv_api: str = DEFAULT_OSV_API
     osv_export: str = DEFAULT_OSV_EXPORT
+    vuln_db_max_age_days: int = 7
+    """Vulnerability data whose newest record is older than this many days is used, with a
+    warning in every output format."""
     cache_dir: str | None = None
     hf_cache: str | None = None
     """The Hugging Face hub cache that ``hf-cache:`` targets read (default: ``HF_HUB_CACHE``,
@@ -216,6 +219,7 @@ _FIELDS: dict[str, tuple[Callable[[Any, str], Any], str | None]] = {
     "online": (_bool, "MLWARD_ONLINE"),
     "osv_api": (_text, "MLWARD_OSV_API"),
     "osv_export": (_text, "MLWARD_OSV_EXPORT"),
+    "vuln_db_max_age_days": (_positive_int, "MLWARD_VULN_DB_MAX_AGE_DAYS"),
     "cache_dir": (_text, "MLWARD_CACHE"),
     "hf_cache": (_text, "MLWARD_HF_CACHE"),
     "trust": (_text, "MLWARD_TRUST"),
@@ -239,9 +243,17 @@ def find_upwards(start: Path, marker: str) -> Path | None:
     """The nearest folder at or above ``start`` that contains ``marker``."""
     here = start.resolve()
     for folder in (here, *here.parents):
-        if (folder / marker).exists():
+        if _exists(folder / marker):
             return folder
     return None
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a folder that cannot be searched (no permission) hides it."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def project_root(start: Path) -> Path | None:
@@ -249,7 +261,7 @@ def project_root(start: Path) -> Path | None:
     ``.git`` or ``pyproject.toml``."""
     here = start.resolve()
     for folder in (here, *here.parents):
-        if any((folder / m).exists() for m in (PROJECT_FOLDER, ".git", "pyproject.toml")):
+        if any(_exists(folder / m) for m in (PROJECT_FOLDER, ".git", "pyproject.toml")):
             return folder
     return None
 

@@ -48,3 +48,21 @@ def expand(target: str, settings: Settings, walk: Walk,
         from mlward._internal.targets.objects import expand_prefix
 
         yield from expand_prefix(target, walk, builder)
+
+
+def location_of(target: str) -> str:
+    """The location URI that everything found under ``target`` is at or below (the ledger
+    records a run against it): ``s3://bucket/prefix``, ``mlflow://HOST/models/NAME``,
+    ``hf-cache:ORG/NAME`` (its revisions are ``@COMMIT`` below it), ``hf-cache:``."""
+    if target.startswith(HF_CACHE):
+        from mlward._internal.targets.hfcache import parse as parse_cache
+
+        kind, repo, _ = parse_cache(target)
+        return HF_CACHE + ("" if repo is None else repo if kind == "models"
+                           else f"{kind}/{repo}")
+    if scheme_of(target) in MLFLOW_SCHEMES:
+        from mlward._internal.targets.mlflow import parse as parse_model
+
+        t = parse_model(target)
+        return t.location + (f"/{t.version}" if t.version else "")
+    return target.rstrip("/")

@@ -50,6 +50,11 @@ class ModelTarget(NamedTuple):
     name: str
     version: str | None
 
+    @property
+    def location(self) -> str:
+        """The model's location URI; its versions are ``/VERSION`` below it."""
+        return f"mlflow://{self.host}/models/{urllib.parse.quote(self.name, safe='')}"
+
 
 def parse(target: str) -> ModelTarget:
     parts = urllib.parse.urlsplit(target)
@@ -169,7 +174,7 @@ def expand_models(target: str, walk: Walk, builder: ReportBuilder) -> Iterator[I
                      inconclusive=True)
     for v in found:
         number = str(v.get("version", ""))
-        here = (f"mlflow://{t.host}/models/{urllib.parse.quote(t.name, safe='')}/{number}")
+        here = f"{t.location}/{number}"
         root = artifact_root(t, number)
         items = list(_version_items(t, root, here, walk))
         if not _readable(root):
