@@ -151,7 +151,7 @@ def test_a_unit_that_kills_its_worker_fails_alone() -> None:
             executor.close()
     assert sorted(o.unit for o in outcomes) == list(range(40))
     failed = [o for o in outcomes if o.error is not None]
-    assert [o.unit for o in failed] == [13]
+    assert [o.unit for o in failed] == [13], [(o.unit, o.error) for o in failed]
     assert "worker died" in str(failed[0].error)
     assert all(o.result == o.unit * 2 for o in outcomes if o.unit != 13)
 

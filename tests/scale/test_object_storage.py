@@ -50,8 +50,10 @@ def test_ranged_file_reads_exactly_the_bytes_asked() -> None:
     assert f.read(5) == data[130:135]
     f.seek(100)
     assert f.read(10) == data[100:110]  # inside a span already fetched: no request
-    assert asked == [(len(data) - 22, len(data)), (100, 130), (130, 135)]
-    assert (counter.requests, counter.bytes) == (3, 22 + 30 + 5)
+    f.seek(120)
+    assert f.read(20) == data[120:140]  # partly fetched: only the rest is asked for
+    assert asked == [(len(data) - 22, len(data)), (100, 130), (130, 135), (135, 140)]
+    assert (counter.requests, counter.bytes) == (4, 22 + 30 + 5 + 5)
     f.seek(len(data) + 10)
     assert f.read(10) == b""
 
@@ -165,6 +167,8 @@ def test_bucket_manifest_matches_the_local_one(s3: S3Server, tmp_path: Path) -> 
     remote = json.loads((tmp_path / "s3.json").read_text())
     assert remote["entries"] == local["entries"]
     assert remote["rootDigest"] == local["rootDigest"]
-    assert remote["roots"] == [{"name": "v1", "uri": "s3://data/v1", "type": "directory"}]
+    assert remote["roots"] == [{"name": "v1", "path": "s3://data/v1", "type": "directory",
+                                "absolute": True}]
     assert {e["path"]: next(iter(e["digest"])) for e in remote["entries"]}["big.bin"] == \
         f"sha256-sharded-{1 << 20}"
+

@@ -250,24 +250,36 @@ class DaskExecutor(Executor):
     def _settle(self, future: Any, batch: list[int], queue: deque[list[int]],
                 suspects: deque[int], alone: bool) -> Iterator[Outcome]:
         """The outcomes of a finished task, or its units back in a queue."""
-        if future.status == "finished":
-            for unit, (result, error) in zip(batch, future.result(), strict=True):
-                yield Outcome(unit, result, error)
-            return
-        if future.status == "cancelled":
-            with self._lock:
-                overran = self._overran.pop(future.key, None)
-            if overran is None:
-                raise ExecutorLost(f"the Dask scheduler at {self.address} went away "
-                                   f"(client {self._client.status if self._client else '-'})")
-            n, elapsed = overran
-            yield Outcome(batch[n], error=f"timed out after {elapsed:.0f} s (its worker was "
-                          "restarted)")
-            rest = batch[:n] + batch[n + 1:]
-            if rest:
-                queue.appendleft(rest)
-            return
-        exc = future.exception()
+        if future.status != "cancelled":
+            try:
+                # A result lost with its worker since it was announced is computed again
+                # first (the future went back to pending): result() waits for it.
+                results = future.result()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                if future.status != "cancelled":
+                    yield from self._failed(exc, batch, suspects, alone)
+                    return
+            else:
+                for unit, (result, error) in zip(batch, results, strict=True):
+                    yield Outcome(unit, result, error)
+                return
+        with self._lock:
+            overran = self._overran.pop(future.key, None)
+        if overran is None:
+            raise ExecutorLost(f"the Dask scheduler at {self.address} went away "
+                               f"(client {self._client.status if self._client else '-'})")
+        n, elapsed = overran
+        yield Outcome(batch[n], error=f"timed out after {elapsed:.0f} s (its worker was "
+                      "restarted)")
+        rest = batch[:n] + batch[n + 1:]
+        if rest:
+            queue.appendleft(rest)
+
+    @staticmethod
+    def _failed(exc: BaseException, batch: list[int], suspects: deque[int],
+                alone: bool) -> Iterator[Outcome]:
         killed = type(exc).__name__ == "KilledWorker"
         if killed and not alone:
             log.info("%d unit(s) were on workers that kept dying: each runs again alone",

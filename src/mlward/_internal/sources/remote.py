@@ -35,7 +35,7 @@ OBJECT_SCHEMES = {"s3": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs",
 HTTP_SCHEMES = ("http", "https")
 HTTP_TIMEOUT = 60.0
 CACHE_SPANS = 32
-CACHE_SPAN_BYTES = 4 << 20
+CACHE_SPAN_BYTES = 1 << 20
 READALL_CHUNK = 8 << 20
 
 Fetch = Callable[[int, int], bytes]
@@ -119,12 +119,17 @@ class _Spans:
     def __init__(self) -> None:
         self._spans: OrderedDict[int, bytes] = OrderedDict()
 
-    def get(self, start: int, n: int) -> bytes | None:
-        for begin, data in reversed(self._spans.items()):
-            if begin <= start and start + n <= begin + len(data):
+    def at(self, pos: int, end: int) -> bytes:
+        """The bytes from ``pos`` (up to ``end``) that a span holds, else the empty string."""
+        for begin, data in self._spans.items():
+            if begin <= pos < begin + len(data):
                 self._spans.move_to_end(begin)
-                return data[start - begin:start - begin + n]
-        return None
+                return data[pos - begin:end - begin]
+        return b""
+
+    def next_start(self, pos: int, end: int) -> int:
+        """Where the first span after ``pos`` begins (``end`` when none does before it)."""
+        return min((b for b in self._spans if pos < b < end), default=end)
 
     def put(self, start: int, data: bytes) -> None:
         if len(data) > CACHE_SPAN_BYTES:
@@ -166,19 +171,25 @@ class RangedFile(io.RawIOBase):
         return self._pos
 
     def _get(self, n: int) -> bytes:
-        n = min(n, self._size - self._pos)
-        if n <= 0:
-            return b""
-        data = self._spans.get(self._pos, n)
-        if data is None:
-            data = self._fetch(self._pos, self._pos + n)
-            self._counter.add(len(data))
-            if len(data) != n:
-                raise OSError(f"{self.name}: {len(data)} bytes where {n} were asked; the "
-                              "object changed while it was read")
-            self._spans.put(self._pos, data)
-        self._pos += n
-        return data
+        """The next ``n`` bytes: what was already fetched from the spans, each gap between
+        them with one request for exactly its bytes."""
+        end = min(self._pos + n, self._size)
+        parts = []
+        pos = self._pos
+        while pos < end:
+            data = self._spans.at(pos, end)
+            if not data:
+                stop = self._spans.next_start(pos, end)
+                data = self._fetch(pos, stop)
+                self._counter.add(len(data))
+                if len(data) != stop - pos:
+                    raise OSError(f"{self.name}: {len(data)} bytes where {stop - pos} were "
+                                  "asked; the object changed while it was read")
+                self._spans.put(pos, data)
+            parts.append(data)
+            pos += len(data)
+        self._pos = max(self._pos, end)
+        return b"".join(parts)
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
