@@ -5,6 +5,7 @@ vanished scheduler each end with every input reported exactly once."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -19,8 +20,9 @@ import pytest
 
 from mlward._internal.pipeline import INTERRUPTED, scan
 from mlward.cli.main import main
+from mlward.cli.scan import emit
 from mlward.findings import Report
-from mlward.settings import Settings
+from mlward.settings import Settings, load_settings
 
 from .conftest import DaskProcesses, model_tree
 
@@ -239,8 +241,10 @@ def test_a_vanished_scheduler_ends_with_a_partial_report_that_resumes(
     assert "went away" in partial.stats["interrupted"]["reason"]
     assert set(partial.verdicts()) == files  # each file: examined, or said not to be
     out = tmp_path / "partial.json"
-    out.write_text(json.dumps(partial.to_dict()))
-    # the CLI: exit 2 for the interrupted run's report, then --resume without the cluster
+    # the CLI writes it and exits 2, whatever it found; then --resume without the cluster
+    args = argparse.Namespace(settings=load_settings(flags={"format": "json"}), output=out,
+                              format="json")
+    assert emit(partial, args) == 2
     final = tmp_path / "final.json"
     assert main(["scan", str(tree), "--root", str(tree), "--resume", str(out), "-f", "json",
                  "-o", str(final)]) == 1
