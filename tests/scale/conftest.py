@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import signal
 import socket
 import struct
 import subprocess
@@ -22,14 +21,11 @@ from typing import Any
 
 import pytest
 
+from probe.conftest import _stop as stop  # the probe tests' servers stop the same way
+from probe.conftest import free_port
+
 REPO_SRC = Path(__file__).resolve().parents[2] / "src"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def evil_pickle(marker: Path) -> bytes:
@@ -196,20 +192,6 @@ def _start(cmd: list[str], workdir: Path, name: str,
         return subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**base, **(env or {})})
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group, then SIGKILL if it lingers."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture

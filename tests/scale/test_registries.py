@@ -5,6 +5,7 @@ are, located below it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 from collections.abc import Iterator
@@ -108,10 +109,8 @@ def _register(url: str, tmp_path: Path, name: str, files: dict[str, bytes]) -> s
     run = client.create_run(experiment_id="0")
     client.log_artifacts(run.info.run_id, str(folder), "model")
     client.set_terminated(run.info.run_id)
-    try:
+    with contextlib.suppress(Exception):  # registered by an earlier call
         client.create_registered_model(name)
-    except Exception:  # registered by an earlier call
-        pass
     version = client.create_model_version(name, f"runs:/{run.info.run_id}/model",
                                           run_id=run.info.run_id)
     return str(version.version)
