@@ -34,14 +34,15 @@ def evil_pickle(marker: Path) -> bytes:
     return b"\x80\x02cos\nsystem\n(X" + struct.pack("<I", len(cmd)) + cmd + b"tR."
 
 
-def torch_zip(data_pkl: bytes, storage: bytes) -> bytes:
+def torch_zip(data_pkl: bytes, *storages: bytes) -> bytes:
     """A checkpoint laid out as ``torch.save`` lays it out: the pickle first, tensor storage
     in the middle, small records last."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("archive/data.pkl", data_pkl)
         zf.writestr("archive/byteorder", "little")
-        zf.writestr("archive/data/0", storage)
+        for n, storage in enumerate(storages):
+            zf.writestr(f"archive/data/{n}", storage)
         zf.writestr("archive/version", "3\n")
     return buf.getvalue()
 

@@ -130,9 +130,7 @@ def emit(report: Report, args: argparse.Namespace, *, action: str = "scan",
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-    # A run whose cluster went away is incomplete whatever it found: exit 2, as for a file
-    # that could not be examined.
-    code = 2 if report.stats.get("interrupted") else report.exit_code(s.fail_on)
+    code = report.exit_code(s.fail_on)
     for resource in resources or _resources(report):
         record_run(report, args, action, resource)
     return code

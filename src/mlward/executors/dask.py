@@ -42,8 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlward.executors.dask")
 
-MAX_BATCH = 64
-"""Units in one task at most."""
+MAX_BATCH = 256
+"""Units in one task at most. A task costs the scheduler and the client a few milliseconds
+of round trips (4-5 ms on the benchmark machine): at 64 units a task that was 30% on top of
+scanning 10,000 small files with one worker, at 256 it is about 3% (bench/README.md)."""
 TASKS_PER_THREAD = 8
 """Batches are sized so that each worker thread gets at least this many (load balance)."""
 WINDOW_PER_THREAD = 4

@@ -2,14 +2,16 @@
 files an HTTP server hands out (an MLflow server's artifacts), read with ranged requests.
 
 A remote :class:`~mlward._internal.sources.Source` opens a :class:`RangedFile`: a seekable
-file whose every read is one ranged GET for exactly the bytes asked, never more. Scanners
-then fetch only what they touch: the sniffers' first bytes, a zip's end record and central
-directory, the members they extract; a PyTorch checkpoint's tensor storage members are never
-opened, so their bytes are never requested. (A read-ahead block cache, as in fsspec's own
-file objects, would fetch the bytes after a pickle member: the first tensor's.) Spans already
-fetched are kept, bounded, for the next open of the same source (every zip sniffer re-reads
-the central directory). Every request and byte is counted: the scan reports them beside the
-object's size.
+file whose reads are ranged GETs for the bytes asked (a read of a few bytes asks for
+:data:`MIN_REQUEST`: header parsing reads a signature or a descriptor, then the header after
+it). Scanners then fetch only what they
+touch: the sniffers' first 4 KiB, a zip's end records and central directory, each member's
+local header, the members they judge; of a PyTorch checkpoint's tensor storage members, only
+the bytes beside their header (their first bytes are checked not to be a pickle), never the
+rest. (A read-ahead block cache, as in fsspec's own file objects, would fetch megabytes of
+tensors.) Spans already fetched are kept, bounded, for the next open of the same source
+(every zip sniffer re-reads the central directory), and no byte is requested twice. Every
+request and byte is counted: the scan reports them beside the object's size.
 
 Object storage goes through fsspec (``s3fs``, ``gcsfs``, ``adlfs``) rather than boto3 for
 S3 alone: one interface (``find`` to list, ``cat_file(path, start, end)`` for a ranged GET)
@@ -37,6 +39,8 @@ HTTP_TIMEOUT = 60.0
 CACHE_SPANS = 32
 CACHE_SPAN_BYTES = 1 << 20
 READALL_CHUNK = 8 << 20
+TINY_READ = 64
+MIN_REQUEST = 512
 
 Fetch = Callable[[int, int], bytes]
 """``fetch(start, end)``: bytes ``start..end`` (end exclusive) of one object."""
@@ -172,20 +176,25 @@ class RangedFile(io.RawIOBase):
 
     def _get(self, n: int) -> bytes:
         """The next ``n`` bytes: what was already fetched from the spans, each gap between
-        them with one request for exactly its bytes."""
+        them with one request for its bytes (a tiny read: see :data:`MIN_REQUEST`)."""
         end = min(self._pos + n, self._size)
         parts = []
         pos = self._pos
         while pos < end:
             data = self._spans.at(pos, end)
             if not data:
-                stop = self._spans.next_start(pos, end)
+                # A tiny read (a signature, a data descriptor) is usually followed by the
+                # header after it: ask for MIN_REQUEST bytes (up to a span already here),
+                # which costs no more than the tiny request itself.
+                want = pos + MIN_REQUEST if n < TINY_READ else end
+                stop = self._spans.next_start(pos, min(self._size, max(end, want)))
                 data = self._fetch(pos, stop)
                 self._counter.add(len(data))
                 if len(data) != stop - pos:
                     raise OSError(f"{self.name}: {len(data)} bytes where {stop - pos} were "
                                   "asked; the object changed while it was read")
                 self._spans.put(pos, data)
+                data = data[:end - pos]
             parts.append(data)
             pos += len(data)
         self._pos = max(self._pos, end)
