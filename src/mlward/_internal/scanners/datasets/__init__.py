@@ -8,6 +8,6 @@ formula injection, secrets and personal data in columns). Importing this package
 them all.
 """
 
-from mlward._internal.scanners.datasets import arrow, hdf5, hub, webdataset, zarr
+from mlward._internal.scanners.datasets import arrow, hdf5, hub, tabular, webdataset, zarr
 
-__all__ = ["arrow", "hdf5", "hub", "webdataset", "zarr"]
+__all__ = ["arrow", "hdf5", "hub", "tabular", "webdataset", "zarr"]
