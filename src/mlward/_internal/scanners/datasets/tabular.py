@@ -25,7 +25,6 @@ from typing import Any
 
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.interface import ScanContext, Scanner
-from mlward._internal.scanners.secrets.text import looks_like_text
 from mlward._internal.sources import Source
 from mlward._internal.sources.archives import Spool, ZipArchive, too_deep, zip_names
 from mlward.errors import MissingExtra
@@ -164,7 +163,8 @@ class CsvScanner(Scanner):
     covers = frozenset({"text"})  # secrets are looked for column by column
 
     def sniff(self, source: Source) -> bool:
-        return source.name.lower().endswith(TABLE_SUFFIXES) and looks_like_text(source.head())
+        # Not valid UTF-8 is still a table (mixed encodings are reported); NUL bytes are not.
+        return source.name.lower().endswith(TABLE_SUFFIXES) and b"\0" not in source.head()
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         loc = source.location
