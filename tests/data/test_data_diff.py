@@ -132,8 +132,7 @@ def test_d_shuffled_rows_are_no_content_change(versions, kind, capsys) -> None:
 
 @pytest.mark.slow
 def test_key_column_reports_changed_rows(versions, capsys) -> None:
-    code, report = run(versions["parquet"]["old"], versions["parquet"]["b"], capsys,
-                       "--key", "id")
+    _, report = run(versions["parquet"]["old"], versions["parquet"]["b"], capsys, "--key", "id")
     s = summary(report)
     assert (s["added"], s["removed"], s["changed"]) == (0, 0, TRIGGERED)
     assert set(findings(report)) == {"MW972", "MW979"}
@@ -156,7 +155,7 @@ def test_near_duplicates_with_conflicting_labels(tmp_path: Path, capsys) -> None
     old.write_text("text,label\nthe movie was great,pos\nawful film,neg\n")
     new.write_text("text,label\nthe movie was great,pos\nawful film,neg\n"
                    "\"The movie, was GREAT!\",neg\n")
-    code, report = run(old, new, capsys)
+    _, report = run(old, new, capsys)
     assert findings(report)["MW971"][0]["details"] == {"groups": 1, "rows": 2}
 
 

@@ -11,10 +11,10 @@ import zlib
 from pathlib import Path
 
 import pytest
+from tests.conftest import INLINE
 
 import mlward
 from mlward.findings import Report
-from tests.conftest import INLINE
 
 
 def payload(marker: Path) -> bytes:

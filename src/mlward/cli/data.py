@@ -48,8 +48,9 @@ def register(sub: Any) -> None:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from mlward._internal.data.diff import DataError, DiffOptions, thresholds_from
+    from mlward._internal.data.diff import DiffOptions, thresholds_from
     from mlward._internal.data.report import diff_report
+    from mlward._internal.data.tables import DataError
     from mlward._internal.pipeline import scan_root
 
     section = args.settings.section("data")

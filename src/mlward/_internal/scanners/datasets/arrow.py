@@ -232,7 +232,7 @@ class ParquetScanner(Scanner):
             _malformed(loc, ctx, "Parquet footer", str(exc))
             return
         kv = {}
-        for item in meta.get(5) or []:
+        for item in _list(meta.get(5)):
             if isinstance(item, dict) and isinstance(item.get(1), bytes):
                 value = item.get(2)
                 kv[item[1].decode("utf-8", "replace")] = value if isinstance(value, bytes) else b""
@@ -244,7 +244,7 @@ class ParquetScanner(Scanner):
                 _malformed(loc, ctx, "Parquet ARROW:schema metadata", str(exc))
         metadata = {**kv, **schema.metadata}
         judge_schema(Schema(schema.fields, metadata), loc, ctx)
-        elements = [e for e in meta.get(2) or [] if isinstance(e, dict)]
+        elements = [e for e in _list(meta.get(2)) if isinstance(e, dict)]
         leaves = [e.get(4) for e in elements[1:] if not e.get(5)]
         ctx.fact(loc, "dataset", format="parquet", rows=_int(meta.get(3)),
                  columns=[c.decode("utf-8", "replace") for c in leaves[:MAX_COLUMNS_LISTED]
@@ -315,6 +315,10 @@ class ArrowIpcScanner(Scanner):
         if schema is None:
             raise SchemaError("footer has no schema")
         return read_schema(schema)
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
 
 
 def _int(value: Any) -> int | None:

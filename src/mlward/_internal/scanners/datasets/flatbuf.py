@@ -21,7 +21,7 @@ class FlatBufferError(ValueError):
 class Table:
     """One FlatBuffers table inside ``buf`` at ``pos``."""
 
-    __slots__ = ("buf", "pos", "vtable", "vsize")
+    __slots__ = ("buf", "pos", "vsize", "vtable")
 
     def __init__(self, buf: bytes, pos: int) -> None:
         self.buf = buf

@@ -106,7 +106,7 @@ class PyTablesScanner(Scanner):
             ctx.skip(loc.child(f"/{name}"), f"object column larger than {MAX_ROW_BYTES} bytes: "
                      "its pickles were not judged", inconclusive=True)
             return 0
-        rows = min(ds.shape[0], MAX_ROWS)
+        rows = int(min(ds.shape[0], MAX_ROWS))
         if ds.shape[0] > MAX_ROWS:
             ctx.skip(loc.child(f"/{name}"), f"only the first {MAX_ROWS} pickled rows judged",
                      inconclusive=True)
