@@ -17,16 +17,22 @@ compared as multisets of rows, or joined on a key column when one is given:
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlward._internal.data.snapshot import Snapshot
+from mlward._internal.data.sql import (
+    NUMERIC,
+    connect,
+    feature_hash,
+    ident,
+    lit,
+    stats_exprs,
+    token_expr,
+)
 from mlward._internal.data.tables import DataError, Dataset
-from mlward.errors import MissingExtra
 
-NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-           "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL")
 MAX_CANDIDATES = 10
 MAX_TEXT_ROWS = 2_000_000
 """Added rows tokenised for the trigger search (a sample beyond)."""
@@ -105,6 +111,7 @@ class DataDiff:
     shifts: list[ColumnShift] = field(default_factory=list)
     triggers: list[Trigger] = field(default_factory=list)
     duplicate_keys: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def content_changed(self) -> bool:
@@ -133,35 +140,12 @@ class DataDiff:
         return "; ".join(parts)
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _connect(options: DiffOptions) -> Any:
-    try:
-        import duckdb
-    except ImportError:
-        raise MissingExtra("duckdb", "data") from None
-    con = duckdb.connect(":memory:")
-    temp = options.temp_dir or tempfile.gettempdir()
-    con.execute(f"SET memory_limit = {_lit(options.memory_limit)}")
-    con.execute(f"SET temp_directory = {_lit(temp)}")
-    con.execute("SET preserve_insertion_order = false")
-    if options.threads:
-        con.execute(f"SET threads = {int(options.threads)}")
-    return con
-
-
-def diff(old: Dataset, new: Dataset, options: DiffOptions | None = None) -> DataDiff:
-    """Compare two versions; raises :class:`DataError` when either cannot be read."""
+def diff(old: Dataset | Snapshot, new: Dataset, options: DiffOptions | None = None) -> DataDiff:
+    """Compare two versions (the old one may be a snapshot: see :mod:`.snapshot`); raises
+    :class:`DataError` when either cannot be read."""
     options = options or DiffOptions()
-    import duckdb  # _connect reports a missing extra first
-
-    con = _connect(options)
+    con = connect(options.memory_limit, options.threads, options.temp_dir)
+    import duckdb  # connect() reported a missing extra
     try:
         return _Differ(con, old, new, options).run()
     except duckdb.Error as exc:
@@ -171,12 +155,17 @@ def diff(old: Dataset, new: Dataset, options: DiffOptions | None = None) -> Data
 
 
 class _Differ:
-    def __init__(self, con: Any, old: Dataset, new: Dataset, options: DiffOptions) -> None:
+    def __init__(self, con: Any, old: Dataset | Snapshot, new: Dataset,
+                 options: DiffOptions) -> None:
         self.con = con
-        self.options = options
         self.t = options.thresholds
+        self.snapshot = old if isinstance(old, Snapshot) else None
+        if isinstance(old, Dataset):
+            con.execute(f"CREATE VIEW old_src AS SELECT * FROM {old.sql()}")
+        else:  # the snapshot says which columns were label and key
+            options = DiffOptions(old.key, old.label_column, self.t)
+        self.options = options
         self.result = DataDiff(old.label, new.label, key=options.key, label=options.label)
-        con.execute(f"CREATE VIEW old_src AS SELECT * FROM {old.sql()}")
         con.execute(f"CREATE VIEW new_src AS SELECT * FROM {new.sql()}")
 
     def q(self, sql: str) -> list[tuple[Any, ...]]:
@@ -184,7 +173,8 @@ class _Differ:
 
     def run(self) -> DataDiff:
         r = self.result
-        old_cols = {n: t for n, t, *_ in self.q("DESCRIBE old_src")}
+        old_cols = (dict(self.snapshot.columns) if self.snapshot is not None
+                    else {n: t for n, t, *_ in self.q("DESCRIBE old_src")})
         new_cols = {n: t for n, t, *_ in self.q("DESCRIBE new_src")}
         r.dropped_columns = [c for c in old_cols if c not in new_cols]
         r.added_columns = [c for c in new_cols if c not in old_cols]
@@ -201,6 +191,14 @@ class _Differ:
         self.types = {c: old_cols[c] for c in common}
         self.features = features
         self.text = [c for c in features if self.types[c] == "VARCHAR"]
+        if self.snapshot is not None and features != self.snapshot.features:
+            r.notes.append("rows not compared: the snapshot hashed the columns "
+                           f"{', '.join(self.snapshot.features)}, and not all of them are "
+                           "still there with their type")
+            r.old_rows = self.snapshot.rows
+            r.new_rows = self.q("SELECT count(*) FROM new_src")[0][0]
+            self._stats(common)
+            return r
         self._rows(features)
         self._stats(common)
         if r.label is not None:
@@ -214,12 +212,18 @@ class _Differ:
 
     def _rows(self, features: Sequence[str]) -> None:
         r = self.result
-        fh = f"hash({', '.join(_ident(c) for c in features)})" if features else "hash(0)"
-        lab = f"CAST({_ident(r.label)} AS VARCHAR)" if r.label else "NULL::VARCHAR"
-        key = f", CAST({_ident(r.key)} AS VARCHAR) AS k" if r.key else ""
+        fh = feature_hash(features)
+        lab = f"CAST({ident(r.label)} AS VARCHAR)" if r.label else "NULL::VARCHAR"
+        key = f", CAST({ident(r.key)} AS VARCHAR) AS k" if r.key else ""
         for side in ("old", "new"):
+            source = f"{side}_src"
+            if side == "old" and self.snapshot is not None:
+                source = f"read_parquet({lit(str(self.snapshot.rows_file))})"
+                self.con.execute(f"CREATE TEMP TABLE old_rows AS SELECT fh, lab"
+                                 f"{', k' if r.key else ''} FROM {source}")
+                continue
             self.con.execute(f"CREATE TEMP TABLE {side}_rows AS SELECT {fh} AS fh, {lab} AS lab"
-                             f"{key} FROM {side}_src")
+                             f"{key} FROM {source}")
         r.old_rows = self.q("SELECT count(*) FROM old_rows")[0][0]
         r.new_rows = self.q("SELECT count(*) FROM new_rows")[0][0]
         if r.key:
@@ -283,22 +287,17 @@ class _Differ:
 
     def _stats(self, columns: Sequence[str]) -> None:
         r = self.result
-        exprs = []
-        for c in columns:
-            i, t = _ident(c), self.types[c]
-            exprs.append(f"count({i})")
-            if t.startswith(NUMERIC):
-                exprs += [f"avg({i}::DOUBLE)", f"stddev_pop({i}::DOUBLE)"]
-            elif t == "VARCHAR":
-                exprs += [f"avg(length({i}))::DOUBLE", f"stddev_pop(length({i}))::DOUBLE"]
-            else:
-                exprs += ["NULL::DOUBLE", "NULL::DOUBLE"]
+        exprs = stats_exprs(columns, self.types)
         if not exprs:
             return
-        old = self.q(f"SELECT {', '.join(exprs)} FROM old_src")[0]
         new = self.q(f"SELECT {', '.join(exprs)} FROM new_src")[0]
+        old: tuple[Any, ...]
+        if self.snapshot is not None:
+            old = tuple(v for c in columns for v in self.snapshot.stats.get(c, [None] * 3))
+        else:
+            old = self.q(f"SELECT {', '.join(exprs)} FROM old_src")[0]
         for n, c in enumerate(columns):
-            if c in (r.key, r.label):
+            if c in (r.key, r.label) or old[3 * n] is None:
                 continue
             o_count, o_mean, o_std = old[3 * n:3 * n + 3]
             n_count, n_mean, n_std = new[3 * n:3 * n + 3]
@@ -330,20 +329,19 @@ class _Differ:
     # -- poisoning indicators --------------------------------------------------------------
 
     def _normalized_hash(self) -> str:
-        parts = [f"regexp_replace(lower({_ident(c)}), '[^a-z0-9]+', '', 'g')" if c in self.text
-                 else _ident(c) for c in self.features]
+        parts = [f"regexp_replace(lower({ident(c)}), '[^a-z0-9]+', '', 'g')" if c in self.text
+                 else ident(c) for c in self.features]
         return f"hash({', '.join(parts)})" if parts else "hash(0)"
 
     def _fh(self) -> str:
-        return (f"hash({', '.join(_ident(c) for c in self.features)})" if self.features
-                else "hash(0)")
+        return feature_hash(self.features)
 
     def _conflicts(self) -> None:
         """New rows that equal other new rows once normalised, under another label."""
         r = self.result
         if r.label is None:
             return
-        lab = f"CAST({_ident(r.label)} AS VARCHAR)"
+        lab = f"CAST({ident(r.label)} AS VARCHAR)"
         conflicts, rows = self.q(f"""
             WITH n AS (SELECT {self._normalized_hash()} AS nh, {self._fh()} AS fh,
                               {lab} AS lab FROM new_src),
@@ -359,7 +357,7 @@ class _Differ:
         r = self.result
         if r.label is None or not self.features:
             return
-        lab = f"CAST({_ident(r.label)} AS VARCHAR)"
+        lab = f"CAST({ident(r.label)} AS VARCHAR)"
         added = self.q("SELECT count(*) FROM added_fh")[0][0]
         if added < self.t.trigger_min_rows:
             return
@@ -368,11 +366,7 @@ class _Differ:
                              LIMIT {MAX_TEXT_ROWS}""")
         candidates: list[tuple[str, str, int, str, float]] = []
         for c in self.features:
-            if c in self.text:
-                token = (f"unnest(list_distinct(string_split(regexp_replace(lower({_ident(c)}), "
-                         f"'[^a-z0-9_]+', ' ', 'g'), ' ')))")
-            else:
-                token = f"CAST({_ident(c)} AS VARCHAR)"
+            token = token_expr(c) if c in self.text else f"CAST({ident(c)} AS VARCHAR)"
             rows = self.q(f"""
                 WITH t AS (SELECT {token} AS tok, __lab FROM added_src),
                      c AS (SELECT tok, __lab, count(*) AS n FROM t WHERE tok <> ''
@@ -385,14 +379,7 @@ class _Differ:
                            for tok, n, label, share in rows]
         if not candidates:
             return
-        counts = []
-        for c, tok, *_ in candidates:
-            if c in self.text:
-                counts.append(f"count(*) FILTER (WHERE contains(lower({_ident(c)}), {_lit(tok)}))")
-            else:
-                counts.append(f"count(*) FILTER (WHERE CAST({_ident(c)} AS VARCHAR) = "
-                              f"{_lit(tok)})")
-        old = self.q(f"SELECT {', '.join(counts)} FROM old_src")[0]
+        old = self._old_counts([(c, tok) for c, tok, *_ in candidates])
         limit = max(self.t.trigger_old_share * r.old_rows, 1)
         found = [(cand, int(o)) for cand, o in zip(candidates, old, strict=True) if o <= limit]
         # Tokens of one phrase occur in the same rows: merge them, in the order they appear.
@@ -405,11 +392,24 @@ class _Differ:
                                       round(min(s for _, s, _ in toks), 4),
                                       max(o for _, _, o in toks)))
 
+    def _old_counts(self, candidates: list[tuple[str, str]]) -> tuple[int, ...]:
+        """Old rows holding each (column, token); a snapshot keeps tokens seen twice or more."""
+        if self.snapshot is not None:
+            return tuple(self.snapshot.tokens.get(c, {}).get(tok, 1) for c, tok in candidates)
+        counts = []
+        for c, tok in candidates:
+            if c in self.text:
+                counts.append(f"count(*) FILTER (WHERE contains(lower({ident(c)}), {lit(tok)}))")
+            else:
+                counts.append(f"count(*) FILTER (WHERE CAST({ident(c)} AS VARCHAR) = "
+                              f"{lit(tok)})")
+        return tuple(self.q(f"SELECT {', '.join(counts)} FROM old_src")[0])
+
     def _order(self, column: str, tokens: list[str]) -> list[str]:
         if len(tokens) == 1 or column not in self.text:
             return tokens
-        cond = " AND ".join(f"contains(lower({_ident(column)}), {_lit(t)})" for t in tokens)
-        row = self.q(f"SELECT lower({_ident(column)}) FROM added_src WHERE {cond} LIMIT 1")
+        cond = " AND ".join(f"contains(lower({ident(column)}), {lit(t)})" for t in tokens)
+        row = self.q(f"SELECT lower({ident(column)}) FROM added_src WHERE {cond} LIMIT 1")
         if not row:
             return sorted(tokens)
         text = str(row[0][0])

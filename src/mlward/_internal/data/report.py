@@ -76,10 +76,31 @@ def diff_findings(d: DataDiff, loc: Location, t: Thresholds) -> list[Finding]:
 def summary_lines(d: DataDiff, t: Thresholds | None = None) -> list[str]:
     """The comparison in a few lines for people (lineage verify prints them)."""
     t = t or Thresholds()
-    lines = [d.headline()]
+    lines = [d.headline(), *d.notes]
     for f in diff_findings(d, Location(d.new), t)[1:]:
         lines.append(f"{f.severity.label.upper()} {f.rule_id} {f.message}")
     return lines
+
+
+def snapshot_summary(snapshot: Path, current: Path, *, digest: str | None = None,
+                     options: DiffOptions | None = None) -> list[str]:
+    """The data diff between a recorded snapshot and the data ``current`` names (a file,
+    folder, manifest or lineage statement) in lines for people. ``lineage verify`` prints it
+    for each changed input, and the audit can call it the same way. Never raises: a diff that
+    cannot be made is one line saying why."""
+    import hashlib
+
+    from mlward._internal.data.snapshot import Snapshot
+
+    try:
+        if digest is not None and hashlib.sha256(snapshot.read_bytes()).hexdigest() != digest:
+            raise DataError(f"{snapshot} was changed after the lineage was recorded")
+        result = diff(Snapshot.load(snapshot), resolve(current), options)
+    except OSError as exc:
+        return [f"data diff not available: cannot read {snapshot}: {exc.strerror or exc}"]
+    except (DataError, MissingExtra) as exc:
+        return [f"data diff not available: {exc.diagnostics()}"]
+    return summary_lines(result, (options or DiffOptions()).thresholds)
 
 
 def diff_report(old: Path, new: Path, options: DiffOptions, *, root: Path) -> Report:

@@ -109,13 +109,15 @@ def resolve(path: Path, label: str | None = None) -> Dataset:
 
 def _json_kind(path: Path) -> str | None:
     """``manifest`` or ``lineage`` for mlward's own JSON records, else None."""
+    from mlward._internal.provenance.lineage import is_manifest_file
+
+    if is_manifest_file(path):
+        return "manifest"
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
     except OSError:
         return None
-    if b'"kind": "' in head and b"mlward" in head and b'"entries"' in head:
-        return "manifest"
     if b"https://in-toto.io/Statement/v1" in head:
         return "lineage"
     return None
