@@ -270,3 +270,46 @@ def test_xlsx_dde_formula_and_macros(tmp_path: Path) -> None:
     wb.save(tmp_path / "ok.xlsx")
     report = scan(tmp_path / "evil.xlsx", tmp_path / "ok.xlsx")
     assert {(f.rule_id, f.location.uri) for f in report.findings} == {("MW961", "evil.xlsx")}
+
+
+def test_parquet_columns_are_sampled_for_secrets_and_personal_data(tmp_path: Path) -> None:
+    pytest.importorskip("duckdb")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [1, 2], "contact": ["ann@corp-mail.com", "bo@corp-mail.com"],
+                             "token": ["none", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"]}),
+                   tmp_path / "users.parquet")
+    report = scan(tmp_path / "users.parquet")
+    columns = {(f.rule_id, f.details.get("column")) for f in report.findings}
+    assert {("MW962", "contact"), ("MW401", "token")} <= columns
+
+
+# -- pickled DataFrames ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "protocol"), [("df.pkl", 5), ("df.pkl.gz", 4),
+                                                ("df.pkl.xz", 2), ("df.pkl.bz2", 0)])
+def test_pickled_dataframe_shape_is_told_when_only_pandas_is_imported(tmp_path: Path,
+                                                                      name: str,
+                                                                      protocol: int) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": range(7), "b": [f"s{i}" for i in range(7)], "c": 0.5})
+    frame.to_pickle(tmp_path / name, protocol=protocol)
+    report = scan(tmp_path / name)
+    facts = [f.data for f in report.facts if f.data.get("format") == "pandas-pickle"]
+    assert facts == [{"format": "pandas-pickle", "rows": 7, "column_count": 3}]
+
+
+def test_a_payload_dressed_as_a_dataframe_is_judged_and_its_shape_untold(tmp_path: Path,
+                                                                         marker: Path) -> None:
+    from mlward._internal.scanners.datasets.dataframe import dataframe_shape
+
+    # A DataFrame-looking pickle whose state calls os.system: never loaded.
+    data = (b"\x80\x04\x8c\x06pandas\x8c\tDataFrame\x93)\x81}\x8c\x04_mgr"
+            + payload(marker)[:-1] + b"sb.")
+    (tmp_path / "frame.pkl").write_bytes(data)
+    report = scan(tmp_path / "frame.pkl")
+    assert "MW101" in rules(report)
+    assert not [f for f in report.facts if f.data.get("format") == "pandas-pickle"]
+    assert dataframe_shape(data) is None
+    assert not marker.exists()

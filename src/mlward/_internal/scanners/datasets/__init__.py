@@ -8,6 +8,14 @@ formula injection, secrets and personal data in columns). Importing this package
 them all.
 """
 
-from mlward._internal.scanners.datasets import arrow, hdf5, hub, tabular, webdataset, zarr
+from mlward._internal.scanners.datasets import (
+    arrow,
+    dataframe,
+    hdf5,
+    hub,
+    tabular,
+    webdataset,
+    zarr,
+)
 
-__all__ = ["arrow", "hdf5", "hub", "tabular", "webdataset", "zarr"]
+__all__ = ["arrow", "dataframe", "hdf5", "hub", "tabular", "webdataset", "zarr"]

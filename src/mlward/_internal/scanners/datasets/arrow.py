@@ -132,15 +132,18 @@ def message_schema(data: bytes) -> Schema:
     return read_schema(header)
 
 
-def judge_schema(schema: Schema, loc: Location, ctx: ScanContext) -> None:
-    """Report extension types that unpickle, and judge the pickles they carry."""
+def judge_schema(schema: Schema, loc: Location, ctx: ScanContext) -> bool:
+    """Report extension types that unpickle, and judge the pickles they carry; True when
+    the schema declares any (then no reader should open the file to sample it)."""
     unknown: set[str] = set()
+    pickling = False
     for field in schema.fields:
         raw = field.metadata.get("ARROW:extension:name")
         if raw is None:
             continue
         ext = raw.decode("utf-8", "replace")
         if ext == PY_EXTENSION:
+            pickling = True
             payload = field.metadata.get("ARROW:extension:metadata", b"")
             ctx.add(ARROW_PICKLED_EXTENSION.finding(
                 loc, f"column {field.path!r} has extension type {PY_EXTENSION}: pyarrow "
@@ -151,6 +154,7 @@ def judge_schema(schema: Schema, loc: Location, ctx: ScanContext) -> None:
             scan_pickle_stream(io.BytesIO(payload),
                                loc.child(f"column {field.path} (extension metadata)"), ctx)
         elif ext in PICKLED_VALUES:
+            pickling = True
             ctx.add(PICKLED_COLUMN.finding(
                 loc, f"column {field.path!r} has extension type {ext}: every value is a "
                 "pickle that is unpickled when the column is converted", evidence=field.path,
@@ -166,6 +170,7 @@ def judge_schema(schema: Schema, loc: Location, ctx: ScanContext) -> None:
     pandas = schema.metadata.get("pandas")
     if pandas is not None:
         judge_pandas(pandas, loc, ctx)
+    return pickling
 
 
 def judge_pandas(raw: bytes, loc: Location, ctx: ScanContext) -> None:
@@ -243,7 +248,7 @@ class ParquetScanner(Scanner):
             except (SchemaError, binascii.Error, ValueError) as exc:
                 _malformed(loc, ctx, "Parquet ARROW:schema metadata", str(exc))
         metadata = {**kv, **schema.metadata}
-        judge_schema(Schema(schema.fields, metadata), loc, ctx)
+        pickling = judge_schema(Schema(schema.fields, metadata), loc, ctx)
         elements = [e for e in _list(meta.get(2)) if isinstance(e, dict)]
         leaves = [e.get(4) for e in elements[1:] if not e.get(5)]
         ctx.fact(loc, "dataset", format="parquet", rows=_int(meta.get(3)),
@@ -251,6 +256,11 @@ class ParquetScanner(Scanner):
                           if isinstance(c, bytes)],
                  column_count=len(leaves),
                  created_by=_text(meta.get(6)))
+        if source.fs_path is not None and not pickling:
+            from mlward._internal.data.sql import lit
+            from mlward._internal.scanners.datasets.tabular import sample_table
+
+            sample_table(f"read_parquet({lit(str(source.fs_path))})", loc, ctx, "the table")
 
 
 class ArrowIpcScanner(Scanner):

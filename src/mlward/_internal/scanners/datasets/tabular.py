@@ -43,6 +43,7 @@ SAMPLE_ROWS = 1000
 MAX_CELL = 64 << 10
 MAX_XML_BYTES = 256 << 20
 MAX_EVIDENCE = 80
+MAX_SAMPLED_COLUMNS = 1000
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".psv")
 
 _FORMULA = re.compile(r"^[\t\r ]*[=+\-@][\s(]*[A-Za-z_][\w.]*\s*\(")
@@ -141,6 +142,41 @@ def _report_sample(name: str, sample: list[tuple[int, str]], loc: Location, ctx:
             f"value(s): {summary}", evidence="; ".join(samples),
             severity=severity_for(counts),
             details={"column": name, "counts": dict(counts), "sampled": len(sample)}))
+
+
+def sample_table(sql: str, loc: Location, ctx: ScanContext, where: str) -> None:
+    """Check the first :data:`SAMPLE_ROWS` values of each text column of a table DuckDB reads
+    (``sql`` is its table function). DuckDB parses the file itself and runs nothing in it."""
+    try:
+        import duckdb
+    except ImportError:
+        ctx.skip(loc, "column values not sampled for secrets and personal data: "
+                 + MissingExtra("duckdb", "data").diagnostics(), inconclusive=False)
+        return
+    from mlward._internal.data.sql import ident
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET memory_limit = '512MB'")
+        con.execute("SET threads = 1")
+        columns = [n for n, t, *_ in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+                   if t == "VARCHAR"][:MAX_SAMPLED_COLUMNS]
+        if not columns:
+            return
+        rows = con.execute(f"SELECT {', '.join(ident(c) for c in columns)} FROM {sql} "
+                           f"LIMIT {SAMPLE_ROWS}").fetchall()
+    except duckdb.Error as exc:
+        ctx.skip(loc, f"column values could not be read: {str(exc).splitlines()[0]}",
+                 inconclusive=True)
+        return
+    finally:
+        con.close()
+    checks = ColumnChecks()
+    for number, row in enumerate(rows, 1):
+        for column, value in zip(columns, row, strict=True):
+            if value:
+                checks.cell(column, number, str(value))
+    checks.report(loc, ctx, where)
 
 
 # -- CSV ---------------------------------------------------------------------------------
