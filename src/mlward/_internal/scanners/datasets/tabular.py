@@ -97,18 +97,15 @@ class ColumnChecks:
 
     def report(self, loc: Location, ctx: ScanContext, where: str) -> None:
         for name, col in self.columns.items():
-            if col.first_dde is not None:
-                line, value = col.first_dde
-                ctx.add(FORMULA_DDE.finding(
-                    loc.at(line=line), f"{col.dde} cell(s) of column {name!r} in {where} hold "
-                    "a DDE or external-call formula", evidence=_evidence(value),
-                    details={"column": name, "cells": col.dde}))
-            if col.first_formula is not None:
-                line, value = col.first_formula
-                ctx.add(FORMULA_INJECTION.finding(
-                    loc.at(line=line), f"{col.formulas} cell(s) of column {name!r} in {where} "
-                    "start with a formula", evidence=_evidence(value),
-                    details={"column": name, "cells": col.formulas}))
+            for rule, first, count, what in (
+                    (FORMULA_DDE, col.first_dde, col.dde, "hold a DDE or external-call formula"),
+                    (FORMULA_INJECTION, col.first_formula, col.formulas,
+                     "start with a formula")):
+                if first is not None:
+                    ctx.add(rule.finding(
+                        loc.at(line=first[0]), f"{count} cell(s) of column {name!r} in {where} "
+                        f"{what}", evidence=_evidence(first[1]),
+                        details={"column": name, "cells": count}))
             if col.sample:
                 _report_sample(name, col.sample, loc, ctx, where)
 
@@ -347,8 +344,9 @@ class XlsxScanner(Scanner):
     @staticmethod
     def _part(archive: ZipArchive, info: Any, loc: Location, ctx: ScanContext) -> bytes | None:
         if info.file_size > MAX_XML_BYTES:
-            ctx.skip(loc.child(info.filename), f"part larger than {MAX_XML_BYTES} bytes not "
-                     "checked", inconclusive=True)
+            if not archive.declared_problem(info):  # a bomb is reported as one
+                ctx.skip(loc.child(info.filename), f"part larger than {MAX_XML_BYTES} bytes "
+                         "not checked", inconclusive=True)
             return None
         with Spool() as spool:
             if not archive.extract(info, spool):

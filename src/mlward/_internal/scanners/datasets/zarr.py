@@ -67,29 +67,29 @@ def _codec_id(codec: Any) -> str:
     return name.lower()
 
 
+def _after_pickle(codecs: Any, where: str, what: str) -> list[str] | None:
+    """The codec ids applied after the pickle codec (None when there is no pickle codec)."""
+    codecs = codecs or []
+    if not isinstance(codecs, list):
+        raise ZarrError(f"{where}: {what} is not a list")
+    ids = [_codec_id(c) for c in codecs]
+    if not PICKLE_CODECS & set(ids):
+        return None
+    return ids[max(i for i, c in enumerate(ids) if c in PICKLE_CODECS) + 1:]
+
+
 def pickled_array(meta: Any, folder: Path, where: str) -> Array | None:
     """The array's decoding plan when its metadata declares a pickle codec, else None."""
     if not isinstance(meta, dict):
         raise ZarrError(f"{where} is not a JSON object")
-    if meta.get("zarr_format") == 3 or "codecs" in meta:
-        codecs = meta.get("codecs") or []
-        if not isinstance(codecs, list):
-            raise ZarrError(f"{where}: codecs is not a list")
-        ids = [_codec_id(c) for c in codecs]
-        if not PICKLE_CODECS & set(ids):
-            return None
-        at = max(i for i, c in enumerate(ids) if c in PICKLE_CODECS)
-        return Array(folder, where, tuple(reversed(ids[at + 1:])))
-    filters = meta.get("filters") or []
-    if not isinstance(filters, list):
-        raise ZarrError(f"{where}: filters is not a list")
-    ids = [_codec_id(f) for f in filters]
-    if not PICKLE_CODECS & set(ids):
-        return None
-    at = max(i for i, c in enumerate(ids) if c in PICKLE_CODECS)
-    compressor = meta.get("compressor")
-    after = ids[at + 1:] + ([_codec_id(compressor)] if compressor else [])
-    return Array(folder, where, tuple(reversed(after)))
+    if meta.get("zarr_format") == 3 or "codecs" in meta:  # one codec chain
+        after = _after_pickle(meta.get("codecs"), where, "codecs")
+    else:  # format 2: filters, then the compressor
+        after = _after_pickle(meta.get("filters"), where, "filters")
+        compressor = meta.get("compressor")
+        if after is not None and compressor:
+            after.append(_codec_id(compressor))
+    return None if after is None else Array(folder, where, tuple(reversed(after)))
 
 
 # -- decoders ----------------------------------------------------------------------------
