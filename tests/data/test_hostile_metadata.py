@@ -8,11 +8,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from tests.conftest import INLINE
 
 import mlward
 from mlward._internal.scanners.datasets.flatbuf import FlatBufferError, root
 from mlward._internal.scanners.datasets.thrift import ThriftError, read_struct
-from tests.conftest import INLINE
 
 
 def parquet_with_footer(path: Path, footer: bytes) -> Path:
