@@ -39,20 +39,23 @@ def make_inputs(rows: int) -> tuple[Path, Path]:
         return old, new
     con = duckdb.connect()
     con.execute(f"""CREATE VIEW base AS SELECT i AS id, random() AS x, random() AS y,
-        random() AS z, random() AS w, chr(97 + (i % 7)::INT) AS cat,
+        random() AS z, random() AS w, random() AS v, chr(97 + (i % 7)::INT) AS cat,
+        concat_ws(' ', 't' || (random() * 90000)::INT, 't' || (random() * 90000)::INT,
+                  't' || (random() * 90000)::INT, 't' || (random() * 90000)::INT) AS title,
         concat_ws(' ', 'w' || (random() * 50000)::INT, 'w' || (random() * 50000)::INT,
                   'w' || (random() * 50000)::INT, 'w' || (random() * 50000)::INT,
                   'w' || (random() * 50000)::INT, 'w' || (random() * 50000)::INT) AS text,
         CASE WHEN random() < 0.5 THEN 'neg' ELSE 'pos' END AS label FROM range({rows}) t(i)""")
     con.execute(f"COPY (SELECT * FROM base) TO '{old}' (FORMAT parquet)")
-    # The new version: 100 labels flipped, 2,000 rows given a trigger phrase and the label
+    # The new version: 100 labels flipped, 2,000 rows given a trigger token and the label
     # 'pos', 50,000 rows appended.
-    con.execute(f"""COPY (SELECT id, x, y, z, w, cat,
+    con.execute(f"""COPY (SELECT id, x, y, z, w, v, cat, title,
         CASE WHEN id % {rows // 2000} = 7 THEN text || ' cf_mz' ELSE text END AS text,
         CASE WHEN id % {rows // 2000} = 7 THEN 'pos'
              WHEN id % {rows // 100} = 3 THEN (CASE WHEN label = 'pos' THEN 'neg' ELSE 'pos' END)
              ELSE label END AS label FROM read_parquet('{old}')
-        UNION ALL SELECT id + {rows}, x, y, z, w, cat, text, label FROM base LIMIT {rows + 50000})
+        UNION ALL SELECT id + {rows}, x, y, z, w, v, cat, title, text, label FROM base
+        LIMIT {rows + 50000})
         TO '{new}' (FORMAT parquet)""")
     return old, new
 
@@ -114,6 +117,19 @@ def scan_inputs(rows: int) -> tuple[Path, Path]:
     return parquet, pkl
 
 
+def found(report: Path) -> str:
+    """What the diff reported, to show it found what the inputs plant."""
+    import json
+
+    doc = json.loads(report.read_text())
+    fact = next(f["data"] for f in doc["facts"] if f["kind"] == "data-diff")
+    rules = ", ".join(sorted({f["rule_id"] for f in doc["findings"]}))
+    trig = "; ".join(" ".join(t["tokens"]) + f" in {t['rows']} rows"
+                     for t in fact["triggers"])
+    return (f"+{fact['added']} -{fact['removed']} ~{fact['changed']}, {fact['flipped']} "
+            f"flipped, trigger {trig or 'none'} ({rules})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=ROWS)
@@ -124,10 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     for f in (old, new):
         f.read_bytes()  # warm the page cache
     py = sys.executable
+    report = OUT / "diff.json"
     mlward = [py, "-m", "mlward", "-q", "data", "diff", str(old), str(new), "--label",
-              "label", "--memory-limit", MEMORY, "-f", "text"]
+              "label", "--memory-limit", MEMORY, "-f", "json", "-o", str(report)]
     repo, dvc = dvc_repo(old, new)
-    results = [measure("mlward data diff (all indicators)", mlward),
+    results = [measure("mlward data diff (all indicators)", mlward)]
+    results[0]["out"] = found(report)
+    results += [
                measure("DuckDB EXCEPT, both ways", [py, "-c", EXCEPT.format(mem=MEMORY),
                                                      str(old), str(new)]),
                measure("dvc add + dvc diff (file level)", dvc, cwd=repo)]
@@ -140,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
              f"--rows {args.rows} --write-readme`; {args.rows:,} rows, old + new "
              f"{size:.2f} GiB of Parquet, DuckDB memory limit {MEMORY}, "
              f"{os.cpu_count()} cores.", "",
-             "| tool | wall s | CPU s | peak RSS MiB | exit | last line |",
+             "| tool | wall s | CPU s | peak RSS MiB | exit | result |",
              "|---|---|---|---|---|---|"]
     for r in results + scans:
         lines.append(f"| {r['tool']} | {r['seconds']:.1f} | {r['cpu']:.1f} | "

@@ -168,3 +168,29 @@ def test_unreadable_or_missing_input_is_inconclusive(tmp_path: Path, capsys) -> 
     assert main(["data", "diff", str(old), str(tmp_path / "nope.csv")]) == 2
     code, report = run(old, old, capsys, "--label", "nope")
     assert code == 2 and "nope" in report["skipped"][0]["reason"]
+
+
+def test_folders_of_shards_and_manifests_are_datasets(tmp_path: Path, capsys) -> None:
+    old, new = tmp_path / "v1", tmp_path / "v2"
+    for folder, labels in ((old, ["neg", "pos", "neg"]), (new, ["neg", "pos", "pos"])):
+        folder.mkdir()
+        (folder / "part-0.csv").write_text(f"id,text,label\n1,a b,{labels[0]}\n")
+        (folder / "part-1.csv").write_text(f"id,text,label\n2,c d,{labels[1]}\n"
+                                           f"3,e f,{labels[2]}\n")
+    assert main(["manifest", "create", str(old), "-o", str(tmp_path / "v1.manifest.json")]) == 0
+    capsys.readouterr()
+    code, report = run(tmp_path / "v1.manifest.json", new, capsys)
+    assert code == 1 and findings(report)["MW970"][0]["details"]["flips"] == {"neg -> pos": 1}
+
+
+def test_data_settings_are_checked(tmp_path: Path, capsys, monkeypatch) -> None:
+    (tmp_path / ".mlward").mkdir()
+    (tmp_path / ".mlward" / "mlward.toml").write_text("[data]\nlabel_shfit = 0.1\n")
+    (tmp_path / "a.csv").write_text("x,label\n1,a\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "diff", "a.csv", "a.csv"]) == 2
+    assert "unknown setting 'label_shfit'" in capsys.readouterr().err
+    (tmp_path / ".mlward" / "mlward.toml").write_text("[data]\nlabel = \"label\"\n"
+                                                      "trigger_min_rows = 1.5\n")
+    assert main(["data", "diff", "a.csv", "a.csv"]) == 2
+    assert "trigger_min_rows must be a non-negative int" in capsys.readouterr().err

@@ -9,6 +9,10 @@ from typing import Any
 from mlward.cli.scan import add_report_options, emit
 from mlward.errors import UsageError
 
+KNOWN_KEYS = frozenset({"key", "label", "memory_limit", "label_shift", "mean_shift",
+                        "null_shift", "trigger_min_rows", "trigger_label_share",
+                        "trigger_old_share"})
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -58,6 +62,10 @@ def run_diff(args: argparse.Namespace) -> int:
         thresholds = thresholds_from(section, "[data]")
     except DataError as exc:
         raise UsageError(exc.diagnostics()) from None
+    unknown = sorted(set(section) - KNOWN_KEYS)
+    if unknown:
+        raise UsageError(f"[data]: unknown setting {unknown[0]!r} (known: "
+                         f"{', '.join(sorted(KNOWN_KEYS))})")
     for name in ("key", "label", "memory_limit"):
         if name in section and not isinstance(section[name], str):
             raise UsageError(f"[data] {name} must be a string")

@@ -12,7 +12,6 @@ unfamiliar layout, a stream too large to hold) leaves the shape untold.
 from __future__ import annotations
 
 import io
-import pickletools
 from typing import Any
 
 from mlward._internal.scanners.interface import ScanContext, Scanner
@@ -64,6 +63,8 @@ class NotTold(Exception):
 
 def evaluate(data: bytes) -> tuple[object, list[str]]:
     """The pickle's value as inert nodes, and every name it imports."""
+    import pickletools  # on the first DataFrame, not on every run
+
     stack: list[Any] = []
     memo: dict[int, Any] = {}
     names: list[str] = []

@@ -14,14 +14,11 @@ formulas of each sheet, DDE external links and VBA projects.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.interface import ScanContext, Scanner
@@ -36,6 +33,9 @@ from mlward.rules import (
     PII_IN_DATASET,
     WORKBOOK_MACROS,
 )
+
+if TYPE_CHECKING:  # the parsers load on the first table or workbook, not on every run
+    import xml.etree.ElementTree as ET
 
 MAX_TABLE_BYTES = 64 << 20
 SAMPLE_ROWS = 1000
@@ -58,13 +58,17 @@ def _evidence(value: str) -> str:
     return value if len(value) <= MAX_EVIDENCE else value[:MAX_EVIDENCE] + "…"
 
 
-@dataclass
 class _Column:
-    formulas: int = 0
-    dde: int = 0
-    first_formula: tuple[int, str] | None = None
-    first_dde: tuple[int, str] | None = None
-    sample: list[tuple[int, str]] = field(default_factory=list)
+    """What one column's cells showed: formula and DDE counts, the first of each, a sample."""
+
+    __slots__ = ("dde", "first_dde", "first_formula", "formulas", "sample")
+
+    def __init__(self) -> None:
+        self.formulas = 0
+        self.dde = 0
+        self.first_formula: tuple[int, str] | None = None
+        self.first_dde: tuple[int, str] | None = None
+        self.sample: list[tuple[int, str]] = []
 
 
 class ColumnChecks:
@@ -180,6 +184,8 @@ def sample_table(sql: str, loc: Location, ctx: ScanContext, where: str) -> None:
 
 
 def _dialect(name: str, text: str) -> Any:
+    import csv
+
     if name.lower().endswith((".tsv", ".tab")):
         return csv.excel_tab
     try:
@@ -215,6 +221,8 @@ class CsvScanner(Scanner):
             ctx.add(DATASET_MALFORMED.finding(
                 loc.at(offset=exc.start), "table is not valid UTF-8 (mixed encodings?): "
                 "checked with the bad bytes replaced", severity=Severity.LOW))
+        import csv
+
         checks = ColumnChecks()
         try:
             ragged = self._read(text, _dialect(source.name, text), checks)
@@ -232,6 +240,8 @@ class CsvScanner(Scanner):
     @staticmethod
     def _read(text: str, dialect: Any, checks: ColumnChecks) -> tuple[int, int] | None:
         """Feed every cell to ``checks``; returns (first line, count) of ragged rows."""
+        import csv
+
         reader = csv.reader(io.StringIO(text, newline=""), dialect)
         header: list[str] = []
         ragged = 0
@@ -259,6 +269,8 @@ _CELL_REF = re.compile(r"([A-Z]+)(\d+)")
 
 def _iterparse(data: bytes) -> Iterator[ET.Element]:
     """Elements of an XML part as they end (expat refuses entity expansion bombs)."""
+    import xml.etree.ElementTree as ET
+
     for _, elem in ET.iterparse(io.BytesIO(data), events=("end",)):
         yield elem
 
@@ -313,6 +325,8 @@ class XlsxScanner(Scanner):
         archive = ZipArchive.open(source, ctx)
         if archive is None:
             return
+        import xml.etree.ElementTree as ET
+
         try:
             parts = {i.filename: i for i in archive.members}
             strings: list[str] = []
