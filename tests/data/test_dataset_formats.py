@@ -313,3 +313,17 @@ def test_a_payload_dressed_as_a_dataframe_is_judged_and_its_shape_untold(tmp_pat
     assert not [f for f in report.facts if f.data.get("format") == "pandas-pickle"]
     assert dataframe_shape(data) is None
     assert not marker.exists()
+
+
+def test_only_builder_scripts_count_as_loading_scripts(tmp_path: Path) -> None:
+    utils = tmp_path / "utils"
+    utils.mkdir()
+    (utils / "utils.py").write_text("def helper():\n    return 1\n")  # a folder's own module
+    repo = tmp_path / "clone-of-squad"
+    repo.mkdir()
+    (repo / "README.md").write_text("---\ntask_categories:\n- question-answering\n---\n")
+    (repo / "squad.py").write_text("import datasets\n"
+                                   "class Squad(datasets.GeneratorBasedBuilder):\n    pass\n")
+    report = scan(utils, repo)
+    assert [(f.rule_id, f.location.uri) for f in report.findings
+            if f.rule_id == "MW954"] == [("MW954", "clone-of-squad/squad.py")]

@@ -77,6 +77,9 @@ def run_diff(args: argparse.Namespace) -> int:
                           thresholds=thresholds,
                           memory_limit=args.memory_limit or section.get("memory_limit", "1GB"),
                           threads=args.settings.jobs)
+    from mlward._internal.triage import make_triage
+
     root = scan_root(args.settings, [args.old, args.new])
-    report = diff_report(args.old, args.new, options, root=root)
+    report = diff_report(args.old, args.new, options, root=root,
+                         triage=make_triage(args.settings, root))
     return emit(report, args, action="data.diff")

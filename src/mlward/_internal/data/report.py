@@ -10,7 +10,16 @@ from mlward._internal.data.diff import DataDiff, DiffOptions, Thresholds, diff
 from mlward._internal.data.tables import DataError, resolve
 from mlward._version import __version__
 from mlward.errors import MissingExtra
-from mlward.findings import Fact, Finding, Location, Report, ReportBuilder, Severity, TargetKind
+from mlward.findings import (
+    Fact,
+    Finding,
+    Location,
+    Report,
+    ReportBuilder,
+    Severity,
+    TargetKind,
+    Triage,
+)
 from mlward.rules import (
     COLUMN_SHIFT,
     CONFLICTING_DUPLICATES,
@@ -103,8 +112,10 @@ def snapshot_summary(snapshot: Path, current: Path, *, digest: str | None = None
     return summary_lines(result, (options or DiffOptions()).thresholds)
 
 
-def diff_report(old: Path, new: Path, options: DiffOptions, *, root: Path) -> Report:
-    """``data diff`` as a report: findings, a ``data-diff`` fact, or an inconclusive skip."""
+def diff_report(old: Path, new: Path, options: DiffOptions, *, root: Path,
+                triage: Triage | None = None) -> Report:
+    """``data diff`` as a report: findings, a ``data-diff`` fact, or an inconclusive skip;
+    ``triage`` applies waivers and baselines (:func:`mlward._internal.triage.make_triage`)."""
     from mlward.findings import local_uri
 
     started = datetime.now(timezone.utc)
@@ -123,4 +134,4 @@ def diff_report(old: Path, new: Path, options: DiffOptions, *, root: Path) -> Re
             builder.add(f)
         builder.fact(Fact(new_loc, "data-diff", {**result.to_dict(), "old_uri": old_loc.uri}))
         builder.stats.update({"old_rows": result.old_rows, "new_rows": result.new_rows})
-    return builder.build(finished=datetime.now(timezone.utc))
+    return builder.build(finished=datetime.now(timezone.utc), triage=triage)

@@ -24,6 +24,9 @@ from mlward.findings import Location, Severity
 from mlward.rules import DATASET_LOADING_SCRIPT, DATASET_MALFORMED, DATASET_REMOTE_DATA
 
 MAX_BYTES = 4 << 20
+SCRIPT_BYTES = 1 << 20
+"""Bytes of a Python file searched for a dataset builder class."""
+CARD_BYTES = 256 << 10
 MAX_URLS = 50
 _BUILDER = re.compile(rb"\b(GeneratorBasedBuilder|ArrowBasedBuilder|BeamBasedBuilder|"
                       rb"DatasetBuilder)\b")
@@ -42,7 +45,7 @@ def _read(path: Path, limit: int = MAX_BYTES) -> bytes | None:
 
 def card_metadata(directory: Path) -> dict[str, Any] | None:
     """The YAML header of the dataset card, when it has one that reads as a mapping."""
-    raw = _read(directory / "README.md")
+    raw = _read(directory / "README.md", CARD_BYTES)
     if raw is None:
         return None
     m = _FRONT_MATTER.match(raw.decode("utf-8", "replace"))
@@ -81,15 +84,11 @@ class DatasetRepositoryScanner(DirectoryScanner):
     name = "dataset-repository"
 
     def matches(self, directory: Path) -> bool:
-        if (directory / "dataset_infos.json").is_file() or self._scripts(directory):
-            return True
-        card = card_metadata(directory)
-        return card is not None and bool({"configs", "dataset_info", "task_categories"} & set(
-            card)) and "base_model" not in card
+        return self._dataset_like(directory) or bool(self._scripts(directory, everywhere=False))
 
     def scan(self, directory: Path, location: Location, ctx: ScanContext) -> None:
         ctx.examined(location, self.name)
-        for script in self._scripts(directory):
+        for script in self._scripts(directory, everywhere=self._dataset_like(directory)):
             ctx.add(DATASET_LOADING_SCRIPT.finding(
                 location.inside(script), f"load_dataset runs {script} from this repository",
                 evidence=script, details={"script": script}))
@@ -97,16 +96,29 @@ class DatasetRepositoryScanner(DirectoryScanner):
         self._card(directory, location, ctx)
 
     @staticmethod
-    def _scripts(directory: Path) -> list[str]:
-        """Top-level Python files ``load_dataset`` would run."""
-        try:
-            candidates = sorted(p for p in directory.iterdir() if p.suffix == ".py")[:100]
-        except OSError:
-            return []
+    def _dataset_like(directory: Path) -> bool:
+        """A dataset card or ``dataset_infos.json`` says this folder is a dataset repository."""
+        if (directory / "dataset_infos.json").is_file():
+            return True
+        card = card_metadata(directory)
+        return card is not None and bool({"configs", "dataset_info", "task_categories"} & set(
+            card)) and "base_model" not in card
+
+    @staticmethod
+    def _scripts(directory: Path, *, everywhere: bool) -> list[str]:
+        """Python files ``load_dataset`` would run: ``<folder>.py`` defining a dataset builder,
+        or (``everywhere``, in a folder known to be a dataset repository) any top-level one."""
+        if everywhere:
+            try:
+                candidates = sorted(p for p in directory.iterdir() if p.suffix == ".py")[:100]
+            except OSError:
+                return []
+        else:
+            candidates = [directory / f"{directory.name}.py"]
         out = []
         for path in candidates:
-            raw = _read(path)
-            if raw is not None and (path.stem == directory.name or _BUILDER.search(raw)):
+            raw = _read(path, SCRIPT_BYTES)
+            if raw is not None and _BUILDER.search(raw):
                 out.append(path.name)
         return out
 
