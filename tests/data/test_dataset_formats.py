@@ -197,12 +197,16 @@ def shard(path: Path, members: dict[str, bytes]) -> Path:
 def test_webdataset_members_the_loader_unpickles_are_judged(tmp_path: Path,
                                                             marker: Path) -> None:
     # Garbage before the payload: not recognised as a pickle by content, unpickled anyway.
+    import gzip
+
     evil = shard(tmp_path / "evil.tar", {"0.txt": b"a", "0.pyd": payload(marker),
-                                         "1.pickle": b"\x00garbage" + payload(marker)})
+                                         "1.pickle": b"\x00garbage" + payload(marker),
+                                         "2.pyd.gz": gzip.compress(b"\x00" + payload(marker))})
     ok = shard(tmp_path / "ok.tar", {"0.txt": b"a", "0.pyd": pickle.dumps({"a": 1})})
     report = scan(evil, ok)
     found = {(f.rule_id, f.location.members) for f in report.findings}
     assert ("MW101", ("0.pyd",)) in found and ("MW105", ("1.pickle",)) in found
+    assert ("MW105", ("2.pyd.gz", "2.pyd")) in found
     assert not [f for f in report.findings if f.location.uri == "ok.tar"]
     assert not marker.exists()
 

@@ -19,10 +19,12 @@ from mlward._internal.sources.archives import (
     dispatch,
     extract_tar_member,
     iter_tar,
+    read_stream,
     sniff_tar,
     tar_names,
     too_deep,
 )
+from mlward.findings import Location
 
 PICKLE_EXTENSIONS = frozenset({"pyd", "pickle"})
 """What webdataset's default decoders unpickle (``basichandlers``)."""
@@ -30,7 +32,15 @@ SNIFF_MEMBERS = 1000
 
 
 def loader_unpickles(name: str) -> bool:
-    return name.rsplit("/", 1)[-1].rsplit(".", 1)[-1].lower() in PICKLE_EXTENSIONS
+    """Whether webdataset unpickles the member (``.gz`` members after gunzipping them)."""
+    base = name.rsplit("/", 1)[-1].lower().removesuffix(".gz")
+    return base.rsplit(".", 1)[-1] in PICKLE_EXTENSIONS
+
+
+def _judge(spool: Spool, loc: Location, ctx: ScanContext) -> None:
+    ctx.examined(loc, "pickle (webdataset member)")
+    with spool.open() as stream:
+        scan_pickle_stream(stream, loc, ctx)
 
 
 class WebDatasetScanner(Scanner):
@@ -58,9 +68,15 @@ class WebDatasetScanner(Scanner):
                         dispatch(ctx, spool, loc)
                     continue
                 pickled += 1
-                if complete or spool.size:
-                    ctx.examined(loc, "pickle (webdataset member)")
-                    with spool.open() as stream:
-                        scan_pickle_stream(stream, loc, ctx)
+                if not (complete or spool.size):
+                    continue
+                if info.name.lower().endswith(".gz"):
+                    ctx.examined(loc, "gzip")
+                    inner = loc.child(info.name.rsplit("/", 1)[-1][:-3])
+                    with Spool() as plain:
+                        read_stream(spool.source(loc), "gzip", ctx, plain, inner)
+                        _judge(plain, inner, ctx)
+                else:
+                    _judge(spool, loc, ctx)
         ctx.fact(source.location, "dataset", format="webdataset", samples=len(samples),
                  pickled_members=pickled)
