@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-readme", action="store_true")
     args = p.parse_args(argv)
     compile_mlward()
+    load = os.getloadavg()[0]  # other jobs on the machine stretch wall time, not CPU time
     old, new = make_inputs(args.rows)
     for f in (old, new):
         f.read_bytes()  # warm the page cache
@@ -158,15 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Command: `PYTHONPATH=$PWD/src bench/.venv/bin/python bench/data_bench.py "
              f"--rows {args.rows} --write-readme`; {args.rows:,} rows, old + new "
              f"{size:.2f} GiB of Parquet, DuckDB memory limit {MEMORY}, "
-             f"{os.cpu_count()} cores.", "",
+             f"{os.cpu_count()} cores, load average {load:.1f} at the start.", "",
              "| tool | wall s | CPU s | peak RSS MiB | exit | result |",
              "|---|---|---|---|---|---|"]
     for r in results + scans:
         lines.append(f"| {r['tool']} | {r['seconds']:.1f} | {r['cpu']:.1f} | "
                      f"{r['rss_mb']:.0f} | {r['exit']} | {str(r['out']).replace('|', '/')} |")
-    ratio = float(results[0]["seconds"]) / float(results[1]["seconds"])  # type: ignore[arg-type]
-    lines += ["", f"mlward data diff / bare DuckDB EXCEPT: {ratio:.2f}x (target: within 2x, "
-              "computing every indicator); peak memory target: under 2 GB."]
+    wall = float(results[0]["seconds"]) / float(results[1]["seconds"])  # type: ignore[arg-type]
+    cpu = float(results[0]["cpu"]) / float(results[1]["cpu"])  # type: ignore[arg-type]
+    lines += ["", f"mlward data diff / bare DuckDB EXCEPT: {wall:.2f}x wall time, {cpu:.2f}x "
+              "CPU time (target: within 2x, computing every indicator); peak memory target: "
+              "under 2 GB."]
     text = "\n".join(lines)
     print(text)
     if args.write_readme:
