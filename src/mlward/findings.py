@@ -86,6 +86,8 @@ class TargetKind(str, enum.Enum):
     """Object storage and cloud accounts."""
     REPOSITORY = "repository"
     """A whole project: several checks over one tree (gate, audit, bom)."""
+    DATASET = "dataset"
+    """Two versions of a dataset compared (``mlward data diff``)."""
 
     def __str__(self) -> str:
         return self.value

@@ -91,7 +91,7 @@ class KerasHDF5Scanner(Scanner):
         with h:
             found = [name for name in CONFIG_ATTRS if name in h.attrs]
             ctx.examined(loc, "keras-hdf5" if found else self.name)
-            if found and (problem := _global_heap_problem(target)):
+            if found and (problem := global_heap_problem(target)):
                 # A variable-length attribute is read through the global heap: libhdf5
                 # would never return (an object that does not advance its parser).
                 ctx.add(KERAS_MALFORMED.finding(loc, f"HDF5 file is damaged: {problem}"))
@@ -112,7 +112,7 @@ _GCOL = b"GCOL"
 _MAX_HEAP_OBJECTS = 1 << 20
 
 
-def _global_heap_problem(target: Path | BinaryIO) -> str | None:
+def global_heap_problem(target: Path | BinaryIO) -> str | None:
     """Why libhdf5 would loop forever reading a global heap collection of this file, or
     None. Its parser advances by each object's declared size, and a free-space object of
     size 0 (or a size that wraps the pointer) never advances: every collection (``GCOL``)
