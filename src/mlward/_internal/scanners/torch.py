@@ -16,6 +16,7 @@ import zipfile
 from typing import BinaryIO
 
 from mlward._internal.scanners.archive import is_zip
+from mlward._internal.scanners.facts import Tensor, model_fact
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.scanners.pickle import scan_pickle_stream
 from mlward._internal.sources import Source
@@ -80,6 +81,7 @@ class TorchZipScanner(Scanner):
             return
         storages = 0
         storage_bytes = 0
+        tensors: list[Tensor] | None = None
         try:
             for info in archive.members:
                 name = info.filename
@@ -92,15 +94,27 @@ class TorchZipScanner(Scanner):
                         archive.extract(info, spool)
                         if spool.size:
                             _scan_pickle(spool, loc, ctx)
+                            if name.endswith("data.pkl"):
+                                tensors = _tensors(spool)
                 elif _METADATA.fullmatch(name) and info.file_size <= 128:
                     _check_metadata(archive, info, source.location.child(name), ctx)
                 else:
                     archive.dispatch_member(info)
         finally:
             archive.close()
+        model_fact(ctx, source.location, self.name, framework="pytorch", tensors=tensors,
+                   storages=storages, storage_bytes=storage_bytes)
         if storages:
             ctx.skip(source.location, f"{storages} tensor storage member(s), {storage_bytes} "
                      "bytes: raw tensor data, not read", inconclusive=False)
+
+
+def _tensors(spool: Spool) -> list[Tensor] | None:
+    """The tensors the checkpoint's pickle describes (for the ``model`` fact)."""
+    from mlward._internal.scanners.pickle.tensors import torch_tensors
+
+    with spool.open() as f:
+        return torch_tensors(f)
 
 
 def _check_metadata(archive: ZipArchive, info: zipfile.ZipInfo, loc: Location,
@@ -129,6 +143,7 @@ class TorchLegacyScanner(Scanner):
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         ctx.examined(source.location, self.name)
+        model_fact(ctx, source.location, self.name, framework="pytorch")
         with source.open() as f:
             result = scan_pickle_stream(f, source.location, ctx, max_pickles=LEGACY_PICKLES)
         if not result.complete:
