@@ -305,7 +305,7 @@ def _models(work: _Work, provenance: _Provenance) -> list[_Files]:
         if any(work.under(folder, d) for d in data):
             continue
         m = _Files(folder, True)
-        m.paths = _list_files(work.root / folder, folder)
+        m.paths = list_files(work.root / folder, folder)
         weights = [uri for uri, fmt in examined if fmt in MODEL_FORMATS
                    and work.under(uri, folder)]
         m.formats = [fmt for uri, fmt in examined if fmt in MODEL_FORMATS
@@ -335,7 +335,7 @@ def _starts_with_front_matter(path: Path) -> bool:
         return False
 
 
-def _list_files(folder: Path, uri: str) -> list[str]:
+def list_files(folder: Path, uri: str) -> list[str]:
     """Every regular file under ``folder`` (symlinks are not followed), as root URIs."""
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -410,7 +410,7 @@ def _datasets(work: _Work, provenance: _Provenance, models: list[_Files]) -> lis
         d = _Files(rel, path.is_dir(), kind="dataset")
         if not path.exists():
             d.problems.append(f"{rel}: listed by a manifest or lineage statement but missing")
-        d.paths = _list_files(path, rel) if path.is_dir() else [rel] if path.exists() else []
+        d.paths = list_files(path, rel) if path.is_dir() else [rel] if path.exists() else []
         listed = {p for p in work.manifest_digests if work.under(p, rel)}
         missing = sorted(listed - set(d.paths))
         if missing:

@@ -17,28 +17,16 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from mlward._internal.bom import props
 from mlward._internal.bom.inventory import Component, FileRecord, Inventory
 from mlward._version import __version__
 from mlward.errors import MissingExtra, MlwardError
 
 SPECS = ("1.6", "1.7")
-NS = "mlward:"
-_PLAIN = ("format", "framework", "parameters", "tensors", "storages", "architecture",
-          "record_count", "size", "file_count", "classification", "config", "exposed",
-          "provider", "pinned", "endpoint", "origin", "requirement", "unresolvable", "lineage",
-          "lineage_match", "lineage_signature", "signature", "oms_signature", "probed",
-          "layers", "name", "license", "signature_problem")
-"""Component properties written one per property; anything else is written as JSON."""
 
 
 class BomError(MlwardError):
     """A BOM could not be built, written or read."""
-
-
-def value_text(value: Any) -> str:
-    """A property value: text as it is, anything else as compact JSON."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
-                                                           sort_keys=True)
 
 
 def render(inventory: Inventory, spec: str = "1.6", report_ref: str | None = None) -> str:
@@ -63,19 +51,10 @@ def render(inventory: Inventory, spec: str = "1.6", report_ref: str | None = Non
     return text
 
 
-def _props(prefix: str, values: Mapping[str, Any]) -> list[Any]:
+def _props(values: Mapping[str, Any]) -> list[Any]:
     from cyclonedx.model import Property
 
-    out = []
-    for key, value in sorted(values.items()):
-        if value in (None, "", [], (), {}):
-            continue
-        if isinstance(value, (list, tuple)) and key not in _PLAIN and all(
-                isinstance(v, str) for v in value):
-            out.extend(Property(name=f"{prefix}{key}", value=v) for v in value)
-        else:
-            out.append(Property(name=f"{prefix}{key}", value=value_text(value)))
-    return out
+    return [Property(name=name, value=value) for name, value in props.encode(values)]
 
 
 def _file_props(f: FileRecord) -> dict[str, Any]:
@@ -110,7 +89,7 @@ def _component(c: Component, report_ref: str | None) -> Any:
     kind = {"model": ComponentType.MACHINE_LEARNING_MODEL, "dataset": ComponentType.DATA,
             "model-source": ComponentType.MACHINE_LEARNING_MODEL,
             "library": ComponentType.LIBRARY}[c.kind]
-    props = _common(c)
+    values = _common(c)
     refs = []
     if report_ref and c.kind in ("model", "dataset"):
         refs.append(ExternalReference(type=ExternalReferenceType.STATIC_ANALYSIS_REPORT,
@@ -125,10 +104,10 @@ def _component(c: Component, report_ref: str | None) -> Any:
     single = len(c.files) == 1 and c.files[0].path == c.location
     nested = []
     if single:
-        props.update({f"file:{k}": v for k, v in _file_props(c.files[0]).items()})
+        values.update({f"file:{k}": v for k, v in _file_props(c.files[0]).items()})
     else:
         nested = [CdxComponent(type=ComponentType.FILE, name=f.path, bom_ref=f"file:{f.path}",
-                               hashes=_hashes(f), properties=_props(NS, _file_props(f)))
+                               hashes=_hashes(f), properties=_props(_file_props(f)))
                   for f in c.files]
     return CdxComponent(
         type=kind, name=c.name, version=c.version, bom_ref=c.ref,
@@ -137,7 +116,7 @@ def _component(c: Component, report_ref: str | None) -> Any:
         supplier=OrganizationalEntity(name=c.supplier) if c.supplier else None,
         licenses=[LicenseFactory().make_from_string(c.license)] if c.license else [],
         hashes=_hashes(c.files[0]) if single else [],
-        properties=_props(NS, props), external_references=refs, components=nested)
+        properties=_props(values), external_references=refs, components=nested)
 
 
 def _service(c: Component) -> Any:
@@ -153,7 +132,7 @@ def _service(c: Component) -> Any:
         endpoints=[XsUri(str(endpoint))] if endpoint else [],
         authenticated=(not open_apis) if c.properties.get("probed") else None,
         x_trust_boundary=True if c.kind == "ai-service" else None,
-        properties=_props(NS, _common(c)))
+        properties=_props(_common(c)))
 
 
 def _bom(inventory: Inventory, report_ref: str | None) -> Any:
@@ -182,7 +161,7 @@ def _bom(inventory: Inventory, report_ref: str | None) -> Any:
                      "ledger:size": str(inventory.ledger.size),
                      "ledger:root": inventory.ledger.root,
                      "ledger:checkpoint": inventory.ledger.note})
-    bom.metadata.properties.update(_props(NS, meta))
+    bom.metadata.properties.update(_props(meta))
     top = []
     for c in inventory.components:
         if c.kind in ("service", "ai-service"):
@@ -256,7 +235,7 @@ def model_card(c: Component, inventory: Inventory) -> dict[str, Any]:
         out["considerations"] = considerations
     hyper = card.get("hyperparameters")
     if hyper:
-        out["properties"] = [{"name": f"{NS}hyperparameter:{k}", "value": value_text(v)}
+        out["properties"] = [{"name": f"{props.NS}hyperparameter:{k}", "value": props.text(v)}
                              for k, v in sorted(hyper.items())]
     return out
 
@@ -264,7 +243,7 @@ def model_card(c: Component, inventory: Inventory) -> dict[str, Any]:
 def data_entry(c: Component) -> dict[str, Any]:
     """The data component's ``data`` entry (CycloneDX 1.5+)."""
     entry: dict[str, Any] = {"type": "dataset", "name": c.name}
-    contents = [{"name": f"{NS}{k}", "value": value_text(c.properties[k])}
+    contents = [{"name": f"{props.NS}{k}", "value": props.text(c.properties[k])}
                 for k in ("record_count", "size", "file_count", "formats")
                 if k in c.properties]
     if contents:
@@ -292,11 +271,10 @@ def formulation(inventory: Inventory) -> list[dict[str, Any]]:
             item["timeStart"] = w.started
         if w.finished:
             item["timeEnd"] = w.finished
-        props = {f"parameter:{k}": v for k, v in w.parameters.items()}
-        props.update({f"environment:{k}": v for k, v in w.environment.items()})
-        props["statement"] = w.statement
-        item["properties"] = [{"name": f"{NS}{k}", "value": value_text(v)}
-                              for k, v in sorted(props.items()) if v is not None]
+        values = {f"parameter:{k}": v for k, v in w.parameters.items()}
+        values.update({f"environment:{k}": v for k, v in w.environment.items()})
+        values["statement"] = w.statement
+        item["properties"] = [{"name": n, "value": v} for n, v in props.encode(values)]
         workflows.append(item)
     return [{"bom-ref": "formulation", "workflows": workflows}] if workflows else []
 
