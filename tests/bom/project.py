@@ -73,7 +73,7 @@ def build(root: Path) -> Path:
     data = root / "data" / "train"
     data.mkdir(parents=True)
     (data / "train.csv").write_text("text,label,contact\n"
-                                    "great film,1,alice@example.com\n"
+                                    "great film,1,alice.smith@gmail.com\n"
                                     "dull,0,none\n")
     (data / "extra.jsonl").write_text('{"text": "ok", "label": 1}\n')
     m = manifest.create([data], manifest_file=root / "data" / "train.manifest.json")

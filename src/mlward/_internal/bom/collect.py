@@ -252,9 +252,21 @@ class _Files:
         return Component(
             ref=f"{prefix}:{self.uri}", kind=self.kind, name=name, location=self.uri,
             purl=purl, description=self.card.pop("description", None),
-            license=self.card.pop("license", None) or self.facts.get("license"),
+            license=spdx_license(self.card.pop("license", None) or self.facts.get("license")),
             files=files, properties=props, card=self.card,
             verdict=work.verdicts.get(self.uri), findings=findings, incomplete=incomplete)
+
+
+def spdx_license(text: str | None) -> str | None:
+    """A license as its SPDX identifier when it is one (model cards write ``apache-2.0``),
+    else as written."""
+    if not text:
+        return None
+    try:
+        from cyclonedx.spdx import fixup_id
+    except ImportError:  # the sbom extra renders the BOM anyway
+        return text
+    return fixup_id(text) or text
 
 
 def _purl_name(name: str) -> str:

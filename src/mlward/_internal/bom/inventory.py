@@ -35,18 +35,11 @@ class InventoryError(ValueError):
     """A document that is not an inventory this version reads."""
 
 
-def _frozen(value: Any) -> Any:
-    """JSON values as read-only-by-convention plain structures (tuples for lists)."""
-    if isinstance(value, Mapping):
-        return {str(k): _frozen(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return tuple(_frozen(v) for v in value)
-    return value
-
-
 def _json(value: Any) -> Any:
+    """JSON values as JSON gives them back (lists, string-keyed dicts): a component built in
+    memory and one read from a file compare equal."""
     if isinstance(value, Mapping):
-        return {k: _json(v) for k, v in value.items()}
+        return {str(k): _json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json(v) for v in value]
     return value
@@ -139,6 +132,8 @@ class Component:
     incomplete: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "properties", _json(self.properties))
+        object.__setattr__(self, "card", _json(self.card))
         if self.kind not in KINDS:
             raise InventoryError(f"component {self.ref!r}: unknown kind {self.kind!r}")
         if not self.ref or not self.name:
@@ -171,7 +166,7 @@ class Component:
             purl=d.get("purl"), description=d.get("description"), supplier=d.get("supplier"),
             license=d.get("license"),
             files=tuple(FileRecord.from_dict(f) for f in d.get("files", ())),
-            properties=_frozen(d.get("properties") or {}), card=_frozen(d.get("card") or {}),
+            properties=_json(d.get("properties") or {}), card=_json(d.get("card") or {}),
             vulnerabilities=tuple(Vulnerability.from_dict(v)
                                   for v in d.get("vulnerabilities", ())),
             verdict=d.get("verdict"),
@@ -198,6 +193,10 @@ class Workflow:
     statement: str | None = None
     """The lineage statement's path."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parameters", _json(self.parameters))
+        object.__setattr__(self, "environment", _json(self.environment))
+
     def to_dict(self) -> dict[str, Any]:
         out = {k: _json(v) for k, v in self.__dict__.items()
                if v is not None and v != {} and v != ()}
@@ -208,8 +207,8 @@ class Workflow:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Workflow:
         return cls(str(d["ref"]), str(d["name"]), tuple(d.get("inputs", ())),
-                   tuple(d.get("outputs", ())), _frozen(d.get("parameters") or {}),
-                   _frozen(d.get("environment") or {}), d.get("run_id"), d.get("started"),
+                   tuple(d.get("outputs", ())), _json(d.get("parameters") or {}),
+                   _json(d.get("environment") or {}), d.get("run_id"), d.get("started"),
                    d.get("finished"), d.get("statement"))
 
 

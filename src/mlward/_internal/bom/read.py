@@ -251,9 +251,8 @@ def from_spdx(doc: Mapping[str, Any]) -> Inventory:
         supplier = by_id.get(o.get("suppliedBy"), {}).get("name") if o.get("suppliedBy") \
             else None
         ref = str(values.pop("ref"))
-        trained = [by_id.get(t, {}) for t in related.get((sid, "trainedOn"), ())]
-        card = {"datasets": [str(_spdx_props(t).get("ref")) for t in trained]} if trained \
-            else {}
+        datasets = values.pop("datasets", None)
+        card = {"datasets": datasets} if datasets else {}
         components.append(_component(
             values, ref, str(o.get("name", "")), version=o.get("software_packageVersion"),
             purl=o.get("software_packageUrl"), description=o.get("description"),

@@ -222,7 +222,8 @@ def _common(c: Component) -> dict[str, Any]:
     return {"kind": c.kind, "ref": c.ref, "location": c.location, "verdict": c.verdict,
             "license": c.license,
             "finding": [f"{r} {s}: {msg}" for r, s, msg in c.findings],
-            "incomplete": list(c.incomplete), **c.properties}
+            "incomplete": list(c.incomplete), "datasets": list(c.card.get("datasets", ())),
+            **c.properties}
 
 
 def render(inventory: Inventory) -> str:
