@@ -202,7 +202,7 @@ def test_cyclonedx_document_field_by_field(project: Path, inventory: Inventory,
         service)["mlward:finding"]
     openai = _cdx_component(doc, "ai-service:OpenAI")
     assert openai["endpoints"] == ["https://api.openai.com"]
-    assert openai["trustZone" if False else "x-trust-boundary"] is True
+    assert openai["x-trust-boundary"] is True
 
     (workflow,) = doc["formulation"][0]["workflows"]
     assert workflow["inputs"] == [{"resource": {"ref": "data:data/train"}}]

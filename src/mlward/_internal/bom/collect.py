@@ -335,8 +335,32 @@ def _models(work: _Work, provenance: _Provenance) -> list[_Files]:
         if readme.is_file() and _starts_with_front_matter(readme):
             m.card, m.problems = model_card(parent)
         models.append(m)
+    models += _unreadable_models(work, {m.uri for m in models}, folders, data)
     _model_provenance(work, provenance, models)
     return models
+
+
+def _unreadable_models(work: _Work, known: set[str], folders: Sequence[str],
+                       data: set[str]) -> list[_Files]:
+    """Files named like model weights that no model scanner could read (damaged, truncated,
+    an unknown format): listed as models, incomplete, with the reason."""
+    from mlward._internal.scanners.repository import WEIGHT_SUFFIXES
+
+    seen: dict[str, str] = {}
+    for item in (*work.report.examined, *work.report.skipped):
+        uri = item.location.uri
+        if item.location.is_local and not item.location.members \
+                and uri.lower().endswith(WEIGHT_SUFFIXES) and uri not in known:
+            seen.setdefault(uri, getattr(item, "format", "") or "unrecognised")
+    out = []
+    for uri, fmt in sorted(seen.items()):
+        if any(work.under(uri, f) for f in folders) or any(work.under(uri, d) for d in data):
+            continue
+        m = _Files(uri, False, [uri])
+        m.problems = work.inconclusive_under(uri) or [
+            f"named like model weights but read as {fmt}: not a model format mlward reads"]
+        out.append(m)
+    return out
 
 
 def _starts_with_front_matter(path: Path) -> bool:
