@@ -53,6 +53,7 @@ def test_yaml_alias_bomb_in_a_card_is_refused(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text(f"---\n{laughs}---\n")
     card, problems = model_card(tmp_path)
     assert problems and "aliases" in problems[0]
+    assert card == {"card": "README.md"}
 
 
 def test_card_limits_and_shapes(tmp_path: Path) -> None:
@@ -74,7 +75,7 @@ def test_card_limits_and_shapes(tmp_path: Path) -> None:
 
 def test_unparsable_lock_file_makes_the_bom_incomplete(project: Path, run: Run) -> None:
     (project / "poetry.lock").write_text("[[package]]\nname = \n")
-    code, out, err = run(*BOM, project)
+    code, out, _ = run(*BOM, project)
     assert code == 2
     doc = json.loads(out)
     reasons = [p["value"] for p in doc["metadata"]["properties"]
