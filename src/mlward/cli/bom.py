@@ -249,23 +249,17 @@ def run_verify(args: argparse.Namespace, bom: Path, root: Path | None) -> int:
     return emit(report, args, action="bom.verify")
 
 
-def _load(spec: str, args: argparse.Namespace) -> Any:
-    from mlward._internal.bom.read import load
-    from mlward._internal.bom.store import is_ledger_ref, recorded
-
-    return recorded(spec, args.settings) if is_ledger_ref(spec) else load(Path(spec))
-
-
 def run_diff(args: argparse.Namespace, old: str, new: str) -> int:
     from datetime import datetime, timezone
 
+    from mlward._internal.bom import load_bom
     from mlward._internal.bom.diff import diff
     from mlward._version import __version__
     from mlward.cli.scan import emit
     from mlward.findings import ReportBuilder, TargetKind
 
     _report_args(args, Severity.INFO)
-    before, after = _load(old, args), _load(new, args)
+    before, after = load_bom(old, args.settings), load_bom(new, args.settings)
     builder = ReportBuilder(TargetKind.REPOSITORY, started=datetime.now(timezone.utc),
                             version=__version__, inputs=[old, new])
     builder.merge(diff(before, after))

@@ -347,11 +347,13 @@ def _unreadable_models(work: _Work, known: set[str], folders: Sequence[str],
     from mlward._internal.scanners.repository import WEIGHT_SUFFIXES
 
     seen: dict[str, str] = {}
-    for item in (*work.report.examined, *work.report.skipped):
-        uri = item.location.uri
-        if item.location.is_local and not item.location.members \
+    records = [(e.location, e.format) for e in work.report.examined] + [
+        (s.location, "unrecognised") for s in work.report.skipped]
+    for location, fmt in records:
+        uri = location.uri
+        if location.is_local and not location.members \
                 and uri.lower().endswith(WEIGHT_SUFFIXES) and uri not in known:
-            seen.setdefault(uri, getattr(item, "format", "") or "unrecognised")
+            seen.setdefault(uri, fmt)
     out = []
     for uri, fmt in sorted(seen.items()):
         if any(work.under(uri, f) for f in folders) or any(work.under(uri, d) for d in data):
