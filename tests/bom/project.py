@@ -41,6 +41,10 @@ May reflect biases of its training data.
 """
 
 
+NUMPY_HASH = "ab" * 32
+"""A ``--hash`` the requirements file pins for numpy (the BOM carries it)."""
+
+
 def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
     """A safetensors file of zero-filled F32 tensors (written by hand: no numpy needed)."""
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
@@ -80,7 +84,8 @@ def build(root: Path) -> Path:
     m.write(root / "data" / "train.manifest.json")
     lineage.record(models / "clf.pt", [root / "data" / "train.manifest.json"],
                    params={"lr": 0.01, "epochs": 3}, run_id="run-1")
-    (root / "requirements.txt").write_text("mlflow==2.0.0\nnumpy==1.26.4\n")
+    (root / "requirements.txt").write_text(
+        f"mlflow==2.0.0\nnumpy==1.26.4 --hash=sha256:{NUMPY_HASH}\n")
     (root / "scripts").mkdir()
     (root / "scripts" / "serve.sh").write_text(
         "#!/bin/sh\nmlflow server --host 0.0.0.0 --port 5000\n")

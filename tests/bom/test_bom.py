@@ -21,6 +21,7 @@ from mlward._internal.vulndb import source_for
 from mlward.settings import Settings
 
 from .conftest import FIXTURES
+from .project import NUMPY_HASH
 
 SPDX_SCHEMA = json.loads((FIXTURES / "schemas" / "spdx-3.0.1.schema.json").read_text())
 
@@ -101,7 +102,9 @@ def test_datasets_libraries_services_and_sources(project: Path, inventory: Inven
     assert mlflow.properties["declared_in"] == ["requirements.txt (line 1)"]
     ids = {v.id for v in mlflow.vulnerabilities}
     assert "GHSA-554w-xh4j-8w64" in ids  # tests/fixtures/osv/pypa/mlflow/PYSEC-2023-253.yaml
-    assert by_ref(inventory, "pkg:pypi/numpy@1.26.4").vulnerabilities == ()
+    numpy = by_ref(inventory, "pkg:pypi/numpy@1.26.4")
+    assert numpy.vulnerabilities == ()
+    assert numpy.properties["distribution_hashes"] == [f"sha256:{NUMPY_HASH}"]
 
     service = by_ref(inventory, "service:mlflow@scripts/serve.sh")
     assert service.name == "MLflow" and service.properties["exposed"] is True
@@ -192,6 +195,8 @@ def test_cyclonedx_document_field_by_field(project: Path, inventory: Inventory,
 
     lib = _cdx_component(doc, "pkg:pypi/mlflow@2.0.0")
     assert lib["type"] == "library" and lib["purl"] == "pkg:pypi/mlflow@2.0.0"
+    assert _cdx_component(doc, "pkg:pypi/numpy@1.26.4")["hashes"] == [
+        {"alg": "SHA-256", "content": NUMPY_HASH}]
     affected = [v for v in doc["vulnerabilities"]
                 if v["affects"][0]["ref"] == "pkg:pypi/mlflow@2.0.0"]
     assert "GHSA-554w-xh4j-8w64" in {v["id"] for v in affected}
@@ -256,6 +261,8 @@ def test_spdx_document_field_by_field(project: Path, inventory: Inventory) -> No
     vulns = {v["name"] for v in related(lib, "hasAssociatedVulnerability")}
     assert "GHSA-554w-xh4j-8w64" in vulns
 
+    assert element("pkg:pypi/numpy@1.26.4")["verifiedUsing"] == [
+        {"type": "Hash", "algorithm": "sha256", "hashValue": NUMPY_HASH}]
     (build,) = [o for o in graph if o["type"] == "build_Build"]
     assert build["build_buildId"] == "run-1"
     assert [o["name"] for o in related(build, "hasInput")] == ["train"]

@@ -188,3 +188,15 @@ def test_report_is_written_and_referenced(project: Path, run: Run, tmp_path: Pat
     model = next(c for c in doc["components"] if c["bom-ref"] == "model:models/clf.pt")
     assert {"type": "static-analysis-report", "url": str(report),
             "comment": "mlward scan report"} in model["externalReferences"]
+
+
+def test_a_probe_that_gets_no_answer_is_incomplete(project: Path, run: Run) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on (real, on this machine)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    code, _, err = run(*BOM, project, "--probe", url, "--probe-timeout", "1")
+    assert code == 2
+    assert f"{url}: no HTTP answer" in err

@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlward.cli.main import positive_int, severity_arg
+from mlward.cli.deps import _add_source_options
+from mlward.cli.main import severity_arg
+from mlward.cli.scan import add_executor_options, add_walk_options
 from mlward.errors import UsageError
 from mlward.findings import Severity
-from mlward.settings import EXECUTORS
 
 BOM_FORMATS = ("cyclonedx", "spdx", "inventory")
 MEDIA_TYPES = {"cyclonedx": "application/vnd.cyclonedx+json", "spdx": "application/spdx+json",
@@ -72,19 +73,9 @@ def register(sub: Any) -> None:
     c.add_argument("--probe-timeout", type=float, default=5.0, metavar="SECONDS",
                    help="per-request timeout of --probe (default: 5)")
     c.add_argument("--name", help="the project's name in the BOM (default: the root folder's)")
-    c.add_argument("--vuln-db", metavar="PATH", type=Path, action="append",
-                   help="OSV data: a folder of OSV records or an OSV zip export (repeatable)")
-    c.add_argument("--online", action="store_true", help="query the OSV API instead")
-    c.add_argument("--exclude", metavar="GLOB", action="append",
-                   help="leave out paths matching GLOB (gitignore syntax; repeatable)")
-    c.add_argument("--no-ignore", action="store_true",
-                   help="ignore .gitignore/.mlwardignore; do not skip venvs, .git, caches")
-    c.add_argument("--root", metavar="DIR", type=Path,
-                   help="folder that paths in the BOM are relative to (default: the project)")
-    c.add_argument("-j", "--jobs", type=positive_int, metavar="N", help="worker processes")
-    c.add_argument("--executor", choices=EXECUTORS, help="where files are scanned")
-    c.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="time budget per scanned file (default: 600)")
+    _add_source_options(p)
+    add_walk_options(p)
+    add_executor_options(p)
     v = p.add_argument_group("bom and bom verify: signatures")
     v.add_argument("--key", metavar="PUB", type=Path, action="append",
                    help="accept this public key (repeatable) instead of the trust file")

@@ -587,6 +587,10 @@ def _libraries(work: _Work, deps: Audit) -> list[Component]:
             declared = [*existing.properties.get("declared_in", ()), *declared]
             vulns = tuple({v.id: v for v in (*existing.vulnerabilities, *vulns)}.values())
         props: dict[str, Any] = {"declared_in": sorted(set(declared)), "origin": d.origin}
+        hashes = [*(existing.properties.get("distribution_hashes", ()) if existing else ()),
+                  *d.hashes]
+        if hashes:
+            props["distribution_hashes"] = list(dict.fromkeys(hashes))
         if not version:
             props["requirement"] = d.specifier or "any"
         if d.unresolvable:

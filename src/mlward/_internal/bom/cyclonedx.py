@@ -62,12 +62,15 @@ def _file_props(f: FileRecord) -> dict[str, Any]:
             "ledger": f.ledger or None}
 
 
-def _hashes(f: FileRecord) -> list[Any]:
+def _hashes(digests: Mapping[str, str] | Iterable[str]) -> list[Any]:
+    """CycloneDX hashes of ``{alg: hex}`` or of ``alg:hex`` strings (lock file hashes)."""
     from cyclonedx.model import HashAlgorithm, HashType
 
-    algs = {"sha256": HashAlgorithm.SHA_256, "blake3": HashAlgorithm.BLAKE3}
-    return [HashType(alg=algs[k], content=v) for k, v in sorted(f.digests.items())
-            if k in algs]
+    algs = {"sha256": HashAlgorithm.SHA_256, "sha384": HashAlgorithm.SHA_384,
+            "sha512": HashAlgorithm.SHA_512, "blake3": HashAlgorithm.BLAKE3}
+    pairs = sorted(digests.items()) if isinstance(digests, Mapping) else [
+        tuple(d.split(":", 1)) for d in digests]
+    return [HashType(alg=algs[k], content=v) for k, v in pairs if k in algs]
 
 
 def _common(c: Component) -> dict[str, Any]:
@@ -107,7 +110,7 @@ def _component(c: Component, report_ref: str | None) -> Any:
         values.update({f"file:{k}": v for k, v in _file_props(c.files[0]).items()})
     else:
         nested = [CdxComponent(type=ComponentType.FILE, name=f.path, bom_ref=f"file:{f.path}",
-                               hashes=_hashes(f), properties=_props(_file_props(f)))
+                               hashes=_hashes(f.digests), properties=_props(_file_props(f)))
                   for f in c.files]
     return CdxComponent(
         type=kind, name=c.name, version=c.version, bom_ref=c.ref,
@@ -115,7 +118,8 @@ def _component(c: Component, report_ref: str | None) -> Any:
         description=c.description,
         supplier=OrganizationalEntity(name=c.supplier) if c.supplier else None,
         licenses=[LicenseFactory().make_from_string(c.license)] if c.license else [],
-        hashes=_hashes(c.files[0]) if single else [],
+        hashes=_hashes(c.files[0].digests) if single else _hashes(
+            c.properties.get("distribution_hashes", ())),
         properties=_props(values), external_references=refs, components=nested)
 
 

@@ -84,15 +84,17 @@ class _Builder:
         return [self.m.extension_CdxPropertiesExtension(extension_cdxProperty=entries)] \
             if entries else []
 
-    def hashes(self, f: FileRecord) -> list[Any]:
+    def hashes(self, digests: Iterable[tuple[str, str]]) -> list[Any]:
         m = self.m
-        algs = {"sha256": m.HashAlgorithm.sha256, "blake3": m.HashAlgorithm.blake3}
-        return [m.Hash(algorithm=algs[k], hashValue=v) for k, v in sorted(f.digests.items())
+        algs = {"sha256": m.HashAlgorithm.sha256, "sha384": m.HashAlgorithm.sha384,
+                "sha512": m.HashAlgorithm.sha512, "blake3": m.HashAlgorithm.blake3}
+        return [m.Hash(algorithm=algs[k], hashValue=v) for k, v in sorted(digests)
                 if k in algs]
 
     def file(self, f: FileRecord) -> Any:
         return self.add(self.m.software_File(
-            _id=self.id(f"file:{f.path}"), name=f.path, verifiedUsing=self.hashes(f),
+            _id=self.id(f"file:{f.path}"), name=f.path,
+            verifiedUsing=self.hashes(f.digests.items()),
             extension=self.props({"path": f.path, "size": f.size, "manifest": f.manifest,
                                   "signature": f.signature, "ledger": f.ledger or None})))
 
@@ -142,8 +144,11 @@ class _Builder:
                 else next(o for o in self.objects if o._id == self.id(f"org:{c.supplier}"))
             p.suppliedBy = org
         single = len(c.files) == 1 and c.files[0].path == c.location
+        locked = [tuple(h.split(":", 1)) for h in c.properties.get("distribution_hashes", ())]
+        if locked:
+            p.verifiedUsing = self.hashes((a, v) for a, v in locked)
         if single:
-            p.verifiedUsing = self.hashes(c.files[0])
+            p.verifiedUsing = self.hashes(c.files[0].digests.items())
             common.update({f"file:{k}": v for k, v in (
                 ("path", c.files[0].path), ("size", c.files[0].size),
                 ("manifest", c.files[0].manifest), ("signature", c.files[0].signature),
