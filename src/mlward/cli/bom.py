@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlward.cli.deps import _add_source_options
+from mlward.cli.deps import add_source_options
 from mlward.cli.main import severity_arg
 from mlward.cli.scan import add_executor_options, add_walk_options
 from mlward.errors import UsageError
@@ -73,7 +73,7 @@ def register(sub: Any) -> None:
     c.add_argument("--probe-timeout", type=float, default=5.0, metavar="SECONDS",
                    help="per-request timeout of --probe (default: 5)")
     c.add_argument("--name", help="the project's name in the BOM (default: the root folder's)")
-    _add_source_options(p)
+    add_source_options(p)
     add_walk_options(p)
     add_executor_options(p)
     v = p.add_argument_group("bom and bom verify: signatures")
