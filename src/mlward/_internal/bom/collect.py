@@ -507,10 +507,27 @@ def _data_properties(work: _Work, paths: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def hash_all(jobs: Sequence[Any]) -> list[str | None]:
+    """Hex digests of ``jobs`` on every core; None for a file that cannot be read or changed
+    while it was read (hashed one by one only then, to say which)."""
+    from mlward._internal.provenance.errors import ProvenanceError
+    from mlward._internal.provenance.hashing import hash_files
+
+    try:
+        return list(hash_files(jobs))
+    except ProvenanceError:
+        out: list[str | None] = []
+        for job in jobs:
+            try:
+                out.append(hash_files([job])[0])
+            except ProvenanceError:
+                out.append(None)
+        return out
+
+
 def _hash_everything(work: _Work, items: Sequence[_Files]) -> None:
     """SHA-256 of every file (and the manifest's own digest where it used another one)."""
-    from mlward._internal.provenance.errors import ProvenanceError
-    from mlward._internal.provenance.hashing import FileJob, hash_files
+    from mlward._internal.provenance.hashing import FileJob
 
     jobs: list[tuple[str, str, FileJob]] = []
     for item in items:
@@ -527,21 +544,14 @@ def _hash_everything(work: _Work, items: Sequence[_Files]) -> None:
                 jobs.append((p, label, FileJob.of(path, st, label)))
     digests: dict[str, dict[str, str]] = defaultdict(dict)
     sizes = {p: job.size for p, _, job in jobs}
-    try:
-        values = hash_files([job for _, _, job in jobs])
-    except ProvenanceError:
-        values = []
-        for p, _, job in jobs:  # one at a time, to say which file failed
-            try:
-                values.append(hash_files([job])[0])
-            except ProvenanceError as exc:
-                values.append("")
-                for item in items:
-                    if p in item.paths:
-                        item.problems.append(f"{p}: {exc.diagnostics()}")
-    for (p, label, _), value in zip(jobs, values, strict=True):
+    for (p, label, _), value in zip(jobs, hash_all([job for *_, job in jobs]), strict=True):
         if value:
             digests[p][label] = value
+            continue
+        for item in items:
+            if p in item.paths:
+                item.problems.append(f"{p}: cannot hash it (unreadable, or it changed while "
+                                     "it was read)")
     for item in items:
         subjects = item.properties.pop("lineage_subjects", None)
         for p in item.paths:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlward._internal.bom.collect import list_files
+from mlward._internal.bom.collect import hash_all, list_files
 from mlward._internal.bom.inventory import Component, Inventory
 from mlward._version import __version__
 from mlward.findings import Location, Report, ReportBuilder, TargetKind
@@ -48,8 +48,7 @@ def verify(inventory: Inventory, root: Path, *, bom_file: Path, settings: Settin
 
 
 def _files(inventory: Inventory, root: Path, builder: ReportBuilder) -> None:
-    from mlward._internal.provenance.errors import ProvenanceError
-    from mlward._internal.provenance.hashing import FileJob, hash_files
+    from mlward._internal.provenance.hashing import FileJob
 
     listed: list[tuple[Component, str, str]] = []
     for c in inventory.components:
@@ -76,12 +75,11 @@ def _files(inventory: Inventory, root: Path, builder: ReportBuilder) -> None:
                 details={"ref": c.ref, "recorded": digest}))
             continue
         jobs.append((c, path, digest, FileJob.of(root / path, st, "sha256")))
-    for c, path, digest, job in jobs:
-        try:
-            now = hash_files([job])[0]
-        except ProvenanceError as exc:
-            builder.skip(Location(path), f"cannot re-hash: {exc.diagnostics()}",
-                         inconclusive=True)
+    for (c, path, digest, _), now in zip(jobs, hash_all([job for *_, job in jobs]),
+                                         strict=True):
+        if now is None:
+            builder.skip(Location(path), "cannot re-hash: it changed or became unreadable "
+                         "while it was read", inconclusive=True)
             continue
         builder.examine(Location(path), "bom-listed file")
         if now != digest:
