@@ -297,3 +297,18 @@ def test_inventory_round_trips_and_digest_is_stable(inventory: Inventory) -> Non
     again = Inventory.from_dict(json.loads(inventory.to_json()))
     assert again == inventory
     assert again.digest() == inventory.digest()
+
+
+def test_a_manifest_of_several_folders_covers_each(tmp_path: Path) -> None:
+    from mlward._internal.provenance import manifest
+
+    root = tmp_path / "p"
+    for name in ("a", "b"):
+        (root / "data" / name).mkdir(parents=True)
+        (root / "data" / name / "rows.csv").write_text(f"x\n{name}\n")
+    m = manifest.create([root / "data" / "a", root / "data" / "b"])
+    m.write(root / "data.manifest.json")
+    (root / "data" / "b" / "rows.csv").write_text("x\nchanged\n")
+    inv, _, _ = build_inventory([root], Settings(root=str(root), executor="inline"))
+    assert {c.ref: [f.manifest for f in c.files] for c in inv.components} == {
+        "data:data/a": ["match"], "data:data/b": ["mismatch"]}

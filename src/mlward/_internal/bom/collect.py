@@ -208,10 +208,12 @@ def _provenance(work: _Work, paths: Sequence[Path]) -> _Provenance:
             if local is None:
                 continue
             base = local if r.type == "directory" else local.parent
+            single = len(manifest.roots) == 1
             for e in manifest.entries:
-                if e.type != "file":
-                    continue
-                name = e.path if len(manifest.roots) == 1 else e.path.split("/", 1)[-1]
+                first, _, rest = e.path.partition("/")
+                if e.type != "file" or not (single or first == r.name):
+                    continue  # with several roots, each entry starts with its root's name
+                name = e.path if single else rest
                 full = base / name if r.type == "directory" else local
                 rel = work.rel(full)
                 if rel is not None:
