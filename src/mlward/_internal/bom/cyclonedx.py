@@ -209,8 +209,8 @@ def model_card(c: Component, inventory: Inventory) -> dict[str, Any]:
             datasets.append({"type": "dataset", "name": str(d)})
     if datasets:
         params["datasets"] = datasets
-    for key in ("inputs", "outputs"):
-        formats = card.get(key) or c.properties.get(key)
+    for key in ("inputs", "outputs"):  # data formats from the task (ONNX graph input names
+        formats = card.get(key)          # are names, not formats: they stay in properties)
         if formats:
             params[key] = [{"format": str(f)} for f in formats]
     out: dict[str, Any] = {"bom-ref": f"{c.ref}#model-card"}
