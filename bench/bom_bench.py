@@ -274,6 +274,7 @@ def main() -> None:
     (OUT / "results").mkdir(exist_ok=True)
     generate()
     files = sum(1 for p in PROJECT.rglob("*") if p.is_file() and ".git" not in p.parts)
+    load = os.getloadavg()[0]
     rows = []
     for name, (cmd, env, output) in tools().items():
         if name == "cdxgen" and not CDXGEN.exists():
@@ -288,7 +289,8 @@ def main() -> None:
     lines = [
         "Command: `python bench/bom_bench.py --repeat "
         f"{args.repeat}{' --write-readme' if args.write_readme else ''}` on "
-        f"{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores; project: "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores (load average "
+        f"{load:.1f} at the start: the machine is shared); project: "
         f"{files} files, 10 models, 3 datasets, 200 pinned dependencies. cdxgen 12.8.4 runs "
         "as `cdxgen -t python -t ai --no-install-deps --spec-version 1.6`; mlward as "
         "`mlward bom --vuln-db ../shared/osv --allow-incomplete -o FILE PROJECT`.", "",

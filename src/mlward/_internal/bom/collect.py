@@ -584,6 +584,9 @@ def _libraries(work: _Work, deps: Audit) -> list[Component]:
     if work.options.vulns is None and deps.results:
         work.incomplete.append(NO_DATA)
     out: dict[str, Component] = {}
+    by_place: dict[Any, list[Finding]] = defaultdict(list)
+    for f in deps.report.findings:
+        by_place[f.location].append(f)
     for r in deps.results:
         d = r.dependency
         version = d.version
@@ -607,9 +610,9 @@ def _libraries(work: _Work, deps: Audit) -> list[Component]:
             props["requirement"] = d.specifier or "any"
         if d.unresolvable:
             props["unresolvable"] = d.unresolvable
-        findings = tuple((f.rule_id, f.severity.label, f.message) for f in deps.report.findings
-                         if f.details.get("package") in (d.key, d.name)
-                         and f.location == d.location)
+        findings = tuple((f.rule_id, f.severity.label, f.message)
+                         for f in by_place.get(d.location, ())
+                         if f.details.get("package") in (d.key, d.name))
         out[ref] = Component(
             ref=ref, kind="library", name=d.key, location=d.location.uri, version=version,
             purl=f"pkg:pypi/{d.key}@{version}" if version else f"pkg:pypi/{d.key}",
