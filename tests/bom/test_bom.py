@@ -312,3 +312,27 @@ def test_a_manifest_of_several_folders_covers_each(tmp_path: Path) -> None:
     inv, _, _ = build_inventory([root], Settings(root=str(root), executor="inline"))
     assert {c.ref: [f.manifest for f in c.files] for c in inv.components} == {
         "data:data/a": ["match"], "data:data/b": ["mismatch"]}
+
+
+def test_the_strict_validator_refuses_what_the_librarys_refuses(inventory: Inventory) -> None:
+    doc = json.loads(cyclonedx.render(inventory, "1.6"))
+    library = JsonStrictValidator(SchemaVersion.V1_6)
+    ours = cyclonedx.strict_validator("1.6")
+    assert list(ours.iter_errors(doc)) == []
+    duplicated = {**doc, "components": [*doc["components"], doc["components"][0]]}
+    unknown = {**doc, "components": [{**doc["components"][0], "x-mlward": 1},
+                                     *doc["components"][1:]]}
+    for bad in (duplicated, unknown):
+        assert library.validate_str(json.dumps(bad)) is not None
+        assert next(iter(ours.iter_errors(bad)), None) is not None
+
+
+def test_a_dataset_of_thousands_of_files_renders() -> None:
+    from mlward._internal.bom.inventory import Component, FileRecord
+
+    files = tuple(FileRecord(f"d/{i}.csv", 1, {"sha256": f"{i:064x}"}) for i in range(3000))
+    inv = Inventory(name="p", root="/p", created="2026-01-01T00:00:00Z", tool_version="0",
+                    components=(Component(ref="data:d", kind="dataset", name="d",
+                                          location="d", files=files),))
+    doc = json.loads(cyclonedx.render(inv, "1.7"))
+    assert len(doc["components"][0]["components"]) == 3000
