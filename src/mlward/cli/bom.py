@@ -116,6 +116,8 @@ def _trusted(args: argparse.Namespace) -> Any:
 
 
 def run_bom(args: argparse.Namespace, paths: list[Path]) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from mlward._internal.bom import cyclonedx, spdx
     from mlward._internal.bom.collect import Options, build_inventory
     from mlward._internal.bom.summary import summary
@@ -135,7 +137,10 @@ def run_bom(args: argparse.Namespace, paths: list[Path]) -> int:
             raise UsageError(f"no such file or directory: {p}")
     options = Options(vulns=source_for(s), trusted=_trusted(args), probe_urls=args.probe,
                       probe_timeout=args.probe_timeout, name=args.name)
-    inventory, report, _ = build_inventory(paths, s, options)
+    with ThreadPoolExecutor(1) as pool:  # the validator loads its schemas during the scan
+        if fmt == "cyclonedx":
+            pool.submit(cyclonedx.strict_validator, args.spec)
+        inventory, report, _ = build_inventory(paths, s, options)
     report_ref = None
     if args.report is not None:
         write_output(render(report, "json"), args.report)

@@ -111,12 +111,19 @@ def build_inventory(paths: Sequence[Path], settings: Settings,
                     options: Options | None = None) -> tuple[Inventory, Report, Audit]:
     """The inventory of ``paths`` (files or folders), the scan report it was built from and
     the dependency audit."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from mlward._internal.pipeline import scan
     from mlward._internal.scanners.deps.audit import audit
 
     options = options or Options()
-    report = scan(paths, settings=settings)
-    deps = audit(paths, environment=False, source=options.vulns, settings=settings)
+    # The audit reads the dependency files while the scan's workers read the tree (this
+    # process mostly waits on them); the index connection is used by one thread at a time.
+    with ThreadPoolExecutor(1) as pool:
+        deps_job = pool.submit(audit, paths, environment=False, source=options.vulns,
+                               settings=settings)
+        report = scan(paths, settings=settings)
+        deps = deps_job.result()
     root = Path(report.root or os.getcwd())  # noqa: PTH109
     work = _Work(root, report, settings, options,
                  {k: str(v) for k, v in report.verdicts().items()})
