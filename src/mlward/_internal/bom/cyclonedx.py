@@ -176,6 +176,7 @@ def _bom(inventory: Inventory, report_ref: str | None) -> Any:
     from cyclonedx.model.bom import Bom
     from cyclonedx.model.component import Component as CdxComponent
     from cyclonedx.model.component import ComponentType
+    from cyclonedx.model.dependency import Dependency
 
     from mlward.formats.cyclonedx import cyclonedx_vulnerability
 
@@ -211,7 +212,11 @@ def _bom(inventory: Inventory, report_ref: str | None) -> Any:
                 vector=v.vector, cwes=v.cwes, summary=v.summary, fixed=v.fixed,
                 upgrade=v.upgrade, ref=c.ref, version=c.version,
                 specifier=str(c.properties.get("requirement", ""))))
-    bom.register_dependency(project, top)
+    # The graph built directly: Bom.register_dependency searches every registered dependency
+    # for each one it adds (quadratic in the number of components).
+    bom.dependencies.add(Dependency(ref=project.bom_ref,
+                                    dependencies=[Dependency(ref=c.bom_ref) for c in top]))
+    bom.dependencies.update(Dependency(ref=c.bom_ref) for c in top)
     return bom
 
 
