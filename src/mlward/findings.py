@@ -540,12 +540,20 @@ def fingerprint(findings: Sequence[Finding]) -> list[Finding]:
 
 
 def _jsonable(value: Any) -> Any:
-    """``value`` with tuples as lists and mappings as dicts, as JSON gives them back."""
+    """``value`` with tuples as lists and mappings as dicts, as JSON gives them back; anything
+    JSON cannot hold (bytes from a hostile header, a stray object) becomes text, so that a
+    scanner's slip can never make a report unwritable."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    return value
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return str(value)
 
 
 Triage = Callable[[list[Finding]], list[Finding]]

@@ -42,6 +42,7 @@ COMMANDS = {
     "probe": "mlward.cli.deps",
     "notebook": "mlward.cli.notebook",
     "data": "mlward.cli.data",
+    "bom": "mlward.cli.bom",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 

@@ -9,7 +9,9 @@ from typing import Any
 from mlward.findings import Report
 from mlward.formats import RenderOptions
 
-_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|"})
+# Backslash-escapes for Markdown's own syntax; < and > as entities, so that no scanned name
+# can open an HTML tag in a renderer that allows some.
+_SPECIAL = str.maketrans({**{c: f"\\{c}" for c in "\\`*_[]|"}, "<": "&lt;", ">": "&gt;"})
 
 
 def _md(value: object) -> str:
