@@ -132,6 +132,29 @@ def test_bucket_and_local_scans_agree(s3: S3Server, tmp_path: Path, marker: Path
     assert not marker.exists()
 
 
+def test_model_objects_of_a_bucket_are_bom_models(s3: S3Server, tmp_path: Path,
+                                                  marker: Path) -> None:
+    from mlward._internal.bom.collect import Options, build_inventory
+
+    tree = model_tree(tmp_path / "tree", marker)
+    _put_tree(s3, "bom", tree, "team")
+    inventory, report, _ = build_inventory([], INLINE, Options(targets=["s3://bom/team"]))
+    models = {c.location: c for c in inventory.components if c.kind == "model"}
+    base = "s3://bom/team/set0000"
+    assert set(models) == {f"{base}/{n}" for n in ("clean.pkl", "evil.pkl", "model.pt",
+                                                   "evil.pt")}  # not the zip, not the text
+    evil, clean = models[f"{base}/evil.pt"], models[f"{base}/clean.pkl"]
+    assert (evil.ref, evil.verdict, clean.verdict) == (f"model:{base}/evil.pt", "dangerous",
+                                                       "clean")
+    size = (tree / "set0000" / "evil.pt").stat().st_size
+    assert [(f.path, f.size, dict(f.digests)) for f in evil.files] == [
+        (f"{base}/evil.pt", size, {})]  # no digest: that would read every byte
+    assert evil.properties["formats"] == ["pytorch-zip"] and evil.findings
+    assert report.stats["object_storage"]["bytes_read"] < report.stats["object_storage"][
+        "bytes_stored"]
+    assert not marker.exists()
+
+
 def test_exclude_applies_to_keys_under_the_prefix(s3: S3Server, tmp_path: Path,
                                                   marker: Path) -> None:
     tree = model_tree(tmp_path / "tree", marker)

@@ -78,6 +78,40 @@ def test_hf_cache_by_ref_through_the_cli(tmp_path: Path, marker: Path,
     assert main(["scan", "hf-cache:acme/nothing"]) == 2
 
 
+def test_hf_cache_revisions_are_bom_models_with_their_coordinates(
+        tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlward._internal.bom.read import load
+
+    cache = _hf_cache(tmp_path / "hub", marker)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "bom.json"
+    # escape.bin (a link out of the cache) is inconclusive: the BOM is incomplete, exit 2.
+    assert main(["bom", "hf-cache:acme/clf", "-f", "inventory", "-o", str(out),
+                 "--executor", "inline", "--quiet"]) == 2
+    models = {c.ref: c for c in load(out).components
+              if c.kind == "model"}
+    a, b = (models[f"model:hf-cache:acme/clf@{c}"] for c in (COMMIT_A, COMMIT_B))
+    assert (a.name, a.version, a.verdict) == ("acme/clf", COMMIT_A, "dangerous")
+    assert dict(a.properties) == {"registry": "huggingface-cache", "repo": "acme/clf",
+                                  "repo_type": "model", "revision": COMMIT_A, "refs": ["v1"],
+                                  "cache": str(cache / "models--acme--clf"),
+                                  "formats": ["pytorch-zip"]}
+    blobs = cache / "models--acme--clf" / "blobs"
+    assert [(f.path, f.size) for f in a.files] == [
+        (f"hf-cache:acme/clf@{COMMIT_A}/config.json", (blobs / "config").stat().st_size),
+        (f"hf-cache:acme/clf@{COMMIT_A}/pytorch_model.bin", (blobs / "evil").stat().st_size)]
+    assert a.findings and all(rule.startswith("MW1") for rule, _, _ in a.findings)
+    assert b.verdict == "inconclusive" and any("escape.bin" in r for r in b.incomplete)
+    assert not a.incomplete and not marker.exists()
+    # The same models in CycloneDX, read back.
+    cdx = tmp_path / "bom.cdx.json"
+    assert main(["bom", "hf-cache:acme/clf", "-o", str(cdx), "--allow-incomplete",
+                 "--executor", "inline", "--quiet"]) == 0
+    back = {c.ref: c for c in load(cdx).components}
+    assert back[a.ref].version == COMMIT_A and back[a.ref].verdict == "dangerous"
+
+
 # -- MLflow ---------------------------------------------------------------------------------
 
 
@@ -141,6 +175,19 @@ def test_mlflow_model_versions_are_scanned_through_the_rest_api(
     stats = report.stats["object_storage"]  # ranged reads through the server's API
     assert stats["objects"] == 5 and stats["bytes_read"] < stats["bytes_stored"] / 10
     assert not marker.exists()
+
+    # Each version is a BOM model with its registry coordinates.
+    from mlward._internal.bom.collect import Options, build_inventory
+
+    inventory, _, _ = build_inventory([], Settings(executor="thread"),
+                                      Options(targets=[f"mlflow://{host}/models/clf"]))
+    models = {c.ref: c for c in inventory.components if c.kind == "model"}
+    assert set(models) == {f"model:{base}/{good}", f"model:{base}/{bad}"}
+    m = models[f"model:{base}/{bad}"]
+    assert (m.name, m.version, m.verdict, len(m.files)) == ("clf", bad, "dangerous", 3)
+    assert (m.properties["registry"], m.properties["server"], m.properties["run_id"]) == (
+        "mlflow", mlflow_server, v["run_id"])
+    assert models[f"model:{base}/{good}"].verdict == "clean"
 
     one = scan([f"mlflow://{host}/models/clf/{good}"], settings=Settings(executor="inline"))
     assert {f.location.uri for f in one.facts if f.kind == "model-version"} == {

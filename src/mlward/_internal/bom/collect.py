@@ -73,6 +73,9 @@ class Options:
     probe_urls: Sequence[str] = ()
     probe_timeout: float = 5.0
     name: str | None = None
+    targets: Sequence[str] = ()
+    """Registries and object-storage prefixes (``mlflow://``, ``hf-cache:``, ``s3://``...)
+    inventoried beside ``paths``: each model version, each model object."""
 
 
 @dataclass
@@ -122,7 +125,7 @@ def build_inventory(paths: Sequence[Path], settings: Settings,
     with ThreadPoolExecutor(1) as pool:
         deps_job = pool.submit(audit, paths, environment=False, source=options.vulns,
                                settings=settings)
-        report = scan(paths, settings=settings)
+        report = scan([*paths, *options.targets], settings=settings)
         deps = deps_job.result()
     root = Path(report.root or os.getcwd())  # noqa: PTH109
     work = _Work(root, report, settings, options,
@@ -133,6 +136,10 @@ def build_inventory(paths: Sequence[Path], settings: Settings,
     _hash_everything(work, [*models, *datasets])
     components: list[Component] = []
     components += [m.component(work) for m in models]
+    if options.targets:
+        from mlward._internal.bom.registered import registered_models
+
+        components += registered_models(report, MODEL_FORMATS)
     components += [d.component(work) for d in datasets]
     components += _libraries(work, deps)
     components += _services(work)
