@@ -114,6 +114,34 @@ def test_payload_in_a_checkpoint_on_s3_is_found_and_never_runs(s3: S3Server,
     assert not marker.exists()
 
 
+def test_parquet_on_s3_is_judged_from_its_footer(s3: S3Server, marker: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    def parquet(table: object) -> bytes:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="none")
+        return buf.getvalue()
+
+    # CVE-2023-47248: a column whose extension metadata is a pickle (pyarrow < 14.0.1 loads it).
+    field = pa.field("x", pa.binary(), metadata={
+        b"ARROW:extension:name": b"arrow.py_extension_type",
+        b"ARROW:extension:metadata": evil_pickle(marker)})
+    evil = parquet(pa.table({"x": [b"a"]}).cast(pa.schema([field])))
+    rows = parquet(pa.table({"v": pa.array(range(1 << 20), pa.int64())}))
+    client = s3.client()
+    client.create_bucket(Bucket="lake")
+    client.put_object(Bucket="lake", Key="evil.parquet", Body=evil)
+    client.put_object(Bucket="lake", Key="rows.parquet", Body=rows)
+    report = scan(["s3://lake"], settings=INLINE)
+    assert {"MW950", "MW101"} <= {f.rule_id for f in report.findings
+                                  if f.location.uri == "s3://lake/evil.parquet"}
+    assert report.verdicts()["s3://lake/rows.parquet"] is Verdict.CLEAN
+    sent = sum(r.sent for r in s3.gets("lake", "rows.parquet"))
+    assert 0 < sent < len(rows) / 100  # the footer, not the 8 MiB of rows
+    assert not marker.exists()
+
+
 def test_bucket_and_local_scans_agree(s3: S3Server, tmp_path: Path, marker: Path) -> None:
     tree = model_tree(tmp_path / "tree", marker, copies=2)
     _put_tree(s3, "mirror", tree, "models")
