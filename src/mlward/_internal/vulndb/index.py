@@ -24,7 +24,7 @@ from mlward._internal.vulndb.records import Advisory
 from mlward.errors import UsageError
 from mlward.settings import Settings
 
-INDEX_FORMAT = "1"
+INDEX_FORMAT = "2"
 
 
 def fingerprint(source: Path) -> str:
