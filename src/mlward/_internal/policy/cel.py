@@ -1,0 +1,120 @@
+"""CEL conditions, evaluated with ``cel-python`` (Google's Common Expression Language).
+
+Each rule's condition is compiled once (cel-python's transpiler: the expression becomes a
+Python code object of operator calls, about six times faster than its tree interpreter) and
+evaluated per item with the item bound to the collection's name (``finding``, ``model``...),
+``params`` and, when the condition names it, ``input`` (the whole document, converted only
+then). The policy is configuration the project wrote; scanned content only ever arrives as
+data in the document.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from mlward._internal.policy.document import InputDocument, sample_item
+from mlward._internal.policy.engine import Outcome, require
+from mlward._internal.policy.model import Policy, PolicyError, PolicyRule
+
+_USES_INPUT = re.compile(r"(?<![\w.])input\b")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+
+
+def _celpy() -> Any:
+    celpy: Any = require("celpy", "cel-python")
+    # cel-python logs every failed evaluation; the engine reports them itself.
+    logging.getLogger("celpy").addHandler(logging.NullHandler())
+    from celpy.celparser import CELParser
+
+    # cel-python keeps one parser for the process, built with the tree class of the first
+    # environment made; a parser made for the interpreter cannot feed the transpiler.
+    parser = CELParser.CEL_PARSER
+    if parser is not None and parser.options.tree_class is not celpy.CompiledRunner.tree_node_class:
+        CELParser.CEL_PARSER = None
+    return celpy
+
+
+class _Compiled:
+    def __init__(self, rule: PolicyRule, program: Any, uses_input: bool) -> None:
+        self.rule = rule
+        self.program = program
+        self.uses_input = uses_input
+
+
+class CelEngine:
+    """Evaluates a policy's CEL conditions."""
+
+    name = "cel"
+
+    def __init__(self, policy: Policy) -> None:
+        celpy = _celpy()
+        self._celpy = celpy
+        self.policy = policy
+        env = celpy.Environment(runner_class=celpy.CompiledRunner)
+        self._compiled = [self._compile(env, rule) for rule in policy.rules]
+        self._params = celpy.json_to_cel(dict(policy.params))
+        for c in self._compiled:
+            self._check_type(c)
+
+    def _compile(self, env: Any, rule: PolicyRule) -> _Compiled:
+        text, line = rule.condition("cel")
+        try:
+            program = env.program(env.compile(text))
+        except self._celpy.CELParseError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+            raise PolicyError(rule.origin, (line or rule.line or 1) + (exc.line or 1) - 1,
+                              f"rule {rule.id}: CEL does not compile: {first}") from None
+        except Exception as exc:  # the transpiler rejects some valid-looking trees
+            raise PolicyError(rule.origin, line or rule.line,
+                              f"rule {rule.id}: CEL does not compile: {exc}") from None
+        return _Compiled(rule, program, bool(_USES_INPUT.search(_STRING.sub('""', text))))
+
+    def _check_type(self, c: _Compiled) -> None:
+        """Run the condition once on a made-up item of the right shape: a condition that
+        compares a string with a number, or does not give true or false, fails on load."""
+        item = sample_item(c.rule.collection)
+        document = self._celpy.json_to_cel(sample_item(None)) if c.uses_input else None
+        result = self._run(c, self._celpy.json_to_cel(item), document)
+        if isinstance(result, str) and ("overload" in result or "true or false" in result):
+            _, line = c.rule.condition("cel")
+            raise PolicyError(c.rule.origin, line or c.rule.line,
+                              f"rule {c.rule.id}: {result}")
+
+    def _run(self, c: _Compiled, item: Any, document: Any) -> bool | str:
+        """True/False, or the error message when the condition cannot be evaluated."""
+        activation = {c.rule.variable: item, "params": self._params}
+        if c.uses_input:
+            activation["input"] = document
+        try:
+            value = c.program.evaluate(activation)
+        except self._celpy.CELEvalError as exc:
+            return f"CEL error: {exc.args[0] if exc.args else exc}"
+        except (TypeError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
+            return f"CEL error: {type(exc).__name__}: {exc}"
+        if isinstance(value, self._celpy.CELEvalError):
+            return f"CEL error: {value.args[0] if value.args else value}"
+        if not isinstance(value, (bool, self._celpy.celtypes.BoolType)):
+            return f"the condition gave {type(value).__name__}, not true or false"
+        return bool(value)
+
+    def evaluate(self, doc: InputDocument) -> Outcome:
+        outcome = Outcome()
+        converted: dict[str, list[Any]] = {}
+        document = None
+        if any(c.uses_input for c in self._compiled):
+            document = self._celpy.json_to_cel(doc.data)
+        for c in self._compiled:
+            collection = c.rule.collection
+            if collection not in converted:
+                converted[collection] = [self._celpy.json_to_cel(item)
+                                         for item in doc.items(collection)]
+            hits = outcome.hits.setdefault(c.rule.id, [])
+            for n, item in enumerate(converted[collection]):
+                result = self._run(c, item, document)
+                if result is True:
+                    hits.append(n)
+                elif result is not False:
+                    outcome.errors.setdefault(c.rule.id, []).append((n, str(result)))
+        return outcome

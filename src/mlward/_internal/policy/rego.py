@@ -1,0 +1,98 @@
+"""Rego conditions, evaluated with ``regopy`` (the Rego engine of OPA's C++ implementation).
+
+A rule's Rego condition is the body of a comprehension over its collection, one statement per
+line, with the item bound to the collection's name and ``params`` to the policy's
+parameters::
+
+    r3 := [i |
+        model := input.models[i]
+        startswith(model.path, "production/")
+        model.family != "safetensors"
+    ]
+
+Each rule is its own module of package ``mlward.gate``, so that a compile error names the
+rule and its line in the policy file. One query (``data.mlward.gate``) evaluates every rule.
+Array comprehensions, not partial set rules: regopy builds sets in time quadratic in their
+size (3.3 s for 10,000 items against 0.08 s).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from mlward._internal.policy.document import InputDocument
+from mlward._internal.policy.engine import Outcome, require
+from mlward._internal.policy.model import Policy, PolicyError, PolicyRule
+
+PACKAGE = "mlward.gate"
+_HEADER = f"package {PACKAGE}\nimport rego.v1\n\n"
+_ERROR = re.compile(r"\(error \d+:(?P<module>[^|\s]*)\|(?P<offset>\d+)\|\d+\s*"
+                    r"\(errormsg \d+:(?P<message>[^)\n]*)\)")
+
+
+def module_for(rule: PolicyRule, index: int) -> tuple[str, int]:
+    """The module of one rule and the module line its condition starts on."""
+    body, _ = rule.condition("rego")
+    if rule.collection == "project":
+        head = f"r{index} := [0 |\n\tproject := input.project\n"
+    else:
+        head = f"r{index} := [i |\n\t{rule.variable} := input.{rule.collection}[i]\n"
+    lines = "".join(f"\t{line}\n" for line in body.splitlines())
+    text = _HEADER + head + lines + "]\n"
+    return text, (_HEADER + head).count("\n") + 1
+
+
+class RegoEngine:
+    """Evaluates a policy's Rego conditions."""
+
+    name = "rego"
+
+    def __init__(self, policy: Policy) -> None:
+        regopy: Any = require("regopy", "regopy")
+        self._regopy = regopy
+        self.policy = policy
+        self._interp = regopy.Interpreter()
+        self._interp.log_level = regopy.LogLevel.NONE  # errors come back as RegoError
+        self._interp.add_module("params", _HEADER + "params := input.params\n")
+        for n, rule in enumerate(policy.rules):
+            text, first = module_for(rule, n)
+            try:
+                self._interp.add_module(f"rule{n}", text)
+            except regopy.RegoError as exc:
+                raise self._compile_error(rule, text, first, str(exc)) from None
+
+    @staticmethod
+    def _compile_error(rule: PolicyRule, text: str, first: int, error: str) -> PolicyError:
+        _, start = rule.condition("rego")
+        m = _ERROR.search(error)
+        if m is None:
+            return PolicyError(rule.origin, start or rule.line,
+                               f"rule {rule.id}: Rego does not compile: {error.strip()[:300]}")
+        module_line = text[:int(m.group("offset"))].count("\n") + 1
+        body_line = max(module_line - first, 0)
+        line = (start + body_line) if start else rule.line
+        return PolicyError(rule.origin, line, f"rule {rule.id}: Rego does not compile: "
+                           f"{m.group('message').strip()}")
+
+    def evaluate(self, doc: InputDocument) -> Outcome:
+        self._interp.set_input(doc.data)
+        output = self._interp.query(f"data.{PACKAGE}")
+        text = str(output)
+        outcome = Outcome()
+        if not output.ok():
+            m = _ERROR.search(text)
+            reason = m.group("message").strip() if m else text.strip()[:300]
+            for rule in self.policy.rules:
+                outcome.errors[rule.id] = [(-1, f"Rego error: {reason}")]
+            return outcome
+        values = json.loads(text)["expressions"][0] if text != "undefined" else {}
+        for n, rule in enumerate(self.policy.rules):
+            hits = values.get(f"r{n}")
+            if not isinstance(hits, list):
+                outcome.errors[rule.id] = [(-1, "Rego error: the rule gave no result "
+                                            "(a built-in failed on some item)")]
+                continue
+            outcome.hits[rule.id] = sorted({int(i) for i in hits})
+        return outcome
