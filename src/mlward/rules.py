@@ -598,3 +598,29 @@ LIVE_TOOL = rule(
 
 
 # --- MW7xx: provenance and integrity ------------------------------------------------------
+
+
+# --- MW90x-MW94x: policies and gates ------------------------------------------------------
+
+POLICY_VIOLATION = rule(
+    "MW901", "Policy rule violated", Severity.HIGH,
+    "Do what the policy rule's remediation says, or waive the violation (a [[waivers]] entry "
+    "whose rule is the policy rule's id) with a reason, an owner and an expiry date.",
+    doc="`mlward gate` found an item (a finding, a model, a dependency, a notebook, the "
+    "project) that a rule of the policy forbids. Reports show the policy rule's own id and "
+    "severity; MW901 is the catalogue entry they all share.",
+)
+POLICY_NOT_EVALUATED = rule(
+    "MW902", "Policy rule could not be evaluated", Severity.MEDIUM,
+    "Fix the condition (guard optional fields with `has(...)` in CEL or `!= null`), or the "
+    "check that left the item without the fields the condition reads.",
+    doc="A rule's condition raised an error on an item (a missing field, a type mismatch). The "
+    "gate cannot say the item passes, so the run is inconclusive (exit 2).",
+)
+ALERT_NOT_DELIVERED = rule(
+    "MW903", "Alert could not be delivered", Severity.LOW,
+    "Check the channel's URL, credentials and network; undelivered alerts are sent again on "
+    "the next gate run.",
+    doc="An alert channel (webhook, Slack, Teams, e-mail) refused or did not answer after "
+    "every retry. The gate's verdict does not change; the ledger records the failure.",
+)

@@ -39,9 +39,10 @@ COMMANDS = {
     "vulndb": "mlward.cli.deps",
     "probe": "mlward.cli.deps",
     "notebook": "mlward.cli.notebook",
+    "gate": "mlward.cli.gate",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
-WORKER_COMMANDS = frozenset({"scan", "baseline", "demo"})
+WORKER_COMMANDS = frozenset({"scan", "baseline", "demo", "gate"})
 """Commands that scan in worker processes: their fork server starts before anything else."""
 
 EXIT_OK = 0

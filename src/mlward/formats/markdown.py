@@ -15,7 +15,7 @@ from mlward.formats import RenderOptions
 
 MAX_ROWS = 200
 """Rows shown per table (a step summary is capped at 1 MiB)."""
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_SPECIAL = re.compile(r"([\\`*_\[\]|~!])")
 
 
 def md(text: str) -> str:

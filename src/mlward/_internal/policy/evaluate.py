@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -78,6 +78,8 @@ class GateResult:
     started: datetime
     finished: datetime
     version: str
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The input document the policy read (``--write-input``)."""
 
     @property
     def counted(self) -> tuple[Violation, ...]:

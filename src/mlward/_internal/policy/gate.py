@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ class GateConfig:
     policy: tuple[str, ...]
     checks: tuple[str, ...] = CHECKS
     engine: str = "cel"
-    params: Mapping[str, Any] = ()  # type: ignore[assignment]
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 def gate_config(settings: Settings, *, policy: Sequence[str] = (),
@@ -114,7 +114,7 @@ def run_gate(paths: Sequence[Path], settings: Settings, config: GateConfig, *,
         errors=tuple(errors), blind=tuple(doc.blind), expired_waivers=tuple(expired),
         checks=tuple(doc.data["project"]["checks"]), root=str(root),
         inputs=tuple(str(p) for p in paths), started=started,
-        finished=datetime.now(timezone.utc), version=__version__)
+        finished=datetime.now(timezone.utc), version=__version__, document=doc.data)
 
 
 def _local_models(runs: Iterable[CheckRun]) -> list[str]:
