@@ -36,6 +36,16 @@ def _celpy() -> Any:
     return celpy
 
 
+def _reason(exc: BaseException) -> str:
+    """The innermost message of a CEL error (cel-python wraps the real one, e.g. "no such
+    overload: DoubleType(7.5) != None", in an "evaluation error")."""
+    args: Any = exc.args
+    while args and isinstance(args[-1], tuple) and args[-1]:
+        args = args[-1]
+    text = str(args[0]) if args else str(exc)
+    return text if text != "evaluation error" else str(exc)
+
+
 class _Compiled:
     def __init__(self, rule: PolicyRule, program: Any, uses_input: bool) -> None:
         self.rule = rule
@@ -90,11 +100,11 @@ class CelEngine:
         try:
             value = c.program.evaluate(activation)
         except self._celpy.CELEvalError as exc:
-            return f"CEL error: {exc.args[0] if exc.args else exc}"
+            return f"CEL error: {_reason(exc)}"
         except (TypeError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
             return f"CEL error: {type(exc).__name__}: {exc}"
         if isinstance(value, self._celpy.CELEvalError):
-            return f"CEL error: {value.args[0] if value.args else value}"
+            return f"CEL error: {_reason(value)}"
         if not isinstance(value, (bool, self._celpy.celtypes.BoolType)):
             return f"the condition gave {type(value).__name__}, not true or false"
         return bool(value)
