@@ -4,8 +4,8 @@ A rule's Rego condition is the body of a comprehension over its collection, one 
 line, with the item bound to the collection's name and ``params`` to the policy's
 parameters::
 
-    r3 := [i |
-        model := input.models[i]
+    r3 := [mlward_item_index |
+        model := input.models[mlward_item_index]
         startswith(model.path, "production/")
         model.family != "safetensors"
     ]
@@ -28,6 +28,9 @@ from mlward._internal.policy.model import Policy, PolicyError, PolicyRule
 
 PACKAGE = "mlward.gate"
 _HEADER = f"package {PACKAGE}\nimport rego.v1\n\n"
+INDEX = "mlward_item_index"
+"""The comprehension's index variable: a name no condition uses by accident (``i`` would
+capture a condition's own ``some i in ...``)."""
 _ERROR = re.compile(r"\(error \d+:(?P<module>[^|\s]*)\|(?P<offset>\d+)\|\d+\s*"
                     r"\(errormsg \d+:(?P<message>[^)\n]*)\)")
 
@@ -38,7 +41,8 @@ def module_for(rule: PolicyRule, index: int) -> tuple[str, int]:
     if rule.collection == "project":
         head = f"r{index} := [0 |\n\tproject := input.project\n"
     else:
-        head = f"r{index} := [i |\n\t{rule.variable} := input.{rule.collection}[i]\n"
+        head = (f"r{index} := [{INDEX} |\n\t{rule.variable} := "
+                f"input.{rule.collection}[{INDEX}]\n")
     lines = "".join(f"\t{line}\n" for line in body.splitlines())
     text = _HEADER + head + lines + "]\n"
     return text, (_HEADER + head).count("\n") + 1
@@ -90,9 +94,9 @@ class RegoEngine:
         values = json.loads(text)["expressions"][0] if text != "undefined" else {}
         for n, rule in enumerate(self.policy.rules):
             hits = values.get(f"r{n}")
-            if not isinstance(hits, list):
+            if not isinstance(hits, list) or not all(type(i) is int for i in hits):
                 outcome.errors[rule.id] = [(-1, "Rego error: the rule gave no result "
                                             "(a built-in failed on some item)")]
                 continue
-            outcome.hits[rule.id] = sorted({int(i) for i in hits})
+            outcome.hits[rule.id] = sorted(set(hits))
         return outcome
