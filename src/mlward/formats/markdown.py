@@ -15,12 +15,13 @@ from mlward.formats import RenderOptions
 
 MAX_ROWS = 200
 """Rows shown per table (a step summary is capped at 1 MiB)."""
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SPECIAL = re.compile(r"([\\`*_\[\]|~!])")
 
 
 def md(text: str) -> str:
     """``text`` as literal Markdown on one line."""
-    text = " ".join(str(text).split())
+    text = _CONTROL.sub("\ufffd", " ".join(str(text).split()))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _SPECIAL.sub(r"\\\1", text)
 
