@@ -91,3 +91,23 @@ def test_cel_and_rego_convict_the_same_items(name: str, doc: dict[str, Any]) -> 
     a, b = cel.evaluate(InputDocument(doc)), rego.evaluate(InputDocument(doc))
     assert a.errors == {} and b.errors == {}
     assert a.hits == b.hits
+    # Judging each distinct projection once gives every item the verdict it gets alone.
+    whole = InputDocument(doc)
+    assert cel.evaluate(whole, project=False).hits == a.hits
+    assert rego.evaluate(whole, project=False).hits == b.hits
+
+
+@pytest.mark.parametrize(("text", "variable", "fields"), [
+    ("finding.rank >= 4 && finding.rule == 'x'", "finding", {"rank", "rule"}),
+    ('model.path.startsWith("finding.x") && has(model.license)', "model", {"path", "license"}),
+    ("size(model) > 3", "model", None),
+    ("model.all(k, k == 'x')", "model", None),
+    ("object.keys(model)", "model", None),
+    ("count(dependency.vulnerabilities) > 0\nsome v in dependency.vulnerabilities",
+     "dependency", {"vulnerabilities"}),
+])
+def test_the_fields_a_condition_reads(text: str, variable: str,
+                                      fields: set[str] | None) -> None:
+    from mlward._internal.policy.engine import fields_read
+
+    assert fields_read(text, variable) == (None if fields is None else frozenset(fields))

@@ -11,15 +11,17 @@ data in the document.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from mlward._internal.policy.document import InputDocument, sample_item
-from mlward._internal.policy.engine import Outcome, require
+from mlward._internal.policy.engine import (
+    Outcome,
+    Projection,
+    collections_through_input,
+    fields_read,
+    require,
+)
 from mlward._internal.policy.model import Policy, PolicyError, PolicyRule
-
-_USES_INPUT = re.compile(r"(?<![\w.])input\b")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
 
 
 def _celpy() -> Any:
@@ -47,10 +49,11 @@ def _reason(exc: BaseException) -> str:
 
 
 class _Compiled:
-    def __init__(self, rule: PolicyRule, program: Any, uses_input: bool) -> None:
+    def __init__(self, rule: PolicyRule, program: Any, text: str) -> None:
         self.rule = rule
         self.program = program
-        self.uses_input = uses_input
+        self.through_input = collections_through_input(text)
+        self.fields = fields_read(text, rule.variable)
 
 
 class CelEngine:
@@ -79,13 +82,13 @@ class CelEngine:
         except Exception as exc:  # the transpiler rejects some valid-looking trees
             raise PolicyError(rule.origin, line or rule.line,
                               f"rule {rule.id}: CEL does not compile: {exc}") from None
-        return _Compiled(rule, program, bool(_USES_INPUT.search(_STRING.sub('""', text))))
+        return _Compiled(rule, program, text)
 
     def _check_type(self, c: _Compiled) -> None:
         """Run the condition once on a made-up item of the right shape: a condition that
         compares a string with a number, or does not give true or false, fails on load."""
         item = sample_item(c.rule.collection)
-        document = self._celpy.json_to_cel(sample_item(None)) if c.uses_input else None
+        document = self._celpy.json_to_cel(sample_item(None))
         result = self._run(c, self._celpy.json_to_cel(item), document)
         if isinstance(result, str) and ("overload" in result or "true or false" in result):
             _, line = c.rule.condition("cel")
@@ -95,7 +98,7 @@ class CelEngine:
     def _run(self, c: _Compiled, item: Any, document: Any) -> bool | str:
         """True/False, or the error message when the condition cannot be evaluated."""
         activation = {c.rule.variable: item, "params": self._params}
-        if c.uses_input:
+        if c.through_input != frozenset():
             activation["input"] = document
         try:
             value = c.program.evaluate(activation)
@@ -109,22 +112,30 @@ class CelEngine:
             return f"the condition gave {type(value).__name__}, not true or false"
         return bool(value)
 
-    def evaluate(self, doc: InputDocument) -> Outcome:
+    def evaluate(self, doc: InputDocument, *, project: bool = True) -> Outcome:
+        """Every rule over its collection; with ``project``, once per distinct projection of
+        the items onto the fields the rule reads (the same verdicts, far fewer evaluations)."""
         outcome = Outcome()
-        converted: dict[str, list[Any]] = {}
-        document = None
-        if any(c.uses_input for c in self._compiled):
-            document = self._celpy.json_to_cel(doc.data)
+        converted: dict[tuple[str, frozenset[str] | None], tuple[Projection, list[Any]]] = {}
+        # ``input`` holds what the conditions name through it (converting 10,000 findings
+        # for a condition that reads input.project would cost more than judging them).
+        names: set[str] = set()
         for c in self._compiled:
-            collection = c.rule.collection
-            if collection not in converted:
-                converted[collection] = [self._celpy.json_to_cel(item)
-                                         for item in doc.items(collection)]
-            hits = outcome.hits.setdefault(c.rule.id, [])
-            for n, item in enumerate(converted[collection]):
+            names |= set(doc.data) if c.through_input is None else c.through_input
+        document = self._celpy.json_to_cel({k: doc.data[k] for k in names if k in doc.data})
+        for c in self._compiled:
+            key = (c.rule.collection, c.fields if project else None)
+            if key not in converted:
+                proj = Projection.of(doc.items(c.rule.collection), key[1])
+                converted[key] = proj, [self._celpy.json_to_cel(i) for i in proj.items]
+            proj, items = converted[key]
+            hits = []
+            for n, item in enumerate(items):
                 result = self._run(c, item, document)
                 if result is True:
                     hits.append(n)
                 elif result is not False:
-                    outcome.errors.setdefault(c.rule.id, []).append((n, str(result)))
+                    outcome.errors.setdefault(c.rule.id, []).extend(
+                        (m, str(result)) for m in proj.members[n])
+            outcome.hits[c.rule.id] = proj.expand(hits)
         return outcome

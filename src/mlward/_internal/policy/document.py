@@ -201,6 +201,17 @@ def _models(runs: Sequence[CheckRun], findings: list[dict[str, Any]], doc: Input
     out = []
     subjects = []
     seen: set[tuple[str, tuple[str, ...]]] = set()
+    cards: dict[str, str | None] = {}
+
+    def licenses(loc: Location, fmt: str) -> str | None:
+        # A model repository (or SavedModel folder) is a folder; a model file's card is in
+        # the folder holding it.
+        whole = fmt.startswith("model-repository") or fmt.endswith("-folder")
+        folder = loc.uri if whole else os.path.dirname(loc.uri)  # noqa: PTH120
+        if folder not in cards:
+            cards[folder] = _license(root / folder)
+        return cards[folder]
+
     for run in runs:
         for e in run.report.examined:
             kind = model_family(e.format)
@@ -225,7 +236,8 @@ def _models(runs: Sequence[CheckRun], findings: list[dict[str, Any]], doc: Input
                             "inputs": [{"name": n, "ok": ok, "detail": d}
                                        for n, ok, d in lin.inputs],
                             "detail": lin.detail},
-                "license": _license(root, loc) if loc.is_local and not loc.members else None,
+                "license": licenses(loc, e.format) if loc.is_local and not loc.members
+                else None,
             })
             subjects.append(Subject(f"model:{loc.container_path}", loc.container_path,
                                     Location(loc.uri, loc.members), tuple(behind)))
@@ -233,13 +245,11 @@ def _models(runs: Sequence[CheckRun], findings: list[dict[str, Any]], doc: Input
     return out
 
 
-def _license(root: Path, loc: Location) -> str | None:
-    """The ``license:`` a model card declares (README.md front matter, Hugging Face style),
-    in the model's folder or, for a file, the folder holding it."""
+def _license(folder: Path) -> str | None:
+    """The ``license:`` the model card in ``folder`` declares (README.md front matter,
+    Hugging Face style): a model folder's, or the folder holding a model file."""
     import yaml
 
-    path = root / loc.uri
-    folder = path if path.is_dir() else path.parent
     card = folder / "README.md"
     try:
         with open(card, "rb") as f:
@@ -276,7 +286,9 @@ def _dependencies(runs: Sequence[CheckRun], doc: InputDocument,
                   today: date) -> list[dict[str, Any]]:
     out = []
     subjects = []
-    findings = [s.findings[0] for s in doc.subjects["findings"]]
+    at: dict[Location, list[Finding]] = {}
+    for s in doc.subjects["findings"]:
+        at.setdefault(s.location, []).append(s.findings[0])
     for run in runs:
         for fact in run.report.facts:
             if fact.kind != "dependency":
@@ -291,8 +303,8 @@ def _dependencies(runs: Sequence[CheckRun], doc: InputDocument,
                 "path": fact.location.uri, "line": fact.location.line,
                 "vulnerabilities": vulns,
             })
-            behind = tuple(f for f in findings if f.location == fact.location
-                           and f.details.get("package") == name)
+            behind = tuple(f for f in at.get(fact.location, ())
+                           if f.details.get("package") == name)
             shown = f"{name}=={d['version']}" if d.get("version") else name
             subjects.append(Subject(f"dependency:{fact.location.container_path}:{name}",
                                     f"{shown} ({fact.location.container_path})",
