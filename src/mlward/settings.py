@@ -161,6 +161,8 @@ def _positive_float(value: Any, key: str) -> float:
 
 
 def _severity(value: Any, key: str) -> Severity:
+    if isinstance(value, Severity):
+        return value
     if not isinstance(value, str):
         raise ValueError(f"{key} must be a severity name")
     return Severity.parse(value)

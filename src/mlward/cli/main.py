@@ -12,11 +12,13 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlward._version import __version__
 from mlward.errors import MlwardError
-from mlward.findings import Severity
+
+if TYPE_CHECKING:
+    from mlward.findings import Severity
 
 # Each module has ``register(subparsers)``, which adds its commands and sets ``func``
 # (a callable taking the parsed arguments and returning the exit code). The table names the
@@ -42,8 +44,6 @@ COMMANDS = {
     "gate": "mlward.cli.gate",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
-WORKER_COMMANDS = frozenset({"scan", "baseline", "demo", "gate"})
-"""Commands that scan in worker processes: their fork server starts before anything else."""
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -53,6 +53,8 @@ EXIT_INTERRUPTED = 130
 
 def severity_arg(text: str) -> Severity:
     """``--fail-on`` value, in any case."""
+    from mlward.findings import Severity
+
     try:
         return Severity.parse(text)
     except ValueError as exc:
@@ -179,10 +181,21 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
     level = logging.ERROR if quiet else (logging.WARNING if not verbose else
                                          logging.INFO if verbose == 1 else logging.DEBUG)
+    class Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+        """Writes to whatever ``sys.stderr`` is now (tests and wrappers replace it)."""
+
+        @property
+        def stream(self) -> Any:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value: Any) -> None:
+            pass
+
     logger = logging.getLogger("mlward")
     logger.setLevel(level)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = Stderr()
         handler.setFormatter(logging.Formatter("mlward: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
     logger.propagate = False
@@ -190,12 +203,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = _command(argv)
-    if command in WORKER_COMMANDS and "inline" not in argv:
-        from mlward.executors.process import warm_up
-
-        warm_up()
-    parser = build_parser(command)
+    parser = build_parser(_command(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
@@ -241,4 +249,5 @@ def _suppress_oserror() -> Any:
 
 
 def entrypoint() -> None:
+    """``python -m mlward`` (the console script is :func:`mlward.cli.entry.entrypoint`)."""
     sys.exit(main())

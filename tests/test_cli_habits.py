@@ -1,0 +1,109 @@
+"""What users expect of a CLI: global options anywhere, NO_COLOR, case-insensitive severities,
+validated counts, logging with -v, and output errors as one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlward.cli.main import main
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps({"w": 1}))
+    return path
+
+
+@pytest.mark.parametrize("argv", [
+    ["-q", "--format", "json", "scan", "{m}"],
+    ["scan", "{m}", "-q", "--format", "json"],
+    ["--format", "json", "scan", "-q", "{m}"],
+    ["-f", "json", "scan", "{m}", "-q"],
+])
+def test_global_options_before_or_after_the_command(argv: list[str], model: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([a.format(m=model) for a in argv]) == 0
+    assert json.loads(capsys.readouterr().out)["examined"][0]["location"]["uri"] == "m.pkl"
+
+
+def test_fail_on_is_case_insensitive_and_validated(model: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "-q", "--fail-on", "INFO", str(model)]) == 0
+    assert main(["scan", "-q", "--fail-on", "Medium", str(model)]) == 0
+    assert main(["scan", "-q", "--fail-on", "severe", str(model)]) == 2
+    assert "unknown severity" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "two"])
+def test_jobs_must_be_a_positive_count(jobs: str, model: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "-j", jobs, str(model)]) == 2
+    assert "--jobs" in capsys.readouterr().err
+
+
+def test_no_color_and_the_flag(model: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # as on a terminal
+    main(["scan", "-q", str(model)])
+    assert "\x1b[" in capsys.readouterr().out
+    monkeypatch.setenv("NO_COLOR", "1")
+    main(["scan", "-q", str(model)])
+    assert "\x1b[" not in capsys.readouterr().out
+    monkeypatch.delenv("NO_COLOR")
+    main(["--no-color", "scan", "-q", str(model)])
+    assert "\x1b[" not in capsys.readouterr().out
+
+
+def test_verbose_shows_the_library_log(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["-v", "scan", str(model)])
+    assert "mlward: INFO: scanning 1 file(s)" in capsys.readouterr().err
+    main(["scan", str(model)])
+    assert "INFO" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target,message", [
+    ("{tmp}/missing/report.json", "does not exist"),
+    ("{tmp}", "it is a folder"),
+    ("/dev/full", "No space left on device"),
+])
+def test_output_errors_are_one_line_and_exit_2(target: str, message: str, model: Path,
+                                               tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "-q", "-f", "json", "-o", target.format(tmp=tmp_path),
+                 str(model)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
+
+
+def test_reports_follow_the_umask(model: Path, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        assert main(["scan", "-q", "-f", "json", "-o", str(tmp_path / "r.json"),
+                     str(model)]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_closed_pipe_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    for i in range(200):
+        (tmp_path / f"f{i}.txt").write_text("API_KEY = 'not a secret at all'\n" * 50)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before mlward writes
+    proc = subprocess.run([sys.executable, "-m", "mlward", "scan", "-v", str(tmp_path)],
+                          stdout=write, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": SRC}, timeout=120)
+    os.close(write)
+    assert proc.returncode == 2
+    assert "broken pipe" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,183 @@
+"""The executor seam: crash isolation, time budgets and clean shutdown, on both start methods."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mlward
+from mlward.executors import InlineExecutor, Outcome, ThreadExecutor, available_cores
+from mlward.executors.process import ProcessExecutor
+from mlward.settings import Settings
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+METHODS = ["forkserver", "spawn"]
+
+
+def _work(x: int) -> int:
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # a native crash, as far as the parent can tell
+    if x == 5:
+        time.sleep(60)  # a hang
+    if x == 7:
+        raise ValueError("seven")
+    return x * 2
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_unit_ends_exactly_once_whatever_kills_it(method: str) -> None:
+    executor = ProcessExecutor(2, timeout=2.0, method=method, batch=3)
+    outcomes = list(executor.map(_work, list(range(12))))
+    assert sorted(o.unit for o in outcomes) == list(range(12))  # no loss, no duplicate
+    by_unit = {o.unit: o for o in outcomes}
+    assert "SIGKILL" in (by_unit[3].error or "")
+    assert "time budget" in (by_unit[5].error or "")
+    assert by_unit[7].error == "raised ValueError: seven"
+    assert all(by_unit[i] == Outcome(i, i * 2) for i in range(12) if i not in (3, 5, 7))
+
+
+def _hog(n: int) -> int:
+    return len(bytearray(n))
+
+
+def test_a_unit_over_the_memory_cap_fails_alone() -> None:
+    executor = ProcessExecutor(1, max_memory=512 << 20, method="forkserver")
+    outcomes = {o.unit: o for o in executor.map(_hog, [10, 4 << 30, 20])}
+    assert outcomes[0].result == 10 and outcomes[2].result == 20
+    assert outcomes[1].error == "ran out of memory"
+
+
+def test_thread_and_inline_executors_report_errors_as_outcomes() -> None:
+    units = [1, 7, 2]
+
+    def fn(x: int) -> int:
+        if x == 7:
+            raise ValueError("seven")
+        return x
+
+    for executor in (ThreadExecutor(2), InlineExecutor()):
+        got = {o.unit: o for o in executor.map(fn, units)}
+        assert got[0].result == 1 and got[2].result == 2
+        assert got[1].error == "raised ValueError: seven"
+
+
+def test_available_cores_is_positive() -> None:
+    assert available_cores() >= 1
+
+
+def test_nothing_forks_by_hand() -> None:
+    """Workers start with forkserver or spawn only (bare fork is unsafe with threads and
+    does not exist on Windows)."""
+    offenders = [p for p in SRC.rglob("*.py") if "os.fork" in p.read_text(encoding="utf-8")]
+    assert offenders == []
+
+
+# -- a plugin scanner that kills its worker: registered through the entry point, as a
+#    third-party scanner would be, so that worker processes load it too --------------------
+
+PLUGIN = '''
+import os, signal, time
+from mlward.plugins import Scanner
+
+class Dies(Scanner):
+    name = "test-dies"
+    priority = 1
+    def sniff(self, source):
+        return source.head(8) in (b"DIE-NOW!", b"SLEEP!!!")
+    def scan(self, source, ctx):
+        if source.head(8) == b"SLEEP!!!":
+            open(os.environ["MLWARD_TEST_PIDS"] + f"/{os.getpid()}", "w").close()
+            time.sleep(120)
+        os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.fixture
+def dying_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "mlward_test_dies.py").write_text(PLUGIN)
+    info = site / "mlward_test_dies-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mlward-test-dies\n"
+                                   "Version: 1.0\n")
+    (info / "entry_points.txt").write_text("[mlward.scanners]\ndies = mlward_test_dies\n")
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+
+
+def _files(root: Path, n: int) -> None:
+    root.mkdir()
+    for i in range(n):
+        (root / f"w{i:04}.pkl").write_bytes(pickle.dumps({"i": i}, protocol=i % 6))
+    (root / "evil.bin").write_bytes(b"cos\nsystem\n(S'true'\ntR.")  # never run
+    (root / "crash.bin").write_bytes(b"DIE-NOW!")
+
+
+@pytest.mark.parametrize("n", [0, 1000])
+def test_a_scanner_that_kills_its_worker_costs_only_that_file(tmp_path: Path, dying_plugin: Path,
+                                                              n: int) -> None:
+    tree = tmp_path / "tree"
+    _files(tree, n)
+    # spawn: fresh workers that load the scanners (and this plugin) from the entry points.
+    report = mlward.scan([tree], executor=ProcessExecutor(2, method="spawn"))
+    assert [(s.location.uri, "SIGKILL" in s.reason) for s in report.inconclusive] == [
+        ("crash.bin", True)]
+    assert [f.location.uri for f in report.findings if f.rule_id == "MW001"] == ["crash.bin"]
+    assert len({e.location.uri for e in report.examined}) == n + 1  # every other file judged
+    assert any(f.evidence == "os.system" for f in report.findings)
+    assert report.exit_code(mlward.Severity.CRITICAL) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for processes")
+def test_ctrl_c_leaves_no_process_behind(tmp_path: Path, dying_plugin: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(4):
+        (tree / f"s{i}.bin").write_bytes(b"SLEEP!!!")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = {**os.environ, "MLWARD_TEST_PIDS": str(pids),
+           "PYTHONPATH": os.pathsep.join([str(dying_plugin), str(SRC)])}
+    proc = subprocess.Popen([sys.executable, "-m", "mlward", "scan", "-q", "-j", "2",
+                             str(tree)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int(p.name) for p in pids.iterdir()]
+    assert len(workers) == 2, "the workers never started"
+    helpers = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+               .read_text().split()]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers + helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in workers + helpers if _alive(p)] == []
+
+
+def test_scan_settings_choose_the_executor(tmp_path: Path) -> None:
+    (tmp_path / "a.pkl").write_bytes(pickle.dumps([1, 2]))
+    for kind in ("process", "thread", "inline"):
+        report = mlward.scan([tmp_path], settings=Settings(executor=kind))
+        assert report.stats["executor"] == kind
+        assert [e.location.uri for e in report.examined] == ["a.pkl"]

@@ -1,0 +1,90 @@
+"""Settings: one resolution order, every value's origin, clear errors; `mlward config show`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlward.cli.main import main
+from mlward.errors import UsageError
+from mlward.findings import Severity
+from mlward.settings import Settings, load_settings
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / ".mlward").mkdir()
+    (tmp_path / ".mlward" / "mlward.toml").write_text(
+        'fail_on = "low"\njobs = 3\nexclude = ["data/"]\n[limits]\nmax_depth = 4\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.mlward]\nfail_on = "medium"\ntimeout = 30\n')
+    monkeypatch.chdir(tmp_path)
+    for var in ("MLWARD_FAIL_ON", "MLWARD_JOBS", "MLWARD_TIMEOUT", "NO_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def test_each_layer_overrides_the_one_before(project: Path) -> None:
+    s = load_settings()
+    assert (s.fail_on, s.jobs, s.timeout, s.limits.max_depth) == (Severity.MEDIUM, 3, 30.0, 4)
+    assert s.origins["jobs"].endswith("mlward.toml")
+    assert s.origins["fail_on"].endswith("[tool.mlward]")
+    s = load_settings(env={"MLWARD_FAIL_ON": "critical", "MLWARD_JOBS": "2"})
+    assert (s.fail_on, s.jobs) == (Severity.CRITICAL, 2)
+    assert s.origins["fail_on"] == "environment MLWARD_FAIL_ON"
+    s = load_settings(env={"MLWARD_FAIL_ON": "critical"}, flags={"fail_on": Severity.INFO})
+    assert s.fail_on is Severity.INFO and s.origins["fail_on"] == "flag --fail-on"
+    assert Settings().fail_on is Severity.HIGH  # the library default reads nothing
+
+
+def test_config_show_prints_values_and_origins(project: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main(["config", "show", "--format", "json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["fail_on"]["value"] == "medium"
+    assert rows["fail_on"]["origin"].endswith("pyproject.toml [tool.mlward]")
+    assert rows["exclude"]["value"] == "data/"
+    assert rows["color"] == {"name": "color", "value": "false",
+                             "origin": "environment NO_COLOR"}
+    assert rows["format"]["origin"] == "default"
+    assert main(["config", "show"]) == 0
+    assert "mlward.toml" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("toml,message", [
+    ('jobs = 0\n', "jobs must be a whole number of at least 1"),
+    ('fail_on = "severe"\n', "unknown severity"),
+    ('colour = true\n', "unknown setting 'colour'"),
+    ('[limits]\nmax_depht = 3\n', "unknown limit 'max_depht'"),
+    ('[[waivers]]\nrule = "MW101"\n', "needs a reason"),
+    ('[[waivers]]\nreason = "x"\n', "must name a fingerprint or a rule"),
+    ('[[waivers]]\nreason = "x"\nrule = "MW1"\nexpires = "soon"\n', "expires must be a date"),
+    ('fail_on = \n', "not valid TOML"),
+])
+def test_bad_settings_name_the_file_and_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    (tmp_path / ".mlward").mkdir()
+    (tmp_path / ".mlward" / "mlward.toml").write_text(toml)
+    with pytest.raises(UsageError) as err:
+        load_settings(start=tmp_path)
+    assert message in err.value.diagnostics()
+    assert "mlward.toml" in err.value.diagnostics()
+
+
+def test_the_cli_turns_a_bad_setting_into_one_line_and_exit_2(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / ".mlward" / "mlward.toml").write_text("jobs = -1\n")
+    assert main(["scan", "-q", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "jobs" in err and "Traceback" not in err
+
+
+def test_sections_are_kept_for_their_features(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.mlward.alerts]\nwebhook = "http://127.0.0.1:1/hook"\n')
+    s = load_settings(start=tmp_path)
+    assert s.section("alerts") == {"webhook": "http://127.0.0.1:1/hook"}
+    assert s.section("cloud") == {}
