@@ -39,9 +39,10 @@ from mlward._internal.policy.document import (
 from mlward._internal.policy.engine import make_engine
 from mlward._internal.policy.evaluate import judge
 from mlward._internal.policy.model import load_policy
+from mlward._internal.triage import make_triage
 from mlward.findings import Fact, Location, ReportBuilder, Severity, TargetKind
 from mlward.rules import RULES
-from mlward.settings import Waiver
+from mlward.settings import Settings, Waiver
 
 FORMATS = ["pickle", "pytorch-zip", "safetensors", "onnx", "gguf", "keras", "joblib",
            "tf-savedmodel", "numpy-npz", "safetensors"]
@@ -75,10 +76,8 @@ def reports(n_findings: int, n_models: int, seed: int = 1) -> tuple[list[CheckRu
             "name": f"pkg{i}", "version": "1.0" if i % 5 else None,
             "specifier": "==1.0" if i % 5 else ">=1", "origin": "requirements",
             "vulnerabilities": vulns}))
-    triage_waivers = (Waiver("accepted risk", rule="MW307"),)
-    from mlward._internal.triage import _Triage
-
-    triage = _Triage(triage_waivers, frozenset(), None, NOW.date())
+    triage = make_triage(Settings(waivers=(Waiver("accepted risk", rule="MW307"),)), None,
+                         today=NOW.date())
     runs = [CheckRun("scan", scan.build(finished=NOW, triage=triage)),
             CheckRun("deps", deps.build(finished=NOW))]
     statuses = ["valid", "unsigned", "invalid", "unchecked"]

@@ -17,7 +17,7 @@ from mlward._internal.policy.evaluate import GateResult, Violation
 from mlward.formats.junit import Case, Problem, junit_xml
 from mlward.formats.markdown import md, table
 from mlward.formats.sarif import _LEVEL, _SECURITY_SEVERITY, ROOT, SCHEMA, sarif_location
-from mlward.rules import POLICY_VIOLATION
+from mlward.rules import POLICY_NOT_EVALUATED, POLICY_VIOLATION
 
 FINGERPRINT = "mlward/gate/v1"
 MAX_SHOWN = 5
@@ -66,8 +66,8 @@ def render_text(result: GateResult) -> Rendered:
         if counted and rule.remediation:
             out.append(f"     fix: {rule.remediation}")
         for e in errors[:MAX_SHOWN]:
-            out.append(f"     could not evaluate{f' on {e.subject.display}' if e.subject else ''}"
-                       f": {e.message}")
+            out.append(f"     could not evaluate ({POLICY_NOT_EVALUATED.id})"
+                       f"{f' on {e.subject.display}' if e.subject else ''}: {e.message}")
         if len(errors) > MAX_SHOWN:
             out.append(f"     ... and {len(errors) - MAX_SHOWN} more")
     if result.blind:
@@ -156,7 +156,8 @@ def _sarif_document(result: GateResult, results: list[dict[str, Any]],
                                                       f"{s.reason}"}}
              for c, s in result.blind]
     notes += [{"level": "error", "message": {"text": f"rule {e.rule.id} could not be "
-                                                     f"evaluated: {e.message}"}}
+                                                     f"evaluated: {e.message}"},
+               "descriptor": {"id": POLICY_NOT_EVALUATED.id}}
               for e in result.errors]
     if left_out:
         notes.append({"level": "warning", "message": {
