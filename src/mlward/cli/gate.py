@@ -101,9 +101,12 @@ def run(args: argparse.Namespace) -> int:
 def _write_outputs(result: Any, args: argparse.Namespace) -> None:
     from mlward._internal.policy.render import GATE_FORMATS
 
-    rendered = GATE_FORMATS[args.format or "text"](result)
+    fmt = args.format or "text"
+    rendered = GATE_FORMATS[fmt](result)
     if args.output is not None:
         write_output(rendered.text, args.output)
+        if fmt != "text" and not args.settings.quiet:  # as `mlward scan -o` does
+            sys.stderr.write(GATE_FORMATS["text"](result).text)
     else:
         sys.stdout.write(rendered.text)
         sys.stdout.flush()
