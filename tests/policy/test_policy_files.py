@@ -171,3 +171,12 @@ def test_extends_loops_are_stopped(tmp_path: Path) -> None:
     write(tmp_path, "version: 1\nextends: a.yaml\nrules: []\n", "b.yaml")
     with pytest.raises(PolicyError, match="nests deeper"):
         load_policy([str(tmp_path / "a.yaml")], base=tmp_path)
+
+
+def test_yaml_aliases_are_refused_before_they_can_expand(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
+    text = "version: 1\nname: laughs\nparams:\n" + "".join(f"  {line}\n" for line in levels)
+    text += RULE.split("\n", 1)[1]
+    with pytest.raises(PolicyError, match="anchors and aliases are not allowed"):
+        load_policy([str(write(tmp_path, text))], base=tmp_path)

@@ -130,13 +130,21 @@ class Policy:
 Lines = dict[tuple[Any, ...], int]
 
 
-def _yaml_lines(text: str) -> Lines:
-    """Line of every key and list item, by its path in the document."""
+def _yaml_lines(text: str, source: str) -> Lines:
+    """Line of every key and list item, by its path in the document. YAML aliases are
+    refused: a policy needs none, and nested ones expand to billions of values ("billion
+    laughs") once the parameters are serialised."""
     import yaml
 
     lines: Lines = {}
+    seen: set[int] = set()
 
     def visit(node: Any, path: tuple[Any, ...]) -> None:
+        if id(node) in seen:
+            raise PolicyError(source, node.start_mark.line + 1, "YAML anchors and aliases "
+                              "are not allowed in a policy")
+        if not isinstance(node, yaml.ScalarNode):
+            seen.add(id(node))
         lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
@@ -206,7 +214,7 @@ def _parse(text: str, source: str) -> tuple[Any, Lines]:
         mark = getattr(exc, "problem_mark", None)
         raise PolicyError(source, mark.line + 1 if mark else None,
                           f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    return data, _yaml_lines(text)
+    return data, _yaml_lines(text, source)
 
 
 # --- validation -------------------------------------------------------------------------------
