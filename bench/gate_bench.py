@@ -137,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"{r['compile'] * 1000:.0f} |")
             print(rows[-1], flush=True)
     worst = max(results.items(), key=lambda kv: kv[1]["total"])
-    cmd = "bench/.venv/bin/python bench/gate_bench.py" + (
+    worst_cpu = max(results.items(), key=lambda kv: kv[1]["cpu"])
+    repo = Path(__file__).resolve().parent.parent
+    python = Path(sys.executable)
+    shown = python.relative_to(repo) if repo in python.parents else python
+    env = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
+    cmd = f"{env}{shown} bench/gate_bench.py" + (
         "" if (args.findings, args.models) == (10_000, 1_000)
         else f" --findings {args.findings} --models {args.models}") + " --write-readme"
     section = "\n".join([
@@ -154,9 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"Target (issue 17): under 1,000 ms after the scans. Slowest: {worst[0][0]} with "
+        f"Target (issue 17): under 1,000 ms after the scans. By CPU time the slowest is "
+        f"{worst_cpu[0][0]} with {worst_cpu[0][1]}, {worst_cpu[1]['cpu'] * 1000:.0f} ms: "
+        f"{'met' if worst_cpu[1]['cpu'] < 1 else 'NOT met'}; by wall time {worst[0][0]} with "
         f"{worst[0][1]}, {worst[1]['total'] * 1000:.0f} ms: "
-        f"{'met' if worst[1]['total'] < 1 else 'NOT met'}.",
+        f"{'met' if worst[1]['total'] < 1 else 'NOT met'} (at the load average above).",
     ])
     if args.write_readme:
         write_section("gate_bench", section)

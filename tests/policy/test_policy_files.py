@@ -9,6 +9,7 @@ import pytest
 
 from mlward._internal.policy.engine import make_engine
 from mlward._internal.policy.model import PACKS, Policy, PolicyError, load_policy
+from mlward.errors import UsageError
 
 RULE = """version: 1
 rules:
@@ -105,6 +106,12 @@ def test_settings_parameters_override_the_policy_and_change_its_digest() -> None
     plain = load_policy(["baseline"], base=Path())
     tuned = load_policy(["baseline"], base=Path(), params={"fix_grace_days": 30})
     assert tuned.params["fix_grace_days"] == 30 and plain.digest != tuned.digest
+
+
+def test_settings_cannot_set_a_parameter_the_policy_does_not_have() -> None:
+    with pytest.raises(UsageError, match="'fix_grace_day', which is not a parameter of the "
+                       "policy \\(did you mean 'fix_grace_days'\\?\\)"):
+        load_policy(["baseline"], base=Path(), params={"fix_grace_day": 30})
 
 
 def test_an_empty_policy_is_refused(tmp_path: Path) -> None:

@@ -425,6 +425,12 @@ def load_policy(specs: Sequence[str], *, base: Path,
         merged.update(loaded.params)
         sources += loaded.sources
         names.append(loaded.name)
+    for key in params or {}:
+        if key not in merged:
+            near = difflib.get_close_matches(str(key), list(merged), n=1)
+            raise UsageError(f"[policy] sets {key!r}, which is not a parameter of the policy"
+                             + (f" (did you mean {near[0]!r}?)" if near else "")
+                             + f"; its parameters: {', '.join(merged) or 'none'}")
     merged.update(params or {})
     return Policy("+".join(names), tuple(rules.values()), merged,
                   tuple(dict.fromkeys(sources)))
