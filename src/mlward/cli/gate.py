@@ -8,11 +8,16 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlward.cli.deps import add_source_options
 from mlward.cli.scan import add_executor_options, add_walk_options
 from mlward.formats import write_output
+
+if TYPE_CHECKING:
+    from mlward._internal.alerts.config import AlertConfig
+    from mlward._internal.alerts.send import Delivery
+    from mlward._internal.policy.evaluate import GateResult
 
 FORMATS = ("text", "json", "sarif", "junit", "markdown")
 
@@ -98,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _write_outputs(result: Any, args: argparse.Namespace) -> None:
+def _write_outputs(result: GateResult, args: argparse.Namespace) -> None:
     from mlward._internal.policy.render import GATE_FORMATS
 
     fmt = args.format or "text"
@@ -123,8 +128,8 @@ def _write_outputs(result: Any, args: argparse.Namespace) -> None:
         print(f"mlward: warning: {w}", file=sys.stderr)
 
 
-def _alert(result: Any, alerts: Any,
-           args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
+def _alert(result: GateResult, alerts: AlertConfig,
+           args: argparse.Namespace) -> tuple[dict[str, Any], list[Delivery]]:
     from mlward._internal.alerts.send import Alert, deliver_all
     from mlward._internal.alerts.state import next_state, plan
     from mlward._internal.ledger import LedgerError
@@ -154,8 +159,8 @@ def _alert(result: Any, alerts: Any,
     return next_state(alerts.channels, current, p, deliveries), deliveries
 
 
-def _record(result: Any, args: argparse.Namespace, run_id: str,
-            state: dict[str, Any] | None, deliveries: list[Any]) -> None:
+def _record(result: GateResult, args: argparse.Namespace, run_id: str,
+            state: dict[str, Any] | None, deliveries: list[Delivery]) -> None:
     from mlward._internal.ledger import LedgerError
     from mlward._internal.policy.record import record_gate
 
