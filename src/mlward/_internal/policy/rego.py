@@ -87,7 +87,9 @@ class RegoEngine:
                            f"{m.group('message').strip()}")
 
     def _fields(self) -> dict[str, frozenset[str] | None]:
-        """Per collection, the fields any rule reads from its items (None: whole items)."""
+        """Per collection, the fields the rules read from its items (None: whole items, for
+        a collection some condition names through ``input``); collections no rule judges
+        or names are absent."""
         fields: dict[str, frozenset[str] | None] = {}
         whole: set[str] = set()
         for rule in self.policy.rules:
@@ -97,18 +99,25 @@ class RegoEngine:
             read = fields_read(body, rule.variable)
             known = fields.get(rule.collection, frozenset())
             fields[rule.collection] = None if read is None or known is None else known | read
-        return {c: None if c in whole else f for c, f in fields.items()}
+        return {**fields, **dict.fromkeys(whole & set(COLLECTIONS), None)}
 
     def evaluate(self, doc: InputDocument, *, project: bool = True) -> Outcome:
         """Every rule in one query; with ``project``, over the distinct projections of each
-        collection onto the fields its rules read (the same verdicts, a far smaller input)."""
+        collection onto the fields its rules read, and without the collections no rule reads
+        (the same verdicts, a far smaller input to convert)."""
         data = dict(doc.data)
         projections: dict[str, Projection] = {}
-        for collection, fields in self._fields().items():
-            if collection != "project":
-                proj = Projection.of(doc.items(collection), fields if project else None)
-                projections[collection] = proj
-                data[collection] = proj.items
+        fields = self._fields()
+        for collection in COLLECTIONS:
+            if collection == "project":
+                continue
+            if collection not in fields:
+                data[collection] = []
+                continue
+            proj = Projection.of(doc.items(collection),
+                                 fields[collection] if project else None)
+            projections[collection] = proj
+            data[collection] = proj.items
         self._interp.set_input(data)
         output = self._interp.query(f"data.{PACKAGE}")
         text = str(output)
