@@ -204,3 +204,37 @@ def test_each_run_and_violation_is_in_the_ledger(project: Path, run: Run) -> Non
     evil = next(e for e in violations if e.details["rule"] == "no-critical-findings")
     assert evil.resource == (project / "models" / "evil.pkl").as_uri()
     assert evil.details["policy"]["digest"] == doc["policy"]["digest"]
+
+
+@pytest.mark.parametrize("pack", ["baseline", "strict"])
+def test_every_output_format_is_the_same_from_cel_and_rego(project: Path, run: Run,
+                                                           tmp_path: Path, pack: str) -> None:
+    outputs: dict[str, dict[str, str]] = {}
+    for engine in ("cel", "rego"):
+        out = tmp_path / engine
+        out.mkdir()
+        code, _, _ = run(*GATE, "--policy", pack, "--engine", engine, "-o", out / "gate.txt",
+                         "--sarif", out / "gate.sarif", "--junit", out / "gate.xml",
+                         "--markdown", out / "gate.md", "--json", out / "gate.json")
+        assert code == 1
+        jsonschema.validate(json.loads((out / "gate.sarif").read_text()), SARIF_SCHEMA)
+        xmlschema.XMLSchema(JUNIT_XSD).validate(out / "gate.xml")
+        outputs[engine] = {p.name: p.read_text().replace(f"engine {engine}", "engine E")
+                           for p in out.iterdir()}
+    cel, rego = outputs["cel"], outputs["rego"]
+    assert cel["gate.txt"] == rego["gate.txt"] and cel["gate.md"] == rego["gate.md"]
+
+    def sarif_results(text: str) -> list[dict]:
+        return json.loads(text)["runs"][0]["results"]
+
+    assert sarif_results(cel["gate.sarif"]) == sarif_results(rego["gate.sarif"])
+
+    def junit_cases(text: str) -> list:
+        return xmlschema.XMLSchema(JUNIT_XSD).to_dict(text)["testsuite"][0]["testcase"]
+
+    assert junit_cases(cel["gate.xml"]) == junit_cases(rego["gate.xml"])
+
+    def violations(text: str) -> list:
+        return json.loads(text)["violations"]
+
+    assert violations(cel["gate.json"]) == violations(rego["gate.json"])
