@@ -1,33 +1,14 @@
 """The ``[alerts]`` settings table, validated here with errors that name the key.
 
-::
-
-    [alerts]
-    timeout = 10          # seconds per attempt
-    retries = 3           # attempts after the first, with exponential backoff
-    backoff = 1.0         # seconds before the first retry (doubles each time)
-
-    [[alerts.webhook]]    # generic JSON webhook, signed with HMAC-SHA256
-    url = "https://hooks.example.com/mlward"
-    secret_env = "MLWARD_WEBHOOK_SECRET"
-
-    [[alerts.slack]]      # Slack incoming webhook (its URL is a secret: from the environment)
-    url_env = "MLWARD_SLACK_WEBHOOK"
-
-    [[alerts.teams]]      # Microsoft Teams incoming webhook / workflow URL
-    url_env = "MLWARD_TEAMS_WEBHOOK"
-
-    [[alerts.email]]
-    host = "smtp.example.com"
-    port = 587
-    sender = "mlward@example.com"
-    to = ["security@example.com"]
-    username = "mlward"
-    password_env = "MLWARD_SMTP_PASSWORD"
+The table (README, "Alerts"): ``timeout``, ``retries`` and ``backoff``, then any number of
+channels as arrays of tables: ``[[alerts.webhook]]`` (``url`` or ``url_env``, and
+``secret_env`` for the HMAC key), ``[[alerts.slack]]`` and ``[[alerts.teams]]`` (``url_env``:
+their URLs carry a token), ``[[alerts.email]]`` (``host``, ``port``, ``sender``, ``to``,
+``username``, ``password_env``, ``starttls``, ``cafile``); each may have a ``name``.
 
 Secrets (HMAC keys, webhook URLs that carry a token, SMTP passwords) are named by the
-environment variable that holds them; the CLI resolves them and passes them here, so they are
-never written in a settings file, never printed and never put in an alert.
+environment variable that holds them; the CLI passes the environment in, so they are never
+written in a settings file, never printed and never put in an alert.
 """
 
 from __future__ import annotations
