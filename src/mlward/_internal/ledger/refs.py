@@ -1,0 +1,177 @@
+"""The forensic index: which entries concern which file paths and content digests.
+
+``mlward ledger history PATH`` must answer in well under a second over millions of entries, and
+follow a file through renames. Entries name files in many shapes (a ``file://`` URI, a path as
+typed relative to the directory the command ran in, a list of manifest roots, a digest); this
+module reduces each entry to :class:`Ref` rows, ``(path, digest, role)``, which the store keeps
+in ``ledger_refs`` with an index on the path and one on the digest. A row pairs a path with the
+digest the entry saw there when it knows both: that pairing is what follows a rename (the same
+digest at a new path).
+
+The rows of an entry come from the entry itself (:func:`refs_of`), so the index can be rebuilt
+from the entries, plus rows the caller adds when it appends (an audit snapshot adds one row per
+file that changed since the previous snapshot: the snapshot document, whose digest the entry
+holds, is their evidence). The index only finds entries; what it finds is proven by each
+entry's inclusion proof, and ``ledger verify`` proves that no entry was removed.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+MAX_REFS = 2000
+"""Rows taken from one entry's own fields (a scan of a few inputs, a manifest's roots)."""
+EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+"""The digest of empty content: every empty file shares it, so it never links two paths."""
+
+# Detail keys that name files, and the role a row from each gets.
+_PATH_LISTS = {"roots": "root", "inputs": "input", "paths": "path"}
+_PATH_FIELDS = {"from": "from", "statement": "statement", "signature": "signature",
+                "manifest": "manifest"}
+
+
+class Ref(NamedTuple):
+    """One file an entry concerns: its absolute path (or the text as recorded when it could
+    not be made absolute), the content digest ``alg:hex`` it had, and how the entry names it
+    (``resource``, ``root``, ``input``, ``from``, ``added``, ``modified``, ...)."""
+
+    path: str | None
+    digest: str | None
+    role: str
+
+
+def local_path(text: str, cwd: str | None = None) -> str | None:
+    """The normalised absolute path ``text`` names, or None when it is not a local path (an
+    ``s3://`` or ``pkg:`` URI). A relative path is made absolute against ``cwd`` (the
+    directory the recording command ran in); without one it stays as recorded."""
+    if not text or len(text) > 4096 or "\0" in text:
+        return None
+    if text.startswith("file://"):
+        path = unquote(urlsplit(text).path)
+    elif "://" in text or (":" in text.split("/", 1)[0] and not text.startswith("/")):
+        return None  # another scheme (pkg:pypi/x, mlflow:, s3://, C: aside)
+    else:
+        path = text
+    if not posixpath.isabs(path):
+        if not cwd:
+            return posixpath.normpath(path)
+        path = posixpath.join(cwd, path)
+    return posixpath.normpath(path)
+
+
+def ancestors(path: str) -> list[str]:
+    """``path`` and every folder above it: events about a folder concern what is in it."""
+    out = [path]
+    while True:
+        parent = posixpath.dirname(out[-1])
+        if not parent or parent == out[-1]:
+            return out
+        out.append(parent)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        yield from (v for v in value[:MAX_REFS] if isinstance(v, str))
+
+
+def refs_of(entry: Mapping[str, Any]) -> list[Ref]:
+    """The rows an entry's own fields give (``entry`` as in :meth:`Entry.to_json`)."""
+    details = entry.get("details")
+    details = details if isinstance(details, Mapping) else {}
+    where = details.get("where")
+    cwd = where.get("cwd") if isinstance(where, Mapping) else None
+    cwd = cwd if isinstance(cwd, str) and cwd.startswith("/") else None
+    digests = entry.get("digests")
+    digests = [f"{k}:{v}" for k, v in sorted(digests.items())] \
+        if isinstance(digests, Mapping) else []
+    out: list[Ref] = []
+    resource = local_path(str(entry.get("resource", "")), cwd)
+    for d in digests or [None]:
+        out.append(Ref(resource, d, "resource"))
+    for key, role in _PATH_FIELDS.items():
+        for text in _strings(details.get(key)):
+            path = local_path(text, cwd)
+            if path is not None:  # a renamed file had the same content at its old path
+                out.extend(Ref(path, d if key == "from" else None, role)
+                           for d in (digests if key == "from" and digests else [None]))
+    for key, role in _PATH_LISTS.items():
+        for text in _strings(details.get(key)):
+            path = local_path(text, cwd)
+            if path is not None:
+                out.append(Ref(path, None, role))
+    return [r for r in dict.fromkeys(out) if r.path is not None or r.digest is not None][:MAX_REFS]
+
+
+def cwd_of(entry: Mapping[str, Any]) -> str | None:
+    details = entry.get("details")
+    where = details.get("where") if isinstance(details, Mapping) else None
+    cwd = where.get("cwd") if isinstance(where, Mapping) else None
+    return cwd if isinstance(cwd, str) else None
+
+
+def here() -> dict[str, Any]:
+    """Where an event is recorded: the working directory, the project and its git commit."""
+    from mlward._internal.ledger.project import find_project
+
+    cwd = os.getcwd()
+    out: dict[str, Any] = {"cwd": cwd}
+    project = find_project()
+    if project is not None:
+        out["project"] = str(project.parent)
+    commit = git_head(cwd)
+    if commit is not None:
+        out["commit"] = commit
+    return out
+
+
+def git_head(start: str) -> str | None:
+    """The commit checked out in the git work tree holding ``start``, read from ``.git``
+    without running git (every recorded event asks; a subprocess each time would cost more
+    than the append). Handles linked work trees and packed refs; None when unknown."""
+    folder = os.path.abspath(start)
+    while True:
+        dot_git = os.path.join(folder, ".git")
+        if os.path.exists(dot_git):
+            break
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+    try:
+        git_dir = dot_git
+        if os.path.isfile(dot_git):  # a linked work tree: "gitdir: <path>"
+            with open(dot_git, encoding="utf-8") as f:
+                text = f.read(4096).strip()
+            if not text.startswith("gitdir:"):
+                return None
+            git_dir = os.path.join(folder, text[7:].strip())
+        with open(os.path.join(git_dir, "HEAD"), encoding="utf-8") as f:
+            head = f.read(4096).strip()
+        if not head.startswith("ref:"):
+            return head if len(head) in (40, 64) else None
+        ref = head[4:].strip()
+        common = git_dir
+        if os.path.isfile(os.path.join(git_dir, "commondir")):
+            with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as f:
+                common = os.path.join(git_dir, f.read(4096).strip())
+        for base in (git_dir, common):
+            ref_file = os.path.join(base, ref)
+            if os.path.isfile(ref_file):
+                with open(ref_file, encoding="utf-8") as f:
+                    return f.read(128).strip() or None
+        packed = os.path.join(common, "packed-refs")
+        if os.path.isfile(packed):
+            with open(packed, encoding="utf-8") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 2 and parts[1] == ref:
+                        return parts[0]
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None  # a branch with no commit yet
