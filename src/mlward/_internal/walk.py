@@ -100,6 +100,20 @@ class Walk:
                 else:
                     yield Item(full, self.uri(full))
 
+    def left_out(self, path: str) -> str | None:
+        """Why a walk of the root would leave ``path`` out (a folder above it, or the file
+        itself), or None: for callers that learn of paths one at a time (``mlward watch``)."""
+        rel = os.path.relpath(path, self.root)
+        if rel.startswith(os.pardir):
+            return "outside the root"
+        folder = str(self.root)
+        for name in rel.split(os.sep)[:-1]:
+            folder = os.path.join(folder, name)
+            reason = self._dir_reason(folder, name)
+            if reason:
+                return reason
+        return self._file_reason(path)
+
     def _dir_reason(self, path: str, name: str) -> str | None:
         if not self.follow_symlinks and os.path.islink(path):
             return "symbolic link to a folder (not followed; --follow-symlinks follows it)"

@@ -85,6 +85,50 @@ def register(sub: Any) -> None:
     export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
     export.set_defaults(func=run_export)
 
+    history = _command(commands, "history", "every entry that touched a file, following "
+                       "renames, with inclusion proofs",
+                       "Forensics for one file, model or dataset: every entry that names PATH "
+                       "(or a manifest root holding it) or its content digest (the file's "
+                       "SHA-256 now, or --digest), following renames and copies through the "
+                       "digests the ledger saw (audit snapshots, watch, manifests, signatures, "
+                       "scans, lineage, BOMs, gates), each with who (user, host, key id), "
+                       "where (project, cwd, git commit), when, and its RFC 9162 inclusion "
+                       "proof in a signed checkpoint, checked before it is shown.")
+    history.add_argument("path", nargs="?", metavar="PATH",
+                         help="the file or folder (need not exist any more)")
+    history.add_argument("--digest", action="append", default=[], metavar="ALG:HEX",
+                         help="also (or only) follow this content digest, e.g. sha256:ab12...")
+    history.add_argument("--no-follow", action="store_true",
+                         help="only entries naming PATH or the digests given: no renames")
+    history.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    history.set_defaults(func=run_history)
+
+    witness = commands.add_parser(
+        "witness", help="witness cosignatures: a second key vouching the ledger only grew",
+        description="A witness holds its own key (keep it on another machine, or with "
+        "another team). `cosign` checks that the latest checkpoint extends the last one this "
+        "witness cosigned (an RFC 9162 consistency proof) and adds a C2SP cosignature/v1 "
+        "line. List witness keys under [ledger] witnesses in .mlward/mlward.toml: `ledger "
+        "verify` then requires their valid cosignatures.")
+    wsub = witness.add_subparsers(dest="witness_command", metavar="COMMAND", required=True)
+    wkey = wsub.add_parser("keygen", help="create a witness key pair",
+                           description="Write PREFIX.key (private, 0600) and PREFIX.pub "
+                           "(the witness key to list under [ledger] witnesses).")
+    wkey.add_argument("name", metavar="NAME", help="the witness's name, e.g. witness.example.com")
+    wkey.add_argument("-o", "--output", type=Path, default=Path("witness"), metavar="PREFIX")
+    wkey.set_defaults(func=run_witness_keygen)
+    cosign = _command(wsub, "cosign", "cosign the ledger's latest checkpoint",
+                      "Check the latest stored checkpoint's signature and that it extends the "
+                      "last checkpoint this witness cosigned (kept in --state), then store the "
+                      "cosigned checkpoint in the ledger and print it. Refuses a rollback or "
+                      "a rewritten history.")
+    cosign.add_argument("--key", type=Path, required=True, metavar="FILE",
+                        help="the witness private key (from `ledger witness keygen`)")
+    cosign.add_argument("--state", type=Path, metavar="FILE",
+                        help="where the witness keeps the last tree it cosigned (default: "
+                        "KEY with .state)")
+    cosign.set_defaults(func=run_witness_cosign)
+
 
 def _command(commands: Any, name: str, summary: str,
              description: str | None = None) -> argparse.ArgumentParser:
@@ -265,4 +309,102 @@ def run_export(args: argparse.Namespace) -> int:
         verifier = ledger.verifier
     print(f"exported {count} entries to {args.output}")
     print(f"verify offline: mlward ledger verify --file {args.output} --key '{verifier}'")
+    return EXIT_OK
+
+
+def run_history(args: argparse.Namespace) -> int:
+    import os
+
+    from mlward._internal.audit.history import file_history
+    from mlward._internal.ledger.refs import local_path
+
+    if not args.path and not args.digest:
+        raise UsageError("give a PATH, or --digest ALG:HEX")
+    paths, digests = [], [d.lower() for d in args.digest]
+    for d in digests:
+        if ":" not in d:
+            raise UsageError(f"--digest {d!r}: expected ALG:HEX")
+    if args.path:
+        path = local_path(os.path.abspath(args.path))
+        assert path is not None
+        paths.append(path)
+        if os.path.isfile(path) and not args.no_follow:
+            from mlward._internal.provenance.hashing import file_digest
+
+            digests.append(f"sha256:{file_digest(Path(path))}")
+    with _open(args) as ledger:
+        history = file_history(ledger, paths, digests, follow=not args.no_follow)
+    if args.format == "json":
+        print(json.dumps(history.to_dict(), indent=1, ensure_ascii=False))
+        return EXIT_OK
+    _print_history(history, paths[0] if paths else digests[0])
+    return EXIT_OK
+
+
+def _print_history(history: Any, subject: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("#", "time (UTC)", "who", "action", "what", "where"):
+        table.add_column(column, overflow="fold")
+    for item in history.items:
+        ev = item.entry.event
+        keyid = ev.details.get("keyid")
+        who = f"{ev.actor}@{ev.host}" + (f" key {str(keyid)[:16]}" if keyid else "")
+        what = "; ".join(_ref_text(r) for r in item.refs)
+        where = ev.details.get("where")
+        place = ""
+        if isinstance(where, dict):
+            place = str(where.get("cwd", ""))
+            if where.get("commit"):
+                place += f" @{str(where['commit'])[:12]}"
+        table.add_row(str(item.entry.index), ev.time[:19].replace("T", " "), who,
+                      f"{ev.action} ({ev.outcome})", what, place)
+    console = Console(soft_wrap=False)
+    console.print(f"history of {subject}: {len(history.items)} entr"
+                  f"{'y' if len(history.items) == 1 else 'ies'}")
+    others = [p for p in history.paths if p != subject]
+    if others:
+        console.print(f"followed: {', '.join(others)}", markup=False)
+    console.print(table)
+    signed = "a signed checkpoint" if history.checkpoint else \
+        "the current tree (unsigned: no ledger key here)"
+    console.print(f"inclusion proofs: every entry checked against {signed} of size "
+                  f"{history.size}, root {history.root.hex()[:16]}... (--format json has "
+                  "the proofs)" + (" [search stopped at its bound]" if history.truncated
+                                   else ""), markup=False)
+
+
+def _ref_text(ref: Any) -> str:
+    digest = f" {ref.digest.partition(':')[2][:12]}" if ref.digest else ""
+    name = Path(ref.path).name if ref.path else ""
+    return f"{ref.role} {name}{digest}".strip()
+
+
+def run_witness_keygen(args: argparse.Namespace) -> int:
+    from mlward._internal.io import atomic_write_text
+    from mlward._internal.ledger.witness import WitnessSigner
+
+    signer = WitnessSigner.generate(args.name)
+    key, pub = Path(f"{args.output}.key"), Path(f"{args.output}.pub")
+    for path in (key, pub):
+        if path.exists():
+            raise UsageError(f"{path} exists: choose another --output")
+    atomic_write_text(key, f"{signer}\n", mode=0o600)
+    atomic_write_text(pub, f"{signer.verifier}\n", mode=0o644)
+    print(f"private key: {key} (keep it away from the ledger's machine; mode 0600)")
+    print(f"witness key: {signer.verifier}")
+    print("add it to the project's .mlward/mlward.toml: [ledger] witnesses = [\"...\"]")
+    return EXIT_OK
+
+
+def run_witness_cosign(args: argparse.Namespace) -> int:
+    from mlward._internal.ledger.witness import WitnessSigner
+
+    signer = WitnessSigner.parse(_read(args.key))
+    state = args.state or args.key.with_suffix(".state")
+    with _open(args) as ledger:
+        note = ledger.cosign(signer, state)
+    sys.stdout.write(note)
     return EXIT_OK

@@ -41,9 +41,11 @@ COMMANDS = {
     "vulndb": "mlward.cli.deps",
     "probe": "mlward.cli.deps",
     "notebook": "mlward.cli.notebook",
+    "audit": "mlward.cli.audit",
+    "watch": "mlward.cli.audit",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
-WORKER_COMMANDS = frozenset({"scan", "baseline", "demo"})
+WORKER_COMMANDS = frozenset({"scan", "baseline", "demo", "audit"})
 """Commands that scan in worker processes: their fork server starts before anything else."""
 
 EXIT_OK = 0

@@ -90,8 +90,10 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
                    help="time budget per file; a file over it is inconclusive (default: 600)")
 
 
-def emit(report: Report, args: argparse.Namespace, *, action: str = "scan") -> int:
-    """Write the report where the user asked, record the run, return the exit code."""
+def emit(report: Report, args: argparse.Namespace, *, action: str = "scan",
+         record: bool = True) -> int:
+    """Write the report where the user asked, record the run (unless the command records it
+    itself: ``record=False``), return the exit code."""
     s = args.settings
     to_terminal = args.output is None and sys.stdout.isatty()
     color = s.color if s.color is not None else to_terminal
@@ -108,7 +110,8 @@ def emit(report: Report, args: argparse.Namespace, *, action: str = "scan") -> i
         sys.stdout.write(text)
         sys.stdout.flush()
     code = report.exit_code(s.fail_on)
-    record_run(report, args, action, code)
+    if record:
+        record_run(report, args, action, code)
     return code
 
 

@@ -42,7 +42,7 @@ REFS_VERSION = "1"
 _REFS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ledger_refs (idx BIGINT NOT NULL, path TEXT, digest TEXT, "
     "role TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS ledger_refs_path ON ledger_refs (path, idx)",
+    "CREATE INDEX IF NOT EXISTS ledger_refs_path ON ledger_refs (path, role, idx)",
     "CREATE INDEX IF NOT EXISTS ledger_refs_digest ON ledger_refs (digest, idx)",
     "CREATE INDEX IF NOT EXISTS ledger_entries_action ON ledger_entries (action, idx)",
 )
@@ -320,19 +320,23 @@ class Store(ABC):
                                   "ORDER BY idx"), (action,))
             return [_as_bytes(row[0]) for row in cur.fetchall()]
 
-    def find_refs(self, paths: Sequence[str] = (), digests: Sequence[str] = ()) \
-            -> list[tuple[int, Ref]]:
-        """The index rows naming any of ``paths`` or ``digests``, as ``(entry index, row)``
-        in entry order: one indexed lookup per value."""
+    def find_refs(self, paths: Sequence[str] = (), digests: Sequence[str] = (),
+                  roots: Sequence[str] = ()) -> list[tuple[int, Ref]]:
+        """The index rows naming any of ``paths`` or ``digests``, and the rows naming any of
+        ``roots`` as a dataset root (role ``root``), as ``(entry index, row)`` in entry
+        order. Each value is an indexed lookup: the cost follows the rows found, not the
+        ledger's size."""
+        queries = [("path IN ({})", list(dict.fromkeys(paths))),
+                   ("digest IN ({})", list(dict.fromkeys(digests))),
+                   ("role = 'root' AND path IN ({})", list(dict.fromkeys(roots)))]
         rows: list[Any] = []
         with self._read() as cur:
-            for column, values in (("path", paths), ("digest", digests)):
-                values = list(dict.fromkeys(values))
+            for where, values in queries:
                 for i in range(0, len(values), _CHUNK):
                     chunk = values[i:i + _CHUNK]
-                    cur.execute(self._sql(
-                        f"SELECT idx, path, digest, role FROM ledger_refs WHERE {column} IN "
-                        f"({', '.join('?' * len(chunk))})"), chunk)
+                    cur.execute(self._sql("SELECT idx, path, digest, role FROM ledger_refs "
+                                          "WHERE " + where.format(", ".join("?" * len(chunk)))),
+                                chunk)
                     rows += cur.fetchall()
         found = {(int(r[0]), Ref(r[1], r[2], str(r[3]))) for r in rows}
         return sorted(found, key=lambda item: (item[0], item[1].role, item[1].path or ""))

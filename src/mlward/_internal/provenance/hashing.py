@@ -180,12 +180,15 @@ def _shards(size: int, shard: int) -> list[tuple[int, int]]:
 
 
 def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
-               progress: Callable[[int], None] | None = None) -> list[str]:
+               progress: Callable[[int], None] | None = None,
+               failed: dict[int, ProvenanceError] | None = None) -> list[str]:
     """Hex digests of ``jobs`` in order, computed by ``workers`` threads (default: all cores).
 
     Small files are spread over the threads; files with a sharded label are split into shards
     that the threads take in turn. ``progress`` is called with byte counts as work finishes.
-    The first error (unreadable file, file changed) stops the work and is raised.
+    The first error (unreadable file, file changed) stops the work and is raised; given a
+    ``failed`` dict instead, a file's error is put there under its job index, its digest is
+    ``""``, and the other files are still hashed (an audit records what it could not read).
     """
     workers = workers or len(os.sched_getaffinity(0)) or 1
     tasks: deque[tuple[int, int, int, int]] = deque()  # job index, shard index, start, end
@@ -214,6 +217,12 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
                 else:
                     hasher = hashlib.sha256()
                 _hash_range(job, hasher, start, end)
+            except ProvenanceError as exc:
+                if failed is None:
+                    errors.append(exc)
+                    return
+                failed[index] = exc
+                continue
             except BaseException as exc:
                 errors.append(exc)
                 return
@@ -232,6 +241,9 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
     if errors:
         raise errors[0]
     for index, digests in shard_digests.items():
+        if failed is not None and index in failed:
+            results[index] = ""
+            continue
         job = jobs[index]
         _, shard = parse_label(job.label)
         outer = hashlib.sha256(f"mlward-sharded-v1 {shard} {job.size}\n".encode())
