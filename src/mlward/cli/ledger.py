@@ -342,44 +342,43 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def _print_history(history: Any, subject: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("#", "time (UTC)", "who", "action", "what", "where"):
-        table.add_column(column, overflow="fold")
+    """One block per entry (forensic output is read line by line, and pasted into reports)."""
+    n = len(history.items)
+    print(f"history of {_shown(subject)}: {n} entr{'y' if n == 1 else 'ies'}")
+    others = [_shown(p) for p in history.paths if p != subject]
+    if others:
+        print(f"followed: {', '.join(others)}")
     for item in history.items:
         ev = item.entry.event
+        print(f"\n#{item.entry.index}  {ev.time[:19].replace('T', ' ')} UTC  {ev.action} "
+              f"({ev.outcome})")
         keyid = ev.details.get("keyid")
-        who = f"{ev.actor}@{ev.host}" + (f" key {str(keyid)[:16]}" if keyid else "")
-        what = "; ".join(_ref_text(r) for r in item.refs)
+        print(f"    who    {ev.actor}@{ev.host}" + (f", key {keyid}" if keyid else ""))
         where = ev.details.get("where")
-        place = ""
-        if isinstance(where, dict):
-            place = str(where.get("cwd", ""))
-            if where.get("commit"):
-                place += f" @{str(where['commit'])[:12]}"
-        table.add_row(str(item.entry.index), ev.time[:19].replace("T", " "), who,
-                      f"{ev.action} ({ev.outcome})", what, place)
-    console = Console(soft_wrap=False)
-    console.print(f"history of {subject}: {len(history.items)} entr"
-                  f"{'y' if len(history.items) == 1 else 'ies'}")
-    others = [p for p in history.paths if p != subject]
-    if others:
-        console.print(f"followed: {', '.join(others)}", markup=False)
-    console.print(table)
+        if isinstance(where, dict) and where.get("cwd"):
+            commit = f", git {str(where['commit'])[:12]}" if where.get("commit") else ""
+            print(f"    where  {where['cwd']}{commit}")
+        for ref in item.refs:
+            print(f"    what   {_ref_text(ref)}")
     signed = "a signed checkpoint" if history.checkpoint else \
         "the current tree (unsigned: no ledger key here)"
-    console.print(f"inclusion proofs: every entry checked against {signed} of size "
-                  f"{history.size}, root {history.root.hex()[:16]}... (--format json has "
-                  "the proofs)" + (" [search stopped at its bound]" if history.truncated
-                                   else ""), markup=False)
+    print(f"\ninclusion proofs: every entry checked against {signed} of size {history.size}, "
+          f"root {history.root.hex()[:16]}... (--format json has the proofs)"
+          + ("; the search stopped at its bound" if history.truncated else ""))
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the current folder when it lies under it."""
+    import os
+
+    rel = os.path.relpath(path) if path.startswith("/") else path
+    return path if rel.startswith("..") else rel
 
 
 def _ref_text(ref: Any) -> str:
-    digest = f" {ref.digest.partition(':')[2][:12]}" if ref.digest else ""
-    name = Path(ref.path).name if ref.path else ""
-    return f"{ref.role} {name}{digest}".strip()
+    digest = f" {ref.digest.partition(':')[0]}:{ref.digest.partition(':')[2][:12]}" \
+        if ref.digest else ""
+    return f"{ref.role} {_shown(ref.path) if ref.path else ''}{digest}".strip()
 
 
 def run_witness_keygen(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,6 +127,7 @@ def run_audit(root: Path, settings: Settings, ledger: Ledger, project: Path,
             builder.merge(extra)
             report = builder.build(finished=datetime.now(timezone.utc))
             snapshot = make_snapshot(root, report, records, files, outcomes, previous.id)
+            changes = replace(changes, after=snapshot.id)
     gate = snapshot.gate
     code = int(gate["exitCode"]) if gate is not None and "exitCode" in gate else \
         report.exit_code(settings.fail_on)
