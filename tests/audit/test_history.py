@@ -100,8 +100,8 @@ def test_the_index_on_both_databases(db_url: str, tmp_path: Path) -> None:  # no
                                        ["/d/data", "/d"])
     assert found == [(0, Ref("/d/m.json", "sha256:11", "resource")),
                      (0, Ref("/d/data", None, "root")),
-                     (1, Ref("/d/data/a.csv", "sha256:22", "resource")),
-                     (1, Ref("/d/data/b.csv", "sha256:33", "added"))]
+                     (1, Ref("/d/data/b.csv", "sha256:33", "added")),
+                     (1, Ref("/d/data/a.csv", "sha256:22", "resource"))]
 
 
 def test_a_ledger_made_before_the_index_is_indexed_on_open(tmp_path: Path) -> None:
