@@ -88,8 +88,11 @@ def _gzip(data: bytes) -> bytes:
 
 def pack(members: Mapping[str, bytes]) -> bytes:
     """The bundle bytes: the index first, then the other members by name."""
-    order = [INDEX] + sorted(n for n in members if n != INDEX)
-    return _gzip(_tar([(n, members[n]) for n in order]))
+    return _gzip(_tar([(n, members[n]) for n in _order(members)]))
+
+
+def _order(members: Mapping[str, bytes]) -> list[str]:
+    return [INDEX] * (INDEX in members) + sorted(n for n in members if n != INDEX)
 
 
 def export_bundle(ledger: Ledger, project: Path, snapshot_id: str, output: Path) -> int:
@@ -198,8 +201,7 @@ def _unpack(data: bytes, result: BundleResult) -> dict[str, bytes] | None:
     except (tarfile.TarError, AuditError, ValueError) as exc:
         result.fail("archive", f"the tar inside is unreadable: {exc}")
         return None
-    order = [INDEX] + sorted(n for n in members if n != INDEX)
-    if INDEX in members and _tar([(n, members[n]) for n in order]) != tar:
+    if _tar([(n, members[n]) for n in _order(members)]) != tar:
         result.fail("archive", "the tar's layout is not the canonical one mlward writes "
                     "(member order, headers or padding were changed)")
     return members
