@@ -103,3 +103,17 @@ def test_scan_and_deps_agree_on_what_the_project_holds(tmp_path: Path,
             "ignore file" in s["reason"]} == \
         {s["location"]["uri"] for s in deps["skipped"] if "default" in s["reason"] or
          "ignore file" in s["reason"]}
+
+
+def test_a_named_folder_that_the_project_ignores_is_still_scanned(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "bench" / "out").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (root / ".gitignore").write_text("bench/out/\n")
+    (root / "bench" / "out" / "evil.pkl").write_bytes(EVIL)
+    (root / "bench" / "out" / "skip.pkl").write_bytes(EVIL)
+    (root / "bench" / "out" / ".gitignore").write_text("skip.pkl\n")
+    report = mlward.scan([root / "bench" / "out"])
+    assert report.root == str(root)
+    assert [f.location.uri for f in report.findings] == ["bench/out/evil.pkl"]
+    assert mlward.scan([root]).findings == ()  # walked from the project: left out

@@ -8,7 +8,8 @@ what a project contains. Left out by default: virtual environments (a folder hol
 their folder, deeper files win). ``exclude`` patterns (gitignore syntax, relative to the root)
 are always applied; ``ignore_files=False`` (``--no-ignore``) drops the rest. Every folder or
 file left out becomes a :class:`~mlward.findings.Skipped` entry (not inconclusive) and a count
-by reason, never a silent omission. Paths given explicitly are always walked.
+by reason, never a silent omission. Paths given explicitly are always walked (a folder that
+the project's ignore files list is walked with only the ignore files inside it).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Walk:
         self.excluded: Counter[str] = Counter()
         self._exclude = _spec(exclude) if exclude else None
         self._specs: dict[str, Any] = {}  # folder -> its ignore spec (None: no file)
+        self._floor = str(root)  # the highest folder whose ignore files apply
+        self._active: dict[tuple[str, str], list[tuple[str, Any]]] = {}
 
     def uri(self, path: str) -> str:
         """``path``'s location URI: POSIX and relative to the root, or a ``file://`` URI for
@@ -65,6 +68,9 @@ class Walk:
         for given in inputs:
             path = os.path.abspath(given)
             if os.path.isdir(path):  # a folder named explicitly is walked, link or not
+                # A folder the project's ignore files leave out (bench/out/, a data folder)
+                # is still scanned when named: only ignore files inside it apply then.
+                self._floor = path if self._pattern_reason(path, is_dir=True) else str(self.root)
                 yield from self._walk(path, on_dir)
             else:
                 yield Item(path, self.uri(path))
@@ -90,15 +96,19 @@ class Walk:
                 else:
                     kept.append(d)
             dirnames[:] = kept
+            base = self.uri(dirpath)
             if on_dir is not None:
-                on_dir(dirpath, self.uri(dirpath))
+                on_dir(dirpath, base)
+            prefix = "" if base == "." else base + "/"  # one relpath per folder, not per file
+            check = self._exclude is not None or bool(self._active_specs(dirpath))
             for name in sorted(filenames):
                 full = os.path.join(dirpath, name)
-                reason = self._file_reason(full)
+                reason = self._pattern_reason(full, is_dir=False, rel=prefix + name) \
+                    if check else None
                 if reason:
                     self.leave_out(full, reason)
                 else:
-                    yield Item(full, self.uri(full))
+                    yield Item(full, prefix + name)
 
     def left_out(self, path: str) -> str | None:
         """Why a walk of the root would leave ``path`` out (a folder above it, or the file
@@ -127,21 +137,14 @@ class Walk:
             return "virtual environment (skipped by default; --no-ignore scans it)"
         return None
 
-    def _file_reason(self, path: str) -> str | None:
-        return self._pattern_reason(path, is_dir=False)
-
-    def _pattern_reason(self, path: str, *, is_dir: bool) -> str | None:
-        rel = self.uri(path)
+    def _pattern_reason(self, path: str, *, is_dir: bool, rel: str | None = None) -> str | None:
+        rel = rel or self.uri(path)
         if self._exclude is not None and not rel.startswith("file:") and \
                 self._exclude.match_file(rel + "/" if is_dir else rel):
             return "excluded by the exclude settings"
         if not self.ignore_files:
             return None
-        folder = os.path.dirname(path)
-        for spec_dir in self._spec_dirs(folder):
-            spec = self._specs[spec_dir]
-            if spec is None:
-                continue
+        for spec_dir, spec in self._active_specs(os.path.dirname(path)):
             sub = os.path.relpath(path, spec_dir).replace(os.sep, "/")
             result = spec.check_file(sub + "/" if is_dir else sub)
             if result.include is not None:
@@ -149,11 +152,19 @@ class Walk:
                     "scans it)" if result.include else None
         return None
 
+    def _active_specs(self, folder: str) -> list[tuple[str, Any]]:
+        """The ignore specs that apply in ``folder``, deepest first (cached per folder)."""
+        key = (folder, self._floor)
+        if key not in self._active:
+            self._active[key] = [(d, self._specs[d]) for d in self._spec_dirs(folder)
+                                 if self._specs[d] is not None] if self.ignore_files else []
+        return self._active[key]
+
     def _spec_dirs(self, folder: str) -> list[str]:
-        """Folders from ``folder`` up to the root (deepest first) whose ignore files apply."""
+        """Folders from ``folder`` up to the floor (deepest first) whose ignore files apply."""
         out = []
         here = folder
-        root = str(self.root)
+        root = self._floor
         while True:
             if here not in self._specs:
                 self._specs[here] = _load_ignore(here)

@@ -45,8 +45,6 @@ COMMANDS = {
     "watch": "mlward.cli.audit",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
-WORKER_COMMANDS = frozenset({"scan", "baseline", "demo", "audit"})
-"""Commands that scan in worker processes: their fork server starts before anything else."""
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -206,12 +204,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = _command(argv)
-    if command in WORKER_COMMANDS and "inline" not in argv:
-        from mlward.executors.process import warm_up
-
-        warm_up()
-    parser = build_parser(command)
+    parser = build_parser(_command(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
@@ -257,4 +250,5 @@ def _suppress_oserror() -> Any:
 
 
 def entrypoint() -> None:
+    """``python -m mlward`` (the console script is :func:`mlward.cli.entry.entrypoint`)."""
     sys.exit(main())
