@@ -122,7 +122,7 @@ class Walk:
             reason = self._dir_reason(folder, name)
             if reason:
                 return reason
-        return self._file_reason(path)
+        return self._pattern_reason(path, is_dir=False)
 
     def _dir_reason(self, path: str, name: str) -> str | None:
         if not self.follow_symlinks and os.path.islink(path):
