@@ -161,3 +161,41 @@ def build_demo_project(root: Path, payload_command: str = PAYLOAD_COMMAND) -> No
             path.write_text(content, encoding="utf-8")
         else:
             path.write_bytes(content)
+
+
+NOTEBOOK = "notebooks/explore.ipynb"
+"""The demo notebook whose saved output leaks a cloud key (relative to the project root)."""
+
+
+def leaking_notebook() -> str:
+    """A Jupyter notebook whose saved output printed an AWS access key pair: the key is made
+    here from a fixed seed (it is no real account's), in the shape the detectors know."""
+    import json
+    import random
+
+    rng = random.Random(20261204)
+    key_id = "AKIA" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+    secret = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+                     for _ in range(40))
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Exploring the reviews\n"]},
+        {"cell_type": "code", "execution_count": 1, "metadata": {},
+         "source": ["import os\n", "print(os.environ['AWS_ACCESS_KEY_ID'], "
+                    "os.environ['AWS_SECRET_ACCESS_KEY'])\n"],
+         "outputs": [{"name": "stdout", "output_type": "stream",
+                      "text": [f"aws_access_key_id={key_id} "
+                               f"aws_secret_access_key={secret}\n"]}]},
+    ]
+    return json.dumps({"cells": cells, "metadata": {"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5}, indent=1)
+
+
+def build_story_project(root: Path, payload_command: str = PAYLOAD_COMMAND) -> None:
+    """The demo project of ``mlward demo``'s walk-through: :func:`build_demo_project`, a
+    notebook that leaks a key, and a second data file."""
+    build_demo_project(root, payload_command)
+    (root / "notebooks").mkdir(exist_ok=True)
+    (root / NOTEBOOK).write_text(leaking_notebook(), encoding="utf-8")
+    (root / "data/labels.csv").write_text("label,name\n0,negative\n1,positive\n",
+                                          encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,44 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 SCHEDULES = ("hourly", "daily", "weekly")
 
 
+class _AnyWord(dict):  # type: ignore[type-arg]
+    """The subcommands as argparse checks a first word against them: any word passes (a
+    word that is not a subcommand is the PATH of ``audit run``); everything else reads the
+    subcommands themselves."""
+
+    def __init__(self, parsers: dict[str, argparse.ArgumentParser]) -> None:
+        super().__init__()
+        self.parsers = parsers
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> argparse.ArgumentParser:
+        return self.parsers[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.parsers)
+
+    def __len__(self) -> int:
+        return len(self.parsers)
+
+    def keys(self) -> Any:
+        return self.parsers.keys()
+
+    def values(self) -> Any:
+        return self.parsers.values()
+
+    def items(self) -> Any:
+        return self.parsers.items()
+
+
 class _AuditByDefault(argparse._SubParsersAction):  # type: ignore[type-arg]
     """``mlward audit [PATH]`` audits; ``mlward audit diff|list|export|verify ...`` do the
     rest: a first word that is not a subcommand is the PATH of ``audit run``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = _AnyWord(self._name_parser_map)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
