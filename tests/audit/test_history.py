@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger.conftest import db_url  # noqa: F401 (the SQLite + PostgreSQL fixture)
 from mlward._internal.audit.history import file_history
 from mlward._internal.ledger import Event, init_project, open_ledger, record_event
 from mlward._internal.ledger.merkle import leaf_hash, verify_inclusion
@@ -16,7 +17,6 @@ from mlward._internal.ledger.note import Checkpoint
 from mlward._internal.ledger.refs import Ref, local_path, refs_of
 from mlward.cli.main import main
 
-from ledger.conftest import db_url  # noqa: F401 (the SQLite + PostgreSQL fixture)
 from .conftest import SETTINGS, audit, write
 
 

@@ -178,8 +178,9 @@ def leaking_notebook() -> str:
     secret = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
                      for _ in range(40))
     cells = [
-        {"cell_type": "markdown", "metadata": {}, "source": ["# Exploring the reviews\n"]},
-        {"cell_type": "code", "execution_count": 1, "metadata": {},
+        {"cell_type": "markdown", "id": "intro", "metadata": {},
+         "source": ["# Exploring the reviews\n"]},
+        {"cell_type": "code", "id": "connect", "execution_count": 1, "metadata": {},
          "source": ["import os\n", "print(os.environ['AWS_ACCESS_KEY_ID'], "
                     "os.environ['AWS_SECRET_ACCESS_KEY'])\n"],
          "outputs": [{"name": "stdout", "output_type": "stream",

@@ -313,8 +313,6 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    import os
-
     from mlward._internal.audit.history import file_history
     from mlward._internal.ledger.refs import local_path
 
@@ -325,10 +323,10 @@ def run_history(args: argparse.Namespace) -> int:
         if ":" not in d:
             raise UsageError(f"--digest {d!r}: expected ALG:HEX")
     if args.path:
-        path = local_path(os.path.abspath(args.path))
+        path = local_path(str(Path(args.path).absolute()))
         assert path is not None
         paths.append(path)
-        if os.path.isfile(path) and not args.no_follow:
+        if Path(path).is_file() and not args.no_follow:
             from mlward._internal.provenance.hashing import file_digest
 
             digests.append(f"sha256:{file_digest(Path(path))}")

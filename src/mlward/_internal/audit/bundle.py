@@ -42,7 +42,8 @@ MAX_BUNDLE = 1 << 30
 MAX_TAR = 2 << 30
 MAX_MEMBERS = 10_000
 _EXTRA_ID = b"MW"
-_HEADER = b"\x1f\x8b\x08\x04" + b"\x00\x00\x00\x00" + b"\x02\xff"  # FEXTRA, mtime 0, best, unknown OS
+# gzip: deflate, FEXTRA, mtime 0, best compression, unknown OS
+_HEADER = b"\x1f\x8b\x08\x04" + b"\x00\x00\x00\x00" + b"\x02\xff"
 _XLEN = struct.pack("<H", 4 + 32)
 _SUBFIELD = _EXTRA_ID + struct.pack("<H", 32)
 _PREFIX = _HEADER + _XLEN + _SUBFIELD
@@ -392,7 +393,7 @@ def _snapshots(members: Mapping[str, bytes], index: Mapping[str, Any],
     from mlward._internal.audit.diff import SNAPSHOT_ACTION
     from mlward._internal.audit.snapshot import Snapshot
 
-    by_role = {role: e for role, e in entries.values()}
+    by_role = dict(entries.values())
     ids: dict[str, str] = {}
     for name, role in (("snapshot.json", "snapshot"),
                        ("previous-snapshot.json", "previous-snapshot")):

@@ -105,7 +105,8 @@ def diff_snapshots(a: Snapshot, b: Snapshot, a_id: str, b_id: str) -> SnapshotDi
     for c in diff_entries([f.entry() for f in a.files], [f.entry() for f in b.files]):
         before = old.get(c.previous or c.path)
         after = new.get(c.path)
-        kind = (after or before).kind if (after or before) else "other"
+        known = after or before
+        kind = known.kind if known is not None else "other"
         files.append(FileChange(c.path, c.status, kind, c.previous,
                                 before.digest_ref if before else None,
                                 after.digest_ref if after else None))

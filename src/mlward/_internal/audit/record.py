@@ -210,7 +210,8 @@ def track_files(paths: Sequence[str], uris: Sequence[str], scan: Report | None =
             continue
         kind = classify(uri, formats.get(uri), dataset=_under(uri, datasets))
         if stat.S_ISLNK(st.st_mode):
-            files.append(TrackedFile(uri, "symlink", target=os.readlink(path), kind=kind))
+            files.append(TrackedFile(uri, "symlink", target=str(Path(path).readlink()),
+                                     kind=kind))
         elif stat.S_ISREG(st.st_mode):
             jobs.append((uri, FileJob.of(path, st, spec.label_for(st.st_size))))
     failed: dict[int, Any] = {}
@@ -263,12 +264,12 @@ def make_snapshot(root: Path, report: Report, records: Sequence[StepRecord],
 
     reasons = [f"{s.location.container_path}: {s.reason}" for s in report.inconclusive]
     if len(reasons) > MAX_REASONS:
-        reasons = reasons[:MAX_REASONS] + [f"... and {len(reasons) - MAX_REASONS} more"]
+        reasons = [*reasons[:MAX_REASONS], f"... and {len(reasons) - MAX_REASONS} more"]
     bom = next((o.bom for o in outcomes if o.bom is not None), None)
     gate = next((o.gate for o in outcomes if o.gate is not None), None)
     return Snapshot(
         created={"time": utc_now(), "user": current_actor(), "host": socket.gethostname(),
-                 "cwd": os.getcwd(), "tool": f"mlward {__version__}"},
+                 "cwd": str(Path.cwd()), "tool": f"mlward {__version__}"},
         root=str(root), git=git_state(root), tools=tools(), steps=tuple(records),
         files=tuple(files),
         findings=tuple(sorted(FindingRecord(f.fingerprint, f.rule_id, f.severity.label,

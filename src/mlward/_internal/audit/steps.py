@@ -11,6 +11,8 @@ Steps are registered in :data:`STEPS` by subclassing; a plugin adds one the same
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -199,19 +201,17 @@ class BomStep(Step):
     description = "the ML bill of materials (`mlward bom`): its digest, and drift between audits"
 
     def unavailable(self, ctx: AuditContext) -> str | None:
-        try:
-            import mlward._internal.bom.collect  # noqa: F401
-        except ImportError:
+        if not _present("mlward._internal.bom.collect"):
             return "the BOM (`mlward bom`) is not part of this mlward version"
         return None
 
     def run(self, ctx: AuditContext) -> StepOutcome:
         import hashlib
 
-        from mlward._internal.bom.collect import build_inventory
         from mlward._internal.ledger.entry import canonical_json
 
-        inventory, _, _ = build_inventory([ctx.root], ctx.settings)
+        collect = importlib.import_module("mlward._internal.bom.collect")
+        inventory, _, _ = collect.build_inventory([ctx.root], ctx.settings)
         components = []
         for c in inventory.components:
             d = c.to_dict() if hasattr(c, "to_dict") else {"name": str(c)}
@@ -232,16 +232,14 @@ class GateStep(Step):
                   "sets the audit's exit code"
 
     def unavailable(self, ctx: AuditContext) -> str | None:
-        try:
-            import mlward._internal.policy.gate  # noqa: F401
-        except ImportError:
+        if not _present("mlward._internal.policy.gate"):
             return "the gate (`mlward gate`) is not part of this mlward version"
         return None
 
     def run(self, ctx: AuditContext) -> StepOutcome:
-        from mlward._internal.policy.gate import gate_config, run_gate
-
-        result = run_gate([ctx.root], ctx.settings, gate_config(ctx.settings), base=ctx.root)
+        gate = importlib.import_module("mlward._internal.policy.gate")
+        result = gate.run_gate([ctx.root], ctx.settings, gate.gate_config(ctx.settings),
+                               base=ctx.root)
         builder = _builder(ctx)
         for check, skipped in result.blind:
             builder.skip(skipped.location, f"gate ({check}): {skipped.reason}",
@@ -259,14 +257,21 @@ class CloudStep(Step):
     def unavailable(self, ctx: AuditContext) -> str | None:
         if not ctx.settings.section("cloud"):
             return "no [cloud] table in the settings"
-        try:
-            import mlward._internal.cloud  # noqa: F401
-        except ImportError:
+        if not _present("mlward._internal.cloud"):
             return "cloud checks are not part of this mlward version"
         return "cloud checks are not yet wired into audits"
 
     def run(self, ctx: AuditContext) -> StepOutcome:  # pragma: no cover (unavailable)
         raise NotImplementedError
+
+
+def _present(module: str) -> bool:
+    """Whether ``module`` is part of this installation (steps over capabilities that land
+    separately: the BOM, the gate, cloud checks)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its package is missing
+        return False
 
 
 def chosen_steps(settings: Settings) -> tuple[list[str], bool]:

@@ -98,7 +98,7 @@ class Watcher:
         for kind, path in sorted(set(changes)):
             if kind == "deleted" and not os.path.lexists(path):
                 removed[path] = self.known.pop(path, None)
-            elif kind != "deleted" and os.path.isfile(path) and not os.path.islink(path):
+            elif kind != "deleted" and Path(path).is_file() and not Path(path).is_symlink():
                 digest = self._digest(path)
                 if digest is not None and digest != self.known.get(path):
                     present[path] = digest

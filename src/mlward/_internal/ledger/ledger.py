@@ -21,6 +21,7 @@ from mlward._internal.ledger.merkle import (
 )
 from mlward._internal.ledger.note import Checkpoint, NoteSigner, NoteVerifier, Receipt
 from mlward._internal.ledger.refs import Ref
+from mlward._internal.ledger.store import Filters, Store, StoredEntry
 from mlward._internal.ledger.witness import (
     WitnessSigner,
     WitnessState,
@@ -29,7 +30,6 @@ from mlward._internal.ledger.witness import (
     split_note,
     witness,
 )
-from mlward._internal.ledger.store import Filters, Store, StoredEntry
 
 EXPORT_FORMAT = "mlward-ledger-export/1"
 _DECODER = json.JSONDecoder()

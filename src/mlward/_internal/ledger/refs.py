@@ -17,9 +17,9 @@ entry's inclusion proof, and ``ledger verify`` proves that no entry was removed.
 
 from __future__ import annotations
 
-import os
 import posixpath
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
@@ -119,8 +119,8 @@ def here() -> dict[str, Any]:
     """Where an event is recorded: the working directory, the project and its git commit."""
     from mlward._internal.ledger.project import find_project
 
-    cwd = os.getcwd()
-    out: dict[str, Any] = {"cwd": cwd}
+    cwd = Path.cwd()
+    out: dict[str, Any] = {"cwd": str(cwd)}
     project = find_project()
     if project is not None:
         out["project"] = str(project.parent)
@@ -130,44 +130,38 @@ def here() -> dict[str, Any]:
     return out
 
 
-def git_head(start: str) -> str | None:
+def _first_line(path: Path) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read(4096).strip()
+
+
+def git_head(start: Path) -> str | None:
     """The commit checked out in the git work tree holding ``start``, read from ``.git``
     without running git (every recorded event asks; a subprocess each time would cost more
     than the append). Handles linked work trees and packed refs; None when unknown."""
-    folder = os.path.abspath(start)
-    while True:
-        dot_git = os.path.join(folder, ".git")
-        if os.path.exists(dot_git):
-            break
-        parent = os.path.dirname(folder)
-        if parent == folder:
+    folder = start.absolute()
+    while not (folder / ".git").exists():
+        if folder.parent == folder:
             return None
-        folder = parent
+        folder = folder.parent
     try:
-        git_dir = dot_git
-        if os.path.isfile(dot_git):  # a linked work tree: "gitdir: <path>"
-            with open(dot_git, encoding="utf-8") as f:
-                text = f.read(4096).strip()
+        git_dir = folder / ".git"
+        if git_dir.is_file():  # a linked work tree: "gitdir: <path>"
+            text = _first_line(git_dir)
             if not text.startswith("gitdir:"):
                 return None
-            git_dir = os.path.join(folder, text[7:].strip())
-        with open(os.path.join(git_dir, "HEAD"), encoding="utf-8") as f:
-            head = f.read(4096).strip()
+            git_dir = folder / text[7:].strip()
+        head = _first_line(git_dir / "HEAD")
         if not head.startswith("ref:"):
             return head if len(head) in (40, 64) else None
         ref = head[4:].strip()
-        common = git_dir
-        if os.path.isfile(os.path.join(git_dir, "commondir")):
-            with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as f:
-                common = os.path.join(git_dir, f.read(4096).strip())
+        common = git_dir / _first_line(git_dir / "commondir") \
+            if (git_dir / "commondir").is_file() else git_dir
         for base in (git_dir, common):
-            ref_file = os.path.join(base, ref)
-            if os.path.isfile(ref_file):
-                with open(ref_file, encoding="utf-8") as f:
-                    return f.read(128).strip() or None
-        packed = os.path.join(common, "packed-refs")
-        if os.path.isfile(packed):
-            with open(packed, encoding="utf-8") as f:
+            if (base / ref).is_file():
+                return _first_line(base / ref) or None
+        if (common / "packed-refs").is_file():
+            with open(common / "packed-refs", encoding="utf-8") as f:
                 for line in f:
                     parts = line.split()
                     if len(parts) == 2 and parts[1] == ref:
