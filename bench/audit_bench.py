@@ -256,7 +256,8 @@ def render(a: dict[str, object] | None, h: dict[str, object] | None) -> str:
                   f"Target check: the audit took {aud / sep:.0%} of the checks one by one "
                   f"(target: no longer, {'met' if aud <= sep else 'NOT met'}); the snapshot's "
                   f"own work (hashing {a['files']:,} files) is {hashing / sep:.1%} of the "
-                  f"checks' time (target under 10%: {'met' if hashing < 0.1 * sep else 'NOT met'})."]
+                  "checks' time (target under 10%: "
+                  f"{'met' if hashing < 0.1 * sep else 'NOT met'})."]
     if h is not None:
         cli, lib = float(h["cli"]), float(h["library"])  # type: ignore[arg-type]
         lines += ["", f"**History**: a SQLite ledger of {int(h['size']):,} entries "  # type: ignore[call-overload]
