@@ -76,15 +76,16 @@ def test_history_by_digest_and_without_following(project: Path) -> None:
 
 
 def test_refs_of_an_entry() -> None:
-    entry = {"resource": "data/x.csv", "digests": {"sha256": "ab"},
-             "details": {"where": {"cwd": "/p"}, "roots": ["file:///p/data"],
-                         "from": "old.csv", "inputs": ["s3://b/k", "/abs/in"]}}
-    assert refs_of(entry) == [Ref("/p/data/x.csv", "sha256:ab", "resource"),
-                              Ref("/p/old.csv", "sha256:ab", "from"),
-                              Ref("/p/data", None, "root"), Ref("/abs/in", None, "input")]
+    details = {"where": {"cwd": "/p"}, "roots": ["file:///p/data"], "from": "old.csv",
+               "inputs": ["s3://b/k", "/abs/in"]}  # as recorded in /p
+    assert refs_of("data/x.csv", {"sha256": "ab"}, details) == [
+        Ref("/p/data/x.csv", "sha256:ab", "resource"), Ref("/p/old.csv", "sha256:ab", "from"),
+        Ref("/p/data", None, "root"), Ref("/abs/in", None, "input")]
     assert local_path("pkg:pypi/torch@2") is None and local_path("s3://b/k") is None
     assert local_path("a/../b", "/w") == "/w/b"
     assert local_path("file:///x/y%20z") == "/x/y z"
+    assert local_path("/a//b/./c/") == "/a/b/c"
+    assert refs_of("s3://bucket/key", {}, {}) == []
 
 
 def test_the_index_on_both_databases(db_url: str, tmp_path: Path) -> None:  # noqa: F811

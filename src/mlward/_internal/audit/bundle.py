@@ -390,8 +390,8 @@ def _receipts(members: Mapping[str, bytes], index: Mapping[str, Any],
 def _snapshots(members: Mapping[str, bytes], index: Mapping[str, Any],
                entries: Mapping[int, tuple[str, dict[str, Any]]], result: BundleResult) -> None:
     """Each bundled snapshot document hashes to the id its (proven) ledger entry holds."""
-    from mlward._internal.audit.diff import SNAPSHOT_ACTION
     from mlward._internal.audit.snapshot import Snapshot
+    from mlward._internal.ledger.store import SNAPSHOT_ACTION
 
     by_role = dict(entries.values())
     ids: dict[str, str] = {}

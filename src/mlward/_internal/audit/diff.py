@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mlward._internal.audit.snapshot import FindingRecord, Snapshot
+from mlward._internal.ledger.store import SNAPSHOT_ACTION
 from mlward._internal.provenance.manifest import diff as diff_entries
 
 if TYPE_CHECKING:
     from mlward._internal.ledger import Ledger
 
-SNAPSHOT_ACTION = "audit.snapshot"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlward._internal.audit.diff import (
-    SNAPSHOT_ACTION,
     SnapshotDiff,
     attribute,
     changed_refs,
@@ -42,6 +41,7 @@ from mlward._internal.audit.snapshot import (
     tools,
 )
 from mlward._internal.audit.steps import STEPS, AuditContext, StepOutcome, chosen_steps
+from mlward._internal.ledger.store import SNAPSHOT_ACTION
 from mlward._version import __version__
 from mlward.findings import Location, Report, ReportBuilder, TargetKind
 from mlward.settings import Settings
@@ -86,7 +86,7 @@ def recorded(ledger: Ledger) -> list[Recorded]:
     from mlward._internal.ledger import Entry
 
     out = []
-    for body in ledger.store.by_action(SNAPSHOT_ACTION):
+    for body in ledger.store.snapshots():
         entry = Entry.from_bytes(body)
         sid = entry.event.digests.get("sha256")
         if isinstance(sid, str):

@@ -50,17 +50,19 @@ def local_path(text: str, cwd: str | None = None) -> str | None:
     directory the recording command ran in); without one it stays as recorded."""
     if not text or len(text) > 4096 or "\0" in text:
         return None
-    if text.startswith("file://"):
-        path = unquote(urlsplit(text).path)
-    elif "://" in text or (":" in text.split("/", 1)[0] and not text.startswith("/")):
-        return None  # another scheme (pkg:pypi/x, mlflow:, s3://, C: aside)
-    else:
+    if text[0] == "/":
         path = text
-    if not posixpath.isabs(path):
-        if not cwd:
-            return posixpath.normpath(path)
-        path = posixpath.join(cwd, path)
-    return posixpath.normpath(path)
+    elif text.startswith("file://"):
+        path = unquote(urlsplit(text).path)
+    elif "://" in text or ":" in text.split("/", 1)[0]:
+        return None  # another scheme (pkg:pypi/x, mlflow:, s3://)
+    elif not cwd:
+        return posixpath.normpath(text)
+    else:
+        path = f"{cwd}/{text}"
+    if "/." in path or "//" in path or path.endswith("/"):
+        return posixpath.normpath(path)
+    return path  # already normal: the common case, without the cost of normpath
 
 
 def ancestors(path: str) -> list[str]:
@@ -80,39 +82,33 @@ def _strings(value: Any) -> Iterator[str]:
         yield from (v for v in value[:MAX_REFS] if isinstance(v, str))
 
 
-def refs_of(entry: Mapping[str, Any]) -> list[Ref]:
-    """The rows an entry's own fields give (``entry`` as in :meth:`Entry.to_json`)."""
-    details = entry.get("details")
-    details = details if isinstance(details, Mapping) else {}
+def refs_of(resource: str, digests: Mapping[str, str], details: Mapping[str, Any]) \
+        -> list[Ref]:
+    """The rows an entry's own fields give. Runs for every entry appended: kept cheap."""
     where = details.get("where")
     cwd = where.get("cwd") if isinstance(where, Mapping) else None
     cwd = cwd if isinstance(cwd, str) and cwd.startswith("/") else None
-    digests = entry.get("digests")
-    digests = [f"{k}:{v}" for k, v in sorted(digests.items())] \
-        if isinstance(digests, Mapping) else []
-    out: list[Ref] = []
-    resource = local_path(str(entry.get("resource", "")), cwd)
-    for d in digests or [None]:
-        out.append(Ref(resource, d, "resource"))
+    labels = [f"{k}:{v}" for k, v in sorted(digests.items())] if digests else [None]
+    path = local_path(resource, cwd)
+    out = [Ref(path, d, "resource") for d in labels] if path is not None or labels[0] else []
     for key, role in _PATH_FIELDS.items():
-        for text in _strings(details.get(key)):
+        value = details.get(key)
+        if value is None:
+            continue
+        for text in _strings(value):
             path = local_path(text, cwd)
             if path is not None:  # a renamed file had the same content at its old path
                 out.extend(Ref(path, d if key == "from" else None, role)
-                           for d in (digests if key == "from" and digests else [None]))
+                           for d in (labels if key == "from" else [None]))
     for key, role in _PATH_LISTS.items():
-        for text in _strings(details.get(key)):
+        value = details.get(key)
+        if value is None:
+            continue
+        for text in _strings(value):
             path = local_path(text, cwd)
             if path is not None:
                 out.append(Ref(path, None, role))
-    return [r for r in dict.fromkeys(out) if r.path is not None or r.digest is not None][:MAX_REFS]
-
-
-def cwd_of(entry: Mapping[str, Any]) -> str | None:
-    details = entry.get("details")
-    where = details.get("where") if isinstance(details, Mapping) else None
-    cwd = where.get("cwd") if isinstance(where, Mapping) else None
-    return cwd if isinstance(cwd, str) else None
+    return list(dict.fromkeys(out))[:MAX_REFS] if len(out) > 1 else out
 
 
 def here() -> dict[str, Any]:

@@ -43,9 +43,14 @@ _REFS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ledger_refs (idx BIGINT NOT NULL, path TEXT, digest TEXT, "
     "role TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS ledger_refs_path ON ledger_refs (path, role, idx)",
-    "CREATE INDEX IF NOT EXISTS ledger_refs_digest ON ledger_refs (digest, idx)",
-    "CREATE INDEX IF NOT EXISTS ledger_entries_action ON ledger_entries (action, idx)",
+    # Partial indexes: rows without a digest, and entries other than audit snapshots, cost
+    # an append nothing here.
+    "CREATE INDEX IF NOT EXISTS ledger_refs_digest ON ledger_refs (digest, idx) "
+    "WHERE digest IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS ledger_entries_snapshots ON ledger_entries (idx) "
+    "WHERE action = 'audit.snapshot'",  # SNAPSHOT_ACTION
 )
+SNAPSHOT_ACTION = "audit.snapshot"
 _INSERT_REF = "INSERT INTO ledger_refs (idx, path, digest, role) VALUES (?, ?, ?, ?)"
 
 
@@ -157,8 +162,10 @@ class Store(ABC):
                     obj = json.loads(_as_bytes(body))
                 except (ValueError, RecursionError):
                     continue  # an entry damaged outside mlward: `ledger verify` names it
-                if isinstance(obj, dict):
-                    rows += [(int(idx), *ref) for ref in refs_of(obj)]
+                if isinstance(obj, dict) and isinstance(obj.get("digests"), dict) and \
+                        isinstance(obj.get("details"), dict):
+                    rows += [(int(idx), *ref) for ref in refs_of(
+                        str(obj.get("resource", "")), obj["digests"], obj["details"])]
             cur.executemany(self._sql(_INSERT_REF), rows)
             cur.execute(self._sql("INSERT INTO ledger_meta (key, value) VALUES (?, ?)"),
                         ("refs", REFS_VERSION))
@@ -258,9 +265,10 @@ class Store(ABC):
             for index, event in enumerate(events, size):
                 entry = Entry(index, prev, event)
                 body = entry.canonical()
-                extra = list(refs[index - size]) if index - size < len(refs) else []
-                ref_rows += [(index, *ref) for ref in dict.fromkeys(
-                    refs_of(entry.to_json()) + extra)]
+                own = refs_of(event.resource, event.digests, event.details)
+                if index - size < len(refs):
+                    own = list(dict.fromkeys([*own, *refs[index - size]]))
+                ref_rows += [(index, *ref) for ref in own]
                 leaf = leaf_hash(body)
                 node_rows.extend((level, idx, h) for (level, idx), h
                                  in append_nodes(frontier, index, leaf) if level >= STORED_LEVEL)
@@ -313,11 +321,12 @@ class Store(ABC):
             cur.execute(self._sql(sql), params)
             return [_as_bytes(row[0]) for row in cur.fetchall()]
 
-    def by_action(self, action: str) -> list[bytes]:
-        """Every entry whose action is exactly ``action``, in order (from an index)."""
+    def snapshots(self) -> list[bytes]:
+        """Every audit snapshot's entry, in order, from its own small index."""
         with self._read() as cur:
-            cur.execute(self._sql("SELECT body FROM ledger_entries WHERE action = ? "
-                                  "ORDER BY idx"), (action,))
+            # The action as a literal: a partial index serves only a query that names it.
+            cur.execute(f"SELECT body FROM ledger_entries WHERE action = '{SNAPSHOT_ACTION}' "
+                        "ORDER BY idx")
             return [_as_bytes(row[0]) for row in cur.fetchall()]
 
     def find_refs(self, paths: Sequence[str] = (), digests: Sequence[str] = (),
