@@ -8,20 +8,14 @@ from pathlib import Path
 import pytest
 
 from mlward._internal.audit.record import AuditResult, run_audit
+from mlward._internal.demo import write_files
 from mlward._internal.ledger import find_project, init_project, open_ledger
 from mlward.settings import Settings
 
 SETTINGS = Settings(executor="inline")
 
 
-def write(root: Path, files: dict[str, str | bytes]) -> None:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, str):
-            path.write_text(content, encoding="utf-8")
-        else:
-            path.write_bytes(content)
+write = write_files
 
 
 @pytest.fixture

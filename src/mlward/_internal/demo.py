@@ -154,6 +154,11 @@ def build_demo_project(root: Path, payload_command: str = PAYLOAD_COMMAND) -> No
         "models/archive/embeddings-v1.tar.gz": _tar_gz({"embeddings.npy": embeddings}),
         MALICIOUS: malicious_pickle(payload_command),
     }
+    write_files(root, files)
+
+
+def write_files(root: Path, files: dict[str, str | bytes]) -> None:
+    """Write each file (text as UTF-8) under ``root``, making the folders."""
     for name, content in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +201,5 @@ def build_story_project(root: Path, payload_command: str = PAYLOAD_COMMAND) -> N
     """The demo project of ``mlward demo``'s walk-through: :func:`build_demo_project`, a
     notebook that leaks a key, and a second data file."""
     build_demo_project(root, payload_command)
-    (root / "notebooks").mkdir(exist_ok=True)
-    (root / NOTEBOOK).write_text(leaking_notebook(), encoding="utf-8")
-    (root / "data/labels.csv").write_text("label,name\n0,negative\n1,positive\n",
-                                          encoding="utf-8")
+    write_files(root, {NOTEBOOK: leaking_notebook(),
+                       "data/labels.csv": "label,name\n0,negative\n1,positive\n"})

@@ -28,10 +28,10 @@ MAX_REFS = 2000
 EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 """The digest of empty content: every empty file shares it, so it never links two paths."""
 
-# Detail keys that name files, and the role a row from each gets.
-_PATH_LISTS = {"roots": "root", "inputs": "input", "paths": "path"}
-_PATH_FIELDS = {"from": "from", "statement": "statement", "signature": "signature",
-                "manifest": "manifest"}
+# Detail keys that name files (a string or a list of them), and the role a row from each
+# gets; ``from`` (a renamed file's old path) had the entry's digests there too.
+_DETAIL_PATHS = {"from": "from", "statement": "statement", "signature": "signature",
+                 "manifest": "manifest", "roots": "root", "inputs": "input", "paths": "path"}
 
 
 class Ref(NamedTuple):
@@ -91,23 +91,14 @@ def refs_of(resource: str, digests: Mapping[str, str], details: Mapping[str, Any
     labels = [f"{k}:{v}" for k, v in sorted(digests.items())] if digests else [None]
     path = local_path(resource, cwd)
     out = [Ref(path, d, "resource") for d in labels] if path is not None or labels[0] else []
-    for key, role in _PATH_FIELDS.items():
-        value = details.get(key)
-        if value is None:
-            continue
-        for text in _strings(value):
-            path = local_path(text, cwd)
-            if path is not None:  # a renamed file had the same content at its old path
-                out.extend(Ref(path, d if key == "from" else None, role)
-                           for d in (labels if key == "from" else [None]))
-    for key, role in _PATH_LISTS.items():
+    for key, role in _DETAIL_PATHS.items():
         value = details.get(key)
         if value is None:
             continue
         for text in _strings(value):
             path = local_path(text, cwd)
             if path is not None:
-                out.append(Ref(path, None, role))
+                out.extend(Ref(path, d, role) for d in (labels if key == "from" else [None]))
     return list(dict.fromkeys(out))[:MAX_REFS] if len(out) > 1 else out
 
 
