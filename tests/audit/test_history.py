@@ -124,3 +124,20 @@ def test_history_needs_a_path_or_digest(project: Path) -> None:
     assert main(["ledger", "history"]) == 2
     write(project, {})
     assert SETTINGS.executor == "inline"
+
+
+def test_audit_and_history_on_both_databases(db_url: str, tmp_path: Path,  # noqa: F811
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "p"
+    write(root, {"data/a.csv": "x\n", "models/m.npy": "not really\n"})
+    init_project(root, db=None if db_url.endswith(".db") else db_url).close()
+    monkeypatch.chdir(root)
+    first = audit(root)
+    (root / "data/a.csv").rename(root / "data/b.csv")
+    second = audit(root)
+    assert second.changes is not None and second.snapshot.previous == first.id
+    assert [(c.status, c.path) for c in second.changes.files] == [("renamed", "data/b.csv")]
+    with open_ledger(None, root) as ledger:
+        history = file_history(ledger, [str(root / "data/b.csv")])
+        assert ledger.verify().ok
+    assert [i.entry.index for i in history.items] == [first.entry, second.entry]
