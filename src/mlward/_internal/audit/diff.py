@@ -102,7 +102,7 @@ def diff_snapshots(a: Snapshot, b: Snapshot, a_id: str, b_id: str) -> SnapshotDi
     old = {f.path: f for f in a.files}
     new = {f.path: f for f in b.files}
     files = []
-    for c in diff_entries([f.entry() for f in a.files], [f.entry() for f in b.files]):
+    for c in diff_entries(a.files, b.files):
         before = old.get(c.previous or c.path)
         after = new.get(c.path)
         known = after or before

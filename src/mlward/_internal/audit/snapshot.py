@@ -19,8 +19,9 @@ import json
 import os
 import platform
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -100,24 +101,42 @@ class TrackedFile:
             raise AuditError(f"snapshot file: {exc}") from None
 
     @property
+    def content(self) -> tuple[str, ...]:
+        """What must match for two files to hold the same content (as manifest entries)."""
+        if self.type == "file":
+            return ("file", *sorted(self.digest.items())[0])
+        if self.type == "symlink":
+            return ("symlink", self.target or "")
+        return (self.type,)
+
+    @property
     def digest_ref(self) -> str | None:
         """``label:hex``, as the ledger's forensic index keeps digests."""
         return next((f"{k}:{v}" for k, v in self.digest.items()), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.entry().to_dict(), "kind": self.kind}
+        # The manifest entry's form, written directly (tens of thousands per snapshot).
+        out: dict[str, Any] = {"path": self.path, "type": self.type}
+        if self.type == "file":
+            out["size"] = self.size
+            out["digest"] = dict(self.digest)
+        if self.target is not None:
+            out["target"] = self.target
+        out["kind"] = self.kind
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> TrackedFile:
-        from mlward._internal.provenance.errors import ProvenanceError
-
         if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
             raise AuditError("snapshot file record is not an object with a kind")
-        try:
-            e = ManifestEntry.from_dict({k: v for k, v in data.items() if k != "kind"})
-        except ProvenanceError as exc:
-            raise AuditError(f"snapshot file record: {exc}") from None
-        return cls(e.path, e.type, e.size, dict(e.digest), e.target, data["kind"])
+        digest, size, target = data.get("digest", {}), data.get("size", 0), data.get("target")
+        if not isinstance(data.get("path"), str) or not isinstance(data.get("type"), str) or \
+                not isinstance(digest, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in digest.items()) or \
+                not isinstance(size, int) or \
+                isinstance(size, bool) or not (target is None or isinstance(target, str)):
+            raise AuditError("snapshot file record has a field of the wrong type")
+        return cls(data["path"], data["type"], size, digest, target, data["kind"])
 
 
 @dataclass(frozen=True)
@@ -225,9 +244,13 @@ class Snapshot:
         }
 
     def canonical(self) -> bytes:
+        return self._canonical
+
+    @cached_property
+    def _canonical(self) -> bytes:
         return canonical_json(self.to_dict())
 
-    @property
+    @cached_property
     def id(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
 
@@ -275,10 +298,11 @@ class Snapshot:
             raise AuditError(f"snapshot {expected_id[:12]} does not match its content digest: "
                              "the document was changed after it was recorded")
         try:
-            snapshot = cls.from_dict(json.loads(raw))
+            data = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             raise AuditError(f"snapshot is not JSON: {exc}") from None
-        if snapshot.canonical() != raw:
+        snapshot = cls.from_dict(data)
+        if canonical_json(data) != raw:
             raise AuditError("snapshot bytes are not its canonical form")
         return snapshot
 
@@ -321,6 +345,3 @@ def git_state(root: Path) -> dict[str, Any] | None:
         return None
     return {"commit": found[0], "dirty": found[1]}
 
-
-def index_files(files: Sequence[TrackedFile]) -> dict[str, TrackedFile]:
-    return {f.path: f for f in files}
