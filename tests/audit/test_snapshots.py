@@ -250,3 +250,14 @@ def test_audit_settings_choose_steps_and_errors_name_the_table(project: Path) ->
     with pytest.raises(UsageError, match="unknown key"):
         chosen_steps(Settings(sections={"audit": {"stpes": []}}))
     assert SETTINGS.executor == "inline"
+
+
+def test_the_deps_step_checks_the_dependency_files_the_scan_found(project: Path) -> None:
+    osv = Path(__file__).resolve().parent.parent / "fixtures" / "osv"
+    write(project, {"requirements.txt": "mlflow==2.9.1\n"})
+    result = audit(project, SETTINGS._replace(vuln_db=(str(osv),)), steps=["scan", "deps"])
+    steps = {r.name: r for r in result.snapshot.steps}
+    assert steps["deps"].summary == {"dependencies": 1, "vulnerable": 1}
+    assert any(f.rule_id == "MW501" and f.location.uri == "requirements.txt"
+               for f in result.report.findings)
+    assert result.exit_code == 1

@@ -107,7 +107,15 @@ class DepsStep(Step):
         from mlward._internal.scanners.deps.audit import audit
         from mlward._internal.vulndb import source_for
 
-        result = audit([ctx.root], environment=False, source=source_for(ctx.settings),
+        # The scan already recognised the dependency files and notebooks (by content): name
+        # them, rather than read the head of every file in the project a second time.
+        paths = [ctx.root] if ctx.scan is None else sorted({
+            ctx.root / e.location.uri for e in ctx.scan.examined
+            if not e.location.members and e.location.is_local
+            and (e.format.startswith("dependencies") or e.format == "notebook")})
+        if not paths:
+            return StepOutcome(None, {"dependencies": 0, "vulnerable": 0})
+        result = audit(paths, environment=False, source=source_for(ctx.settings),
                        settings=ctx.settings)
         vulnerable = sum(1 for r in result.results if r.result.vulnerabilities)
         return StepOutcome(result.report, {"dependencies": len(result.results),
