@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlward._internal.audit.snapshot import classify
+from mlward.errors import MlwardError
 from mlward.settings import Settings
 
 log = logging.getLogger("mlward.watch")
@@ -79,8 +80,12 @@ class Watcher:
                                         yield_on_timeout=True):
             if self.ready is not None:
                 self.ready.set()
-            if changes:
+            if not changes:
+                continue
+            try:
                 self.handle((change.name, path) for change, path in changes)
+            except MlwardError as exc:  # a locked or unreachable ledger: say so, keep watching
+                log.warning("changes not recorded: %s", exc.diagnostics())
 
     def _wanted(self, change: Any, path: str) -> bool:
         return self.walk.left_out(path) is None
