@@ -34,8 +34,8 @@ def register(sub: Any) -> None:
         "gate, audit, forensics)",
         description="Write a small ML project to a temporary folder (one downloaded model "
         "carries a payload, one notebook output leaks a cloud key) and run the whole loop on "
-        "it: scan, manifest and lineage of the training data, sign, BOM, gate (fails, then "
-        "passes after the fix), audit snapshot, one data file edited, audit diff and ledger "
+        "it: scan, manifest and lineage of the training data, sign, gate (fails, then passes "
+        "after the fix), BOM, audit snapshot, one data file edited, audit diff and ledger "
         "history naming the edit, bom verify catching it. Nothing in the project is ever "
         "executed. --scan-only builds the project and scans it, nothing more.",
         epilog="Exit codes: 0 every step behaved as expected (its findings included); 1 a "
@@ -141,13 +141,15 @@ class Story:
             Step("sign the lineage statement",
                  ["sign", "models/classifier.pt.lineage.json", "-k",
                   ".mlward/keys/demo.key"], 0),
-            Step("bill of materials", ["bom", "."], 0, needs="bom"),
             Step("release gate: it must fail", ["gate", ".", *fast], 1, needs="gate"),
         ])
         self.fix(MALICIOUS, NOTEBOOK)
         self.section("After the fix", [
             Step("release gate: now it passes", ["gate", ".", *fast], 0, needs="gate"),
             Step("scan again: nothing at or above high", ["scan", ".", *fast], 0),
+            Step("bill of materials of what ships", ["bom", ".", "-o", "bom.cdx.json",
+                                                     "--allow-incomplete", *fast], 0,
+                 needs="bom"),
             Step("audit snapshot of the whole project", ["audit", ".", *fast], 0,
                  shows="first snapshot"),
         ])
@@ -159,8 +161,8 @@ class Story:
                  shows="modified  data   data/train.csv"),
             Step("ledger history of the edited file", ["ledger", "history", "data/train.csv"],
                  0, shows="modified data/train.csv"),
-            Step("bom verify: the BOM no longer matches the data", ["bom", "verify"], 1,
-                 needs="bom"),
+            Step("bom verify: the BOM no longer matches the data",
+                 ["bom", "verify", "bom.cdx.json"], 1, needs="bom", shows="train.csv"),
             Step("lineage verify: the model's chain is broken at the data",
                  ["lineage", "verify", "models/classifier.pt"], 1, shows="data"),
         ])
