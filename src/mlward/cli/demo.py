@@ -127,6 +127,11 @@ class Story:
         fast = ["--executor", "thread"]  # a dozen small files: threads start faster
         self.section("A project with problems", [
             Step("set up the project's ledger", ["init"], 0),
+        ])
+        self.change("The project's release policy", [
+            ("[gate] policy = [\"baseline\"] in .mlward/mlward.toml (the gate and audits "
+             "read it)", self._policy)])
+        self.section("What is wrong with it", [
             Step("scan: a poisoned checkpoint and a leaking notebook",
                  ["scan", ".", *fast], 1, shows="sentiment.pkl"),
         ])
@@ -222,6 +227,10 @@ class Story:
         for what, action in actions:
             action()
             print(f"    {what}")
+
+    def _policy(self) -> None:
+        with open(self.root / ".mlward" / "mlward.toml", "a", encoding="utf-8") as f:
+            f.write('\n[gate]\npolicy = ["baseline"]\n')
 
     def _quarantine(self, malicious: str) -> None:
         target = self.root.parent / "quarantine"

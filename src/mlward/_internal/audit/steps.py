@@ -242,6 +242,8 @@ class GateStep(Step):
     def unavailable(self, ctx: AuditContext) -> str | None:
         if not _present("mlward._internal.policy.gate"):
             return "the gate (`mlward gate`) is not part of this mlward version"
+        if not ctx.settings.section("gate").get("policy"):
+            return "no gate policy configured ([gate] policy = ... in the settings)"
         return None
 
     def run(self, ctx: AuditContext) -> StepOutcome:
