@@ -19,6 +19,7 @@ from mlward._internal.audit.record import recorded, snapshot_folder
 from mlward._internal.audit.snapshot import KIND, Snapshot
 from mlward._internal.audit.steps import STEPS, Step, StepOutcome
 from mlward._internal.ledger import open_ledger
+from mlward.findings import Severity
 from mlward.settings import Settings
 
 from .conftest import SETTINGS, audit, write
@@ -200,6 +201,7 @@ from pathlib import Path
 from mlward._internal.audit.steps import Step, StepOutcome
 from mlward._internal.audit.record import run_audit
 from mlward._internal.ledger import open_ledger, find_project
+from mlward.findings import Severity
 from mlward.settings import Settings
 
 class Slow(Step):
@@ -261,3 +263,24 @@ def test_the_deps_step_checks_the_dependency_files_the_scan_found(project: Path)
     assert any(f.rule_id == "MW501" and f.location.uri == "requirements.txt"
                for f in result.report.findings)
     assert result.exit_code == 1
+
+
+def test_exit_codes_follow_the_gate_and_the_audits_own_findings(project: Path) -> None:
+    import dataclasses
+
+    from mlward._internal.audit.record import exit_code
+
+    audit(project)
+    (project / "data/train.csv").write_text("changed\n")  # MW781: medium
+    result = audit(project)
+    report, s = result.report, result.snapshot
+    passed = dataclasses.replace(s, gate={"verdict": "pass", "exitCode": 0})
+    failed = dataclasses.replace(s, gate={"verdict": "fail", "exitCode": 1})
+    blind = dataclasses.replace(s, gate={"verdict": "inconclusive", "exitCode": 2})
+    assert exit_code(report, passed, SETTINGS) == 0
+    assert exit_code(report, failed, SETTINGS) == 1
+    assert exit_code(report, blind, SETTINGS) == 2
+    strict = SETTINGS._replace(fail_on=Severity.MEDIUM)  # the audit's own finding counts
+    assert exit_code(report, passed, strict) == 1
+    assert exit_code(report, blind, strict) == 1
+    assert exit_code(report, s, strict) == 1  # no gate: --fail-on over everything

@@ -82,9 +82,11 @@ def register(sub: Any) -> None:
         ".mlward/snapshots/, commit it to the ledger as one entry with a signed checkpoint, and "
         "say what changed since the last snapshot. A snapshot with a blind step or an "
         "unreadable file is recorded, marked incomplete with the reasons.",
-        epilog="Exit codes: the gate's when the gate step ran (0 pass, 1 violation, 2 blind); "
-        "else 0 nothing at or above --fail-on, 1 findings at or above it, 2 incomplete or a "
-        "usage error. Subcommands: diff, list, export, verify (mlward audit COMMAND --help).")
+        epilog="Exit codes: 0 nothing at or above --fail-on, 1 findings at or above it, 2 an "
+        "incomplete snapshot or a usage error. When the gate step ran, the gate's verdict "
+        "(1 violation, 2 blind) replaces --fail-on for the checks it judges; the audit's own "
+        "findings (MW780-MW783) still count at --fail-on. Subcommands: diff, list, export, "
+        "verify (mlward audit COMMAND --help).")
     _run_options(audit)
     audit.set_defaults(func=run_audit, path=".")
     commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND",

@@ -128,9 +128,7 @@ def run_audit(root: Path, settings: Settings, ledger: Ledger, project: Path,
             report = builder.build(finished=datetime.now(timezone.utc))
             snapshot = make_snapshot(root, report, records, files, outcomes, previous.id)
             changes = replace(changes, after=snapshot.id)
-    gate = snapshot.gate
-    code = int(gate["exitCode"]) if gate is not None and "exitCode" in gate else \
-        report.exit_code(settings.fail_on)
+    code = exit_code(report, snapshot, settings)
     sid = snapshot.id
     snapshot.write(snapshot_folder(project))
     refs = changed_refs(changes, str(root)) if changes is not None else \
@@ -142,6 +140,23 @@ def run_audit(root: Path, settings: Settings, ledger: Ledger, project: Path,
         "previous": snapshot.previous, "files": len(files),
         "steps": {r.name: r.status for r in records}}})
     return AuditResult(report, snapshot, sid, entry.index, checkpoint, changes, code)
+
+
+AUDIT_RULES = frozenset({"MW780", "MW781", "MW782", "MW783"})
+"""The audit's own findings: no gate policy sees them, so ``--fail-on`` judges them."""
+
+
+def exit_code(report: Report, snapshot: Snapshot, settings: Settings) -> int:
+    """With the gate step run: the gate's verdict on the checks it judges, together with
+    ``--fail-on`` over the audit's own findings and the snapshot's completeness (1 before 2
+    before 0). Without it: the report's exit code at ``--fail-on``."""
+    gate = snapshot.gate
+    if gate is None or "exitCode" not in gate:
+        return report.exit_code(settings.fail_on)
+    own = report._replace(findings=tuple(f for f in report.findings
+                                         if f.rule_id in AUDIT_RULES))
+    codes = {int(gate["exitCode"]), own.exit_code(settings.fail_on)}
+    return 1 if 1 in codes else 2 if 2 in codes else 0
 
 
 def _run_steps(ctx: AuditContext, names: Sequence[str], by_name: bool,
