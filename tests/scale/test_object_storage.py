@@ -232,3 +232,18 @@ def test_bucket_manifest_matches_the_local_one(s3: S3Server, tmp_path: Path) -> 
     assert {e["path"]: next(iter(e["digest"])) for e in remote["entries"]}["big.bin"] == \
         f"sha256-sharded-{1 << 20}"
 
+    # The manifest of the bucket, kept in a project, is a dataset of its BOM (the manifest's
+    # files and digests; the bucket is not read again).
+    from mlward._internal.bom.collect import build_inventory
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "s3.json").rename(project / "v1.manifest.json")
+    before = len(s3.log)
+    inventory, _, _ = build_inventory([project], INLINE)
+    data, = (c for c in inventory.components if c.kind == "dataset")
+    assert (data.ref, data.location, data.properties["manifest"]) == (
+        "data:s3://data/v1", "s3://data/v1", "v1.manifest.json")
+    assert sorted((f.path, f.size, dict(f.digests)) for f in data.files) == sorted(
+        (f"s3://data/v1/{e['path']}", e["size"], e["digest"]) for e in remote["entries"])
+    assert len(s3.log) == before

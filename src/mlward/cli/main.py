@@ -43,6 +43,9 @@ COMMANDS = {
     "notebook": "mlward.cli.notebook",
     "data": "mlward.cli.data",
     "bom": "mlward.cli.bom",
+    "gate": "mlward.cli.gate",
+    "audit": "mlward.cli.audit",
+    "watch": "mlward.cli.audit",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 

@@ -204,9 +204,11 @@ def run_manifest_create(args: argparse.Namespace) -> int:
     for r in m.roots:
         if r.absolute:
             print(f"  root {r.name}: recorded by absolute path {r.path} (outside the project)")
+    here = args.output.resolve().parent
     record(args, "manifest.create", file_uri(args.output), outcome="pass",
            digests={"sha256": m.root_digest},
-           details={"roots": [r.to_dict() for r in m.roots], "files": files})
+           details={"roots": [r.path if r.remote else file_uri(r.where(here))
+                              for r in m.roots], "files": files})
     return EXIT_OK
 
 
