@@ -24,7 +24,7 @@ from mlward.cli.scan import emit
 from mlward.findings import Report
 from mlward.settings import Settings, load_settings
 
-from .conftest import DaskProcesses, model_tree
+from .conftest import DaskProcesses, S3Server, model_tree
 
 distributed = pytest.importorskip("distributed")
 
@@ -97,6 +97,37 @@ def test_manifests_are_byte_identical(tmp_path: Path) -> None:
     # and the digests of the large file are the sharded scheme's, as a local run computes
     assert {e["path"]: e for e in remote["entries"]}["large.bin"]["digest"].keys() == {
         f"sha256-sharded-{1 << 20}"}
+
+
+def test_a_bucket_scanned_and_hashed_by_cluster_workers(s3: S3Server, tmp_path: Path,
+                                                        marker: Path) -> None:
+    """Workers read the objects themselves (ranged GETs), with the client's result."""
+    tree = model_tree(tmp_path / "tree", marker, copies=3)
+    client = s3.client()
+    client.create_bucket(Bucket="hub")
+    for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+        client.put_object(Bucket="hub", Key=f"m/{path.relative_to(tree).as_posix()}",
+                          Body=path.read_bytes())
+    here = scan(["s3://hub/m"], settings=Settings(executor="inline"))
+    # A cluster started now: its workers get the S3 server's endpoint from the environment.
+    executor = DaskExecutor(Settings(executor="dask", cluster="local:1"))
+    try:
+        worker_pids = set(executor.connect().run(os.getpid).values())
+        there = scan(["s3://hub/m"], settings=Settings(), executor=executor)
+        assert there.stats["executor"] == "dask" and os.getpid() not in worker_pids
+        assert _shape(there) == _shape(here)
+        assert there.stats["object_storage"] == here.stats["object_storage"]
+    finally:
+        executor.close()
+    options = ["--shard-size", str(1 << 20)]
+    assert main(["manifest", "create", "s3://hub/m", "-o", str(tmp_path / "here.json"),
+                 *options]) == 0
+    assert main(["manifest", "create", "s3://hub/m", "-o", str(tmp_path / "there.json"),
+                 "--cluster", "local:1", *options]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("here.json", "there.json"))
+    assert a["createdBy"].pop("time") and b["createdBy"].pop("time")
+    assert json.dumps(a) == json.dumps(b)
+    assert not marker.exists()
 
 
 class _KillOnce:
