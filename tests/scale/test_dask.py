@@ -208,7 +208,8 @@ def test_a_unit_over_its_time_budget_is_stopped() -> None:
 
 
 def test_separately_started_scheduler_and_worker(dask_processes: DaskProcesses,
-                                                 tmp_path: Path, marker: Path) -> None:
+                                                 tmp_path: Path, marker: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     tree = model_tree(tmp_path / "tree", marker, copies=4)
     out = tmp_path / "report.json"
     assert main(["scan", str(tree), "--cluster", dask_processes.address, "-f", "json",
@@ -218,6 +219,14 @@ def test_separately_started_scheduler_and_worker(dask_processes: DaskProcesses,
     with dask_processes.client() as c:
         assert "run_batch" in c.run_on_scheduler(lambda dask_scheduler: list(
             dask_scheduler.task_prefixes))
+    # `cluster = ...` in the project's settings makes the cluster the default.
+    (tree / ".mlward").mkdir()
+    (tree / ".mlward" / "mlward.toml").write_text(f'cluster = "{dask_processes.address}"\n')
+    monkeypatch.chdir(tree)
+    assert main(["scan", str(tree), "-f", "json", "-o", str(out)]) == 1
+    from_settings = Report.from_dict(json.loads(out.read_text()))
+    assert from_settings.stats["executor"] == "dask"
+    assert _shape(from_settings) == _shape(scan([tree]))
     assert not marker.exists()
 
 
