@@ -1,12 +1,14 @@
 """Real components for the scale-out tests: moto's S3 server on 127.0.0.1 with a request log,
-a Dask ``LocalCluster``, separately started ``dask scheduler``/``dask worker`` processes, and
-a tree of mixed model files (payloads assembled from opcodes, never committed)."""
+Azurite (Azure Blob Storage's emulator), a Dask ``LocalCluster``, separately started
+``dask scheduler``/``dask worker`` processes, and a tree of mixed model files (payloads
+assembled from opcodes, never committed)."""
 
 from __future__ import annotations
 
 import io
 import os
 import pickle
+import shutil
 import socket
 import struct
 import subprocess
@@ -159,6 +161,76 @@ def _forget_filesystems() -> None:
     s3fs.S3FileSystem.clear_instance_cache()
 
 
+# -- Azurite: Azure Blob Storage's emulator (npm's azurite, installed by .ci/run) ----------
+
+AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+               "KBHBeksoGMGw==")
+"""Azurite's well-known development account key (published in its documentation)."""
+
+
+@dataclass
+class BlobServer:
+    connection_string: str
+
+    def put(self, container: str, tree: Path, prefix: str) -> None:
+        from adlfs import AzureBlobFileSystem
+
+        fs = AzureBlobFileSystem(connection_string=self.connection_string)
+        fs.mkdir(container)
+        for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+            fs.pipe_file(f"{container}/{prefix}/{path.relative_to(tree).as_posix()}",
+                         path.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServer]:
+    """``azurite-blob`` on 127.0.0.1; adlfs finds it through AZURE_STORAGE_CONNECTION_STRING,
+    as it finds a real account."""
+    pytest.importorskip("adlfs")
+    binary = shutil.which("azurite-blob")
+    if binary is None:
+        pytest.skip("azurite-blob is not on PATH (.ci/run installs it: npm install azurite)")
+    workdir = tmp_path_factory.mktemp("azurite")
+    port = free_port()
+    proc = _start([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+                   str(workdir), "--silent", "--skipApiVersionCheck", "--loose"], workdir,
+                  "azurite")
+    server = BlobServer(f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                        f"AccountKey={AZURITE_KEY};"
+                        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+    saved = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    try:
+        _wait_for_port(port, proc, workdir / "azurite.log")
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = server.connection_string
+        _forget_azure()
+        yield server
+    finally:
+        stop(proc)
+        if saved is None:
+            os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)
+        else:
+            os.environ["AZURE_STORAGE_CONNECTION_STRING"] = saved
+        _forget_azure()
+
+
+def _forget_azure() -> None:
+    from adlfs import AzureBlobFileSystem
+
+    AzureBlobFileSystem.clear_instance_cache()
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"{log.stem} did not start:\n" + log.read_text(errors="replace"))
+            time.sleep(0.2)
+
+
 # -- Dask processes started as a user starts them -----------------------------------------
 
 
@@ -207,16 +279,7 @@ def dask_processes(tmp_path: Path) -> Iterator[DaskProcesses]:
                         str(port), "--no-dashboard"], workdir, "scheduler")
     procs = DaskProcesses(f"tcp://127.0.0.1:{port}", scheduler, [], workdir)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or scheduler.poll() is not None:
-                    pytest.fail("dask scheduler did not start:\n"
-                                + (workdir / "scheduler.log").read_text(errors="replace"))
-                time.sleep(0.2)
+        _wait_for_port(port, scheduler, workdir / "scheduler.log")
         procs.add_worker()
         procs.wait_for_workers(1)
         yield procs

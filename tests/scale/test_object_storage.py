@@ -19,7 +19,14 @@ from mlward.cli.main import main
 from mlward.findings import Verdict
 from mlward.settings import Settings
 
-from .conftest import S3Server, evil_pickle, model_tree, storage_ranges, torch_zip
+from .conftest import (
+    BlobServer,
+    S3Server,
+    evil_pickle,
+    model_tree,
+    storage_ranges,
+    torch_zip,
+)
 
 INLINE = Settings(executor="inline")
 
@@ -247,3 +254,32 @@ def test_bucket_manifest_matches_the_local_one(s3: S3Server, tmp_path: Path) -> 
     assert sorted((f.path, f.size, dict(f.digests)) for f in data.files) == sorted(
         (f"s3://data/v1/{e['path']}", e["size"], e["digest"]) for e in remote["entries"])
     assert len(s3.log) == before
+
+
+def test_azure_container_scan_and_manifest_match_local(azurite: BlobServer, tmp_path: Path,
+                                                       marker: Path) -> None:
+    """az:// through adlfs against Azurite: the same verdicts and findings as the local
+    files, fewer bytes read than stored, and the same manifest."""
+    tree = model_tree(tmp_path / "tree", marker, copies=2)
+    (tree / "big.bin").write_bytes(bytes(range(256)) * (12 << 10))  # 3 MiB: 3 shards
+    azurite.put("models", tree, "team")
+    local = scan([tree], settings=INLINE)
+    remote = scan(["az://models/team"], settings=INLINE)
+
+    def key(uri: str) -> str:
+        return uri.removeprefix("az://models/team/")
+
+    assert {key(u): v for u, v in remote.verdicts().items()} == local.verdicts()
+    assert sorted((f.rule_id, key(f.location.uri), f.location.members, f.evidence)
+                  for f in remote.findings) == sorted(
+        (f.rule_id, f.location.uri, f.location.members, f.evidence) for f in local.findings)
+    stats = remote.stats["object_storage"]
+    assert stats["objects"] == 13 and stats["bytes_read"] < stats["bytes_stored"] / 10
+    options = ["--shard-size", str(1 << 20)]
+    assert main(["manifest", "create", str(tree), "-o", str(tmp_path / "local.json"),
+                 *options]) == 0
+    assert main(["manifest", "create", "az://models/team", "-o", str(tmp_path / "az.json"),
+                 *options]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("local.json", "az.json"))
+    assert (b["entries"], b["rootDigest"]) == (a["entries"], a["rootDigest"])
+    assert not marker.exists()
