@@ -1,7 +1,8 @@
 """Real components for the scale-out tests: moto's S3 server on 127.0.0.1 with a request log,
-Azurite (Azure Blob Storage's emulator), a Dask ``LocalCluster``, separately started
-``dask scheduler``/``dask worker`` processes, and a tree of mixed model files (payloads
-assembled from opcodes, never committed)."""
+gcp-storage-emulator and Azurite (Google Cloud Storage's and Azure Blob Storage's
+emulators), a Dask ``LocalCluster``, separately started ``dask scheduler``/``dask worker``
+processes, and a tree of mixed model files (payloads assembled from opcodes, never
+committed)."""
 
 from __future__ import annotations
 
@@ -159,6 +160,64 @@ def _forget_filesystems() -> None:
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+# -- Google Cloud Storage: gcp-storage-emulator (PyPI), its JSON API on 127.0.0.1 ----------
+
+
+@dataclass
+class GcsServer:
+    url: str
+
+    def put(self, bucket: str, tree: Path, prefix: str) -> None:
+        import fsspec
+
+        fs = fsspec.filesystem("gs")
+        fs.mkdir(bucket)
+        for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+            fs.pipe_file(f"{bucket}/{prefix}/{path.relative_to(tree).as_posix()}",
+                         path.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
+    """gcsfs finds the emulator through STORAGE_EMULATOR_HOST, with anonymous credentials
+    (the default chain would ask the cloud's metadata server) and its plain JSON-API
+    filesystem (the default one first asks a gRPC endpoint the emulator does not serve)."""
+    gcsfs = pytest.importorskip("gcsfs")
+    import fsspec
+    from gcsfs.core import GCSFileSystem
+
+    binary = BIN / "gcp-storage-emulator"
+    if not binary.exists():
+        pytest.skip("gcp-storage-emulator is not installed (pip install 'mlward[test]')")
+    workdir = tmp_path_factory.mktemp("gcs")
+    port = free_port()
+    proc = _start([str(binary), "start", "--host", "127.0.0.1", "--port", str(port),
+                   "--in-memory"], workdir, "gcs")
+    server = GcsServer(f"http://127.0.0.1:{port}")
+    saved_env = os.environ.get("STORAGE_EMULATOR_HOST")
+    saved_conf = fsspec.config.conf.get("gs")
+    saved_class = fsspec.get_filesystem_class("gs")
+    try:
+        _wait_for_port(port, proc, workdir / "gcs.log")
+        os.environ["STORAGE_EMULATOR_HOST"] = server.url
+        fsspec.config.conf["gs"] = {"token": "anon", "project": "test"}
+        fsspec.register_implementation("gs", GCSFileSystem, clobber=True)
+        GCSFileSystem.clear_instance_cache()
+        yield server
+    finally:
+        stop(proc)
+        if saved_env is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = saved_env
+        if saved_conf is None:
+            fsspec.config.conf.pop("gs", None)
+        else:
+            fsspec.config.conf["gs"] = saved_conf
+        fsspec.register_implementation("gs", saved_class, clobber=True)
+        gcsfs.GCSFileSystem.clear_instance_cache()
 
 
 # -- Azurite: Azure Blob Storage's emulator (npm's azurite, installed by .ci/run) ----------

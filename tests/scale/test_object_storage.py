@@ -21,6 +21,7 @@ from mlward.settings import Settings
 
 from .conftest import (
     BlobServer,
+    GcsServer,
     S3Server,
     evil_pickle,
     model_tree,
@@ -256,18 +257,21 @@ def test_bucket_manifest_matches_the_local_one(s3: S3Server, tmp_path: Path) -> 
     assert len(s3.log) == before
 
 
-def test_azure_container_scan_and_manifest_match_local(azurite: BlobServer, tmp_path: Path,
-                                                       marker: Path) -> None:
-    """az:// through adlfs against Azurite: the same verdicts and findings as the local
-    files, fewer bytes read than stored, and the same manifest."""
+@pytest.mark.parametrize("store", ["gs", "az"])
+def test_gcs_and_azure_scans_and_manifests_match_local(store: str, request: pytest.FixtureRequest,
+                                                       tmp_path: Path, marker: Path) -> None:
+    """gs:// (gcsfs) and az:// (adlfs) against their emulators: the same verdicts and findings
+    as the local files, fewer bytes read than stored, and the same manifest."""
+    server: GcsServer | BlobServer = request.getfixturevalue("gcs" if store == "gs"
+                                                            else "azurite")
     tree = model_tree(tmp_path / "tree", marker, copies=2)
     (tree / "big.bin").write_bytes(bytes(range(256)) * (12 << 10))  # 3 MiB: 3 shards
-    azurite.put("models", tree, "team")
+    server.put("models", tree, "team")
     local = scan([tree], settings=INLINE)
-    remote = scan(["az://models/team"], settings=INLINE)
+    remote = scan([f"{store}://models/team"], settings=INLINE)
 
     def key(uri: str) -> str:
-        return uri.removeprefix("az://models/team/")
+        return uri.removeprefix(f"{store}://models/team/")
 
     assert {key(u): v for u, v in remote.verdicts().items()} == local.verdicts()
     assert sorted((f.rule_id, key(f.location.uri), f.location.members, f.evidence)
@@ -278,8 +282,8 @@ def test_azure_container_scan_and_manifest_match_local(azurite: BlobServer, tmp_
     options = ["--shard-size", str(1 << 20)]
     assert main(["manifest", "create", str(tree), "-o", str(tmp_path / "local.json"),
                  *options]) == 0
-    assert main(["manifest", "create", "az://models/team", "-o", str(tmp_path / "az.json"),
-                 *options]) == 0
-    a, b = (json.loads((tmp_path / n).read_text()) for n in ("local.json", "az.json"))
+    assert main(["manifest", "create", f"{store}://models/team", "-o",
+                 str(tmp_path / "remote.json"), *options]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("local.json", "remote.json"))
     assert (b["entries"], b["rootDigest"]) == (a["entries"], a["rootDigest"])
     assert not marker.exists()
