@@ -186,6 +186,13 @@ def test_model_objects_of_a_bucket_are_bom_models(s3: S3Server, tmp_path: Path,
     assert [(f.path, f.size, dict(f.digests)) for f in evil.files] == [
         (f"{base}/evil.pt", size, {})]  # no digest: that would read every byte
     assert evil.properties["formats"] == ["pytorch-zip"] and evil.findings
+    # Without digests, bom verify cannot check them: inconclusive, never a pass.
+    from mlward._internal.bom.verify import verify
+
+    checked = verify(inventory, tmp_path, bom_file=tmp_path / "bom.json", settings=INLINE,
+                     trusted=None)
+    assert {s.location.uri for s in checked.inconclusive if "no digest" in s.reason} == set(
+        models)
     assert report.stats["object_storage"]["bytes_read"] < report.stats["object_storage"][
         "bytes_stored"]
     assert not marker.exists()
@@ -255,6 +262,21 @@ def test_bucket_manifest_matches_the_local_one(s3: S3Server, tmp_path: Path) -> 
     assert sorted((f.path, f.size, dict(f.digests)) for f in data.files) == sorted(
         (f"s3://data/v1/{e['path']}", e["size"], e["digest"]) for e in remote["entries"])
     assert len(s3.log) == before
+    # bom verify re-hashes those objects where they are, and lists the prefix again.
+    from mlward._internal.bom.verify import verify
+
+    def drift() -> set[tuple[str, str]]:
+        report = verify(inventory, project, bom_file=project / "bom.json", settings=INLINE,
+                        trusted=None)
+        return {(f.rule_id, f.location.uri) for f in report.findings}
+
+    assert drift() == set()
+    client = s3.client()
+    client.put_object(Bucket="data", Key="v1/small.txt", Body=b"HELLO")
+    client.put_object(Bucket="data", Key="v1/new.bin", Body=b"new")
+    client.delete_object(Bucket="data", Key="v1/sub/x.json")
+    assert drift() == {("MW750", "s3://data/v1/small.txt"), ("MW753", "s3://data/v1/new.bin"),
+                       ("MW752", "s3://data/v1/sub/x.json")}
 
 
 @pytest.mark.parametrize("store", ["gs", "az"])
