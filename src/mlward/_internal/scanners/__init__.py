@@ -34,6 +34,7 @@ BUILTIN = [
     "mlward._internal.scanners.notebook",
     "mlward._internal.scanners.python",
     "mlward._internal.scanners.secrets.text",
+    "mlward._internal.cloud.iac",
 ]
 
 _loaded = False
