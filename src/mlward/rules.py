@@ -691,13 +691,14 @@ S3_REPLICATION_EXTERNAL = rule(
     "trusted_accounts once reviewed.",
     cwe="CWE-200",
 )
-S3_OBJECT_PUBLIC_ACL = rule(
+OBJECT_PUBLIC_ACL = rule(
     "MW812", "Model or dataset object readable by everyone", Severity.HIGH,
-    "Remove the AllUsers grant from the object (`aws s3api put-object-acl --acl private`) "
-    "and set Object Ownership to BucketOwnerEnforced, which disables object ACLs.",
+    "Remove the grant to everyone from the object's ACL, then turn object ACLs off: S3 "
+    "Object Ownership BucketOwnerEnforced, GCS uniform bucket-level access.",
     cwe="CWE-732",
-    doc="An object that mlward recognised as a model or dataset has an ACL grant to AllUsers "
-    "or AuthenticatedUsers, and Block Public Access does not ignore public ACLs.",
+    doc="An object that mlward recognised as a model or dataset has an ACL grant to everyone "
+    "(S3 AllUsers/AuthenticatedUsers while Block Public Access does not ignore public ACLs; "
+    "GCS allUsers/allAuthenticatedUsers on a bucket with fine-grained access).",
 )
 IAM_SERVICE_WILDCARD = rule(
     "MW815", "IAM policy grants every action of an ML service on every resource",

@@ -41,6 +41,7 @@ COMMANDS = {
     "vulndb": "mlward.cli.deps",
     "probe": "mlward.cli.deps",
     "notebook": "mlward.cli.notebook",
+    "cloud": "mlward.cli.cloud",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 

@@ -23,7 +23,7 @@ from mlward._internal.cloud.collect import Options, Run, sample
 from mlward._internal.cloud.links import Links, Reference, parse_uri
 from mlward.errors import MissingExtra, UsageError
 from mlward.executors import ThreadExecutor
-from mlward.findings import Finding, Location, Severity
+from mlward.findings import Finding, Severity
 from mlward.rules import (
     BEDROCK_CUSTOM_NO_CMK,
     BEDROCK_NO_LOGGING,
@@ -38,7 +38,6 @@ from mlward.rules import (
     S3_MODEL_NO_VERSIONING,
     S3_NO_ACCESS_LOGGING,
     S3_NO_ENCRYPTION,
-    S3_OBJECT_PUBLIC_ACL,
     S3_PUBLIC_ACL,
     S3_PUBLIC_POLICY,
     S3_REPLICATION_EXTERNAL,
@@ -58,7 +57,7 @@ SERVICES = ("s3", "iam", "sagemaker", "bedrock")
 MAX_TRAINING_JOBS = 100
 MAX_LISTED = 10_000
 ACTIONS: dict[str, str] = {
-    "sts:GetCallerIdentity": "(none: sts:GetCallerIdentity needs no permission)",
+    "sts:GetCallerIdentity": "sts:GetCallerIdentity",
     "s3control:GetPublicAccessBlock": "s3:GetAccountPublicAccessBlock",
     "organizations:ListAccounts": "organizations:ListAccounts",
     "s3:ListBuckets": "s3:ListAllMyBuckets",
@@ -74,7 +73,7 @@ ACTIONS: dict[str, str] = {
     "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
     "s3:GetBucketWebsite": "s3:GetBucketWebsite",
     "s3:ListObjectsV2": "s3:ListBucket",
-    "s3:GetObject": "s3:GetObject (ranged: the first bytes only)",
+    "s3:GetObject": "s3:GetObject",
     "s3:GetObjectAcl": "s3:GetObjectAcl",
     "iam:GetAccountAuthorizationDetails": "iam:GetAccountAuthorizationDetails",
     "sagemaker:ListNotebookInstances": "sagemaker:ListNotebookInstances",
@@ -91,7 +90,16 @@ ACTIONS: dict[str, str] = {
     "bedrock:ListCustomModels": "bedrock:ListCustomModels",
     "bedrock:GetCustomModel": "bedrock:GetCustomModel",
 }
-"""API operation -> the IAM action that allows it: the minimal read-only permission set."""
+"""API operation -> the IAM action that allows it: the minimal read-only permission set.
+(``s3:GetObject`` is only ever a ranged GET of an object's first bytes.)"""
+
+
+def permission_policy() -> dict[str, Any]:
+    """The minimal permission set as an IAM policy document (``mlward cloud permissions
+    aws``)."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "MlwardCloudReadOnly", "Effect": "Allow",
+        "Action": sorted(set(ACTIONS.values())), "Resource": "*"}]}
 
 _PUBLIC_GROUPS = {"http://acs.amazonaws.com/groups/global/AllUsers": "AllUsers",
                   "http://acs.amazonaws.com/groups/global/AuthenticatedUsers":
@@ -729,16 +737,6 @@ def _replication(b: Resource, world: World) -> Iterator[Finding]:
         yield S3_REPLICATION_EXTERNAL.finding(
             b.location, f"{b.uri} replicates to account(s) {', '.join(others)}",
             evidence=", ".join(others), details={"accounts": others})
-
-
-@check(S3_OBJECT_PUBLIC_ACL, "s3_bucket")
-def _object_acls(b: Resource, world: World) -> Iterator[Finding]:
-    for a in b.get("assets", ()):
-        if a.public_acl:
-            yield S3_OBJECT_PUBLIC_ACL.finding(
-                Location(f"{b.uri}/{a.key}"), f"{a.content.kind} {b.uri}/{a.key} "
-                f"({a.content.format}) has an ACL that lets anyone read it",
-                evidence=f"{b.uri}/{a.key}")
 
 
 def _ml_summary(b: Resource, world: World) -> str:

@@ -17,6 +17,7 @@ from mlward._internal.cloud.content import Content
 from mlward._internal.cloud.links import Links, Reference
 from mlward.findings import Fact, Finding, Location, Severity
 from mlward.rules import (
+    OBJECT_PUBLIC_ACL,
     PUBLIC_ML_ASSET,
     PUBLIC_ML_ASSET_IN_USE,
     REFERENCED_BUCKET_MISSING,
@@ -191,3 +192,13 @@ def _missing(bucket: Resource, world: World) -> Iterator[Finding]:
         + "; ".join(r.describe() for r in refs[:5]) + " points to it",
         evidence=bucket.uri,
         details={"referenced_by": [{"what": r.what, "source": r.source} for r in refs]})
+
+
+@check(OBJECT_PUBLIC_ACL, "s3_bucket", "gcs_bucket")
+def _object_acls(bucket: Resource, world: World) -> Iterator[Finding]:
+    for a in bucket.get("assets", ()):
+        if a.public_acl:
+            yield OBJECT_PUBLIC_ACL.finding(
+                Location(f"{bucket.uri}/{a.key}"), f"{a.content.kind} {bucket.uri}/{a.key} "
+                f"({a.content.format}) has an ACL that lets anyone read it",
+                evidence=f"{bucket.uri}/{a.key}")
