@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.cloud.conftest import IAC
-from tests.conftest import INLINE
 
 from mlward._internal.pipeline import scan
 from mlward.rules import RULES
 from mlward.settings import Settings
+
+from .conftest import IAC
+
+INLINE = Settings(executor="inline")
 
 IAC_RULES = sorted(r for r in RULES if "MW850" <= r <= "MW899")
 

@@ -238,18 +238,32 @@ def collect(options: Options, run: Run, links: Links | None) -> World:
         resources.append(Resource("aws_account", f"arn:aws:iam::{account}:root", account,
                                   {"bpa": account_bpa}))
     if run.wants("iam"):
-        resources += _iam(api, account)
+        resources += _guarded(run, f"arn:aws:iam::{account}:root", "IAM",
+                              partial(_iam, api, account))
     for region in regions:
         if run.wants("sagemaker"):
-            found = _sagemaker(api, region, account)
+            found = _guarded(run, f"arn:aws:sagemaker:{region}:{account}:", "SageMaker",
+                             partial(_sagemaker, api, region, account))
             resources += found
             references += _sagemaker_references(found)
         if run.wants("bedrock"):
-            resources += _bedrock(api, region, account)
+            resources += _guarded(run, f"arn:aws:bedrock:{region}:{account}:", "Bedrock",
+                                  partial(_bedrock, api, region, account))
     if run.wants("s3"):
         world_refs = [*(links.references if links else ()), *references]
         resources += _buckets(api, options, run, account_bpa, world_refs)
     return World(resources, links, account=account, trusted=trusted, references=references)
+
+
+def _guarded(run: Run, uri: str, what: str, fn: Callable[[], list[Resource]]
+             ) -> list[Resource]:
+    """``fn()``; an answer mlward did not expect (a field missing) makes that service an
+    inconclusive skip instead of stopping the run."""
+    try:
+        return fn()
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        run.skip(uri, f"{what} not examined: unexpected answer ({type(exc).__name__}: {exc})")
+        return []
 
 
 def _organisation(api: Api, run: Run) -> list[str]:
@@ -496,7 +510,8 @@ def _iam(api: Api, account: str) -> list[Resource]:
     for policy in details["Policies"]:
         document = next((v.get("Document") for v in policy.get("PolicyVersionList", [])
                          if v.get("IsDefaultVersion")), None)
-        out.append(Resource("iam_policy", policy["Arn"], policy["PolicyName"],
+        name = policy.get("PolicyName") or str(policy["Arn"]).rsplit("/", 1)[-1]
+        out.append(Resource("iam_policy", policy["Arn"], name,
                             {"statements": list(awspolicy.statements(document)),
                              "attachments": policy.get("AttachmentCount", 0)}))
     for kind, items, inline_key in (("role", details["RoleDetailList"], "RolePolicyList"),
@@ -844,11 +859,14 @@ def _model_bucket(r: Resource, world: World) -> Iterator[Finding]:
         bucket = world.bucket(target.bucket) if target else None
         if bucket is None or not bucket.get("exists", True):
             continue
-        if bucket.get("public"):
+        key = target.key if target else ""
+        public = list(bucket.get("public") or []) + [
+            f"the object {a.key} has a public ACL" for a in bucket.get("assets", ())
+            if a.public_acl and (a.key == key or a.key.startswith(key.rstrip("/") + "/"))]
+        if public:
             yield SM_MODEL_WEAK_BUCKET.finding(
                 r.location, f"model {r.name} loads {url} from {bucket.uri}, which anyone can "
-                f"read ({'; '.join(bucket.get('public'))})", evidence=url,
-                severity=Severity.CRITICAL)
+                f"read ({'; '.join(public)})", evidence=url, severity=Severity.CRITICAL)
         elif bucket.get("versioning") is False:
             yield SM_MODEL_WEAK_BUCKET.finding(
                 r.location, f"model {r.name} loads {url} from {bucket.uri}, which keeps no "

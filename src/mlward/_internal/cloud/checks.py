@@ -15,12 +15,13 @@ from typing import Any, NamedTuple
 
 from mlward._internal.cloud.content import Content
 from mlward._internal.cloud.links import Links, Reference
-from mlward.findings import Fact, Finding, Location, Severity
+from mlward.findings import Fact, Finding, Location, Severity, Skipped
 from mlward.rules import (
     OBJECT_PUBLIC_ACL,
     PUBLIC_ML_ASSET,
     PUBLIC_ML_ASSET_IN_USE,
     REFERENCED_BUCKET_MISSING,
+    SCANNER_CRASH,
     Rule,
 )
 
@@ -105,12 +106,20 @@ def check(rule: Rule, *kinds: str) -> Callable[[Fn], Fn]:
     return register
 
 
-def evaluate(world: World) -> list[Finding]:
+def evaluate(world: World) -> tuple[list[Finding], list[Skipped]]:
+    """Every check over every resource of its kind. A check that fails on a resource makes
+    that resource inconclusive (and an MW001 finding); the other checks still run."""
     findings: list[Finding] = []
+    skipped: list[Skipped] = []
     for c in CHECKS:
         for resource in world.kind(c.kind):
-            findings.extend(c.fn(resource, world))
-    return findings
+            try:
+                findings.extend(c.fn(resource, world))
+            except Exception as exc:
+                message = f"check {c.rule.id} failed: {type(exc).__name__}: {exc}"
+                findings.append(SCANNER_CRASH.finding(resource.location, message))
+                skipped.append(Skipped(resource.location, message, True))
+    return findings, skipped
 
 
 def bucket_fact(bucket: Resource, world: World) -> Fact:

@@ -170,7 +170,8 @@ def _dvc_config(uri: str, text: str) -> Iterator[Reference]:
     except configparser.Error:
         return
     for section in parser.sections():
-        m = re.fullmatch(r"""\s*remote\s+["']?([^"']+)["']?\s*""", section)
+        # DVC writes ['remote "name"'], which configparser reads with the outer quotes.
+        m = re.fullmatch(r"""['"]?\s*remote\s+["']?([^"']+)["']?\s*['"]?""", section)
         target = parse_uri(parser[section].get("url", "")) if m else None
         if m and target:
             yield Reference(target, f"DVC remote '{m.group(1)}'", uri,

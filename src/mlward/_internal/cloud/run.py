@@ -60,7 +60,8 @@ def cloud_report(provider: str, options: Options, *, settings: Settings | None =
     builder = ReportBuilder(TargetKind.BUCKET, started=started, version=__version__,
                             root=str(root) if root else None,
                             inputs=_inputs(provider, options))
-    builder.merge(findings=evaluate(world), skipped=run.skipped)
+    findings, failed = evaluate(world)
+    builder.merge(findings=findings, skipped=[*run.skipped, *failed])
     for resource in world.resources:
         builder.examine(resource.location, resource.kind)
         if resource.kind in BUCKET_KINDS:
