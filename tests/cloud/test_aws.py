@@ -24,6 +24,7 @@ ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/training"
 TRUSTED = "111111111111"
 STRANGER = "999999999999"
+IAM = f"arn:aws:iam::{ACCOUNT}:"
 BPA_ON = dict.fromkeys(aws.BPA_KEYS, True)
 
 
@@ -230,9 +231,9 @@ CASES = [
     ("MW810", "s3://bad-models", "s3://good-models"),
     ("MW811", "s3://bad-repl", "s3://good-repl"),
     ("MW812", "s3://bad-models/fraud/model.tar.gz", "s3://good-models/fraud/model.pt"),
-    ("MW815", f"arn:aws:iam::{ACCOUNT}:policy/bad-wildcard", f"arn:aws:iam::{ACCOUNT}:role/training"),
-    ("MW816", f"arn:aws:iam::{ACCOUNT}:policy/bad-passrole", f"arn:aws:iam::{ACCOUNT}:role/training"),
-    ("MW817", f"arn:aws:iam::{ACCOUNT}:role/bad-trust", f"arn:aws:iam::{ACCOUNT}:role/training"),
+    ("MW815", f"{IAM}policy/bad-wildcard", f"{IAM}role/training"),
+    ("MW816", f"{IAM}policy/bad-passrole", f"{IAM}role/training"),
+    ("MW817", f"{IAM}role/bad-trust", f"{IAM}role/training"),
     ("MW820", arn("notebook-instance", "nb-bad"), arn("notebook-instance", "nb-good")),
     ("MW821", arn("notebook-instance", "nb-bad"), arn("notebook-instance", "nb-good")),
     ("MW822", arn("notebook-instance", "nb-bad"), arn("notebook-instance", "nb-good")),
