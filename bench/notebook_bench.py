@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import shlex
 import string
@@ -32,12 +31,18 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from _bench import compile_mlward, write_section  # bench/ is the script folder, on sys.path
+from _bench import (  # bench/ is the script folder, on sys.path
+    compile_mlward,
+    load_corpus,
+    measured_on,
+    write_section,
+)
+
+from mlward._internal.scanners.secrets.providers import base62_crc32
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
@@ -60,7 +65,8 @@ def _secrets(rng: random.Random) -> list[tuple[str, str, str]]:
     hf = "hf" + "_" + _r(rng, string.ascii_letters, 34)
     proj = "sk" + "-proj-" + _r(rng, ALNUM, 64)
     aws = "AKIA" + _r(rng, string.ascii_uppercase + string.digits, 16)
-    ghp = "ghp" + "_" + _r(rng, ALNUM, 36)
+    ghp = _r(rng, ALNUM, 36)[:30]  # as many draws as before: the rest of the corpus is unchanged
+    ghp = "ghp" + "_" + ghp + base62_crc32(ghp)  # GitHub's checksum: a valid-looking token
     slack = "xoxb" + "-" + _r(rng, string.digits, 12) + "-" + _r(rng, string.digits, 12) + \
         "-" + _r(rng, ALNUM, 24)
     stripe = "sk" + "_live_" + _r(rng, ALNUM, 24)
@@ -221,13 +227,13 @@ def fp12(value: str) -> str:
 
 def mlward(corpus: Path, planted: list[dict[str, Any]]) -> Result:
     report = OUT / "notebook_bench.mlward.json"
-    argv = [str(VENV_BIN / "mlward"), "scan", "--quiet", "-f", "json", "-o", str(report),
-            str(corpus)]
+    argv = [str(VENV_BIN / "mlward"), "scan", "--quiet", "--no-ignore", "-f", "json", "-o",
+            str(report), str(corpus)]
     wall, cpu, rss, code = run(argv, OUT / "notebook_bench.mlward.log")
     findings = json.loads(report.read_text())["findings"]
     by_nb: dict[str, list[dict[str, Any]]] = {}
     for f in findings:
-        by_nb.setdefault(Path(f["location"]["path"]).name, []).append(f)
+        by_nb.setdefault(Path(f["location"]["uri"]).name, []).append(f)
     found: Counter[str] = Counter()
     matched: set[int] = set()
     for item in planted:
@@ -312,12 +318,9 @@ def leaked(path: Path, planted: list[dict[str, Any]]) -> int:
 def render(count: int, size: int, planted: list[dict[str, Any]], results: list[Result],
            command: str) -> str:
     total = Counter(p["category"] for p in planted)
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
-                if line.startswith("model name")), "?")
     lines = [
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} on {os.cpu_count()} CPUs "
-        f"({cpu}); detect-secrets {version('detect-secrets')}, mlward {version('mlward')}.",
+        f"{measured_on()}; detect-secrets {version('detect-secrets')}, "
+        f"mlward {version('mlward')}.",
         f"Corpus: {count} notebooks ({size / 2**20:.1f} MiB), {total['secret']} planted "
         f"secrets, {total['pii']} personal-data items, {total['code']} risky calls.",
         "", "Command:", "", "```sh", command, "```", "",
@@ -352,16 +355,10 @@ def main() -> None:
     args = ap.parse_args()
     compile_mlward()
     corpus = OUT / f"notebooks-{args.notebooks}"
-    manifest = corpus / "manifest.json"  # beside the scanned folder: it holds the values
     nb_dir = corpus / "nb"
-    if manifest.exists():
-        planted = json.loads(manifest.read_text())
-    else:
-        planted = build_corpus(nb_dir, args.notebooks)
-        manifest.write_text(json.dumps(planted))
+    planted = load_corpus(nb_dir, corpus / "manifest.json",
+                          lambda folder: build_corpus(folder, args.notebooks))
     size = sum(p.stat().st_size for p in nb_dir.iterdir())
-    for p in nb_dir.iterdir():  # page cache warm for every tool
-        p.read_bytes()
     results = [mlward(nb_dir, planted), detect_secrets(nb_dir, planted)]
     if NBDEFENSE.exists():
         results.append(nbdefense(nb_dir, planted))

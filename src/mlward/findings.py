@@ -349,7 +349,10 @@ class Report(NamedTuple):
     """The absolute folder that root-relative location URIs are relative to."""
     inputs: tuple[str, ...] = ()
     stats: Mapping[str, Any] = _EMPTY
-    """Counts about the run (files walked, excluded by reason, ...): JSON values only."""
+    """Counts about the run (files walked, excluded by reason, ...): JSON values only.
+    ``warnings``, when present, lists what the user must know although it did not make the
+    run inconclusive (vulnerability data older than the configured age); every writer shows
+    them."""
     schema_version: str = SCHEMA_VERSION
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from mlward._internal.redact import redact_credentials, redact_value
 from mlward.findings import Finding, Location, Severity
 
 
@@ -25,16 +26,19 @@ class Rule(NamedTuple):
     def finding(self, location: Location, message: str, *, evidence: str | None = None,
                 severity: Severity | None = None,
                 details: Mapping[str, Any] | None = None) -> Finding:
-        """A finding of this rule; ``severity`` overrides the default where the case warrants."""
+        """A finding of this rule; ``severity`` overrides the default where the case warrants.
+
+        Credentials in the message, evidence and details are redacted here, once for every
+        producer (:mod:`mlward._internal.redact`): a writer never sees one."""
         return Finding(
             rule_id=self.id,
             severity=self.severity if severity is None else severity,
             location=location,
-            message=message,
-            evidence=evidence,
+            message=redact_credentials(message),
+            evidence=None if evidence is None else redact_credentials(evidence),
             remediation=self.remediation,
             cwe=self.cwe,
-            details=dict(details or {}),
+            details=redact_value(dict(details)) if details else {},
         )
 
 
@@ -121,6 +125,20 @@ PICKLE_TRAILING_DATA = rule(
     "Check why the file carries bytes that the pickle does not use.",
     doc="Bytes after the last STOP opcode that do not form another pickle. Loaders ignore "
     "them, but they can hide a second payload for a different loader (a polyglot file).",
+)
+PICKLE_FRAME = rule(
+    "MW107", "Pickle frame length disagrees with its contents", Severity.MEDIUM,
+    "Treat the file as crafted: no pickler writes such frames. Check every name reported "
+    "for it, whichever loader you use.",
+    cwe="CWE-502",
+    doc="A FRAME (protocol 4+) whose declared length does not match the opcodes inside: an "
+    "argument or line running past the frame's end, a FRAME inside a frame, a frame running "
+    "on past STOP or claiming more bytes than the file holds, a joblib array inside a frame. "
+    "CPython's loaders read such frames differently (pickle.loads lets bytes run on, the C "
+    "unpickler over a file without peek - torch.load's BytesIO - reads after the frame, "
+    "pickle.py stops), so a payload can be visible to one reading only. mlward follows the "
+    "first such place both ways and reports what either reading imports; a second one "
+    "makes the file inconclusive.",
 )
 
 # --- MW2xx: other model formats and containers --------------------------------------------
@@ -281,6 +299,17 @@ REPO_LINK_OUTSIDE = rule(
     "it and reads whatever is there.",
 )
 
+ENCODED_PAYLOAD = rule(
+    "MW246", "Pickle or code hidden in an encoded string", Severity.MEDIUM,
+    "Find out which program decodes this value and what it does with it; store data, not "
+    "serialized objects, in configs and metadata.",
+    cwe="CWE-502",
+    doc="A config value (JSON, YAML), safetensors or ONNX metadata value holds a pickle, a "
+    "compressed stream or archive, or marshalled Python bytecode, as base64 or hex. The "
+    "decoded bytes are judged like a file (a payload in the pickle is its own finding); "
+    "bytecode is high, critical when it names commands, code evaluation or files.",
+)
+
 # Containers (archives and compressed streams): MW250-MW269.
 
 ARCHIVE_DAMAGED = rule(
@@ -331,8 +360,28 @@ ARCHIVE_TOO_DEEP = rule(
 ARCHIVE_DUPLICATE_MEMBER = rule(
     "MW256", "Archive has duplicate member names", Severity.MEDIUM,
     "Treat the file as tampered with; loaders differ on which copy they read.",
-    doc="Two members with the same name: one tool may check one copy while the loader reads "
-    "the other. mlward scans every copy.",
+    doc="Two members with the same name, or names that differ only in case (PyTorch's reader "
+    "looks names up regardless of case): one tool may check one copy while the loader reads "
+    "the other. mlward scans every copy. High when the copies differ.",
+)
+ZIP_READERS_DISAGREE = rule(
+    "MW257", "Zip readers disagree on this archive", Severity.HIGH,
+    "Treat the file as crafted to evade scanners: do not load it; ask the publisher for a "
+    "clean copy and compare its hash.",
+    cwe="CWE-436",
+    doc="Python's zipfile, PyTorch's reader and streaming readers (which walk the local "
+    "headers) would read different members or different bytes from this archive: local and "
+    "central headers that disagree on a name, size, method or encryption flag, members only "
+    "the local headers hold, two central directories, an encryption flag on plain data. "
+    "mlward judges every interpretation; the disagreement itself has no innocent cause.",
+)
+ARCHIVE_OUTSIDE_DATA = rule(
+    "MW258", "Archive holds data outside its members", Severity.MEDIUM,
+    "Check what the extra bytes are; a model archive written by its framework has none.",
+    cwe="CWE-436",
+    doc="Bytes before the first member, between members or after the end of the archive, "
+    "which no member covers: a loader that reads the file another way (a pickle loader "
+    "reading from byte 0, a streaming reader) may read them. They are judged by content.",
 )
 
 # --- MW3xx: notebooks and code ------------------------------------------------------------
@@ -433,15 +482,23 @@ SECRET_TOKEN = rule(
     "Revoke the key at the provider now, remove it (and notebook outputs that print it) and "
     "load keys from the environment or a secrets manager.",
     cwe="CWE-798",
-    doc="A token with a provider's known format (Hugging Face, OpenAI, Anthropic, W&B, AWS, "
-    "Databricks, ...). The report shows only a short prefix and a hash, never the token.",
+    doc="A token with a provider's published format: AI providers (Hugging Face, OpenAI, "
+    "Anthropic, Perplexity, W&B, Cohere, Replicate, LangSmith, Pinecone, ...), code hosting and "
+    "registries (GitHub, npm, PyPI, Postman, Linear, Notion, Terraform Cloud), cloud (AWS, "
+    "Google, Azure AD, DigitalOcean, Doppler, Cloudflare, Heroku, PlanetScale, Grafana), "
+    "messaging and payments (SendGrid, Mailgun, Stripe, Slack, ...). Where the provider "
+    "defines a checksum or structure (GitHub, npm, Grafana, Cloudflare: CRC32; PyPI: the "
+    "macaroon), a value failing it is not reported and one passing it says so in "
+    "details.checked. Stripe test-mode keys are reported at low severity. The report shows "
+    "only a short prefix and a hash, never the token.",
 )
 SECRET_KEYWORD = rule(
     "MW402", "Password or secret assigned in code or config", Severity.MEDIUM,
     "Move the value to the environment or a secrets manager and rotate it.",
     cwe="CWE-798",
-    doc="A literal assigned to a secret-sounding name (password=, api_key=, token: ...), "
-    "keyword arguments included.",
+    doc="A literal assigned to a secret-sounding name (password=, api_key=, secret: ...), "
+    "keyword arguments included. Prose (three words or more) and names that only refer to a "
+    "secret (secret_name, password_file, api_key_env) are not reported.",
 )
 SECRET_URI = rule(
     "MW403", "Password embedded in a connection or tracking URI", Severity.HIGH,
@@ -456,6 +513,17 @@ SECRET_PRIVATE_KEY = rule(
     "use workload identity or a secrets manager.",
     cwe="CWE-321",
     doc="A PEM private key, a GCP service-account JSON key or an Azure storage account key.",
+)
+SECRET_ENTROPY = rule(
+    "MW405", "Random-looking secret assigned to a secret-named variable", Severity.HIGH,
+    "Revoke the credential where it was issued, remove it and load it from the environment "
+    "or a secrets manager.",
+    cwe="CWE-798",
+    doc="A value with the entropy of a random key (Base64 or hex, judged against random "
+    "strings of its length) assigned to, keyed by or passed as a secret name (token, api_key, "
+    "client_secret, password, an Authorization header). Hashes, IDs, sequences, images, "
+    "paths and prose are not reported, nor the language-model senses of token (pad_token, "
+    "max_tokens).",
 )
 PII_FOUND = rule(
     "MW410", "Personal data in notebook output or text cell", Severity.LOW,

@@ -44,7 +44,9 @@ class Limits(NamedTuple):
     max_pickle_ops: int = 20_000_000
     """Opcodes executed symbolically in one pickle stream."""
     max_stack_depth: int = 100_000
-    """Nesting (MARK frames, stack entries) tolerated in a pickle stream."""
+    """Nesting tolerated in a pickle stream: MARK frames inside MARK frames, and items taken
+    one at a time from under this many others (containers inside containers). A long flat
+    list or tuple is not nesting."""
 
 
 class Waiver(NamedTuple):
@@ -94,6 +96,9 @@ class Settings(NamedTuple):
     online: bool = False
     osv_api: str = DEFAULT_OSV_API
     osv_export: str = DEFAULT_OSV_EXPORT
+    vuln_db_max_age_days: int = 7
+    """Vulnerability data whose newest record is older than this many days is used, with a
+    warning in every output format."""
     cache_dir: str | None = None
     trust: str | None = None
     """The trust file of accepted public keys (default: ``.mlward/trusted_keys.pem``)."""
@@ -211,6 +216,7 @@ _FIELDS: dict[str, tuple[Callable[[Any, str], Any], str | None]] = {
     "online": (_bool, "MLWARD_ONLINE"),
     "osv_api": (_text, "MLWARD_OSV_API"),
     "osv_export": (_text, "MLWARD_OSV_EXPORT"),
+    "vuln_db_max_age_days": (_positive_int, "MLWARD_VULN_DB_MAX_AGE_DAYS"),
     "cache_dir": (_text, "MLWARD_CACHE"),
     "trust": (_text, "MLWARD_TRUST"),
     "db": (_text, "MLWARD_DB"),
@@ -233,9 +239,17 @@ def find_upwards(start: Path, marker: str) -> Path | None:
     """The nearest folder at or above ``start`` that contains ``marker``."""
     here = start.resolve()
     for folder in (here, *here.parents):
-        if (folder / marker).exists():
+        if _exists(folder / marker):
             return folder
     return None
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a folder that cannot be searched (no permission) hides it."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def project_root(start: Path) -> Path | None:
@@ -243,7 +257,7 @@ def project_root(start: Path) -> Path | None:
     ``.git`` or ``pyproject.toml``."""
     here = start.resolve()
     for folder in (here, *here.parents):
-        if any((folder / m).exists() for m in (PROJECT_FOLDER, ".git", "pyproject.toml")):
+        if any(_exists(folder / m) for m in (PROJECT_FOLDER, ".git", "pyproject.toml")):
             return folder
     return None
 

@@ -12,10 +12,12 @@ import pytest
 from mlward._internal.provenance.errors import FileChangedError, ProvenanceError
 from mlward._internal.provenance.hashing import (
     CHUNK,
+    SMALL,
     FileJob,
     HashSpec,
     file_digest,
     hash_files,
+    hash_paths,
     parse_label,
 )
 
@@ -129,3 +131,72 @@ def test_large_blake3_file_that_shrank_since_listing_is_reported(tmp_path: Path)
     os.utime(f, ns=(job.mtime_ns, job.mtime_ns))  # even with its old time put back
     with pytest.raises(FileChangedError):
         hash_files([job])
+
+
+@pytest.mark.parametrize("size", [0, 1, SMALL - 1, SMALL, SMALL + 1])
+def test_small_files_take_the_short_path_with_the_same_digest(tmp_path: Path,
+                                                               size: int) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(_data(size))
+    assert file_digest(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def test_small_file_replaced_or_resized_under_its_old_time_is_reported(tmp_path: Path) -> None:
+    f, other = tmp_path / "f", tmp_path / "other"
+    f.write_bytes(b"listed")
+    job = FileJob.of(f, f.stat(), "sha256")
+    other.write_bytes(b"listed")
+    other.replace(f)  # same size, a new inode
+    with pytest.raises(FileChangedError, match="replaced"):
+        hash_files([job])
+    job = FileJob.of(f, f.stat(), "sha256")
+    with open(f, "ab") as out:
+        out.write(b" and more")
+    os.utime(f, ns=(job.mtime_ns, job.mtime_ns))
+    with pytest.raises(FileChangedError, match="size"):
+        hash_files([job])
+
+
+def test_hashing_works_where_the_platform_has_no_cpu_affinity(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.delattr(os, "process_cpu_count", raising=False)
+    f = tmp_path / "f"
+    f.write_bytes(b"data")
+    assert file_digest(f) == hashlib.sha256(b"data").hexdigest()
+
+
+@pytest.mark.parametrize("name", ["plain.bin", "ünïcødé/名前.txt", 'quote"and\tcontrol\x01.bin',
+                                  "surrogate\udcff.bin", "deep/er/path with spaces.csv"])
+def test_canonical_lines_are_the_canonical_encoder_s_bytes(name: str) -> None:
+    import json
+
+    from mlward._internal.provenance.manifest import Entry, canonical_lines
+
+    entries = [Entry(name, "file", 123, {"sha256": "ab" * 32}),
+               Entry("z-link", "symlink", target=f"../{name}"), Entry("y-fifo", "fifo")]
+    general = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+    assert canonical_lines(entries) == [general.encode(e.to_dict())
+                                        for e in sorted(entries, key=lambda e: e.path)]
+
+
+def test_paths_listed_without_stat_get_their_size_and_label_from_reading(tmp_path: Path) -> None:
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.write_bytes(b"tiny")
+    big.write_bytes(_data(3 * SHARD + 7))
+    spec = HashSpec("sha256", SHARD)
+    jobs, digests = hash_paths([small, big], spec)
+    assert [(j.size, j.label) for j in jobs] == [(4, "sha256"),
+                                                 (3 * SHARD + 7, f"sha256-sharded-{SHARD}")]
+    assert digests == [hashlib.sha256(b"tiny").hexdigest(),
+                       file_digest(big, f"sha256-sharded-{SHARD}")]
+    jobs, digests = hash_paths([big], spec, labels=["sha256"])  # a manifest's own label wins
+    assert jobs[0].label == "sha256" and digests == [hashlib.sha256(big.read_bytes()).hexdigest()]
+
+
+def test_a_fifo_found_where_a_file_was_listed_is_reported_without_blocking(
+        tmp_path: Path) -> None:
+    fifo = tmp_path / "was-a-file"
+    os.mkfifo(fifo)
+    with pytest.raises(FileChangedError, match="no longer a regular file"):
+        hash_paths([fifo], HashSpec())

@@ -49,7 +49,9 @@ def test_tampered_file_fails(run: Run, dataset: Path) -> None:
     run("manifest", "create", dataset, "-o", "m.json")
     run("keygen", "-o", "k", "--trust", "trust.pem")
     run("sign", "m.json", "-k", "k.key")
-    Path("m.json").write_text(Path("m.json").read_text().replace('"size": 8', '"size": 9'))
+    text = Path("m.json").read_text()
+    assert '"size":8,' in text
+    Path("m.json").write_text(text.replace('"size":8,', '"size":9,'))
     code, out, _ = run("verify", "m.json", "--trust", "trust.pem")
     assert code == 1 and "not the content that was signed" in out
 

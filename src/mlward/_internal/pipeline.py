@@ -20,7 +20,8 @@ from typing import NamedTuple, Protocol
 from mlward._internal.scanners import load_scanners
 from mlward._internal.scanners.interface import DirectoryScanner, ScanContext, Scanner
 from mlward._internal.sources import Source
-from mlward._internal.walk import Item, Walk, is_regular
+from mlward._internal.sources.archives import BOMB_FLOOR
+from mlward._internal.walk import Item, Walk, is_regular, unreadable
 from mlward._version import __version__
 from mlward.errors import ScanError
 from mlward.executors import Executor, make_executor
@@ -34,7 +35,7 @@ from mlward.findings import (
     Skipped,
     TargetKind,
 )
-from mlward.rules import SCANNER_CRASH
+from mlward.rules import ARCHIVE_BOMB, SCANNER_CRASH
 from mlward.settings import Settings, project_root
 
 log = logging.getLogger("mlward.scan")
@@ -89,8 +90,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, settings: Settings | None =
     builder = ReportBuilder(TargetKind.FILES, started=started, version=__version__,
                             root=str(root), inputs=[str(p) for p in inputs])
     obs = observer or _NullObserver()
-    walk = Walk(root, exclude=settings.exclude, ignore_files=settings.ignore_files,
-                follow_symlinks=settings.follow_symlinks)
+    walk = Walk.for_settings(root, settings)
     folders = _FolderScan(settings, builder)
     items = list(walk.files(inputs, on_dir=folders.scan))
     obs.on_start(len(items))
@@ -112,6 +112,10 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, settings: Settings | None =
         if own:
             executor.close()
     builder.merge(skipped=walk.skipped)
+    if any(e.format.startswith("dependencies") for e in builder.examined):
+        from mlward._internal.scanners.deps import note_data
+
+        note_data(builder, settings)
     builder.stats.update({"files": len(items), "executor": executor.name,
                           "excluded": dict(sorted(walk.excluded.items()))})
     from mlward._internal.triage import make_triage
@@ -167,6 +171,8 @@ class Engine(ScanContext):
         self.examined_items: list[Examined] = []
         self._depth = 0
         self._charged = 0
+        self._members = 0
+        self._input_size = 0
         self._over_budget = False
 
     def scan_file(self, item: Item) -> None:
@@ -174,13 +180,15 @@ class Engine(ScanContext):
         try:
             regular, size = is_regular(item.path)
         except OSError as exc:
-            self.skip(loc, f"cannot read: {exc.strerror or exc}", inconclusive=True)
+            self.skipped.append(unreadable(loc, exc, ignore=self.settings.ignore_unreadable))
             return
         if not regular:
             self.skip(loc, "not a regular file", inconclusive=False)
             return
         self._depth = 0
         self._charged = 0
+        self._members = 0
+        self._input_size = size
         self._over_budget = False
         # An unreadable file fails its first read in a sniff: "cannot read", inconclusive.
         self._dispatch(Source.from_path(Path(item.path), item.uri, size=size))
@@ -210,6 +218,9 @@ class Engine(ScanContext):
         """Whether ``scanner`` recognises ``source``; None when sniffing failed (reported)."""
         try:
             return scanner.sniff(source)
+        except PermissionError as exc:  # the file's first read: it cannot be read at all
+            self.skipped.append(unreadable(source.location, exc,
+                                           ignore=self.settings.ignore_unreadable))
         except OSError as exc:
             self.skip(source.location, f"cannot read: {exc}", inconclusive=True)
         except Exception as exc:
@@ -257,6 +268,12 @@ class Engine(ScanContext):
             self.skip(source.location,
                       f"nested deeper than {self.limits.max_depth} containers", inconclusive=True)
             return
+        self._members += 1
+        if self._members > self.limits.max_members:
+            self._exhausted(source.location, f"more than {self.limits.max_members} members "
+                            "across all nesting levels of this input", bomb=True)
+        if self._over_budget:
+            return
         self._depth += 1
         try:
             self._dispatch(source)
@@ -264,11 +281,25 @@ class Engine(ScanContext):
             self._depth -= 1
 
     def charge(self, location: Location, nbytes: int) -> bool:
+        """One budget for everything decompressed under one input, at every nesting level:
+        past ``max_ratio`` times the input's size (and the bomb floor) it is a bomb, however
+        modestly each layer expands (42.zip); past ``max_total_bytes`` it is inconclusive."""
         self._charged += nbytes
-        if self._charged > self.limits.max_total_bytes:
-            if not self._over_budget:
-                self._over_budget = True
-                self.skip(location, "decompressed size budget for this input exhausted "
-                          f"({self.limits.max_total_bytes} bytes)", inconclusive=True)
-            return False
-        return True
+        limits = self.limits
+        if self._charged > max(BOMB_FLOOR, limits.max_ratio * self._input_size):
+            self._exhausted(location, f"expands to more than {limits.max_ratio:g} times its "
+                            f"{self._input_size} bytes across all nesting levels", bomb=True)
+        elif self._charged > limits.max_total_bytes:
+            self._exhausted(location, "decompressed size budget for this input exhausted "
+                            f"({limits.max_total_bytes} bytes)", bomb=False)
+        return not self._over_budget
+
+    def _exhausted(self, location: Location, why: str, *, bomb: bool) -> None:
+        """Stop reading anything more under this input (once); what was read stays judged."""
+        if self._over_budget:
+            return
+        self._over_budget = True
+        if bomb:
+            self.add(ARCHIVE_BOMB.finding(location, f"decompression bomb: the input {why}; "
+                                          "reading stopped"))
+        self.skip(location, f"{why}: the rest of this input not examined", inconclusive=True)

@@ -19,9 +19,12 @@ import stat
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlward.findings import Location, Skipped, local_uri
+
+if TYPE_CHECKING:
+    from mlward.settings import Settings
 
 TOOL_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache",
                        ".pytest_cache", ".tox", ".nox", "node_modules", ".mlward",
@@ -39,19 +42,33 @@ class Item(NamedTuple):
 
 class Walk:
     """One walk over ``inputs``: :meth:`files` yields what to examine, :attr:`skipped` and
-    :attr:`excluded` say what was left out."""
+    :attr:`excluded` say what was left out.
+
+    Symbolic links are not followed by default: a linked folder is left out, a linked file
+    inside the walked folder is examined at its own path (once), and one pointing outside the
+    folder is left out; ``follow_symlinks`` follows both, and a folder reached twice (a link
+    loop, or two links to one folder) is walked once. A folder that cannot be listed is "not
+    examined" (inconclusive, unless ``ignore_unreadable``).
+    """
 
     def __init__(self, root: Path, *, exclude: Sequence[str] = (), ignore_files: bool = True,
-                 follow_symlinks: bool = False) -> None:
+                 follow_symlinks: bool = False, ignore_unreadable: bool = False) -> None:
         self.root = root
         self.ignore_files = ignore_files
         self.follow_symlinks = follow_symlinks
+        self.ignore_unreadable = ignore_unreadable
         self.skipped: list[Skipped] = []
         self.excluded: Counter[str] = Counter()
         self._exclude = _spec(exclude) if exclude else None
         self._specs: dict[str, Any] = {}  # folder -> its ignore spec (None: no file)
         self._floor = str(root)  # the highest folder whose ignore files apply
         self._active: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+
+    @classmethod
+    def for_settings(cls, root: Path, settings: Settings) -> Walk:
+        return cls(root, exclude=settings.exclude, ignore_files=settings.ignore_files,
+                   follow_symlinks=settings.follow_symlinks,
+                   ignore_unreadable=settings.ignore_unreadable)
 
     def uri(self, path: str) -> str:
         """``path``'s location URI: POSIX and relative to the root, or a ``file://`` URI for
@@ -61,6 +78,11 @@ class Walk:
     def leave_out(self, path: str, reason: str) -> None:
         self.excluded[reason] += 1
         self.skipped.append(Skipped(Location(self.uri(path)), reason, inconclusive=False))
+
+    def unreadable(self, path: str, exc: OSError) -> None:
+        """Record ``path`` as not examined because it could not be read or listed."""
+        self.skipped.append(unreadable(Location(self.uri(path)), exc,
+                                       ignore=self.ignore_unreadable))
 
     def files(self, inputs: Sequence[Path], on_dir: Any = None) -> Iterator[Item]:
         """Files to examine under ``inputs``, in a stable order; ``on_dir(path, uri)`` is
@@ -76,42 +98,78 @@ class Walk:
                 yield Item(path, self.uri(path))
 
     def _walk(self, top: str, on_dir: Any) -> Iterator[Item]:
+        """Depth first, names sorted, a folder's files before its subfolders' (as
+        ``os.walk``), on :func:`os.scandir` entries: whether a name is a link or a folder
+        comes with the listing, at no extra system call per file."""
+        real_top = os.path.realpath(top)
         seen: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=self.follow_symlinks):
+        stack = [top]
+        while stack:
+            dirpath = stack.pop()
+            if self.follow_symlinks and not self._first_visit(dirpath, seen):
+                continue
             try:
-                st = os.stat(dirpath)
-                if (st.st_dev, st.st_ino) in seen:  # a link loop (only when following links)
-                    dirnames[:] = []
-                    self.leave_out(dirpath, "symbolic link loop (already walked)")
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-            except OSError:
-                pass
-            kept = []
-            for d in sorted(dirnames):
-                full = os.path.join(dirpath, d)
-                reason = self._dir_reason(full, d)
-                if reason:
-                    self.leave_out(full, reason)
+                with os.scandir(dirpath) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except OSError as exc:
+                self.unreadable(dirpath, exc)
+                continue
+            subdirs = []
+            files = []
+            for e in entries:
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    reason = self._dir_reason(e)
+                    if reason:
+                        self.leave_out(e.path, reason)
+                    else:
+                        subdirs.append(e.path)
                 else:
-                    kept.append(d)
-            dirnames[:] = kept
+                    files.append(e)
             base = self.uri(dirpath)
             if on_dir is not None:
                 on_dir(dirpath, base)
             prefix = "" if base == "." else base + "/"  # one relpath per folder, not per file
             check = self._exclude is not None or bool(self._active_specs(dirpath))
-            for name in sorted(filenames):
-                full = os.path.join(dirpath, name)
-                reason = self._pattern_reason(full, is_dir=False, rel=prefix + name) \
-                    if check else None
+            for e in files:
+                reason = ((self._pattern_reason(e.path, is_dir=False, rel=prefix + e.name)
+                           if check else None) or self._link_reason(e, real_top))
                 if reason:
-                    self.leave_out(full, reason)
+                    self.leave_out(e.path, reason)
                 else:
-                    yield Item(full, prefix + name)
+                    yield Item(e.path, prefix + e.name)
+            stack.extend(reversed(subdirs))
 
-    def _dir_reason(self, path: str, name: str) -> str | None:
-        if not self.follow_symlinks and os.path.islink(path):
+    def _first_visit(self, dirpath: str, seen: set[tuple[int, int]]) -> bool:
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            return True  # listing it reports the problem
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            self.leave_out(dirpath, "symbolic link loop, or a folder linked twice "
+                           "(already walked)")
+            return False
+        seen.add(key)
+        return True
+
+    def _link_reason(self, entry: os.DirEntry[str], real_top: str) -> str | None:
+        if self.follow_symlinks or not entry.is_symlink():
+            return None
+        target = os.path.realpath(entry.path)
+        if not os.path.exists(target):
+            return "broken symbolic link (its target does not exist)"
+        if target.startswith(real_top + os.sep):
+            return "symbolic link to a file inside the tree (examined at its own path)"
+        return "symbolic link to a file outside the scanned tree (not followed; " \
+            "--follow-symlinks follows it)"
+
+    def _dir_reason(self, entry: os.DirEntry[str]) -> str | None:
+        path, name = entry.path, entry.name
+        if not self.follow_symlinks and entry.is_symlink():
             return "symbolic link to a folder (not followed; --follow-symlinks follows it)"
         reason = self._pattern_reason(path, is_dir=True)
         if reason or not self.ignore_files:
@@ -176,6 +234,17 @@ def _load_ignore(folder: str) -> Any:
         except OSError:
             continue
     return _spec(lines) if lines else None
+
+
+def unreadable(location: Location, exc: OSError, *, ignore: bool) -> Skipped:
+    """The one way a file or folder that cannot be read is reported: "not examined", and
+    inconclusive (the run exits 2) unless the user accepted it with ``--ignore-unreadable``."""
+    why = exc.strerror or str(exc)
+    if ignore:
+        return Skipped(location, f"not examined: cannot read ({why}); accepted with "
+                       "--ignore-unreadable", inconclusive=False)
+    return Skipped(location, f"not examined: cannot read ({why}); --ignore-unreadable "
+                   "accepts this", inconclusive=True)
 
 
 def is_regular(path: str) -> tuple[bool, int]:

@@ -41,7 +41,7 @@ def _build_and_scan(root: Path, args: argparse.Namespace, note: str) -> int:
     build_demo_project(root)
     # Notes go to standard error so that standard output is the report alone (--format json).
     print(f"demo project written to {root}{note}\n", file=sys.stderr)
-    code = emit(scan([root], settings=args.settings), args)
+    code = emit(scan([root], settings=args.settings), args, action="demo")
     print(f"\nThe demo holds one malicious model, {MALICIOUS}: it should be the only "
           f"dangerous file, and exit code {code} (findings at or above "
           f"--fail-on) is the expected result.", file=sys.stderr)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlward.cli.record import file_uri, record
 from mlward.cli.scan import add_report_options, add_walk_options, emit
 from mlward.errors import UsageError
 from mlward.formats import write_output
@@ -23,7 +24,8 @@ def register(sub: Any) -> None:
         "vulnerabilities (OSV data, offline by default)",
         description="Find dependency files (requirements*.txt with -r/-c, pyproject.toml, "
         "poetry.lock, uv.lock, Pipfile.lock, pylock.toml, conda environment.yml, notebooks' "
-        "%%pip lines) in the given files and folders, or the running environment (--env), "
+        "%%pip lines) in the given files and folders, the running environment (--env) or "
+        "another one (--python), "
         "and match them against OSV advisories. Data: --vuln-db, else $MLWARD_VULN_DB, else "
         "the export `mlward vulndb update` downloaded; --online asks the OSV API instead. "
         "With no data the dependencies are listed as not checked and the exit code is 2.",
@@ -34,13 +36,19 @@ def register(sub: Any) -> None:
     add_walk_options(p)
     _add_source_options(p)
     p.add_argument("--env", action="store_true",
-                   help="also check the distributions installed in this Python environment")
+                   help="also check the distributions installed in the Python environment "
+                   "mlward runs in")
+    p.add_argument("--python", metavar="PATH", type=Path,
+                   help="also check the distributions installed in another Python "
+                   "environment: its interpreter (.venv/bin/python), its folder (a virtual "
+                   "or conda environment) or its site-packages; read from its files, "
+                   "nothing in it is run")
     p.add_argument("--cyclonedx", metavar="FILE", type=Path,
                    help="also write the dependencies and their vulnerabilities as a "
                    "CycloneDX 1.6 JSON BOM to FILE")
     p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="dependency files or folders to search (default: none with --env, "
-                   "else the current folder)")
+                   help="dependency files or folders to search (default: none with --env "
+                   "or --python, else the current folder)")
     p.set_defaults(func=run_deps)
 
     v = sub.add_parser("vulndb", help="manage the local OSV vulnerability data",
@@ -96,14 +104,18 @@ def vuln_source(args: argparse.Namespace) -> VulnSource | None:
 def run_deps(args: argparse.Namespace) -> int:
     from mlward._internal.scanners.deps.audit import audit
 
-    paths = [Path(p) for p in args.paths] or ([] if args.env else [Path()])
-    result = audit(paths, environment=args.env, source=vuln_source(args),
+    environment = args.env or args.python is not None
+    paths = [Path(p) for p in args.paths] or ([] if environment else [Path()])
+    result = audit(paths, environment=args.env, python=args.python, source=vuln_source(args),
                    settings=args.settings)
     if args.cyclonedx is not None:
         from mlward.formats.cyclonedx import render_cyclonedx
 
         write_output(render_cyclonedx(result.results), args.cyclonedx)
-    return emit(result.report, args, action="deps")
+    environments = ([Path(sys.executable)] if args.env else []) + (
+        [Path.cwd() / args.python] if args.python is not None else [])
+    return emit(result.report, args, action="deps", resources=None if args.paths else
+                [p.absolute().as_uri() for p in environments])
 
 
 def run_update(args: argparse.Namespace) -> int:
@@ -117,6 +129,10 @@ def run_update(args: argparse.Namespace) -> int:
     meta = index.meta()
     print(f"downloaded {target}; indexed {meta['advisories']} PyPI advisories "
           f"({meta['bad']} unreadable records)")
+    record(args, "vulndb.update", file_uri(target), outcome="pass",
+           details={"from": args.url or args.settings.osv_export,
+                    "advisories": int(meta["advisories"]), "unreadable": int(meta["bad"]),
+                    "newest_record": meta.get("newest") or None})
     return 0
 
 
@@ -144,4 +160,5 @@ def run_probe(args: argparse.Namespace) -> int:
 
     report = probe_report(args.urls, timeout=args.timeout, source=vuln_source(args),
                           settings=args.settings)
-    return emit(report, args, action="probe")
+    return emit(report, args, action="probe",
+                resources=[url.rstrip("/") for url in report.inputs])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,12 @@ def register(sub: Any) -> None:
         "the current directory), or at --db / MLWARD_DB.",
         epilog="Exit codes: 0 ok; 1 verification found tampering; 2 usage or ledger error.")
     commands = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)
+    _register(commands)
+    for parser in commands.choices.values():
+        parser.set_defaults(func=_tampering_exits_1(parser.get_default("func")))
 
+
+def _register(commands: Any) -> None:
     append = _command(commands, "append", "append an entry (for scripts and hooks)")
     append.add_argument("--action", required=True, help="what happened, e.g. deploy, model.push")
     append.add_argument("--resource", required=True, help="what it happened to (path or URI)")
@@ -47,12 +54,16 @@ def register(sub: Any) -> None:
     verify = _command(commands, "verify", "recompute the tree and check every checkpoint",
                       "Recompute every leaf and node from the entries, compare with the stored "
                       "tree and every checkpoint, and name the first entry that was edited, "
-                      "deleted, inserted or reordered. With --file, verify an export offline; "
-                      "with --receipt, a tlog-proof receipt.")
+                      "deleted, inserted or reordered; a project's ledger that was deleted or "
+                      "emptied is tampering too. Reads without writing (a read-only copy "
+                      "verifies). With --file, verify an export offline; with --receipt, a "
+                      "tlog-proof receipt; with --consistency, a consistency proof.")
     verify.add_argument("--file", type=Path, metavar="EXPORT",
                         help="verify an export (from `ledger export`) instead of the database")
     verify.add_argument("--receipt", type=Path, metavar="FILE",
                         help="verify a receipt (from `ledger prove`)")
+    verify.add_argument("--consistency", type=Path, metavar="FILE",
+                        help="verify a consistency proof (from `ledger consistency`)")
     verify.add_argument("--key", metavar="VERIFIER",
                         help="the verifier key (name+id+key) or a file holding it; default: "
                         "the project's")
@@ -63,10 +74,10 @@ def register(sub: Any) -> None:
     verify.set_defaults(func=run_verify)
 
     prove = _command(commands, "prove", "a receipt proving an entry is in the ledger",
-                     "Sign a checkpoint of the current tree and print a c2sp.org/tlog-proof@v1 "
-                     "receipt for ENTRY (its index): the entry, its inclusion proof and the "
-                     "signed checkpoint. `mlward ledger verify --receipt FILE --key KEY` checks "
-                     "it offline.")
+                     "Print a c2sp.org/tlog-proof@v1 receipt for ENTRY (its index): the entry, "
+                     "its inclusion proof and the latest signed checkpoint (one is signed only "
+                     "when none covers every entry yet). `mlward ledger verify --receipt FILE "
+                     "--key KEY` checks it offline.")
     prove.add_argument("entry", type=int, metavar="ENTRY", help="the entry's index")
     prove.add_argument("-o", "--output", type=Path, metavar="FILE",
                        help="write the receipt to FILE (.tlog-proof)")
@@ -79,11 +90,42 @@ def register(sub: Any) -> None:
     checkpoint.set_defaults(func=run_checkpoint)
 
     export = _command(commands, "export", "write the entries and a signed checkpoint to a file",
-                      "Write a header line with a fresh signed checkpoint and the verifier key, "
-                      "then every entry as one canonical JSON line. `mlward ledger verify "
-                      "--file EXPORT --key KEY` checks it offline.")
+                      "Write a header line with the latest signed checkpoint (signed now only "
+                      "when none covers every entry) and the verifier key, then every entry as "
+                      "one canonical JSON line. `mlward ledger verify --file EXPORT --key KEY` "
+                      "checks it offline.")
     export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
     export.set_defaults(func=run_export)
+
+    consistency = _command(
+        commands, "consistency", "prove that the ledger only grew between two checkpoints",
+        "Check two signed checkpoints of this ledger (OLD, and NEW or else the latest) and "
+        "print an RFC 9162 consistency proof that the log of NEW extends the log of OLD "
+        "without changing any entry OLD covers: a checkpoint someone kept earlier thus proves "
+        "the ledger was not rewritten since. `mlward ledger verify --consistency FILE --key "
+        "KEY` checks the proof offline.")
+    consistency.add_argument("old", type=Path, metavar="OLD",
+                             help="the older signed checkpoint (a file)")
+    consistency.add_argument("new", type=Path, nargs="?", metavar="NEW",
+                             help="the newer signed checkpoint (default: the latest)")
+    consistency.add_argument("-o", "--output", type=Path, metavar="FILE",
+                             help="write the proof to FILE")
+    consistency.set_defaults(func=run_consistency)
+
+
+def _tampering_exits_1(run: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """A ledger command that meets a deleted, emptied or rewritten ledger says so and exits 1,
+    as `verify` does, instead of failing as an error."""
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        from mlward._internal.ledger.errors import LedgerTampered
+
+        try:
+            return run(args)
+        except LedgerTampered as exc:
+            print(f"TAMPERING DETECTED: {exc.diagnostics()}")
+            return EXIT_TAMPERED
+    return wrapped
 
 
 def _command(commands: Any, name: str, summary: str,
@@ -96,10 +138,10 @@ def _command(commands: Any, name: str, summary: str,
     return p
 
 
-def _open(args: argparse.Namespace) -> Any:
+def _open(args: argparse.Namespace, *, read_only: bool = False) -> Any:
     from mlward._internal.ledger import open_ledger
 
-    return open_ledger(args.settings.db)
+    return open_ledger(args.settings.db, read_only=read_only)
 
 
 def run_append(args: argparse.Namespace) -> int:
@@ -148,7 +190,7 @@ def run_log(args: argparse.Namespace) -> int:
     filters = Filters(actor=args.actor, action=args.action, resource=args.resource,
                       since=_time_bound(args.since, "--since"),
                       until=_time_bound(args.until, "--until"))
-    with _open(args) as ledger:
+    with _open(args, read_only=True) as ledger:
         entries = ledger.log(filters, args.limit)
     if args.format == "json":
         print(json.dumps([e.to_json() for e in entries], indent=2, ensure_ascii=False))
@@ -195,9 +237,23 @@ def _read(path: Path) -> str:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from mlward._internal.ledger import verify_export
-    from mlward._internal.ledger.note import Receipt
+    from mlward._internal.ledger import LedgerError, verify_export
+    from mlward._internal.ledger.note import ConsistencyProof, Receipt
 
+    if args.consistency is not None:
+        verifier = _verifier(args)
+        if verifier is None:
+            raise UsageError("verifying a consistency proof needs --key (the ledger's "
+                             "verifier key)")
+        proof = ConsistencyProof.parse(_read(args.consistency))
+        try:
+            old, new = proof.verify(verifier)
+        except LedgerError as exc:
+            print(f"consistency proof INVALID: {exc}")
+            return EXIT_TAMPERED
+        print(f"consistent: the log of {new.size} entries extends the log of {old.size} "
+              f"entries unchanged ({new.origin}, signed by {verifier.name})")
+        return EXIT_OK
     if args.receipt is not None:
         verifier = _verifier(args)
         if verifier is None:
@@ -220,7 +276,7 @@ def run_verify(args: argparse.Namespace) -> int:
             print("note: no --key given; the checkpoint was checked with the key the export "
                   "names, which proves consistency, not who signed it", file=sys.stderr)
     else:
-        with _open(args) as ledger:
+        with _open(args, read_only=True) as ledger:
             if args.key:
                 ledger.verifier = _verifier(args)
             notes = [_read(p) for p in args.checkpoint]
@@ -256,6 +312,28 @@ def run_prove(args: argparse.Namespace) -> int:
 def run_checkpoint(args: argparse.Namespace) -> int:
     with _open(args) as ledger:
         sys.stdout.write(ledger.checkpoint())
+    return EXIT_OK
+
+
+def run_consistency(args: argparse.Namespace) -> int:
+    from mlward._internal.io import atomic_write_text
+    from mlward._internal.ledger import LedgerError
+
+    with _open(args) as ledger:
+        proof = ledger.consistency(_read(args.old),
+                                   None if args.new is None else _read(args.new))
+        assert ledger.verifier is not None  # consistency() checked both notes with it
+        try:
+            old, new = proof.verify(ledger.verifier, ledger.origin)
+        except LedgerError as exc:
+            print(f"TAMPERING DETECTED: {exc}")
+            return EXIT_TAMPERED
+    print(f"consistent: the log of {new.size} entries extends the log of {old.size} "
+          "entries unchanged", file=sys.stderr)
+    if args.output is not None:
+        atomic_write_text(args.output, str(proof))
+    else:
+        sys.stdout.write(str(proof))
     return EXIT_OK
 
 

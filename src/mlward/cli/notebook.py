@@ -18,9 +18,13 @@ def register(sub: Any) -> None:
     c: argparse.ArgumentParser = nsub.add_parser(
         "clean", help="strip outputs and/or redact secrets and personal data in place",
         description="Strip outputs and/or redact detected secrets and personal data, in "
-        "place. The original is kept as NB.ipynb.bak (it still holds what was removed: "
-        "delete it once checked). Cell sources are changed only with --sources. The result "
-        "is validated with nbformat before it replaces the original.",
+        "place: every secret and personal datum the notebook scan reports in outputs and "
+        "metadata (and with --sources in cell sources), whole, at any depth. The result is "
+        "validated with nbformat and replaces the original atomically, keeping its mode (a "
+        "kill leaves the old or the new file, no temporary one). Read-only notebooks are "
+        "refused unless --force; a symbolic link's target is edited, the link kept. No "
+        "backup is written unless --backup. Each cleaning is recorded in the project's "
+        "ledger (what was redacted, by rule and place, never the value).",
         epilog="Exit codes: 0 done (or nothing to do); 2 usage error or a notebook that "
         "could not be cleaned.")
     c.add_argument("notebooks", nargs="+", metavar="NB.ipynb", type=Path,
@@ -32,7 +36,11 @@ def register(sub: Any) -> None:
                    "[REDACTED:kind]")
     c.add_argument("--sources", action="store_true",
                    help="with --redact: also redact cell sources and attachments")
-    c.add_argument("--no-backup", action="store_true", help="do not keep NB.ipynb.bak")
+    c.add_argument("--backup", action="store_true",
+                   help="keep the original as NB.ipynb.bak (mode 0600): it still holds every "
+                   "secret that was removed, so delete it once checked")
+    c.add_argument("--force", action="store_true",
+                   help="clean read-only notebooks too (their mode is kept)")
     c.set_defaults(func=run_clean)
     p.set_defaults(func=lambda args: _help(p))
 
@@ -43,15 +51,31 @@ def _help(p: argparse.ArgumentParser) -> int:
 
 
 def run_clean(args: argparse.Namespace) -> int:
-    from mlward._internal.scanners.notebook.clean import clean_notebook
+    from mlward._internal.scanners.notebook.clean import CleanError, clean_notebook
+    from mlward.cli.record import file_uri, record
 
     if not (args.strip_outputs or args.redact):
         raise UsageError("choose what to clean: --strip-outputs and/or --redact")
     if args.sources and not args.redact:
         raise UsageError("--sources only applies with --redact")
+    failed = 0
     for path in args.notebooks:
-        result = clean_notebook(path, strip_outputs=args.strip_outputs, redact=args.redact,
-                                sources=args.sources, backup=not args.no_backup)
+        try:
+            result = clean_notebook(path, strip_outputs=args.strip_outputs, redact=args.redact,
+                                    sources=args.sources, backup=args.backup,
+                                    force=args.force)
+        except CleanError as exc:
+            print(f"mlward: error: {exc.diagnostics()}", file=sys.stderr)
+            record(args, "notebook.clean", file_uri(path), outcome="error",
+                   details={"error": exc.diagnostics()})
+            failed += 1
+            continue
+        record(args, "notebook.clean", file_uri(result.path),
+               outcome="changed" if result.changed else "unchanged",
+               details={"outputs_removed": result.outputs_removed,
+                        "redacted": [r.to_dict() for r in result.redactions],
+                        "upgraded_from": result.upgraded_from,
+                        "backup": None if result.backup is None else str(result.backup)})
         if not result.changed:
             print(f"{path}: nothing to clean")
             continue
@@ -64,8 +88,9 @@ def run_clean(args: argparse.Namespace) -> int:
             done.append(f"{result.pii_redacted} personal-data item(s) redacted")
         if result.upgraded_from:
             done.append(f"upgraded from nbformat v{result.upgraded_from} to v4")
-        print(f"{path}: " + ", ".join(done))
+        print(f"{path}: " + ", ".join(done)
+              + (f" (in the link's target {result.path})" if result.path != path else ""))
         if result.backup is not None:
-            print(f"  backup: {result.backup} (still holds the original content; delete it "
-                  "once checked)")
-    return 0
+            print(f"  backup: {result.backup} (still holds the original content, secrets "
+                  "included; delete it once checked)")
+    return 2 if failed else 0

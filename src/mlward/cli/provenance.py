@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlward._internal.lazy import lazy_module
-from mlward._internal.ledger import record_event
 from mlward._internal.provenance import KEY_TYPES
 from mlward._internal.provenance.errors import ProvenanceError
 from mlward._internal.provenance.hashing import ALGORITHMS, DEFAULT_SHARD_SIZE, HashSpec
+from mlward.cli.record import file_uri, record
 from mlward.errors import MlwardError
 
 if TYPE_CHECKING:
@@ -90,16 +90,26 @@ def _register_manifest(sub: Any) -> None:
     c.add_argument("paths", nargs="+", metavar="PATH", type=Path)
     c.add_argument("-o", "--output", metavar="FILE", type=Path, required=True,
                    help="manifest file to write")
+    _absolute_option(c)
     _hash_options(c)
     c.set_defaults(func=run_manifest_create)
     v = msub.add_parser("verify", help="re-hash and list added, removed, modified, renamed files",
-                        description="Re-hash the manifest's roots (or PATH in their place).",
+                        description="Re-hash the manifest's roots, found relative to where the "
+                        "manifest is now (or PATH in their place), and say where each was "
+                        "read. A manifest of schema 1 (absolute paths) needs the PATHs.",
                         epilog="Exit codes: 0 identical; 1 any difference; 2 error.")
     v.add_argument("manifest", metavar="FILE", type=Path)
     v.add_argument("paths", nargs="*", metavar="PATH", type=Path,
                    help="where the manifest's roots are now (default: where they were)")
     v.add_argument("-f", "--format", choices=("text", "json"), default="text")
     v.set_defaults(func=run_manifest_verify)
+
+
+def _absolute_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--absolute-paths", action="store_true",
+                   help="record inputs outside the project (or the manifest's folder) by "
+                   "absolute path, marked as such (default: refuse them; inside it, paths "
+                   "are always relative, so a clone verifies its own files)")
 
 
 def _hash_options(p: argparse.ArgumentParser) -> None:
@@ -133,6 +143,7 @@ def _register_lineage(sub: Any) -> None:
     r.add_argument("--run-id", metavar="ID", help="the run's id (default: a new UUID)")
     r.add_argument("-o", "--output", metavar="FILE", type=Path,
                    help="statement file (default: MODEL.lineage.json)")
+    _absolute_option(r)
     _hash_options(r)
     r.set_defaults(func=run_lineage_record)
     v = lsub.add_parser("verify", help="check a model and every input before retraining",
@@ -147,71 +158,66 @@ def _register_lineage(sub: Any) -> None:
     v.set_defaults(func=run_lineage_verify)
 
 
-def _record(args: argparse.Namespace, action: str, resource: str, *, outcome: str,
-            digests: Mapping[str, str] | None = None,
-            details: Mapping[str, Any] | None = None) -> None:
-    """Add the event to the project's ledger; a ledger that refuses it is a warning only."""
+@contextmanager
+def _errors_recorded(args: argparse.Namespace, action: str, resource: str) -> Iterator[None]:
+    """A command that fails is recorded too (outcome ``error``), then fails as it would."""
     try:
-        record_event(action, resource, outcome=outcome, digests=digests, details=details,
-                     db=args.settings.db)
+        yield
     except MlwardError as exc:
-        print(f"mlward: warning: not recorded in the ledger: {exc.diagnostics()}",
-              file=sys.stderr)
+        record(args, action, resource, outcome="error", details={"error": exc.diagnostics()})
+        raise
 
 
 def run_manifest_create(args: argparse.Namespace) -> int:
-    try:
-        m = manifest.create(args.paths, _spec(args), manifest_file=args.output)
+    with _errors_recorded(args, "manifest.create", file_uri(args.output)):
+        m = manifest.create(args.paths, _spec(args), manifest_file=args.output,
+                            absolute=args.absolute_paths)
         m.write(args.output)
-    except ProvenanceError as exc:
-        _record(args, "manifest.create", ",".join(map(str, args.paths)), outcome="error",
-                details={"error": exc.diagnostics()})
-        raise
     files = sum(1 for e in m.entries if e.type == "file")
     size = sum(e.size for e in m.entries)
     print(f"wrote {args.output}: {files} file(s), {size} bytes, "
           f"root digest sha256:{m.root_digest}")
-    _record(args, "manifest.create", str(args.output), outcome="pass",
-            digests={"sha256": m.root_digest},
-            details={"roots": [r.uri for r in m.roots], "files": files})
+    for r in m.roots:
+        if r.absolute:
+            print(f"  root {r.name}: recorded by absolute path {r.path} (outside the project)")
+    record(args, "manifest.create", file_uri(args.output), outcome="pass",
+           digests={"sha256": m.root_digest},
+           details={"roots": [r.to_dict() for r in m.roots], "files": files})
     return EXIT_OK
 
 
 def run_manifest_verify(args: argparse.Namespace) -> int:
-    m = manifest.Manifest.load(args.manifest)
-    try:
-        changes = manifest.verify(m, args.paths or None, manifest_file=args.manifest)
-    except ProvenanceError as exc:
-        _record(args, "manifest.verify", str(args.manifest), outcome="error",
-                details={"error": exc.diagnostics()})
-        raise
+    with _errors_recorded(args, "manifest.verify", file_uri(args.manifest)):
+        m = manifest.Manifest.load(args.manifest)
+        checked = manifest.verify(m, args.paths or None, manifest_file=args.manifest)
+    changes = checked.changes
     if args.format == "json":
-        print(json.dumps([c.to_dict() for c in changes], indent=1))
+        print(json.dumps(checked.to_dict(), indent=1))
     else:
+        for line in checked.where():
+            print(f"root {line}")
         for c in changes:
             print(c)
         print(f"{len(changes)} change(s)" if changes else
               f"identical: {len(m.entries)} entries match {args.manifest}")
-    _record(args, "manifest.verify", str(args.manifest), outcome="fail" if changes else "pass",
-            digests={"sha256": m.root_digest}, details={"changes": len(changes)})
+    record(args, "manifest.verify", file_uri(args.manifest),
+           outcome="fail" if changes else "pass", digests={"sha256": m.root_digest},
+           details={"changes": len(changes), "roots": checked.where()})
     return EXIT_CHANGED if changes else EXIT_OK
 
 
 def run_lineage_record(args: argparse.Namespace) -> int:
     params = lineage.parse_params(args.param)
-    try:
+    with _errors_recorded(args, "lineage.record", file_uri(args.model)):
         out, statement = lineage.record(args.model, args.data, code=args.code, params=params,
-                                        run_id=args.run_id, spec=_spec(args), output=args.output)
-    except ProvenanceError as exc:
-        _record(args, "lineage.record", str(args.model), outcome="error",
-                details={"error": exc.diagnostics()})
-        raise
+                                        run_id=args.run_id, spec=_spec(args), output=args.output,
+                                        absolute=args.absolute_paths)
     deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
     print(f"wrote {out}: {len(statement['subject'])} model file(s), {len(deps)} input(s)")
     for d in deps:
         print(f"  {d['name']}: manifest {d['annotations']['mlward.manifest']}")
-    _record(args, "lineage.record", str(args.model), outcome="pass",
-            details={"statement": str(out), "inputs": [d["name"] for d in deps]})
+    record(args, "lineage.record", file_uri(args.model), outcome="pass",
+           details={"statement": str(out), "inputs": [d["name"] for d in deps]})
     return EXIT_OK
 
 
@@ -232,8 +238,9 @@ def _trusted_if_any(args: argparse.Namespace) -> Mapping[str, keys.PublicKey] | 
 
 
 def run_lineage_verify(args: argparse.Namespace) -> int:
-    result = chain.verify_chain(args.model, trusted=_trusted_if_any(args),
-                                require_signature=False)
+    with _errors_recorded(args, "lineage.verify", file_uri(args.model)):
+        result = chain.verify_chain(args.model, trusted=_trusted_if_any(args),
+                                    require_signature=False)
     return _report_chain(args, result, "lineage.verify")
 
 
@@ -252,8 +259,8 @@ def _report_chain(args: argparse.Namespace, result: chain.ChainResult, action: s
         print(f"verified: {_subject(args)}" if broken is None else
               f"NOT verified: the first broken link is the {broken.name}: {broken.detail}")
     broken = result.first_broken
-    _record(args, action, str(_subject(args)), outcome="pass" if broken is None else "fail",
-            details={"links": [[link.name, link.ok] for link in result.links]})
+    record(args, action, file_uri(_subject(args)), outcome="pass" if broken is None else "fail",
+           details={"links": [[link.name, link.ok] for link in result.links]})
     return EXIT_OK if result.ok else EXIT_CHANGED
 
 
@@ -269,12 +276,18 @@ def run_keygen(args: argparse.Namespace) -> int:
         trust = Path(args.trust) if args.trust else keys.default_trust_file(args.settings.trust)
         keys.add_trusted(trust, keys.load_public(files.public))
         print(f"trusted in:  {trust}")
-    _record(args, "keygen", str(files.public), outcome="pass", digests={"sha256": files.key_id},
-            details={"type": args.type, "digest": "SHA-256 of the public key PEM (key id)"})
+    record(args, "keygen", file_uri(files.public), outcome="pass",
+           digests={"sha256": files.key_id},
+           details={"type": args.type, "digest": "SHA-256 of the public key PEM (key id)"})
     return EXIT_OK
 
 
 def run_sign(args: argparse.Namespace) -> int:
+    with _errors_recorded(args, "sign", file_uri(args.path)):
+        return _sign(args)
+
+
+def _sign(args: argparse.Namespace) -> int:
     key = keys.load_private(args.key)
     kid = keys.key_id(key.public_key())
     if args.oms:
@@ -291,8 +304,8 @@ def run_sign(args: argparse.Namespace) -> int:
         dsse.sign(raw, payload_type, key).write(out)
         print(f"wrote {out}: DSSE envelope ({payload_type}), key id {kid}")
         digest = {"sha256": hashlib.sha256(raw).hexdigest()}
-    _record(args, "sign", str(args.path), outcome="pass", digests=digest,
-            details={"signature": str(out), "keyid": kid, "oms": args.oms})
+    record(args, "sign", file_uri(args.path), outcome="pass", digests=digest,
+           details={"signature": str(out), "keyid": kid, "oms": args.oms})
     return EXIT_OK
 
 
@@ -301,6 +314,11 @@ def _is_manifest(raw: bytes) -> bool:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    with _errors_recorded(args, "verify", file_uri(args.path)):
+        return _verify(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
     path: Path = args.path
     if not path.exists():
         raise ProvenanceError(f"{path} does not exist")

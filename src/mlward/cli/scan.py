@@ -4,11 +4,15 @@ command shares (``add_report_options``, ``emit``)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mlward.cli.main import positive_int, severity_arg
+from mlward.cli.record import file_uri, record
 from mlward.findings import Report, TargetKind
 from mlward.formats import RenderOptions, render, write_output, writer_names
 from mlward.settings import EXECUTORS
@@ -75,6 +79,12 @@ def add_walk_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ignore", action="store_true",
                    help="scan everything: ignore .gitignore/.mlwardignore and do not skip "
                    "virtual environments, .git, node_modules or caches")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="follow symbolic links to folders and to files outside the tree "
+                   "(default: leave them out, listed as skipped); link loops are walked once")
+    p.add_argument("--ignore-unreadable", action="store_true",
+                   help="files and folders that cannot be read are listed as not examined "
+                   "but do not make the run inconclusive (default: they make it exit 2)")
     p.add_argument("--root", metavar="DIR", type=Path,
                    help="folder that reported paths are relative to (default: the project "
                    "holding the inputs: .mlward/, .git or pyproject.toml)")
@@ -90,8 +100,12 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
                    help="time budget per file; a file over it is inconclusive (default: 600)")
 
 
-def emit(report: Report, args: argparse.Namespace, *, action: str = "scan") -> int:
-    """Write the report where the user asked, record the run, return the exit code."""
+def emit(report: Report, args: argparse.Namespace, *, action: str = "scan",
+         resources: Sequence[str] | None = None) -> int:
+    """Write the report where the user asked, record the run, return the exit code.
+
+    ``resources`` are the URIs the run judged, one ledger entry each (default: one entry for
+    the file, folder or project examined)."""
     s = args.settings
     to_terminal = args.output is None and sys.stdout.isatty()
     color = s.color if s.color is not None else to_terminal
@@ -108,37 +122,37 @@ def emit(report: Report, args: argparse.Namespace, *, action: str = "scan") -> i
         sys.stdout.write(text)
         sys.stdout.flush()
     code = report.exit_code(s.fail_on)
-    record_run(report, args, action, code)
+    for resource in resources or [_resource(report)]:
+        record_run(report, args, action, resource)
     return code
 
 
-def record_run(report: Report, args: argparse.Namespace, action: str, code: int) -> None:
-    """Append the run's summary to the project's audit ledger, when it has one."""
+def _resource(report: Report) -> str:
+    """What a report judged, as a URI: the one file or folder given, else the root."""
+    if len(report.inputs) == 1 and report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES):
+        return file_uri(report.inputs[0])
+    return file_uri(report.root or os.curdir)
+
+
+def record_run(report: Report, args: argparse.Namespace, action: str, resource: str) -> None:
+    """Append the run's summary for ``resource`` to the project's audit ledger: its outcome
+    and counts from what the report says about that resource (all of it for a file URI)."""
     from collections import Counter
 
-    from mlward._internal.ledger import LedgerError, record_event
-
     s = args.settings
-    verdicts = Counter(str(v) for v in report.verdicts().values())
-    inputs = report.inputs
-    if len(inputs) == 1 and report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES):
-        resource = Path(inputs[0]).resolve().as_uri()  # the one file or folder examined
-    elif report.root and report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES):
-        resource = Path(report.root).as_uri()  # the project, inputs in the details
-    else:
-        resource = ", ".join(inputs) or "-"  # URLs as given, or "<environment>"
-    try:
-        record_event(action, resource, db=s.db,
-                     outcome={0: "pass", 1: "fail"}.get(code, "inconclusive"),
-                     details={"exit_code": code, "fail_on": s.fail_on.label,
-                              "kind": str(report.kind), "inputs": list(report.inputs),
-                              "examined": len(report.examined), "findings": report.counts(),
-                              "fingerprints": sorted({f.fingerprint for f in report.counted}),
-                              "verdicts": dict(sorted(verdicts.items())),
-                              "inconclusive": len(report.inconclusive)})
-    except LedgerError as exc:
-        print(f"mlward: warning: the {action} was not recorded in the ledger: "
-              f"{exc.diagnostics()}", file=sys.stderr)
+    mine = report if resource.startswith("file:") else report._replace(
+        findings=tuple(f for f in report.findings if f.location.uri == resource),
+        skipped=tuple(x for x in report.skipped if x.location.uri == resource),
+        examined=tuple(e for e in report.examined if e.location.uri == resource))
+    code = mine.exit_code(s.fail_on)
+    verdicts = Counter(str(v) for v in mine.verdicts().values())
+    record(args, action, resource, outcome={0: "pass", 1: "fail"}.get(code, "inconclusive"),
+           details={"exit_code": code, "fail_on": s.fail_on.label, "kind": str(report.kind),
+                    "inputs": list(report.inputs), "examined": len(mine.examined),
+                    "findings": mine.counts(),
+                    "fingerprints": sorted({f.fingerprint for f in mine.counted}),
+                    "verdicts": dict(sorted(verdicts.items())),
+                    "inconclusive": len(mine.inconclusive)})
 
 
 def _scan(args: argparse.Namespace) -> Report:
@@ -172,4 +186,9 @@ def run_baseline_create(args: argparse.Namespace) -> int:
     print(f"baseline written to {target}: {n} finding(s) accepted"
           + (f" ({len(report.inconclusive)} item(s) could not be examined: they are not in "
              "the baseline)" if report.inconclusive else ""))
+    record(args, "baseline.create", file_uri(target),
+           outcome="inconclusive" if report.inconclusive else "pass",
+           digests={"sha256": hashlib.sha256(Path(target).read_bytes()).hexdigest()},
+           details={"accepted": n, "inputs": list(report.inputs),
+                    "inconclusive": len(report.inconclusive)})
     return 2 if report.inconclusive else 0

@@ -158,7 +158,8 @@ def render_sarif(report: Report, options: RenderOptions | None = None) -> str:
     notifications = [
         {"level": "warning", "message": {"text": f"{s.location.container_path}: {s.reason}"}}
         for s in report.inconclusive
-    ]
+    ] + [{"level": "warning", "message": {"text": str(w)}}
+         for w in report.stats.get("warnings") or []]
     run: dict[str, Any] = {
         "tool": {"driver": {"name": "mlward", "version": report.version,
                             "semanticVersion": report.version,

@@ -76,6 +76,12 @@ def render_text(report: Report, options: RenderOptions | None = None, *,
         for s in inconclusive:
             console.print(f"  {escape(s.location.container_path)}: {escape(s.reason)}")
         console.print()
+    warnings = report.stats.get("warnings") or []
+    if warnings:
+        console.print("[bold yellow]Warnings:[/]")
+        for w in warnings:
+            console.print(f"  {escape(str(w))}")
+        console.print()
     if verbose and waived:
         console.print("[dim]Waived:[/]")
         for f in waived:

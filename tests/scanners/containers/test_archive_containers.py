@@ -18,29 +18,12 @@ import pytest
 from containers_util import evil_pickle, high, rules, scan_one, verdict
 
 import mlward
+from builders import tar_bytes, zip_bytes
 from mlward._internal.sources.archives import link_target_problem, member_path_problem
 from mlward.findings import Verdict
 from mlward.settings import Settings
 
 INLINE = Settings(executor="inline")  # for tests that change this process's modules
-
-def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", method) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def _tar(members: dict[str, bytes], mode: str = "w") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tar:  # type: ignore[call-overload]
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
 
 def _7z(members: dict[str, bytes]) -> bytes:
     py7zr = pytest.importorskip("py7zr")
@@ -75,8 +58,8 @@ def test_link_targets() -> None:
 
 
 def test_payload_in_zip_in_tar_gz_in_7z(tmp_path: Path, marker: Path) -> None:
-    inner_zip = _zip({"model/data.bin": evil_pickle(marker)})
-    tar_gz = _tar({"release/weights.zip": inner_zip}, mode="w:gz")
+    inner_zip = zip_bytes({"model/data.bin": evil_pickle(marker)})
+    tar_gz = tar_bytes({"release/weights.zip": inner_zip}, mode="w:gz")
     path = tmp_path / "bundle.7z"
     path.write_bytes(_7z({"dist/model.tar.gz": tar_gz}))
     report = scan_one(path)
@@ -111,7 +94,7 @@ def test_compressed_pickle(tmp_path: Path, marker: Path, compress) -> None:
 def test_tar_bz2_and_xz(tmp_path: Path, marker: Path) -> None:
     for mode in ("w:bz2", "w:xz"):
         path = tmp_path / f"m.{mode[2:]}"
-        path.write_bytes(_tar({"m.pkl": evil_pickle(marker)}, mode=mode))
+        path.write_bytes(tar_bytes({"m.pkl": evil_pickle(marker)}, mode=mode))
         assert verdict(scan_one(path), path) is Verdict.DANGEROUS
     assert not marker.exists()
 
@@ -120,7 +103,7 @@ def test_tar_bz2_and_xz(tmp_path: Path, marker: Path) -> None:
 
 
 def test_bad_crc_member_is_still_judged(tmp_path: Path, marker: Path) -> None:
-    data = bytearray(_zip({"model.pkl": evil_pickle(marker)}, zipfile.ZIP_STORED))
+    data = bytearray(zip_bytes({"model.pkl": evil_pickle(marker)}, zipfile.ZIP_STORED))
     crc_at = 14  # CRC-32 in the local header; the central directory keeps the right one
     central = data.rfind(b"PK\x01\x02") + 16
     for at in (crc_at, central):
@@ -134,7 +117,7 @@ def test_bad_crc_member_is_still_judged(tmp_path: Path, marker: Path) -> None:
 
 
 def test_truncated_zip_is_inconclusive(tmp_path: Path) -> None:
-    data = _zip({"a.bin": bytes(range(256)) * 100})
+    data = zip_bytes({"a.bin": bytes(range(256)) * 100})
     path = tmp_path / "cut.zip"
     path.write_bytes(data[: len(data) // 2])
     report = scan_one(path)
@@ -143,7 +126,7 @@ def test_truncated_zip_is_inconclusive(tmp_path: Path) -> None:
 
 
 def test_truncated_tar_gz_judges_what_arrived(tmp_path: Path, marker: Path) -> None:
-    data = _tar({"evil.pkl": evil_pickle(marker), "pad.bin": bytes(range(256)) * 4000},
+    data = tar_bytes({"evil.pkl": evil_pickle(marker), "pad.bin": bytes(range(256)) * 4000},
                 mode="w:gz")
     path = tmp_path / "cut.tar.gz"
     path.write_bytes(data[: len(data) - 200])
@@ -170,7 +153,7 @@ def test_garbage_after_magic_is_inconclusive_not_a_crash(tmp_path: Path, data: b
 
 def test_zip_slip(tmp_path: Path) -> None:
     path = tmp_path / "slip.zip"
-    path.write_bytes(_zip({"../../home/user/.bashrc": b"echo hi\n", "ok.txt": b"fine"}))
+    path.write_bytes(zip_bytes({"../../home/user/.bashrc": b"echo hi\n", "ok.txt": b"fine"}))
     report = scan_one(path)
     found = [f for f in report.findings if f.rule_id == "MW252"]
     assert found and found[0].evidence == "../../home/user/.bashrc"
@@ -218,7 +201,7 @@ def test_duplicate_zip_member_names_are_reported_and_both_scanned(tmp_path: Path
 
 def test_zip_bomb_is_stopped_by_ratio(tmp_path: Path) -> None:
     path = tmp_path / "bomb.zip"
-    path.write_bytes(_zip({"zeros.bin": bytes(80 << 20)}))
+    path.write_bytes(zip_bytes({"zeros.bin": bytes(80 << 20)}))
     started = time.monotonic()
     report = scan_one(path)
     assert time.monotonic() - started < 5
@@ -227,7 +210,7 @@ def test_zip_bomb_is_stopped_by_ratio(tmp_path: Path) -> None:
 
 
 def test_zip_member_claiming_huge_size(tmp_path: Path) -> None:
-    data = bytearray(_zip({"x.bin": b"abc" * 100}))
+    data = bytearray(zip_bytes({"x.bin": b"abc" * 100}))
     central = data.rfind(b"PK\x01\x02")
     data[central + 24:central + 28] = struct.pack("<I", 0xFFFFFFF0)  # uncompressed size
     path = tmp_path / "claims.zip"
@@ -237,7 +220,7 @@ def test_zip_member_claiming_huge_size(tmp_path: Path) -> None:
 
 
 def test_overlapping_zip_entries(tmp_path: Path) -> None:
-    data = _zip({"a.bin": bytes(range(256)) * 40})
+    data = zip_bytes({"a.bin": bytes(range(256)) * 40})
     central = data.rfind(b"PK\x01\x02")
     eocd = data.rfind(b"PK\x05\x06")
     record = data[central:eocd]
@@ -254,7 +237,7 @@ def test_overlapping_zip_entries(tmp_path: Path) -> None:
 
 
 def test_tar_member_claiming_petabytes(tmp_path: Path) -> None:
-    header = bytearray(_tar({"big.bin": b"x"})[:512])
+    header = bytearray(tar_bytes({"big.bin": b"x"})[:512])
     header[124:136] = b"\x80" + (1 << 50).to_bytes(11, "big")  # GNU base-256 size
     header[148:156] = b"        "
     header[148:155] = f"{sum(header):06o}\0".encode()
@@ -327,8 +310,8 @@ def test_mutated_containers_never_crash(tmp_path: Path, marker: Path) -> None:
 
     rng = random.Random(1234)
     payload = evil_pickle(marker)
-    samples = [_zip({"a/data.pkl": payload, "a/data/0": bytes(64)}),
-               _tar({"m.pkl": payload}, mode="w:gz"), _tar({"m.pkl": payload}),
+    samples = [zip_bytes({"a/data.pkl": payload, "a/data/0": bytes(64)}),
+               tar_bytes({"m.pkl": payload}, mode="w:gz"), tar_bytes({"m.pkl": payload}),
                bz2.compress(payload), lzma.compress(payload), zlib.compress(payload),
                _7z({"m.pkl": payload})]
     for i in range(140):

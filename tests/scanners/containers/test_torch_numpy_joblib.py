@@ -35,13 +35,13 @@ def _formats(report) -> set[str]:
     return {e.format for e in report.examined}
 
 
-def _torch_zip(data_pkl: bytes, storage: bytes = b"\0" * 16) -> bytes:
+def _torch_zip(data_pkl: bytes, storage: bytes = b"\0" * 16, prefix: str = "archive") -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr("archive/data.pkl", data_pkl)
-        zf.writestr("archive/byteorder", "little")
-        zf.writestr("archive/data/0", storage)
-        zf.writestr("archive/version", "3\n")
+        zf.writestr(f"{prefix}/data.pkl", data_pkl)
+        zf.writestr(f"{prefix}/byteorder", "little")
+        zf.writestr(f"{prefix}/data/0", storage)
+        zf.writestr(f"{prefix}/version", "3\n")
     return buf.getvalue()
 
 
@@ -85,6 +85,51 @@ def test_torch_zip_structure_and_storage_not_read(tmp_path: Path) -> None:
     assert any(e.format == "pickle" and e.location.members[-1].endswith("data.pkl")
                for e in report.examined)
     assert any("tensor storage" in s.reason and not s.inconclusive for s in report.skipped)
+
+
+@pytest.mark.torch
+def test_checkpoint_saved_as_data_pt_has_its_pickle_judged(tmp_path: Path) -> None:
+    """torch.save names the archive after the file: data.pt holds data/data.pkl, a name
+    shaped like tensor storage (``<prefix>/data/<key>``) that must still be judged."""
+    path = tmp_path / "data.pt"
+    torch.save({"w": torch.ones(3)}, path)
+    report = scan_one(path)
+    assert any(e.format == "pickle" and e.location.members == ("data/data.pkl",)
+               for e in report.examined), [e.location.members for e in report.examined]
+
+
+def test_payload_in_data_pt(tmp_path: Path, marker: Path) -> None:
+    path = tmp_path / "data.pt"
+    path.write_bytes(_torch_zip(evil_pickle(marker), prefix="data"))
+    report = scan_one(path)
+    assert any(f.location.members == ("data/data.pkl",) and f.rule_id == "MW101"
+               for f in report.findings), high(report)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_pickle_under_a_storage_name_is_judged(tmp_path: Path, marker: Path,
+                                               protocol: int) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(_torch_zip(_p({"a": 1}), storage=evil_pickle(marker, protocol)))
+    report = scan_one(path)
+    assert any(f.location.members == ("archive/data/0",) and f.rule_id == "MW101"
+               for f in report.findings), high(report)
+    assert not marker.exists()
+
+
+@pytest.mark.torch
+def test_real_storages_are_not_taken_for_pickles(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(3)
+    tensors = {f"t{i}": torch.randn(64, generator=gen).to(dtype)
+               for i, dtype in enumerate([torch.float32, torch.float16, torch.bfloat16,
+                                          torch.float64] * 8)}
+    tensors.update({"ints": torch.arange(300), "bytes": torch.arange(256, dtype=torch.uint8),
+                    "text": torch.tensor(list(b"(lp0\nI1\naI2\na."), dtype=torch.uint8)})
+    path = tmp_path / "model.pt"
+    torch.save(tensors, path)
+    report = scan_one(path)
+    assert not report.findings, [f.message for f in report.findings]
+    assert verdict(report, path) is Verdict.CLEAN
 
 
 def test_big_storage_scans_fast(tmp_path: Path, marker: Path) -> None:

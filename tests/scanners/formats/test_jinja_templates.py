@@ -119,3 +119,95 @@ def test_deeply_nested_template_is_bounded() -> None:
 
 def test_oversized_template_is_not_parsed() -> None:
     assert analyse_template("x" * (2 << 20)).verdict is Verdict.SUSPICIOUS
+
+
+# -- templates wherever they live (issue 14.8) -----------------------------------------------
+
+import json  # noqa: E402
+import zipfile  # noqa: E402
+
+import mlward  # noqa: E402
+
+ESCAPE = "{{ cycler.__init__.__globals__.os.popen('id').read() }}"
+
+
+def _escapes(report) -> set[tuple[str, tuple[str, ...]]]:
+    return {(f.location.uri.rsplit("/", 1)[-1], f.location.members) for f in report.findings
+            if f.rule_id == "MW241"}
+
+
+@pytest.mark.parametrize("name", ["chat_template.jinja", "prompt.jinja", "tool_use.j2",
+                                  "x.jinja2"])
+def test_loose_jinja_file_alone(tmp_path, name) -> None:
+    path = tmp_path / "somewhere" / name
+    path.parent.mkdir()
+    path.write_text(ESCAPE)
+    assert _escapes(mlward.scan([path])) == {(name, ())}
+
+
+@pytest.mark.parametrize("name", ["tokenizer_config.json", "chat_template.json",
+                                  "processor_config.json"])
+def test_template_config_scanned_alone(tmp_path, name) -> None:
+    path = tmp_path / name
+    path.write_text(json.dumps({"chat_template": ESCAPE}))
+    assert _escapes(mlward.scan([path])) == {(name, ("chat_template",))}
+
+
+def test_templates_under_any_key_of_tokenizer_config(tmp_path) -> None:
+    path = tmp_path / "tokenizer_config.json"
+    path.write_text(json.dumps({
+        "bos_token": "<s>", "default_chat_template": ESCAPE,
+        "chat_templates": {"rag": ESCAPE, "plain": "{{ messages[0]['content'] }}"},
+        "extra": {"prompt_format": ESCAPE},
+        "chat_template": [{"name": "default", "template": "{{ bos_token }}"},
+                          {"name": "tool_use", "template": ESCAPE}]}))
+    assert _escapes(mlward.scan([path])) == {
+        ("tokenizer_config.json", ("default_chat_template",)),
+        ("tokenizer_config.json", ("chat_templates.rag",)),
+        ("tokenizer_config.json", ("extra.prompt_format",)),
+        ("tokenizer_config.json", ("chat_template[tool_use]",))}
+
+
+def test_template_keys_in_any_json(tmp_path) -> None:
+    path = tmp_path / "serving.json"
+    path.write_text(json.dumps({"model": "x", "prompt": {"system_template": ESCAPE},
+                                "note": "{{ not a template key }}"}))
+    assert _escapes(mlward.scan([path])) == {("serving.json", ("prompt.system_template",))}
+
+
+def test_template_inside_an_archive(tmp_path) -> None:
+    path = tmp_path / "tokenizer.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("tok/tokenizer_config.json", json.dumps({"chat_template": ESCAPE}))
+    report = mlward.scan([path])
+    assert {f.location.members for f in report.findings if f.rule_id == "MW241"} == {
+        ("tok/tokenizer_config.json", "chat_template")}
+
+
+def test_same_findings_alone_and_in_a_folder(tmp_path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "tokenizer_config.json").write_text(json.dumps({"chat_template": ESCAPE}))
+    (repo / "chat_template.jinja").write_text(ESCAPE)
+    folder = mlward.scan([repo])
+    alone = [mlward.scan([p], settings=mlward.Settings(root=str(repo)))
+             for p in sorted(repo.iterdir())]
+    assert _escapes(folder) == set().union(*(_escapes(r) for r in alone))
+    assert _escapes(folder) == {("tokenizer_config.json", ("chat_template",)),
+                                ("chat_template.jinja", ())}
+
+
+def test_gguf_template_under_any_key(tmp_path) -> None:
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    path = tmp_path / "m.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_string("llama.prompt_format", ESCAPE)
+    w.add_string("general.description", "a model")
+    w.add_tensor("t", np.zeros((2,), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert _escapes(mlward.scan([path])) == {("m.gguf", ("llama.prompt_format",))}

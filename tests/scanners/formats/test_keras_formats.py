@@ -309,3 +309,137 @@ def test_bytecode_reader_survives_mutations():
             mutated[rng.randrange(len(mutated))] = rng.randrange(256)
         with contextlib.suppress(FormatError):
             code_names(bytes(mutated))
+
+
+# -- Lambda layers in every encoding Keras accepts (issue 14.9) ----------------------------
+
+
+def _code_bytes(marker: Path) -> bytes:
+    source = f"lambda x: __import__('os').system('touch {marker}') or x"
+    return marshal.dumps(compile(source, "<keras>", "eval").co_consts[0])
+
+
+def _encodings(marker: Path) -> dict[str, object]:
+    """Every shape of the ``function`` value that Keras' ``func_load`` turns into code."""
+    b64 = base64.b64encode(_code_bytes(marker)).decode()
+    wrapped = base64.encodebytes(_code_bytes(marker)).decode()  # func_dump's own: newlines
+    raw = _code_bytes(marker).decode("latin-1")  # not base64: func_load falls back to it
+    return {"string": b64, "list": [b64, None, None], "newlines": wrapped,
+            "raw-unicode": raw, "raw-unicode-list": [raw, None, None],
+            "keras3-dict": {"class_name": "__lambda__",
+                            "config": {"code": b64, "defaults": None, "closure": None}},
+            "keras3-dict-list": {"class_name": "__lambda__",
+                                 "config": {"code": [b64, None, None]}}}
+
+
+def _lambda_layer(function: object, *, function_type: str | None, key: str = "function",
+                  class_name: str = "Lambda") -> dict:
+    config: dict = {"name": "lam", key: function}
+    if function_type is not None:
+        config[f"{key}_type"] = function_type
+    if key != "function":
+        config["function"] = "identity"
+    return {"class_name": class_name, "config": config}
+
+
+_ENCODINGS = ["string", "list", "newlines", "raw-unicode", "raw-unicode-list", "keras3-dict",
+              "keras3-dict-list"]
+
+
+def _assert_code_found(r, marker: Path) -> None:
+    found = r.by_rule("MW210")
+    assert found, [f.message for f in r.report.findings]
+    assert any(f.severity.label == "critical" and "system" in f.details.get("names", ())
+               for f in found), [(f.message, f.details) for f in found]
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("encoding", _ENCODINGS)
+@pytest.mark.parametrize("function_type", ["lambda", None])
+def test_lambda_in_every_encoding_in_h5(tmp_path, scan_path, marker, encoding,
+                                        function_type):
+    layer = _lambda_layer(_encodings(marker)[encoding], function_type=function_type)
+    r = scan_path(write_h5(tmp_path / "m.h5", sequential(dense("d"), layer)))
+    _assert_code_found(r, marker)
+
+
+@pytest.mark.parametrize("encoding", _ENCODINGS)
+def test_lambda_in_every_encoding_in_keras_archive(tmp_path, scan_path, marker, encoding):
+    layer = {"module": "keras.layers", "registered_name": None,
+             **_lambda_layer(_encodings(marker)[encoding], function_type=None)}
+    r = scan_path(write_keras(tmp_path / "m.keras", v3_model(layer)))
+    _assert_code_found(r, marker)
+
+
+@pytest.mark.parametrize("key", ["output_shape", "mask"])
+def test_lambda_code_in_output_shape_and_mask(tmp_path, scan_path, marker, key):
+    layer = _lambda_layer(_encodings(marker)["list"], function_type=None, key=key)
+    r = scan_path(write_h5(tmp_path / "m.h5", sequential(layer)))
+    _assert_code_found(r, marker)
+
+
+def test_lambda_class_named_with_its_module_path(tmp_path, scan_path, marker):
+    layer = _lambda_layer(_encodings(marker)["string"], function_type=None,
+                          class_name="keras.layers.Lambda")
+    r = scan_path(write_h5(tmp_path / "m.h5", sequential(layer)))
+    _assert_code_found(r, marker)
+
+
+def test_lambda_deep_in_functional_submodels_and_wrappers(tmp_path, scan_path, marker):
+    lam = _lambda_layer(_encodings(marker)["list"], function_type=None)
+    inner = {"class_name": "Functional", "config": {"name": "inner", "layers": [
+        {"class_name": "TimeDistributed", "config": {"name": "td", "layer": {
+            "class_name": "Bidirectional", "config": {"name": "bi", "layer": lam}}}}]}}
+    outer = {"class_name": "Functional", "config": {"name": "outer", "layers": [
+        dense("d"), {"class_name": "Sequential", "config": {"name": "s", "layers": [inner]}}]}}
+    for path in (write_h5(tmp_path / "m.h5", outer),
+                 write_keras(tmp_path / "m.keras", outer)):
+        _assert_code_found(scan_path(path), marker)
+
+
+def test_lambda_in_training_config_attribute(tmp_path, scan_path, marker):
+    path = write_h5(tmp_path / "m.h5", sequential(dense("d")))
+    with h5py.File(path, "a") as h:
+        h.attrs["training_config"] = json.dumps({"loss": _lambda_layer(
+            _encodings(marker)["list"], function_type=None)}).encode()
+    _assert_code_found(scan_path(path), marker)
+
+
+def test_named_function_lambda_type_is_not_code(tmp_path, scan_path):
+    layer = _lambda_layer("relu", function_type="function")
+    layer["config"]["module"] = "keras.activations"
+    r = scan_path(write_h5(tmp_path / "m.h5", sequential(layer)))
+    assert not r.by_rule("MW210")
+
+
+# -- HDF5 structures that would hang the HDF5 library (issue 13.7) ----------------------------
+
+
+def _zero_free_space_of_global_heap(data: bytearray) -> bytearray:
+    """Set the size of the free-space object (index 0) of the first global heap collection
+    to 0: libhdf5's parser then never moves past it."""
+    import struct
+
+    at = data.find(b"GCOL")
+    size = struct.unpack_from("<Q", data, at + 8)[0]
+    pos = at + 16
+    while pos + 16 <= at + size:
+        idx = struct.unpack_from("<H", data, pos)[0]
+        length = struct.unpack_from("<Q", data, pos + 8)[0]
+        if idx == 0:
+            data[pos + 8:pos + 16] = bytes(8)
+            return data
+        pos += 16 + -(-length // 8) * 8
+    raise AssertionError("no free space object")
+
+
+def test_global_heap_that_would_hang_libhdf5(tmp_path):
+    import mlward
+    from mlward.settings import Settings
+
+    path = write_h5(tmp_path / "m.h5", sequential(dense("d")))
+    path.write_bytes(bytes(_zero_free_space_of_global_heap(bytearray(path.read_bytes()))))
+    report = mlward.scan([path], settings=Settings(timeout=30))  # a hung worker is killed
+    assert "MW001" not in {f.rule_id for f in report.findings}
+    assert any(f.rule_id == "MW214" and "global heap" in f.message for f in report.findings)
+    assert report.inconclusive

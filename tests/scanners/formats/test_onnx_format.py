@@ -115,3 +115,21 @@ def test_python_operator_of_onnxruntime_extensions_is_high(tmp_path, scan_path):
                                     helper.make_opsetid("ai.onnx.contrib", 1)])
     (f,) = scan_path(save(tmp_path / "m.onnx", m)).by_rule("MW231")
     assert f.severity.label == "high"
+
+
+# -- strings that are not UTF-8 (issue 13.7) -------------------------------------------------
+
+
+@pytest.mark.parametrize("field", [b"DOMX", b"LOCX", b"location", b"NAMEX", b"OPTX", b"TNAME"])
+def test_strings_that_are_not_utf8_do_not_stop_the_scan(tmp_path, scan_path, field):
+    """protobuf hands such strings over as bytes; the external-data finding still comes."""
+    node = helper.make_node("OPTX", ["x"], ["y"], name="NAMEX", domain="DOMX")
+    m = model(initializers=[external("TNAME", "/etc/passwdLOCX")], nodes=[node],
+              opsets=[helper.make_opsetid("", 17), helper.make_opsetid("DOMX", 1)])
+    data = m.SerializeToString()
+    assert data.count(field) >= 1
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data.replace(field, field[:-1] + b"\xff"))
+    r = scan_path(path)
+    assert "MW001" not in r.rules(), [f.message for f in r.report.findings]
+    assert r.by_rule("MW230"), [f.message for f in r.report.findings]

@@ -11,23 +11,9 @@ import json
 
 import pytest
 
+from builders import field
+
 pytest.importorskip("google.protobuf")
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return varint(number << 3) + varint(payload)
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def node(name: str, op: str, inputs: tuple[str, ...] = (), attrs: dict[str, bytes] | None = None
@@ -152,3 +138,74 @@ def test_keras_metadata_lambda_in_savedmodel(tmp_path, scan_path, marker):
     (f,) = r.by_rule("MW210")
     assert f.severity.label == "critical" and "root.layer-0" in f.details["config_path"]
     assert not marker.exists()
+
+
+# -- recognised by protobuf structure, never read as text (issue 14.10) ---------------------
+
+PYFUNC_GRAPH = graph(node("x", "Placeholder"), node("p", "PyFunc", ("x",)))
+
+
+@pytest.mark.parametrize("layout", ["no-version", "version-0", "version-2", "version-last",
+                                    "two-meta-graphs"])
+@pytest.mark.parametrize("name", ["saved_model.pb", "model.bin"])
+def test_minimal_saved_model_is_parsed_and_judged(tmp_path, scan_path, layout, name):
+    meta = field(2, field(2, PYFUNC_GRAPH))
+    data = {"no-version": meta, "version-0": field(1, 0) + meta,
+            "version-2": field(1, 2) + meta, "version-last": meta + field(1, 1),
+            "two-meta-graphs": field(2, field(2, BENIGN_GRAPH)) + meta}[layout]
+    path = tmp_path / name
+    path.write_bytes(data)
+    r = scan_path(path)
+    assert "tf-savedmodel" in r.formats(), r.formats()
+    assert [f.evidence for f in r.by_rule("MW220")] == ["PyFunc"]
+    assert "text" not in r.formats()
+
+
+def test_text_like_saved_model_is_not_read_as_text(tmp_path, scan_path):
+    """Every byte below 0x80 and no NUL: the text scanner would take it, and pass it."""
+    data = field(2, field(2, field(1, node("p", "PyFunc"))))
+    assert b"\x00" not in data and data.decode("utf-8")
+    path = tmp_path / "saved_model.pb"
+    path.write_bytes(data)
+    r = scan_path(path)
+    assert [f.evidence for f in r.by_rule("MW220")] == ["PyFunc"]
+    assert r.formats() == {"tf-savedmodel"}
+
+
+def test_saved_model_name_that_does_not_parse_is_inconclusive(tmp_path, scan_path):
+    path = tmp_path / "saved_model.pb"
+    path.write_bytes(b"this is not a protobuf at all \xff\xff\xff\xff\xff\xff\xff\xff\xff")
+    r = scan_path(path)
+    assert r.by_rule("MW224") and r.report.inconclusive
+
+
+def test_frozen_graph_whose_first_node_field_is_not_its_name(tmp_path, scan_path):
+    """NodeDef fields in another order (op first), names that are not printable."""
+    first = field(2, b"PyFunc") + field(1, "\u00e9t\u00e9".encode())
+    path = tmp_path / "frozen.pb"
+    path.write_bytes(field(1, first) + field(3, 27))
+    r = scan_path(path)
+    assert "tf-graphdef" in r.formats()
+    assert [f.evidence for f in r.by_rule("MW220")] == ["PyFunc"]
+
+
+def test_saved_model_in_text_format(tmp_path, scan_path):
+    """saved_model.pbtxt: TensorFlow loads it when saved_model.pb is absent."""
+    path = tmp_path / "saved_model.pbtxt"
+    path.write_text('saved_model_schema_version: 1\nmeta_graphs {\n  meta_info_def { tags: '
+                    '"serve" }\n  graph_def {\n    node { name: "p" op: "PyFunc" input: "x" '
+                    'attr { key: "token" value { s: "f" } } }\n    versions { producer: 1 }\n'
+                    '  }\n}\n')
+    r = scan_path(path)
+    assert [f.evidence for f in r.by_rule("MW220")] == ["PyFunc"]
+
+
+def test_random_binary_is_not_taken_for_a_saved_model(tmp_path, scan_path):
+    import random
+
+    rng = random.Random(5)
+    for i in range(200):
+        path = tmp_path / f"blob{i}.bin"
+        path.write_bytes(bytes([0x12]) + bytes(rng.randrange(256) for _ in range(3000)))
+    r = scan_path(tmp_path)
+    assert "tf-savedmodel" not in r.formats()

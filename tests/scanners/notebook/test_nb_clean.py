@@ -26,10 +26,10 @@ def leaky(tmp_path: Path) -> Path:
     return write_nb(tmp_path / "leaky.ipynb", nb)
 
 
-def test_strip_outputs_keeps_sources_and_a_backup(tmp_path: Path) -> None:
+def test_strip_outputs_keeps_sources_and_a_backup_when_asked(tmp_path: Path) -> None:
     path = leaky(tmp_path)
     before = path.read_bytes()
-    assert main(["notebook", "clean", str(path), "--strip-outputs"]) == 0
+    assert main(["notebook", "clean", str(path), "--strip-outputs", "--backup"]) == 0
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.cells[0].outputs == [] and nb.cells[0].execution_count is None
@@ -40,7 +40,7 @@ def test_strip_outputs_keeps_sources_and_a_backup(tmp_path: Path) -> None:
 
 def test_redact_outputs_only(tmp_path: Path) -> None:
     path = leaky(tmp_path)
-    assert main(["notebook", "clean", str(path), "--redact", "--no-backup"]) == 0
+    assert main(["notebook", "clean", str(path), "--redact"]) == 0
     text = path.read_text()
     nb = nbformat.reads(text, as_version=4)
     assert "[REDACTED:Hugging Face token]" in nb.cells[0].outputs[0].text
@@ -54,19 +54,19 @@ def test_redact_outputs_only(tmp_path: Path) -> None:
 
 def test_redact_sources_when_asked(tmp_path: Path) -> None:
     path = leaky(tmp_path)
-    assert main(["notebook", "clean", str(path), "--redact", "--sources"]) == 0
+    assert main(["notebook", "clean", str(path), "--redact", "--sources", "--backup"]) == 0
     text = path.read_text()
     assert TOKENS["hf"] not in text and "bob@acme-corp.com" not in text
     assert [f for f in scan([path]).findings if f.rule_id.startswith("MW4")] == []
     assert (tmp_path / "leaky.ipynb.bak").exists()
-    assert main(["notebook", "clean", str(path), "--redact"]) == 0
+    assert main(["notebook", "clean", str(path), "--redact", "--backup"]) == 0
     assert (tmp_path / "leaky.ipynb.bak1").exists() is False  # nothing left: no new backup
 
 
 def test_second_backup_does_not_overwrite_the_first(tmp_path: Path) -> None:
     path = leaky(tmp_path)
-    assert main(["notebook", "clean", str(path), "--redact"]) == 0
-    assert main(["notebook", "clean", str(path), "--strip-outputs"]) == 0
+    assert main(["notebook", "clean", str(path), "--redact", "--backup"]) == 0
+    assert main(["notebook", "clean", str(path), "--strip-outputs", "--backup"]) == 0
     assert (tmp_path / "leaky.ipynb.bak").exists() and (tmp_path / "leaky.ipynb.bak1").exists()
 
 

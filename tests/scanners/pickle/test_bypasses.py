@@ -272,3 +272,21 @@ def test_modelscan_338_alternative_primitives(tmp_path: Path, module: str, name:
     # denylists, found in malicious Hugging Face models.
     report = scan_bytes(tmp_path, call(module, name, "echo pwned"))
     assert evidence(report, "MW101") == {f"{module}.{name}"}
+
+
+def test_joblib_array_bytes_are_opcodes_to_pickle_load(tmp_path: Path):
+    # A file that imports joblib's NumpyArrayWrapper has its array bytes skipped, as joblib
+    # reads them; pickle.load reads the same bytes as opcodes. Here they are a payload: the
+    # file is clean to joblib.load and runs os.system under pickle.load.
+    from oracle import resolved
+
+    payload = b"cos\nsystem\n(S'id'\ntR."
+    dtype = ref("numpy", "dtype") + const(("u1", False, True)) + b"R"
+    state = (b"}(" + const("shape") + const((len(payload),)) + const("order") + const("C")
+             + const("dtype") + dtype + b"u")
+    wrapper = ref("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81"
+    data = header(4) + wrapper + state + b"b" + payload + b"."
+    assert ("os", "system") in resolved(data)
+    report = scan_bytes(tmp_path, data, "model.pkl")
+    assert "os.system" in evidence(report, "MW101")
+    assert verdict(report) == "dangerous"

@@ -100,11 +100,73 @@ def test_deep_nesting_marks(tmp_path: Path, depth: int):
         assert "nested MARK" in report.inconclusive[0].reason
 
 
-def test_deep_nesting_stack(tmp_path: Path):
+def test_deep_nesting_of_containers(tmp_path: Path):
+    # 150,000 lists, each appended into the one below: containers inside containers.
     depth = 150_000
     report = scan_bytes(tmp_path, b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b".")
     _no_crash(report)
-    assert report.inconclusive and "stack deeper" in report.inconclusive[0].reason
+    assert report.inconclusive and "nesting deeper" in report.inconclusive[0].reason
+
+
+def test_nesting_within_the_limit_is_followed(tmp_path: Path):
+    depth = 60_000
+    report = scan_bytes(tmp_path, b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b".")
+    assert report.findings == () and report.inconclusive == ()
+
+
+@pytest.mark.parametrize(("opens", "closes"), [
+    (b"(", b"l"),  # LIST
+    (b"(", b"t"),  # TUPLE
+    (b"](", b"e"),  # APPENDS
+    (b"\x8f(", b"\x90"),  # ADDITEMS
+    (b"(", b"1N"),  # POP_MARK (then a value for the POP below)
+])
+def test_a_long_flat_frame_then_a_payload(tmp_path: Path, opens: bytes, closes: bytes):
+    # 300,000 items after one MARK are not nesting: the payload after them is judged.
+    data = (b"\x80\x04" + opens + b"K\x07" * 300_000 + closes + b"0"
+            + call("os", "system", "id")[2:])
+    report = scan_bytes(tmp_path, data)
+    assert evidence(report, "MW101") == {"os.system"}
+    assert report.inconclusive == ()
+
+
+def test_a_long_flat_dict_keeps_its_pairs_counted(tmp_path: Path):
+    pairs = b"K\x01K\x02" * 150_000
+    ok = b"\x80\x04(" + pairs + b"d0" + call("os", "system", "id")[2:]
+    report = scan_bytes(tmp_path, ok)
+    assert evidence(report, "MW101") == {"os.system"} and report.inconclusive == ()
+    odd = b"\x80\x04(" + pairs + b"K\x01d."  # CPython refuses an odd count
+    assert "odd number of items" in by_rule(scan_bytes(tmp_path, odd), "MW105")[0].message
+
+
+def test_a_long_flat_frame_is_counted_not_kept():
+    # A million 2-character strings after one MARK (cut before the LIST, so the frame is
+    # still open when the stream ends): the frame keeps a few thousand symbols, counts the rest.
+    from mlward._internal.scanners.pickle.machine import FOLD_AT, Machine, Malformed, Run
+    from mlward._internal.scanners.pickle.reader import Reader
+
+    data = b"\x80\x04(" + b"\x8c\x02ab" * 1_000_000
+    machine = Machine(Reader(io.BytesIO(data)), Limits())
+    with pytest.raises(Malformed):
+        machine.run()
+    frame = machine.stack
+    assert len(frame) <= FOLD_AT + 256
+    head = frame[0]
+    assert type(head) is Run and head.count + len(frame) - 1 == 1_000_000
+
+
+def test_memo_values_beyond_the_kept_number_are_forgotten(monkeypatch: pytest.MonkeyPatch):
+    # Past MEMO_KEEP values the memo keeps keys only; a name read back from one of those is
+    # unknown, and importing it is a limit, not a guess.
+    from mlward._internal.scanners.pickle import machine
+
+    monkeypatch.setattr(machine, "MEMO_KEEP", 300)
+    filler = b"".join(const(f"s{i}") + b"\x94" + b"0" for i in range(600))
+    data = b"\x80\x04" + filler + const("os") + b"\x94" + b"0" + b"h\x00" + b"j" + \
+        (600).to_bytes(4, "little") + b"\x93."
+    ctx, result = _stream(data)
+    assert not result.complete
+    assert any("memo value not kept" in s.reason for s in ctx.skipped if s.inconclusive)
 
 
 def test_deeply_nested_real_pickle_within_limits(tmp_path: Path):
@@ -138,15 +200,16 @@ def test_length_fields_claiming_petabytes(opcode: bytes, width: str, seekable: b
     assert time.monotonic() - started < 10
     assert peak < 16 << 20
     assert not result.complete
-    assert {f.rule_id for f in ctx.findings} == {"MW101", "MW105"}  # payload before it kept
+    frame = {"MW107"} if opcode == b"\x95" and seekable else set()  # known from the size
+    assert {f.rule_id for f in ctx.findings} == {"MW101", "MW105"} | frame  # payload kept
     assert any(s.inconclusive for s in ctx.skipped)
 
 
 def test_negative_lengths_are_malformed():
-    for data in (b"\x80\x02T" + struct.pack("<i", -5) + b".", b"\x80\x02\x8b\xff\xff\xff\xff."):
-        ctx, result = _stream(data)
-        assert not result.complete
-        assert "negative" in ctx.findings[0].message
+    # LONG4's length is signed in the C unpickler (BINSTRING's is not: see test_text_args).
+    ctx, result = _stream(b"\x80\x02\x8b\xff\xff\xff\xff.")
+    assert not result.complete
+    assert "negative" in ctx.findings[0].message
 
 
 def test_long_text_line_without_newline_is_bounded():
@@ -278,11 +341,11 @@ def test_a_protocol_header_and_four_clean_opcodes_make_a_pickle(protocol: int) -
 
     data = pickle.dumps([{"w": [0.5] * 64, "name": "layer"}] * 8, protocol=protocol)
     assert has_protocol_header(data)
-    assert looks_like_pickle(io.BytesIO(data), protocol_header=True)
-    if protocol < 4:  # from protocol 4 on, a FRAME that claims more than remains is refused
-        assert looks_like_pickle(io.BytesIO(data[:40]), protocol_header=True)
+    assert looks_like_pickle(io.BytesIO(data), data)
+    for cut in (2, 5, 12, 40):  # truncated anywhere, even inside a FRAME's length
+        assert looks_like_pickle(io.BytesIO(data[:cut]), data[:cut]), cut
     for junk in (b"\x30", b"\xff\xff", b"\x65\x65", b"\x2e\x00"):  # POP, unknown, APPENDS, STOP
         fake = bytes([0x80, protocol]) + junk + bytes(range(256))
         assert has_protocol_header(fake)
-        assert not looks_like_pickle(io.BytesIO(fake), protocol_header=True), junk
+        assert not looks_like_pickle(io.BytesIO(fake), fake), junk
     assert not has_protocol_header(b"\x80\x06") and not has_protocol_header(b"\x80")

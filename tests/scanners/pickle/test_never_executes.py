@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pickle_payloads import by_rule, call, const, header, ref
+from pickle_payloads import System, by_rule, call, const, header, ref
 
 import mlward
 from mlward.cli.main import main
-
-
-class _System:
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (self.command,)
 
 
 class _Exec:
@@ -35,11 +26,11 @@ class _Exec:
 def _payloads(marker: Path) -> dict[str, bytes]:
     touch = f"touch {marker}"
     write = f"open({str(marker)!r}, 'w').close()"
-    out = {f"system{p}.pkl": pickle.dumps(_System(touch), protocol=p) for p in range(6)}
+    out = {f"system{p}.pkl": pickle.dumps(System(touch), protocol=p) for p in range(6)}
     out["exec.pkl"] = pickle.dumps(_Exec(write), protocol=4)
     out["run.pkl"] = call("subprocess", "run", ["touch", str(marker)])
-    out["second.pkl"] = pickle.dumps([1, 2]) + pickle.dumps(_System(touch), protocol=2)
-    out["garbage_after.pkl"] = pickle.dumps(_System(touch), protocol=2)[:-1] + b"\xff\xff"
+    out["second.pkl"] = pickle.dumps([1, 2]) + pickle.dumps(System(touch), protocol=2)
+    out["garbage_after.pkl"] = pickle.dumps(System(touch), protocol=2)[:-1] + b"\xff\xff"
     out["dotted.pkl"] = header(4) + ref("builtins", "__import__") + const(("os",)) + b"R0" \
         + ref("os", "path.__builtins__.exec") + const((write,)) + b"R."
     return out
@@ -78,7 +69,7 @@ def test_joblib_object_array_payload(tmp_path: Path, marker: Path):
     joblib = pytest.importorskip("joblib")
     np = pytest.importorskip("numpy")
     arr = np.empty(2, dtype=object)
-    arr[0], arr[1] = "benign", _System(f"touch {marker}")
+    arr[0], arr[1] = "benign", System(f"touch {marker}")
     path = tmp_path / "model.joblib"
     joblib.dump({"weights": np.arange(100.0), "objects": arr, "after": np.ones(3)}, path)
     report = mlward.scan([path])
@@ -90,7 +81,7 @@ def test_joblib_object_array_payload(tmp_path: Path, marker: Path):
 
 def test_numpy_object_array_payload(tmp_path: Path, marker: Path):
     np = pytest.importorskip("numpy")
-    arr = np.array([_System(f"touch {marker}")], dtype=object)
+    arr = np.array([System(f"touch {marker}")], dtype=object)
     path = tmp_path / "arr.pkl"
     path.write_bytes(pickle.dumps(arr, protocol=5))
     report = mlward.scan([path])
@@ -101,7 +92,7 @@ def test_numpy_object_array_payload(tmp_path: Path, marker: Path):
 def test_torch_checkpoint_payload(tmp_path: Path, marker: Path):
     torch = pytest.importorskip("torch", reason="torch is not installed")
     buf = io.BytesIO()
-    torch.save({"w": torch.ones(2), "x": _System(f"touch {marker}")}, buf)
+    torch.save({"w": torch.ones(2), "x": System(f"touch {marker}")}, buf)
     path = tmp_path / "model.pt"
     path.write_bytes(buf.getvalue())
     report = mlward.scan([path])

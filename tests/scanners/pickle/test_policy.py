@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlward._internal.scanners.pickle.policy import (
@@ -77,9 +79,63 @@ def test_builtins_containers_and_scalars_are_safe(name: str):
     assert classify("builtins", name).kind is Kind.SAFE
 
 
-@pytest.mark.parametrize("name", ["print", "zip", "enumerate", "iter", "next", "sorted"])
+@pytest.mark.parametrize("name", ["print", "__build_class__", "copyright", "license"])
 def test_other_builtins_are_unknown(name: str):
     assert classify("builtins", name).kind is Kind.UNKNOWN
+
+
+@pytest.mark.parametrize("name", [
+    "len", "isinstance", "issubclass", "abs", "min", "max", "sum", "sorted", "zip",
+    "enumerate", "iter", "next", "map", "repr", "object", "int", "ValueError", "KeyError",
+    "OSError", "StopIteration",
+])
+def test_builtins_that_run_nothing_are_safe(name: str):
+    # They compute on their arguments; what those arguments are is judged by its own name.
+    assert classify("builtins", name).kind is Kind.SAFE
+
+
+@pytest.mark.parametrize(("module", "name"), [
+    ("collections.abc", "Mapping"), ("collections.abc", "Sequence"),
+    ("_collections_abc", "MutableMapping"), ("__future__", "annotations"),
+    ("__future__", "division"),
+])
+def test_abstract_types_and_feature_flags_are_safe(module: str, name: str):
+    assert classify(module, name).kind is Kind.SAFE
+
+
+def test_a_path_through_an_abstract_type_is_still_walked():
+    assert classify("collections.abc", "Mapping.__subclasses__").kind is Kind.DANGEROUS
+
+
+@pytest.mark.parametrize("qual", [
+    "logging.FileHandler", "logging.basicConfig", "logging.handlers.RotatingFileHandler",
+    "logging.handlers.TimedRotatingFileHandler", "logging.handlers.WatchedFileHandler",
+    "logging.handlers.SocketHandler", "logging.handlers.DatagramHandler",
+    "logging.handlers.SysLogHandler", "logging.handlers.SMTPHandler",
+    "logging.handlers.HTTPHandler", "logging.handlers.QueueListener",
+    "logging.handlers.NTEventLogHandler", "http.client.HTTPConnection",
+    "http.client.HTTPSConnection", "ftplib.FTP", "smtplib.SMTP", "telnetlib.Telnet",
+    "socketserver.TCPServer", "multiprocessing.connection.Client",
+    "multiprocessing.connection.Listener", "tempfile.NamedTemporaryFile",
+    "zipfile.ZipFile", "tarfile.open", "shelve.open", "dbm.open", "sqlite3.connect", "mmap.mmap",
+    "wave.open", "aifc.open", "sunau.open", "mailbox.mbox", "xml.etree.ElementTree.parse",
+    "xml.dom.minidom.parse", "xml.sax.parse", "wsgiref.simple_server.make_server",
+    "pstats.Stats", "uu.decode", "tokenize.open", "resource.setrlimit", "copyreg.pickle",
+    "copyreg.add_extension", "faulthandler.enable", "codecs.register",
+])
+def test_constructors_that_open_files_or_sockets_are_dangerous(qual: str):
+    module, name = qual.rsplit(".", 1)
+    c = classify(module, name)
+    assert c.kind is Kind.DANGEROUS and c.severity >= Severity.HIGH, qual
+
+
+@pytest.mark.parametrize(("module", "name"), [
+    ("__main__", "MyModel"), ("_models", "Net"), ("my_project.nets", "ResNetish"),
+    ("__mp_main__", "Trainer"),
+])
+def test_classes_from_a_users_modules_are_unknown_not_dangerous(module: str, name: str):
+    c = classify(module, name)
+    assert c.kind is Kind.UNKNOWN and c.severity == Severity.MEDIUM
 
 
 @pytest.mark.parametrize(("module", "name"), [
@@ -126,3 +182,17 @@ def test_safe_classes_in_estimator_packages_exclude_functions():
     assert classify("sklearn.linear_model._logistic", "_logistic_regression_path").kind \
         is Kind.UNKNOWN
     assert classify("sklearn.utils._testing", "TempMemmap").kind is Kind.DANGEROUS
+
+
+def test_a_user_class_is_reported_with_its_module(tmp_path: Path):
+    # A class pickled from a user's script: a warning naming the module it needs, not a
+    # dangerous name.
+    import mlward
+
+    path = tmp_path / "model.pkl"
+    path.write_bytes(b"\x80\x04\x8c\x08__main__\x8c\x07MyModel\x93)\x81.")
+    report = mlward.scan([path])
+    (f,) = report.findings
+    assert f.rule_id == "MW102" and f.severity == Severity.MEDIUM
+    assert "module __main__ is neither the standard library's" in f.message
+    assert f.details["module"] == "__main__"

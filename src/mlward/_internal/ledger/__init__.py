@@ -35,8 +35,9 @@ __all__ = [
 def record_event(action: str, resource: str, *, outcome: str,
                  digests: Mapping[str, str] | None = None,
                  details: Mapping[str, Any] | None = None,
-                 project: Path | None = None, db: str | None = None) -> None:
-    """Append an event to the project's ledger when there is one; do nothing otherwise.
+                 project: Path | None = None, db: str | None = None) -> bool:
+    """Append an event to the project's ledger when there is one (True); do nothing
+    otherwise (False).
 
     ``action`` e.g. ``scan``, ``manifest.create``, ``sign``; ``resource`` a path or URI;
     ``outcome`` e.g. ``pass``, ``fail``, ``error``. The project is the ``.mlward/`` folder found
@@ -44,15 +45,18 @@ def record_event(action: str, resource: str, *, outcome: str,
     setting: ``--db``, ``MLWARD_DB``).
 
     Never raises for a missing ledger. Raises :class:`LedgerError` when a ledger is configured
-    but cannot take the entry (unreadable, locked too long, a bad event): the caller decides
-    whether that fails its command (the CLI warns and carries on).
+    but cannot take the entry (unreadable, locked too long, a bad event), and
+    :class:`~mlward._internal.ledger.errors.LedgerTampered` when an initialised project's
+    ledger is gone: the caller decides whether that fails its command (the CLI warns and
+    carries on).
     """
     config = resolve(db, project=project)
     if config is None:
-        return
+        return False
     from mlward._internal.ledger.entry import Event
 
     event = Event(action=action, resource=resource, outcome=outcome,
                   digests=dict(digests or {}), details=dict(details or {}))
     with open_ledger(db, project=project) as ledger:
         ledger.append([event])
+    return True

@@ -11,15 +11,22 @@ from typing import Any
 
 from mlward._internal.io import atomic_write_text
 from mlward._internal.ledger.entry import GENESIS, VERSION, Entry, Event, utc_now
-from mlward._internal.ledger.errors import LedgerError
+from mlward._internal.ledger.errors import LedgerError, LedgerTampered
 from mlward._internal.ledger.merkle import (
     MemoryTree,
     consistency_ranges,
     hash_ranges,
     inclusion_ranges,
     leaf_hash,
+    verify_consistency,
 )
-from mlward._internal.ledger.note import Checkpoint, NoteSigner, NoteVerifier, Receipt
+from mlward._internal.ledger.note import (
+    Checkpoint,
+    ConsistencyProof,
+    NoteSigner,
+    NoteVerifier,
+    Receipt,
+)
 from mlward._internal.ledger.store import Filters, Store, StoredEntry
 
 EXPORT_FORMAT = "mlward-ledger-export/1"
@@ -91,22 +98,78 @@ class Ledger:
     # --- writing ------------------------------------------------------------------------
 
     def append(self, events: Sequence[Event]) -> list[Entry]:
-        return self.store.append(events)
+        """Append ``events``; then renew the signed checkpoint kept beside the project's
+        ledger, so that losing the database (or entries) can be proved."""
+        entries = self.store.append(events)
+        self.keep_checkpoint()
+        return entries
+
+    def keep_checkpoint(self) -> None:
+        """Write a signed checkpoint of the current tree to the project's checkpoint file
+        (not to the store: one per append would grow it without end). Nothing without the
+        key or outside a project."""
+        if self.signer is not None and self.checkpoint_file is not None:
+            atomic_write_text(self.checkpoint_file, self._sign()[1])
+
+    def _sign(self) -> tuple[int, str]:
+        """(size, signed note) of a new checkpoint of the current tree, which must extend the
+        checkpoint kept beside the ledger: signing over a rewritten tree would bless the
+        rewrite and replace the one checkpoint that proves it."""
+        if self.signer is None:
+            raise LedgerError("signing a checkpoint needs the ledger's private key "
+                              "(.mlward/keys/ledger.key)")
+        kept = self._kept_checkpoint()
+        with self.store.snapshot() as snap:
+            size = snap.size()
+            root = hash_ranges([(0, size)], snap.nodes)[0]
+            proof = (hash_ranges(consistency_ranges(kept.size, size), snap.nodes)
+                     if kept is not None and kept.size <= size else [])
+        if kept is not None and not verify_consistency(kept.size, size, kept.root, root, proof):
+            raise LedgerTampered(
+                f"the ledger ({size} entries) does not extend its last signed checkpoint "
+                f"({kept.size} entries, {self.checkpoint_file}): entries it covers were "
+                "changed or removed; no new checkpoint is signed over them (run `mlward "
+                "ledger verify`)")
+        return size, self.signer.sign(Checkpoint(self.origin, size, root).text())
+
+    def _kept_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint kept beside the ledger, when there is a valid one."""
+        if self.checkpoint_file is None or self.verifier is None:
+            return None
+        try:
+            note = self.checkpoint_file.read_text(encoding="utf-8")
+            return Checkpoint.open(note, self.verifier, self.origin)
+        except (OSError, UnicodeDecodeError, LedgerError):
+            return None  # none, or not one of ours: nothing it could prove is lost
 
     def checkpoint(self) -> str:
         """Sign a checkpoint of the current tree, keep it in the store (and the checkpoint
         file next to the project's configuration) and return the signed note."""
-        if self.signer is None:
-            raise LedgerError("signing a checkpoint needs the ledger's private key "
-                              "(.mlward/keys/ledger.key)")
-        with self.store.snapshot() as snap:
-            size = snap.size()
-            root = hash_ranges([(0, size)], snap.nodes)[0]
-        note = self.signer.sign(Checkpoint(self.origin, size, root).text())
+        size, note = self._sign()
         self.store.add_checkpoint(size, utc_now(), note)
         if self.checkpoint_file is not None:
             atomic_write_text(self.checkpoint_file, note)
         return note
+
+    def latest_checkpoint(self) -> str:
+        """A signed checkpoint of the current tree: the newest one already signed (in the
+        store or the checkpoint file) when it covers every entry and verifies, else a new
+        one (:meth:`checkpoint`). Proofs and exports reuse it rather than sign again."""
+        size = self.size()
+        with self.store.snapshot() as snap:
+            notes = [note for s, _, note in reversed(snap.checkpoints()) if s == size]
+        if self.checkpoint_file is not None and self.checkpoint_file.is_file():
+            notes.append(self.checkpoint_file.read_text(encoding="utf-8"))
+        if self.verifier is not None:
+            root = self.root(size)
+            for note in notes:
+                try:
+                    found = Checkpoint.open(note, self.verifier, self.origin)
+                except LedgerError:
+                    continue
+                if found.size == size and found.root == root:
+                    return note
+        return self.checkpoint()
 
     # --- reading ------------------------------------------------------------------------
 
@@ -142,11 +205,11 @@ class Ledger:
             return hash_ranges(consistency_ranges(first, second), snap.nodes)
 
     def receipt(self, index: int) -> Receipt:
-        """A tlog-proof receipt for entry ``index`` under a fresh signed checkpoint."""
+        """A tlog-proof receipt for entry ``index`` under the latest signed checkpoint."""
         body = self.store.entry(index)
         if body is None:
             raise LedgerError(f"the ledger has no entry {index}")
-        note = self.checkpoint()
+        note = self.latest_checkpoint()
         assert self.verifier is not None  # checkpoint() needs the signer
         checkpoint = Checkpoint.open(note, self.verifier)
         proof = self.inclusion_proof(index, checkpoint.size)
@@ -191,10 +254,30 @@ class Ledger:
 
     # --- export -------------------------------------------------------------------------
 
+    def consistency(self, old_note: str, new_note: str | None = None) -> ConsistencyProof:
+        """An RFC 9162 consistency proof from the checkpoint ``old_note`` to ``new_note``
+        (default: the latest checkpoint), from the stored tree. Both notes are checked first;
+        whether the proof holds is for :meth:`ConsistencyProof.verify` to say (it does not
+        when the entries the old checkpoint covers were rewritten)."""
+        if self.verifier is None:
+            raise LedgerError("checking checkpoints needs the ledger's verifier key")
+        new_note = new_note or self.latest_checkpoint()
+        old = Checkpoint.open(old_note, self.verifier, self.origin)
+        new = Checkpoint.open(new_note, self.verifier, self.origin)
+        if old.size > new.size:
+            raise LedgerError(f"the first checkpoint covers {old.size} entries, more than "
+                              f"the second ({new.size}): give them oldest first")
+        if new.size > self.size():
+            raise LedgerError(f"the ledger has {self.size()} entries, fewer than the "
+                              f"checkpoint's {new.size}: it was truncated or rolled back")
+        return ConsistencyProof(old_note, new_note,
+                                tuple(self.consistency_proof(old.size, new.size)))
+
     def export(self, path: Path) -> int:
-        """Write the entries as JSONL behind a header line holding a fresh signed checkpoint;
-        return the number of entries. Verifiable offline with :func:`verify_export`."""
-        note = self.checkpoint()
+        """Write the entries as JSONL behind a header line holding the latest signed
+        checkpoint; return the number of entries. Verifiable offline with
+        :func:`verify_export`."""
+        note = self.latest_checkpoint()
         assert self.verifier is not None
         size = Checkpoint.open(note, self.verifier).size
         header = {"format": EXPORT_FORMAT, "origin": self.origin, "checkpoint": note,

@@ -9,6 +9,9 @@
 - receipt (c2sp.org/tlog-proof@v1): ``c2sp.org/tlog-proof@v1``, ``extra <base64>`` (here the
   entry's canonical bytes), ``index <n>``, the inclusion proof one base64 hash a line, a blank
   line, then the signed checkpoint verbatim. Verifiable offline with the verifier key alone.
+- consistency proof (mlward's own text form; C2SP defines none): ``mlward/tlog-consistency@v1``,
+  the RFC 9162 consistency proof one base64 hash a line, a blank line, ``old``, the older
+  signed checkpoint verbatim, ``new``, the newer one verbatim.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from mlward._internal.ledger.errors import LedgerError
-from mlward._internal.ledger.merkle import HASH_SIZE, leaf_hash, verify_inclusion
+from mlward._internal.ledger.merkle import (
+    HASH_SIZE,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 
 ED25519 = b"\x01"
 DASH = "\u2014"
@@ -31,6 +39,7 @@ MAX_NOTE_BYTES = 1 << 16
 MAX_SIGNATURES = 16
 MAX_PROOF_HASHES = 64
 PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+CONSISTENCY_HEADER = "mlward/tlog-consistency@v1"
 
 
 def _b64decode(text: str, what: str) -> bytes:
@@ -237,3 +246,45 @@ class Receipt:
             raise LedgerError(f"the inclusion proof of entry {self.index} does not match "
                               f"the checkpoint (size {checkpoint.size})")
         return checkpoint
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """Proof that the log of one signed checkpoint only grew into the log of another
+    (RFC 9162 section 2.1.4): both signed notes and the proof's hashes.
+
+    Text form: a header line, one base64 hash per line, a blank line, then each note behind a
+    ``old`` / ``new`` line of its own, so each keeps its exact bytes (and signatures)."""
+
+    old: str
+    new: str
+    proof: tuple[bytes, ...]
+
+    def __str__(self) -> str:
+        hashes = "".join(base64.b64encode(p).decode() + "\n" for p in self.proof)
+        return f"{CONSISTENCY_HEADER}\n{hashes}\nold\n{self.old}new\n{self.new}"
+
+    @classmethod
+    def parse(cls, text: str) -> ConsistencyProof:
+        head, sep, notes = text.partition("\n\nold\n")
+        lines = head.split("\n")
+        if not sep or lines[0] != CONSISTENCY_HEADER:
+            raise LedgerError(f"not a {CONSISTENCY_HEADER} document")
+        if len(lines) - 1 > MAX_PROOF_HASHES:
+            raise LedgerError("consistency proof is too long")
+        old, sep, new = notes.partition("\nnew\n")
+        if not sep:
+            raise LedgerError("consistency proof lacks its second checkpoint")
+        proof = tuple(_b64decode(p, "consistency proof hash") for p in lines[1:] if p)
+        return cls(old + "\n", new, proof)
+
+    def verify(self, verifier: NoteVerifier,
+               origin: str | None = None) -> tuple[Checkpoint, Checkpoint]:
+        """Both checkpoints, once their signatures and the proof between them check."""
+        old = Checkpoint.open(self.old, verifier, origin)
+        new = Checkpoint.open(self.new, verifier, origin or old.origin)
+        if not verify_consistency(old.size, new.size, old.root, new.root, self.proof):
+            raise LedgerError(f"the log of {new.size} entries is not an append-only extension "
+                              f"of the log of {old.size} entries: the consistency proof does "
+                              "not match the two checkpoints")
+        return old, new

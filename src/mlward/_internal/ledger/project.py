@@ -4,6 +4,11 @@
 ``verifier``); ``db`` is a file next to it (``ledger.db``) or a ``postgresql://`` URL.
 The ``db`` setting (``--db``, ``MLWARD_DB``) overrides ``db``; with it set and no project, the
 ledger is that database alone (appends work; checkpoints need a key).
+
+A project is initialised once ``mlward init`` wrote its ``[ledger]`` table. From then on its
+ledger must exist: a ``ledger.db`` that is missing or empty is :class:`LedgerTampered`, never
+replaced by a new one, and the signed checkpoint kept beside it (``.mlward/checkpoint``,
+rewritten after every append) says how many entries were lost.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlward._internal.io import atomic_write_text
-from mlward._internal.ledger.errors import LedgerError
+from mlward._internal.ledger.errors import LedgerError, LedgerTampered
 
 if TYPE_CHECKING:
     from mlward._internal.ledger.ledger import Ledger
@@ -34,8 +39,11 @@ def find_project(start: Path | None = None) -> Path | None:
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / FOLDER
-        if candidate.is_dir():
-            return candidate
+        try:
+            if candidate.is_dir():
+                return candidate
+        except OSError:  # a folder that cannot be searched holds no project for us
+            continue
     return None
 
 
@@ -67,15 +75,17 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 
 def resolve(db: str | None = None, project: Path | None = None) -> LedgerConfig | None:
-    """Where the ledger is, or None when nothing configures one."""
+    """Where the ledger is, or None when nothing configures one (no initialised project, no
+    ``db`` setting)."""
     folder = find_project(project)
     section = _read_config(folder) if folder else {}
     db = db or None
     if db is None and folder is not None:
         if "db" in section:
             db = str(section["db"])
-        elif (folder / "ledger.db").is_file():
-            db = "ledger.db"
+        elif section.get("origin") or section.get("verifier") or \
+                (folder / "ledger.db").is_file():
+            db = "ledger.db"  # initialised: its ledger is expected there, present or not
     if db is None:
         return None
     if folder is not None and "://" not in db and not Path(db).is_absolute():
@@ -88,16 +98,46 @@ def resolve(db: str | None = None, project: Path | None = None) -> LedgerConfig 
                         str(verifier) if verifier else None)
 
 
-def open_ledger(db: str | None = None, project: Path | None = None) -> Ledger:
+def check_present(path: Path, folder: Path) -> None:
+    """Raise :class:`LedgerTampered` when the project's ledger file is missing or empty."""
+    try:
+        size: int | None = path.stat().st_size
+    except FileNotFoundError:
+        size = None
+    except OSError:
+        return  # unreadable: opening it says why
+    if size:
+        return
+    state = "missing" if size is None else "empty (0 bytes)"
+    kept = folder / CHECKPOINT_FILE
+    try:
+        note = kept.read_text(encoding="utf-8")
+        lines = note.split("\n")
+        lost = (f"the last checkpoint kept beside it ({kept}) was signed over {lines[1]} "
+                f"entries (root {lines[2]}), which are lost" if len(lines) > 2 and
+                lines[1].isdigit() else f"{kept} is not a checkpoint")
+    except OSError:
+        lost = f"no checkpoint is kept beside it ({kept} is gone too)"
+    raise LedgerTampered(
+        f"the ledger {path} of this initialised project is {state}: it was deleted or "
+        f"emptied; {lost}. mlward does not make a new one in its place: restore it from a "
+        f"backup (to start over knowingly, move {folder} aside and run `mlward init`)")
+
+
+def open_ledger(db: str | None = None, project: Path | None = None, *,
+                read_only: bool = False) -> Ledger:
     from mlward._internal.ledger.ledger import Ledger
     from mlward._internal.ledger.note import NoteSigner, NoteVerifier
     from mlward._internal.ledger.store import open_store
 
-    """Open the configured ledger; LedgerError when there is none or it is broken."""
+    """Open the configured ledger; LedgerError when there is none or it is broken,
+    LedgerTampered when an initialised project's ledger is gone."""
     config = resolve(db, project)
     if config is None:
         raise LedgerError("no ledger here: run `mlward init`, or pass --db / set MLWARD_DB")
-    store = open_store(config.db)
+    if db is None and config.folder is not None and "://" not in config.db:
+        check_present(Path(config.db), config.folder)  # the project's own ledger file
+    store = open_store(config.db, read_only=read_only)
     try:
         signer = None
         if config.key is not None:
@@ -163,4 +203,6 @@ def init_project(root: Path, *, db: str | None = None, origin: str | None = None
             f"verifier = {_toml_string(verifier)}\n"), mode=0o644)
     finally:
         store.close()
-    return open_ledger(db, root)
+    ledger = open_ledger(db, root)
+    ledger.keep_checkpoint()  # from now on, a deleted ledger.db is provably a loss
+    return ledger

@@ -324,20 +324,36 @@ def _like_escape(text: str) -> str:
 class SQLiteStore(Store):
     """The embedded ledger: one SQLite file in WAL mode."""
 
-    def __init__(self, path: Path, *, create: bool = False) -> None:
+    def __init__(self, path: Path, *, create: bool = False, read_only: bool = False) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise LedgerError(f"no ledger database at {self.path} (run `mlward init`)")
         try:
-            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = (self._open_read_only() if read_only else
+                          sqlite3.connect(self.path, isolation_level=None, timeout=60.0))
+            if not read_only:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
         if create:
             self.create()
         else:
             self.check_layout()
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes, for verifying a ledger this user cannot write (an
+        auditor's copy, a read-only mount). A WAL database needs its ``-shm`` file to be read
+        in shared mode; where that cannot be created, the file is read as immutable (nothing
+        else may write it meanwhile, which a read-only copy guarantees)."""
+        uri = self.path.absolute().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=60.0)
+        try:
+            conn.execute("SELECT 1 FROM ledger_meta LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
     def _index_column(self) -> str:
         return "idx INTEGER PRIMARY KEY"
@@ -442,9 +458,11 @@ class PostgresStore(Store):
         self._conn.close()
 
 
-def open_store(location: str | Path, *, create: bool = False) -> Store:
-    """A PostgreSQL store for ``postgresql://`` or ``postgres://`` URLs, else a SQLite file."""
+def open_store(location: str | Path, *, create: bool = False,
+               read_only: bool = False) -> Store:
+    """A PostgreSQL store for ``postgresql://`` or ``postgres://`` URLs, else a SQLite file
+    (opened without writing anything when ``read_only``)."""
     text = str(location)
     if text.startswith(("postgresql://", "postgres://")):
         return PostgresStore(text, create=create)
-    return SQLiteStore(Path(text), create=create)
+    return SQLiteStore(Path(text), create=create, read_only=read_only)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from mlward._internal.vulndb import VulnSource
+from mlward._internal.redact import redact_credentials
+from mlward._internal.vulndb import VulnSource, assess
 from mlward._version import __version__
 from mlward.errors import UsageError
 from mlward.findings import Fact, Finding, Location, Report, ReportBuilder, Severity, TargetKind
@@ -168,7 +169,7 @@ def probe(url: str, *, timeout: float = 5.0) -> ProbeResult:
     """Identify the ML tool at ``url`` with read-only GET requests."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"not an http(s) URL: {url}")
+        raise UsageError(f"not an http(s) URL: {redact_credentials(url)}")
     base = url.rstrip("/")
     r = ProbeResult(base)
     cache: dict[str, Response | None] = {}
@@ -188,9 +189,17 @@ def probe(url: str, *, timeout: float = 5.0) -> ProbeResult:
     return r
 
 
-def findings_for(r: ProbeResult, source: VulnSource | None) -> tuple[list[Finding], list[str]]:
-    """Findings for one probe, and notes on what could not be judged."""
-    loc = Location(r.url)
+def where(url: str) -> Location:
+    """The location a probed URL is reported at: its credentials redacted (a URL given as
+    ``http://user:password@host`` is used as given, and never shown so)."""
+    return Location(redact_credentials(url))
+
+
+def findings_for(r: ProbeResult, source: VulnSource | None,
+                 blind: str | None = None) -> tuple[list[Finding], list[str]]:
+    """Findings for one probe, and notes on what could not be judged (``blind``: why the
+    vulnerability data cannot be used, when it cannot)."""
+    loc = where(r.url)
     notes: list[str] = []
     if r.tool is None:
         return [], ["no MLflow, Ray, Jupyter, TensorBoard or Gradio server recognised"]
@@ -208,8 +217,9 @@ def findings_for(r: ProbeResult, source: VulnSource | None) -> tuple[list[Findin
             loc, f"{r.tool} answers {path} without authentication", evidence=path,
             severity=severity, details={"tool": r.tool, "path": path}))
     if r.version and r.package:
-        if source is None:
-            notes.append("vulnerability data not available: the version was not matched "
+        if source is None or blind:
+            notes.append(f"{blind}: the version was not matched" if blind else
+                         "vulnerability data not available: the version was not matched "
                          "(use --vuln-db or --online)")
         else:
             from mlward._internal.scanners.deps.check import DependencyResult, check_dependencies
@@ -231,20 +241,24 @@ def probe_report(urls: Sequence[str], *, timeout: float = 5.0,
 
     settings = settings or Settings()
     builder = ReportBuilder(TargetKind.SERVER, started=datetime.now(timezone.utc),
-                            version=__version__, inputs=urls)
+                            version=__version__,
+                            inputs=[redact_credentials(u) for u in urls])
+    assessment = None if source is None else assess(source, settings)
+    if assessment is not None:
+        assessment.record(builder)
     for url in urls:
         r = probe(url, timeout=timeout)
         if not r.reachable:
-            builder.skip(Location(url), "no HTTP answer", inconclusive=True)
+            builder.skip(where(url), "no HTTP answer", inconclusive=True)
             continue
-        found, notes = findings_for(r, source)
+        found, notes = findings_for(r, source, assessment.blind if assessment else None)
         builder.merge(found)
         if r.tool:
-            builder.examine(Location(r.url), f"live {r.tool}")
-            builder.fact(Fact(Location(r.url), "server", {
+            builder.examine(where(r.url), f"live {r.tool}")
+            builder.fact(Fact(where(r.url), "server", {
                 "tool": r.tool, "version": r.version, "package": r.package,
                 "open_apis": list(r.open_apis), "auth_required": list(r.auth_required)}))
         for n in notes:
-            builder.skip(Location(r.url), n, inconclusive=r.tool is not None)
+            builder.skip(where(r.url), n, inconclusive=r.tool is not None)
     return builder.build(finished=datetime.now(timezone.utc),
                          triage=make_triage(settings, None))

@@ -119,5 +119,7 @@ def verify_chain(model: Path, *, trusted: Mapping[str, keys.PublicKey] | None,
             links.append(Link(name, False, f"changed since the lineage was recorded "
                               f"({len(result.changes)} file(s))", result.changes))
         else:
-            links.append(Link(name, True, "unchanged"))
+            where = "; ".join(f"{r.name} at {p}" + (" (absolute path)" if r.absolute else "")
+                              for r, p in result.roots)
+            links.append(Link(name, True, f"unchanged ({where})"))
     return ChainResult(tuple(links))

@@ -12,8 +12,10 @@ A lineage statement is an in-toto Statement v1 stored beside the model as
   resource descriptor per input, ``runDetails`` the builder (mlward) and the run id and time.
 
 Each input is a manifest: its descriptor's digest is the SHA-256 of the manifest file, and the
-annotations give the manifest's path relative to the statement and its root digest. An input
-given as a plain path is hashed into a new manifest kept in ``<model>.lineage-inputs/``.
+annotations give the manifest's path relative to the statement, its root digest and its roots'
+paths (relative to the manifest). An input given as a plain path is hashed into a new manifest
+kept in ``<model>.lineage-inputs/``. Nothing is recorded by absolute path unless asked
+(``absolute``), so a clone verifies its own data and code, not the original's.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from mlward._internal.provenance.manifest import (
     Change,
     Entry,
     Manifest,
+    Root,
     check_relative,
     create,
     diff,
@@ -48,6 +51,7 @@ from mlward._internal.provenance.manifest import (
     verify,
 )
 from mlward._version import __version__
+from mlward.settings import project_root
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -133,13 +137,13 @@ def _input(kind: str, manifest_file: Path, statement_dir: Path) -> dict[str, Any
     raw = manifest_file.read_bytes()
     return {
         "name": f"{kind}:{','.join(r.name for r in manifest.roots)}",
-        "uri": manifest_file.resolve().as_uri(),
         "digest": {"sha256": hashlib.sha256(raw).hexdigest()},
         "annotations": {
             "mlward.kind": kind,
-            "mlward.manifest": os.path.relpath(manifest_file.resolve(), statement_dir.resolve()),
+            "mlward.manifest": Path(os.path.relpath(manifest_file.resolve(),
+                                                    statement_dir.resolve())).as_posix(),
             "mlward.rootDigest": manifest.root_digest,
-            "mlward.locations": [r.uri for r in manifest.roots],
+            "mlward.locations": [r.path for r in manifest.roots],
         },
     }
 
@@ -160,12 +164,17 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 def record(model: Path, data: Sequence[Path], *, code: Path | None = None,
            params: Mapping[str, Any] | None = None, run_id: str | None = None,
-           spec: HashSpec | None = None, output: Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """Write the model's lineage statement; returns its path and the statement."""
+           spec: HashSpec | None = None, output: Path | None = None,
+           absolute: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Write the model's lineage statement; returns its path and the statement.
+
+    Inputs given as paths are hashed into manifests beside the statement, their roots
+    recorded relative to those manifests; an input outside the project holding the statement
+    (or its folder) is refused unless ``absolute`` (see :func:`manifest.create`)."""
     started = _now()
     out = output or statement_path(model)
     subjects = [{"name": e.path, "digest": dict(e.digest)} for e in model_entries(model)]
-    made: list[tuple[str, Manifest]] = []
+    to_make: list[tuple[str, Path]] = []
     manifests: list[tuple[str, Path]] = []
     for item in data:
         if not item.exists():
@@ -173,18 +182,25 @@ def record(model: Path, data: Sequence[Path], *, code: Path | None = None,
         if is_manifest_file(item):
             manifests.append(("data", item))
         else:
-            made.append(("data", create([item], spec)))
+            to_make.append(("data", item))
     if code is not None:
         if not code.is_dir():
             raise ProvenanceError(f"code {code} is not a folder")
-        made.append(("code", create([code], spec, exclude=CODE_EXCLUDE)))
+        to_make.append(("code", code))
+    folder = inputs_dir(model) if output is None else out.with_name(out.name + "-inputs")
+    within = project_root(out.parent.resolve()) or out.parent.resolve()
+    made = []
+    for n, (kind, item) in enumerate(to_make):
+        path = folder / f"{n:02d}-{kind}-{item.resolve().name}.manifest.json"
+        made.append((kind, path, create([item], spec, manifest_file=path, within=within,
+                                        absolute=absolute,
+                                        exclude=CODE_EXCLUDE if kind == "code" else
+                                        frozenset())))
     if made:
-        folder = inputs_dir(model) if output is None else out.with_name(out.name + "-inputs")
         folder.mkdir(parents=True, exist_ok=True)
-        for n, (kind, manifest) in enumerate(made):
-            path = folder / f"{n:02d}-{kind}-{manifest.roots[0].name}.manifest.json"
-            manifest.write(path)
-            manifests.append((kind, path))
+    for kind, path, manifest in made:
+        manifest.write(path)
+        manifests.append((kind, path))
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": subjects,
@@ -258,6 +274,8 @@ class InputResult:
     name: str
     problem: str | None  # why the input could not be checked, or None
     changes: tuple[Change, ...]
+    roots: tuple[tuple[Root, Path], ...] = ()
+    """Each root of the input's manifest and where it was read."""
 
     @property
     def ok(self) -> bool:
@@ -265,13 +283,14 @@ class InputResult:
 
 
 def check_input(item: Mapping[str, Any], statement_dir: Path) -> InputResult:
-    """Re-hash one input against its manifest; the manifest itself must be the one recorded."""
+    """Re-hash one input against its manifest; the manifest itself must be the one recorded.
+
+    The manifest is found relative to the statement, and its roots relative to the manifest:
+    never at an absolute path an older statement may also name (in a clone, that would be the
+    original's copy)."""
     name = str(item.get("name", "?"))
     rel = item["annotations"]["mlward.manifest"]
     path = statement_dir / rel
-    if not path.exists() and str(item.get("uri", "")).startswith("file://"):
-        from urllib.parse import unquote, urlsplit
-        path = Path(unquote(urlsplit(item["uri"]).path))
     try:
         raw = read_bounded(path, "manifest")
     except ProvenanceError as exc:
@@ -281,9 +300,9 @@ def check_input(item: Mapping[str, Any], statement_dir: Path) -> InputResult:
                            "recorded", ())
     try:
         manifest = Manifest.from_dict(json.loads(raw))
-        changes = verify(manifest, manifest_file=path)
+        checked = verify(manifest, manifest_file=path)
     except (ValueError, RecursionError):
         return InputResult(name, f"its manifest {path} is not valid JSON", ())
     except ProvenanceError as exc:
         return InputResult(name, exc.diagnostics(), ())
-    return InputResult(name, None, tuple(changes))
+    return InputResult(name, None, checked.changes, checked.roots)

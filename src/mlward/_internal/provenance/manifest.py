@@ -1,10 +1,21 @@
 """Content manifests: every file under one or more roots, with its size and digest.
 
 A manifest is a frozen :class:`Manifest`, validated when it is built or loaded. Its JSON form
-(``schemaVersion`` 1) holds who made it, where and when, the roots it covers, one entry per
+(``schemaVersion`` 2) holds who made it, where and when, the roots it covers, one entry per
 file, symlink or special file, and a root digest: SHA-256 over the canonical JSON of the
 entries sorted by path, one per line, so two manifests of the same bytes agree whoever made
 them and whenever.
+
+Roots are recorded by their path relative to the manifest's own folder (``data``,
+``../data``), so that a clone, or the project moved elsewhere, is verified against its own
+files: :func:`verify` resolves each root from where the manifest is now and says where that
+was. A root must lie inside the project that holds the manifest (its ``.mlward/``, ``.git``
+or ``pyproject.toml`` folder), or inside the manifest's folder when there is no project; one
+outside is recorded by absolute path only when the caller asks (``absolute``), and is then
+marked ``"absolute": true`` and reported as such whenever it is verified. Schema 1 manifests
+(absolute ``file:`` URIs for every root) are still read, but verifying them needs the roots'
+current paths: checking whatever sits at the old absolute paths could check the original's
+files from inside a clone.
 
 Entry paths are POSIX paths relative to the root; with more than one root each path starts
 with the root's name. Symlinks are recorded with their target and never followed; FIFOs,
@@ -13,12 +24,12 @@ sockets and devices are recorded by type only and never opened.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import json
 import os
 import re
-import socket
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +40,11 @@ from typing import Any
 from mlward._internal.io import atomic_write_text
 from mlward._internal.provenance import read_limited
 from mlward._internal.provenance.errors import ProvenanceError
-from mlward._internal.provenance.hashing import FileJob, HashSpec, hash_files, parse_label
+from mlward._internal.provenance.hashing import HashSpec, hash_paths, parse_label
 from mlward._version import __version__
+from mlward.settings import project_root
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KIND = "mlward.manifest"
 MAX_MANIFEST_BYTES = 512 << 20
 ENTRY_TYPES = ("file", "symlink", "fifo", "socket", "char-device", "block-device")
@@ -56,7 +68,9 @@ class Entry:
             if len(self.digest) != 1:
                 raise ProvenanceError(f"entry {self.path!r}: a file needs exactly one digest")
             for label, value in self.digest.items():
-                parse_label(label)
+                if label not in _LABELS_SEEN:
+                    parse_label(label)
+                    _LABELS_SEEN.add(label)
                 if not _HEX64.fullmatch(value):
                     raise ProvenanceError(f"entry {self.path!r}: malformed digest")
         if self.type == "symlink" and self.target is None:
@@ -108,23 +122,52 @@ class Entry:
 
 @dataclass(frozen=True)
 class Root:
-    """A file or folder the manifest covers: its name in entry paths, its URI, its type."""
+    """A file or folder the manifest covers: its name in entry paths, its path, its type.
+
+    ``path`` is POSIX and relative to the manifest's folder, or absolute when ``absolute``
+    (asked for at creation, or a schema 1 manifest's ``file:`` URI).
+    """
 
     name: str
-    uri: str
+    path: str
     type: str
+    absolute: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in ("directory", "file"):
             raise ProvenanceError(f"root {self.name!r}: unknown type {self.type!r}")
+        if self.absolute != self.path.startswith("/"):
+            raise ProvenanceError(f"root {self.name!r}: path {self.path!r} does not match "
+                                  "its absolute flag")
+        if not self.absolute and not _relative_root(self.path):
+            raise ProvenanceError(f"root {self.name!r}: {self.path!r} is not a plain relative "
+                                  "path (POSIX, .. only at its start)")
 
-    @property
-    def local_path(self) -> Path | None:
-        """The root's local path when its URI is a ``file:`` URI."""
-        if not self.uri.startswith("file://"):
-            return None
-        from urllib.parse import unquote, urlsplit
-        return Path(unquote(urlsplit(self.uri).path))
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "path": self.path, "type": self.type}
+        if self.absolute:
+            out["absolute"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, version: int) -> Root:
+        if not isinstance(data, dict):
+            raise TypeError("a root is not an object")
+        if version == 1:  # {"name", "uri": "file:///abs", "type"}
+            uri = _text(data["uri"])
+            if not uri.startswith("file://"):
+                raise ProvenanceError(f"root {data.get('name')!r} is at {uri}, not a local path")
+            from urllib.parse import unquote, urlsplit
+            return cls(_text(data["name"]), unquote(urlsplit(uri).path), _text(data["type"]),
+                       absolute=True)
+        absolute = data.get("absolute", False)
+        if not isinstance(absolute, bool):
+            raise TypeError("absolute is not true or false")
+        return cls(_text(data["name"]), _text(data["path"]), _text(data["type"]), absolute)
+
+    def where(self, manifest_dir: Path) -> Path:
+        """Where the root is when the manifest sits in ``manifest_dir``."""
+        return Path(self.path) if self.absolute else manifest_dir / self.path
 
 
 @dataclass(frozen=True)
@@ -134,6 +177,9 @@ class Manifest:
     created_by: Mapping[str, str]
     spec: HashSpec = field(default_factory=HashSpec)
     root_digest: str = ""
+    schema_version: int = SCHEMA_VERSION
+    """The version it was written in (1: roots by absolute URI; read, verified only with
+    the roots' paths given)."""
 
     def __post_init__(self) -> None:
         if not self.roots:
@@ -141,30 +187,36 @@ class Manifest:
         paths = [e.path for e in self.entries]
         if len(set(paths)) != len(paths):
             raise ProvenanceError("manifest lists the same path twice")
-        computed = compute_root_digest(self.entries)
+        computed = _digest_of(self.lines)
         if not self.root_digest:
             object.__setattr__(self, "root_digest", computed)
         elif self.root_digest != computed:
             raise ProvenanceError("manifest root digest does not match its entries "
                                   "(the entries were edited)")
 
-    def to_dict(self) -> dict[str, Any]:
+    @functools.cached_property
+    def lines(self) -> list[str]:
+        """The entries' canonical lines, sorted by path (the root digest's input, and the
+        entry lines of :meth:`to_json`): made once per manifest."""
+        return canonical_lines(self.entries)
+
+    def to_dict(self, *, entries: bool = True) -> dict[str, Any]:
         return {
             "kind": KIND,
-            "schemaVersion": SCHEMA_VERSION,
+            "schemaVersion": self.schema_version,
             "createdBy": dict(self.created_by),
-            "roots": [{"name": r.name, "uri": r.uri, "type": r.type} for r in self.roots],
+            "roots": [r.to_dict() for r in self.roots],
             "hashing": {"algorithm": self.spec.algorithm, "shardSize": self.spec.shard_size},
             "rootDigest": {"sha256": self.root_digest},
-            "entries": [e.to_dict() for e in self.entries],
+            **({"entries": [e.to_dict() for e in self.entries]} if entries else {}),
         }
 
     def to_json(self) -> str:
-        """Indented JSON with one entry per line (fast to write, easy to diff)."""
-        doc = self.to_dict()
-        entries = doc.pop("entries")
+        """Indented JSON with one entry per line, each in its canonical form (the bytes the
+        root digest covers): fast to write, easy to diff."""
+        doc = self.to_dict(entries=False)
         head = json.dumps(doc, indent=1)
-        lines = ",\n".join("  " + json.dumps(e) for e in entries)
+        lines = ",\n".join("  " + line for line in self.lines)
         return f'{head[:-2]},\n "entries": [\n{lines}\n ]\n}}\n'.replace("[\n\n ]", "[]")
 
     def write(self, path: Path) -> None:
@@ -181,9 +233,10 @@ class Manifest:
             raise ProvenanceError(
                 f"manifest uses schema version {version}, newer than this mlward reads "
                 f"({SCHEMA_VERSION}); upgrade mlward to read it")
+        if version < 1:
+            raise ProvenanceError(f"manifest has an unknown schema version {version}")
         try:
-            roots = tuple(Root(*(_text(r[k]) for k in ("name", "uri", "type")))
-                          for r in data["roots"])
+            roots = tuple(Root.from_dict(r, version) for r in data["roots"])
             entries = tuple(Entry.from_dict(e) for e in data["entries"])
             digest = data["rootDigest"]["sha256"]
             created = data["createdBy"]
@@ -196,7 +249,8 @@ class Manifest:
             raise ProvenanceError(f"manifest is malformed ({exc!s})") from None
         if not isinstance(digest, str) or not isinstance(created, dict):
             raise ProvenanceError("manifest is malformed")
-        return cls(roots, entries, {str(k): str(v) for k, v in created.items()}, spec, digest)
+        return cls(roots, entries, {str(k): str(v) for k, v in created.items()}, spec, digest,
+                   version)
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -225,22 +279,57 @@ def read_json(path: Path, what: str) -> Any:
 
 def check_relative(path: str) -> None:
     """Refuse a path that is absolute or climbs out of its root."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) \
-            or "\\" in path or "\0" in path:
+    if not _plain(path):
         raise ProvenanceError(f"path {path!r} escapes its root or is not a plain relative path")
 
 
+def _plain(path: str) -> bool:
+    """A POSIX path relative to its root, without ``.``/``..``/empty parts or backslashes
+    (string tests only: it runs once per manifest entry)."""
+    wrapped = f"/{path}/"
+    return bool(path) and "//" not in wrapped and "/./" not in wrapped \
+        and "/../" not in wrapped and "\\" not in path and "\0" not in path
+
+
+def _relative_root(path: str) -> bool:
+    """A root's path: ``.``, or ``..`` steps, then optionally a plain relative path."""
+    rest = path
+    while rest.startswith("../"):
+        rest = rest[3:]
+    return path == "." or rest == ".." or _plain(rest)
+
+
 _HEX64 = re.compile("[0-9a-f]{64}")
+_LABELS_SEEN: set[str] = set()
+"""Digest labels already parsed: one per manifest, checked once rather than per entry."""
+_json_str = json.encoder.encode_basestring_ascii
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
-def compute_root_digest(entries: Sequence[Entry]) -> str:
-    h = hashlib.sha256()
-    for e in sorted(entries):
-        h.update(_CANONICAL.encode(e.to_dict()).encode())
-        h.update(b"\n")
-    return h.hexdigest()
+def _digest_of(lines: list[str]) -> str:
+    """The root digest: SHA-256 over the entries' canonical lines, each ending in a newline."""
+    return hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
+
+
+def canonical_lines(entries: Sequence[Entry]) -> list[str]:
+    """Each entry as canonical JSON (sorted keys, no spaces, ASCII), sorted by path.
+
+    A file entry (nearly all of them) is formatted directly, with the standard library's C
+    string encoder: building a dict and encoding it cost most of a small-file manifest's
+    time. The result is byte for byte what the general encoder gives (a test checks it)."""
+    out = []
+    for e in sorted(entries, key=_path_of):
+        if e.type == "file":
+            ((label, value),) = e.digest.items()
+            out.append(f'{{"digest":{{{_json_str(label)}:{_json_str(value)}}},"path":'
+                       f'{_json_str(e.path)},"size":{int(e.size)},"type":"file"}}')
+        else:
+            out.append(_CANONICAL.encode(e.to_dict()))
+    return out
+
+
+def _path_of(e: Entry) -> str:
+    return e.path
 
 
 def who_where_when() -> dict[str, str]:
@@ -250,10 +339,20 @@ def who_where_when() -> dict[str, str]:
         user = str(os.getuid())
     return {
         "user": user,
-        "host": socket.gethostname(),
+        "host": _hostname(),
         "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tool": f"mlward {__version__}",
     }
+
+
+def _hostname() -> str:
+    """``os.uname().nodename`` (what ``socket.gethostname`` returns on POSIX, without
+    importing socket), else socket's answer."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "char-device",
@@ -262,47 +361,55 @@ _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "char-d
 
 @dataclass(frozen=True)
 class Listed:
-    """What a walk found: entries without digests yet, and the files still to hash."""
+    """What a walk found: entries without digests yet, and the files still to hash (their
+    entry name and path: their size comes from reading them)."""
 
     entries: tuple[Entry, ...]
-    files: tuple[tuple[str, str | Path, os.stat_result], ...]
+    files: tuple[tuple[str, str | Path], ...]
 
 
 def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) -> Listed:
     """List everything under ``root`` without following symlinks.
 
-    ``root`` itself may be a file. Names in ``exclude`` are skipped at any depth.
+    ``root`` itself may be a file. Names in ``exclude`` are skipped at any depth. Types come
+    from the directory listing (no ``stat`` per file; only an entry of another type than
+    file, folder or link is ``lstat``-ed to name it).
     """
     entries: list[Entry] = []
-    files: list[tuple[str, str | Path, os.stat_result]] = []
+    files: list[tuple[str, str | Path]] = []
     try:
         st = root.stat()
     except OSError as exc:
         raise ProvenanceError(f"cannot read {root}: {exc.strerror}") from None
     if stat.S_ISREG(st.st_mode):
-        return Listed((), ((prefix or root.name, root, st),))
+        return Listed((), ((prefix or root.name, root),))
     if not stat.S_ISDIR(st.st_mode):
         special = _SPECIAL.get(stat.S_IFMT(st.st_mode), "fifo")
         return Listed((Entry(prefix or root.name, special),), ())
-    for rel, path, lst in _scan(root, exclude):
+    for rel, item in _scan(root, exclude):
         name = f"{prefix}/{rel}" if prefix else rel
-        kind = stat.S_IFMT(lst.st_mode)
-        if kind == stat.S_IFREG:
-            files.append((name, path, lst))
-        elif kind == stat.S_IFLNK:
-            entries.append(Entry(name, "symlink", target=str(Path(path).readlink())))
-        elif kind in _SPECIAL:
-            entries.append(Entry(name, _SPECIAL[kind]))
+        try:
+            if item.is_file(follow_symlinks=False):
+                files.append((name, item.path))
+            elif item.is_symlink():
+                entries.append(Entry(name, "symlink", target=str(Path(item.path).readlink())))
+            else:
+                kind = stat.S_IFMT(item.stat(follow_symlinks=False).st_mode)
+                if kind in _SPECIAL:
+                    entries.append(Entry(name, _SPECIAL[kind]))
+        except OSError as exc:
+            raise ProvenanceError(f"cannot read {item.path}: {exc.strerror}") from None
     return Listed(tuple(entries), tuple(files))
 
 
-def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, str | Path, os.stat_result]]:
+def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(relative path, entry) of everything under ``root`` that is not a folder."""
     stack = [("", root)]
     while stack:
         rel_dir, directory = stack.pop()
         try:
             with os.scandir(directory) as it:
-                items = sorted(it, key=lambda d: d.name)
+                items = list(it)  # in any order: entries are sorted by path at the end
         except OSError as exc:
             raise ProvenanceError(f"cannot list {directory}: {exc.strerror}") from None
         for item in items:
@@ -310,13 +417,13 @@ def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, str | Path
                 continue
             rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
             try:
-                lst = item.stat(follow_symlinks=False)
+                is_dir = item.is_dir(follow_symlinks=False)
             except OSError as exc:
                 raise ProvenanceError(f"cannot read {item.path}: {exc.strerror}") from None
-            if stat.S_ISDIR(lst.st_mode):
+            if is_dir:
                 stack.append((rel, Path(item.path)))
             else:
-                yield rel, item.path, lst
+                yield rel, item
 
 
 def root_names(paths: Sequence[Path]) -> list[str]:
@@ -348,12 +455,12 @@ def hash_roots(paths: Sequence[Path], names: Sequence[str], spec: HashSpec,
     own = _names_of(manifest_file, paths, names)
     specials = [e for item in listed for e in item.entries if e.path not in own]
     files = [f for item in listed for f in item.files if f[0] not in own]
-    jobs = [FileJob.of(path, st, (labels or {}).get(name) or spec.label_for(st.st_size))
-            for name, path, st in files]
-    digests = hash_files(jobs, progress=progress)
-    hashed = [Entry(name, "file", st.st_size, {job.label: d})
-              for (name, _, st), job, d in zip(files, jobs, digests, strict=True)]
-    return tuple(sorted(specials + hashed))
+    jobs, digests = hash_paths([path for _, path in files], spec, progress=progress,
+                               labels=[labels.get(name) for name, _ in files] if labels
+                               else None)
+    hashed = [Entry(name, "file", job.size, {job.label: digest})
+              for (name, _), job, digest in zip(files, jobs, digests, strict=True)]
+    return tuple(sorted(specials + hashed, key=_path_of))
 
 
 def _names_of(target: Path | None, paths: Sequence[Path], names: Sequence[str]) -> set[str]:
@@ -372,20 +479,38 @@ def _names_of(target: Path | None, paths: Sequence[Path], names: Sequence[str]) 
 def create(paths: Sequence[Path], spec: HashSpec | None = None, *,
            exclude: frozenset[str] = frozenset(),
            progress: Callable[[int], None] | None = None,
-           manifest_file: Path | None = None) -> Manifest:
+           manifest_file: Path | None = None, within: Path | None = None,
+           absolute: bool = False) -> Manifest:
     """A manifest of ``paths`` (files or folders), hashed with ``spec``.
 
-    ``manifest_file`` is where the manifest will be written; it is not listed in itself.
+    ``manifest_file`` is where the manifest will be written (default: in the current folder);
+    roots are recorded relative to its folder, and it is not listed in itself. Every root must
+    lie inside ``within`` (default: the project holding that folder, else the folder itself);
+    one outside is refused, or recorded by absolute path with ``absolute``.
     """
     if not paths:
         raise ProvenanceError("nothing to put in a manifest")
+    base = (manifest_file.parent if manifest_file is not None else Path()).resolve()
+    bound = (within or project_root(base) or base).resolve()
     names = root_names(paths)
+    roots = []
+    for p, n in zip(paths, names, strict=True):
+        real = p.resolve()
+        kind = "directory" if p.is_dir() else "file"
+        if real.is_relative_to(bound):
+            roots.append(Root(n or real.name, Path(os.path.relpath(real, base)).as_posix(),
+                              kind))
+        elif absolute:
+            roots.append(Root(n or real.name, real.as_posix(), kind, absolute=True))
+        else:
+            raise ProvenanceError(
+                f"{p} is outside {bound} (the project or folder the manifest belongs to), so "
+                "a clone could not find it; record it by absolute path with "
+                "--absolute-paths (marked as such; verification then reads that path "
+                "wherever it runs), or put the manifest where it can reach the data")
     entries = hash_roots(paths, names, spec or HashSpec(), exclude, progress=progress,
                          manifest_file=manifest_file)
-    roots = tuple(Root(n or p.resolve().name, p.resolve().as_uri(),
-                       "directory" if p.is_dir() else "file")
-                  for p, n in zip(paths, names, strict=True))
-    return Manifest(roots, entries, who_where_when(), spec or HashSpec())
+    return Manifest(tuple(roots), entries, who_where_when(), spec or HashSpec())
 
 
 @dataclass(frozen=True, order=True)
@@ -429,26 +554,48 @@ def diff(recorded: Sequence[Entry], current: Sequence[Entry]) -> list[Change]:
     return sorted(changes)
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What :func:`verify` compared: each root and the path it was read from, and the changes."""
+
+    roots: tuple[tuple[Root, Path], ...]
+    changes: tuple[Change, ...]
+
+    def where(self) -> list[str]:
+        """One line per root: where it was read, and how the manifest records it."""
+        return [f"{root.name}: {path} (recorded by absolute path: another copy than this "
+                "project's may be the one checked)" if root.absolute else
+                f"{root.name}: {path} (recorded as {root.path}, relative to the manifest)"
+                for root, path in self.roots]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"roots": [{"name": r.name, "recorded": r.path, "absolute": r.absolute,
+                           "checked": str(p)} for r, p in self.roots],
+                "changes": [c.to_dict() for c in self.changes]}
+
+
 def verify(manifest: Manifest, paths: Sequence[Path] | None = None,
            progress: Callable[[int], None] | None = None,
-           manifest_file: Path | None = None) -> list[Change]:
+           manifest_file: Path | None = None) -> Verification:
     """Re-hash the manifest's roots (or ``paths`` in their place) and list every change.
 
-    ``manifest_file`` is where the manifest was read from; it is not compared with itself.
+    Roots are found relative to the folder of ``manifest_file`` (where the manifest is now;
+    default: the current folder), so a clone is checked against its own files. ``manifest_file``
+    is not compared with itself.
     """
     if paths:
         if len(paths) != len(manifest.roots):
             raise ProvenanceError(f"the manifest has {len(manifest.roots)} root(s); "
                                   f"give as many paths, in the same order")
         targets = list(paths)
+    elif manifest.schema_version < 2:
+        raise ProvenanceError(
+            "this manifest (schema 1, from an earlier mlward) records its roots by absolute "
+            "path, which in a clone or a moved project is another copy than the one here: "
+            "give the roots' paths (mlward manifest verify FILE PATH...) or re-create it")
     else:
-        targets = []
-        for r in manifest.roots:
-            local = r.local_path
-            if local is None:
-                raise ProvenanceError(f"root {r.name} is at {r.uri}, not a local path; "
-                                      "give its local path")
-            targets.append(local)
+        base = manifest_file.parent if manifest_file is not None else Path()
+        targets = [r.where(base) for r in manifest.roots]
     for t in targets:
         if not t.exists():
             raise ProvenanceError(f"{t} does not exist")
@@ -457,4 +604,6 @@ def verify(manifest: Manifest, paths: Sequence[Path] | None = None,
     labels = {e.path: e.label for e in manifest.entries if e.type == "file"}
     current = hash_roots(targets, names, manifest.spec, labels=labels, progress=progress,
                          manifest_file=manifest_file)
-    return diff(manifest.entries, current)
+    read_at = (Path(os.path.normpath(t.absolute())) for t in targets)
+    return Verification(tuple(zip(manifest.roots, read_at, strict=True)),
+                        tuple(diff(manifest.entries, current)))

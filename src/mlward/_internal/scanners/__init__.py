@@ -29,6 +29,7 @@ BUILTIN = [
     "mlward._internal.scanners.gguf",
     "mlward._internal.scanners.safetensors",
     "mlward._internal.scanners.repository",
+    "mlward._internal.scanners.configs",
     "mlward._internal.scanners.deps",
     "mlward._internal.scanners.devtools",
     "mlward._internal.scanners.notebook",

@@ -23,7 +23,9 @@ from mlward._internal.sources.archives import (
     sniff_stream,
     sniff_tar,
     too_deep,
+    zip_names,
 )
+from mlward._internal.sources.zipviews import END_SIG
 
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 
@@ -32,14 +34,32 @@ def is_zip(source: Source) -> bool:
     return source.head(4) in ZIP_MAGICS
 
 
+def ends_like_zip(source: Source) -> bool:
+    """A zip behind other bytes: its end record in the last bytes, and a directory zipfile
+    reads (a self-extracting archive, or a pickle with a zip appended, which torch.load
+    runs as a pickle while zip readers see the zip)."""
+    size = source.size
+    if size is None or size < 22:
+        return False
+    head = source.head()
+    if len(head) == size:
+        tail = head[-22:]
+    else:
+        with source.open() as f:
+            f.seek(size - 22)
+            tail = f.read(22)
+    return tail[:4] == END_SIG and zip_names(source) is not None
+
+
 class ZipScanner(Scanner):
-    """Any zip: every file member is extracted (bounded) and scanned by content."""
+    """Any zip: every file member is extracted (bounded) and scanned by content; a zip
+    behind other bytes too (the bytes in front are judged as well)."""
 
     name = "zip"
     priority = 300
 
     def sniff(self, source: Source) -> bool:
-        return is_zip(source)
+        return is_zip(source) or ends_like_zip(source)
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         ctx.examined(source.location, self.name)

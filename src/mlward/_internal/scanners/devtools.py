@@ -2,10 +2,11 @@
 TensorBoard, Streamlit and Gradio command lines (scripts, Dockerfiles, compose files,
 Kubernetes manifests, Python launch calls), and ML tool ports published by containers.
 
-This is a :class:`DirectoryScanner`: it reads the candidate files of each folder itself, so
-the same files still reach the per-file scanners (a compose file may also hold a secret).
-Nothing is executed: Python is read as text and with :mod:`ast` literals only, YAML with
-``safe_load`` and a bound on the nodes walked.
+A supplementary per-file :class:`Scanner`: the verdict on a file is the same whether it was
+named, found in a folder or found inside an archive, and the file still gets the secrets pass
+(or the Python scan) after this one. Nothing is executed: Python is read as text and with
+:mod:`ast` literals only, YAML with ``safe_load`` and a bound on the nodes walked. Evidence
+quotes command lines with their credentials redacted (:meth:`mlward.rules.Rule.finding`).
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import re
 import shlex
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlward._internal.lazy import lazy_module
-from mlward._internal.scanners.interface import DirectoryScanner, ScanContext
+from mlward._internal.scanners.interface import ScanContext, Scanner
+from mlward._internal.sources import Source
 from mlward.findings import Finding, Location, Severity
 from mlward.rules import (
     GRADIO_SHARE,
@@ -53,16 +53,6 @@ _COMPOSE = re.compile(r"^(docker-)?compose[\w.\-]*\.ya?ml$")
 _SCRIPT = re.compile(r"(\.(sh|bash|zsh)$|^(Dockerfile|Containerfile)([.\-]\w+)?$|\.dockerfile$"
                      r"|^(Makefile|Procfile|entrypoint[\w.\-]*)$)")
 _TOOL_WORDS = (b"mlflow", b"jupyter", b"ray", b"tensorboard", b"streamlit", b"gradio")
-
-
-def _read(path: Path) -> str | None:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return None
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return None if b"\0" in data[:4096] else data.decode("utf-8", errors="replace")
 
 
 def _line_of(text: str, *needles: str) -> int | None:
@@ -223,8 +213,7 @@ def _located(findings: list[Finding], lines: Mapping[str, int], loc: Location,
         if f.rule_id == "MW603" and "xsrf" in f.message:
             key = "disable_check_xsrf"
         line = lines.get(key) or (_line_of(text, f'"{key}"') if text else None)
-        out.append(Finding(f.rule_id, f.severity, loc.at(line=line), f.message,
-                           f"{key} setting", f.remediation, f.cwe, f.details))
+        out.append(f._replace(location=loc.at(line=line), evidence=f"{key} setting"))
     return out
 
 
@@ -434,13 +423,10 @@ def _ingress_ports(spec: Mapping[str, Any], budget: _Budget) -> set[int]:
 
 # --- the scanner ---------------------------------------------------------------------------
 
-def _named_like_config(name: str) -> bool:
-    lower = name.lower()
-    return bool(_JUPYTER_CONFIG.match(lower) or _SCRIPT.search(name)
-                or lower.endswith((".yaml", ".yml", ".py")))
-
-
-def _kind(name: str, head: bytes) -> str | None:
+def config_kind(name: str, head: bytes) -> str | None:
+    """What kind of ML tool config a file is, from its name and first bytes (None: not one)."""
+    if b"\0" in head:
+        return None
     lower = name.lower()
     if _JUPYTER_CONFIG.match(lower):
         return "jupyter-config-" + lower.rsplit(".", 1)[-1]
@@ -455,64 +441,48 @@ def _kind(name: str, head: bytes) -> str | None:
     return None
 
 
-def check_file(path: Path, loc: Location) -> tuple[str, list[Finding]] | None:
-    """The kind and findings of one file, or None when it is not one this scanner reads."""
-    if not _named_like_config(path.name):
-        return None  # model files and the like are never opened here
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return None
-    kind = _kind(path.name, head)
-    if kind is None:
-        return None
-    text = _read(path)
-    if text is None:
-        return kind, []
+def check_text(kind: str, text: str, loc: Location) -> list[Finding]:
+    """The findings of one config or script of ``kind`` (from :func:`config_kind`)."""
     if kind == "jupyter-config-py":
-        return kind, check_jupyter_py(text, loc)
+        return check_jupyter_py(text, loc)
     if kind == "jupyter-config-json":
-        return kind, check_jupyter_json(text, loc)
+        return check_jupyter_json(text, loc)
     if kind == "script":
-        return kind, [f for n, cmd in script_commands(text)
-                      for f in check_command(cmd, loc.at(line=n))]
+        return [f for n, cmd in script_commands(text) for f in check_command(cmd, loc.at(line=n))]
     if kind == "python":
-        return kind, check_python(text, loc)
+        return check_python(text, loc)
     import yaml  # imported here: only YAML configs need it
 
     budget = _Budget()
     try:
         docs = list(itertools.islice(yaml.safe_load_all(text), 1000))
     except (yaml.YAMLError, RecursionError):
-        return kind, []
+        return []
     if kind == "compose":
-        return kind, [f for d in docs for f in check_compose(d, text, loc)]
-    return kind, [f for d in docs if isinstance(d, Mapping)
-                  for f in check_manifest(d, text, loc, budget)]
+        return [f for d in docs for f in check_compose(d, text, loc)]
+    return [f for d in docs if isinstance(d, Mapping) for f in check_manifest(d, text, loc, budget)]
 
 
-class DevtoolsScanner(DirectoryScanner):
-    """Exposure of ML tools (MW6xx) in the configs and launch lines of a folder."""
+class DevtoolsScanner(Scanner):
+    """Exposure of ML tools (MW6xx) in configs, scripts, manifests and launch calls."""
 
     name = "devtools"
+    priority = 870  # after the Python scanner (which keeps .py files), before the text pass
+    supplementary = True
 
-    def matches(self, directory: Path) -> bool:
-        return True
+    def sniff(self, source: Source) -> bool:
+        return config_kind(source.name, source.head()) is not None
 
-    def scan(self, directory: Path, location: Location, ctx: ScanContext) -> None:
-        try:
-            # Names first: a folder of thousands of model files holds no config to open.
-            with os.scandir(directory) as listing:
-                names = sorted(e.name for e in listing if _named_like_config(e.name)
-                               and e.is_file(follow_symlinks=False))
-        except OSError:
+    def scan(self, source: Source, ctx: ScanContext) -> None:
+        kind = config_kind(source.name, source.head())
+        assert kind is not None  # sniff accepted it
+        loc = source.location
+        ctx.examined(loc, f"ml-tool config ({kind})")
+        if source.size is not None and source.size > MAX_FILE_BYTES:
+            ctx.skip(loc, f"ML tool config larger than {MAX_FILE_BYTES} bytes: exposure "
+                     "rules not applied", inconclusive=True)
             return
-        for name in names:
-            found = check_file(directory / name, location.inside(name))
-            if found is None:
-                continue
-            kind, findings = found
-            ctx.examined(location.inside(name), f"ml-tool config ({kind})")
-            for f in findings:
-                ctx.add(f)
+        with source.open() as f:
+            text = f.read(MAX_FILE_BYTES).decode("utf-8", errors="replace")
+        for finding in check_text(kind, text, loc):
+            ctx.add(finding)

@@ -57,8 +57,10 @@ class GGUFHeader:
         """Violations found (message, offset); parsing stops at the first structural one."""
 
 
-def _keep(key: str) -> bool:
-    return "template" in key or key.startswith("general.")
+def _keep(key: str, value: str) -> bool:
+    """Keep templates (under any key: a server may be told which key to render) and the
+    general information."""
+    return "template" in key or key.startswith("general.") or "{%" in value or "{{" in value
 
 
 class _Reader:
@@ -108,6 +110,11 @@ class _Reader:
             return None
         return self.read(n, what).decode("utf-8", errors="replace")
 
+    def scalar_string(self, key: str) -> str | None:
+        """A metadata string value, read when it could be kept (see :func:`_keep`)."""
+        value = self.string(key, True)
+        return value if value is not None and _keep(key, value) else None
+
 
 def parse_gguf(f: BinaryIO, size: int) -> GGUFHeader:
     """Parse and validate a GGUF header.
@@ -149,7 +156,7 @@ def _parse_body(r: _Reader, header: GGUFHeader, kv_count: int) -> None:
         key = r.read(key_len, "metadata key").decode("utf-8", errors="replace")
         vtype = r.u32(f"type of {key}")
         value = _value(r, vtype, key, 0)
-        if isinstance(value, str) and _keep(key):
+        if isinstance(value, str):
             header.strings[key] = value
         if key == "general.alignment":
             if not isinstance(value, int) or value <= 0 or value & (value - 1):
@@ -162,7 +169,7 @@ def _value(r: _Reader, vtype: int, key: str, depth: int) -> int | float | bool |
     if vtype in _SCALARS:
         return r.unpack(_SCALARS[vtype], key)
     if vtype == _STRING:
-        return r.string(key, _keep(key))
+        return r.scalar_string(key)
     if vtype == _ARRAY:
         if depth >= MAX_ARRAY_DEPTH:
             raise FormatError(f"{key}: arrays nested deeper than {MAX_ARRAY_DEPTH}", r.pos)
@@ -241,5 +248,5 @@ class GGUFScanner(Scanner):
         )
 
         for key, text in sorted(header.strings.items()):
-            if "template" in key:
+            if "template" in key or "{%" in text or "{{" in text:
                 report_template(text, source.location.child(key), ctx)

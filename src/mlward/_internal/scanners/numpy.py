@@ -8,6 +8,8 @@ array bytes are never read. An ``.npz`` is a zip of ``.npy`` members.
 
 from __future__ import annotations
 
+import math
+import re
 import struct
 from typing import Any
 
@@ -69,6 +71,57 @@ def has_objects(descr: Any, depth: int = 0) -> bool:
     return False
 
 
+def itemsize(descr: Any, depth: int = 0) -> int | None:
+    """Bytes per element of a dtype description without objects (None when unknown)."""
+    if isinstance(descr, str):
+        m = _DESCR.fullmatch(descr)
+        if m is None:
+            return None
+        kind, digits = m.group(1), m.group(2)
+        if not digits:
+            return 1 if kind == "?" else None
+        return int(digits) * (4 if kind == "U" else 1)
+    if isinstance(descr, list) and depth <= 32:
+        total = 0
+        for field in descr:
+            if not isinstance(field, tuple) or len(field) not in (2, 3):
+                return None
+            size = itemsize(field[1], depth + 1)
+            count = _count(field[2]) if len(field) == 3 else 1
+            if size is None or count is None:
+                return None
+            total += size * count
+        return total
+    return None
+
+
+def _count(shape: Any) -> int | None:
+    """Elements in an array of ``shape`` (a tuple of non-negative ints, or one int)."""
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, tuple) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        return None
+    return math.prod(shape)
+
+
+def _check_length(header: dict[str, Any], source: Source, data_start: int,
+                  ctx: ScanContext) -> None:
+    """A plain array shorter than its header says cannot be loaded: the file is damaged."""
+    size, count = itemsize(header["descr"]), _count(header.get("shape"))
+    if source.size is None:
+        return
+    if size is None or count is None:
+        ctx.skip(source.location, "the .npy header's dtype or shape is not one mlward can "
+                 "size: whether the array is complete is not checked", inconclusive=True)
+    elif source.size - data_start < size * count:
+        ctx.skip(source.location, f"truncated .npy: the header describes {size * count} bytes "
+                 f"of array data, the file holds {source.size - data_start}", inconclusive=True)
+
+
+_DESCR = re.compile(r"[<>|=]?([a-zA-Z?])(\d*)(?:\[\w+\])?")
+
+
 class NpyScanner(Scanner):
     name = "numpy-npy"
     priority = 150
@@ -86,6 +139,7 @@ class NpyScanner(Scanner):
                 return
             if not has_objects(header["descr"]):
                 ctx.examined(source.location, self.name)
+                _check_length(header, source, f.tell(), ctx)
                 return
             ctx.examined(source.location, "numpy-npy (object array: pickle)")
             scan_pickle_stream(f, source.location, ctx)

@@ -4,7 +4,8 @@ The model is parsed with the onnx package, ``load_external_data=False``, so noth
 the file is opened (onnx's own path checks run only when external data is loaded, and they
 were the subject of CVE-2024-27318/27319). Every tensor that can carry external data is
 visited: initializers and sparse initializers of the main graph, of subgraphs (If/Loop/Scan
-bodies) and of functions, and tensors held in node attributes (Constant values).
+bodies) and of functions, and tensors held in node attributes (Constant values). Metadata
+and doc strings are searched for pickles or code hidden as base64 or hex (:mod:`.encoded`).
 """
 
 from __future__ import annotations
@@ -31,22 +32,28 @@ _IR_VERSIONS = range(3, 32)
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 
 
+def text(value: str | bytes) -> str:
+    """A protobuf string field as text: protobuf hands over a string that is not valid UTF-8
+    as bytes (onnx declares them proto2 strings), which must not stop the checks."""
+    return value if isinstance(value, str) else value.decode("utf-8", "backslashreplace")
+
+
 def _tensors(graph: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
     """(where, TensorProto) for every tensor in a graph and its subgraphs."""
     if depth > MAX_GRAPH_DEPTH:
         return
     for t in graph.initializer:
-        yield f"initializer {t.name!r}", t
+        yield f"initializer {text(t.name)!r}", t
     for s in graph.sparse_initializer:
-        yield f"sparse initializer {s.values.name!r}", s.values
-        yield f"sparse initializer {s.indices.name!r}", s.indices
+        yield f"sparse initializer {text(s.values.name)!r}", s.values
+        yield f"sparse initializer {text(s.indices.name)!r}", s.indices
     for node in graph.node:
         yield from _node_tensors(node, depth)
 
 
 def _node_tensors(node: Any, depth: int) -> Iterator[tuple[str, Any]]:
     for attr in node.attribute:
-        where = f"node {node.name or node.op_type!r} attribute {attr.name!r}"
+        where = f"node {text(node.name or node.op_type)!r} attribute {text(attr.name)!r}"
         if attr.HasField("t"):
             yield where, attr.t
         for t in attr.tensors:
@@ -119,6 +126,21 @@ class ONNXScanner(Scanner):
         model_dir = source.fs_path.parent if source.fs_path is not None else None
         self._check_external(model, model_dir, loc, ctx)
         self._check_domains(model, loc, ctx)
+        self._check_metadata(model, loc, ctx)
+
+    @staticmethod
+    def _check_metadata(model: Any, loc: Location, ctx: ScanContext) -> None:
+        """Metadata and doc strings that hide a pickle or code as base64 or hex (a
+        converter's saved state is a favourite place)."""
+        from mlward._internal.scanners.encoded import report_encoded
+
+        for prop in model.metadata_props:
+            key = text(prop.key)
+            report_encoded(text(prop.value), loc, ctx, f"metadata value {key!r}", key)
+        for owner, doc in (("model", model.doc_string), ("graph", model.graph.doc_string)):
+            if doc:
+                report_encoded(text(doc), loc, ctx, f"the {owner} doc string",
+                               f"{owner}.doc_string")
 
     @staticmethod
     def _check_external(model: Any, model_dir: Path | None, loc: Location,
@@ -130,7 +152,7 @@ class ONNXScanner(Scanner):
         for where, t in tensors:
             if t.data_location != _EXTERNAL:
                 continue
-            entries = {e.key: e.value for e in t.external_data}
+            entries = {text(e.key): text(e.value) for e in t.external_data}
             target = entries.get("location", "")
             problem = external_path_problem(target, model_dir)
             if problem:
@@ -140,14 +162,15 @@ class ONNXScanner(Scanner):
 
     @staticmethod
     def _check_domains(model: Any, loc: Location, ctx: ScanContext) -> None:
-        local = {(fn.domain, fn.name) for fn in model.functions}
+        local = {(text(fn.domain), text(fn.name)) for fn in model.functions}
         custom: dict[str, set[str]] = {}
         nodes = list(_nodes(model.graph))
         for fn in model.functions:
             nodes.extend(fn.node)
         for node in nodes:
-            if node.domain not in STANDARD_DOMAINS and (node.domain, node.op_type) not in local:
-                custom.setdefault(node.domain, set()).add(node.op_type)
+            domain, op = text(node.domain), text(node.op_type)
+            if domain not in STANDARD_DOMAINS and (domain, op) not in local:
+                custom.setdefault(domain, set()).add(op)
         for domain, ops in sorted(custom.items()):
             python = domain == PYTHON_OP_DOMAIN and any(op.startswith("Py") for op in ops)
             ctx.add(ONNX_CUSTOM_DOMAIN.finding(

@@ -5,13 +5,13 @@ What only makes sense for the folder as a whole:
 - ``auto_map`` in ``config.json`` / ``tokenizer_config.json`` (and ``processor_config.json``,
   ``preprocessor_config.json``): the Python modules ``trust_remote_code=True`` would import,
   resolved to the files present (or to another repository: ``repo--module.Class``);
-- chat templates in ``tokenizer_config.json``, ``chat_template.json`` and ``chat_template.jinja``
-  (analysed as in :mod:`mlward._internal.scanners.templates`);
 - symbolic links that point outside the folder (a loader follows them);
 - a summary: the folder is recorded as examined, with the weight formats it holds, and
   the report's verdicts give it the worst verdict of everything under it.
 
-Weight files are scanned by the engine one by one, by their own content, after this runs.
+Weight files, configs and chat templates are scanned by the engine one by one, by their own
+content, after this runs (templates by :mod:`mlward._internal.scanners.configs`, so a file's
+verdict does not depend on the folder around it).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from mlward.rules import REPO_LINK_OUTSIDE, REPO_REMOTE_CODE
 
 CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
                 "preprocessor_config.json", "feature_extractor_config.json")
-TEMPLATE_FILES = ("tokenizer_config.json", "chat_template.json", "processor_config.json")
 MAX_JSON_BYTES = 16 << 20
 MAX_ENTRIES = 10_000
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".keras", ".onnx",
@@ -74,7 +73,6 @@ class ModelRepositoryScanner(DirectoryScanner):
     def scan(self, directory: Path, location: Location, ctx: ScanContext) -> None:
         ctx.examined(location, self._format(directory))
         self._remote_code(directory, location, ctx)
-        self._templates(directory, location, ctx)
         self._links(directory, location, ctx)
 
     @staticmethod
@@ -116,34 +114,6 @@ class ModelRepositoryScanner(DirectoryScanner):
                 evidence=", ".join(refs[:20]),
                 details={"files": present, "missing": missing, "remote": sorted(remote),
                          "auto_map": refs[:100]}))
-
-    @staticmethod
-    def _templates(directory: Path, location: Location, ctx: ScanContext) -> None:
-        from mlward._internal.scanners.templates import (
-            report_template,  # jinja2 when a repo is found
-        )
-
-        for name in TEMPLATE_FILES:
-            config = _read_json(directory / name)
-            if not isinstance(config, dict):
-                continue
-            template = config.get("chat_template")
-            loc = location.inside(name)
-            if isinstance(template, str):
-                report_template(template, loc.child("chat_template"), ctx)
-            elif isinstance(template, list):
-                for entry in template[:100]:
-                    if isinstance(entry, dict) and isinstance(entry.get("template"), str):
-                        report_template(entry["template"],
-                                        loc.child(f"chat_template[{entry.get('name')}]"), ctx)
-        jinja = directory / "chat_template.jinja"
-        if jinja.is_file() and not jinja.is_symlink():
-            try:
-                text = jinja.read_bytes()[:MAX_JSON_BYTES].decode("utf-8", "replace")
-            except OSError as exc:
-                ctx.skip(location.inside(jinja.name), f"cannot read: {exc}", inconclusive=True)
-                return
-            report_template(text, location.inside(jinja.name), ctx)
 
     @staticmethod
     def _links(directory: Path, location: Location, ctx: ScanContext) -> None:

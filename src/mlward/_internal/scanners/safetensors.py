@@ -5,7 +5,8 @@ header is validated the way a strict loader should, without the safetensors pack
 stops at the first error and hides what it was): length within the file and under the format's
 100 MB cap, bounded well-formed JSON, known dtypes, shapes of non-negative integers, offsets in
 range, contiguous and non-overlapping, byte size equal to shape x dtype size, string-only
-metadata. Tensor bytes are never read.
+metadata. Tensor bytes are never read. Metadata values that hide a pickle or code as base64
+or hex are judged (:mod:`.encoded`).
 """
 
 from __future__ import annotations
@@ -146,6 +147,13 @@ class SafetensorsScanner(Scanner):
             return
         for message, past_end in check_header(header, size - 8 - n):
             self._add(ctx, loc, message, past_end)
+        metadata = header.get("__metadata__") if isinstance(header, dict) else None
+        if isinstance(metadata, dict):
+            from mlward._internal.scanners.encoded import report_encoded
+
+            for key, value in metadata.items():
+                if isinstance(value, str):
+                    report_encoded(value, loc, ctx, f"metadata value {key!r}", key)
 
     @staticmethod
     def _add(ctx: ScanContext, loc: Location, message: str, past_end: bool) -> None:

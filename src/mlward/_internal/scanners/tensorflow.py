@@ -29,6 +29,9 @@ from mlward.findings import Location, Severity
 from mlward.rules import TF_FILE_OP, TF_MALFORMED, TF_NETWORK_OP, TF_PYTHON_OP, TF_SAVE_PATH
 
 KERAS_METADATA = "keras_metadata.pb"
+SAVED_MODEL = "saved_model.pb"
+SAVED_MODEL_TEXT = "saved_model.pbtxt"
+"""The names TensorFlow's SavedModel loader reads (the text form when the binary is absent)."""
 MAX_PROTO_BYTES = (2 << 30) - 1
 """The protobuf wire format's own limit for one message."""
 
@@ -158,10 +161,84 @@ def find_ops(graph: Any) -> Iterator[OpHit]:
                 yield OpHit(op, node.name, function, p)
 
 
-def _skip_varint(data: bytes, pos: int) -> int:
-    while pos < len(data) and data[pos] & 0x80:
+def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    """The varint at ``pos`` and the position after it; None when cut short or overlong."""
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        b = data[pos]
+        value |= (b & 0x7F) << shift
         pos += 1
-    return pos + 1
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+    return None
+
+
+def _wire_fields(data: bytes, size: int) -> list[tuple[int, int, int, int]] | None:
+    """The top-level fields of the protobuf message in ``data`` (the head of a ``size``-byte
+    message) as (number, wire type, value offset, length); None when the bytes are not
+    protobuf wire format. A field running past the head ends the list."""
+    fields: list[tuple[int, int, int, int]] = []
+    pos = 0
+    while pos < len(data):
+        key = _varint(data, pos)
+        if key is None:
+            return fields or None
+        number, wire = key[0] >> 3, key[0] & 7
+        pos = key[1]
+        if number == 0:
+            return None
+        if wire == 0:
+            value = _varint(data, pos)
+            if value is None:
+                return fields
+            fields.append((number, wire, pos, 0))
+            pos = value[1]
+        elif wire == 2:
+            length = _varint(data, pos)
+            if length is None or length[1] + length[0] > size:
+                return None
+            fields.append((number, wire, length[1], length[0]))
+            pos = length[1] + length[0]
+        else:
+            return None  # TensorFlow's messages here use varints and length-delimited only
+    return fields
+
+
+def _first_is(data: bytes, fields: list[tuple[int, int, int, int]], number: int,
+              inner: range) -> bool:
+    """Whether the first field ``number`` (a message) starts with a length-delimited field
+    whose number is in ``inner`` (or is empty, or starts past the head)."""
+    for n, _, start, length in fields:
+        if n == number:
+            if length == 0 or start >= len(data):
+                return True
+            key = _varint(data, start)
+            return key is not None and key[0] >> 3 in inner and key[0] & 7 == 2
+    return True
+
+
+def structure(head: bytes, size: int) -> str | None:
+    """``SavedModel`` or ``GraphDef`` when ``head`` reads as the start of that message by
+    its wire structure (field numbers and types, lengths within the file, and the first
+    meta graph or node starting with one of its own fields), else None."""
+    if not head or head[0] not in (0x08, 0x0A, 0x12, 0x1A, 0x20):
+        return None
+    fields = _wire_fields(head, size)
+    if not fields:
+        return None
+    kinds = {(n, w) for n, w, _, _ in fields}
+    if (2, 2) in kinds and kinds <= {(1, 0), (2, 2)} and _first_is(head, fields, 2, _META):
+        return "SavedModel"
+    if kinds <= {(1, 2), (2, 2), (3, 0), (4, 2)} and _first_is(head, fields, 1, _NODE):
+        return "GraphDef"
+    return None
+
+
+_META = range(1, 10)
+"""MetaGraphDef's fields (meta_info_def, graph_def, saver_def, ... object_graph_def)."""
+_NODE = range(1, 8)
+"""NodeDef's fields (name, op, input, device, attr, debug info, type)."""
 
 
 def _path_escapes(path: str) -> bool:
@@ -194,31 +271,32 @@ def report_ops(graph: Any, loc: Location, ctx: ScanContext, graph_label: str) ->
 
 
 class TensorFlowScanner(Scanner):
-    """saved_model.pb (SavedModel) and frozen GraphDef .pb files."""
+    """saved_model.pb (SavedModel), saved_model.pbtxt, and frozen GraphDef .pb files.
+
+    Recognised by name where TensorFlow's loader fixes it (``saved_model.pb``,
+    ``saved_model.pbtxt``, ``keras_metadata.pb``) and otherwise by protobuf structure
+    (:func:`structure`); never left to the text scanner.
+    """
 
     name = "tensorflow"
     priority = 90
+    covers = frozenset({"text"})  # a protobuf is not a config file, whatever its bytes
 
     def sniff(self, source: Source) -> bool:
-        head = source.head(64)
-        if head[:3] == b"\x08\x01\x12":  # saved_model_schema_version 1, then meta_graphs
+        if source.name in (SAVED_MODEL, SAVED_MODEL_TEXT):
             return True
+        head = source.head()
         if source.name == KERAS_METADATA and head[:1] == b"\x0a":
             return True
-        # A frozen graph: a node (field 1) whose first field is a printable name (field 1).
-        if not source.name.lower().endswith(".pb") or head[:1] != b"\x0a":
-            return False
-        pos = _skip_varint(head, 1)
-        if head[pos:pos + 1] != b"\x0a" or pos + 1 >= len(head):
-            return False
-        length = head[pos + 1]
-        name = head[pos + 2:pos + 2 + min(length, 32)]
-        return 0 < length < 0x80 and bool(name) and all(0x20 < b < 0x7F for b in name)
+        kind = structure(head, source.size if source.size is not None else len(head))
+        return kind == "SavedModel" or (kind == "GraphDef"
+                                        and source.name.lower().endswith(".pb"))
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         loc = source.location
         try:
             messages = _messages()
+            from google.protobuf import text_format
             from google.protobuf.message import DecodeError
         except ImportError:
             ctx.skip(loc, MissingExtra("protobuf", "tensorflow").diagnostics(),
@@ -229,13 +307,20 @@ class TensorFlowScanner(Scanner):
             return
         with source.open() as f:
             data = f.read(MAX_PROTO_BYTES + 1)
-        if data[:3] == b"\x08\x01\x12":
+        if source.name == KERAS_METADATA:
+            kind = "SavedMetadata"
+        elif source.name in (SAVED_MODEL, SAVED_MODEL_TEXT):
             kind = "SavedModel"
         else:
-            kind = "SavedMetadata" if source.name == KERAS_METADATA else "GraphDef"
+            kind = structure(data[:4096], len(data)) or "GraphDef"
         try:
-            msg = messages[kind].FromString(data)
-        except (DecodeError, RecursionError, ValueError) as exc:
+            if source.name == SAVED_MODEL_TEXT:
+                msg = messages[kind]()
+                text_format.Parse(data.decode("utf-8"), msg, allow_unknown_field=True)
+            else:
+                msg = messages[kind].FromString(data)
+        except (DecodeError, text_format.ParseError, UnicodeDecodeError, RecursionError,
+                ValueError) as exc:
             ctx.add(TF_MALFORMED.finding(loc, f"protobuf does not parse: {exc}"))
             ctx.skip(loc, "TensorFlow protobuf does not parse", inconclusive=True)
             return

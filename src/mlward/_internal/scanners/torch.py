@@ -13,11 +13,15 @@ import io
 import re
 import struct
 import zipfile
+from functools import cache
 from typing import BinaryIO
 
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.interface import ScanContext, Scanner
-from mlward._internal.scanners.pickle import scan_pickle_stream
+from mlward._internal.scanners.pickle import (
+    looks_like_pickle,
+    scan_pickle_stream,
+)
 from mlward._internal.sources import Source
 from mlward._internal.sources.archives import (
     Spool,
@@ -61,8 +65,10 @@ def torch_zip_names(source: Source) -> list[str] | None:
 class TorchZipScanner(Scanner):
     """``torch.save`` zip checkpoints (and TorchScript archives).
 
-    Every ``.pkl`` member is judged as a pickle whatever its first bytes; storage members
-    under ``data/`` are counted, not read; any other member is scanned by content.
+    Every ``.pkl`` member is judged as a pickle whatever its first bytes (and whatever the
+    case of its name: torch's reader ignores it); storage members under ``data/`` are counted,
+    not read, unless their first bytes are a pickle's; any other member is scanned by
+    content.
     """
 
     name = "pytorch-zip"
@@ -83,15 +89,15 @@ class TorchZipScanner(Scanner):
         try:
             for info in archive.members:
                 name = info.filename
-                if _STORAGE.fullmatch(name):
-                    storages += 1
-                    storage_bytes += info.file_size
-                elif name.endswith(".pkl"):
+                if name.lower().endswith(".pkl"):  # torch finds names regardless of case
                     loc = source.location.child(name)
                     with Spool() as spool:
                         archive.extract(info, spool)
                         if spool.size:
                             _scan_pickle(spool, loc, ctx)
+                elif _STORAGE.fullmatch(name) and not _pickle_head(archive.head(info)):
+                    storages += 1
+                    storage_bytes += info.file_size
                 elif _METADATA.fullmatch(name) and info.file_size <= 128:
                     _check_metadata(archive, info, source.location.child(name), ctx)
                 else:
@@ -101,6 +107,22 @@ class TorchZipScanner(Scanner):
         if storages:
             ctx.skip(source.location, f"{storages} tensor storage member(s), {storage_bytes} "
                      "bytes: raw tensor data, not read", inconclusive=False)
+
+
+def _pickle_head(head: bytes) -> bool:
+    """Whether a member named like tensor storage starts like a pickle: then it is judged
+    (torch never unpickles storage, but another loader, or a name torch resolves another
+    way, may), else it stays unread. Most tensor bytes fail on the first byte: a pickle's
+    first opcode takes nothing from the stack."""
+    return head[:1] in _first_opcodes() and looks_like_pickle(io.BytesIO(head), head)
+
+
+@cache
+def _first_opcodes() -> frozenset[bytes]:
+    import pickletools  # the opcode table, once, on the first checkpoint
+
+    return frozenset(op.code.encode("latin-1") for op in pickletools.opcodes
+                     if not op.stack_before)
 
 
 def _check_metadata(archive: ZipArchive, info: zipfile.ZipInfo, loc: Location,
@@ -133,9 +155,9 @@ class TorchLegacyScanner(Scanner):
             result = scan_pickle_stream(f, source.location, ctx, max_pickles=LEGACY_PICKLES)
         if not result.complete:
             return
-        if result.pickles < LEGACY_PICKLES:
+        if result.pickles < LEGACY_PICKLES:  # damaged: not examined to its end
             ctx.skip(source.location, f"truncated legacy checkpoint: {result.pickles} of "
-                     f"{LEGACY_PICKLES} pickles (torch cannot load it)", inconclusive=False)
+                     f"{LEGACY_PICKLES} pickles (torch cannot load it)", inconclusive=True)
         elif source.size is not None and source.size > result.end_offset:
             ctx.skip(source.location, f"{source.size - result.end_offset} bytes of raw tensor "
                      "storage: not read", inconclusive=False)

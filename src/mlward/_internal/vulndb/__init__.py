@@ -16,6 +16,7 @@ from mlward._internal.vulndb.config import data_paths, exported_zip
 from mlward.settings import Settings
 
 if TYPE_CHECKING:
+    from mlward._internal.vulndb.coverage import Assessment, Coverage
     from mlward._internal.vulndb.index import LocalIndex, open_index
     from mlward._internal.vulndb.records import Advisory
 
@@ -32,6 +33,10 @@ class VulnSource(Protocol):
     def description(self) -> str: ...
 
     def advisories_for(self, names: Iterable[str]) -> dict[str, list[Advisory]]: ...
+
+    def coverage(self) -> list[Coverage]:
+        """What the source holds (ecosystems, records, date): see :func:`assess`."""
+        ...
 
 
 class MergedSource:
@@ -53,6 +58,9 @@ class MergedSource:
                     out.setdefault(name, {}).setdefault(a.id, a)
         return {name: list(by_id.values()) for name, by_id in out.items()}
 
+    def coverage(self) -> list[Coverage]:
+        return [c for source in self.sources for c in source.coverage()]
+
 
 _OPEN: dict[Path, LocalIndex] = {}
 
@@ -69,6 +77,17 @@ def source_for(settings: Settings) -> VulnSource | None:
     return sources[0] if len(sources) == 1 else MergedSource(sources)
 
 
+def assess(source: VulnSource, settings: Settings) -> Assessment:
+    """Whether ``source`` can check dependencies, and the warnings to show with its answers
+    (:mod:`mlward._internal.vulndb.coverage`)."""
+    from datetime import datetime, timezone
+
+    from mlward._internal.vulndb.coverage import assess as assess_coverage
+
+    return assess_coverage(source, max_age_days=settings.vuln_db_max_age_days,
+                           now=datetime.now(timezone.utc))
+
+
 def local_source(path: Path, settings: Settings) -> LocalIndex:
     """The index of ``path``, opened once per process and rebuilt if the data changed."""
     from mlward._internal.vulndb.index import fingerprint, open_index
@@ -81,5 +100,5 @@ def local_source(path: Path, settings: Settings) -> LocalIndex:
     return index
 
 
-__all__ = ["Advisory", "LocalIndex", "MergedSource", "VulnSource", "data_paths",
+__all__ = ["Advisory", "LocalIndex", "MergedSource", "VulnSource", "assess", "data_paths",
            "exported_zip", "local_source", "open_index", "source_for"]

@@ -9,6 +9,7 @@ temporary file and renamed over the old one, so a reader never sees a half-built
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import tempfile
@@ -19,12 +20,15 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from mlward._internal.vulndb.config import cache_dir
+from mlward._internal.vulndb.coverage import Coverage
 from mlward._internal.vulndb.load import LoadStats, load_advisories
 from mlward._internal.vulndb.records import Advisory
 from mlward.errors import UsageError
 from mlward.settings import Settings
 
-INDEX_FORMAT = "1"
+INDEX_FORMAT = "2-coverage"
+META_KEYS = ("fingerprint", "records", "advisories", "bad", "ecosystems", "newest")
+"""What an index must record; one missing any (written by another mlward) is rebuilt."""
 
 
 def fingerprint(source: Path) -> str:
@@ -71,6 +75,15 @@ class LocalIndex:
     def meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
+    def coverage(self) -> list[Coverage]:
+        meta = self.meta()
+        newest = meta.get("newest") or None
+        return [Coverage(
+            self.description, str(self.source), json.loads(meta.get("ecosystems") or "{}"),
+            records=int(meta.get("records", 0)), unreadable=int(meta.get("bad", 0)),
+            newest=None if newest is None else datetime.fromisoformat(newest).replace(
+                tzinfo=timezone.utc))]
+
     def package_names(self) -> list[str]:
         """Every package some advisory names."""
         return [r[0] for r in self._conn.execute("SELECT DISTINCT name FROM package")]
@@ -115,7 +128,9 @@ def _build(source: Path, target: Path, fp: str) -> LoadStats:
                 ("fingerprint", fp), ("source", str(source.resolve())),
                 ("built", datetime.now(timezone.utc).isoformat()),
                 ("records", str(stats.records)), ("advisories", str(stats.pypi)),
-                ("bad", str(len(stats.bad)))])
+                ("bad", str(len(stats.bad))),
+                ("ecosystems", json.dumps(dict(sorted(stats.ecosystems.items())))),
+                ("newest", stats.newest or "")])
         conn.close()
         Path(tmp).replace(target)
     except BaseException:
@@ -135,10 +150,10 @@ def open_index(source: Path, *, settings: Settings, rebuild: bool = False) -> Lo
         try:
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
             try:
-                row = conn.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             finally:
                 conn.close()
-            if row and row[0] == fp:
+            if meta.get("fingerprint") == fp and all(k in meta for k in META_KEYS):
                 return LocalIndex(source, db)
         except sqlite3.Error:
             pass  # a damaged index is rebuilt

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from mlward._internal.vulndb.records import Advisory, parse_record
+from mlward._internal.vulndb.records import Advisory, parse_record, record_facts
 from mlward.errors import FormatError, UsageError
 
 MAX_RECORD_BYTES = 8 << 20
@@ -27,6 +28,10 @@ class LoadStats:
     records: int = 0
     pypi: int = 0
     bad: list[str] = field(default_factory=list)
+    ecosystems: Counter[str] = field(default_factory=Counter)
+    """Readable records per ecosystem they name (what the data covers)."""
+    newest: str | None = None
+    """The latest ``modified`` time of any readable record (how fresh the data is)."""
 
 
 def decode_record(name: str, data: bytes) -> object:
@@ -87,10 +92,15 @@ def load_advisories(path: Path, stats: LoadStats | None = None) -> Iterator[Advi
             stats.bad.append(f"{name}: empty or larger than {MAX_RECORD_BYTES} bytes")
             continue
         try:
-            advisory = parse_record(decode_record(name, data))
+            record = decode_record(name, data)
+            advisory = parse_record(record)
         except (ValueError, yaml.YAMLError, FormatError, RecursionError) as exc:
             stats.bad.append(f"{name}: {exc}")
             continue
+        ecosystems, modified = record_facts(record)
+        stats.ecosystems.update(ecosystems)
+        if modified is not None and (stats.newest is None or modified > stats.newest):
+            stats.newest = modified
         if advisory is not None:
             stats.pypi += 1
             yield advisory

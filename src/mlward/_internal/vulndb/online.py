@@ -20,6 +20,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from mlward._internal.vulndb.coverage import Coverage
 from mlward._internal.vulndb.records import Advisory, parse_record
 from mlward.errors import FormatError, MlwardError
 
@@ -67,6 +68,9 @@ class OsvApi:
     @property
     def description(self) -> str:
         return f"OSV API at {self.base}"
+
+    def coverage(self) -> list[Coverage]:
+        return [Coverage(self.description, self.base, live=True)]
 
     def _ids(self, names: list[str]) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {n: set() for n in names}

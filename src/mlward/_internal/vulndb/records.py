@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -146,6 +147,27 @@ def _ranges(affected: Mapping[str, Any]) -> tuple[tuple[Event, ...], ...]:
                     evs.append((kind, str(e[kind])))
         out.append(tuple(evs))
     return tuple(out)
+
+
+def record_facts(record: object) -> tuple[set[str], str | None]:
+    """The ecosystems a decoded OSV record names (``PyPI``, ``npm``, ``Debian``: release
+    suffixes dropped) and its ``modified`` time as ``YYYY-MM-DDTHH:MM:SS`` (UTC), for the
+    coverage and age of a database; a record that is not a mapping gives nothing."""
+    if not isinstance(record, Mapping):
+        return set(), None
+    ecosystems = set()
+    affected = record.get("affected")
+    for a in affected if isinstance(affected, list) else []:
+        pkg = a.get("package") if isinstance(a, Mapping) else None
+        eco = pkg.get("ecosystem") if isinstance(pkg, Mapping) else None
+        if isinstance(eco, str) and eco:
+            ecosystems.add(eco.split(":", 1)[0])
+    modified = record.get("modified")
+    stamp = modified[:19] if isinstance(modified, str) and _STAMP.match(modified) else None
+    return ecosystems, stamp
+
+
+_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 
 def parse_record(record: object) -> Advisory | None:

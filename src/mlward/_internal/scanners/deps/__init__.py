@@ -16,6 +16,8 @@ import re
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward.errors import MlwardError
+from mlward.findings import ReportBuilder
+from mlward.settings import Settings
 
 MAX_FILE_BYTES = 8 << 20
 NO_DATA = ("vulnerability data not available: dependencies not checked "
@@ -64,7 +66,7 @@ class DependencyScanner(Scanner):
             read_dependencies,
         )
         from mlward._internal.scanners.deps.model import DependencyError
-        from mlward._internal.vulndb import source_for
+        from mlward._internal.vulndb import assess, source_for
         from mlward._internal.vulndb.match import PackageResult
 
         loc = source.location
@@ -85,17 +87,20 @@ class DependencyScanner(Scanner):
             ctx.skip(loc, f"dependency file not understood: {exc}", inconclusive=True)
             return
         ctx.examined(loc, f"dependencies ({kind})")
+        checkable = [d.key for d in deps if not d.unresolvable]
         try:
             vulns = source_for(ctx.settings)
+            assessment = None if vulns is None else assess(vulns, ctx.settings)
         except MlwardError as exc:
             ctx.skip(loc, f"dependencies not checked: {exc.diagnostics()}", inconclusive=True)
             return
-        if vulns is None:
+        if vulns is None or assessment is None or assessment.blind:
             for finding in findings_for(DependencyResult(d, PackageResult((), None))
                                         for d in deps):
                 ctx.add(finding)
-            if any(not d.unresolvable for d in deps):
-                ctx.skip(loc, NO_DATA, inconclusive=True)
+            if checkable:
+                ctx.skip(loc, NO_DATA if assessment is None else assessment.unchecked(checkable),
+                         inconclusive=True)
             return
         try:
             results = check_dependencies(deps, vulns)
@@ -104,3 +109,16 @@ class DependencyScanner(Scanner):
             return
         for finding in findings_for(results):
             ctx.add(finding)
+
+
+def note_data(builder: ReportBuilder, settings: Settings) -> None:
+    """Put the vulnerability data's facts and warnings (its age, unreadable records) in a
+    report whose dependency files were checked against it."""
+    from mlward._internal.vulndb import assess, source_for
+
+    try:
+        source = source_for(settings)
+        if source is not None:
+            assess(source, settings).record(builder)
+    except MlwardError:
+        return  # each dependency file already says why it was not checked

@@ -17,11 +17,12 @@ from mlward._internal.scanners.deps.check import (
     parser_for,
     read_dependencies,
 )
+from mlward._internal.scanners.deps.environment import find_environment
 from mlward._internal.scanners.deps.manifests import installed_distributions
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
-from mlward._internal.vulndb import VulnSource
+from mlward._internal.vulndb import VulnSource, assess
 from mlward._internal.vulndb.match import PackageResult
-from mlward._internal.walk import Walk
+from mlward._internal.walk import Walk, unreadable
 from mlward._version import __version__
 from mlward.errors import ScanError
 from mlward.findings import Fact, Location, Report, ReportBuilder, TargetKind
@@ -45,7 +46,8 @@ def dependency_files(walk: Walk, inputs: Sequence[Path]) -> list[tuple[Path, str
         try:
             with open(item.path, "rb") as f:
                 head = f.read(4096)
-        except OSError:
+        except OSError as exc:
+            walk.unreadable(item.path, exc)
             continue
         if parser_for(Path(item.path).name, head) is not None:
             found.append((Path(item.path), item.uri))
@@ -53,8 +55,9 @@ def dependency_files(walk: Walk, inputs: Sequence[Path]) -> list[tuple[Path, str
 
 
 def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None,
-          settings: Settings | None = None) -> Audit:
-    """Dependencies of ``paths`` (and of this environment), matched against ``source``.
+          settings: Settings | None = None, python: Path | None = None) -> Audit:
+    """Dependencies of ``paths`` (and of this environment with ``environment``, of the
+    environment ``python`` names with it), matched against ``source``.
 
     With ``source`` None nothing is matched: every file gets an inconclusive skip.
     """
@@ -66,34 +69,49 @@ def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None
     for root in paths:
         if not root.exists():
             raise ScanError(f"no such file or directory: {root}")
+    other = None if python is None else find_environment(python)
     root_dir = scan_root(settings, paths)
-    builder = ReportBuilder(TargetKind.ENVIRONMENT if environment and not paths
+    builder = ReportBuilder(TargetKind.ENVIRONMENT if (environment or other) and not paths
                             else TargetKind.DEPENDENCIES, started=started, version=__version__,
                             root=str(root_dir),
                             inputs=[str(p) for p in paths] + (["<environment>"] if environment
-                                                               else []))
-    walk = Walk(root_dir, exclude=settings.exclude, ignore_files=settings.ignore_files,
-                follow_symlinks=settings.follow_symlinks)
+                                                               else [])
+                            + ([f"<python {other.given}>"] if other else []))
+    walk = Walk.for_settings(root_dir, settings)
     deps: list[Dependency] = []
     for path, uri in dependency_files(walk, paths):
         try:
             kind, found = read_dependencies(path, uri)
+        except PermissionError as exc:
+            builder.merge(skipped=[unreadable(Location(uri), exc,
+                                              ignore=settings.ignore_unreadable)])
+            continue
         except (DependencyError, OSError) as exc:
             builder.skip(Location(uri), str(exc), inconclusive=True)
             continue
         builder.examine(Location(uri), f"dependencies ({kind})")
         deps.extend(found)
     builder.merge(skipped=walk.skipped)
-    if environment:
-        installed = installed_distributions()
-        deps.extend(installed)
-        for d in installed:
-            builder.examine(d.location, "installed distribution")
-    if source is None:
+    installed = installed_distributions() if environment else []
+    if other is not None:
+        builder.fact(Fact(Location(other.given.as_uri()), "python-environment", {
+            "site_packages": [str(p) for p in other.site_packages], "found_from": other.how}))
+        installed += installed_distributions([str(p) for p in other.site_packages])
+    deps.extend(installed)
+    for d in installed:
+        builder.examine(d.location, "installed distribution")
+    assessment = None if source is None else assess(source, settings)
+    if assessment is not None:
+        assessment.record(builder)
+    if source is None or assessment is None or assessment.blind:
         results = [DependencyResult(d, PackageResult((), None)) for d in deps]
-        places = sorted({d.location.uri for d in deps if not d.unresolvable})
-        for p in places:
-            builder.skip(Location(p), NO_DATA, inconclusive=True)
+        places: dict[str, list[str]] = {}
+        for d in deps:
+            if not d.unresolvable:
+                places.setdefault(d.location.uri, []).append(d.key)
+        for uri, names in sorted(places.items()):
+            builder.skip(Location(uri), NO_DATA if assessment is None
+                         else assessment.unchecked(names), inconclusive=True)
     else:
         results = check_dependencies(deps, source)
     builder.merge(findings_for(results))

@@ -257,9 +257,10 @@ def notebook_pip_lines(text: str, display: str) -> list[Dependency]:
 
 
 def installed_distributions(paths: list[str] | None = None) -> list[Dependency]:
+    """The distributions installed on ``paths`` (default: this interpreter's ``sys.path``),
+    read from their metadata files (nothing is imported)."""
     from importlib import metadata
 
-    """The distributions installed on ``paths`` (default: this interpreter's ``sys.path``)."""
     deps = []
     seen = set()
     for dist in metadata.distributions(path=paths if paths is not None else sys.path):

@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import struct
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.interface import ScanContext, Scanner
@@ -30,7 +33,8 @@ MAX_HDF5_OBJECTS = 100_000
 CONFIG_ATTRS = ("model_config", "training_config")
 # What h5py and zipfile raise on damaged input.
 _HDF5_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexError,
-                SystemError)  # h5py raises SystemError on some damaged files
+                SystemError,  # h5py raises SystemError on some damaged files
+                OverflowError)  # and OverflowError on sizes that do not fit its types
 
 
 def report_config(text: str | bytes, location: Location, ctx: ScanContext, what: str) -> None:
@@ -74,17 +78,26 @@ class KerasHDF5Scanner(Scanner):
             with source.open() as f:
                 self._scan_file(h5py, f, source.location, ctx)
 
-    def _scan_file(self, h5py: Any, target: object, loc: Location, ctx: ScanContext) -> None:
+    def _scan_file(self, h5py: Any, target: Path | BinaryIO, loc: Location,
+                   ctx: ScanContext) -> None:
         try:
-            self._judge(h5py, h5py.File(target, "r"), loc, ctx)
+            self._judge(h5py, h5py.File(target, "r"), target, loc, ctx)
         except _HDF5_ERRORS as exc:  # damaged structure: what was judged before it stands
             ctx.add(KERAS_MALFORMED.finding(loc, f"HDF5 file is damaged: {exc}"))
             ctx.skip(loc, "HDF5 file is damaged", inconclusive=True)
 
-    def _judge(self, h5py: Any, h: Any, loc: Location, ctx: ScanContext) -> None:
+    def _judge(self, h5py: Any, h: Any, target: Path | BinaryIO, loc: Location,
+               ctx: ScanContext) -> None:
         with h:
             found = [name for name in CONFIG_ATTRS if name in h.attrs]
             ctx.examined(loc, "keras-hdf5" if found else self.name)
+            if found and (problem := _global_heap_problem(target)):
+                # A variable-length attribute is read through the global heap: libhdf5
+                # would never return (an object that does not advance its parser).
+                ctx.add(KERAS_MALFORMED.finding(loc, f"HDF5 file is damaged: {problem}"))
+                ctx.skip(loc, "HDF5 global heap would hang the HDF5 library; configs not "
+                         "read", inconclusive=True)
+                return
             for name in found:
                 value = h.attrs[name]
                 if isinstance(value, (str, bytes)) and len(value) <= MAX_CONFIG_BYTES:
@@ -93,6 +106,68 @@ class KerasHDF5Scanner(Scanner):
                     ctx.add(KERAS_MALFORMED.finding(loc, f"{name} attribute is not a bounded "
                                                     "JSON string"))
             _check_external(h5py, h, loc, ctx)
+
+
+_GCOL = b"GCOL"
+_MAX_HEAP_OBJECTS = 1 << 20
+
+
+def _global_heap_problem(target: Path | BinaryIO) -> str | None:
+    """Why libhdf5 would loop forever reading a global heap collection of this file, or
+    None. Its parser advances by each object's declared size, and a free-space object of
+    size 0 (or a size that wraps the pointer) never advances: every collection (``GCOL``)
+    in the file is walked the same way first. ``target`` is a path or a seekable stream."""
+    with open(target, "rb") if isinstance(target, Path) else nullcontext(target) as f:
+        f.seek(0)
+        head = f.read(max(_HDF5_OFFSETS) + 8)
+        base = next((o for o in _HDF5_OFFSETS if head[o:o + 8] == HDF5_MAGIC), 0)
+        f.seek(base + 8)
+        sb = f.read(8)  # superblock: version, then (v0/v1) versions and sizes, (v2/v3) sizes
+        if len(sb) < 8:
+            return None
+        lengths = sb[6] if sb[0] in (0, 1) else sb[2]
+        if lengths not in (2, 4, 8):
+            return None  # libhdf5 refuses such a superblock before reading any heap
+        offset, tail = 0, b""
+        f.seek(0)
+        while chunk := f.read(8 << 20):
+            data = tail + chunk
+            start = offset - len(tail)
+            at = data.find(_GCOL)
+            while at >= 0:
+                problem = _collection_problem(f, start + at, lengths)
+                if problem:
+                    return problem
+                at = data.find(_GCOL, at + 1)
+            tail, offset = data[-3:], offset + len(chunk)
+            f.seek(offset)
+    return None
+
+
+def _collection_problem(f: Any, at: int, lengths: int) -> str | None:
+    fmt = {2: "<H", 4: "<I", 8: "<Q"}[lengths]
+    f.seek(at + 8)
+    raw = f.read(lengths)
+    if len(raw) < lengths:
+        return None
+    size = struct.unpack(fmt, raw)[0]
+    header = 8 + lengths
+    f.seek(at)
+    chunk = f.read(min(size, 64 << 20))
+    if len(chunk) < size:
+        return None  # libhdf5 cannot read it either: an error, not a hang
+    pos = 8 + lengths
+    for _ in range(_MAX_HEAP_OBJECTS):
+        if pos >= size or pos + header > size:
+            return None
+        idx = struct.unpack_from("<H", chunk, pos)[0]
+        length = struct.unpack_from(fmt, chunk, pos + 8)[0]
+        need = header + (-(-length // 8) * 8) if idx else length
+        if need == 0 or pos + need >= 1 << (8 * lengths - 1):
+            return (f"global heap collection at offset {at} has an object (index {idx}) "
+                    f"of size {length} that its reader never moves past")
+        pos += need
+    return f"global heap collection at offset {at} holds over {_MAX_HEAP_OBJECTS} objects"
 
 
 def _check_external(h5py: Any, h: Any, loc: Location, ctx: ScanContext) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,8 +105,8 @@ def _check_object(obj: dict[str, Any], path: str) -> Iterator[ConfigIssue]:
         yield ConfigIssue(KERAS_GADGET, f"config calls {module}.{config}",
                           f"{module}.{config}", path)
     if class_name == "__lambda__" and isinstance(config, dict):
-        yield _lambda_issue(config.get("code"), path, "")
-    if class_name == "Lambda" and isinstance(config, dict):
+        yield _lambda_issue(_code_of(config.get("code")), path, "")
+    if _is_lambda(class_name) and isinstance(config, dict):
         yield from _legacy_lambda(config, path, where)
     if class_name == "TFSMLayer" and isinstance(config, dict):
         filepath = config.get("filepath")
@@ -132,15 +133,50 @@ def _check_module(module: str, name: str, path: str) -> Iterator[ConfigIssue]:
         f"{module}.{name}", path, severity=Severity.CRITICAL if dangerous else Severity.MEDIUM)
 
 
+def _is_lambda(class_name: object) -> bool:
+    """``Lambda``, also written with its module (``keras.layers.Lambda``) or registered
+    package (``keras>Lambda``)."""
+    return isinstance(class_name, str) and re.split(r"[.>]", class_name)[-1] == "Lambda"
+
+
+def _code_of(value: Any) -> Any:
+    """The code string in a dumped function: the string itself, or the first item of the
+    ``[code, defaults, closure]`` list that ``func_dump`` writes."""
+    return value[0] if isinstance(value, (list, tuple)) and value else value
+
+
 def _legacy_lambda(config: dict[str, Any], path: str, where: str) -> Iterator[ConfigIssue]:
-    """Keras 2 Lambda: ``function`` is [code, defaults, closure] or code, or a function name."""
-    for key, type_key in (("function", "function_type"), ("output_shape", "output_shape_type")):
-        value, kind = config.get(key), config.get(type_key)
-        if kind == "lambda":
-            code = value[0] if isinstance(value, list) and value else value
-            yield _lambda_issue(code, path, where)
-        elif kind == "function" and isinstance(value, str):
+    """``function``, ``output_shape`` and ``mask`` of a Lambda layer: code (a string, or a
+    ``[code, defaults, closure]`` list) whatever ``<key>_type`` says or whether it is there,
+    as long as it decodes to a code object; a function name when the type says so. Objects
+    (Keras 3 ``__lambda__``) are judged where the walk meets them."""
+    for key in ("function", "output_shape", "mask"):
+        value, kind = config.get(key), config.get(f"{key}_type")
+        if kind == "function" and isinstance(value, str):
             yield from _check_module(str(config.get("module", "__main__")), value, path)
+            continue
+        code = _code_of(value)
+        if kind == "lambda" or (isinstance(code, str) and _decodes_to_code(code)):
+            yield _lambda_issue(code, path, where)
+
+
+def _decode(code: str) -> bytes:
+    """The bytes Keras' ``func_load`` unmarshals: base64, or when the string is not base64,
+    its raw-unicode-escape encoding."""
+    try:
+        return base64.b64decode(code.encode("ascii"))
+    except (UnicodeEncodeError, binascii.Error):
+        return code.encode("raw_unicode_escape")
+
+
+def _decodes_to_code(code: str) -> bool:
+    if len(code) > MAX_CODE_B64:
+        return True
+    try:
+        code_names(_decode(code))
+    except (ValueError, FormatError):
+        return False
+    return True
 
 
 def _lambda_issue(code: Any, path: str, where: str) -> ConfigIssue:
@@ -148,8 +184,8 @@ def _lambda_issue(code: Any, path: str, where: str) -> ConfigIssue:
         return ConfigIssue(KERAS_LAMBDA, f"Lambda layer{where} carries code mlward could not "
                            "decode", "", path)
     try:
-        names = code_names(base64.b64decode(code))
-    except (binascii.Error, ValueError, FormatError):
+        names = code_names(_decode(code))
+    except (ValueError, FormatError):
         return ConfigIssue(KERAS_LAMBDA, f"Lambda layer{where} carries code mlward could not "
                            "decode", code[:60], path)
     used = list(dict.fromkeys(names.names))

@@ -89,9 +89,13 @@ class NotebookScanner(Scanner):
             ctx.skip(loc, "unreadable notebook: plain-text secrets pass only",
                      inconclusive=True)
             report_secrets(ctx, raw.decode("utf-8", "replace"), loc, where="unreadable notebook",
-                           allowed=allowed)
+                           allowed=allowed, syntax="text")
             return
         _scan_parts(walk(nb), loc, ctx, allowed)
+
+
+_SYNTAX = {"code": "code", "metadata": "config"}
+"""How each part's text is read for secrets; outputs, markdown, raw cells: ``text``."""
 
 
 def _scan_parts(found: Walk, loc: Location, ctx: ScanContext, allowed: frozenset[str]) -> None:
@@ -102,7 +106,7 @@ def _scan_parts(found: Walk, loc: Location, ctx: ScanContext, allowed: frozenset
     for part in found.parts:
         where = loc.at(cell=part.cell, output=part.output)
         report_secrets(ctx, part.text, where, where=part.where, allowed=allowed,
-                       syntax="config" if part.kind == "metadata" else "code")
+                       syntax=_SYNTAX.get(part.kind, "text"))
         if part.kind == "code":
             units.append((where, split_magics(part.text)))
         elif part.kind in {"output", "markdown", "raw", "attachment"}:

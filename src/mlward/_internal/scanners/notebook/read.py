@@ -122,13 +122,14 @@ def _cell(cell: dict[str, Any], index: int, result: Walk) -> None:
     outputs = cell.get("outputs")
     for number, out in enumerate(outputs if isinstance(outputs, list) else [], 1):
         if isinstance(out, dict):
-            for label, text in _output_texts(out, result):
+            for label, text in output_texts(out, result):
                 result.parts.append(Part("output", text,
                                          f"cell {index} output {number} ({label})",
                                          index, number))
 
 
-def _output_texts(out: dict[str, Any], result: Walk) -> Iterator[tuple[str, str]]:
+def output_texts(out: dict[str, Any], result: Walk | None = None) -> Iterator[tuple[str, str]]:
+    """(label, text) of each text an output holds; images are counted in ``result``."""
     otype = out.get("output_type")
     if otype == "stream":
         yield f"stream {out.get('name', 'stdout')}", text_of(out.get("text"))
@@ -141,6 +142,7 @@ def _output_texts(out: dict[str, Any], result: Walk) -> Iterator[tuple[str, str]
         data = out.get("data")
         for mime, value in (data.items() if isinstance(data, dict) else ()):
             if _IMAGE_MIME.match(str(mime)):
-                result.images += 1
+                if result is not None:
+                    result.images += 1
             else:
                 yield str(mime), text_of(value)

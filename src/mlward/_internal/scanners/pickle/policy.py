@@ -4,28 +4,37 @@ Loading a pickle calls what it imports, so an import is judged by what the name 
 called with arguments the file chooses. Three classes:
 
 - **dangerous**: the name runs code or commands, starts processes, reaches files or the
-  network, loads native code, imports modules, evaluates code strings (directly or through
-  one of the standard library's indirect evaluators) or deserializes nested data. A whole
-  module is dangerous when most of what it exports is (``os``: any name under it), and so is
-  every attribute path under a dangerous name (``os.path.join`` is under ``os``).
+  network (constructors that open a file, socket or thread included: logging's handlers,
+  ``http.client``, the XML parsers given a file name), loads native code, imports modules,
+  evaluates code strings (directly or through one of the standard library's indirect
+  evaluators), changes process state or deserializes nested data. A whole module is
+  dangerous when most of what it exports is (``os``: any name under it), and so is every
+  attribute path under a dangerous name (``os.path.join`` is under ``os``).
 - **safe**: what real ML files contain: the rebuild helpers of torch and numpy, the
   containers and scalars of ``builtins`` and ``collections``, and scikit-learn estimators.
   Curated from files that the tests save with those libraries.
-- **unknown**: everything else, reported by name (medium) so a person can vet it.
+- **unknown**: everything else, reported by name (medium) so a person can vet it: a class
+  from a module that is neither the standard library's nor listed here (``__main__``, a
+  user's package) is this, unless its path reaches a dangerous module or interpreter
+  internals (``__main__.os.system``, ``__main__.Model.__init__.__globals__``).
 
 Dangerous is checked first, so nothing under a dangerous prefix can be made safe. A dotted
 attribute path is also checked from each of its parts, since a module reached as an
 attribute of another is the same module (``numpy`` + ``os.system`` is ``os.system``). Beyond
-the tables, three rules: an attribute path through interpreter internals (``__globals__``,
-``__subclasses__``...) is dangerous wherever it starts; so is a private top-level module
-(``_io``, ``_posixsubprocess``: the C halves of public modules) unless it is on the safe
-list. A builtin that is neither listed dangerous nor one of the safe containers and scalars
-is unknown (``print``, ``zip``).
+the tables: an attribute path through interpreter internals (``__globals__``,
+``__subclasses__``...) is dangerous wherever it starts; so is a private top-level module of
+the interpreter (``_io``, ``_posixsubprocess``: the C halves of public modules, and CPython's
+test modules) unless it is on the safe list. Builtins that only compute on their arguments
+(``len``, ``sorted``, exception classes), ``collections.abc`` types and ``__future__``
+features are safe: what they call belongs to classes judged by their own names. Another
+builtin is unknown (``print``).
 """
 
 from __future__ import annotations
 
+import builtins
 import enum
+import sys
 from typing import NamedTuple
 
 from mlward._internal.scanners.pickle.machine import TYPE_LOOKUPS
@@ -56,6 +65,7 @@ _FILE = (Severity.HIGH, "reads or writes files")
 _NET = (Severity.HIGH, "opens network connections")
 _SYS = (Severity.HIGH, "changes interpreter or process state")
 _READ = (Severity.HIGH, "reads files or URLs")
+_OPENS = (Severity.HIGH, "opens files, sockets or threads when it is constructed")
 
 # Dangerous modules and names: the entry and everything under it (submodules, attributes).
 DANGEROUS_MODULES: dict[str, tuple[Severity, str]] = {
@@ -142,6 +152,32 @@ DANGEROUS_MODULES: dict[str, tuple[Severity, str]] = {
     # Security scanners: a pickle that reaches them means to switch them off.
     "fickling": _SYS, "picklescan": _SYS, "modelscan": _SYS, "modelaudit": _SYS,
     "mlward": _SYS,
+    # Constructors that open files, sockets or threads: logging's handlers, the audio and
+    # mailbox readers, the standard library's parsers given a file name.
+    "logging.FileHandler": _OPENS, "logging.basicConfig": _OPENS, "logging.handlers": _OPENS,
+    "wave": _FILE, "aifc": _FILE, "sunau": _FILE, "chunk": _FILE, "mailbox": _FILE,
+    "uu": _FILE, "binhex": _FILE, "tokenize.open": _READ, "imghdr": _READ, "sndhdr": _READ,
+    "modulefinder": _READ, "pyclbr": _READ, "pstats": _DESER,
+    "xml.etree.ElementTree.parse": _READ, "xml.etree.ElementTree.iterparse": _READ,
+    "xml.etree.ElementTree.ElementTree": _READ, "xml.etree.ElementInclude": _READ,
+    "xml.etree.cElementTree": _READ, "xml.dom.minidom.parse": _READ, "xml.dom.pulldom": _READ,
+    "xml.sax": _READ, "wsgiref": _NET,
+    # Process state: resource limits, signals and tracing hooks, the pickle registries, codec
+    # search functions, the terminal.
+    "resource": _SYS, "syslog": _SYS, "faulthandler": _SYS, "tracemalloc": _SYS,
+    "cgitb": _SYS, "gettext.install": _SYS, "copyreg.pickle": _SYS,
+    "copyreg.add_extension": _SYS, "copyreg.remove_extension": _SYS,
+    "copyreg.clear_extension_cache": _SYS, "copyreg.constructor": _SYS, "codecs.register": _SYS,
+    "fcntl": _SYS, "termios": _SYS, "tty": _SYS, "curses": _SYS, "getpass": _SYS,
+    # Third-party: remote shells, cloud storage, databases, process runners, REPLs and
+    # debuggers, expression evaluators, and the C halves of dangerous libraries.
+    "paramiko": _NET, "fabric": _PROC, "invoke": _PROC, "boto3": _NET, "botocore": _NET,
+    "fsspec": _NET, "s3fs": _NET, "gcsfs": _NET, "smart_open": _NET, "redis": _NET,
+    "pymongo": _NET, "psycopg2": _NET, "git": _PROC, "docker": _PROC, "sh": _PROC,
+    "plumbum": _PROC, "pexpect": _PROC, "IPython": _EVAL, "jinja2": _EVAL, "pydevd": _EVAL,
+    "debugpy": _EVAL, "_pydevd_bundle": _EVAL, "_pydev_bundle": _EVAL,
+    "numexpr.evaluate": _EVAL, "sympy.sympify": _EVAL, "sympy.parsing": _EVAL,
+    "pandas.eval": _EVAL, "asteval": _EVAL, "_cffi_backend": _NATIVE, "_yaml": _DESER,
 }
 
 # builtins is not dangerous as a whole (its containers are what data is made of): its
@@ -165,6 +201,16 @@ SAFE_NAMES: frozenset[str] = frozenset({
     "builtins.complex", "builtins.slice", "builtins.range", "builtins.list", "builtins.dict",
     "builtins.tuple", "builtins.int", "builtins.float", "builtins.bool", "builtins.str",
     "builtins.Ellipsis", "builtins.NotImplemented",
+    # builtins that compute on their arguments and run nothing else (what they call on
+    # their arguments belongs to classes the pickle imports, judged by name themselves).
+    *(f"builtins.{name}" for name in (
+        "abs", "aiter", "all", "anext", "any", "ascii", "bin", "callable", "chr", "dir",
+        "divmod", "enumerate", "filter", "format", "hasattr", "hash", "hex", "id", "isinstance",
+        "issubclass", "iter", "len", "map", "max", "min", "next", "oct", "ord", "pow", "repr",
+        "reversed", "round", "sorted", "sum", "zip")),
+    # Exception classes: constructing one stores its arguments.
+    *(f"builtins.{name}" for name, value in vars(builtins).items()
+      if isinstance(value, type) and issubclass(value, BaseException)),
     # The base class copyreg._reconstructor names in protocol 0-1 pickles of plain objects.
     "builtins.object",
     # Protocol 0-2 helpers of the pickle module itself.
@@ -249,7 +295,9 @@ def classify(module: str, name: str) -> Classification:
     if any(a in _DUNDER_GADGETS for a in attrs):
         return Classification(Kind.DANGEROUS, Severity.CRITICAL,
                               "walks interpreter internals through an attribute path")
-    if module[:1] == "_" and module[:2] != "__" and qual not in SAFE_NAMES:
+    if module in _INERT_MODULES and len(attrs) == 1:
+        return Classification(Kind.SAFE, Severity.INFO, "an abstract type or a feature flag")
+    if _private_internal(module) and qual not in SAFE_NAMES:
         return Classification(Kind.DANGEROUS, Severity.HIGH,
                               "a private interpreter module (C internals behind the public API)")
     if module == "builtins" and qual not in SAFE_NAMES:
@@ -258,6 +306,27 @@ def classify(module: str, name: str) -> Classification:
     if qual in SAFE_NAMES or _safe_class(module, attrs):
         return Classification(Kind.SAFE, Severity.INFO, "constructs plain data")
     return Classification(Kind.UNKNOWN, Severity.MEDIUM, "not on the list of known-safe names")
+
+
+_INERT_MODULES = frozenset({"collections.abc", "_collections_abc", "__future__"})
+"""Modules whose every name runs nothing: abstract base classes (instantiating one fails),
+``__future__`` feature flags (not callable)."""
+
+
+def _private_internal(module: str) -> bool:
+    """A private top-level module of the interpreter (``_io``, ``_posixsubprocess``): the C
+    half of a public module, or one of CPython's test modules. A user's own private module
+    (``_models``) is not one: it is unknown, like any module mlward does not know."""
+    top = module.partition(".")[0]
+    return top[:1] == "_" and top[:2] != "__" and (
+        top in sys.stdlib_module_names or top.startswith(("_test", "_xx")))
+
+
+def is_known_module(module: str) -> bool:
+    """Whether ``module`` is the standard library's or one the policy lists: a name from
+    any other comes from the program that wrote the file (``__main__``, a user package)."""
+    top = module.partition(".")[0]
+    return top in sys.stdlib_module_names or top in _KNOWN_TOPS
 
 
 def _dangerous_prefix(parts: list[str]) -> tuple[Severity, str] | None:
@@ -276,3 +345,8 @@ def _safe_class(module: str, attrs: list[str]) -> bool:
     if module == "torch" and attrs[0].endswith(SAFE_TORCH_STORAGES):
         return True
     return any(f"{module}.".startswith(p) for p in SAFE_CLASS_PREFIXES)
+
+
+_KNOWN_TOPS = frozenset(
+    name.partition(".")[0]
+    for name in (*DANGEROUS_MODULES, *DANGEROUS_NAMES, *SAFE_NAMES, *SAFE_CLASS_PREFIXES))

@@ -1,10 +1,13 @@
-"""Secret detection: detect-secrets' detectors as the engine plus ML-provider detectors.
+"""Secret detection: provider formats, the entropy detector, and detect-secrets' plugins.
 
 Text is examined line by line. A cheap pre-filter drops lines that cannot hold a secret, so
-large outputs cost little; the remaining lines go through our provider patterns and a
-selection of detect-secrets plugins (called directly, without its global settings, so no
-verification request is ever sent). detect-secrets' indirect-reference filter is applied
-only when the value is not a quoted literal: ``OpenAI(api_key="sk-...")`` is reported.
+large outputs cost little; the remaining lines go, in this order, through the provider
+formats (:mod:`.providers`, with their checksums), random-looking values in a secret context
+(:mod:`.entropy`), and a selection of detect-secrets plugins (called directly, without its
+global settings, so no verification request is ever sent). A span claimed by an earlier
+stage is not reported again by a later one. detect-secrets' indirect-reference filter is
+applied only when the value is not a quoted literal: ``OpenAI(api_key="sk-...")`` is
+reported; its keyword hits that are prose (``secret = "ask the admin for it"``) are not.
 """
 
 from __future__ import annotations
@@ -12,13 +15,23 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
+from mlward._internal.scanners.secrets import entropy
+from mlward._internal.scanners.secrets.providers import CONTEXT_WORDS, FORMATS
 from mlward.errors import MissingExtra
-from mlward.rules import SECRET_KEYWORD, SECRET_PRIVATE_KEY, SECRET_TOKEN, SECRET_URI, Rule
+from mlward.findings import Severity
+from mlward.rules import (
+    SECRET_ENTROPY,
+    SECRET_KEYWORD,
+    SECRET_PRIVATE_KEY,
+    SECRET_TOKEN,
+    SECRET_URI,
+    Rule,
+)
 
 MAX_LINE = 4096
 """Longer lines are examined in overlapping windows of this size (bounded regex work)."""
@@ -27,13 +40,18 @@ _OVERLAP = 256
 
 @dataclass(frozen=True)
 class SecretHit:
-    """One secret found in a text: what it is, which rule, and where (1-based line/column)."""
+    """One secret found in a text: what it is, which rule, and where (1-based line/column;
+    within a line's scan, line 0 and the 0-based column in the chunk)."""
 
     kind: str
     rule: Rule
     value: str
     line: int
     column: int
+    severity: Severity | None = None
+    """When the case overrides the rule's severity (Stripe test-mode keys)."""
+    checked: str = ""
+    """The provider check the value passed (``CRC32 checksum``), when it has one."""
 
     @property
     def evidence(self) -> str:
@@ -55,81 +73,27 @@ def mask(value: str) -> str:
     return f"{value[:keep]}…[sha256:{fingerprint(value)}]"
 
 
-# --- our provider patterns -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Pattern:
-    kind: str
-    rule: Rule
-    regex: re.Pattern[str]
-    context: re.Pattern[str] | None = None
-    """When set, the line (or the two before it) must match, for formats too generic alone."""
-    needle: str = ""
-    """A lower-case substring every match contains: the regex runs only when it is there."""
+# Text without a long word-character run, one of these words or "://…@" cannot hold a secret
+# we report: it is skipped cheaply. (Substring tests run in C; a regex alternation of the
+# words is several times slower on notebook output.) The prefixes are those of formats whose
+# random part may be cut into short runs by "-", "." or "+/".
+_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cred", "bearer", "begin", "q~",
+          "sg.", "hrku-", "pscale_", "atlasv1", "whsec_", "glc_", "eyjrijoi", "pypi-")
+_LONG_RUN = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z0-9_]{20}")
+"""Starts only where a run starts: no rescanning of every shorter run from each position."""
 
 
-def _p(kind: str, pattern: str, context: str | None = None, rule: Rule = SECRET_TOKEN,
-       needle: str = "") -> _Pattern:
-    return _Pattern(kind, rule, re.compile(pattern),
-                    re.compile(context, re.IGNORECASE) if context else None, needle)
+def _may_hold_secret(text: str, lower: str) -> bool:
+    return any(w in lower for w in _WORDS) or bool(_LONG_RUN.search(text)) \
+        or ("://" in text and "@" in text)
 
-
-_B = r"(?<![A-Za-z0-9_\-])"   # start boundary for token-like values
-_E = r"(?![A-Za-z0-9_\-])"    # end boundary
-
-PATTERNS: tuple[_Pattern, ...] = (
-    _p("Hugging Face token", _B + r"(hf_[A-Za-z]{34})" + _E, needle="hf_"),
-    _p("Hugging Face organisation token", _B + r"(api_org_[A-Za-z]{34})" + _E,
-       needle="api_org_"),
-    _p("OpenAI API key", _B + r"(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,})", needle="sk-"),
-    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})" + _E,
-       needle="t3blbkfj"),
-    _p("OpenAI API key", _B + r"(sk-[A-Za-z0-9]{48})" + _E, needle="sk-"),
-    _p("Anthropic API key", _B + r"(sk-ant-[a-z]+\d*-[A-Za-z0-9_\-]{32,})", needle="sk-ant-"),
-    _p("Weights & Biases API key", r"(?<![0-9a-fA-F])([0-9a-f]{40})(?![0-9a-fA-F])",
-       r"wandb|weights.?(?:and|&).?biases"),
-    _p("Weights & Biases API key", _B + r"((?:local|v1)-[0-9a-f]{40,})" + _E, r"wandb"),
-    _p("Comet API key", _B + r"([A-Za-z0-9]{25})" + _E, r"comet"),
-    _p("Neptune API token", _B + r"(eyJhcGlfYWRkcmVzcyI6[A-Za-z0-9+/=_\-]{20,})",
-       needle="eyjhcglfywrkcmvzcyi6"),
-    _p("Kaggle API key", r"\"key\"\s*:\s*\"([0-9a-f]{32})\"", r"username|kaggle"),
-    _p("Kaggle API key", r"KAGGLE_KEY\W{1,4}([0-9a-f]{32})(?![0-9a-f])", needle="kaggle_key"),
-    _p("Databricks token", _B + r"(dapi[0-9a-f]{32}(?:-\d)?)" + _E, needle="dapi"),
-    _p("Replicate API token", _B + r"(r8_[A-Za-z0-9]{37})" + _E, needle="r8_"),
-    _p("Cohere API key", _B + r"([A-Za-z0-9]{40})" + _E, r"cohere|CO_API_KEY"),
-    _p("LangSmith API key", _B + r"(lsv2_(?:pt|sk)_[0-9a-f]{32}_[0-9a-f]{10})" + _E,
-       needle="lsv2_"),
-    _p("Pinecone API key", _B + r"(pcsk_[A-Za-z0-9_]{40,})" + _E, needle="pcsk_"),
-    _p("Pinecone API key",
-       r"(?<![0-9a-f-])([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9a-f-])",
-       r"pinecone"),
-    _p("Google API key", _B + r"(AIza[0-9A-Za-z_\-]{35})" + _E, needle="aiza"),
-    _p("AWS access key ID", r"(?<![A-Z0-9])((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?![A-Z0-9])"),
-    _p("AWS secret access key", r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
-       r"aws_?secret|secret_?access_?key|SecretAccessKey"),
-    _p("Azure storage account key", r"AccountKey=([A-Za-z0-9+/]{40,}={0,2})",
-       rule=SECRET_PRIVATE_KEY, needle="accountkey="),
-    _p("GCP service-account private key", r"\"private_key\"\s*:\s*\"(-----BEGIN[^\"]{200,})",
-       rule=SECRET_PRIVATE_KEY, needle="private_key"),
-    _p("Password in URI",
-       r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,30}://[^\s:/@'\"<>]{1,128}:([^\s@/'\"<>]{1,256})@"
-       r"[A-Za-z0-9.\-\[\]]", rule=SECRET_URI, needle="://"),
-)
-
-# Lines without any of these cannot hold a secret we report: skip them cheaply.
-_PREFILTER = re.compile(
-    r"[A-Za-z0-9_]{20,}|://[^\s]*@|BEGIN|pass|pwd|secret|token|key|auth|cred",
-    re.IGNORECASE)
 
 # In long lines (minified JSON, widget state) only windows around these are examined: the
 # fixed prefixes of the formats we know, context words, and the keywords (lower case).
-_ANCHORS = (
-    "hf_", "api_org_", "sk-", "sk_live", "rk_live", "akia", "asia", "abia", "acca", "dapi",
-    "r8_", "lsv2_", "pcsk_", "eyj", "aiza", "://", "begin", "accountkey", "ghp_", "gho_",
-    "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "npm_", "pypi-", "sg.", "sq0csp-",
-    "wandb", "comet", "cohere", "pinecone", "kaggle", "aws", "pass", "pwd", "secret", "token",
-    "key", "auth", "cred",
-)
+_ANCHORS = tuple(sorted({f.needle for f in FORMATS if f.needle} | set(CONTEXT_WORDS)
+                        | set(entropy.GATE) | {
+    "akia", "asia", "abia", "acca", "a3t", "eyj", "begin", "glpat-", "xox", "sq0csp-", "cred",
+}))
 
 
 def _anchor_positions(line: str) -> list[int]:
@@ -150,27 +114,23 @@ _KEY_MATERIAL = re.compile(r"[A-Za-z0-9+/=]{40,}")
 _PASSWORD_HASH = re.compile(r"^(?:argon2:|sha1:|sha256:|\$argon2|\$2[aby]\$|\$[56]\$|pbkdf2)")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?$")
 
-# detect-secrets plugins to run (the high-entropy and IP ones are too noisy on notebook output;
-# provider formats and keyword assignments cover what matters).
+# detect-secrets plugins to run (the high-entropy and IP ones are too noisy on notebook output:
+# .entropy judges random strings in context). GitHub, npm, PyPI, SendGrid and Stripe formats
+# are ours (with the providers' checksums), so detect-secrets' unchecked ones are not run; so
+# are AWS key IDs (detect-secrets' pattern has no boundaries: it finds them inside DNA).
 # Each with the lower-case substrings one of its patterns needs (checked first, cheaply);
 # an empty tuple: always run.
 _DS_PLUGINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("aws", "AWSKeyDetector", ("akia", "asia", "abia", "acca", "a3t", "aws")),
     ("azure_storage_key", "AzureStorageKeyDetector", ("accountkey",)),
     ("basic_auth", "BasicAuthDetector", ("://",)),
-    ("github_token", "GitHubTokenDetector", ("gh",)),
     ("gitlab_token", "GitLabTokenDetector", ("gl", "gr1348941")),
     ("jwt", "JwtTokenDetector", ("eyj",)),
     ("keyword", "KeywordDetector", ("pass", "pwd", "secret", "token", "key", "auth", "cred",
                                     "private")),
     ("mailchimp", "MailchimpDetector", ("-us",)),
-    ("npm", "NpmDetector", ("_authtoken",)),
     ("openai", "OpenAIDetector", ("t3blbkfj",)),
     ("private_key", "PrivateKeyDetector", ("private", "putty")),
-    ("pypi_token", "PypiTokenDetector", ("pypi-",)),
-    ("sendgrid", "SendGridDetector", ("sg.",)),
     ("slack", "SlackDetector", ("xox", "hooks.slack.com")),
-    ("stripe", "StripeDetector", ("_live_",)),
     ("twilio", "TwilioKeyDetector", ()),
     ("discord", "DiscordBotTokenDetector", ()),
     ("telegram_token", "TelegramBotTokenDetector", ()),
@@ -186,6 +146,7 @@ _DS_RULES = {"Secret Keyword": SECRET_KEYWORD, "Basic Auth Credentials": SECRET_
 @dataclass(frozen=True)
 class _Engine:
     plugins: tuple[tuple[Any, tuple[str, ...]], ...]
+    keyword: tuple[tuple[Any, tuple[str, ...]], ...]
     regex_base: Any
     keyword_regexes: dict[str, Any]
     is_indirect_reference: Any
@@ -202,13 +163,16 @@ def _engine() -> _Engine:
         from detect_secrets.plugins.base import RegexBasedDetector
     except ImportError:
         raise MissingExtra("detect-secrets", None) from None  # a core dependency
-    plugins = tuple((getattr(importlib.import_module(f"detect_secrets.plugins.{mod}"), cls)(),
-                     needles) for mod, cls, needles in _DS_PLUGINS)
+    plugins = [(getattr(importlib.import_module(f"detect_secrets.plugins.{mod}"), cls)(),
+                needles) for mod, cls, needles in _DS_PLUGINS]
+    keyword_plugin = tuple(p for p in plugins if isinstance(p[0], keyword.KeywordDetector))
     regexes = {
         "code": keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
+        "text": keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
         "config": keyword.CONFIG_DENYLIST_REGEX_TO_GROUP,
     }
-    return _Engine(plugins, RegexBasedDetector, regexes, heuristic.is_indirect_reference,
+    return _Engine(tuple(p for p in plugins if p not in keyword_plugin), keyword_plugin,
+                   RegexBasedDetector, regexes, heuristic.is_indirect_reference,
                    heuristic.is_sequential_string, heuristic.is_likely_id_string,
                    heuristic.is_templated_secret)
 
@@ -219,14 +183,23 @@ def require_engine() -> None:
 
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".ini", ".cfg", ".conf", ".toml", ".properties", ".env",
-                    ".netrc", "credentials")
+                    ".netrc", ".npmrc", ".pypirc", "credentials")
+
+
+_CODE_SUFFIXES = (".py", ".pyi", ".pyw", ".ipy", ".js", ".mjs", ".ts", ".tsx", ".jsx", ".go",
+                  ".java", ".kt", ".scala", ".rb", ".rs", ".c", ".h", ".cc", ".cpp", ".hpp",
+                  ".cs", ".php", ".swift", ".r", ".jl", ".lua", ".dart")
 
 
 def syntax_for(name: str) -> str:
-    """``config`` for key: value files (unquoted values count), else ``code``."""
+    """How a file's text is read: ``config`` for key: value files (unquoted values are
+    secrets to every detector), ``code`` for source code (literals are quoted: an unquoted
+    value is a name or a type), ``text`` for the rest (shell, JSON, Markdown: unquoted
+    ``NAME=value`` counts for the entropy detector, the keyword one wants quotes)."""
     lower = name.lower()
-    return "config" if lower.endswith(_CONFIG_SUFFIXES) or "/.env" in lower or lower == ".env" \
-        else "code"
+    if lower.endswith(_CONFIG_SUFFIXES) or "/.env" in lower or lower == ".env":
+        return "config"
+    return "code" if lower.endswith(_CODE_SUFFIXES) else "text"
 
 
 _ALLOW = re.compile(r"mlward:\s*allow|pragma:\s*allowlist secret", re.IGNORECASE)
@@ -235,13 +208,15 @@ _ALLOW_NEXT = re.compile(r"pragma:\s*allowlist nextline secret|mlward:\s*allow-n
 
 
 def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
-    """Every secret in ``text``, one hit per distinct value and line.
+    """Every secret in ``text``, one hit per distinct value and line. ``syntax``: ``code``
+    (source code: literals are quoted), ``text`` (outputs, prose, other text files) or
+    ``config`` (key: value files), as :func:`syntax_for` tells.
 
     Lines carrying ``mlward: allow`` (or detect-secrets' ``pragma: allowlist secret``) are
     skipped, as is the line after ``pragma: allowlist nextline secret``.
     """
     engine = _engine()
-    if not _PREFILTER.search(text):
+    if not _may_hold_secret(text, text.lower()):
         return []
     lines = text.splitlines()
     hits: list[SecretHit] = []
@@ -254,18 +229,18 @@ def find_secrets(text: str, *, syntax: str = "code") -> list[SecretHit]:
             continue
         allow_next = commented and bool(_ALLOW_NEXT.search(line))
         for start, chunk in _windows(line):
-            if not _PREFILTER.search(chunk):
+            lower = chunk.lower()
+            if not _may_hold_secret(chunk, lower):
                 continue
             context = "\n".join([*lines[max(0, number - 3):number - 1], chunk])
-            for hit in _scan_chunk(engine, chunk, context, syntax):
-                kind, rule, value, col = hit
-                if value in seen:
+            for m in _scan_chunk(engine, chunk, lower, context, syntax):
+                if m.value in seen:
                     continue
-                if kind == "Private Key" and not _KEY_MATERIAL.search(
-                        "\n".join([chunk[col:], *lines[number:number + 3]])):
+                if m.kind == "Private Key" and not _KEY_MATERIAL.search(
+                        "\n".join([chunk[m.column:], *lines[number:number + 3]])):
                     continue  # a PEM header alone (code that handles keys), not a key
-                seen.add(value)
-                hits.append(SecretHit(kind, rule, value, number, start + col + 1))
+                seen.add(m.value)
+                hits.append(replace(m, line=number, column=start + m.column + 1))
     _service_account(text, hits, seen)
     return hits
 
@@ -288,25 +263,47 @@ def _windows(line: str) -> Iterator[tuple[int, str]]:
             yield start, line[start:min(b, start + MAX_LINE)]
 
 
-def _scan_chunk(engine: _Engine, chunk: str, context: str,
-                syntax: str) -> Iterator[tuple[str, Rule, str, int]]:
+def _scan_chunk(engine: _Engine, chunk: str, lower: str, context: str,
+                syntax: str) -> Iterator[SecretHit]:
+    """Provider formats, detect-secrets' provider plugins, random values in a secret context,
+    then detect-secrets' keyword plugin; each span is reported by the first stage claiming it."""
     taken: list[tuple[int, int]] = []
-    lower = chunk.lower()
-    for p in PATTERNS:
-        if p.needle and p.needle not in lower:
+
+    def claim(at: int, value: str) -> bool:
+        span = (at, at + len(value))
+        if any(a < span[1] and span[0] < b for a, b in taken):
+            return False
+        taken.append(span)
+        return True
+
+    for f in FORMATS:
+        if (f.needle and f.needle not in lower) \
+                or (f.context is not None and not f.context.search(context)):
             continue
-        if p.context is not None and not p.context.search(context):
-            continue
-        for m in p.regex.finditer(chunk):
+        for m in f.regex.finditer(chunk):
             value = m.group(1)
-            if _placeholder(value) or (p.rule is SECRET_URI and _placeholder_password(value)):
+            if f.public or (f.check is not None and not f.check(value)):
+                if f.public or f.checked:  # public, or the provider's own check says no
+                    claim(m.start(1), value)  # token: no later stage may call it a secret
                 continue
-            span = m.span(1)
-            if any(a < span[1] and span[0] < b for a, b in taken):
+            if _placeholder(value) or (f.rule is SECRET_URI and _placeholder_password(value)) \
+                    or engine.is_sequential_string(value) or entropy.sequence(value) \
+                    or not claim(m.start(1), value):
                 continue
-            taken.append(span)
-            yield p.kind, p.rule, value, span[0]
-    for plugin, needles in engine.plugins:
+            yield SecretHit(f.kind, f.rule, value, 0, m.start(1), f.severity, f.checked)
+    yield from _plugin_matches(engine, engine.plugins, chunk, lower, syntax, claim)
+    if any(word in lower for word in entropy.GATE):
+        for value, at in entropy.assigned_secrets(chunk, code=syntax == "code"):
+            if not _placeholder(value) and not engine.is_sequential_string(value) \
+                    and claim(at, value):
+                yield SecretHit("High-entropy secret", SECRET_ENTROPY, value, 0, at)
+    yield from _plugin_matches(engine, engine.keyword, chunk, lower, syntax, claim)
+
+
+def _plugin_matches(engine: _Engine, plugins: tuple[tuple[Any, tuple[str, ...]], ...],
+                    chunk: str, lower: str, syntax: str,
+                    claim: Callable[[int, str], bool]) -> Iterator[SecretHit]:
+    for plugin, needles in plugins:
         if needles and not any(n in lower for n in needles):
             continue
         kind = str(plugin.secret_type)
@@ -316,16 +313,12 @@ def _scan_chunk(engine: _Engine, chunk: str, context: str,
         else:
             found = _regex_values(engine, plugin, chunk)
         for value in found:
-            if not isinstance(value, str) or not value:
+            if not isinstance(value, str) or not value or entropy.sequence(value):
                 continue
-            at = chunk.find(value)
-            span = (at, at + len(value)) if at >= 0 else (0, 0)
-            if any(a < span[1] and span[0] < b for a, b in taken):
-                continue
-            if not _keep(engine, kind, value, chunk):
-                continue
-            taken.append(span)
-            yield _DS_KINDS.get(kind, kind), _DS_RULES.get(kind, SECRET_TOKEN), value, max(at, 0)
+            at = max(chunk.find(value), 0)
+            if _keep(engine, kind, value, chunk) and claim(at, value):
+                yield SecretHit(_DS_KINDS.get(kind, kind), _DS_RULES.get(kind, SECRET_TOKEN),
+                                value, 0, at)
 
 
 def _regex_values(engine: _Engine, plugin: Any, chunk: str) -> Iterator[str]:
@@ -349,7 +342,8 @@ def _keep(engine: _Engine, kind: str, value: str, line: str) -> bool:
     if kind != "Secret Keyword":
         return True
     if len(value) < 6 or (_IDENTIFIER.fullmatch(value) and ("." in value or "(" in value)) \
-            or _PASSWORD_HASH.match(value):
+            or _PASSWORD_HASH.match(value) or _prose(value) \
+            or entropy.reference_name(entropy.assigned_name(line, value)):
         return False
     if engine.is_likely_id_string(value, line):
         return False
@@ -359,8 +353,22 @@ def _keep(engine: _Engine, kind: str, value: str, line: str) -> bool:
     return quoted or not engine.is_indirect_reference(line)
 
 
+_PROSE_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def _prose(value: str) -> bool:
+    """A sentence, not a secret: three or more words with spaces between them."""
+    return " " in value.strip() and len(_PROSE_WORD.findall(value)) >= 3
+
+
+_RUN = re.compile(r"[A-Za-z0-9]{16,}")
+
+
 def _placeholder(value: str) -> bool:
-    return bool(_PLACEHOLDER.search(value)) or len(set(value)) <= 2
+    """Fill-ins: example words, masks, templates, and long runs of one to three characters
+    (``dop_v1_0000…``: a real token's random part never repeats so)."""
+    return bool(_PLACEHOLDER.search(value)) or len(set(value)) <= 2 \
+        or any(len(set(run)) <= 3 for run in _RUN.findall(value))
 
 
 def _placeholder_password(value: str) -> bool:
@@ -389,9 +397,38 @@ def _service_account(text: str, hits: list[SecretHit], seen: set[str]) -> None:
                           line, column))
 
 
-def redact_secrets(text: str, *, label: bool = False) -> tuple[str, int]:
+def redact_secrets(text: str, *, label: bool = False, syntax: str = "text") -> tuple[str, int]:
     """``text`` with every secret replaced by its mask (or ``[REDACTED:kind]``), and the count."""
-    hits = find_secrets(text)
+    hits = find_secrets(text, syntax=syntax)
     for hit in hits:
-        text = text.replace(hit.value, f"[REDACTED:{hit.kind}]" if label else hit.evidence)
+        text = replace_whole(text, hit.value,
+                             f"[REDACTED:{hit.kind}]" if label else hit.evidence)[0]
     return text, len(hits)
+
+
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def replace_whole(text: str, value: str, replacement: str) -> tuple[str, int]:
+    """``text`` with every occurrence of ``value`` replaced, each widened to the whole token
+    it is part of, and the number replaced. A detector may match only part of a token (a
+    fixed-length pattern, a longer token of a newer format): the rest must not stay in clear.
+    A value that ends (or starts) with punctuation is not widened on that side (a password
+    inside ``user:pw@host`` stops at its delimiters)."""
+    if not value:
+        return text, 0
+    out: list[str] = []
+    done = count = 0
+    at = text.find(value)
+    while at >= 0:
+        start, end = at, at + len(value)
+        if value[0] in _TOKEN_CHARS:
+            while start > done and text[start - 1] in _TOKEN_CHARS:
+                start -= 1
+        if value[-1] in _TOKEN_CHARS:
+            while end < len(text) and text[end] in _TOKEN_CHARS:
+                end += 1
+        out += [text[done:start], replacement]
+        done, count = end, count + 1
+        at = text.find(value, end)
+    return "".join(out) + text[done:], count

@@ -61,11 +61,14 @@ def report_secrets(ctx: ScanContext, text: str, location: Location, *, where: st
         if fp in allowed:
             continue
         reported.append(hit)
+        details = {"kind": hit.kind, "fingerprint": fp}
+        if hit.checked:
+            details["checked"] = hit.checked
         ctx.add(hit.rule.finding(
             location.at(line=hit.line + line_offset, column=hit.column, cell=location.cell,
                         output=location.output),
-            f"{hit.kind} in {where}", evidence=hit.evidence,
-            details={"kind": hit.kind, "fingerprint": fp}))
+            f"{hit.kind} in {where}", evidence=hit.evidence, severity=hit.severity,
+            details=details))
     return reported
 
 
