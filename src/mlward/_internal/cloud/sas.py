@@ -40,9 +40,10 @@ class Sas(NamedTuple):
 
     @property
     def evidence(self) -> str:
-        """What identifies the token without revealing it: host, permissions, dates."""
+        """What identifies the token without revealing it: host, permissions, expiry (the
+        signature is left out)."""
         expiry = self.expiry.date().isoformat() if self.expiry else "none"
-        return f"{self.host or 'SAS'} sp={self.permissions} se={expiry} sig=<redacted>"
+        return f"{self.host or 'SAS'} sp={self.permissions} se={expiry}"
 
 
 def _date(value: str | None) -> datetime | None:
