@@ -1110,6 +1110,14 @@ IAC_AZ_WEAK_TRANSPORT = rule(
     "Set min_tls_version = \"TLS1_2\" and keep https_traffic_only_enabled true.",
     cwe="CWE-319",
 )
+IAC_NOTEBOOK_IMDSV1 = rule(
+    "MW879", "SageMaker notebook declared allowing IMDSv1", Severity.MEDIUM,
+    "Declare instance_metadata_service_configuration { minimum_instance_metadata_service_"
+    "version = \"2\" } (InstanceMetadataServiceConfiguration in CloudFormation).",
+    cwe="CWE-918",
+    doc="IMDSv1 answers plain GET requests: code in a notebook (or a request it is tricked "
+    "into making) reads the notebook role's credentials.",
+)
 IAC_K8S_MLFLOW_EXPOSED = rule(
     "MW880", "MLflow server without authentication exposed outside the cluster",
     Severity.CRITICAL,
@@ -1155,4 +1163,25 @@ IAC_K8S_KUBEFLOW_NO_MESH = rule(
     cwe="CWE-306",
     doc="A Kubeflow Notebook, or a pod in a Kubeflow profile, that disables the Istio "
     "sidecar is reachable inside the cluster without Kubeflow's login.",
+)
+IAC_WORKBENCH_NO_CMEK = rule(
+    "MW885", "Vertex AI Workbench disks declared without a customer-managed key", Severity.LOW,
+    "Declare disk_encryption = \"CMEK\" with a kms_key on the boot and data disks.",
+    cwe="CWE-311",
+)
+IAC_GCS_NO_LOGGING = rule(
+    "MW886", "GCS bucket declared without access logging", Severity.LOW,
+    "Declare logging { log_bucket = ... } (or Data Access audit logs for the bucket).",
+    cwe="CWE-778",
+)
+IAC_AZ_NO_SOFT_DELETE = rule(
+    "MW887", "Azure storage account declared without blob soft delete", Severity.LOW,
+    "Declare blob_properties { delete_retention_policy { days = 7 } } (and versioning).",
+    cwe="CWE-693",
+)
+IAC_AZ_NO_SAS_POLICY = rule(
+    "MW888", "Azure storage account declared without a SAS expiration policy", Severity.LOW,
+    "Declare sas_policy { expiration_period = \"1.00:00:00\" } so long-lived SAS tokens are "
+    "flagged and logged.",
+    cwe="CWE-798",
 )

@@ -166,7 +166,11 @@ def _principal(ref: str, p: Mapping[str, Any], where: Location, at: At) -> list[
 
 def _notebook(ref: str, p: Mapping[str, Any], where: Location, at: At) -> list[Decl]:
     values: dict[str, Any] = {"subnet": bool(p.get("SubnetId")), "kms": bool(p.get("KmsKeyId"))}
-    lines = {}
+    imds = p.get("InstanceMetadataServiceConfiguration")
+    values["imds"] = str((imds if isinstance(imds, Mapping) else {}).get(
+        "MinimumInstanceMetadataServiceVersion") or "1")
+    lines = {"imds": at("InstanceMetadataServiceConfiguration")} \
+        if "InstanceMetadataServiceConfiguration" in p else {}
     for key, prop in (("internet", "DirectInternetAccess"), ("root", "RootAccess")):
         if prop in p:
             values[key], lines[key] = p[prop], at(prop)

@@ -42,7 +42,12 @@ from mlward.rules import (
     IAC_IAM_SERVICE_WILDCARD,
     IAC_MODEL_FROM_PUBLIC_BUCKET,
     IAC_MODEL_NO_ISOLATION,
+    IAC_AZ_NO_SAS_POLICY,
+    IAC_AZ_NO_SOFT_DELETE,
+    IAC_GCS_NO_LOGGING,
+    IAC_NOTEBOOK_IMDSV1,
     IAC_NOTEBOOK_INTERNET,
+    IAC_WORKBENCH_NO_CMEK,
     IAC_NOTEBOOK_NO_KMS,
     IAC_NOTEBOOK_NO_VPC,
     IAC_NOTEBOOK_ROOT,
@@ -288,6 +293,12 @@ def _nb_kms(d: Decl, _: Mapping[str, list[Decl]]) -> Iterator[Hit]:
         yield (d, "kms", f"notebook {d.ref} declares no KMS key", None)
 
 
+@check(IAC_NOTEBOOK_IMDSV1, "notebook")
+def _nb_imds(d: Decl, _: Mapping[str, list[Decl]]) -> Iterator[Hit]:
+    if str(d.get("imds") or "1") != "2":
+        yield (d, "imds", f"notebook {d.ref} allows IMDSv1", None)
+
+
 @check(IAC_ENDPOINT_NO_KMS, "endpoint_config")
 def _ep_kms(d: Decl, _: Mapping[str, list[Decl]]) -> Iterator[Hit]:
     if not d.get("kms"):
@@ -351,6 +362,18 @@ def _gcs_versioning(d: Decl, everything: Mapping[str, list[Decl]]) -> Iterator[H
                None)
 
 
+@check(IAC_GCS_NO_LOGGING, "gcs_bucket")
+def _gcs_logging(d: Decl, _: Mapping[str, list[Decl]]) -> Iterator[Hit]:
+    if not d.get("logging"):
+        yield (d, "name", f"bucket {_name(d)} declares no access logging", None)
+
+
+@check(IAC_WORKBENCH_NO_CMEK, "workbench")
+def _workbench_cmek(d: Decl, _: Mapping[str, list[Decl]]) -> Iterator[Hit]:
+    if not d.get("cmek"):
+        yield (d, "cmek", f"Workbench instance {d.ref} disks use Google-managed keys", None)
+
+
 @check(IAC_WORKBENCH_PUBLIC_IP, "workbench")
 def _workbench(d: Decl, _: Mapping[str, list[Decl]]) -> Iterator[Hit]:
     if not d.get("no_public_ip"):
@@ -387,3 +410,15 @@ def _az_tls(d: Decl, _: Mapping[str, list[Decl]]) -> Iterator[Hit]:
         yield (d, "min_tls", f"storage account {_name(d)} accepts {tls}", None)
     if d.get("https_only", True) is False:
         yield (d, "https_only", f"storage account {_name(d)} accepts plain HTTP", None)
+
+
+@check(IAC_AZ_NO_SOFT_DELETE, "az_account")
+def _az_soft_delete(d: Decl, _: Mapping[str, list[Decl]]) -> Iterator[Hit]:
+    if not d.get("soft_delete"):
+        yield (d, "name", f"storage account {_name(d)} keeps no deleted blobs", None)
+
+
+@check(IAC_AZ_NO_SAS_POLICY, "az_account")
+def _az_sas_policy(d: Decl, _: Mapping[str, list[Decl]]) -> Iterator[Hit]:
+    if not d.get("sas_policy"):
+        yield (d, "name", f"storage account {_name(d)} has no SAS expiration policy", None)

@@ -248,6 +248,7 @@ def _gcs_bucket(m: _Module, b: Block) -> None:
     v["pap"] = literal(b.values.get("public_access_prevention"))
     v["versioning"] = _on(b.first("versioning").get("enabled"))
     v["retention"] = "retention_policy" in b.values
+    v["logging"] = "logging" in b.values
     for key, attr in (("ubla", "uniform_bucket_level_access"), ("pap", "public_access_prevention"),
                       ("versioning", "versioning")):
         if attr in b.lines:
@@ -257,6 +258,8 @@ def _gcs_bucket(m: _Module, b: Block) -> None:
 def _az_account(m: _Module, b: Block) -> None:
     v, lines = m.declare("az_account", b)
     v["name"] = literal(b.values.get("name"))
+    v["soft_delete"] = "delete_retention_policy" in b.first("blob_properties")
+    v["sas_policy"] = "sas_policy" in b.values
     for key, attrs in (("public", ("allow_nested_items_to_be_public", "allow_blob_public_access")),
                        ("shared_key", ("shared_access_key_enabled",)),
                        ("https_only", ("https_traffic_only_enabled", "enable_https_traffic_only")),
@@ -283,6 +286,10 @@ def _notebook(m: _Module, b: Block) -> None:
             v[key], lines[key] = b.values[attr], b.loc(attr)
     v["subnet"] = bool(b.values.get("subnet_id"))
     v["kms"] = bool(b.values.get("kms_key_id"))
+    imds = b.first("instance_metadata_service_configuration")
+    v["imds"] = str(imds.get("minimum_instance_metadata_service_version") or "1")
+    if "instance_metadata_service_configuration" in b.lines:
+        lines["imds"] = b.loc("instance_metadata_service_configuration")
 
 
 def _endpoint_config(m: _Module, b: Block) -> None:
@@ -321,13 +328,18 @@ def _workbench(m: _Module, b: Block) -> None:
     v, lines = m.declare("workbench", b)
     if b.labels[0] == "google_notebooks_instance":
         v["no_public_ip"] = _on(b.values.get("no_public_ip"))
+        v["cmek"] = str(b.values.get("disk_encryption")).upper() == "CMEK"
         if "no_public_ip" in b.lines:
             lines["no_public_ip"] = b.loc("no_public_ip")
     else:
         setup = b.first("gce_setup")
         v["no_public_ip"] = _on(setup.get("disable_public_ip"))
+        disks = [d for key in ("boot_disk", "data_disks") for d in setup.get(key) or []
+                 if isinstance(d, dict)]
+        v["cmek"] = bool(disks) and all(str(d.get("disk_encryption")).upper() == "CMEK"
+                                        for d in disks)
         if "gce_setup" in b.lines:
-            lines["no_public_ip"] = b.loc("gce_setup")
+            lines["no_public_ip"] = lines["cmek"] = b.loc("gce_setup")
 
 
 def _policy(m: _Module, b: Block) -> None:
