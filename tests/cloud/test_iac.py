@@ -171,3 +171,16 @@ def test_hostile_yaml_ends_bounded(tmp_path: Path) -> None:
     report = scan([tmp_path], settings=INLINE)
     assert {f.rule_id for f in report.findings} == {"MW867"}  # the model, once
     assert not [f for f in report.findings if f.rule_id == "MW001"]
+
+
+def test_another_packages_hcl2_module_is_named(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkov's bc-python-hcl2 installs a module named hcl2 with another API: the rules are
+    reported as not applied, with the reason, never silently skipped."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "hcl2", types.ModuleType("hcl2"))
+    (tmp_path / "main.tf").write_text('resource "aws_s3_bucket" "x" {\n  acl = "private"\n}\n')
+    report = scan([tmp_path], settings=INLINE)
+    [skip] = report.inconclusive
+    assert "bc-python-hcl2" in skip.reason

@@ -162,9 +162,12 @@ def _read(path: str) -> str | None:
 
 def _terraform(uri: str, text: str, path: Path | None) -> Result:
     try:
-        import hcl2  # noqa: F401 (the extra's presence, checked before parsing)
+        import hcl2
     except ImportError:
         raise MissingExtra("python-hcl2", "cloud") from None
+    if not hasattr(hcl2, "parses"):
+        return ("the installed hcl2 module is not python-hcl2 8 (Checkov's bc-python-hcl2 "
+                "installs a module of the same name: keep them in separate environments)")
     from mlward._internal.cloud.iac import terraform
 
     try:
