@@ -296,13 +296,13 @@ def markdown(results: dict[str, Any], live_result: dict[str, Any], command: str)
             "Findings: " + ", ".join(f"{rule} {n:,}" for rule, n in
                                      sorted(live_result["by_rule"].items())) + ". "
             "Calls per operation: " + ", ".join(
-                f"{op.split(':')[1]} {n:,}" for op, n in
-                sorted(live_result["by_operation"].items())) + ". "
-            "A bucket without models costs 8 calls (7 configuration reads and one listing "
-            "page); one holding models adds the ranged reads of its sampled objects, an "
-            "object-ACL read per model and versioning, object-lock and website reads. Checkov "
-            "has no live mode; Prowler and ScoutSuite check buckets one by one without "
-            "reading content. Setup (creating the buckets) took "
+                f"`{op}` {n:,}" for op, n in sorted(live_result["by_operation"].items()))
+            + ". Every bucket costs 8 calls (7 configuration reads and one listing page) "
+            "plus one ranged read of the first 16 KiB per sampled object (here all three, "
+            "up to `--sample`, default 20); one that holds models (or that the project "
+            "refers to) adds an object-ACL read per model found and the versioning, "
+            "object-lock and website reads. Checkov has no live mode. Setup (creating the "
+            "buckets) took "
             f"{live_result['setup']:.0f} s and is not part of the time.", ""]
     out.append(machine())
     return "\n".join(out)

@@ -22,26 +22,24 @@ INLINE = Settings(executor="inline")
 IAC_RULES = sorted(r for r in RULES if "MW850" <= r <= "MW899")
 
 
-@pytest.fixture(scope="module")
-def bad() -> dict[str, list]:
-    report = scan([IAC / lang / "bad" for lang in ("terraform", "cloudformation", "kubernetes")],
+def _findings_by_rule(side: str) -> dict[str, list]:
+    report = scan([IAC / lang / side for lang in ("terraform", "cloudformation", "kubernetes")],
                   settings=INLINE._replace(root=str(IAC)))
     assert not report.inconclusive
     out: dict[str, list] = {}
     for f in report.findings:
         out.setdefault(f.rule_id, []).append(f)
     return out
+
+
+@pytest.fixture(scope="module")
+def bad() -> dict[str, list]:
+    return _findings_by_rule("bad")
 
 
 @pytest.fixture(scope="module")
 def good() -> dict[str, list]:
-    report = scan([IAC / lang / "good" for lang in ("terraform", "cloudformation", "kubernetes")],
-                  settings=INLINE._replace(root=str(IAC)))
-    assert not report.inconclusive
-    out: dict[str, list] = {}
-    for f in report.findings:
-        out.setdefault(f.rule_id, []).append(f)
-    return out
+    return _findings_by_rule("good")
 
 
 def test_there_are_at_least_25_iac_rules() -> None:

@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from mlward._internal.cloud import awspolicy
-from mlward._internal.cloud.checks import Asset, Resource, World, check
+from mlward._internal.cloud.checks import Asset, Resource, World, check, flag
 from mlward._internal.cloud.collect import Options, Run, sample
 from mlward._internal.cloud.links import Links, Reference, parse_uri
 from mlward.errors import MissingExtra, UsageError
@@ -689,12 +689,6 @@ def _bucket_bpa(b: Resource, world: World) -> Iterator[Finding]:
             f"{', '.join(off)}", evidence=", ".join(off))
 
 
-@check(S3_NO_ENCRYPTION, "s3_bucket")
-def _encryption(b: Resource, world: World) -> Iterator[Finding]:
-    if b.get("encryption") is False:
-        yield S3_NO_ENCRYPTION.finding(b.location, f"{b.uri} has no default encryption")
-
-
 @check(S3_MODEL_NO_VERSIONING, "s3_bucket")
 def _versioning(b: Resource, world: World) -> Iterator[Finding]:
     if b.get("versioning") is False and world.is_ml(b):
@@ -708,12 +702,6 @@ def _object_lock(b: Resource, world: World) -> Iterator[Finding]:
                                              for a in b.get("assets", ())):
         yield S3_MODEL_NO_OBJECT_LOCK.finding(
             b.location, f"{b.uri} holds models without object lock")
-
-
-@check(S3_NO_ACCESS_LOGGING, "s3_bucket")
-def _logging(b: Resource, world: World) -> Iterator[Finding]:
-    if b.get("logging") is False:
-        yield S3_NO_ACCESS_LOGGING.finding(b.location, f"{b.uri} has no server access logging")
 
 
 @check(S3_CORS_ANY, "s3_bucket")
@@ -796,62 +784,6 @@ def _any_principal(r: Resource, world: World) -> Iterator[Finding]:
             evidence=f"role {r.name}")
 
 
-@check(SM_NOTEBOOK_INTERNET, "sm_notebook")
-def _nb_internet(r: Resource, world: World) -> Iterator[Finding]:
-    if r.get("internet") != "Disabled":
-        yield SM_NOTEBOOK_INTERNET.finding(r.location, f"notebook instance {r.name} has "
-                                           "direct internet access")
-
-
-@check(SM_NOTEBOOK_ROOT, "sm_notebook")
-def _nb_root(r: Resource, world: World) -> Iterator[Finding]:
-    if r.get("root") != "Disabled":
-        yield SM_NOTEBOOK_ROOT.finding(r.location, f"notebook instance {r.name} gives users "
-                                       "root access")
-
-
-@check(SM_NOTEBOOK_NO_VPC, "sm_notebook")
-def _nb_vpc(r: Resource, world: World) -> Iterator[Finding]:
-    if not r.get("subnet"):
-        yield SM_NOTEBOOK_NO_VPC.finding(r.location, f"notebook instance {r.name} is not in "
-                                         "a VPC subnet")
-
-
-@check(SM_NOTEBOOK_NO_KMS, "sm_notebook")
-def _nb_kms(r: Resource, world: World) -> Iterator[Finding]:
-    if not r.get("kms"):
-        yield SM_NOTEBOOK_NO_KMS.finding(r.location, f"notebook instance {r.name} has no KMS "
-                                         "key")
-
-
-@check(SM_TRAINING_NO_ISOLATION, "sm_training_job")
-def _tj_isolation(r: Resource, world: World) -> Iterator[Finding]:
-    if not r.get("isolation"):
-        yield SM_TRAINING_NO_ISOLATION.finding(r.location, f"training job {r.name} ran "
-                                               "without network isolation")
-
-
-@check(SM_TRAINING_NO_ICE, "sm_training_job")
-def _tj_encryption(r: Resource, world: World) -> Iterator[Finding]:
-    if not r.get("encryption"):
-        yield SM_TRAINING_NO_ICE.finding(r.location, f"training job {r.name} ran without "
-                                         "inter-container traffic encryption")
-
-
-@check(SM_ENDPOINT_NO_KMS, "sm_endpoint")
-def _ep_kms(r: Resource, world: World) -> Iterator[Finding]:
-    if not r.get("kms"):
-        yield SM_ENDPOINT_NO_KMS.finding(r.location, f"endpoint {r.name} (configuration "
-                                         f"{r.get('config')}) has no KMS key")
-
-
-@check(SM_ENDPOINT_NO_CAPTURE, "sm_endpoint")
-def _ep_capture(r: Resource, world: World) -> Iterator[Finding]:
-    if not r.get("capture"):
-        yield SM_ENDPOINT_NO_CAPTURE.finding(r.location, f"endpoint {r.name} captures no "
-                                             "requests or responses")
-
-
 @check(SM_MODEL_WEAK_BUCKET, "sm_model")
 def _model_bucket(r: Resource, world: World) -> Iterator[Finding]:
     for url in r.get("data_urls", ()):
@@ -873,15 +805,31 @@ def _model_bucket(r: Resource, world: World) -> Iterator[Finding]:
                 "versions", evidence=url)
 
 
-@check(BEDROCK_NO_LOGGING, "bedrock_region")
-def _bedrock_logging(r: Resource, world: World) -> Iterator[Finding]:
-    if not r.get("logging"):
-        yield BEDROCK_NO_LOGGING.finding(r.location, f"Bedrock model invocation logging is "
-                                         f"off in {r.name}")
-
-
-@check(BEDROCK_CUSTOM_NO_CMK, "bedrock_custom_model")
-def _bedrock_kms(r: Resource, world: World) -> Iterator[Finding]:
-    if not r.get("kms"):
-        yield BEDROCK_CUSTOM_NO_CMK.finding(r.location, f"custom model {r.name} is encrypted "
-                                            "with an AWS-owned key")
+# Checks that are one condition on one resource: (rule, kind, condition, message).
+for _rule, _kind, _bad, _message in [
+    (S3_NO_ENCRYPTION, "s3_bucket", lambda r: r.get("encryption") is False,
+     "{uri} has no default encryption"),
+    (S3_NO_ACCESS_LOGGING, "s3_bucket", lambda r: r.get("logging") is False,
+     "{uri} has no server access logging"),
+    (SM_NOTEBOOK_INTERNET, "sm_notebook", lambda r: r.get("internet") != "Disabled",
+     "notebook instance {name} has direct internet access"),
+    (SM_NOTEBOOK_ROOT, "sm_notebook", lambda r: r.get("root") != "Disabled",
+     "notebook instance {name} gives users root access"),
+    (SM_NOTEBOOK_NO_VPC, "sm_notebook", lambda r: not r.get("subnet"),
+     "notebook instance {name} is not in a VPC subnet"),
+    (SM_NOTEBOOK_NO_KMS, "sm_notebook", lambda r: not r.get("kms"),
+     "notebook instance {name} has no KMS key"),
+    (SM_TRAINING_NO_ISOLATION, "sm_training_job", lambda r: not r.get("isolation"),
+     "training job {name} ran without network isolation"),
+    (SM_TRAINING_NO_ICE, "sm_training_job", lambda r: not r.get("encryption"),
+     "training job {name} ran without inter-container traffic encryption"),
+    (SM_ENDPOINT_NO_KMS, "sm_endpoint", lambda r: not r.get("kms"),
+     "endpoint {name} (configuration {config}) has no KMS key"),
+    (SM_ENDPOINT_NO_CAPTURE, "sm_endpoint", lambda r: not r.get("capture"),
+     "endpoint {name} captures no requests or responses"),
+    (BEDROCK_NO_LOGGING, "bedrock_region", lambda r: not r.get("logging"),
+     "Bedrock model invocation logging is off in {name}"),
+    (BEDROCK_CUSTOM_NO_CMK, "bedrock_custom_model", lambda r: not r.get("kms"),
+     "custom model {name} is encrypted with an AWS-owned key"),
+]:
+    flag(_rule, _kind, _bad, _message)

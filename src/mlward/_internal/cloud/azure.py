@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from mlward._internal.cloud import sas
-from mlward._internal.cloud.checks import Resource, World, check
+from mlward._internal.cloud.checks import Resource, World, check, flag
 from mlward._internal.cloud.collect import Options, Run, sample
 from mlward._internal.cloud.links import Links
 from mlward.errors import MissingExtra, UsageError
@@ -301,25 +301,13 @@ def _public(c: Resource, world: World) -> Iterator[Finding]:
             details={"access": c.get("access"), "confirmed_anonymous": confirmed})
 
 
-@check(AZ_ACCOUNT_PUBLIC, "az_account")
-def _account_public(a: Resource, world: World) -> Iterator[Finding]:
-    if a.get("public_allowed"):
-        yield AZ_ACCOUNT_PUBLIC.finding(a.location, f"storage account {a.name} allows blob "
-                                        "public access")
-
-
-@check(AZ_SHARED_KEY, "az_account")
-def _shared_key(a: Resource, world: World) -> Iterator[Finding]:
-    if a.get("shared_key"):
-        yield AZ_SHARED_KEY.finding(a.location, f"storage account {a.name} allows shared key "
-                                    "access")
-
-
-@check(AZ_NO_SOFT_DELETE, "az_account")
-def _soft_delete(a: Resource, world: World) -> Iterator[Finding]:
-    if a.get("holds_models") and a.get("soft_delete") is False:
-        yield AZ_NO_SOFT_DELETE.finding(a.location, f"storage account {a.name} holds models "
-                                        "and keeps no deleted blobs (soft delete off)")
+flag(AZ_ACCOUNT_PUBLIC, "az_account", lambda a: bool(a.get("public_allowed")),
+     "storage account {name} allows blob public access")
+flag(AZ_SHARED_KEY, "az_account", lambda a: bool(a.get("shared_key")),
+     "storage account {name} allows shared key access")
+flag(AZ_NO_SOFT_DELETE, "az_account",
+     lambda a: bool(a.get("holds_models")) and a.get("soft_delete") is False,
+     "storage account {name} holds models and keeps no deleted blobs (soft delete off)")
 
 
 @check(AZ_SAS_BROAD, "sas_token")

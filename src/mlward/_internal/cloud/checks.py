@@ -106,6 +106,17 @@ def check(rule: Rule, *kinds: str) -> Callable[[Fn], Fn]:
     return register
 
 
+def flag(rule: Rule, kind: str, bad: Callable[[Resource], bool], message: str) -> None:
+    """Register the check of one condition on one resource: ``message`` (formatted with the
+    resource's ``name``, ``uri`` and data) for each resource of ``kind`` where ``bad``
+    holds."""
+    def fn(resource: Resource, world: World) -> Iterator[Finding]:
+        if bad(resource):
+            yield rule.finding(resource.location, message.format(
+                **{**resource.data, "name": resource.name, "uri": resource.uri}))
+    check(rule, kind)(fn)
+
+
 def evaluate(world: World) -> tuple[list[Finding], list[Skipped]]:
     """Every check over every resource of its kind. A check that fails on a resource makes
     that resource inconclusive (and an MW001 finding); the other checks still run."""

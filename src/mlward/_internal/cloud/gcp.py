@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
-from mlward._internal.cloud.checks import Asset, Resource, World, check
+from mlward._internal.cloud.checks import Asset, Resource, World, check, flag
 from mlward._internal.cloud.collect import Options, Run, sample
 from mlward._internal.cloud.links import Links
 from mlward.errors import MissingExtra, UsageError
@@ -305,17 +305,13 @@ def _public_binding(b: Resource, world: World) -> Iterator[Finding]:
             details={"bindings": bindings})
 
 
-@check(GCS_NO_UBLA, "gcs_bucket")
-def _ubla(b: Resource, world: World) -> Iterator[Finding]:
-    if b.get("exists", True) and b.get("ubla") is False:
-        yield GCS_NO_UBLA.finding(b.location, f"{b.uri} uses fine-grained (ACL) access")
-
-
-@check(GCS_NO_PAP, "gcs_bucket")
-def _pap(b: Resource, world: World) -> Iterator[Finding]:
-    if b.get("exists", True) and b.get("pap") not in (None, "enforced"):
-        yield GCS_NO_PAP.finding(b.location, f"{b.uri} public access prevention is "
-                                 f"{b.get('pap')}")
+flag(GCS_NO_UBLA, "gcs_bucket", lambda b: b.get("exists", True) and b.get("ubla") is False,
+     "{uri} uses fine-grained (ACL) access")
+flag(GCS_NO_PAP, "gcs_bucket",
+     lambda b: b.get("exists", True) and b.get("pap") not in (None, "enforced"),
+     "{uri} public access prevention is {pap}")
+flag(VERTEX_PUBLIC_IP, "workbench", lambda r: bool(r.get("public_ip")),
+     "Workbench instance {name} has a public IP address")
 
 
 @check(GCS_MODEL_NO_RETENTION, "gcs_bucket")
@@ -324,11 +320,3 @@ def _retention(b: Resource, world: World) -> Iterator[Finding]:
             and world.is_ml(b):
         yield GCS_MODEL_NO_RETENTION.finding(b.location, f"{b.uri} holds ML assets with "
                                              "neither versioning nor a retention policy")
-
-
-@check(VERTEX_PUBLIC_IP, "workbench")
-def _public_ip(r: Resource, world: World) -> Iterator[Finding]:
-    if r.get("public_ip"):
-        yield VERTEX_PUBLIC_IP.finding(r.location, f"Workbench instance {r.name} has a "
-                                       "public IP address")
-
