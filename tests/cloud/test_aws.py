@@ -247,6 +247,7 @@ CASES = [
      f"arn:aws:bedrock:eu-west-1:{ACCOUNT}:model-invocation-logging"),
     ("MW831", f"arn:aws:bedrock:us-east-1:{ACCOUNT}:custom-model/assistant-us-east-1",
      f"arn:aws:bedrock:eu-west-1:{ACCOUNT}:custom-model/assistant-eu-west-1"),
+    ("MW840", "s3://bad-models/fraud/model.tar.gz", "s3://good-models/fraud/model.pt"),
     ("MW841", "s3://bad-public", "s3://good-models"),
     ("MW842", "s3://nobody-owns-this-bucket", "s3://good-models"),
 ]

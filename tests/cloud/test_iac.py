@@ -182,3 +182,11 @@ def test_another_packages_hcl2_module_is_named(tmp_path: Path,
     report = scan([tmp_path], settings=INLINE)
     [skip] = report.inconclusive
     assert "bc-python-hcl2" in skip.reason
+
+
+def test_python_quoting_a_template_is_still_python(tmp_path: Path) -> None:
+    """A module whose docstring quotes CloudFormation stays with the Python scanner."""
+    (tmp_path / "stack.py").write_text('"""Builds:\n\nResources:\n  B:\n    Type: AWS::S3::Bucket\n'
+                                       '"""\nimport os\nos.system("id")\n')
+    report = scan([tmp_path], settings=INLINE)
+    assert [e.format for e in report.examined] == ["python"]

@@ -136,7 +136,11 @@ def evaluate(world: World) -> tuple[list[Finding], list[Skipped]]:
 def bucket_fact(bucket: Resource, world: World) -> Fact:
     """What the dashboard and policies read about a bucket: exposure, settings, the ML
     assets found and what refers to it."""
-    data = {k: v for k, v in bucket.data.items() if k != "assets"}
+    data = {k: v for k, v in bucket.data.items() if k not in ("assets", "policy")}
+    if "policy" in bucket.data:
+        data["policy"] = [{"sid": s.sid, "effect": s.effect, "principals": dict(s.principals),
+                           "actions": list(s.actions), "resources": list(s.resources),
+                           "condition": dict(s.condition)} for s in bucket.data["policy"]]
     data["provider"] = {"s3_bucket": "aws", "gcs_bucket": "gcp"}.get(bucket.kind, "azure")
     data["assets"] = [{"key": a.key, "kind": a.content.kind, "format": a.content.format,
                        "sensitive": list(a.content.sensitive), "public_acl": a.public_acl}

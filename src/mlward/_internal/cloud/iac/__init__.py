@@ -33,6 +33,7 @@ _HCL = re.compile(rb'^\s*(resource|data|module|provider|terraform|variable|outpu
                   rb'(\s+"[^"\n]*")*\s*\{', re.M)
 _K8S_API = re.compile(rb'^\s*"?apiVersion"?\s*:', re.M)
 _K8S_KIND = re.compile(rb'^\s*"?kind"?\s*:', re.M)
+_CODE_SUFFIXES = (".py", ".pyw", ".ipy", ".ipynb")
 _CFN = re.compile(rb'AWSTemplateFormatVersion|^\s*"?Type"?\s*:\s*"?AWS::', re.M)
 
 
@@ -53,11 +54,17 @@ class IacScanner(Scanner):
     """Terraform, CloudFormation and Kubernetes files (MW850-MW899)."""
 
     name = "iac"
-    priority = 700
+    # Supplementary: a YAML or JSON file is also a config (encoded payloads, templates) and
+    # a manifest is also an ML-tool config (MW6xx); those scanners claim it first and this
+    # one runs after them. A .tf file, or a template under another name, it claims itself.
+    priority = 885
+    supplementary = True
 
     def sniff(self, source: Source) -> bool:
         if source.size is not None and source.size > MAX_IAC_BYTES:
             return False
+        if source.name.lower().endswith(_CODE_SUFFIXES) or source.head(2) == b"#!":
+            return False  # code and notebooks may quote a template; they are not one
         lang = language(source.head())
         if lang is not None:
             source.sniffed["iac"] = lang
