@@ -17,3 +17,8 @@ PY="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q -e "$BENCH/..[all]"
 .venv/bin/python -m pip freeze > .venv/freeze.txt
 echo "bench venv ready: $BENCH/.venv ($(wc -l < .venv/freeze.txt) packages, see .venv/freeze.txt)"
+# cdxgen (npm) for bom_bench.py, in its own folder beside the venv (needs Node 20+).
+if command -v npm >/dev/null; then
+  npm install -s --no-audit --no-fund --prefix "$BENCH/.node" "@cyclonedx/cdxgen@12.8.4"
+  echo "cdxgen ready: $BENCH/.node/node_modules/.bin/cdxgen"
+fi

@@ -86,6 +86,8 @@ class TargetKind(str, enum.Enum):
     """Object storage and cloud accounts."""
     REPOSITORY = "repository"
     """A whole project: several checks over one tree (gate, audit, bom)."""
+    DATASET = "dataset"
+    """Two versions of a dataset compared (``mlward data diff``)."""
 
     def __str__(self) -> str:
         return self.value
@@ -535,12 +537,20 @@ def fingerprint(findings: Sequence[Finding]) -> list[Finding]:
 
 
 def _jsonable(value: Any) -> Any:
-    """``value`` with tuples as lists and mappings as dicts, as JSON gives them back."""
+    """``value`` with tuples as lists and mappings as dicts, as JSON gives them back; anything
+    JSON cannot hold (bytes from a hostile header, a stray object) becomes text, so that a
+    scanner's slip can never make a report unwritable."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    return value
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return str(value)
 
 
 Triage = Callable[[list[Finding]], list[Finding]]

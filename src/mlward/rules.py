@@ -668,6 +668,261 @@ LIVE_TOOL = rule(
 # --- MW7xx: provenance and integrity ------------------------------------------------------
 
 
+# --- MW95x-MW99x: data ----------------------------------------------------------------------
+
+# Dataset formats that run or deserialise code on load: MW950-MW959.
+
+ARROW_PICKLED_EXTENSION = rule(
+    "MW950", "Arrow extension type deserialised with pickle", Severity.HIGH,
+    "Do not read this file with pyarrow older than 14.0.1; upgrade pyarrow, and ask the "
+    "publisher to re-export the column as a registered or canonical extension type.",
+    cwe="CWE-502",
+    doc="A Parquet, Feather or Arrow IPC schema declares the `arrow.py_extension_type` "
+    "extension: its metadata is a pickle that pyarrow before 14.0.1 unpickles when the file "
+    "is read (CVE-2023-47248), whatever the caller asks for. The pickle itself is judged "
+    "too (MW1xx).",
+)
+PICKLED_COLUMN = rule(
+    "MW951", "Column stores pickled Python objects", Severity.HIGH,
+    "Read the file without the library that registers this type (plain pyarrow sees bytes), "
+    "or convert the column to a data-only type before sharing the dataset.",
+    cwe="CWE-502",
+    doc="The column's Arrow extension type (such as Ray Data's `arrow_pickled_object`) "
+    "stores each value as a pickle that the library unpickles when the column is "
+    "converted: every value can run code.",
+)
+DATASET_METADATA = rule(
+    "MW952", "Dataset metadata names code or types outside the file", Severity.LOW,
+    "Check that the named types come from libraries you trust before loading the dataset.",
+    doc="pandas metadata in a Parquet/Arrow file names extension dtypes, or the schema names "
+    "extension types, that only third-party code registered at load time can rebuild: "
+    "what runs depends on what the reading program imports.",
+)
+DATASET_MALFORMED = rule(
+    "MW953", "Dataset file structure is malformed", Severity.MEDIUM,
+    "Re-export the dataset with a current writer; do not feed a damaged file to readers "
+    "that trust its metadata.",
+    doc="A Parquet footer, Arrow schema, HDF5 structure or Zarr metadata could not be "
+    "parsed; what could not be read is reported as not examined.",
+)
+DATASET_LOADING_SCRIPT = rule(
+    "MW954", "Dataset repository ships a loading script", Severity.HIGH,
+    "Load the data files directly (Parquet, CSV, JSON) instead of running the script, or "
+    "review the script before passing trust_remote_code=True.",
+    cwe="CWE-829",
+    doc="A Hugging Face dataset repository with `<name>.py` (or a card/config naming one) "
+    "has `datasets.load_dataset` import and run that script; the script is also scanned as "
+    "Python code.",
+)
+DATASET_REMOTE_DATA = rule(
+    "MW955", "Dataset downloads data from outside the repository", Severity.MEDIUM,
+    "Pin the downloads by checksum over HTTPS, or vendor the data files into the repository.",
+    cwe="CWE-494",
+    doc="The dataset card, `dataset_infos.json` or config points its data files at URLs "
+    "(plain HTTP is reported higher) or at paths outside the repository: what is loaded "
+    "is not what was reviewed.",
+)
+
+# Content checks on tabular data: MW960-MW969.
+
+FORMULA_INJECTION = rule(
+    "MW960", "Spreadsheet formula in a data cell", Severity.MEDIUM,
+    "Prefix such cells with a single quote (or strip the leading = + - @) before the data "
+    "reaches a spreadsheet or a report exported to one.",
+    cwe="CWE-1236",
+    doc="A CSV/XLSX cell starts with `=`, `+`, `-` or `@` followed by a function call: "
+    "a spreadsheet that opens the data (or a report built from it) evaluates it, which "
+    "can exfiltrate other cells through HYPERLINK/WEBSERVICE.",
+)
+FORMULA_DDE = rule(
+    "MW961", "Dynamic Data Exchange (DDE) payload in a spreadsheet", Severity.HIGH,
+    "Remove the cell or link; never open the file in a spreadsheet with DDE enabled.",
+    cwe="CWE-1236",
+    doc="A cell holds a DDE formula (`=cmd|' /C calc'!A0`, `DDEAUTO`) or the workbook "
+    "declares a DDE external link: opening it in Excel can start a program.",
+)
+PII_IN_DATASET = rule(
+    "MW962", "Personal data in a dataset column", Severity.LOW,
+    "Confirm the dataset may hold this data (consent, purpose); drop or pseudonymise the "
+    "column before sharing or training.",
+    cwe="CWE-359",
+    doc="A bounded sample of the column's values holds e-mail addresses, phone numbers, "
+    "card numbers, IBANs or similar (redacted in the report). Secrets found the same way "
+    "are reported with the MW4xx rules, the column named.",
+)
+WORKBOOK_MACROS = rule(
+    "MW963", "Workbook carries VBA macros", Severity.MEDIUM,
+    "Use a macro-free export (.xlsx or CSV) of the data.",
+    cwe="CWE-829",
+    doc="The workbook contains a VBA project (`xl/vbaProject.bin`): code that runs in the "
+    "spreadsheet program of whoever opens it.",
+)
+
+# Data diff (two versions of a dataset): MW970-MW989.
+
+LABEL_FLIP = rule(
+    "MW970", "Labels changed on rows whose features did not", Severity.HIGH,
+    "Review the changed rows (the details list samples) and who changed them before "
+    "retraining; re-label from a trusted source if they were not meant to change.",
+    cwe="CWE-345",
+    doc="Rows present in both versions with identical feature values now carry a different "
+    "label: the signature of label-flipping poisoning (or of a labelling fix worth "
+    "reviewing).",
+)
+CONFLICTING_DUPLICATES = rule(
+    "MW971", "Near-duplicate rows with conflicting labels", Severity.MEDIUM,
+    "Deduplicate the new rows and resolve their labels before training.",
+    cwe="CWE-345",
+    doc="New or changed rows are the same as other rows once case, whitespace and "
+    "punctuation are ignored, but carry a different label: contradictory examples that "
+    "poisoning uses to move a decision boundary.",
+)
+TRIGGER_TOKEN = rule(
+    "MW972", "Possible backdoor trigger: a rare value in many new rows with one label",
+    Severity.HIGH,
+    "Inspect the new rows that carry this token; remove them unless the token is "
+    "legitimate, and find out who added them.",
+    cwe="CWE-345",
+    doc="A token (in a text column) or value (in another column) that was rare or absent in "
+    "the old version appears in many added or changed rows, nearly all with the same label: "
+    "how backdoor triggers are planted.",
+)
+LABEL_SHIFT = rule(
+    "MW973", "Label distribution shifted", Severity.MEDIUM,
+    "Check that the change in class balance is intended before retraining.",
+    doc="The share of one or more labels moved by more than the threshold (total variation "
+    "distance) between the two versions.",
+)
+SCHEMA_CHANGED = rule(
+    "MW974", "Dataset schema changed", Severity.MEDIUM,
+    "Confirm that the training code expects the new schema.",
+    doc="Columns were dropped (medium), retyped (medium) or added (low) between the two "
+    "versions; rows are compared on the columns both share.",
+)
+COLUMN_SHIFT = rule(
+    "MW975", "Column statistics shifted", Severity.LOW,
+    "Check whether the change in this column's distribution is expected.",
+    doc="The column's mean, spread, null rate or distinct share moved by more than the "
+    "threshold between the two versions.",
+)
+DATA_CHANGED = rule(
+    "MW979", "Dataset content changed", Severity.INFO,
+    "Review the summary (rows added, removed and changed) before retraining.",
+    doc="A summary of what differs between the two versions; the indicators above say "
+    "whether any of it looks like tampering.",
+)
+
+# Bill of materials (``mlward bom``, ``bom verify``, ``bom diff``): MW750-MW779.
+
+UNPINNED_HUB_MODEL = rule(
+    "MW751", "Model pulled from a hub without a pinned revision", Severity.MEDIUM,
+    "Pass the commit hash of the revision you reviewed (`revision=\"<40-hex commit>\"`, "
+    "`torch.hub.load(\"owner/repo:<commit>\", ...)`, `models:/name/<version>`): a branch, a "
+    "tag or no revision at all gives whatever the hub holds on the day the code runs.",
+    cwe="CWE-494",
+    doc="Code or a notebook loads a model by name from a model hub (Hugging Face "
+    "`from_pretrained`, `hf_hub_download`, `snapshot_download`, `pipeline(model=...)`, "
+    "`torch.hub.load`, an MLflow `models:/` URI) without naming an immutable revision. The "
+    "model can change under the project without any file here changing, so no scan, "
+    "manifest or BOM of this project covers what actually runs. A branch or tag name is "
+    "reported at low severity: it can be moved.",
+)
+
+BOM_FILE_CHANGED = rule(
+    "MW750", "File changed since the BOM was made", Severity.HIGH,
+    "Find out who changed it and why (`mlward ledger log`); if the change is intended, "
+    "make a new BOM (`mlward bom`) and review `mlward bom diff` before accepting it.",
+    cwe="CWE-345",
+    doc="`mlward bom verify` re-hashed a model or dataset file the BOM lists and its digest "
+    "differs: the model or data is not what the BOM recorded.",
+)
+
+BOM_FILE_MISSING = rule(
+    "MW752", "File listed in the BOM has disappeared", Severity.HIGH,
+    "Restore the file, or make a new BOM if it was removed on purpose.",
+    doc="A model or dataset file the BOM lists is no longer where the BOM says it is.",
+)
+
+BOM_FILE_ADDED = rule(
+    "MW753", "File appeared that the BOM does not list", Severity.MEDIUM,
+    "Review the new file (`mlward scan`), then make a new BOM that includes it.",
+    doc="A file appeared inside a model folder or dataset the BOM lists: the component now "
+    "holds something the BOM does not account for.",
+)
+
+BOM_SIGNATURE_INVALID = rule(
+    "MW754", "Signature no longer verifies", Severity.HIGH,
+    "Treat the signed content as untrusted until it is signed again by a trusted key.",
+    cwe="CWE-347",
+    doc="A signature the BOM recorded as valid (a DSSE envelope, an OpenSSF model signing "
+    "bundle, or the BOM's own envelope) no longer verifies with the trusted keys.",
+)
+
+BOM_LEDGER_MISSING = rule(
+    "MW755", "BOM's ledger checkpoint is not in the ledger", Severity.HIGH,
+    "Run `mlward ledger verify`: the ledger was rolled back, replaced or edited since the "
+    "BOM was made, or the BOM comes from another project's ledger.",
+    cwe="CWE-345",
+    doc="The BOM is bound to the audit ledger by a signed checkpoint (tree size and root). "
+    "The ledger here no longer has a tree of that size with that root.",
+)
+
+BOM_COMPONENT_INCOMPLETE = rule(
+    "MW756", "BOM component is incomplete", Severity.LOW,
+    "Read the reason: fix the malformed model card or lock file, install the missing "
+    "extra, or make the unreadable file readable, then make the BOM again.",
+    doc="Something about the component could not be read (a malformed model card, an "
+    "unparsable lock file, an unreadable model): the BOM holds what is known, marked "
+    "`mlward:incomplete` with the reason.",
+)
+
+BOM_COMPONENT_ADDED = rule(
+    "MW760", "Component added", Severity.INFO,
+    "Review the new model, dataset, library or service before it ships.",
+    doc="`mlward bom diff`: a component the old BOM did not have.",
+)
+
+BOM_COMPONENT_REMOVED = rule(
+    "MW761", "Component removed", Severity.LOW,
+    "Check that the removal was intended.",
+    doc="`mlward bom diff`: a component of the old BOM is not in the new one.",
+)
+
+BOM_DIGEST_CHANGED = rule(
+    "MW762", "Model or dataset content changed", Severity.MEDIUM,
+    "Review the change: a model or dataset edited in place has a new digest and should have "
+    "a new lineage record and scan.",
+    cwe="CWE-345",
+    doc="`mlward bom diff`: a file of a model or dataset has another digest in the new BOM.",
+)
+
+BOM_NEW_VULNERABILITY = rule(
+    "MW763", "New known vulnerability", Severity.HIGH,
+    "Upgrade the library to a fixed version (see the advisory).",
+    cwe="CWE-1395",
+    doc="`mlward bom diff`: a vulnerability the new BOM lists that the old one did not.",
+)
+
+BOM_LICENSE_CHANGED = rule(
+    "MW764", "License changed", Severity.MEDIUM,
+    "Check that the new license allows the project's use.",
+    doc="`mlward bom diff`: a component's declared license differs between the two BOMs.",
+)
+
+BOM_VERDICT_CHANGED = rule(
+    "MW765", "Scan verdict changed", Severity.MEDIUM,
+    "Read the new scan report for that component.",
+    doc="`mlward bom diff`: a model's or file's scan verdict differs (high severity when it "
+    "got worse).",
+)
+
+BOM_VERSION_CHANGED = rule(
+    "MW766", "Component version changed", Severity.INFO,
+    "Review the upgrade or downgrade.",
+    doc="`mlward bom diff`: a library, hub model or service has another version or revision.",
+)
+
+
 # --- MW8xx: cloud storage and ML infrastructure -------------------------------------------
 # MW800-MW849: live checks (`mlward cloud aws|gcp|azure`), read-only API calls.
 

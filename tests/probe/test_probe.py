@@ -7,6 +7,7 @@ test probes with read-only GETs and checks what the probe concludes.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from mlward._internal.probe import probe, probe_report
 from mlward._internal.vulndb import open_index
 from mlward.cli.main import main
 from mlward.findings import Severity
+from mlward.settings import load_settings
 
 from .conftest import free_port, running, tool
 
@@ -99,7 +101,7 @@ def test_jupyter_server_without_token(workdir: Path) -> None:
            "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root",
            f"--ServerApp.root_dir={workdir}"]
     with running(cmd, f"http://127.0.0.1:{port}", workdir, env, ready="/api") as url:
-        index = open_index(OSV)
+        index = open_index(OSV, settings=load_settings(env=os.environ))
         report = probe_report([url], source=index, timeout=60)
         r = probe(url, timeout=60)
     assert r.tool == "Jupyter Server" and r.version
@@ -178,7 +180,7 @@ def test_ray_head(workdir: Path) -> None:
            "--disable-usage-stats", f"--temp-dir={workdir / 'ray'}"]
     with running(cmd, f"http://127.0.0.1:{dash}", workdir, {"RAY_USAGE_STATS_ENABLED": "0"},
                  ready="/api/version") as url:
-        index = open_index(OSV)
+        index = open_index(OSV, settings=load_settings(env=os.environ))
         r = probe(url, timeout=60)
         report = probe_report([url], source=index, timeout=60)
     assert r.tool == "Ray" and r.version

@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
     )
     add_report_options(p)
     add_walk_options(p)
-    _add_source_options(p)
+    add_source_options(p)
     p.add_argument("--env", action="store_true",
                    help="also check the distributions installed in the Python environment "
                    "mlward runs in")
@@ -79,14 +79,14 @@ def register(sub: Any) -> None:
         epilog="Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; "
         "2 usage error or a URL that could not be probed.")
     add_report_options(pr)
-    _add_source_options(pr)
+    add_source_options(pr)
     pr.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                     help="per-request timeout (default: 5)")
     pr.add_argument("urls", nargs="+", metavar="URL", help="http(s) base URLs to probe")
     pr.set_defaults(func=run_probe)
 
 
-def _add_source_options(p: argparse.ArgumentParser) -> None:
+def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vuln-db", metavar="PATH", type=Path, action="append",
                    help="OSV data: a folder of OSV JSON/YAML records or an OSV zip export "
                    "(repeatable)")

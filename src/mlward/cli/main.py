@@ -41,6 +41,8 @@ COMMANDS = {
     "vulndb": "mlward.cli.deps",
     "probe": "mlward.cli.deps",
     "notebook": "mlward.cli.notebook",
+    "data": "mlward.cli.data",
+    "bom": "mlward.cli.bom",
     "cloud": "mlward.cli.cloud",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))

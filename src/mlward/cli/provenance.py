@@ -144,11 +144,20 @@ def _register_lineage(sub: Any) -> None:
     r.add_argument("-o", "--output", metavar="FILE", type=Path,
                    help="statement file (default: MODEL.lineage.json)")
     _absolute_option(r)
+    r.add_argument("--label", metavar="COLUMN",
+                   help="label column of tabular inputs (default: [data] label); their data "
+                   "snapshots let `lineage verify` show what changed in the rows")
+    r.add_argument("--key", metavar="COLUMN",
+                   help="key column of tabular inputs (default: [data] key)")
+    r.add_argument("--no-data-snapshot", action="store_true",
+                   help="do not snapshot tabular inputs (needs the data extra otherwise)")
     _hash_options(r)
     r.set_defaults(func=run_lineage_record)
     v = lsub.add_parser("verify", help="check a model and every input before retraining",
                         description="Check the model's files against its lineage statement, "
-                        "re-hash every input and name each one that changed. A signature "
+                        "re-hash every input and name each one that changed; for a tabular "
+                        "input recorded with a data snapshot, show what changed in its rows "
+                        "(the `mlward data diff` summary and indicators). A signature "
                         "beside the statement is checked too when trusted keys are given or "
                         "the trust file exists.",
                         epilog="Exit codes: 0 unchanged; 1 anything changed; 2 error.")
@@ -208,14 +217,19 @@ def run_manifest_verify(args: argparse.Namespace) -> int:
 
 def run_lineage_record(args: argparse.Namespace) -> int:
     params = lineage.parse_params(args.param)
+    data = args.settings.section("data")
     with _errors_recorded(args, "lineage.record", file_uri(args.model)):
-        out, statement = lineage.record(args.model, args.data, code=args.code, params=params,
-                                        run_id=args.run_id, spec=_spec(args), output=args.output,
-                                        absolute=args.absolute_paths)
+        out, statement = lineage.record(
+            args.model, args.data, code=args.code, params=params, run_id=args.run_id,
+            spec=_spec(args), output=args.output, absolute=args.absolute_paths,
+            label=args.label or data.get("label"), key=args.key or data.get("key"),
+            snapshots=not args.no_data_snapshot)
     deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
     print(f"wrote {out}: {len(statement['subject'])} model file(s), {len(deps)} input(s)")
     for d in deps:
-        print(f"  {d['name']}: manifest {d['annotations']['mlward.manifest']}")
+        snapshot = d["annotations"].get("mlward.dataSnapshot")
+        print(f"  {d['name']}: manifest {d['annotations']['mlward.manifest']}"
+              + (f", data snapshot {snapshot}" if snapshot else ""))
     record(args, "lineage.record", file_uri(args.model), outcome="pass",
            details={"statement": str(out), "inputs": [d["name"] for d in deps]})
     return EXIT_OK
@@ -248,13 +262,17 @@ def _report_chain(args: argparse.Namespace, result: chain.ChainResult, action: s
     if args.format == "json":
         print(json.dumps({"ok": result.ok, "links": [
             {"name": link.name, "ok": link.ok, "detail": link.detail,
-             "changes": [c.to_dict() for c in link.changes]} for link in result.links]},
+             "changes": [c.to_dict() for c in link.changes],
+             **({"data_diff": list(link.notes)} if link.notes else {})}
+            for link in result.links]},
             indent=1))
     else:
         for link in result.links:
             print(f"{'ok  ' if link.ok else 'FAIL'} {link.name}: {link.detail}")
             for c in link.changes:
                 print(f"       {c}")
+            for note in link.notes:
+                print(f"       data: {note}")
         broken = result.first_broken
         print(f"verified: {_subject(args)}" if broken is None else
               f"NOT verified: the first broken link is the {broken.name}: {broken.detail}")

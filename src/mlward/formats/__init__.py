@@ -62,6 +62,8 @@ register_writer("json", "the report's data model, one compact line (schema: mlwa
                 "v2; `jq .` indents it)", "mlward.formats.json:render_json")
 register_writer("sarif", "SARIF 2.1.0 for GitHub code scanning and other SARIF tools",
                 "mlward.formats.sarif:render_sarif")
+register_writer("markdown", "for pull requests and wikis: summary, data changes, findings "
+                "table", "mlward.formats.markdown:render_markdown")
 
 
 def writer_names() -> list[str]:

@@ -9,9 +9,9 @@ cyclonedx-python-lib (the ``sbom`` extra).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -48,22 +48,54 @@ def vers_range(specifier: str) -> str:
     return "vers:pypi/" + ("|".join(parts) if parts else "*")
 
 
+def cyclonedx_vulnerability(*, id: str, aliases: Sequence[str], severity: str | None,
+                            score: float | None, vector: str | None, cwes: Sequence[str],
+                            summary: str, fixed: Sequence[str], upgrade: str | None,
+                            ref: str, version: str | None, specifier: str) -> Any:
+    """One CycloneDX vulnerability of the component ``ref`` (shared by ``mlward deps
+    --cyclonedx`` and ``mlward bom``): its source, aliases as references, CVSS rating, the
+    fixed versions as a recommendation, and the affected version or range."""
+    from cyclonedx.model import XsUri
+    from cyclonedx.model.vulnerability import (
+        BomTarget,
+        BomTargetVersionRange,
+        Vulnerability,
+        VulnerabilityRating,
+        VulnerabilityReference,
+        VulnerabilityScoreSource,
+        VulnerabilitySeverity,
+        VulnerabilitySource,
+    )
+
+    name, url = _source(id)
+    rating = VulnerabilityRating(
+        source=VulnerabilitySource(name=name, url=XsUri(url)),
+        severity=VulnerabilitySeverity(severity) if severity is not None
+        else VulnerabilitySeverity.UNKNOWN,
+        score=Decimal(str(score)) if score is not None else None,
+        method=(VulnerabilityScoreSource.CVSS_V3_1 if (vector or "").startswith("CVSS:3.1")
+                else VulnerabilityScoreSource.CVSS_V3) if score is not None else None,
+        vector=vector if score is not None else None)
+    target = BomTargetVersionRange(version=version) if version else \
+        BomTargetVersionRange(range=vers_range(specifier))
+    cwe_ids = [int(m.group(1)) for c in cwes if (m := re.fullmatch(r"CWE-(\d+)", c))]
+    recommendation = f"Upgrade to {upgrade}" if upgrade else "No fixed version known"
+    if fixed:
+        recommendation += f" (fixed in: {', '.join(fixed)})"
+    return Vulnerability(
+        bom_ref=f"{id}@{ref}", id=id, source=VulnerabilitySource(name=name, url=XsUri(url)),
+        references=[VulnerabilityReference(id=a, source=VulnerabilitySource(
+            name=_source(a)[0], url=XsUri(_source(a)[1]))) for a in aliases],
+        ratings=[rating], cwes=cwe_ids, description=summary, recommendation=recommendation,
+        affects=[BomTarget(ref=ref, versions=[target])])
+
+
 def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
     """The BOM as CycloneDX 1.6 JSON text."""
     try:
-        from cyclonedx.model import Property, XsUri
+        from cyclonedx.model import Property
         from cyclonedx.model.bom import Bom
         from cyclonedx.model.component import Component, ComponentType
-        from cyclonedx.model.vulnerability import (
-            BomTarget,
-            BomTargetVersionRange,
-            Vulnerability,
-            VulnerabilityRating,
-            VulnerabilityReference,
-            VulnerabilityScoreSource,
-            VulnerabilitySeverity,
-            VulnerabilitySource,
-        )
         from cyclonedx.output.json import JsonV1Dot6
         from packageurl import PackageURL
     except ImportError as exc:
@@ -89,31 +121,11 @@ def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
                 purl=PackageURL(type="pypi", name=d.key, version=version))
             bom.components.add(components[ref])
         for v in r.result.vulnerabilities:
-            name, url = _source(v.id)
-            rating = VulnerabilityRating(
-                source=VulnerabilitySource(name=name, url=XsUri(url)),
-                severity=VulnerabilitySeverity(_SEVERITY[v.severity])
-                if v.severity is not None else VulnerabilitySeverity.UNKNOWN,
-                score=Decimal(str(v.score)) if v.score is not None else None,
-                method=(VulnerabilityScoreSource.CVSS_V3_1 if (v.vector or "").startswith(
-                    "CVSS:3.1") else VulnerabilityScoreSource.CVSS_V3)
-                if v.score is not None else None,
-                vector=v.vector if v.score is not None else None)
-            target = BomTargetVersionRange(version=version) if version else \
-                BomTargetVersionRange(range=vers_range(d.specifier))
-            cwes = [int(m.group(1)) for c in v.cwes if (m := re.fullmatch(r"CWE-(\d+)", c))]
-            recommendation = (f"Upgrade to {r.result.upgrade}" if r.result.upgrade
-                              else "No fixed version known")
-            if v.fixed:
-                recommendation += f" (fixed in: {', '.join(v.fixed)})"
-            bom.vulnerabilities.add(Vulnerability(
-                bom_ref=f"{v.id}@{ref}", id=v.id,
-                source=VulnerabilitySource(name=name, url=XsUri(url)),
-                references=[VulnerabilityReference(id=a, source=VulnerabilitySource(
-                    name=_source(a)[0], url=XsUri(_source(a)[1]))) for a in v.ids[1:]],
-                ratings=[rating], cwes=cwes, description=v.summary,
-                recommendation=recommendation,
-                affects=[BomTarget(ref=ref, versions=[target])]))
+            bom.vulnerabilities.add(cyclonedx_vulnerability(
+                id=v.id, aliases=v.ids[1:], score=v.score, vector=v.vector, cwes=v.cwes,
+                severity=_SEVERITY[v.severity] if v.severity is not None else None,
+                summary=v.summary, fixed=v.fixed, upgrade=r.result.upgrade, ref=ref,
+                version=version, specifier=d.specifier))
     bom.register_dependency(root, components.values())
     text: str = JsonV1Dot6(bom).output_as_string(indent=2)
     return text + "\n"

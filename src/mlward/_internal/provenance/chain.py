@@ -20,6 +20,8 @@ class Link:
     ok: bool
     detail: str
     changes: tuple[Change, ...] = ()
+    notes: tuple[str, ...] = ()
+    """More about the link for people (what changed in a tabular input's rows)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ def verify_chain(model: Path, *, trusted: Mapping[str, keys.PublicKey] | None,
             links.append(Link(name, False, result.problem))
         elif result.changes:
             links.append(Link(name, False, f"changed since the lineage was recorded "
-                              f"({len(result.changes)} file(s))", result.changes))
+                              f"({len(result.changes)} file(s))", result.changes,
+                              lineage.data_changes(item, statement_file.parent)))
         else:
             where = "; ".join(f"{r.name} at {p}" + (" (absolute path)" if r.absolute else "")
                               for r, p in result.roots)

@@ -165,12 +165,17 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 def record(model: Path, data: Sequence[Path], *, code: Path | None = None,
            params: Mapping[str, Any] | None = None, run_id: str | None = None,
            spec: HashSpec | None = None, output: Path | None = None,
-           absolute: bool = False) -> tuple[Path, dict[str, Any]]:
+           absolute: bool = False, label: str | None = None, key: str | None = None,
+           snapshots: bool = True) -> tuple[Path, dict[str, Any]]:
     """Write the model's lineage statement; returns its path and the statement.
 
     Inputs given as paths are hashed into manifests beside the statement, their roots
     recorded relative to those manifests; an input outside the project holding the statement
-    (or its folder) is refused unless ``absolute`` (see :func:`manifest.create`)."""
+    (or its folder) is refused unless ``absolute`` (see :func:`manifest.create`).
+
+    With ``snapshots``, each tabular data input also gets a data snapshot in the inputs folder
+    (see :mod:`mlward._internal.data.snapshot`), so that ``lineage verify`` can show what
+    changed in it; ``label`` and ``key`` name its label and key columns."""
     started = _now()
     out = output or statement_path(model)
     subjects = [{"name": e.path, "digest": dict(e.digest)} for e in model_entries(model)]
@@ -201,6 +206,17 @@ def record(model: Path, data: Sequence[Path], *, code: Path | None = None,
     for kind, path, manifest in made:
         manifest.write(path)
         manifests.append((kind, path))
+    resolved = []
+    for n, (kind, path) in enumerate(manifests):
+        descriptor = _input(kind, path, out.parent)
+        if snapshots and kind == "data":
+            snap = _data_snapshot(path, folder / f"{n:02d}-data", label, key)
+            if snap is not None:
+                descriptor["annotations"]["mlward.dataSnapshot"] = os.path.relpath(
+                    snap.resolve(), out.parent.resolve())
+                descriptor["annotations"]["mlward.dataSnapshotDigest"] = hashlib.sha256(
+                    snap.read_bytes()).hexdigest()
+        resolved.append(descriptor)
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": subjects,
@@ -210,7 +226,7 @@ def record(model: Path, data: Sequence[Path], *, code: Path | None = None,
                 "buildType": BUILD_TYPE,
                 "externalParameters": {"parameters": dict(params or {})},
                 "internalParameters": {"environment": environment(code)},
-                "resolvedDependencies": [_input(kind, p, out.parent) for kind, p in manifests],
+                "resolvedDependencies": resolved,
             },
             "runDetails": {
                 "builder": {"id": "https://github.com/mlward/mlward",
@@ -222,6 +238,34 @@ def record(model: Path, data: Sequence[Path], *, code: Path | None = None,
     }
     atomic_write_text(out, json.dumps(statement, indent=1) + "\n", mode=0o644)
     return out, statement
+
+
+def _data_snapshot(manifest: Path, base: Path, label: str | None,
+                   key: str | None) -> Path | None:
+    """A data snapshot of the input when it is a table and the ``data`` extra is installed;
+    None otherwise (the input is still recorded and verified by its digests)."""
+    from mlward._internal.data.snapshot import write_snapshot
+    from mlward._internal.data.tables import DataError, resolve
+    from mlward.errors import MissingExtra
+
+    try:
+        dataset = resolve(manifest)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        return write_snapshot(dataset, base, label=label, key=key)
+    except (DataError, MissingExtra):
+        return None
+
+
+def data_changes(item: Mapping[str, Any], statement_dir: Path) -> tuple[str, ...]:
+    """What changed in a changed tabular input, from its data snapshot (no snapshot: ())."""
+    annotations = item.get("annotations") or {}
+    rel = annotations.get("mlward.dataSnapshot")
+    if not isinstance(rel, str):
+        return ()
+    from mlward._internal.data.report import snapshot_summary
+
+    return tuple(snapshot_summary(statement_dir / rel, statement_dir / annotations[
+        "mlward.manifest"], digest=annotations.get("mlward.dataSnapshotDigest")))
 
 
 def _now() -> str:

@@ -35,6 +35,7 @@ BUILTIN = [
     "mlward._internal.scanners.notebook",
     "mlward._internal.scanners.python",
     "mlward._internal.scanners.secrets.text",
+    "mlward._internal.scanners.datasets",
     "mlward._internal.cloud.iac",
 ]
 

@@ -36,6 +36,7 @@ from mlward.rules import (
     NOTEBOOK_DEPENDENCIES,
     SHELL_PIP_UNSAFE,
     SHELL_PIPE_TO_SHELL,
+    UNPINNED_HUB_MODEL,
     Rule,
 )
 
@@ -372,6 +373,136 @@ def _check_call(node: ast.Call, aliases: dict[str, str],
         yield issue(CODE_TLS_OFF, f"{q} with verify=False")
 
 
+# --- models and AI services the code reaches ------------------------------------------
+
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?")
+_HF_DOWNLOADS = frozenset({"huggingface_hub.hf_hub_download", "huggingface_hub.snapshot_download",
+                           "huggingface_hub.file_download.hf_hub_download"})
+_HF_NAMED = frozenset({"transformers.pipeline", "sentence_transformers.SentenceTransformer",
+                       "sentence_transformers.CrossEncoder"})
+_TORCH_HUB = frozenset({"torch.hub.load", "torch.hub.load_state_dict_from_url"})
+AI_SERVICES = {
+    "openai": "OpenAI", "anthropic": "Anthropic", "cohere": "Cohere", "mistralai": "Mistral AI",
+    "groq": "Groq", "together": "Together AI", "replicate": "Replicate",
+    "vertexai": "Google Vertex AI", "google.cloud.aiplatform": "Google Vertex AI",
+    "google.generativeai": "Google Gemini API", "google.genai": "Google Gemini API",
+    "langchain_openai": "OpenAI", "langchain_anthropic": "Anthropic",
+    "langchain_google_vertexai": "Google Vertex AI", "langchain_aws": "AWS Bedrock",
+    "huggingface_hub.InferenceClient": "Hugging Face Inference",
+    "huggingface_hub.AsyncInferenceClient": "Hugging Face Inference",
+    "openai.AzureOpenAI": "Azure OpenAI", "openai.AsyncAzureOpenAI": "Azure OpenAI",
+    "langchain_openai.AzureChatOpenAI": "Azure OpenAI",
+}
+"""Client modules (or classes) of hosted model APIs -> the service's name."""
+
+
+@dataclass(frozen=True)
+class ModelUse:
+    """A model the code pulls at run time (``kind`` ``model-source``) or a hosted model API it
+    calls (``ai-service``)."""
+
+    kind: str
+    provider: str
+    name: str | None
+    revision: str | None
+    pinned: bool | None
+    line: int
+    column: int
+    call: str
+
+
+def _service_of(name: str) -> str | None:
+    parts = name.split(".")
+    return next((AI_SERVICES[".".join(parts[:n])] for n in range(len(parts), 0, -1)
+                 if ".".join(parts[:n]) in AI_SERVICES), None)
+
+
+def model_uses(tree: ast.AST, aliases: dict[str, str]) -> Iterator[ModelUse]:
+    """Hub models loaded by name and hosted AI services used, in one module or cell."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield from _model_call(node, aliases)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                f"{node.module}.{a.name}" for a in node.names] if node.module else []
+            for name in names:
+                service = _service_of(name)
+                if service:
+                    yield ModelUse("ai-service", service, None, None, None, node.lineno,
+                                   node.col_offset + 1, name[:MAX_EVIDENCE])
+
+
+def _model_call(node: ast.Call, aliases: dict[str, str]) -> Iterator[ModelUse]:
+    q = _qualname(node.func, aliases) or ""
+    kw = {k.arg: k.value for k in node.keywords if k.arg}
+    first = _const(node.args[0]) if node.args else ...
+
+    def use(provider: str, name: object, revision: object, pinned: bool | None = None
+            ) -> ModelUse:
+        rev = revision if isinstance(revision, str) else None
+        return ModelUse("model-source", provider, str(name), rev,
+                        bool(rev and _COMMIT.fullmatch(rev)) if pinned is None else pinned,
+                        node.lineno, node.col_offset + 1, q[:MAX_EVIDENCE])
+
+    if q.endswith(".from_pretrained") or q in _HF_NAMED or q in _HF_DOWNLOADS:
+        name = _const(kw.get("repo_id", kw.get("model", kw.get(
+            "pretrained_model_name_or_path", node.args[0] if node.args else None))))
+        if q == "transformers.pipeline":
+            name = _const(kw.get("model"))
+        if isinstance(name, str) and _is_hub_id(name):
+            yield use("huggingface", name, _const(kw.get("revision")))
+    elif q in _TORCH_HUB and isinstance(first, str) and q == "torch.hub.load":
+        source = _const(kw.get("source"))
+        if source != "local" and _is_hub_id(first.split(":")[0]):
+            repo, _, ref = first.partition(":")
+            yield use("github", repo, ref or None)
+    elif q.startswith("mlflow.") and q.endswith(("load_model", "download_artifacts")):
+        uri = _const(kw.get("model_uri", kw.get("artifact_uri", node.args[0] if node.args
+                                                 else None)))
+        if isinstance(uri, str) and uri.startswith(("models:/", "runs:/")):
+            path = uri.split(":/", 1)[1].strip("/")
+            name, _, version = path.partition("/")
+            if uri.startswith("runs:/"):  # a run id names one immutable run
+                yield use("mlflow", uri, name, pinned=True)
+            else:
+                yield use("mlflow", name.split("@")[0], version or name.partition("@")[2] or None,
+                          pinned=version.isdigit())
+    service = _service_of(q) if q else None
+    if service is not None and (q.endswith(("OpenAI", "Anthropic", "Client", "Chat"))
+                                or "." not in q):
+        yield ModelUse("ai-service", service, None, None, None, node.lineno,
+                       node.col_offset + 1, q[:MAX_EVIDENCE])
+    if q.endswith("boto3.client") and first in ("bedrock-runtime", "bedrock",
+                                                "bedrock-agent-runtime"):
+        yield ModelUse("ai-service", "AWS Bedrock", None, None, None, node.lineno,
+                       node.col_offset + 1, q[:MAX_EVIDENCE])
+
+
+def _is_hub_id(name: str) -> bool:
+    """A hub id (``org/name`` or a legacy ``name``), not a local path or URL."""
+    return bool(_HUB_ID.fullmatch(name)) and not name.startswith(".") \
+        and not name.endswith((".pt", ".bin", ".safetensors", ".onnx", ".pkl", ".h5"))
+
+
+def report_model_uses(ctx: ScanContext, tree: ast.AST, aliases: dict[str, str],
+                      loc: Location, cell_of_line: dict[int, int] | None) -> None:
+    """``model-source`` and ``ai-service`` facts, and MW751 for an unpinned hub model."""
+    for u in model_uses(tree, aliases):
+        cell = cell_of_line.get(u.line) if cell_of_line else loc.cell
+        where = loc.at(line=u.line, column=u.column, cell=cell)
+        ctx.fact(where, u.kind, provider=u.provider, name=u.name, revision=u.revision,
+                 pinned=u.pinned, call=u.call)
+        if u.kind == "model-source" and not u.pinned:
+            moving = f"revision {u.revision!r}, a name that can be moved" if u.revision \
+                else "no revision"
+            ctx.add(UNPINNED_HUB_MODEL.finding(
+                where, f"{u.call} loads {u.provider} model {u.name!r} with {moving}",
+                evidence=f"{u.provider}:{u.name}",
+                severity=Severity.LOW if u.revision else None,
+                details={"provider": u.provider, "model": u.name, "revision": u.revision}))
+
+
 def parse(unit: CodeUnit) -> ast.Module | None:
     """The unit's Python AST, or None when it is not Python or does not parse."""
     if unit.python is None:
@@ -406,6 +537,8 @@ def report_code(ctx: ScanContext, units: Sequence[tuple[Location, CodeUnit]],
             ctx.add(issue.rule.finding(
                 loc.at(line=issue.line, column=issue.column, cell=cell),
                 issue.message, evidence=issue.evidence, severity=issue.severity))
+        if tree is not None:
+            report_model_uses(ctx, tree, aliases, loc, cell_of_line)
         for line, command in unit.shell:
             shell = check_shell(command)
             result.requirements.extend(shell.requirements)

@@ -53,6 +53,14 @@ _COMPOSE = re.compile(r"^(docker-)?compose[\w.\-]*\.ya?ml$")
 _SCRIPT = re.compile(r"(\.(sh|bash|zsh)$|^(Dockerfile|Containerfile)([.\-]\w+)?$|\.dockerfile$"
                      r"|^(Makefile|Procfile|entrypoint[\w.\-]*)$)")
 _TOOL_WORDS = (b"mlflow", b"jupyter", b"ray", b"tensorboard", b"streamlit", b"gradio")
+_TOOL_NAMES = {"mlflow": "MLflow", "jupyter": "Jupyter", "ray": "Ray",
+               "tensorboard": "TensorBoard", "streamlit": "Streamlit", "gradio": "Gradio"}
+_TOOL_WORD = re.compile(r"\b(mlflow|jupyter|ray|tensorboard|streamlit|gradio)\b", re.IGNORECASE)
+
+
+def tools_named(text: str) -> list[str]:
+    """The ML tools a config or launch script names (for the ``ml-tool-config`` fact)."""
+    return sorted({_TOOL_NAMES[m.lower()] for m in _TOOL_WORD.findall(text)})
 
 
 def _line_of(text: str, *needles: str) -> int | None:
@@ -484,5 +492,6 @@ class DevtoolsScanner(Scanner):
             return
         with source.open() as f:
             text = f.read(MAX_FILE_BYTES).decode("utf-8", errors="replace")
+        ctx.fact(loc, "ml-tool-config", config=kind, tools=tools_named(text))
         for finding in check_text(kind, text, loc):
             ctx.add(finding)

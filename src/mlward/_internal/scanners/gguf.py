@@ -9,9 +9,11 @@ large arrays such as the vocabulary are skipped element by element without being
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import BinaryIO
 
+from mlward._internal.scanners.facts import Tensor, model_fact
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward.errors import FormatError
@@ -43,6 +45,13 @@ GGML_TYPES = {
     25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
     34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18),
 }
+GGML_NAMES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
+    10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
+    17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S",
+    23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M",
+    30: "BF16", 34: "TQ1_0", 35: "TQ2_0",
+}
 
 
 class GGUFHeader:
@@ -55,6 +64,8 @@ class GGUFHeader:
         """String metadata values kept for analysis (templates, general.*)."""
         self.problems: list[tuple[str, int | None]] = []
         """Violations found (message, offset); parsing stops at the first structural one."""
+        self.tensors: list[Tensor] = []
+        """(name, ggml type, dimensions) of every tensor read (for the ``model`` fact)."""
 
 
 def _keep(key: str, value: str) -> bool:
@@ -203,10 +214,10 @@ def _check_tensors(r: _Reader, header: GGUFHeader, alignment: int) -> None:
         n_dims = r.u32(f"dimensions of {name}")
         if n_dims > MAX_DIMS:
             raise FormatError(f"tensor {name} has {n_dims} dimensions", r.pos)
-        elements = 1
-        for _ in range(n_dims):
-            elements *= r.u64(f"dimension of {name}")
+        dims = [r.u64(f"dimension of {name}") for _ in range(n_dims)]
+        elements = math.prod(dims)
         ttype = r.u32(f"type of {name}")
+        header.tensors.append((name, GGML_NAMES.get(ttype, f"type {ttype}"), dims))
         offset = r.u64(f"offset of {name}")
         nbytes = None
         if ttype in GGML_TYPES:
@@ -241,6 +252,10 @@ class GGUFScanner(Scanner):
                 ctx.add(GGUF_MALFORMED.finding(source.location.at(offset=exc.offset), str(exc)))
                 return
         ctx.examined(source.location, self.name)
+        general = header.strings
+        model_fact(ctx, source.location, self.name, framework="llama.cpp",
+                   tensors=header.tensors, architecture=general.get("general.architecture"),
+                   name=general.get("general.name"), license=general.get("general.license"))
         for message, offset in header.problems:
             ctx.add(GGUF_MALFORMED.finding(source.location.at(offset=offset), message))
         from mlward._internal.scanners.templates import (

@@ -137,6 +137,10 @@ class NpyScanner(Scanner):
                 ctx.examined(source.location, self.name)
                 ctx.skip(source.location, f"malformed .npy header: {exc}", inconclusive=True)
                 return
+            shape = header.get("shape")
+            if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
+                ctx.fact(source.location, "array", dtype=str(header["descr"])[:64],
+                         shape=list(shape))
             if not has_objects(header["descr"]):
                 ctx.examined(source.location, self.name)
                 _check_length(header, source, f.tell(), ctx)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from mlward._internal.scanners.facts import model_fact
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward.errors import MissingExtra
@@ -123,6 +124,13 @@ class ONNXScanner(Scanner):
             ctx.skip(loc, "ONNX protobuf does not parse", inconclusive=True)
             return
         ctx.examined(loc, self.name)
+        graph = model.graph
+        model_fact(ctx, loc, self.name, framework=model.producer_name or None,
+                   tensors=[(t.name, onnx.TensorProto.DataType.Name(t.data_type), t.dims)
+                            for t in graph.initializer],
+                   opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
+                   inputs=[i.name for i in graph.input][:64],
+                   outputs=[o.name for o in graph.output][:64])
         model_dir = source.fs_path.parent if source.fs_path is not None else None
         self._check_external(model, model_dir, loc, ctx)
         self._check_domains(model, loc, ctx)

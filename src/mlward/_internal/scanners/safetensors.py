@@ -16,6 +16,7 @@ import math
 import struct
 from typing import Any
 
+from mlward._internal.scanners.facts import model_fact
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward.findings import Location, Severity
@@ -25,6 +26,8 @@ MAX_HEADER_BYTES = 100_000_000
 """The cap the reference implementation enforces."""
 MAX_METADATA_BYTES = 1 << 20
 MAX_TENSORS = 1_000_000
+FRAMEWORKS = {"pt": "pytorch", "tf": "tensorflow", "flax": "flax", "np": "numpy", "mlx": "mlx"}
+"""The ``format`` key writers put in ``__metadata__``."""
 
 # dtype -> bits per element.
 DTYPE_BITS = {
@@ -154,6 +157,16 @@ class SafetensorsScanner(Scanner):
             for key, value in metadata.items():
                 if isinstance(value, str):
                     report_encoded(value, loc, ctx, f"metadata value {key!r}", key)
+        if isinstance(header, dict):
+            meta = header.get("__metadata__")
+            meta = dict(list(meta.items())[:32]) if isinstance(meta, dict) and not \
+                _check_metadata(meta) else {}
+            model_fact(ctx, loc, self.name, framework=FRAMEWORKS.get(meta.get("format", "")),
+                       tensors=[(name, e["dtype"], e["shape"]) for name, e in header.items()
+                                if isinstance(e, dict) and e.get("dtype") in DTYPE_BITS
+                                and isinstance(e.get("shape"), list)
+                                and all(_is_count(d) for d in e["shape"])],
+                       metadata={k: v for k, v in meta.items() if len(v) <= 256} or None)
 
     @staticmethod
     def _add(ctx: ScanContext, loc: Location, message: str, past_end: bool) -> None:

@@ -17,6 +17,7 @@ from functools import cache
 from typing import BinaryIO
 
 from mlward._internal.scanners.archive import is_zip
+from mlward._internal.scanners.facts import Tensor, model_fact
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.scanners.pickle import (
     looks_like_pickle,
@@ -86,6 +87,7 @@ class TorchZipScanner(Scanner):
             return
         storages = 0
         storage_bytes = 0
+        tensors: list[Tensor] | None = None
         try:
             for info in archive.members:
                 name = info.filename
@@ -95,6 +97,8 @@ class TorchZipScanner(Scanner):
                         archive.extract(info, spool)
                         if spool.size:
                             _scan_pickle(spool, loc, ctx)
+                            if name.lower().endswith("data.pkl"):
+                                tensors = _tensors(spool)
                 elif _STORAGE.fullmatch(name) and not _pickle_head(archive.head(info)):
                     storages += 1
                     storage_bytes += info.file_size
@@ -104,6 +108,8 @@ class TorchZipScanner(Scanner):
                     archive.dispatch_member(info)
         finally:
             archive.close()
+        model_fact(ctx, source.location, self.name, framework="pytorch", tensors=tensors,
+                   storages=storages, storage_bytes=storage_bytes)
         if storages:
             ctx.skip(source.location, f"{storages} tensor storage member(s), {storage_bytes} "
                      "bytes: raw tensor data, not read", inconclusive=False)
@@ -123,6 +129,14 @@ def _first_opcodes() -> frozenset[bytes]:
 
     return frozenset(op.code.encode("latin-1") for op in pickletools.opcodes
                      if not op.stack_before)
+
+
+def _tensors(spool: Spool) -> list[Tensor] | None:
+    """The tensors the checkpoint's pickle describes (for the ``model`` fact)."""
+    from mlward._internal.scanners.pickle.tensors import torch_tensors
+
+    with spool.open() as f:
+        return torch_tensors(f)
 
 
 def _check_metadata(archive: ZipArchive, info: zipfile.ZipInfo, loc: Location,
@@ -151,6 +165,7 @@ class TorchLegacyScanner(Scanner):
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         ctx.examined(source.location, self.name)
+        model_fact(ctx, source.location, self.name, framework="pytorch")
         with source.open() as f:
             result = scan_pickle_stream(f, source.location, ctx, max_pickles=LEGACY_PICKLES)
         if not result.complete:

@@ -146,11 +146,25 @@ def _locked(entries: Iterable[object], display: str, text: str, origin: str,
         last = line or last
         loc = Location(display).at(line=line)
         if isinstance(version, str):
-            deps.append(Dependency(name, loc, f"=={version}", origin=origin))
+            deps.append(Dependency(name, loc, f"=={version}", origin=origin,
+                                   hashes=_entry_hashes(e)))
         else:
             deps.append(Dependency(name, loc, unresolvable="no version in the lock entry",
                                    origin=origin))
     return deps
+
+
+def _entry_hashes(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    """``alg:hex`` digests a lock entry records for its files: poetry.lock ``files``, uv.lock
+    ``sdist``/``wheels`` ``hash``, pylock.toml ``hashes`` tables."""
+    files = [*_list(entry.get("files")), *_list(entry.get("wheels")), _table(entry.get("sdist"))]
+    out: list[str] = []
+    for f in (_table(x) for x in files):
+        if isinstance(f.get("hash"), str) and ":" in f["hash"]:
+            out.append(f["hash"].lower())
+        out.extend(f"{alg}:{value}".lower() for alg, value in _table(f.get("hashes")).items()
+                   if isinstance(value, str))
+    return tuple(dict.fromkeys(out))
 
 
 def parse_poetry_lock(text: str, display: str) -> list[Dependency]:
@@ -181,7 +195,9 @@ def parse_pipfile_lock(text: str, display: str) -> list[Dependency]:
             e = _table(entry)
             loc = Location(display).at(line=lines.find(f'"{name}"'))
             if isinstance(e.get("version"), str):
-                deps.append(Dependency(name, loc, e["version"], origin="Pipfile.lock"))
+                hashes = tuple(h.lower() for h in _list(e.get("hashes")) if isinstance(h, str))
+                deps.append(Dependency(name, loc, e["version"], origin="Pipfile.lock",
+                                       hashes=hashes))
             else:
                 ref = next((k for k in ("git", "path", "file", "editable") if k in e), "source")
                 deps.append(Dependency(name, loc, unresolvable=f"{ref} reference: no version",

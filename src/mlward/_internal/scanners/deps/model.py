@@ -22,6 +22,8 @@ class Dependency:
     """Why no version can be known (an editable install, a URL or VCS reference)."""
     origin: str = ""
     """The kind of source: ``requirements``, ``poetry.lock``, ``environment``, ..."""
+    hashes: tuple[str, ...] = ()
+    """``alg:hex`` digests of the distribution files the lock (or ``--hash``) pins."""
 
     @property
     def key(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -19,6 +20,7 @@ MAX_FILE_BYTES = 8 << 20
 _INCLUDE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s*=?\s*)(\S+)")
 _EDITABLE = re.compile(r"^(-e|--editable)(?:\s*=?\s*)(\S+)")
 _URLISH = re.compile(r"^(\w+\+)?(https?|file|ftp|git|ssh)://|^\.{0,2}/|\.(whl|zip|tar\.gz)$")
+_HASH = re.compile(r"--hash[=\s]+([A-Za-z0-9]+:[0-9A-Fa-f]+)")
 _OPTIONS_WITH_VALUE = ("--hash", "-i", "--index-url", "--extra-index-url", "-f",
                        "--find-links", "--trusted-host", "--config-settings", "--global-option")
 
@@ -55,6 +57,12 @@ def _strip_options(line: str) -> str:
             continue
         kept.append(w)
     return " ".join(kept)
+
+
+def _with_hashes(dep: Dependency | None, line: str) -> Dependency | None:
+    """``dep`` with the ``--hash`` values its line pins."""
+    hashes = tuple(h.lower() for h in _HASH.findall(line))
+    return replace(dep, hashes=hashes) if dep is not None and hashes else dep
 
 
 def parse_requirement(text: str, location: Location, origin: str) -> Dependency | None:
@@ -104,7 +112,8 @@ def parse_requirements_text(text: str, display: str, origin: str = "requirements
     """Requirements given as text with no folder (``-r`` lines are not followed)."""
     deps = []
     for line_no, line in logical_lines(text):
-        dep = parse_requirement(_strip_options(line), Location(display).at(line=line_no), origin)
+        dep = _with_hashes(parse_requirement(_strip_options(line),
+                                             Location(display).at(line=line_no), origin), line)
         if dep is not None:
             deps.append(dep)
     return deps
@@ -132,7 +141,7 @@ def _parse_text(text: str, path: Path, display: str, depth: int,
             else:
                 deps.extend(included)
             continue
-        dep = parse_requirement(_strip_options(line), loc, "requirements")
+        dep = _with_hashes(parse_requirement(_strip_options(line), loc, "requirements"), line)
         if dep is not None:
             deps.append(dep)
     if pins:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mlward._internal.scanners.archive import is_zip
+from mlward._internal.scanners.facts import Tensor, model_fact
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward._internal.sources.archives import Spool, ZipArchive, too_deep, zip_names
@@ -48,6 +49,12 @@ def report_config(text: str | bytes, location: Location, ctx: ScanContext, what:
         ctx.add(KERAS_MALFORMED.finding(location, f"{what} cannot be judged: {exc}"))
         ctx.skip(location, f"{what} cannot be judged", inconclusive=True)
         return
+    if what in ("model_config", "config.json") and isinstance(config, dict):
+        inner = config.get("config")
+        layers = inner.get("layers") if isinstance(inner, dict) else None
+        model_fact(ctx, location, "keras", framework="keras",
+                   architecture=str(config.get("class_name") or "") or None,
+                   layers=len(layers) if isinstance(layers, list) else None)
     for issue in issues:
         ctx.add(issue.rule.finding(location, issue.message, evidence=issue.evidence or None,
                                    severity=issue.severity,
@@ -91,7 +98,7 @@ class KerasHDF5Scanner(Scanner):
         with h:
             found = [name for name in CONFIG_ATTRS if name in h.attrs]
             ctx.examined(loc, "keras-hdf5" if found else self.name)
-            if found and (problem := _global_heap_problem(target)):
+            if found and (problem := global_heap_problem(target)):
                 # A variable-length attribute is read through the global heap: libhdf5
                 # would never return (an object that does not advance its parser).
                 ctx.add(KERAS_MALFORMED.finding(loc, f"HDF5 file is damaged: {problem}"))
@@ -106,13 +113,29 @@ class KerasHDF5Scanner(Scanner):
                     ctx.add(KERAS_MALFORMED.finding(loc, f"{name} attribute is not a bounded "
                                                     "JSON string"))
             _check_external(h5py, h, loc, ctx)
+            if found or (loc.members and loc.members[-1].endswith("weights.h5")):
+                model_fact(ctx, loc, "keras-weights", framework="keras",
+                           tensors=_weights(h5py, h))
+
+
+def _weights(h5py: Any, h: Any) -> list[Tensor]:
+    """(name, dtype, shape) of the file's datasets: a Keras model's weights."""
+    found: list[Tensor] = []
+
+    def visit(name: str, obj: Any) -> bool | None:
+        if isinstance(obj, h5py.Dataset):
+            found.append((name, str(obj.dtype), tuple(obj.shape or ())))
+        return True if len(found) >= MAX_HDF5_OBJECTS else None
+
+    h.visititems(visit)
+    return found
 
 
 _GCOL = b"GCOL"
 _MAX_HEAP_OBJECTS = 1 << 20
 
 
-def _global_heap_problem(target: Path | BinaryIO) -> str | None:
+def global_heap_problem(target: Path | BinaryIO) -> str | None:
     """Why libhdf5 would loop forever reading a global heap collection of this file, or
     None. Its parser advances by each object's declared size, and a free-space object of
     size 0 (or a size that wraps the pointer) never advances: every collection (``GCOL``)
