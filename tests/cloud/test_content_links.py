@@ -113,12 +113,24 @@ def test_project_references(tmp_path: Path) -> None:
     (tmp_path / "bom.cdx.json").write_text(json.dumps({
         "bomFormat": "CycloneDX", "components": [{"name": "sentiment", "externalReferences": [
             {"type": "distribution", "url": "s3://models/sentiment/v2"}]}]}))
+    (tmp_path / "bom.spdx.json").write_text(json.dumps({"@context": "https://spdx.org/rdf/"
+        "3.0.1/spdx-context.jsonld", "@graph": [
+            {"type": "CreationInfo", "comment": "gs://not-a-component/x"},
+            {"type": "dataset_DatasetPackage", "name": "reviews",
+             "software_downloadLocation": "gs://corpora/reviews/"}]}))
+    (tmp_path / "inventory.json").write_text(json.dumps({
+        "kind": "mlward.inventory", "components": [
+            {"name": "ranker", "location": "az://acct/models/ranker.onnx"}]}))
     (tmp_path / "serve.sh").write_text(
         "mlflow server --host 127.0.0.1 --default-artifact-root s3://mlflow-store/root\n")
     (tmp_path / "train.py").write_text("df = pd.read_csv('s3://raw/rows.csv')\n")
     refs = {(r.target.bucket, r.what, r.asset) for r in collect([tmp_path], tmp_path).references}
     assert ("gs://training-data", "lineage of model 'model'", "model") in refs
     assert ("s3://models", "BOM component 'sentiment'", "sentiment") in refs
+    assert ("gs://corpora", "BOM component 'reviews'", "reviews") in refs
+    assert ("az://acct/models", "BOM component 'ranker'", "ranker") in refs
+    assert not any(r.target.bucket == "gs://not-a-component" for r in
+                   collect([tmp_path], tmp_path).references if r.what.startswith("BOM"))
     assert ("s3://mlflow-store", "MLflow server --default-artifact-root", None) in refs
     assert ("s3://raw", "code train.py", None) in refs
 

@@ -216,9 +216,8 @@ def _json_document(uri: str, text: str, name: str) -> Iterator[Reference]:
             if target:
                 yield Reference(target, f"lineage of model '{model}'", uri,
                                 _line_of(text, value), model)
-    elif doc.get("bomFormat") == "CycloneDX" or "spdxVersion" in doc:
-        components = doc.get("components") or doc.get("packages") or []
-        for component in components if isinstance(components, list) else []:
+    else:
+        for component in _bom_components(doc):
             if not isinstance(component, dict):
                 continue
             label = str(component.get("name", "?"))
@@ -227,6 +226,21 @@ def _json_document(uri: str, text: str, name: str) -> Iterator[Reference]:
                 if target:
                     yield Reference(target, f"BOM component '{label}'", uri,
                                     _line_of(text, value), label)
+
+
+def _bom_components(doc: Mapping[str, Any]) -> list[Any]:
+    """The components of a BOM of any format ``mlward bom`` writes or reads (CycloneDX, an
+    mlward inventory, SPDX 3 JSON-LD) or an SPDX 2 document; [] for any other JSON."""
+    if doc.get("bomFormat") == "CycloneDX" or doc.get("kind") == "mlward.inventory":
+        found = doc.get("components")
+    elif "spdxVersion" in doc:
+        found = doc.get("packages")
+    elif isinstance(doc.get("@graph"), list):
+        found = [o for o in doc["@graph"] if isinstance(o, dict) and str(o.get("type", ""))
+                 .endswith("Package")]
+    else:
+        found = None
+    return found if isinstance(found, list) else []
 
 
 def _strings(value: object) -> Iterator[str]:
