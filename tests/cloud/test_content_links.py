@@ -3,6 +3,7 @@ references (MLflow, DVC, lineage, BOM, code), SAS tokens, and the [cloud] settin
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -10,13 +11,16 @@ import tarfile
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from mlward._internal.cloud import content, sas
 from mlward._internal.cloud.collect import Options, options_from_section, sample
 from mlward._internal.cloud.links import StorageUri, collect, parse_uri
+from mlward._internal.pipeline import scan
 from mlward.errors import UsageError
+from mlward.settings import Settings
 
 from .test_aws import CUSTOMERS, checkpoint, safetensors
 
@@ -160,6 +164,27 @@ def test_sas_tokens() -> None:
     assert [sas.is_broad(t, now) for t in tokens] == [True, False, False]
     assert tokens[0].host == "acct.blob.core.windows.net"
     assert "A" * 10 not in tokens[0].evidence
+
+
+def test_mlward_scan_reports_sas_tokens_in_code_and_notebooks(tmp_path: Path) -> None:
+    """The secrets scanner knows a SAS by its HMAC-SHA256 signature (32 bytes, base64, URL-
+    encoded or not) beside a service version; ``mlward cloud azure`` then says how broad and
+    long-lived it is (MW843)."""
+    signature = base64.b64encode(bytes(range(7, 39))).decode()
+    url = ("https://acct.blob.core.windows.net/data/rows.csv?sv=2022-11-02&sp=rwdl"
+           "&se=2030-01-01T00:00:00Z&sig=")
+    (tmp_path / "load.py").write_text(f"URL = '{url}{quote(signature, safe='')}'\n"
+                                      f"OTHER = '{url}{'A' * 38}%3D'\n")  # 28 bytes: no HMAC
+    (tmp_path / "explore.ipynb").write_text(json.dumps({
+        "cells": [{"cell_type": "code", "source": [f"df = read_csv('{url}{signature}')"],
+                   "metadata": {}, "outputs": [], "execution_count": None}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    report = scan([tmp_path], settings=Settings(executor="inline"))
+    found = sorted((f.location.uri, f.location.cell, f.location.line, f.rule_id)
+                   for f in report.findings if "SAS" in f.message)
+    assert found == [("explore.ipynb", 1, 1, "MW401"), ("load.py", None, 1, "MW401")]
+    text = json.dumps(report.to_dict())
+    assert signature[:20] not in text and quote(signature, safe="")[:20] not in text
 
 
 def test_cloud_settings_table_is_validated() -> None:
