@@ -142,6 +142,25 @@ def json_server(route: Route, forward: str | None = None) -> Iterator[str]:
         thread.join(timeout=5)
 
 
+class Throttle:
+    """A route answering the first ``times`` requests whose path contains ``part`` with
+    ``status`` (throttling or a server error), then falling through; counts them."""
+
+    def __init__(self, part: str, times: int, status: int = 503) -> None:
+        self.part, self.left, self.status, self.seen = part, times, status, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, method: str, path: str) -> tuple[int, Any] | None:
+        if self.part not in path:
+            return None
+        with self.lock:
+            self.seen += 1
+            if self.left <= 0:
+                return None
+            self.left -= 1
+        return self.status, {"error": {"code": self.status, "message": "slow down"}}
+
+
 # --- gcp-storage-emulator -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from mlward._internal.cloud.run import cloud_report
 from mlward.cli.main import main
 from mlward.findings import Report, Severity
 
-from .conftest import aws_env, boto, by_rule, json_server, reset_moto
+from .conftest import Throttle, aws_env, boto, by_rule, json_server, reset_moto
 
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/training"
@@ -409,6 +409,24 @@ def test_denied_calls_are_inconclusive_and_name_the_permission(moto_url: str) ->
     assert report.exit_code(Severity.CRITICAL) == 2
     assert any("s3:GetBucketPolicy" in s.reason and "s3:GetBucketPolicy" in s.reason
                for s in report.inconclusive)
+
+
+@pytest.mark.parametrize(("retries", "judged"), [(3, True), (2, False)])
+def test_throttled_calls_are_retried_then_inconclusive(moto_url: str, retries: int,
+                                                       judged: bool) -> None:
+    """GetBucketEncryption answers 503 (S3's SlowDown) twice: with 3 attempts the check is
+    judged; with 2 the bucket's encryption is inconclusive (exit 2), never clean."""
+    throttle = Throttle("?encryption", times=2)
+    with aws_env(), json_server(throttle, forward=moto_url) as front:
+        reset_moto(moto_url)
+        boto(moto_url, "s3").create_bucket(Bucket="busy-bucket")
+        report = cloud_report("aws", Options(endpoint_url=front, services=("s3",),
+                                             retries=retries))
+    assert throttle.seen == min(retries, 3)
+    denied = [s for s in report.inconclusive if "GetBucketEncryption" in s.reason
+              or "GetEncryptionConfiguration" in s.reason]
+    assert (not denied) is judged
+    assert (report.exit_code(Severity.CRITICAL) == 2) is not judged
 
 
 def test_missing_extra_exits_2_with_the_install_hint(

@@ -16,9 +16,9 @@ from mlward._internal.cloud import azure
 from mlward._internal.cloud.collect import Options
 from mlward._internal.cloud.run import cloud_report
 from mlward.cli.main import main
-from mlward.findings import Report
+from mlward.findings import Report, Severity
 
-from .conftest import json_server
+from .conftest import Throttle, json_server
 from .test_aws import safetensors
 
 ACCOUNT = "devstoreaccount1"
@@ -157,6 +157,23 @@ def test_sas_finding_never_prints_the_signature(report: Report) -> None:
     assert "Zm9vYmFy" not in text and "sig" not in (f.evidence or "")
     assert (f.evidence or "").startswith(f"{ACCOUNT}.blob.core.windows.net sp=racwdl se=")
     assert "write" in f.message and "list" in f.message and f.location.line is not None
+
+
+def test_a_throttled_listing_is_inconclusive_not_clean(azurite: str, tmp_path: Path) -> None:
+    """Listing containers answers 503 (Blob Storage's ServerBusy); with one attempt allowed
+    it is made once and the account is inconclusive (exit 2). (A retry waits azure-storage-
+    blob's exponential backoff, 15 s first: not run here.)"""
+    endpoint = azurite.split("BlobEndpoint=")[1].rstrip(";")
+    throttle = Throttle("comp=list", times=1)
+    root = tmp_path / "empty"
+    root.mkdir()
+    with json_server(throttle, forward=endpoint.rsplit("/", 1)[0]) as front:
+        report = cloud_report("azure", Options(
+            connection_string=azurite.replace(endpoint, f"{front}/{ACCOUNT}"), retries=1,
+            services=("storage",), links=(root,)))
+    assert throttle.seen == 1
+    assert report.exit_code(Severity.CRITICAL) == 2
+    assert any("503" in s.reason for s in report.inconclusive), report.inconclusive
 
 
 def test_soft_delete_on_an_account_holding_models(azurite: str, servers: str, service: Any,

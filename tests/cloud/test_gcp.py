@@ -20,7 +20,7 @@ from mlward._internal.cloud.run import cloud_report
 from mlward.cli.main import main
 from mlward.findings import Report, Severity
 
-from .conftest import json_server
+from .conftest import Throttle, json_server
 from .test_aws import checkpoint, safetensors
 
 PROJECT = "test-project"
@@ -167,6 +167,23 @@ def test_workbench_api_not_enabled_is_not_a_failure(gcs_emulator: str,
                                          services=("workbench",)))
     assert not report.inconclusive
     assert "API not enabled" in report.stats["workbench"]
+
+
+@pytest.mark.parametrize(("retries", "judged"), [(3, True), (2, False)])
+def test_throttled_calls_are_retried_then_inconclusive(gcs_emulator: str,
+                                                       no_google_metadata: None,
+                                                       retries: int, judged: bool) -> None:
+    """The Notebooks API answers 429 twice: with 3 attempts the instances are judged; with
+    2 the list is inconclusive (exit 2), never an empty, clean project."""
+    throttle = Throttle("/locations/-/instances", times=2, status=429)
+    with json_server(lambda m, p: throttle(m, p) or iam_and_workbench(m, p)) as notebooks:
+        report = cloud_report("gcp", Options(endpoint_url=gcs_emulator, project=PROJECT,
+                                             notebooks_endpoint=notebooks, retries=retries,
+                                             services=("workbench",)))
+    assert throttle.seen == min(retries, 3)
+    assert bool(_uris(report, "MW836")) is judged
+    assert (report.exit_code(Severity.CRITICAL) == 2) is not judged
+    assert judged or "429" in report.inconclusive[0].reason
 
 
 def test_permissions_command(capsys: pytest.CaptureFixture[str]) -> None:

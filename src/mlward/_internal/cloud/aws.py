@@ -147,7 +147,7 @@ class Api:
         if options.endpoint_url:
             self.session.events.register("before-sign.s3-control", self._unprefix)
         self.config = Config(connect_timeout=options.timeout, read_timeout=options.timeout,
-                             retries={"max_attempts": options.retries, "mode": "adaptive"},
+                             retries={"total_max_attempts": options.retries, "mode": "adaptive"},
                              user_agent_extra="mlward-cloud", max_pool_connections=64)
         self._clients: dict[tuple[str, str], Any] = {}
 

@@ -87,7 +87,9 @@ def _clients(options: Options, run: Run, credential: Any) -> list[Any]:
         raise MissingExtra("azure-storage-blob", "cloud") from None
     kwargs: dict[str, Any] = {
         "connection_timeout": options.timeout, "read_timeout": options.timeout,
-        "retry_total": options.retries,
+        # azure-storage-blob counts retries after the first attempt; --retries is attempts.
+        "retry_total": options.retries - 1, "retry_status": options.retries - 1,
+        "retry_connect": options.retries - 1, "retry_read": options.retries - 1,
         "raw_response_hook": lambda response: run.count(f"{response.http_request.method} blob")}
     if options.connection_string:
         try:

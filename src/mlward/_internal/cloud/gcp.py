@@ -81,6 +81,8 @@ class _Gcp:
                              "`gcloud config set project`)")
         self.project = project
         self.http = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        self.http.mount("https://", _retrying(options.retries))
+        self.http.mount("http://", _retrying(options.retries))
         self.http.hooks["response"].append(self._count)
         client_options = {"api_endpoint": options.endpoint_url} if options.endpoint_url else None
         self.client = storage.Client(project=project, credentials=credentials, _http=self.http,
@@ -89,6 +91,20 @@ class _Gcp:
     def _count(self, response: Any, *args: Any, **kwargs: Any) -> None:
         self.run.count(f"{response.request.method} {response.request.path_url.split('?')[0]}"
                        .split("/o/")[0])
+
+
+def _retrying(attempts: int) -> Any:
+    """Throttling (429) and server errors are retried with exponential backoff, honouring
+    Retry-After, up to ``attempts`` in all (every mlward call is a GET); the Notebooks API
+    has no client library retry of its own. The storage client retries on top within its
+    deadline."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    return HTTPAdapter(max_retries=Retry(
+        total=attempts - 1, connect=attempts - 1, read=0, status_forcelist=(429, 500, 502, 503,
+        504), allowed_methods=frozenset({"GET", "HEAD"}), backoff_factor=0.5,
+        raise_on_status=False))
 
 
 def _call(gcp: _Gcp, uri: str, what: str, fn: Callable[[], Any]) -> Any:
