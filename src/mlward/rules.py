@@ -668,150 +668,6 @@ LIVE_TOOL = rule(
 # --- MW7xx: provenance and integrity ------------------------------------------------------
 
 
-# --- MW95x-MW99x: data ----------------------------------------------------------------------
-
-# Dataset formats that run or deserialise code on load: MW950-MW959.
-
-ARROW_PICKLED_EXTENSION = rule(
-    "MW950", "Arrow extension type deserialised with pickle", Severity.HIGH,
-    "Do not read this file with pyarrow older than 14.0.1; upgrade pyarrow, and ask the "
-    "publisher to re-export the column as a registered or canonical extension type.",
-    cwe="CWE-502",
-    doc="A Parquet, Feather or Arrow IPC schema declares the `arrow.py_extension_type` "
-    "extension: its metadata is a pickle that pyarrow before 14.0.1 unpickles when the file "
-    "is read (CVE-2023-47248), whatever the caller asks for. The pickle itself is judged "
-    "too (MW1xx).",
-)
-PICKLED_COLUMN = rule(
-    "MW951", "Column stores pickled Python objects", Severity.HIGH,
-    "Read the file without the library that registers this type (plain pyarrow sees bytes), "
-    "or convert the column to a data-only type before sharing the dataset.",
-    cwe="CWE-502",
-    doc="The column's Arrow extension type (such as Ray Data's `arrow_pickled_object`) "
-    "stores each value as a pickle that the library unpickles when the column is "
-    "converted: every value can run code.",
-)
-DATASET_METADATA = rule(
-    "MW952", "Dataset metadata names code or types outside the file", Severity.LOW,
-    "Check that the named types come from libraries you trust before loading the dataset.",
-    doc="pandas metadata in a Parquet/Arrow file names extension dtypes, or the schema names "
-    "extension types, that only third-party code registered at load time can rebuild: "
-    "what runs depends on what the reading program imports.",
-)
-DATASET_MALFORMED = rule(
-    "MW953", "Dataset file structure is malformed", Severity.MEDIUM,
-    "Re-export the dataset with a current writer; do not feed a damaged file to readers "
-    "that trust its metadata.",
-    doc="A Parquet footer, Arrow schema, HDF5 structure or Zarr metadata could not be "
-    "parsed; what could not be read is reported as not examined.",
-)
-DATASET_LOADING_SCRIPT = rule(
-    "MW954", "Dataset repository ships a loading script", Severity.HIGH,
-    "Load the data files directly (Parquet, CSV, JSON) instead of running the script, or "
-    "review the script before passing trust_remote_code=True.",
-    cwe="CWE-829",
-    doc="A Hugging Face dataset repository with `<name>.py` (or a card/config naming one) "
-    "has `datasets.load_dataset` import and run that script; the script is also scanned as "
-    "Python code.",
-)
-DATASET_REMOTE_DATA = rule(
-    "MW955", "Dataset downloads data from outside the repository", Severity.MEDIUM,
-    "Pin the downloads by checksum over HTTPS, or vendor the data files into the repository.",
-    cwe="CWE-494",
-    doc="The dataset card, `dataset_infos.json` or config points its data files at URLs "
-    "(plain HTTP is reported higher) or at paths outside the repository: what is loaded "
-    "is not what was reviewed.",
-)
-
-# Content checks on tabular data: MW960-MW969.
-
-FORMULA_INJECTION = rule(
-    "MW960", "Spreadsheet formula in a data cell", Severity.MEDIUM,
-    "Prefix such cells with a single quote (or strip the leading = + - @) before the data "
-    "reaches a spreadsheet or a report exported to one.",
-    cwe="CWE-1236",
-    doc="A CSV/XLSX cell starts with `=`, `+`, `-` or `@` followed by a function call: "
-    "a spreadsheet that opens the data (or a report built from it) evaluates it, which "
-    "can exfiltrate other cells through HYPERLINK/WEBSERVICE.",
-)
-FORMULA_DDE = rule(
-    "MW961", "Dynamic Data Exchange (DDE) payload in a spreadsheet", Severity.HIGH,
-    "Remove the cell or link; never open the file in a spreadsheet with DDE enabled.",
-    cwe="CWE-1236",
-    doc="A cell holds a DDE formula (`=cmd|' /C calc'!A0`, `DDEAUTO`) or the workbook "
-    "declares a DDE external link: opening it in Excel can start a program.",
-)
-PII_IN_DATASET = rule(
-    "MW962", "Personal data in a dataset column", Severity.LOW,
-    "Confirm the dataset may hold this data (consent, purpose); drop or pseudonymise the "
-    "column before sharing or training.",
-    cwe="CWE-359",
-    doc="A bounded sample of the column's values holds e-mail addresses, phone numbers, "
-    "card numbers, IBANs or similar (redacted in the report). Secrets found the same way "
-    "are reported with the MW4xx rules, the column named.",
-)
-WORKBOOK_MACROS = rule(
-    "MW963", "Workbook carries VBA macros", Severity.MEDIUM,
-    "Use a macro-free export (.xlsx or CSV) of the data.",
-    cwe="CWE-829",
-    doc="The workbook contains a VBA project (`xl/vbaProject.bin`): code that runs in the "
-    "spreadsheet program of whoever opens it.",
-)
-
-# Data diff (two versions of a dataset): MW970-MW989.
-
-LABEL_FLIP = rule(
-    "MW970", "Labels changed on rows whose features did not", Severity.HIGH,
-    "Review the changed rows (the details list samples) and who changed them before "
-    "retraining; re-label from a trusted source if they were not meant to change.",
-    cwe="CWE-345",
-    doc="Rows present in both versions with identical feature values now carry a different "
-    "label: the signature of label-flipping poisoning (or of a labelling fix worth "
-    "reviewing).",
-)
-CONFLICTING_DUPLICATES = rule(
-    "MW971", "Near-duplicate rows with conflicting labels", Severity.MEDIUM,
-    "Deduplicate the new rows and resolve their labels before training.",
-    cwe="CWE-345",
-    doc="New or changed rows are the same as other rows once case, whitespace and "
-    "punctuation are ignored, but carry a different label: contradictory examples that "
-    "poisoning uses to move a decision boundary.",
-)
-TRIGGER_TOKEN = rule(
-    "MW972", "Possible backdoor trigger: a rare value in many new rows with one label",
-    Severity.HIGH,
-    "Inspect the new rows that carry this token; remove them unless the token is "
-    "legitimate, and find out who added them.",
-    cwe="CWE-345",
-    doc="A token (in a text column) or value (in another column) that was rare or absent in "
-    "the old version appears in many added or changed rows, nearly all with the same label: "
-    "how backdoor triggers are planted.",
-)
-LABEL_SHIFT = rule(
-    "MW973", "Label distribution shifted", Severity.MEDIUM,
-    "Check that the change in class balance is intended before retraining.",
-    doc="The share of one or more labels moved by more than the threshold (total variation "
-    "distance) between the two versions.",
-)
-SCHEMA_CHANGED = rule(
-    "MW974", "Dataset schema changed", Severity.MEDIUM,
-    "Confirm that the training code expects the new schema.",
-    doc="Columns were dropped (medium), retyped (medium) or added (low) between the two "
-    "versions; rows are compared on the columns both share.",
-)
-COLUMN_SHIFT = rule(
-    "MW975", "Column statistics shifted", Severity.LOW,
-    "Check whether the change in this column's distribution is expected.",
-    doc="The column's mean, spread, null rate or distinct share moved by more than the "
-    "threshold between the two versions.",
-)
-DATA_CHANGED = rule(
-    "MW979", "Dataset content changed", Severity.INFO,
-    "Review the summary (rows added, removed and changed) before retraining.",
-    doc="A summary of what differs between the two versions; the indicators above say "
-    "whether any of it looks like tampering.",
-)
-
 # Bill of materials (``mlward bom``, ``bom verify``, ``bom diff``): MW750-MW779.
 
 UNPINNED_HUB_MODEL = rule(
@@ -1439,4 +1295,175 @@ IAC_AZ_NO_SAS_POLICY = rule(
     "Declare sas_policy { expiration_period = \"1.00:00:00\" } so long-lived SAS tokens are "
     "flagged and logged.",
     cwe="CWE-798",
+)
+
+
+# --- MW90x-MW94x: policies and gates ------------------------------------------------------
+
+POLICY_VIOLATION = rule(
+    "MW901", "Policy rule violated", Severity.HIGH,
+    "Do what the policy rule's remediation says, or waive the violation (a [[waivers]] entry "
+    "whose rule is the policy rule's id) with a reason, an owner and an expiry date.",
+    doc="`mlward gate` found an item (a finding, a model, a dependency, a notebook, the "
+    "project) that a rule of the policy forbids. Reports show the policy rule's own id and "
+    "severity; MW901 is the catalogue entry they all share.",
+)
+POLICY_NOT_EVALUATED = rule(
+    "MW902", "Policy rule could not be evaluated", Severity.MEDIUM,
+    "Fix the condition (guard optional fields with `has(...)` in CEL or `!= null`), or the "
+    "check that left the item without the fields the condition reads.",
+    doc="A rule's condition raised an error on an item (a missing field, a type mismatch). The "
+    "gate cannot say the item passes, so the run is inconclusive (exit 2).",
+)
+ALERT_NOT_DELIVERED = rule(
+    "MW903", "Alert could not be delivered", Severity.LOW,
+    "Check the channel's URL, credentials and network; undelivered alerts are sent again on "
+    "the next gate run.",
+    doc="An alert channel (webhook, Slack, Teams, e-mail) refused or did not answer after "
+    "every retry. The gate's verdict does not change; the ledger records the failure.",
+)
+
+
+# --- MW95x-MW99x: data ----------------------------------------------------------------------
+
+# Dataset formats that run or deserialise code on load: MW950-MW959.
+
+ARROW_PICKLED_EXTENSION = rule(
+    "MW950", "Arrow extension type deserialised with pickle", Severity.HIGH,
+    "Do not read this file with pyarrow older than 14.0.1; upgrade pyarrow, and ask the "
+    "publisher to re-export the column as a registered or canonical extension type.",
+    cwe="CWE-502",
+    doc="A Parquet, Feather or Arrow IPC schema declares the `arrow.py_extension_type` "
+    "extension: its metadata is a pickle that pyarrow before 14.0.1 unpickles when the file "
+    "is read (CVE-2023-47248), whatever the caller asks for. The pickle itself is judged "
+    "too (MW1xx).",
+)
+PICKLED_COLUMN = rule(
+    "MW951", "Column stores pickled Python objects", Severity.HIGH,
+    "Read the file without the library that registers this type (plain pyarrow sees bytes), "
+    "or convert the column to a data-only type before sharing the dataset.",
+    cwe="CWE-502",
+    doc="The column's Arrow extension type (such as Ray Data's `arrow_pickled_object`) "
+    "stores each value as a pickle that the library unpickles when the column is "
+    "converted: every value can run code.",
+)
+DATASET_METADATA = rule(
+    "MW952", "Dataset metadata names code or types outside the file", Severity.LOW,
+    "Check that the named types come from libraries you trust before loading the dataset.",
+    doc="pandas metadata in a Parquet/Arrow file names extension dtypes, or the schema names "
+    "extension types, that only third-party code registered at load time can rebuild: "
+    "what runs depends on what the reading program imports.",
+)
+DATASET_MALFORMED = rule(
+    "MW953", "Dataset file structure is malformed", Severity.MEDIUM,
+    "Re-export the dataset with a current writer; do not feed a damaged file to readers "
+    "that trust its metadata.",
+    doc="A Parquet footer, Arrow schema, HDF5 structure or Zarr metadata could not be "
+    "parsed; what could not be read is reported as not examined.",
+)
+DATASET_LOADING_SCRIPT = rule(
+    "MW954", "Dataset repository ships a loading script", Severity.HIGH,
+    "Load the data files directly (Parquet, CSV, JSON) instead of running the script, or "
+    "review the script before passing trust_remote_code=True.",
+    cwe="CWE-829",
+    doc="A Hugging Face dataset repository with `<name>.py` (or a card/config naming one) "
+    "has `datasets.load_dataset` import and run that script; the script is also scanned as "
+    "Python code.",
+)
+DATASET_REMOTE_DATA = rule(
+    "MW955", "Dataset downloads data from outside the repository", Severity.MEDIUM,
+    "Pin the downloads by checksum over HTTPS, or vendor the data files into the repository.",
+    cwe="CWE-494",
+    doc="The dataset card, `dataset_infos.json` or config points its data files at URLs "
+    "(plain HTTP is reported higher) or at paths outside the repository: what is loaded "
+    "is not what was reviewed.",
+)
+
+# Content checks on tabular data: MW960-MW969.
+
+FORMULA_INJECTION = rule(
+    "MW960", "Spreadsheet formula in a data cell", Severity.MEDIUM,
+    "Prefix such cells with a single quote (or strip the leading = + - @) before the data "
+    "reaches a spreadsheet or a report exported to one.",
+    cwe="CWE-1236",
+    doc="A CSV/XLSX cell starts with `=`, `+`, `-` or `@` followed by a function call: "
+    "a spreadsheet that opens the data (or a report built from it) evaluates it, which "
+    "can exfiltrate other cells through HYPERLINK/WEBSERVICE.",
+)
+FORMULA_DDE = rule(
+    "MW961", "Dynamic Data Exchange (DDE) payload in a spreadsheet", Severity.HIGH,
+    "Remove the cell or link; never open the file in a spreadsheet with DDE enabled.",
+    cwe="CWE-1236",
+    doc="A cell holds a DDE formula (`=cmd|' /C calc'!A0`, `DDEAUTO`) or the workbook "
+    "declares a DDE external link: opening it in Excel can start a program.",
+)
+PII_IN_DATASET = rule(
+    "MW962", "Personal data in a dataset column", Severity.LOW,
+    "Confirm the dataset may hold this data (consent, purpose); drop or pseudonymise the "
+    "column before sharing or training.",
+    cwe="CWE-359",
+    doc="A bounded sample of the column's values holds e-mail addresses, phone numbers, "
+    "card numbers, IBANs or similar (redacted in the report). Secrets found the same way "
+    "are reported with the MW4xx rules, the column named.",
+)
+WORKBOOK_MACROS = rule(
+    "MW963", "Workbook carries VBA macros", Severity.MEDIUM,
+    "Use a macro-free export (.xlsx or CSV) of the data.",
+    cwe="CWE-829",
+    doc="The workbook contains a VBA project (`xl/vbaProject.bin`): code that runs in the "
+    "spreadsheet program of whoever opens it.",
+)
+
+# Data diff (two versions of a dataset): MW970-MW989.
+
+LABEL_FLIP = rule(
+    "MW970", "Labels changed on rows whose features did not", Severity.HIGH,
+    "Review the changed rows (the details list samples) and who changed them before "
+    "retraining; re-label from a trusted source if they were not meant to change.",
+    cwe="CWE-345",
+    doc="Rows present in both versions with identical feature values now carry a different "
+    "label: the signature of label-flipping poisoning (or of a labelling fix worth "
+    "reviewing).",
+)
+CONFLICTING_DUPLICATES = rule(
+    "MW971", "Near-duplicate rows with conflicting labels", Severity.MEDIUM,
+    "Deduplicate the new rows and resolve their labels before training.",
+    cwe="CWE-345",
+    doc="New or changed rows are the same as other rows once case, whitespace and "
+    "punctuation are ignored, but carry a different label: contradictory examples that "
+    "poisoning uses to move a decision boundary.",
+)
+TRIGGER_TOKEN = rule(
+    "MW972", "Possible backdoor trigger: a rare value in many new rows with one label",
+    Severity.HIGH,
+    "Inspect the new rows that carry this token; remove them unless the token is "
+    "legitimate, and find out who added them.",
+    cwe="CWE-345",
+    doc="A token (in a text column) or value (in another column) that was rare or absent in "
+    "the old version appears in many added or changed rows, nearly all with the same label: "
+    "how backdoor triggers are planted.",
+)
+LABEL_SHIFT = rule(
+    "MW973", "Label distribution shifted", Severity.MEDIUM,
+    "Check that the change in class balance is intended before retraining.",
+    doc="The share of one or more labels moved by more than the threshold (total variation "
+    "distance) between the two versions.",
+)
+SCHEMA_CHANGED = rule(
+    "MW974", "Dataset schema changed", Severity.MEDIUM,
+    "Confirm that the training code expects the new schema.",
+    doc="Columns were dropped (medium), retyped (medium) or added (low) between the two "
+    "versions; rows are compared on the columns both share.",
+)
+COLUMN_SHIFT = rule(
+    "MW975", "Column statistics shifted", Severity.LOW,
+    "Check whether the change in this column's distribution is expected.",
+    doc="The column's mean, spread, null rate or distinct share moved by more than the "
+    "threshold between the two versions.",
+)
+DATA_CHANGED = rule(
+    "MW979", "Dataset content changed", Severity.INFO,
+    "Review the summary (rows added, removed and changed) before retraining.",
+    doc="A summary of what differs between the two versions; the indicators above say "
+    "whether any of it looks like tampering.",
 )
