@@ -190,3 +190,43 @@ def test_python_quoting_a_template_is_still_python(tmp_path: Path) -> None:
                                        '"""\nimport os\nos.system("id")\n')
     report = scan([tmp_path], settings=INLINE)
     assert [e.format for e in report.examined] == ["python"]
+
+
+@pytest.mark.parametrize("engine", ["cel", "rego"])
+def test_gate_policies_read_the_declared_storage(tmp_path: Path, engine: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``mlward gate`` gives policies a ``storage`` collection (one ``bucket`` per declared
+    bucket, container or account, with why it is public); the violation points at the
+    declaration, and the input document the run used matches its schema."""
+    import json
+
+    import jsonschema
+
+    from mlward._internal.policy.document import input_schema
+    from mlward.cli.main import main
+
+    shutil.copytree(IAC / "terraform" / "bad", tmp_path / "infra")
+    shutil.copytree(IAC / "terraform" / "good", tmp_path / "infra-ok")
+    (tmp_path / "pyproject.toml").write_text("")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\nrules:\n  - id: no-public-storage\n    title: No public bucket\n"
+        "    severity: high\n    for: storage\n"
+        "    cel: bucket.public.size() > 0 && bucket.type != \"az_account\"\n"
+        "    rego: |\n      count(bucket.public) > 0\n      bucket.type != \"az_account\"\n"
+        "    remediation: Keep buckets private.\n")
+    document = tmp_path / "input.json"
+    code = main(["gate", "--executor", "inline", "--check", "scan", "--engine", engine,
+                 "--policy", str(policy), "--write-input", str(document), "-f", "json",
+                 str(tmp_path)])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1
+    named = {v["message"].split(": ", 1)[1] for v in result["violations"]}
+    assert "aws_s3_bucket.models (infra/main.tf)" in named
+    assert "google_storage_bucket.datasets (infra/storage.tf)" in named
+    assert not any("infra-ok" in n for n in named)
+    doc = json.loads(document.read_text())
+    jsonschema.validate(doc, input_schema())
+    models = {b["path"]: b for b in doc["storage"] if b["resource"] == "aws_s3_bucket.models"}
+    assert models["infra/main.tf"]["line"] and models["infra/main.tf"]["public"]
+    assert models["infra-ok/main.tf"]["public"] == []
