@@ -228,6 +228,11 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
+def uris_of(report: Any, rule: str) -> set[str]:
+    """Where ``rule`` was reported."""
+    return {f.location.uri for f in report.findings if f.rule_id == rule}
+
+
 def by_rule(findings: Any) -> Mapping[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for f in findings:

@@ -18,7 +18,7 @@ from mlward._internal.cloud.run import cloud_report
 from mlward.cli.main import main
 from mlward.findings import Report, Severity
 
-from .conftest import Throttle, aws_env, boto, by_rule, json_server, reset_moto
+from .conftest import Throttle, aws_env, boto, by_rule, json_server, reset_moto, uris_of
 
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/training"
@@ -209,10 +209,6 @@ def report(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Report:
                                            trusted_accounts=(TRUSTED,)))
 
 
-def _uris(report: Report, rule: str) -> set[str]:
-    return {f.location.uri for f in report.findings if f.rule_id == rule}
-
-
 def arn(kind: str, name: str, region: str = "us-east-1") -> str:
     return f"arn:aws:sagemaker:{region}:{ACCOUNT}:{kind}/{name}"
 
@@ -255,7 +251,7 @@ CASES = [
 
 @pytest.mark.parametrize(("rule", "failing", "passing"), CASES, ids=[c[0] for c in CASES])
 def test_check_fails_and_passes(report: Report, rule: str, failing: str, passing: str) -> None:
-    uris = _uris(report, rule)
+    uris = uris_of(report, rule)
     assert failing in uris, f"{rule} not reported on {failing}: {sorted(uris)}"
     assert passing not in uris
 

@@ -18,7 +18,7 @@ from mlward._internal.cloud.run import cloud_report
 from mlward.cli.main import main
 from mlward.findings import Report, Severity
 
-from .conftest import Throttle, json_server
+from .conftest import Throttle, json_server, uris_of
 from .test_aws import safetensors
 
 ACCOUNT = "devstoreaccount1"
@@ -107,10 +107,6 @@ def report(azurite: str, servers: str, tmp_path_factory: pytest.TempPathFactory)
     return run(azurite, servers, project(tmp_path_factory.mktemp("azure") / "project"))
 
 
-def _uris(report: Report, rule: str) -> set[str]:
-    return {f.location.uri for f in report.findings if f.rule_id == rule}
-
-
 CASES = [
     ("MW837", f"az://{ACCOUNT}/public-container", f"az://{ACCOUNT}/private"),
     ("MW838", f"az://{ACCOUNT}", "az://lockedaccount"),
@@ -122,7 +118,7 @@ CASES = [
 
 @pytest.mark.parametrize(("rule", "failing", "passing"), CASES, ids=[c[0] for c in CASES])
 def test_check_fails_and_passes(report: Report, rule: str, failing: str, passing: str) -> None:
-    uris = _uris(report, rule)
+    uris = uris_of(report, rule)
     assert failing in uris, f"{rule} not reported on {failing}: {sorted(uris)}"
     assert passing not in uris
 
@@ -190,8 +186,8 @@ def test_soft_delete_on_an_account_holding_models(azurite: str, servers: str, se
         after = run(azurite, servers, root)
     finally:
         service.set_service_properties(delete_retention_policy=RetentionPolicy(enabled=False))
-    assert f"az://{ACCOUNT}" in _uris(before, "MW844")
-    assert not _uris(after, "MW844")
+    assert f"az://{ACCOUNT}" in uris_of(before, "MW844")
+    assert not uris_of(after, "MW844")
 
 
 def test_management_api_gets_the_token(azurite: str, tmp_path: Path) -> None:

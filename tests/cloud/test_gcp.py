@@ -20,7 +20,7 @@ from mlward._internal.cloud.run import cloud_report
 from mlward.cli.main import main
 from mlward.findings import Report, Severity
 
-from .conftest import Throttle, json_server
+from .conftest import Throttle, json_server, uris_of
 from .test_aws import checkpoint, safetensors
 
 PROJECT = "test-project"
@@ -113,10 +113,6 @@ def report(servers: tuple[str, str], tmp_path: Path, no_google_metadata: None) -
                                        links=(project(tmp_path / "project"),)))
 
 
-def _uris(report: Report, rule: str) -> set[str]:
-    return {f.location.uri for f in report.findings if f.rule_id == rule}
-
-
 INSTANCES = f"/v2/projects/{PROJECT}/locations/us-central1-a/instances"
 CASES = [
     ("MW832", "gs://gcs-public", "gs://gcs-private"),
@@ -132,7 +128,7 @@ CASES = [
 @pytest.mark.parametrize(("rule", "failing", "passing"), CASES, ids=[c[0] for c in CASES])
 def test_check_fails_and_passes(report: Report, rule: str, failing: str, passing: str) -> None:
     uris = {u.replace(u.split(INSTANCES)[0], "") if INSTANCES in u else u
-            for u in _uris(report, rule)}
+            for u in uris_of(report, rule)}
     assert failing in uris, f"{rule} not reported on {failing}: {sorted(uris)}"
     assert passing not in uris
 
@@ -181,7 +177,7 @@ def test_throttled_calls_are_retried_then_inconclusive(gcs_emulator: str,
                                              notebooks_endpoint=notebooks, retries=retries,
                                              services=("workbench",)))
     assert throttle.seen == min(retries, 3)
-    assert bool(_uris(report, "MW836")) is judged
+    assert bool(uris_of(report, "MW836")) is judged
     assert (report.exit_code(Severity.CRITICAL) == 2) is not judged
     assert judged or "429" in report.inconclusive[0].reason
 
