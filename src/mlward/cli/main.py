@@ -44,6 +44,8 @@ COMMANDS = {
     "data": "mlward.cli.data",
     "bom": "mlward.cli.bom",
     "gate": "mlward.cli.gate",
+    "audit": "mlward.cli.audit",
+    "watch": "mlward.cli.audit",
     "cloud": "mlward.cli.cloud",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
