@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import shutil
 import socket
 import struct
 import subprocess
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from cloud.conftest import azurite_command
 from probe.conftest import _stop as stop  # the probe tests' servers stop the same way
 from probe.conftest import free_port
 
@@ -162,7 +162,7 @@ def _forget_filesystems() -> None:
     s3fs.S3FileSystem.clear_instance_cache()
 
 
-# -- Google Cloud Storage: gcp-storage-emulator (PyPI), its JSON API on 127.0.0.1 ----------
+# -- Google Cloud Storage: gcp-storage-emulator (the test extra), on 127.0.0.1 --------------
 
 
 @dataclass
@@ -180,34 +180,33 @@ class GcsServer:
 
 
 @pytest.fixture(scope="module")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
-    """gcsfs finds the emulator through STORAGE_EMULATOR_HOST, with anonymous credentials
-    (the default chain would ask the cloud's metadata server) and its plain JSON-API
-    filesystem (the default one first asks a gRPC endpoint the emulator does not serve)."""
+def gcs() -> Iterator[GcsServer]:
+    """gcp-storage-emulator in this process, as the cloud tests run it. gcsfs finds it through
+    STORAGE_EMULATOR_HOST, with anonymous credentials (the default chain would ask the
+    cloud's metadata server) and its plain JSON-API filesystem (the default one first asks a
+    gRPC endpoint the emulator does not serve)."""
     gcsfs = pytest.importorskip("gcsfs")
+    emulator = pytest.importorskip("gcp_storage_emulator.server",
+                                   reason="gcp-storage-emulator is not installed "
+                                   "(pip install -e '.[test]')")
     import fsspec
     from gcsfs.core import GCSFileSystem
 
-    binary = BIN / "gcp-storage-emulator"
-    if not binary.exists():
-        pytest.skip("gcp-storage-emulator is not installed (pip install 'mlward[test]')")
-    workdir = tmp_path_factory.mktemp("gcs")
     port = free_port()
-    proc = _start([str(binary), "start", "--host", "127.0.0.1", "--port", str(port),
-                   "--in-memory"], workdir, "gcs")
+    process = emulator.create_server("127.0.0.1", port, in_memory=True)
+    process.start()
     server = GcsServer(f"http://127.0.0.1:{port}")
     saved_env = os.environ.get("STORAGE_EMULATOR_HOST")
     saved_conf = fsspec.config.conf.get("gs")
     saved_class = fsspec.get_filesystem_class("gs")
     try:
-        _wait_for_port(port, proc, workdir / "gcs.log")
         os.environ["STORAGE_EMULATOR_HOST"] = server.url
         fsspec.config.conf["gs"] = {"token": "anon", "project": "test"}
         fsspec.register_implementation("gs", GCSFileSystem, clobber=True)
         GCSFileSystem.clear_instance_cache()
         yield server
     finally:
-        stop(proc)
+        process.stop()
         if saved_env is None:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
         else:
@@ -219,8 +218,7 @@ def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
         fsspec.register_implementation("gs", saved_class, clobber=True)
         gcsfs.GCSFileSystem.clear_instance_cache()
 
-
-# -- Azurite: Azure Blob Storage's emulator (npm's azurite, installed by .ci/run) ----------
+# -- Azurite: Azure Blob Storage's emulator (npm; .ci/run installs it in .test-tools/) ----
 
 AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
                "KBHBeksoGMGw==")
@@ -246,12 +244,10 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServer]:
     """``azurite-blob`` on 127.0.0.1; adlfs finds it through AZURE_STORAGE_CONNECTION_STRING,
     as it finds a real account."""
     pytest.importorskip("adlfs")
-    binary = shutil.which("azurite-blob")
-    if binary is None:
-        pytest.skip("azurite-blob is not on PATH (.ci/run installs it: npm install azurite)")
+    command = azurite_command()  # found as the cloud tests find it, or skipped with the reason
     workdir = tmp_path_factory.mktemp("azurite")
     port = free_port()
-    proc = _start([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+    proc = _start([*command, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
                    str(workdir), "--silent", "--skipApiVersionCheck", "--loose"], workdir,
                   "azurite")
     server = BlobServer(f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
