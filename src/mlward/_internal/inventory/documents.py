@@ -1,0 +1,192 @@
+"""What a JSON document given to the inventory is (a scan report, a BOM, a gate result, an
+audit snapshot) and the rows it becomes.
+
+Every document is parsed with its own model's ``from_dict`` first, so that the inventory only
+ever holds what mlward itself would have written; its digest is the SHA-256 of its canonical
+JSON, which is what makes ingest idempotent (the same CI result pushed twice is one row).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from mlward._internal.inventory.errors import InventoryError
+from mlward.findings import Fact, Finding, Report, Severity
+
+KINDS = ("report", "bom", "gate", "audit")
+SEVERITIES = tuple(s.label for s in sorted(Severity, reverse=True))
+"""Severity labels, most severe first (the count columns)."""
+
+# Fact kinds that are inventory assets, and the asset kind each becomes.
+_FACT_ASSETS = {"model": "model", "dataset": "dataset", "dependency": "dependency",
+                "server": "tool", "ml-tool-config": "tool", "bucket": "bucket",
+                "cloud-bucket": "bucket"}
+# BOM component kinds and the asset kind each becomes.
+_BOM_ASSETS = {"model": "model", "dataset": "dataset", "library": "dependency",
+               "service": "tool", "ai-service": "tool", "model-source": "source"}
+EXPIRED_WAIVER_RULE = "MW002"
+
+
+class DocumentError(InventoryError):
+    """A document that is not a report, BOM, gate result or audit snapshot mlward made."""
+
+
+def digest_of(data: Any) -> str:
+    """SHA-256 of the canonical JSON of ``data`` (sorted keys, no spaces)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    rule_id: str
+    severity: int
+    path: str
+    message: str
+    evidence: str | None
+    remediation: str | None
+    cwe: str | None
+    fingerprint: str
+    status: str
+
+
+@dataclass(frozen=True)
+class AssetRow:
+    kind: str
+    name: str
+    location: str
+    format: str | None
+    digest: str | None
+    verdict: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed document and what the inventory keeps of it."""
+
+    kind: str
+    action: str
+    digest: str
+    name: str  # the project's name when none is given: its root folder's
+    root: str
+    time: str
+    body: Mapping[str, Any]
+    verdict: str | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    findings: tuple[FindingRow, ...] = ()
+    assets: tuple[AssetRow, ...] = ()
+
+
+def parse_document(data: Any, *, action: str | None = None) -> Document:
+    """The :class:`Document` of a JSON value, or :class:`DocumentError` saying why not."""
+    if not isinstance(data, Mapping):
+        raise DocumentError("not a JSON object")
+    if data.get("kind") == "mlward.inventory":
+        return _bom(data, action or "bom")
+    if "schema_version" in data and "findings" in data and "tool" in data:
+        return _report(data, action or "scan")
+    raise DocumentError("not an mlward report or BOM (JSON written by --format json, or "
+                        "`mlward bom --format inventory`)")
+
+
+def _name(root: str) -> str:
+    name = root.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+    return name or root or "project"
+
+
+def _status(f: Finding) -> str:
+    if f.rule_id == EXPIRED_WAIVER_RULE:
+        return "expired-waiver"
+    if f.suppression is not None:
+        return "waived"
+    if f.baseline == "unchanged":
+        return "baseline"
+    return "open"
+
+
+def _utc(moment: datetime | None) -> str:
+    """A report's time as the inventory sorts times: UTC, ``YYYY-MM-DDTHH:MM:SSZ``."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def finding_row(f: Finding) -> FindingRow:
+    return FindingRow(f.rule_id, int(f.severity), str(f.location), f.message, f.evidence,
+                      f.remediation, f.cwe, f.fingerprint, _status(f))
+
+
+def _asset_of_fact(fact: Fact, verdicts: Mapping[str, Any]) -> AssetRow | None:
+    kind = _FACT_ASSETS.get(fact.kind)
+    if kind is None:
+        return None
+    d = fact.data
+    where = str(fact.location)
+    name = str(d.get("name") or d.get("url") or where.rsplit("/", 1)[-1] or where)
+    fmt = d.get("format") or d.get("framework") or d.get("config") or d.get("ecosystem")
+    verdict = verdicts.get(fact.location.uri)
+    return AssetRow(kind, name[:500], where, str(fmt)[:64] if fmt else None,
+                    None, str(verdict) if verdict is not None else None, dict(d))
+
+
+def _report(data: Mapping[str, Any], action: str) -> Document:
+    try:
+        report = Report.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DocumentError(f"not a valid mlward report: {type(exc).__name__}: {exc}") \
+            from None
+    return report_document(report, action)
+
+
+def report_document(report: Report, action: str) -> Document:
+    """The document of a scan report (any command's :class:`Report`)."""
+    body = report.to_dict()
+    code = report.exit_code(Severity.HIGH)
+    verdicts = report.verdicts()
+    assets = [a for a in (_asset_of_fact(f, verdicts) for f in report.facts) if a is not None]
+    root = report.root or ""
+    return Document(
+        kind="report", action=action, digest=digest_of(body), name=_name(root), root=root,
+        time=_utc(report.finished or report.started), body=body,
+        verdict={0: "pass", 1: "fail"}.get(code, "inconclusive"), counts=report.counts(),
+        summary={"inputs": list(report.inputs), "examined": len(report.examined),
+                 "inconclusive": len(report.inconclusive), "report_kind": str(report.kind)},
+        findings=tuple(finding_row(f) for f in report.findings), assets=tuple(assets))
+
+
+def _bom(data: Mapping[str, Any], action: str) -> Document:
+    from mlward._internal.bom.inventory import Inventory
+    from mlward._internal.bom.inventory import InventoryError as BomError
+
+    try:
+        inventory = Inventory.from_dict(data)
+    except (BomError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DocumentError(f"not a valid mlward BOM inventory: {exc}") from None
+    assets = []
+    for c in inventory.components:
+        kind = _BOM_ASSETS.get(c.kind)
+        if kind is None:
+            continue
+        digest = next((f"sha256:{f.digests['sha256']}" for f in c.files
+                       if "sha256" in f.digests), None)
+        props = dict(c.properties)
+        fmt = props.get("format") or props.get("framework")
+        assets.append(AssetRow(kind, c.name[:500], c.location, str(fmt)[:64] if fmt else None,
+                               digest, c.verdict, {"ref": c.ref, **c.to_dict()}))
+    body = inventory.to_dict()
+    return Document(
+        kind="bom", action=action, digest=inventory.digest(), name=inventory.name,
+        root=inventory.root, time=inventory.created, body=body,
+        verdict="incomplete" if inventory.is_incomplete else "pass",
+        summary={"components": len(inventory.components),
+                 "workflows": len(inventory.workflows)},
+        assets=tuple(assets))
