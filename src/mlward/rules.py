@@ -668,6 +668,143 @@ LIVE_TOOL = rule(
 # --- MW7xx: provenance and integrity ------------------------------------------------------
 
 
+# Bill of materials (``mlward bom``, ``bom verify``, ``bom diff``): MW750-MW779.
+
+UNPINNED_HUB_MODEL = rule(
+    "MW751", "Model pulled from a hub without a pinned revision", Severity.MEDIUM,
+    "Pass the commit hash of the revision you reviewed (`revision=\"<40-hex commit>\"`, "
+    "`torch.hub.load(\"owner/repo:<commit>\", ...)`, `models:/name/<version>`): a branch, a "
+    "tag or no revision at all gives whatever the hub holds on the day the code runs.",
+    cwe="CWE-494",
+    doc="Code or a notebook loads a model by name from a model hub (Hugging Face "
+    "`from_pretrained`, `hf_hub_download`, `snapshot_download`, `pipeline(model=...)`, "
+    "`torch.hub.load`, an MLflow `models:/` URI) without naming an immutable revision. The "
+    "model can change under the project without any file here changing, so no scan, "
+    "manifest or BOM of this project covers what actually runs. A branch or tag name is "
+    "reported at low severity: it can be moved.",
+)
+
+BOM_FILE_CHANGED = rule(
+    "MW750", "File changed since the BOM was made", Severity.HIGH,
+    "Find out who changed it and why (`mlward ledger log`); if the change is intended, "
+    "make a new BOM (`mlward bom`) and review `mlward bom diff` before accepting it.",
+    cwe="CWE-345",
+    doc="`mlward bom verify` re-hashed a model or dataset file the BOM lists and its digest "
+    "differs: the model or data is not what the BOM recorded.",
+)
+
+BOM_FILE_MISSING = rule(
+    "MW752", "File listed in the BOM has disappeared", Severity.HIGH,
+    "Restore the file, or make a new BOM if it was removed on purpose.",
+    doc="A model or dataset file the BOM lists is no longer where the BOM says it is.",
+)
+
+BOM_FILE_ADDED = rule(
+    "MW753", "File appeared that the BOM does not list", Severity.MEDIUM,
+    "Review the new file (`mlward scan`), then make a new BOM that includes it.",
+    doc="A file appeared inside a model folder or dataset the BOM lists: the component now "
+    "holds something the BOM does not account for.",
+)
+
+BOM_SIGNATURE_INVALID = rule(
+    "MW754", "Signature no longer verifies", Severity.HIGH,
+    "Treat the signed content as untrusted until it is signed again by a trusted key.",
+    cwe="CWE-347",
+    doc="A signature the BOM recorded as valid (a DSSE envelope, an OpenSSF model signing "
+    "bundle, or the BOM's own envelope) no longer verifies with the trusted keys.",
+)
+
+BOM_LEDGER_MISSING = rule(
+    "MW755", "BOM's ledger checkpoint is not in the ledger", Severity.HIGH,
+    "Run `mlward ledger verify`: the ledger was rolled back, replaced or edited since the "
+    "BOM was made, or the BOM comes from another project's ledger.",
+    cwe="CWE-345",
+    doc="The BOM is bound to the audit ledger by a signed checkpoint (tree size and root). "
+    "The ledger here no longer has a tree of that size with that root.",
+)
+
+BOM_COMPONENT_INCOMPLETE = rule(
+    "MW756", "BOM component is incomplete", Severity.LOW,
+    "Read the reason: fix the malformed model card or lock file, install the missing "
+    "extra, or make the unreadable file readable, then make the BOM again.",
+    doc="Something about the component could not be read (a malformed model card, an "
+    "unparsable lock file, an unreadable model): the BOM holds what is known, marked "
+    "`mlward:incomplete` with the reason.",
+)
+
+BOM_COMPONENT_ADDED = rule(
+    "MW760", "Component added", Severity.INFO,
+    "Review the new model, dataset, library or service before it ships.",
+    doc="`mlward bom diff`: a component the old BOM did not have.",
+)
+
+BOM_COMPONENT_REMOVED = rule(
+    "MW761", "Component removed", Severity.LOW,
+    "Check that the removal was intended.",
+    doc="`mlward bom diff`: a component of the old BOM is not in the new one.",
+)
+
+BOM_DIGEST_CHANGED = rule(
+    "MW762", "Model or dataset content changed", Severity.MEDIUM,
+    "Review the change: a model or dataset edited in place has a new digest and should have "
+    "a new lineage record and scan.",
+    cwe="CWE-345",
+    doc="`mlward bom diff`: a file of a model or dataset has another digest in the new BOM.",
+)
+
+BOM_NEW_VULNERABILITY = rule(
+    "MW763", "New known vulnerability", Severity.HIGH,
+    "Upgrade the library to a fixed version (see the advisory).",
+    cwe="CWE-1395",
+    doc="`mlward bom diff`: a vulnerability the new BOM lists that the old one did not.",
+)
+
+BOM_LICENSE_CHANGED = rule(
+    "MW764", "License changed", Severity.MEDIUM,
+    "Check that the new license allows the project's use.",
+    doc="`mlward bom diff`: a component's declared license differs between the two BOMs.",
+)
+
+BOM_VERDICT_CHANGED = rule(
+    "MW765", "Scan verdict changed", Severity.MEDIUM,
+    "Read the new scan report for that component.",
+    doc="`mlward bom diff`: a model's or file's scan verdict differs (high severity when it "
+    "got worse).",
+)
+
+BOM_VERSION_CHANGED = rule(
+    "MW766", "Component version changed", Severity.INFO,
+    "Review the upgrade or downgrade.",
+    doc="`mlward bom diff`: a library, hub model or service has another version or revision.",
+)
+
+
+# --- MW90x-MW94x: policies and gates ------------------------------------------------------
+
+POLICY_VIOLATION = rule(
+    "MW901", "Policy rule violated", Severity.HIGH,
+    "Do what the policy rule's remediation says, or waive the violation (a [[waivers]] entry "
+    "whose rule is the policy rule's id) with a reason, an owner and an expiry date.",
+    doc="`mlward gate` found an item (a finding, a model, a dependency, a notebook, the "
+    "project) that a rule of the policy forbids. Reports show the policy rule's own id and "
+    "severity; MW901 is the catalogue entry they all share.",
+)
+POLICY_NOT_EVALUATED = rule(
+    "MW902", "Policy rule could not be evaluated", Severity.MEDIUM,
+    "Fix the condition (guard optional fields with `has(...)` in CEL or `!= null`), or the "
+    "check that left the item without the fields the condition reads.",
+    doc="A rule's condition raised an error on an item (a missing field, a type mismatch). The "
+    "gate cannot say the item passes, so the run is inconclusive (exit 2).",
+)
+ALERT_NOT_DELIVERED = rule(
+    "MW903", "Alert could not be delivered", Severity.LOW,
+    "Check the channel's URL, credentials and network; undelivered alerts are sent again on "
+    "the next gate run.",
+    doc="An alert channel (webhook, Slack, Teams, e-mail) refused or did not answer after "
+    "every retry. The gate's verdict does not change; the ledger records the failure.",
+)
+
+
 # --- MW95x-MW99x: data ----------------------------------------------------------------------
 
 # Dataset formats that run or deserialise code on load: MW950-MW959.
@@ -810,114 +947,4 @@ DATA_CHANGED = rule(
     "Review the summary (rows added, removed and changed) before retraining.",
     doc="A summary of what differs between the two versions; the indicators above say "
     "whether any of it looks like tampering.",
-)
-
-# Bill of materials (``mlward bom``, ``bom verify``, ``bom diff``): MW750-MW779.
-
-UNPINNED_HUB_MODEL = rule(
-    "MW751", "Model pulled from a hub without a pinned revision", Severity.MEDIUM,
-    "Pass the commit hash of the revision you reviewed (`revision=\"<40-hex commit>\"`, "
-    "`torch.hub.load(\"owner/repo:<commit>\", ...)`, `models:/name/<version>`): a branch, a "
-    "tag or no revision at all gives whatever the hub holds on the day the code runs.",
-    cwe="CWE-494",
-    doc="Code or a notebook loads a model by name from a model hub (Hugging Face "
-    "`from_pretrained`, `hf_hub_download`, `snapshot_download`, `pipeline(model=...)`, "
-    "`torch.hub.load`, an MLflow `models:/` URI) without naming an immutable revision. The "
-    "model can change under the project without any file here changing, so no scan, "
-    "manifest or BOM of this project covers what actually runs. A branch or tag name is "
-    "reported at low severity: it can be moved.",
-)
-
-BOM_FILE_CHANGED = rule(
-    "MW750", "File changed since the BOM was made", Severity.HIGH,
-    "Find out who changed it and why (`mlward ledger log`); if the change is intended, "
-    "make a new BOM (`mlward bom`) and review `mlward bom diff` before accepting it.",
-    cwe="CWE-345",
-    doc="`mlward bom verify` re-hashed a model or dataset file the BOM lists and its digest "
-    "differs: the model or data is not what the BOM recorded.",
-)
-
-BOM_FILE_MISSING = rule(
-    "MW752", "File listed in the BOM has disappeared", Severity.HIGH,
-    "Restore the file, or make a new BOM if it was removed on purpose.",
-    doc="A model or dataset file the BOM lists is no longer where the BOM says it is.",
-)
-
-BOM_FILE_ADDED = rule(
-    "MW753", "File appeared that the BOM does not list", Severity.MEDIUM,
-    "Review the new file (`mlward scan`), then make a new BOM that includes it.",
-    doc="A file appeared inside a model folder or dataset the BOM lists: the component now "
-    "holds something the BOM does not account for.",
-)
-
-BOM_SIGNATURE_INVALID = rule(
-    "MW754", "Signature no longer verifies", Severity.HIGH,
-    "Treat the signed content as untrusted until it is signed again by a trusted key.",
-    cwe="CWE-347",
-    doc="A signature the BOM recorded as valid (a DSSE envelope, an OpenSSF model signing "
-    "bundle, or the BOM's own envelope) no longer verifies with the trusted keys.",
-)
-
-BOM_LEDGER_MISSING = rule(
-    "MW755", "BOM's ledger checkpoint is not in the ledger", Severity.HIGH,
-    "Run `mlward ledger verify`: the ledger was rolled back, replaced or edited since the "
-    "BOM was made, or the BOM comes from another project's ledger.",
-    cwe="CWE-345",
-    doc="The BOM is bound to the audit ledger by a signed checkpoint (tree size and root). "
-    "The ledger here no longer has a tree of that size with that root.",
-)
-
-BOM_COMPONENT_INCOMPLETE = rule(
-    "MW756", "BOM component is incomplete", Severity.LOW,
-    "Read the reason: fix the malformed model card or lock file, install the missing "
-    "extra, or make the unreadable file readable, then make the BOM again.",
-    doc="Something about the component could not be read (a malformed model card, an "
-    "unparsable lock file, an unreadable model): the BOM holds what is known, marked "
-    "`mlward:incomplete` with the reason.",
-)
-
-BOM_COMPONENT_ADDED = rule(
-    "MW760", "Component added", Severity.INFO,
-    "Review the new model, dataset, library or service before it ships.",
-    doc="`mlward bom diff`: a component the old BOM did not have.",
-)
-
-BOM_COMPONENT_REMOVED = rule(
-    "MW761", "Component removed", Severity.LOW,
-    "Check that the removal was intended.",
-    doc="`mlward bom diff`: a component of the old BOM is not in the new one.",
-)
-
-BOM_DIGEST_CHANGED = rule(
-    "MW762", "Model or dataset content changed", Severity.MEDIUM,
-    "Review the change: a model or dataset edited in place has a new digest and should have "
-    "a new lineage record and scan.",
-    cwe="CWE-345",
-    doc="`mlward bom diff`: a file of a model or dataset has another digest in the new BOM.",
-)
-
-BOM_NEW_VULNERABILITY = rule(
-    "MW763", "New known vulnerability", Severity.HIGH,
-    "Upgrade the library to a fixed version (see the advisory).",
-    cwe="CWE-1395",
-    doc="`mlward bom diff`: a vulnerability the new BOM lists that the old one did not.",
-)
-
-BOM_LICENSE_CHANGED = rule(
-    "MW764", "License changed", Severity.MEDIUM,
-    "Check that the new license allows the project's use.",
-    doc="`mlward bom diff`: a component's declared license differs between the two BOMs.",
-)
-
-BOM_VERDICT_CHANGED = rule(
-    "MW765", "Scan verdict changed", Severity.MEDIUM,
-    "Read the new scan report for that component.",
-    doc="`mlward bom diff`: a model's or file's scan verdict differs (high severity when it "
-    "got worse).",
-)
-
-BOM_VERSION_CHANGED = rule(
-    "MW766", "Component version changed", Severity.INFO,
-    "Review the upgrade or downgrade.",
-    doc="`mlward bom diff`: a library, hub model or service has another version or revision.",
 )

@@ -59,14 +59,10 @@ class _Triage:
         for f in findings:
             suppression = self._inline(f)
             if suppression is None:
-                for w in self.waivers:
-                    if not _matches(w, f):
-                        continue
-                    if w.expires and date.fromisoformat(w.expires) < self.today:
-                        expired[w] = expired.get(w, 0) + 1
-                        continue
-                    suppression = Suppression("waiver", w.reason, w.owner, w.expires, w.source)
-                    break
+                suppression, lapsed = apply_waivers(self.waivers, f.rule_id, f.fingerprint,
+                                                    f.location.uri, self.today)
+                for w in lapsed:
+                    expired[w] = expired.get(w, 0) + 1
             baseline = None
             if self.baseline is not None:
                 baseline = "unchanged" if f.fingerprint in self.baseline else "new"
@@ -126,14 +122,29 @@ def _read_lines(path: Path, cell: int | None) -> list[str] | None:
     return ("".join(source) if isinstance(source, list) else str(source)).splitlines()
 
 
-def _matches(w: Waiver, f: Finding) -> bool:
+def apply_waivers(waivers: Sequence[Waiver], rule_id: str, fingerprint: str, uri: str,
+                  today: date) -> tuple[Suppression | None, list[Waiver]]:
+    """The suppression the first live waiver naming this item gives (None if none), and the
+    expired waivers that name it before that one. Findings and gate violations (whose rule is
+    a policy rule id) are waived the same way."""
+    expired = []
+    for w in waivers:
+        if not _matches(w, rule_id, fingerprint, uri):
+            continue
+        if w.expires and date.fromisoformat(w.expires) < today:
+            expired.append(w)
+            continue
+        return Suppression("waiver", w.reason, w.owner, w.expires, w.source), expired
+    return None, expired
+
+
+def _matches(w: Waiver, rule_id: str, fingerprint: str, uri: str) -> bool:
     if w.fingerprint:
-        return bool(f.fingerprint == w.fingerprint)
-    if w.rule and w.rule.upper() != f.rule_id.upper():
+        return bool(fingerprint == w.fingerprint)
+    if w.rule and w.rule.upper() != rule_id.upper():
         return False
     if w.path:
-        return fnmatch.fnmatchcase(f.location.uri, w.path) or \
-            f.location.uri.startswith(w.path.rstrip("/") + "/")
+        return fnmatch.fnmatchcase(uri, w.path) or uri.startswith(w.path.rstrip("/") + "/")
     return True
 
 

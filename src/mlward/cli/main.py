@@ -43,6 +43,7 @@ COMMANDS = {
     "notebook": "mlward.cli.notebook",
     "data": "mlward.cli.data",
     "bom": "mlward.cli.bom",
+    "gate": "mlward.cli.gate",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 

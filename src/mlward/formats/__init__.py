@@ -62,6 +62,8 @@ register_writer("json", "the report's data model, one compact line (schema: mlwa
                 "v2; `jq .` indents it)", "mlward.formats.json:render_json")
 register_writer("sarif", "SARIF 2.1.0 for GitHub code scanning and other SARIF tools",
                 "mlward.formats.sarif:render_sarif")
+register_writer("junit", "JUnit XML for CI dashboards: a test case per file, failing at "
+                "--fail-on", "mlward.formats.junit:render_junit")
 register_writer("markdown", "for pull requests and wikis: summary, data changes, findings "
                 "table", "mlward.formats.markdown:render_markdown")
 

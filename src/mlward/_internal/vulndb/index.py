@@ -26,7 +26,7 @@ from mlward._internal.vulndb.records import Advisory
 from mlward.errors import UsageError
 from mlward.settings import Settings
 
-INDEX_FORMAT = "2-coverage"
+INDEX_FORMAT = "3"
 META_KEYS = ("fingerprint", "records", "advisories", "bad", "ecosystems", "newest")
 """What an index must record; one missing any (written by another mlward) is rebuilt."""
 

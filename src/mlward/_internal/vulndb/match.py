@@ -127,6 +127,8 @@ class Vulnerability:
     cwes: tuple[str, ...]
     affected_versions: tuple[str, ...] = ()
     """For an unpinned requirement: the allowed versions that are affected."""
+    published: str | None = None
+    """The earliest publication date among the merged records (``YYYY-MM-DD``)."""
 
     @property
     def id(self) -> str:
@@ -179,7 +181,8 @@ def merge_aliases(name: str, advisories: Iterable[Advisory],
             score=best.score if best else None,
             vector=best.vector if best else next((a.vector for a in members if a.vector), None),
             fixed=tuple(fixed), cwes=tuple(sorted({c for a in members for c in a.cwes})),
-            affected_versions=tuple(versions)))
+            affected_versions=tuple(versions),
+            published=min((a.published for a in members if a.published), default=None)))
     return sorted(out, key=lambda v: _id_rank(v.id))
 
 

@@ -57,6 +57,9 @@ class Advisory:
     vector: str | None = None
     cwes: tuple[str, ...] = ()
     withdrawn: bool = False
+    published: str | None = None
+    """The record's ``published`` date (``YYYY-MM-DD``), when it has one: policies judge how
+    long a fix has been available."""
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -75,7 +78,7 @@ class Advisory:
             "affected": [[a.package, a.ranges, a.versions] for a in self.affected],
             "severity": None if self.severity is None else self.severity.label,
             "score": self.score, "vector": self.vector, "cwes": self.cwes,
-            "withdrawn": self.withdrawn,
+            "withdrawn": self.withdrawn, "published": self.published,
         }, separators=(",", ":"))
 
     @classmethod
@@ -87,7 +90,7 @@ class Advisory:
                                     tuple(vs)) for p, rs, vs in d["affected"]),
             severity=None if d["severity"] is None else Severity.parse(d["severity"]),
             score=d["score"], vector=d["vector"], cwes=tuple(d["cwes"]),
-            withdrawn=d["withdrawn"],
+            withdrawn=d["withdrawn"], published=d.get("published"),
         )
 
 
@@ -202,5 +205,12 @@ def parse_record(record: object) -> Advisory | None:
         summary=summary[:300],
         affected=tuple(affected),
         severity=severity, score=score, vector=vector, cwes=tuple(cwes),
-        withdrawn=bool(rec.get("withdrawn")),
+        withdrawn=bool(rec.get("withdrawn")), published=_date(rec.get("published")),
     )
+
+
+def _date(value: object) -> str | None:
+    """The date part of an RFC 3339 timestamp, or None when it is not one."""
+    if not isinstance(value, str) or not re.match(r"\d{4}-\d{2}-\d{2}", value):
+        return None
+    return value[:10]

@@ -21,7 +21,7 @@ from mlward._internal.scanners.deps.environment import find_environment
 from mlward._internal.scanners.deps.manifests import installed_distributions
 from mlward._internal.scanners.deps.model import Dependency, DependencyError
 from mlward._internal.vulndb import VulnSource, assess
-from mlward._internal.vulndb.match import PackageResult
+from mlward._internal.vulndb.match import PackageResult, Vulnerability
 from mlward._internal.walk import Walk, unreadable
 from mlward._version import __version__
 from mlward.errors import ScanError
@@ -33,6 +33,13 @@ from mlward.settings import Settings
 class Audit:
     report: Report
     results: tuple[DependencyResult, ...]
+
+
+def vulnerability_fact(v: Vulnerability) -> dict[str, object]:
+    """What a dependency fact says about one of its vulnerabilities (policies read it)."""
+    return {"id": v.id, "ids": list(v.ids),
+            "severity": v.severity.label if v.severity is not None else None,
+            "cvss": v.score, "fixed": list(v.fixed), "published": v.published}
 
 
 def dependency_files(walk: Walk, inputs: Sequence[Path]) -> list[tuple[Path, str]]:
@@ -121,7 +128,7 @@ def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None
             builder.fact(Fact(d.location, "dependency", {
                 "name": d.key, "version": d.version, "specifier": d.specifier,
                 "origin": d.origin,
-                "vulnerabilities": [v.id for v in r.result.vulnerabilities]}))
+                "vulnerabilities": [vulnerability_fact(v) for v in r.result.vulnerabilities]}))
     builder.stats["excluded"] = dict(sorted(walk.excluded.items()))
     report = builder.build(finished=datetime.now(timezone.utc),
                            triage=make_triage(settings, root_dir))

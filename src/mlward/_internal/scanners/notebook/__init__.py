@@ -102,6 +102,7 @@ def _scan_parts(found: Walk, loc: Location, ctx: ScanContext, allowed: frozenset
     from mlward._internal.scanners.code import report_code, report_requirements, split_magics
     from mlward._internal.scanners.secrets.report import report_pii, report_secrets
 
+    ctx.fact(loc, "notebook", cells=found.cells, outputs=found.outputs)
     units: list[tuple[Location, CodeUnit]] = []
     for part in found.parts:
         where = loc.at(cell=part.cell, output=part.output)

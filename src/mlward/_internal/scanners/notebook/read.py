@@ -87,6 +87,9 @@ class Part:
 class Walk:
     parts: list[Part] = field(default_factory=list)
     images: int = 0
+    cells: int = 0
+    outputs: int = 0
+    """Outputs saved in code cells (a notebook committed with outputs can leak data)."""
 
 
 def walk(nb: dict[str, Any]) -> Walk:
@@ -95,6 +98,7 @@ def walk(nb: dict[str, Any]) -> Walk:
     cells = nb.get("cells")
     for index, cell in enumerate(cells if isinstance(cells, list) else [], 1):
         if isinstance(cell, dict):
+            result.cells += 1
             _cell(cell, index, result)
     meta = nb.get("metadata")
     if isinstance(meta, dict) and meta:
@@ -122,6 +126,7 @@ def _cell(cell: dict[str, Any], index: int, result: Walk) -> None:
     outputs = cell.get("outputs")
     for number, out in enumerate(outputs if isinstance(outputs, list) else [], 1):
         if isinstance(out, dict):
+            result.outputs += 1
             for label, text in output_texts(out, result):
                 result.parts.append(Part("output", text,
                                          f"cell {index} output {number} ({label})",
