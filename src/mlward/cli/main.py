@@ -44,6 +44,9 @@ COMMANDS = {
     "data": "mlward.cli.data",
     "bom": "mlward.cli.bom",
     "gate": "mlward.cli.gate",
+    "serve": "mlward.cli.serve",
+    "push": "mlward.cli.serve",
+    "query": "mlward.cli.serve",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mlward._internal.inventory.errors import InventoryError
+from mlward._internal.policy.document import model_family
 from mlward.findings import Fact, Finding, Report, Severity
 
 KINDS = ("report", "bom", "gate", "audit")
@@ -30,6 +31,7 @@ _FACT_ASSETS = {"model": "model", "dataset": "dataset", "dependency": "dependenc
 _BOM_ASSETS = {"model": "model", "dataset": "dataset", "library": "dependency",
                "service": "tool", "ai-service": "tool", "model-source": "source"}
 EXPIRED_WAIVER_RULE = "MW002"
+GATE_FORMAT = "mlward-gate/1"
 
 
 class DocumentError(InventoryError):
@@ -90,10 +92,12 @@ def parse_document(data: Any, *, action: str | None = None) -> Document:
         raise DocumentError("not a JSON object")
     if data.get("kind") == "mlward.inventory":
         return _bom(data, action or "bom")
+    if data.get("format") == GATE_FORMAT:
+        return _gate(data, action or "gate")
     if "schema_version" in data and "findings" in data and "tool" in data:
         return _report(data, action or "scan")
-    raise DocumentError("not an mlward report or BOM (JSON written by --format json, or "
-                        "`mlward bom --format inventory`)")
+    raise DocumentError("not an mlward report, BOM or gate result (JSON written by --format "
+                        "json, or `mlward bom --format inventory`)")
 
 
 def _name(root: str) -> str:
@@ -153,6 +157,19 @@ def report_document(report: Report, action: str) -> Document:
     code = report.exit_code(Severity.HIGH)
     verdicts = report.verdicts()
     assets = [a for a in (_asset_of_fact(f, verdicts) for f in report.facts) if a is not None]
+    # Model files the scan recognised without a model fact (pickles, joblib...), by the
+    # gate's own notion of a model format.
+    known = {a.location for a in assets}
+    for e in report.examined:
+        where = str(e.location)
+        family = model_family(e.format)
+        if family is not None and where not in known:
+            known.add(where)
+            verdict = verdicts.get(e.location.uri)
+            assets.append(AssetRow("model", where.rsplit("/", 1)[-1][:500], where,
+                                   e.format[:64], None,
+                                   str(verdict) if verdict is not None else None,
+                                   {"family": family[0], "unpickles": family[1]}))
     root = report.root or ""
     return Document(
         kind="report", action=action, digest=digest_of(body), name=_name(root), root=root,
@@ -161,6 +178,37 @@ def report_document(report: Report, action: str) -> Document:
         summary={"inputs": list(report.inputs), "examined": len(report.examined),
                  "inconclusive": len(report.inconclusive), "report_kind": str(report.kind)},
         findings=tuple(finding_row(f) for f in report.findings), assets=tuple(assets))
+
+
+def _gate(data: Mapping[str, Any], action: str) -> Document:
+    """A gate result (``mlward gate --format json``): its verdict and counted violations."""
+    violations = data.get("violations")
+    summary = data.get("summary")
+    verdict = data.get("verdict")
+    if not isinstance(violations, list) or not isinstance(summary, Mapping) or \
+            verdict not in ("pass", "fail", "inconclusive") or \
+            not all(isinstance(v, Mapping) for v in violations):
+        raise DocumentError("not a valid mlward gate result")
+    counts = dict.fromkeys(SEVERITIES, 0)
+    for v in violations:
+        if v.get("counts") and v.get("severity") in counts:
+            counts[str(v["severity"])] += 1
+    root = str(data.get("root") or "")
+    policy = data.get("policy")
+    policy = policy if isinstance(policy, Mapping) else {}
+    return Document(
+        kind="gate", action=action, digest=digest_of(data), name=_name(root), root=root,
+        time=_utc(_parse_time(data.get("finished"))), body=dict(data), verdict=str(verdict),
+        counts=counts, summary={"policy": str(policy.get("name", "")),
+                                **{k: summary[k] for k in ("violations", "suppressed",
+                                                           "errors", "blind") if k in summary}})
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
 
 
 def _bom(data: Mapping[str, Any], action: str) -> Document:

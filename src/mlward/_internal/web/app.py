@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -94,7 +94,7 @@ class _Security:
         request = Request(scope)
         refusal = self._refuse(request)
 
-        async def with_headers(message: Mapping[str, Any]) -> None:
+        async def with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += [(b"content-security-policy", CSP.encode()),
@@ -142,7 +142,7 @@ def _cross_site(request: Request) -> bool:
 
 def _int(value: str | None, default: int) -> int:
     try:
-        return int(value) if value not in (None, "") else default  # type: ignore[arg-type]
+        return int(value) if value else default
     except ValueError:
         return default
 
@@ -186,7 +186,7 @@ def create_app(store: InventoryStore, *, ledger: LedgerSource | None = None,
         query = dict(request.query_params)
 
         def link(**changes: Any) -> str:
-            merged = {**query, **{k: v for k, v in changes.items()}}
+            merged = {**query, **changes}
             return "?" + urlencode({k: v for k, v in merged.items() if v not in (None, "")})
 
         html = env.get_template(name).render(

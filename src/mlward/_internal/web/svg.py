@@ -39,7 +39,7 @@ def lineage(flows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         band = rows * (NODE_H + ROW_GAP)
 
         def column(items: list[Mapping[str, Any]], col: int, kind: str | None = None,
-                   band: float = band) -> list[dict[str, Any]]:
+                   band: float = band, top: float = top) -> list[dict[str, Any]]:
             out = []
             first = top + (band - len(items) * (NODE_H + ROW_GAP)) / 2
             for i, item in enumerate(items):

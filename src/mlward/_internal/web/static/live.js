@@ -2,7 +2,7 @@
 // (server-sent events, /api/v1/events), fetch this page again and swap its <main>, so the
 // page updates without a reload. The fetched HTML is the server's own, autoescaped page;
 // nodes made by DOMParser never run scripts, and the CSP allows none inline anyway.
-// Written for this project (MIT, like mlward); no third-party code.
+// Written for this project (Apache-2.0, like mlward); no third-party code.
 (function () {
   "use strict";
   if (!window.EventSource) { return; }
