@@ -1,0 +1,196 @@
+"""The dashboard's JSON API and its own security, against the real server (uvicorn on
+127.0.0.1), and `mlward push` / `mlward query` end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlward._internal.inventory import open_store
+from mlward._internal.web.app import create_app
+from mlward._internal.web.openapi import openapi
+from mlward.cli.main import main
+from tests.web.conftest import HOSTILE, TOKEN, Site, serve_project, tamper
+
+pytestmark = pytest.mark.server
+
+
+def test_every_page_renders_with_the_security_headers(site: Site) -> None:
+    for path in ("/", "/inventory", "/findings", "/ledger", "/ledger/0", "/gates",
+                 "/query", "/assets/1", "/api/v1/projects"):
+        r = httpx.get(site.url + path)
+        assert r.status_code == 200, path
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_findings_api_filters_and_pages(site: Site) -> None:
+    everything = httpx.get(site.url + "/api/v1/findings").json()
+    assert everything["total"] == 2  # the demo's payload and its hostile-named copy
+    crit = httpx.get(site.url + "/api/v1/findings",
+                     params={"severity": "critical", "path": "downloaded/"}).json()
+    assert [f["rule_id"] for f in crit["items"]] == ["MW101"]
+    page = httpx.get(site.url + "/api/v1/findings", params={"per_page": 1, "page": 2}).json()
+    assert (page["page"], page["pages"], len(page["items"])) == (2, 2, 1)
+    assert httpx.get(site.url + "/api/v1/findings",
+                     params={"project": "nobody"}).json()["total"] == 0
+
+
+def test_assets_api_and_lineage(site: Site) -> None:
+    models = httpx.get(site.url + "/api/v1/assets", params={"kind": "model",
+                                                            "q": "classifier"}).json()
+    ids = [m["id"] for m in models["items"] if m["digest"]]  # the BOM's observation
+    detail = httpx.get(f"{site.url}/api/v1/assets/{ids[0]}").json()
+    [flow] = detail["lineage"]
+    assert [n["location"] for n in flow["inputs"]] == ["data/train.csv"]
+    assert httpx.get(site.url + "/api/v1/assets/999999").status_code == 404
+
+
+def test_openapi_documents_every_api_route(site: Site) -> None:
+    served = httpx.get(site.url + "/api/v1/openapi.json").json()
+    assert served == openapi()
+    routes = {getattr(r, "path", "") for r in create_app(open_store(site.db)).routes}
+    routes = {r for r in routes if r.startswith("/api/")}
+    assert routes == set(served["paths"])
+
+
+def test_ledger_proof_verifies(site: Site) -> None:
+    proof = httpx.get(site.url + "/api/v1/ledger/0/proof").json()
+    assert proof["ok"] is True and proof["checkpoint"]["size"] >= 1
+    ledger = httpx.get(site.url + "/api/v1/ledger").json()
+    assert ledger["verify"]["ok"] is True
+
+
+def test_a_tampered_entry_fails_its_proof(own_site: Site) -> None:
+    tamper(own_site.root, 0)
+    proof = httpx.get(own_site.url + "/api/v1/ledger/0/proof").json()
+    assert proof["ok"] is False and "changed" in proof["reason"]
+    assert httpx.get(own_site.url + "/api/v1/ledger").json()["verify"]["ok"] is False
+
+
+def test_query_api(site: Site) -> None:
+    rows = httpx.get(site.url + "/api/v1/query", params={
+        "q": 'models.filter(m, m.pickle && m.findings > 0).map(m, m.path)'}).json()["rows"]
+    assert sorted(r["value"] for r in rows) == sorted(["downloaded/sentiment.pkl", HOSTILE])
+    bad = httpx.get(site.url + "/api/v1/query", params={"q": "models.filter("}).json()
+    assert "does not compile" in bad["error"]
+
+
+def later_report(report: Path, folder: Path) -> Path:
+    """The same scan as if run again later (another digest)."""
+    data = json.loads(report.read_text())
+    data["finished"] = "2030-01-01T00:00:00+00:00"
+    out = folder / "later.json"
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_push_ingests_once(own_site: Site, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    # The scan already wrote its report to the inventory: pushing it again is idempotent.
+    assert main(["push", own_site.url, str(own_site.report)]) == 0
+    assert "already there" in capsys.readouterr().err
+    later = later_report(own_site.report, tmp_path)
+    assert main(["push", own_site.url, str(later), "--project", "pushed"]) == 0
+    assert main(["push", own_site.url, str(later), "--project", "pushed"]) == 0
+    err = capsys.readouterr().err
+    assert "ingested for project pushed" in err and "already there" in err
+    projects = [p["name"] for p in httpx.get(own_site.url + "/api/v1/projects").json()["items"]]
+    assert "pushed" in projects
+
+
+def test_ingest_refuses_what_it_must(own_site: Site) -> None:
+    url = own_site.url + "/api/v1/ingest"
+    assert httpx.post(url, content=b"{}", headers={"content-type": "text/plain"}
+                      ).status_code == 415
+    assert httpx.post(url, json={"kind": "other"}).status_code == 422
+    assert httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}
+                      ).status_code == 400
+    big = b'{"x": "' + b"a" * (5 << 20) + b'"}'
+    assert httpx.post(url, content=big, headers={"content-type": "application/json"}
+                      ).status_code == 413
+    cross = httpx.post(url, content=own_site.report.read_bytes(),
+                       headers={"content-type": "application/json",
+                                "origin": "https://evil.example", "sec-fetch-site": "cross-site"})
+    assert cross.status_code == 403
+
+
+def test_dns_rebinding_host_is_refused(site: Site) -> None:
+    r = httpx.get(site.url + "/api/v1/projects", headers={"host": "attacker.example"})
+    assert r.status_code == 400
+
+
+def test_token_protects_pages_api_and_push(tmp_path: Path, project: tuple[Path, Path],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    root, report = project
+    with serve_project(root, report, token=TOKEN) as s:
+        assert httpx.get(s.url + "/api/v1/projects").status_code == 401
+        assert httpx.get(s.url + "/api/v1/projects",
+                         headers={"authorization": "Bearer wrong"}).status_code == 401
+        ok = httpx.get(s.url + "/api/v1/projects",
+                       headers={"authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200
+        page = httpx.get(s.url + "/", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/login"
+        with httpx.Client(base_url=s.url) as browser:
+            assert browser.post("/login", data={"token": "nope"}).status_code == 401
+            signed = browser.post("/login", data={"token": TOKEN}, follow_redirects=False)
+            assert signed.status_code == 303
+            assert TOKEN not in signed.headers["set-cookie"]
+            assert browser.get("/").status_code == 200
+        monkeypatch.delenv("MLWARD_TOKEN", raising=False)
+        assert main(["push", s.url, str(report)]) == 2  # no token
+        token_file = tmp_path / "token"
+        token_file.write_text(TOKEN + "\n")
+        assert main(["push", s.url, str(report), "--token-file", str(token_file)]) == 0
+
+
+def test_serve_refuses_other_addresses_without_a_token(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MLWARD_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "without an access token" in capsys.readouterr().err
+
+
+def test_push_needs_https_off_this_machine(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "r.json"
+    report.write_text("{}")
+    assert main(["push", "http://mlward.example.com", str(report)]) == 2
+    assert "https://" in capsys.readouterr().err
+
+
+def test_events_announce_an_ingest(own_site: Site) -> None:
+    with httpx.Client(timeout=20) as client, \
+            client.stream("GET", own_site.url + "/api/v1/events") as events:
+        lines = events.iter_lines()
+        assert next(lines).startswith("retry:")
+        assert next(lines) == "event: hello"
+        later = later_report(own_site.report, own_site.root.parent)
+        assert httpx.post(own_site.url + "/api/v1/ingest?project=live",
+                          content=later.read_bytes(),
+                          headers={"content-type": "application/json"}).status_code == 201
+        for line in lines:
+            if line == "event: ingest":
+                break
+
+
+def test_query_command_formats(project: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    root, _ = project
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("MLWARD_DB", raising=False)
+    expr = 'findings.map(f, {"rule": f.rule, "path": f.path})'
+    capsys.readouterr()
+    assert main(["query", expr, "-f", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["path"] for r in rows} == {"downloaded/sentiment.pkl", HOSTILE}
+    assert main(["query", expr, "-f", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "rule,path"
+    assert main(["query", expr]) == 0
+    assert "MW101" in capsys.readouterr().out
+    assert main(["query", "models.filter("]) == 2
