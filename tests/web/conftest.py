@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from tests.inventory.conftest import lineage_bom
 
 from mlward._internal.demo import MALICIOUS, build_demo_project
 from mlward._internal.inventory import open_store, parse_document
@@ -25,7 +26,6 @@ from mlward._internal.web.app import ServeOptions, create_app
 from mlward._internal.web.ledgerview import LedgerSource
 from mlward.cli.main import main
 from mlward.cli.serve import query_function
-from tests.inventory.conftest import lineage_bom
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)<\\script>.pkl'
 """A file name that is markup: it must show as text, never run."""

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.web.conftest import HOSTILE, TOKEN, Site, serve_project, tamper
 
 from mlward._internal.inventory import open_store
 from mlward._internal.web.app import create_app
 from mlward._internal.web.openapi import openapi
 from mlward.cli.main import main
-from tests.web.conftest import HOSTILE, TOKEN, Site, serve_project, tamper
 
 pytestmark = pytest.mark.server
 
