@@ -779,6 +779,44 @@ BOM_VERSION_CHANGED = rule(
 )
 
 
+# Audits and forensics (`mlward audit`): MW780-MW799.
+
+AUDIT_STEP_FAILED = rule(
+    "MW780", "An audit step failed to run", Severity.MEDIUM,
+    "Run the step's own command to see the error (`mlward scan`, `mlward deps`, ...); the "
+    "snapshot is marked incomplete until it runs.",
+    doc="One of the checks `mlward audit` runs raised an unexpected error. The other steps "
+    "still ran; the snapshot is recorded, marked incomplete, with the error as the reason.",
+)
+AUDIT_UNRECORDED_CHANGE = rule(
+    "MW781", "Model or data file changed with no ledger record of who changed it",
+    Severity.MEDIUM,
+    "Find out who changed the file and why (`mlward ledger history PATH`); record changes as "
+    "they happen with `mlward watch`, or through `mlward manifest`/`lineage`/`sign`.",
+    doc="Between the previous audit snapshot and this one, a model or data file was added, "
+    "modified, renamed or removed, and no ledger entry in between names the file or its "
+    "content (no watch event, manifest, signature, lineage or scan of it). The change is "
+    "real (the digests differ); who made it is unknown to the ledger.",
+)
+AUDIT_MANIFEST_CHANGED = rule(
+    "MW782", "Files differ from their recorded manifest", Severity.HIGH,
+    "Check the changes (`mlward manifest verify MANIFEST`); if they are intended, record a "
+    "new manifest, and retrain or re-verify what was built from the data.",
+    cwe="CWE-353",
+    doc="A manifest in the project (`mlward manifest create`) no longer matches the files it "
+    "covers: a file was added, removed, modified or renamed since it was recorded.",
+)
+AUDIT_LINEAGE_BROKEN = rule(
+    "MW783", "A model's chain of provenance does not verify", Severity.HIGH,
+    "Run `mlward lineage verify MODEL` to see the broken link; do not ship or retrain from "
+    "the model until it verifies.",
+    cwe="CWE-345",
+    doc="For a model with a lineage statement (MODEL.lineage.json), one link of the chain "
+    "failed: the statement's signature, the model's files, or an input manifest and the data "
+    "it covers.",
+)
+
+
 # --- MW90x-MW94x: policies and gates ------------------------------------------------------
 
 POLICY_VIOLATION = rule(

@@ -56,3 +56,18 @@ def test_a_broken_inventory_is_a_warning(project: Path,
     assert _scan() == 1  # the scan's own exit code
     err = capsys.readouterr().err
     assert "warning: the scan was not written to the inventory" in err
+
+
+def test_bom_gate_and_audit_results_are_kept(project: Path) -> None:
+    """`mlward bom`, `mlward gate` and `mlward audit` file their documents too."""
+    assert main(["bom", ".", "--executor", "inline", "-q", "-o", "bom.json"]) in (0, 2)
+    assert main(["gate", ".", "--policy", "baseline", "--executor", "inline", "-q",
+                 "--no-alerts", "-o", "gate.txt"]) == 1
+    assert main(["audit", ".", "-q", "-o", "audit.txt"]) == 1
+    with open_store(str(project / ".mlward" / "inventory.db")) as store:
+        [p] = store.projects()
+        assert p["bom"] is not None
+        assert p["gate"]["verdict"] == "fail"
+        assert p["audit"]["verdict"] in ("complete", "incomplete")
+        assert {d["kind"] for d in store.documents().items} == {"report", "bom", "gate",
+                                                                 "audit"}

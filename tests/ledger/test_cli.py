@@ -146,7 +146,9 @@ def test_record_event_finds_the_project_from_a_subfolder(project: Path) -> None:
     with open_ledger(project=sub) as ledger:
         entry = ledger.entry(0)
     assert (entry.event.action, entry.event.outcome) == ("manifest.verify", "fail")
-    assert entry.event.details == {"mismatched": ["a.bin"]}
+    details = dict(entry.event.details)
+    assert details.pop("where")["cwd"] == str(Path.cwd())  # where it was recorded
+    assert details == {"mismatched": ["a.bin"]}
 
 
 def test_record_event_with_a_broken_configured_ledger_raises(

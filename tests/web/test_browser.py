@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from mlward.cli.main import main
 from tests.web.conftest import HOSTILE, Site, tamper
 from tests.web.test_api import later_report
+
+from mlward.cli.main import main
 
 pytestmark = pytest.mark.server
 playwright_api = pytest.importorskip(

@@ -154,6 +154,11 @@ def build_demo_project(root: Path, payload_command: str = PAYLOAD_COMMAND) -> No
         "models/archive/embeddings-v1.tar.gz": _tar_gz({"embeddings.npy": embeddings}),
         MALICIOUS: malicious_pickle(payload_command),
     }
+    write_files(root, files)
+
+
+def write_files(root: Path, files: dict[str, str | bytes]) -> None:
+    """Write each file (text as UTF-8) under ``root``, making the folders."""
     for name, content in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,3 +166,40 @@ def build_demo_project(root: Path, payload_command: str = PAYLOAD_COMMAND) -> No
             path.write_text(content, encoding="utf-8")
         else:
             path.write_bytes(content)
+
+
+NOTEBOOK = "notebooks/explore.ipynb"
+"""The demo notebook whose saved output leaks a cloud key (relative to the project root)."""
+
+
+def leaking_notebook() -> str:
+    """A Jupyter notebook whose saved output printed an AWS access key pair: the key is made
+    here from a fixed seed (it is no real account's), in the shape the detectors know."""
+    import json
+    import random
+
+    rng = random.Random(20261204)
+    key_id = "AKIA" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+    secret = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+                     for _ in range(40))
+    cells = [
+        {"cell_type": "markdown", "id": "intro", "metadata": {},
+         "source": ["# Exploring the reviews\n"]},
+        {"cell_type": "code", "id": "connect", "execution_count": 1, "metadata": {},
+         "source": ["import os\n", "print(os.environ['AWS_ACCESS_KEY_ID'], "
+                    "os.environ['AWS_SECRET_ACCESS_KEY'])\n"],
+         "outputs": [{"name": "stdout", "output_type": "stream",
+                      "text": [f"aws_access_key_id={key_id} "
+                               f"aws_secret_access_key={secret}\n"]}]},
+    ]
+    return json.dumps({"cells": cells, "metadata": {"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5}, indent=1)
+
+
+def build_story_project(root: Path, payload_command: str = PAYLOAD_COMMAND) -> None:
+    """The demo project of ``mlward demo``'s walk-through: :func:`build_demo_project`, a
+    notebook that leaks a key, and a second data file."""
+    build_demo_project(root, payload_command)
+    write_files(root, {NOTEBOOK: leaking_notebook(),
+                       "data/labels.csv": "label,name\n0,negative\n1,positive\n"})

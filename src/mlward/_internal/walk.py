@@ -167,9 +167,25 @@ class Walk:
         return "symbolic link to a file outside the scanned tree (not followed; " \
             "--follow-symlinks follows it)"
 
+    def left_out(self, path: str) -> str | None:
+        """Why a walk of the root would leave ``path`` out (a folder above it, or the file
+        itself), or None: for callers that learn of paths one at a time (``mlward watch``)."""
+        rel = os.path.relpath(path, self.root)
+        if rel.startswith(os.pardir):
+            return "outside the root"
+        folder = str(self.root)
+        for name in rel.split(os.sep)[:-1]:
+            folder = os.path.join(folder, name)
+            reason = self._folder_reason(folder, name, os.path.islink(folder))
+            if reason:
+                return reason
+        return self._pattern_reason(path, is_dir=False)
+
     def _dir_reason(self, entry: os.DirEntry[str]) -> str | None:
-        path, name = entry.path, entry.name
-        if not self.follow_symlinks and entry.is_symlink():
+        return self._folder_reason(entry.path, entry.name, entry.is_symlink())
+
+    def _folder_reason(self, path: str, name: str, is_link: bool) -> str | None:
+        if not self.follow_symlinks and is_link:
             return "symbolic link to a folder (not followed; --follow-symlinks follows it)"
         reason = self._pattern_reason(path, is_dir=True)
         if reason or not self.ignore_files:

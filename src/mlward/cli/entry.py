@@ -8,7 +8,7 @@ one-file scan that is most of the cost of running it in an isolated worker.
 
 import sys
 
-WORKER_COMMANDS = frozenset({"scan", "baseline", "demo", "bom", "gate"})
+WORKER_COMMANDS = frozenset({"scan", "baseline", "demo", "bom", "gate", "audit"})
 """Commands that scan in worker processes."""
 
 

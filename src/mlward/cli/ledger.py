@@ -112,6 +112,50 @@ def _register(commands: Any) -> None:
                              help="write the proof to FILE")
     consistency.set_defaults(func=run_consistency)
 
+    history = _command(commands, "history", "every entry that touched a file, following "
+                       "renames, with inclusion proofs",
+                       "Forensics for one file, model or dataset: every entry that names PATH "
+                       "(or a manifest root holding it) or its content digest (the file's "
+                       "SHA-256 now, or --digest), following renames and copies through the "
+                       "digests the ledger saw (audit snapshots, watch, manifests, signatures, "
+                       "scans, lineage, BOMs, gates), each with who (user, host, key id), "
+                       "where (project, cwd, git commit), when, and its RFC 9162 inclusion "
+                       "proof in a signed checkpoint, checked before it is shown.")
+    history.add_argument("path", nargs="?", metavar="PATH",
+                         help="the file or folder (need not exist any more)")
+    history.add_argument("--digest", action="append", default=[], metavar="ALG:HEX",
+                         help="also (or only) follow this content digest, e.g. sha256:ab12...")
+    history.add_argument("--no-follow", action="store_true",
+                         help="only entries naming PATH or the digests given: no renames")
+    history.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    history.set_defaults(func=run_history)
+
+    witness = commands.add_parser(
+        "witness", help="witness cosignatures: a second key vouching the ledger only grew",
+        description="A witness holds its own key (keep it on another machine, or with "
+        "another team). `cosign` checks that the latest checkpoint extends the last one this "
+        "witness cosigned (an RFC 9162 consistency proof) and adds a C2SP cosignature/v1 "
+        "line. List witness keys under [ledger] witnesses in .mlward/mlward.toml: `ledger "
+        "verify` then requires their valid cosignatures.")
+    wsub = witness.add_subparsers(dest="witness_command", metavar="COMMAND", required=True)
+    wkey = wsub.add_parser("keygen", help="create a witness key pair",
+                           description="Write PREFIX.key (private, 0600) and PREFIX.pub "
+                           "(the witness key to list under [ledger] witnesses).")
+    wkey.add_argument("name", metavar="NAME", help="the witness's name, e.g. witness.example.com")
+    wkey.add_argument("-o", "--output", type=Path, default=Path("witness"), metavar="PREFIX")
+    wkey.set_defaults(func=run_witness_keygen)
+    cosign = _command(wsub, "cosign", "cosign the ledger's latest checkpoint",
+                      "Check the latest stored checkpoint's signature and that it extends the "
+                      "last checkpoint this witness cosigned (kept in --state), then store the "
+                      "cosigned checkpoint in the ledger and print it. Refuses a rollback or "
+                      "a rewritten history.")
+    cosign.add_argument("--key", type=Path, required=True, metavar="FILE",
+                        help="the witness private key (from `ledger witness keygen`)")
+    cosign.add_argument("--state", type=Path, metavar="FILE",
+                        help="where the witness keeps the last tree it cosigned (default: "
+                        "KEY with .state)")
+    cosign.set_defaults(func=run_witness_cosign)
+
 
 def _tampering_exits_1(run: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
     """A ledger command that meets a deleted, emptied or rewritten ledger says so and exits 1,
@@ -343,4 +387,99 @@ def run_export(args: argparse.Namespace) -> int:
         verifier = ledger.verifier
     print(f"exported {count} entries to {args.output}")
     print(f"verify offline: mlward ledger verify --file {args.output} --key '{verifier}'")
+    return EXIT_OK
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from mlward._internal.audit.history import file_history
+    from mlward._internal.ledger.refs import local_path
+
+    if not args.path and not args.digest:
+        raise UsageError("give a PATH, or --digest ALG:HEX")
+    paths, digests = [], [d.lower() for d in args.digest]
+    for d in digests:
+        if ":" not in d:
+            raise UsageError(f"--digest {d!r}: expected ALG:HEX")
+    if args.path:
+        path = local_path(str(Path(args.path).absolute()))
+        assert path is not None
+        paths.append(path)
+        if Path(path).is_file() and not args.no_follow:
+            from mlward._internal.provenance.hashing import file_digest
+
+            digests.append(f"sha256:{file_digest(Path(path))}")
+    with _open(args) as ledger:
+        history = file_history(ledger, paths, digests, follow=not args.no_follow)
+    if args.format == "json":
+        print(json.dumps(history.to_dict(), indent=1, ensure_ascii=False))
+        return EXIT_OK
+    _print_history(history, paths[0] if paths else digests[0])
+    return EXIT_OK
+
+
+def _print_history(history: Any, subject: str) -> None:
+    """One block per entry (forensic output is read line by line, and pasted into reports)."""
+    n = len(history.items)
+    print(f"history of {_shown(subject)}: {n} entr{'y' if n == 1 else 'ies'}")
+    others = [_shown(p) for p in history.paths if p != subject]
+    if others:
+        print(f"followed: {', '.join(others)}")
+    for item in history.items:
+        ev = item.entry.event
+        print(f"\n#{item.entry.index}  {ev.time[:19].replace('T', ' ')} UTC  {ev.action} "
+              f"({ev.outcome})")
+        keyid = ev.details.get("keyid")
+        print(f"    who    {ev.actor}@{ev.host}" + (f", key {keyid}" if keyid else ""))
+        where = ev.details.get("where")
+        if isinstance(where, dict) and where.get("cwd"):
+            commit = f", git {str(where['commit'])[:12]}" if where.get("commit") else ""
+            print(f"    where  {where['cwd']}{commit}")
+        for ref in item.refs:
+            print(f"    what   {_ref_text(ref)}")
+    signed = "a signed checkpoint" if history.checkpoint else \
+        "the current tree (unsigned: no ledger key here)"
+    print(f"\ninclusion proofs: every entry checked against {signed} of size {history.size}, "
+          f"root {history.root.hex()[:16]}... (--format json has the proofs)"
+          + ("; the search stopped at its bound" if history.truncated else ""))
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the current folder when it lies under it."""
+    import os
+
+    rel = os.path.relpath(path) if path.startswith("/") else path
+    return path if rel.startswith("..") else rel
+
+
+def _ref_text(ref: Any) -> str:
+    digest = f" {ref.digest.partition(':')[0]}:{ref.digest.partition(':')[2][:12]}" \
+        if ref.digest else ""
+    return f"{ref.role} {_shown(ref.path) if ref.path else ''}{digest}".strip()
+
+
+def run_witness_keygen(args: argparse.Namespace) -> int:
+    from mlward._internal.io import atomic_write_text
+    from mlward._internal.ledger.witness import WitnessSigner
+
+    signer = WitnessSigner.generate(args.name)
+    key, pub = Path(f"{args.output}.key"), Path(f"{args.output}.pub")
+    for path in (key, pub):
+        if path.exists():
+            raise UsageError(f"{path} exists: choose another --output")
+    atomic_write_text(key, f"{signer}\n", mode=0o600)
+    atomic_write_text(pub, f"{signer.verifier}\n", mode=0o644)
+    print(f"private key: {key} (keep it away from the ledger's machine; mode 0600)")
+    print(f"witness key: {signer.verifier}")
+    print("add it to the project's .mlward/mlward.toml: [ledger] witnesses = [\"...\"]")
+    return EXIT_OK
+
+
+def run_witness_cosign(args: argparse.Namespace) -> int:
+    from mlward._internal.ledger.witness import WitnessSigner
+
+    signer = WitnessSigner.parse(_read(args.key))
+    state = args.state or args.key.with_suffix(".state")
+    with _open(args) as ledger:
+        note = ledger.cosign(signer, state)
+    sys.stdout.write(note)
     return EXIT_OK

@@ -44,6 +44,8 @@ COMMANDS = {
     "data": "mlward.cli.data",
     "bom": "mlward.cli.bom",
     "gate": "mlward.cli.gate",
+    "audit": "mlward.cli.audit",
+    "watch": "mlward.cli.audit",
     "serve": "mlward.cli.serve",
     "push": "mlward.cli.serve",
     "query": "mlward.cli.serve",

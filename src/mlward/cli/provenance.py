@@ -191,7 +191,8 @@ def run_manifest_create(args: argparse.Namespace) -> int:
             print(f"  root {r.name}: recorded by absolute path {r.path} (outside the project)")
     record(args, "manifest.create", file_uri(args.output), outcome="pass",
            digests={"sha256": m.root_digest},
-           details={"roots": [r.to_dict() for r in m.roots], "files": files})
+           details={"roots": [file_uri(r.where(args.output.resolve().parent)) for r in m.roots],
+                    "files": files})
     return EXIT_OK
 
 

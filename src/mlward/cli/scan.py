@@ -102,8 +102,9 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
 
 
 def emit(report: Report, args: argparse.Namespace, *, action: str = "scan",
-         resources: Sequence[str] | None = None) -> int:
-    """Write the report where the user asked, record the run, return the exit code.
+         resources: Sequence[str] | None = None, record: bool = True) -> int:
+    """Write the report where the user asked, record the run (unless the command records it
+    itself: ``record=False``), return the exit code.
 
     ``resources`` are the URIs the run judged, one ledger entry each (default: one entry for
     the file, folder or project examined)."""
@@ -123,9 +124,10 @@ def emit(report: Report, args: argparse.Namespace, *, action: str = "scan",
         sys.stdout.write(text)
         sys.stdout.flush()
     code = report.exit_code(s.fail_on)
-    for resource in resources or [_resource(report)]:
-        record_run(report, args, action, resource)
-    keep(report, args, action)
+    if record:
+        for resource in resources or [_resource(report)]:
+            record_run(report, args, action, resource)
+    keep(report, args, action)  # the inventory keeps every report, audits' included
     return code
 
 

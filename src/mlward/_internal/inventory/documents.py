@@ -32,6 +32,7 @@ _BOM_ASSETS = {"model": "model", "dataset": "dataset", "library": "dependency",
                "service": "tool", "ai-service": "tool", "model-source": "source"}
 EXPIRED_WAIVER_RULE = "MW002"
 GATE_FORMAT = "mlward-gate/1"
+AUDIT_KIND = "mlward.audit.snapshot"
 
 
 class DocumentError(InventoryError):
@@ -92,6 +93,8 @@ def parse_document(data: Any, *, action: str | None = None) -> Document:
         raise DocumentError("not a JSON object")
     if data.get("kind") == "mlward.inventory":
         return _bom(data, action or "bom")
+    if data.get("kind") == AUDIT_KIND:
+        return _audit(data, action or "audit")
     if data.get("format") == GATE_FORMAT:
         return _gate(data, action or "gate")
     if "schema_version" in data and "findings" in data and "tool" in data:
@@ -204,9 +207,32 @@ def _gate(data: Mapping[str, Any], action: str) -> Document:
                                                            "errors", "blind") if k in summary}})
 
 
-def _parse_time(value: Any) -> datetime | None:
+def _audit(data: Mapping[str, Any], action: str) -> Document:
+    """An audit snapshot (``.mlward/snapshots/<id>.json``): complete or not, its findings."""
+    from mlward._internal.audit.errors import AuditError
+    from mlward._internal.audit.snapshot import Snapshot
+
     try:
-        return datetime.fromisoformat(str(value))
+        snap = Snapshot.from_dict(data)
+    except (AuditError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DocumentError(f"not a valid mlward audit snapshot: {exc}") from None
+    counts = dict.fromkeys(SEVERITIES, 0)
+    for f in snap.findings:
+        if not f.suppressed and f.severity in counts:
+            counts[f.severity] += 1
+    return Document(
+        kind="audit", action=action, digest=snap.id, name=_name(snap.root), root=snap.root,
+        time=_utc(_parse_time(snap.time)), body=snap.to_dict(),
+        verdict="complete" if snap.complete else "incomplete", counts=counts,
+        summary={"snapshot": snap.id[:16], "files": len(snap.files),
+                 "steps": ", ".join(f"{r.name} {r.status}" for r in snap.steps),
+                 "incomplete": len(snap.incomplete)})
+
+
+def _parse_time(value: Any) -> datetime | None:
+    text = str(value)
+    try:  # Python 3.10's fromisoformat does not read a trailing Z
+        return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     except ValueError:
         return None
 

@@ -49,14 +49,18 @@ def record_event(action: str, resource: str, *, outcome: str,
     :class:`~mlward._internal.ledger.errors.LedgerTampered` when an initialised project's
     ledger is gone: the caller decides whether that fails its command (the CLI warns and
     carries on).
+
+    Every event records where it happened (``details["where"]``: the working directory, the
+    project and its git commit), which also lets the forensic index resolve relative paths.
     """
     config = resolve(db, project=project)
     if config is None:
         return False
     from mlward._internal.ledger.entry import Event
+    from mlward._internal.ledger.refs import here
 
     event = Event(action=action, resource=resource, outcome=outcome,
-                  digests=dict(digests or {}), details=dict(details or {}))
+                  digests=dict(digests or {}), details={"where": here(), **(details or {})})
     with open_ledger(db, project=project) as ledger:
         ledger.append([event])
     return True

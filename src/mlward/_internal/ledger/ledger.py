@@ -27,7 +27,16 @@ from mlward._internal.ledger.note import (
     NoteVerifier,
     Receipt,
 )
+from mlward._internal.ledger.refs import Ref
 from mlward._internal.ledger.store import Filters, Store, StoredEntry
+from mlward._internal.ledger.witness import (
+    WitnessSigner,
+    WitnessState,
+    WitnessVerifier,
+    check_cosignatures,
+    split_note,
+    witness,
+)
 
 EXPORT_FORMAT = "mlward-ledger-export/1"
 _DECODER = json.JSONDecoder()
@@ -52,6 +61,8 @@ class VerifyResult:
     root: bytes = b""
     checkpoints: int = 0
     problems: list[Problem] = field(default_factory=list)
+    witnessed: int | None = None
+    """With witnesses configured: the largest tree size a quorum of them cosigned."""
 
     @property
     def ok(self) -> bool:
@@ -69,7 +80,7 @@ class VerifyResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "size": self.size, "root": self.root.hex(),
-                "checkpoints_checked": self.checkpoints,
+                "checkpoints_checked": self.checkpoints, "witnessed_size": self.witnessed,
                 "first_problem": None if self.first is None else self.first.to_dict(),
                 "problems": [p.to_dict() for p in self.problems]}
 
@@ -79,12 +90,16 @@ class Ledger:
 
     def __init__(self, store: Store, origin: str, *, signer: NoteSigner | None = None,
                  verifier: NoteVerifier | None = None,
-                 checkpoint_file: Path | None = None) -> None:
+                 checkpoint_file: Path | None = None,
+                 witnesses: Sequence[WitnessVerifier] = (),
+                 witness_quorum: int | None = None) -> None:
         self.store = store
         self.origin = origin
         self.signer = signer
         self.verifier = verifier or (signer.verifier if signer else None)
         self.checkpoint_file = checkpoint_file
+        self.witnesses = tuple(witnesses)
+        self.witness_quorum = witness_quorum or len(self.witnesses)
 
     def close(self) -> None:
         self.store.close()
@@ -97,10 +112,12 @@ class Ledger:
 
     # --- writing ------------------------------------------------------------------------
 
-    def append(self, events: Sequence[Event]) -> list[Entry]:
-        """Append ``events``; then renew the signed checkpoint kept beside the project's
+    def append(self, events: Sequence[Event],
+               refs: Sequence[Iterable[Ref]] = ()) -> list[Entry]:
+        """Append ``events`` (with the resources each names, for the forensic index); then
+        renew the signed checkpoint kept beside the project's
         ledger, so that losing the database (or entries) can be proved."""
-        entries = self.store.append(events)
+        entries = self.store.append(events, refs)
         self.keep_checkpoint()
         return entries
 
@@ -237,7 +254,58 @@ class Ledger:
         notes += [("given checkpoint", note) for note in extra_checkpoints]
         for label, note in notes:
             self._check_checkpoint(label, note, tree, result)
+        if self.witnesses:
+            self._check_witnesses(notes, result)
         return result
+
+    def _check_witnesses(self, notes: Sequence[tuple[str, str]], result: VerifyResult) -> None:
+        """Every cosignature by a configured witness must verify, and some checkpoint must
+        carry a quorum of them (entries after it are not yet witnessed: not a problem)."""
+        names = ", ".join(w.name for w in self.witnesses)
+        for label, note in notes:
+            try:
+                cosigned = check_cosignatures(note, self.witnesses)
+                size = Checkpoint.parse_text(split_note(note)[0]).size
+            except LedgerError as exc:
+                result.add(Problem(None, "cosignature", f"{label}: {exc}"))
+                continue
+            for problem in cosigned.problems:
+                result.add(Problem(None, "cosignature", f"{label}: {problem}"))
+            if len(cosigned.valid) >= self.witness_quorum and not cosigned.problems:
+                result.witnessed = max(result.witnessed or 0, size)
+        if result.witnessed is None:
+            result.add(Problem(None, "cosignature", f"no checkpoint carries valid "
+                               f"cosignatures by {self.witness_quorum} of the configured "
+                               f"witnesses ({names}): run `mlward ledger witness cosign` "
+                               "where the witness key is"))
+
+    def cosign(self, signer: WitnessSigner, state_file: Path) -> str:
+        """Witness the latest stored checkpoint: check its log signature and that the tree
+        only grew since the checkpoint this witness last cosigned (``state_file``), then add
+        the cosignature, store the cosigned note and move the state on."""
+        if self.verifier is None:
+            raise LedgerError("cosigning needs the ledger's verifier key")
+        with self.store.snapshot() as snap:
+            stored = snap.checkpoints()
+        if not stored:
+            raise LedgerError("the ledger has no checkpoint to cosign (run `mlward ledger "
+                              "checkpoint`)")
+        note = stored[-1][2]
+        checkpoint = Checkpoint.open(note, self.verifier, self.origin)
+        if self.root(checkpoint.size) != checkpoint.root:
+            raise LedgerError(f"refusing to cosign: the checkpoint of size {checkpoint.size} "
+                              "does not match the ledger's tree (run `mlward ledger verify`)")
+        state = WitnessState.load(state_file)
+        proof = [] if state is None or state.size > checkpoint.size else \
+            self.consistency_proof(state.size, checkpoint.size)
+        cosigned, new_state = witness(signer, checkpoint, note, state, proof)
+        self.store.add_checkpoint(checkpoint.size, utc_now(), cosigned)
+        if self.checkpoint_file is not None and self.checkpoint_file.is_file() and \
+                split_note(self.checkpoint_file.read_text(encoding="utf-8"))[0] == \
+                split_note(note)[0]:
+            atomic_write_text(self.checkpoint_file, cosigned)
+        new_state.save(state_file)
+        return cosigned
 
     def _check_checkpoint(self, label: str, note: str, tree: MemoryTree,
                           result: VerifyResult) -> None:

@@ -53,6 +53,8 @@ class LedgerConfig(NamedTuple):
     origin: str | None
     key: Path | None
     verifier: str | None
+    witnesses: tuple[str, ...] = ()
+    witness_quorum: int | None = None
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -93,9 +95,18 @@ def resolve(db: str | None = None, project: Path | None = None) -> LedgerConfig 
     key = folder / str(section.get("key", KEY_FILE)) if folder else None
     origin = section.get("origin")
     verifier = section.get("verifier")
+    witnesses = section.get("witnesses", [])
+    quorum = section.get("witness_quorum")
+    if not isinstance(witnesses, list) or not all(isinstance(w, str) for w in witnesses):
+        raise LedgerError(f"{folder}/{CONFIG}: [ledger] witnesses must be a list of witness "
+                          "keys (<name>+<id>+<key>)")
+    if quorum is not None and (not isinstance(quorum, int) or isinstance(quorum, bool)
+                               or not 1 <= quorum <= len(witnesses)):
+        raise LedgerError(f"{folder}/{CONFIG}: [ledger] witness_quorum must be a whole number "
+                          "from 1 to the number of witnesses")
     return LedgerConfig(folder, db, str(origin) if origin else None,
                         key if key is not None and key.is_file() else None,
-                        str(verifier) if verifier else None)
+                        str(verifier) if verifier else None, tuple(witnesses), quorum)
 
 
 def check_present(path: Path, folder: Path) -> None:
@@ -151,8 +162,12 @@ def open_ledger(db: str | None = None, project: Path | None = None, *,
         if origin is None:
             raise LedgerError("the ledger has no origin (run `mlward init`)")
         checkpoint_file = config.folder / CHECKPOINT_FILE if config.folder else None
+        from mlward._internal.ledger.witness import WitnessVerifier
+
         return Ledger(store, origin, signer=signer, verifier=verifier,
-                      checkpoint_file=checkpoint_file)
+                      checkpoint_file=checkpoint_file,
+                      witnesses=[WitnessVerifier.parse(w) for w in config.witnesses],
+                      witness_quorum=config.witness_quorum)
     except BaseException:
         store.close()
         raise

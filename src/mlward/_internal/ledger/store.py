@@ -1,7 +1,9 @@
 """Where the ledger lives: one interface, SQLite (embedded, WAL) and PostgreSQL (team server).
 
 Tables: ``ledger_entries`` (the canonical entry bytes and their RFC 9162 leaf hash, plus
-copies of the fields forensic queries filter on), ``ledger_nodes`` (the hash of every complete
+copies of the fields forensic queries filter on), ``ledger_refs`` (the forensic index: the
+file paths and digests each entry concerns, see :mod:`~mlward._internal.ledger.refs`),
+``ledger_nodes`` (the hash of every complete
 subtree of :data:`STORED_LEVEL` levels or more, filled on append), ``ledger_checkpoints``
 (signed checkpoints) and ``ledger_meta`` (origin, keys, the tree size and the layout version).
 
@@ -27,6 +29,7 @@ from typing import Any, NamedTuple
 from mlward._internal.ledger.entry import GENESIS, Entry, Event
 from mlward._internal.ledger.errors import LedgerError
 from mlward._internal.ledger.merkle import MemoryTree, Node, append_nodes, frontier_nodes, leaf_hash
+from mlward._internal.ledger.refs import Ref, refs_of
 
 ENTRY_COLUMNS = ("time", "actor", "host", "action", "resource", "outcome")
 STORED_LEVEL = 4
@@ -34,6 +37,21 @@ STORED_LEVEL = 4
 LAYOUT = "2"
 """Version of the table layout (1: every node stored, leaf hashes as level-0 nodes)."""
 _CHUNK = 200  # nodes per lookup query
+REFS_VERSION = "1"
+"""Version of the forensic index (``ledger_refs``); a ledger without it is indexed on open."""
+_REFS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS ledger_refs (idx BIGINT NOT NULL, path TEXT, digest TEXT, "
+    "role TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ledger_refs_path ON ledger_refs (path, role, idx)",
+    # Partial indexes: rows without a digest, and entries other than audit snapshots, cost
+    # an append nothing here.
+    "CREATE INDEX IF NOT EXISTS ledger_refs_digest ON ledger_refs (digest, idx) "
+    "WHERE digest IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS ledger_entries_snapshots ON ledger_entries (idx) "
+    "WHERE action = 'audit.snapshot'",  # SNAPSHOT_ACTION
+)
+SNAPSHOT_ACTION = "audit.snapshot"
+_INSERT_REF = "INSERT INTO ledger_refs (idx, path, digest, role) VALUES (?, ?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,7 @@ class Store(ABC):
             + self._nodes_suffix(),
             "CREATE TABLE IF NOT EXISTS ledger_checkpoints (size BIGINT NOT NULL, "
             "created TEXT NOT NULL, note TEXT NOT NULL)",
+            *_REFS_SCHEMA,
         ]
 
     def _index_column(self) -> str:
@@ -111,18 +130,45 @@ class Store(ABC):
 
     def _init_meta(self, cur: Any) -> None:
         """The layout version and the tree size of a new ledger (kept when it exists)."""
-        for key, value in (("layout", LAYOUT), ("size", "0")):
+        for key, value in (("layout", LAYOUT), ("size", "0"), ("refs", REFS_VERSION)):
             cur.execute(self._sql("INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
                                   "ON CONFLICT (key) DO NOTHING"), (key, value))
 
     def check_layout(self) -> None:
-        """Refuse a ledger whose tables this version does not read."""
+        """Refuse a ledger whose tables this version does not read; give a ledger made before
+        the forensic index its index (once, from its entries)."""
         found = self.meta("layout")
         if found != LAYOUT:
             raise LedgerError(f"the ledger's tables are in layout {found or 1}, written by an "
                               f"earlier development version of mlward; this version reads "
                               f"layout {LAYOUT} (export the ledger with the version that wrote "
                               "it, or start a new one with `mlward init`)")
+        if self.meta("refs") != REFS_VERSION:
+            self._build_refs()
+
+    def _build_refs(self) -> None:
+        import json
+
+        with self._write() as cur:  # under the write lock: one process builds it
+            cur.execute("SELECT value FROM ledger_meta WHERE key = 'refs'")
+            if cur.fetchone() is not None:
+                return
+            for statement in _REFS_SCHEMA:
+                cur.execute(statement)
+            rows: list[tuple[Any, ...]] = []
+            for idx, body in self._stream(cur, "SELECT idx, body FROM ledger_entries "
+                                          "ORDER BY idx"):
+                try:
+                    obj = json.loads(_as_bytes(body))
+                except (ValueError, RecursionError):
+                    continue  # an entry damaged outside mlward: `ledger verify` names it
+                if isinstance(obj, dict) and isinstance(obj.get("digests"), dict) and \
+                        isinstance(obj.get("details"), dict):
+                    rows += [(int(idx), *ref) for ref in refs_of(
+                        str(obj.get("resource", "")), obj["digests"], obj["details"])]
+            cur.executemany(self._sql(_INSERT_REF), rows)
+            cur.execute(self._sql("INSERT INTO ledger_meta (key, value) VALUES (?, ?)"),
+                        ("refs", REFS_VERSION))
 
     # --- meta ---------------------------------------------------------------------------
 
@@ -195,8 +241,13 @@ class Store(ABC):
         with self._read() as cur:
             return self._nodes(cur, wanted)
 
-    def append(self, events: Sequence[Event]) -> list[Entry]:
-        """Append ``events`` in order, in one transaction; return the entries they became."""
+    def append(self, events: Sequence[Event],
+               refs: Sequence[Iterable[Ref]] = ()) -> list[Entry]:
+        """Append ``events`` in order, in one transaction; return the entries they became.
+
+        ``refs[i]`` are index rows for event ``i`` beyond those its own fields give (an audit
+        snapshot's changed files): written in the same transaction, so an entry is never
+        without its rows."""
         with self._write() as cur:
             size = self._size(cur)
             coords = frontier_nodes(size)
@@ -210,9 +261,14 @@ class Store(ABC):
             entries: list[Entry] = []
             entry_rows: list[tuple[Any, ...]] = []
             node_rows: list[tuple[int, int, bytes]] = []
+            ref_rows: list[tuple[Any, ...]] = []
             for index, event in enumerate(events, size):
                 entry = Entry(index, prev, event)
                 body = entry.canonical()
+                own = refs_of(event.resource, event.digests, event.details)
+                if index - size < len(refs):
+                    own = list(dict.fromkeys([*own, *refs[index - size]]))
+                ref_rows += [(index, *ref) for ref in own]
                 leaf = leaf_hash(body)
                 node_rows.extend((level, idx, h) for (level, idx), h
                                  in append_nodes(frontier, index, leaf) if level >= STORED_LEVEL)
@@ -225,6 +281,7 @@ class Store(ABC):
                 "body, leaf) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), entry_rows)
             cur.executemany(self._sql(
                 "INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)"), node_rows)
+            cur.executemany(self._sql(_INSERT_REF), ref_rows)
             cur.execute(self._sql("UPDATE ledger_meta SET value = ? WHERE key = 'size'"),
                         (str(size + len(events)),))
         return entries
@@ -263,6 +320,47 @@ class Store(ABC):
         with self._read() as cur:
             cur.execute(self._sql(sql), params)
             return [_as_bytes(row[0]) for row in cur.fetchall()]
+
+    def snapshots(self) -> list[bytes]:
+        """Every audit snapshot's entry, in order, from its own small index."""
+        with self._read() as cur:
+            # The action as a literal: a partial index serves only a query that names it.
+            cur.execute(f"SELECT body FROM ledger_entries WHERE action = '{SNAPSHOT_ACTION}' "
+                        "ORDER BY idx")
+            return [_as_bytes(row[0]) for row in cur.fetchall()]
+
+    def find_refs(self, paths: Sequence[str] = (), digests: Sequence[str] = (),
+                  roots: Sequence[str] = ()) -> list[tuple[int, Ref]]:
+        """The index rows naming any of ``paths`` or ``digests``, and the rows naming any of
+        ``roots`` as a dataset root (role ``root``), as ``(entry index, row)`` in entry
+        order. Each value is an indexed lookup: the cost follows the rows found, not the
+        ledger's size."""
+        queries = [("path IN ({})", list(dict.fromkeys(paths))),
+                   ("digest IN ({})", list(dict.fromkeys(digests))),
+                   ("role = 'root' AND path IN ({})", list(dict.fromkeys(roots)))]
+        rows: list[Any] = []
+        with self._read() as cur:
+            for where, values in queries:
+                for i in range(0, len(values), _CHUNK):
+                    chunk = values[i:i + _CHUNK]
+                    cur.execute(self._sql("SELECT idx, path, digest, role FROM ledger_refs "
+                                          "WHERE " + where.format(", ".join("?" * len(chunk)))),
+                                chunk)
+                    rows += cur.fetchall()
+        found = {(int(r[0]), Ref(r[1], r[2], str(r[3]))) for r in rows}
+        return sorted(found, key=lambda item: (item[0], item[1].role, item[1].path or ""))
+
+    def bodies(self, indexes: Sequence[int]) -> dict[int, bytes]:
+        """The entry bytes of ``indexes`` (those that exist)."""
+        out: dict[int, bytes] = {}
+        wanted = sorted(set(indexes))
+        with self._read() as cur:
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i:i + _CHUNK]
+                cur.execute(self._sql(f"SELECT idx, body FROM ledger_entries WHERE idx IN "
+                                      f"({', '.join('?' * len(chunk))})"), chunk)
+                out.update((int(idx), _as_bytes(body)) for idx, body in cur.fetchall())
+        return out
 
     @contextmanager
     def snapshot(self) -> Iterator[Snapshot]:

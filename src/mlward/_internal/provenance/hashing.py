@@ -229,20 +229,25 @@ def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
 
 
 def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
-               progress: Callable[[int], None] | None = None) -> list[str]:
-    """Hex digests of ``jobs`` (listed with their size, time and inode) in order."""
-    return _run(list(jobs), None, workers, progress)[1]
+               progress: Callable[[int], None] | None = None,
+               failed: dict[int, ProvenanceError] | None = None) -> list[str]:
+    """Hex digests of ``jobs`` (listed with their size, time and inode) in order; see
+    :func:`_run` for ``failed``."""
+    return _run(list(jobs), None, workers, progress, failed)[1]
 
 
 def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
-         progress: Callable[[int], None] | None) -> tuple[list[FileJob], list[str]]:
+         progress: Callable[[int], None] | None,
+         failed: dict[int, ProvenanceError] | None = None) -> tuple[list[FileJob], list[str]]:
     """Hash ``jobs`` with ``workers`` threads (default: all cores), in two rounds.
 
     First, every file whose size is not known yet (size -1) is opened and ``fstat``-ed; a
     small one is hashed there and then, a larger one only sized. Then every file left is
     hashed whole, or in shards that the threads take in turn. ``progress`` is called with byte
     counts as work finishes; the first error (unreadable file, file changed) stops the work
-    and is raised. Returns the jobs with their sizes and labels known, and the digests.
+    and is raised; given a ``failed`` dict instead, a file's error is put there under its job
+    index, its digest is ``""``, and the other files are still hashed (an audit records what
+    it could not read). Returns the jobs with their sizes and labels known, and the digests.
     """
     from mlward.executors import available_cores
 
@@ -260,6 +265,12 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
                 return
             try:
                 resolved[index], digest = _first_look(jobs[index], spec)
+            except ProvenanceError as exc:
+                if failed is None:
+                    errors.append(exc)
+                    return
+                failed[index] = exc
+                continue
             except BaseException as exc:
                 errors.append(exc)
                 return
@@ -310,6 +321,12 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
                 else:
                     hasher = hashlib.sha256()
                 _hash_range(job, hasher, start, end)
+            except ProvenanceError as exc:
+                if failed is None:
+                    errors.append(exc)
+                    return
+                failed[index] = exc
+                continue
             except BaseException as exc:
                 errors.append(exc)
                 return
@@ -324,6 +341,9 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
     if errors:
         raise errors[0]
     for index, digests in shard_digests.items():
+        if failed is not None and index in failed:
+            results[index] = ""
+            continue
         job = resolved[index]
         _, shard = parse_label(job.label)
         outer = hashlib.sha256(f"mlward-sharded-v1 {shard} {job.size}\n".encode())

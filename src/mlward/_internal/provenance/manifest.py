@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mlward._internal.io import atomic_write_text
 from mlward._internal.provenance import read_limited
@@ -533,7 +533,18 @@ class Change:
         return f"{self.status:<9} {self.path}"
 
 
-def diff(recorded: Sequence[Entry], current: Sequence[Entry]) -> list[Change]:
+class Compared(Protocol):
+    """What :func:`diff` compares: a path and what must match for the same content (manifest
+    entries; audit snapshots' files)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def content(self) -> tuple[str, ...]: ...
+
+
+def diff(recorded: Sequence[Compared], current: Sequence[Compared]) -> list[Change]:
     """Added, removed, modified and renamed (same content, new path) entries."""
     old = {e.path: e for e in recorded}
     new = {e.path: e for e in current}
@@ -541,7 +552,7 @@ def diff(recorded: Sequence[Entry], current: Sequence[Entry]) -> list[Change]:
                if old[p].content != new[p].content]
     removed = [old[p] for p in sorted(old.keys() - new.keys())]
     added = [new[p] for p in sorted(new.keys() - old.keys())]
-    by_content: dict[tuple[str, ...], list[Entry]] = {}
+    by_content: dict[tuple[str, ...], list[Compared]] = {}
     for e in removed:
         by_content.setdefault(e.content, []).append(e)
     for e in added:
