@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -194,3 +195,35 @@ def test_query_command_formats(project: tuple[Path, Path], monkeypatch: pytest.M
     assert main(["query", expr]) == 0
     assert "MW101" in capsys.readouterr().out
     assert main(["query", "models.filter("]) == 2
+
+
+@pytest.mark.slow
+def test_demo_serves_its_results(tmp_path: Path) -> None:
+    """`mlward demo --serve`: the walk-through, then the dashboard over its inventory."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("MLWARD_DB", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlward", "demo", "--keep", str(tmp_path / "demo"), "--serve",
+         "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, "the demo stopped instead of serving"
+            assert time.monotonic() < deadline, "the dashboard never answered"
+            try:
+                docs = httpx.get(f"http://127.0.0.1:{port}/api/v1/documents").json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert {d["kind"] for d in docs["items"]} >= {"report", "gate", "audit"}
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -114,6 +114,18 @@ def query_function(db: str) -> Any:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    section = args.settings.section("serve")
+    host = str(args.host or section.get("host") or "127.0.0.1")
+    port = args.port if args.port is not None else int(section.get("port", DEFAULT_PORT))
+    token = _token(args.token_file or (Path(section["token_file"])
+                                       if section.get("token_file") else None))
+    return serve(args.settings, host=host, port=port, token=token,
+                 db=_inventory_db(args))
+
+
+def serve(settings: Any, *, host: str, port: int, token: str | None, db: str) -> int:
+    """Serve the dashboard over the inventory ``db`` (and the project's ledger) until
+    interrupted; refuses an address other than loopback without a token."""
     import uvicorn
 
     from mlward._internal.inventory import open_store
@@ -122,23 +134,18 @@ def run_serve(args: argparse.Namespace) -> int:
     from mlward._internal.web.app import DEFAULT_MAX_INGEST, ServeOptions, create_app
     from mlward._internal.web.ledgerview import LedgerSource
 
-    section = args.settings.section("serve")
-    host = str(args.host or section.get("host") or "127.0.0.1")
-    port = args.port if args.port is not None else int(section.get("port", DEFAULT_PORT))
-    token = _token(args.token_file or (Path(section["token_file"])
-                                       if section.get("token_file") else None))
     if not _loopback(host) and token is None:
         raise UsageError(f"refusing to serve on {host} without an access token: give "
                          f"--token-file FILE or set {TOKEN_ENV} (or bind 127.0.0.1)")
-    db = _inventory_db(args)
     ledger = None
-    if resolve(args.settings.db) is not None:
-        ledger = LedgerSource(args.settings.db, find_project())
+    if resolve(settings.db) is not None:
+        ledger = LedgerSource(settings.db, find_project())
     hosts = ("127.0.0.1", "localhost", "[::1]", "::1") if _loopback(host) else ("*",)
+    max_ingest = int(settings.section("serve").get("max_ingest_bytes", DEFAULT_MAX_INGEST))
     options = ServeOptions(token=token, allowed_hosts=hosts, query=query_function(db),
-                           max_ingest=int(section.get("max_ingest_bytes", DEFAULT_MAX_INGEST)))
+                           max_ingest=max_ingest)
     app = create_app(open_store(db), ledger=ledger, options=options)
-    if not args.settings.quiet:
+    if not settings.quiet:
         where = db if "://" not in db else db.split("@")[-1]
         print(f"mlward: serving {where} on http://{host}:{port}/ (Ctrl-C stops)",
               file=sys.stderr)
