@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -30,11 +31,11 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import measured_on, write_section  # noqa: E402
+from _bench import measured_on, write_section
 
-from mlward._internal.inventory import open_store  # noqa: E402
-from mlward._internal.inventory.documents import report_document  # noqa: E402
-from mlward.findings import (  # noqa: E402
+from mlward._internal.inventory import open_store
+from mlward._internal.inventory.documents import report_document
+from mlward.findings import (
     Fact,
     Finding,
     Location,
@@ -142,6 +143,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(20)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     ms = [c * 1000 for c in calls]
     lines = [
