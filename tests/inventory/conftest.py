@@ -3,6 +3,7 @@ SQLite or a real PostgreSQL server (``MLWARD_TEST_PG_DSN``; ``.ci/run`` starts o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -56,8 +57,16 @@ def inventory_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     if not PG_DSN:
         pytest.skip("MLWARD_TEST_PG_DSN is not set (.ci/run starts a PostgreSQL server)")
+    with postgres_schema() as dsn:
+        yield dsn
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose search path is a new schema, dropped afterwards."""
     import psycopg
 
+    assert PG_DSN is not None
     schema = f"mlward_inv_{secrets.token_hex(6)}"
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")

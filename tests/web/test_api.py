@@ -227,3 +227,22 @@ def test_demo_serves_its_results(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.mark.postgres
+def test_team_server_on_postgresql(project: tuple[Path, Path], tmp_path: Path) -> None:
+    """A team server: the inventory in PostgreSQL, results pushed to it, read back."""
+    from tests.inventory.conftest import PG_DSN, postgres_schema
+    from tests.web.conftest import running
+
+    if not PG_DSN:
+        pytest.skip("MLWARD_TEST_PG_DSN is not set (.ci/run starts a PostgreSQL server)")
+    _, report = project
+    with postgres_schema() as dsn, running(create_app(open_store(dsn))) as url:
+        assert main(["push", url, str(report), "--project", "team-a"]) == 0
+        assert main(["push", url, str(later_report(report, tmp_path)),
+                     "--project", "team-b"]) == 0
+        projects = httpx.get(url + "/api/v1/projects").json()["items"]
+        assert [p["name"] for p in projects] == ["team-a", "team-b"]
+        assert httpx.get(url + "/api/v1/findings", params={"project": "team-b"}
+                         ).json()["total"] == 2
