@@ -25,13 +25,13 @@ def inventory_config(settings: Any) -> Any:
 def keep(data: Report | Mapping[str, Any], args: argparse.Namespace, action: str) -> None:
     """Ingest a report, or a BOM, gate result or audit snapshot as JSON data, into the
     inventory when there is one and recording is on; warn, never raise, when it fails."""
-    from mlward._internal.inventory import open_store, parse_document
-    from mlward._internal.inventory.documents import report_document
-
     try:
         config = inventory_config(args.settings)
         if config.db is None or not config.record:
-            return
+            return  # before the database layer is imported: a run without one pays nothing
+        from mlward._internal.inventory import open_store, parse_document
+        from mlward._internal.inventory.documents import report_document
+
         doc = (report_document(data, action) if isinstance(data, Report)
                else parse_document(data, action=action))
         with open_store(config.db) as store:
