@@ -25,7 +25,6 @@ from mlward._internal.inventory import open_store, parse_document
 from mlward._internal.web.app import ServeOptions, create_app
 from mlward._internal.web.ledgerview import LedgerSource
 from mlward.cli.main import main
-from mlward.cli.serve import query_function
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)<\\script>.pkl'
 """A file name that is markup: it must show as text, never run."""
@@ -111,8 +110,7 @@ def serve_project(root: Path, report: Path, *, token: str | None = None
     def serving() -> Iterator[Site]:
         db = str(root / ".mlward" / "inventory.db")
         app = create_app(open_store(db), ledger=LedgerSource(None, root),
-                         options=ServeOptions(token=token, query=query_function(db),
-                                              max_ingest=4 << 20))
+                         options=ServeOptions(token=token, max_ingest=4 << 20))
         with running(app) as url:
             yield Site(root, db, url, report)
 

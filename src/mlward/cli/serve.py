@@ -96,31 +96,21 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def query_function(db: str) -> Any:
-    """What the dashboard's query box calls: expression -> result (or error) as JSON."""
-    from mlward._internal.inventory import open_store
-    from mlward._internal.policy.query import QueryError, inventory_document, run_query
-
-    store = open_store(db)
-
-    def query(expression: str) -> dict[str, Any]:
-        try:
-            return run_query(expression, inventory_document(
-                store.current_bodies("report"))).to_dict()
-        except QueryError as exc:
-            return {"error": str(exc)}
-
-    return query
-
-
 def run_serve(args: argparse.Namespace) -> int:
     section = args.settings.section("serve")
     host = str(args.host or section.get("host") or "127.0.0.1")
     port = args.port if args.port is not None else int(section.get("port", DEFAULT_PORT))
     token = _token(args.token_file or (Path(section["token_file"])
                                        if section.get("token_file") else None))
+    _require_token(host, token)  # before anything else: a refusal names the real problem
     return serve(args.settings, host=host, port=port, token=token,
                  db=_inventory_db(args))
+
+
+def _require_token(host: str, token: str | None) -> None:
+    if not _loopback(host) and token is None:
+        raise UsageError(f"refusing to serve on {host} without an access token: give "
+                         f"--token-file FILE or set {TOKEN_ENV} (or bind 127.0.0.1)")
 
 
 def serve(settings: Any, *, host: str, port: int, token: str | None, db: str) -> int:
@@ -134,16 +124,13 @@ def serve(settings: Any, *, host: str, port: int, token: str | None, db: str) ->
     from mlward._internal.web.app import DEFAULT_MAX_INGEST, ServeOptions, create_app
     from mlward._internal.web.ledgerview import LedgerSource
 
-    if not _loopback(host) and token is None:
-        raise UsageError(f"refusing to serve on {host} without an access token: give "
-                         f"--token-file FILE or set {TOKEN_ENV} (or bind 127.0.0.1)")
+    _require_token(host, token)
     ledger = None
     if resolve(settings.db) is not None:
         ledger = LedgerSource(settings.db, find_project())
     hosts = ("127.0.0.1", "localhost", "[::1]", "::1") if _loopback(host) else ("*",)
     max_ingest = int(settings.section("serve").get("max_ingest_bytes", DEFAULT_MAX_INGEST))
-    options = ServeOptions(token=token, allowed_hosts=hosts, query=query_function(db),
-                           max_ingest=max_ingest)
+    options = ServeOptions(token=token, allowed_hosts=hosts, max_ingest=max_ingest)
     app = create_app(open_store(db), ledger=ledger, options=options)
     if not settings.quiet:
         where = db if "://" not in db else db.split("@")[-1]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import importlib.util
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -72,7 +73,6 @@ class ServeOptions:
     token: str | None = None
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]", "::1")
     max_ingest: int = DEFAULT_MAX_INGEST
-    query: Callable[[str], dict[str, Any]] | None = None
 
 
 def _session_value(token: str) -> str:
@@ -175,11 +175,24 @@ def _templates() -> Environment:
     return env
 
 
+def run_query(store: InventoryStore, expression: str) -> dict[str, Any]:
+    """The query box and ``/api/v1/query``: rows, or the reason the expression fails."""
+    from mlward._internal.policy.query import QueryError, inventory_document
+    from mlward._internal.policy.query import run_query as evaluate
+
+    try:
+        return evaluate(expression, inventory_document(store.current_bodies("report"))
+                        ).to_dict()
+    except QueryError as exc:
+        return {"error": str(exc)}
+
+
 def create_app(store: InventoryStore, *, ledger: LedgerSource | None = None,
                options: ServeOptions | None = None) -> Starlette:
     """The dashboard over ``store`` (and ``ledger``, when the project has one)."""
     options = options or ServeOptions()
     env = _templates()
+    has_query = importlib.util.find_spec("celpy") is not None  # the policy extra
     security_token = options.token
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -191,7 +204,7 @@ def create_app(store: InventoryStore, *, ledger: LedgerSource | None = None,
 
         html = env.get_template(name).render(
             request=request, query=query, link=link, path=request.url.path,
-            has_ledger=ledger is not None, has_query=options.query is not None,
+            has_ledger=ledger is not None, has_query=has_query,
             logged_in=security_token is not None, **context)
         return HTMLResponse(html, status)
 
@@ -264,8 +277,8 @@ def create_app(store: InventoryStore, *, ledger: LedgerSource | None = None,
     async def query_page(request: Request) -> Response:
         expr = request.query_params.get("q", "")
         result = None
-        if expr and options.query is not None:
-            result = await call(options.query, expr)
+        if expr and has_query:
+            result = await call(run_query, store, expr)
         return page(request, "query.html", expr=expr, result=result)
 
     async def login(request: Request) -> Response:
@@ -332,9 +345,10 @@ def create_app(store: InventoryStore, *, ledger: LedgerSource | None = None,
             return JSONResponse({"error": str(exc)}, 404)
 
     async def api_query(request: Request) -> Response:
-        if options.query is None:
-            return JSONResponse({"error": "query is not available"}, 404)
-        return JSONResponse(await call(options.query, request.query_params.get("q", "")))
+        if not has_query:
+            return JSONResponse({"error": "query needs cel-python (pip install "
+                                 "'mlward[policy]')"}, 404)
+        return JSONResponse(await call(run_query, store, request.query_params.get("q", "")))
 
     async def api_ingest(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
