@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "gate",
         help="run the checks and enforce a policy over their combined results (CI gate)",
-        description="Run the configured checks (scan, deps, provenance) over PATHs, evaluate "
+        description="Run the configured checks (scan, deps, provenance, bom) over PATHs, evaluate "
         "the policy (YAML/TOML rules with CEL or Rego conditions; packs: baseline, strict) "
         "over one input document, print each violation with the rule behind it, the "
         "findings behind it and how to fix it, send alerts for new violations ([alerts] "
@@ -42,10 +42,14 @@ def register(sub: Any) -> None:
                    "repeatable, later ones override earlier ones (default: policy in [gate])")
     p.add_argument("--engine", choices=("cel", "rego"),
                    help="which conditions to evaluate (default: engine in [gate], else cel)")
-    p.add_argument("--check", metavar="CHECK", action="append", choices=("scan", "deps",
-                                                                         "provenance"),
-                   help="run only this check: scan, deps, provenance (repeatable; default: "
-                   "checks in [gate], else all three)")
+    p.add_argument("--check", metavar="CHECK", action="append",
+                   choices=("scan", "deps", "provenance", "bom"),
+                   help="run only this check: scan, deps, provenance, bom (repeatable; "
+                   "default: checks in [gate], else all of them; bom only when the project "
+                   "has a BOM)")
+    p.add_argument("--bom", metavar="FILE", type=Path,
+                   help="the BOM the bom check verifies (default: bom in [gate], else "
+                   "bom.cdx.json or bom.spdx.json at the root)")
     p.add_argument("-f", "--format", choices=FORMATS, default="text",
                    help="output format: text, json, sarif, junit, markdown (default: text)")
     p.add_argument("-o", "--output", metavar="FILE", type=Path,
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     s = args.settings
     config = gate_config(s, policy=args.policy or (), checks=args.check or (),
+                         bom=args.bom.resolve() if args.bom else None,
                          engine=args.engine)
     alerts = None
     if not args.no_alerts:  # checked before the checks run: a typo should not cost a scan

@@ -75,7 +75,9 @@ def junit_xml(suite: str, cases: Sequence[Case], *, timestamp: datetime, seconds
 
 def _problem(f: Finding) -> Problem:
     return Problem(f"{f.rule_id}: {f.message}", f.severity.label,
-                   "\n".join(x for x in (f"at {f.location}", f.remediation or "") if x))
+                   "\n".join(x for x in (f"at {f.location}",
+                                         f"evidence: {f.evidence}" if f.evidence else "",
+                                         f.remediation or "") if x))
 
 
 def render_junit(report: Report, options: RenderOptions | None = None) -> str:

@@ -31,6 +31,7 @@ def issues(source: str) -> list[tuple[str, Severity]]:
     ("import yaml\nyaml.load(open('c.yaml'))", "MW304"),
     ("import yaml\nyaml.load(s, Loader=yaml.Loader)", "MW304"),
     ("import yaml\nyaml.unsafe_load(s)", "MW304"),
+    ("import yaml\nclass Mine(yaml.Loader):\n    pass\nyaml.load(s, Loader=Mine)", "MW304"),
     ("AutoModel.from_pretrained('org/m', trust_remote_code=True)", "MW305"),
     ("import keras\nkeras.models.load_model('m.keras', safe_mode=False)", "MW306"),
     ("eval(user_input)", "MW307"),
@@ -50,6 +51,7 @@ def test_unsafe_call_is_reported(source: str, rule: str) -> None:
     "import yaml\nyaml.load(s, Loader=yaml.SafeLoader)\nyaml.safe_load(s)",
     "import yaml\nloader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)\n"
     "yaml.load(s, Loader=loader)",
+    "import yaml\nclass Strict(yaml.SafeLoader):\n    pass\nyaml.load(s, Loader=Strict)",
     "model.eval()",
     "AutoModel.from_pretrained('org/m')",
     "import subprocess\nsubprocess.run(['ls', '-l'])",

@@ -166,3 +166,28 @@ def test_joblib_before_1_2_without_alignment_padding(tmp_path: Path, monkeypatch
     joblib.dump({"a": np.arange(5.0), "b": np.arange(3, dtype="u1"), "c": [1]}, path)
     assert b"numpy_array_alignment_bytes" not in path.read_bytes()
     _clean(mlward.scan([path]))
+
+
+@pytest.mark.parametrize("proto", [2, 4, 5])
+def test_pandas_frames_and_series(tmp_path: Path, proto: int):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({
+        "a": [1, 2], "f": [1.5, np.nan], "b": ["x", "y"],
+        "t": pd.to_datetime(["2020-01-01", "2021-01-01"], utc=True),
+        "td": pd.to_timedelta([1, 2], unit="s"), "p": pd.period_range("2020-01", periods=2,
+                                                                         freq="M"),
+        "i": pd.array([1, None], dtype="Int64"), "c": pd.Categorical(["u", "v"]),
+        "s": pd.Series(["a", None], dtype="string")},
+        index=pd.MultiIndex.from_tuples([("x", 1), ("y", 2)]))
+    values = [frame, pd.Series([1.0, 2.0]), pd.Timestamp("2020-01-01"), pd.Timedelta("1D"),
+              pd.NaT, pd.Interval(0, 1)]
+    _clean(scan_bytes(tmp_path, pickle.dumps(values, protocol=proto)))
+
+
+def test_pandas_classes_with_side_effects_stay_unknown(tmp_path: Path):
+    # ExcelWriter opens (and truncates) the file it is given when it is built.
+    payload = (b"\x80\x04\x8c\x06pandas\x94\x8c\x0bExcelWriter\x94\x93\x94"
+               b"\x8c\x08out.xlsx\x94\x85\x94R\x94.")
+    report = scan_bytes(tmp_path, payload)
+    assert [f.rule_id for f in report.findings] == ["MW102"]
+    assert "pandas.ExcelWriter" in report.findings[0].message

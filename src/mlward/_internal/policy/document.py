@@ -128,8 +128,8 @@ def build_document(runs: Sequence[CheckRun], *, root: Path, time: datetime,
     """The input document of a gate run over ``runs`` (reports sharing ``root``).
 
     ``provenance`` maps a model's location URI to what the provenance check found (None: the
-    check did not run, every model is ``unchecked``). ``bom`` is BOM drift, empty until
-    ``mlward bom verify`` exists.
+    check did not run, every model is ``unchecked``). ``bom`` is the drift ``mlward bom
+    verify`` found (empty when the project has no BOM or the check did not run).
     """
     doc = InputDocument({})
     findings = _findings(runs, doc)
@@ -153,9 +153,14 @@ def build_document(runs: Sequence[CheckRun], *, root: Path, time: datetime,
         "params": dict(params),
     })
     doc.subjects["project"] = [Subject("project", root.name, Location("."))]
-    doc.subjects["bom"] = [Subject(f"bom:{b.get('kind')}:{b.get('component')}",
-                                   str(b.get("component")), Location("."))
-                           for b in bom]
+    drift_findings = [f for r in runs if r.name == "bom" for f in r.report.findings]
+    doc.subjects["bom"] = [
+        Subject(f"bom:{b.get('kind')}:{b.get('component')}:{b.get('path', '')}",
+                f"{b.get('component')} {b.get('path', '')}".strip(),
+                Location(str(b["path"])) if b.get("path") else Location("."),
+                tuple(f for f in drift_findings
+                      if f.location.uri == b.get("path") and f.rule_id == b.get("rule")))
+        for b in bom]
     return doc
 
 

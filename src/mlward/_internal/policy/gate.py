@@ -1,8 +1,8 @@
 """``mlward gate``: run the configured checks, build the input document, judge it.
 
-The checks are the commands users already run (``scan``, ``deps``) and the provenance
-verification of every model the scan found (signature and lineage, the same chain as
-``mlward verify``). The gate adds no scanning of its own: it reads their reports.
+The checks are the commands users already run (``scan``, ``deps``, ``bom verify``) and the
+provenance verification of every model the scan found (signature and lineage, the same chain
+as ``mlward verify``). The gate adds no scanning of its own: it reads their reports.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from mlward._version import __version__
 from mlward.errors import UsageError
 from mlward.settings import Settings
 
-CHECKS = ("scan", "deps", "provenance")
+CHECKS = ("scan", "deps", "provenance", "bom")
+BOM_FILES = ("bom.cdx.json", "bom.spdx.json")
+"""Where the ``bom`` check looks for the project's BOM when none is configured."""
 _KEY_ID = re.compile(r"key ([0-9a-f]+)")
 
 
@@ -43,17 +45,28 @@ class GateConfig:
     checks: tuple[str, ...] = CHECKS
     engine: str = "cel"
     params: Mapping[str, Any] = field(default_factory=dict)
+    bom: Path | None = None
+    """The BOM the ``bom`` check verifies (None: the first of :data:`BOM_FILES` at the root)."""
+    bom_required: bool = False
+    """True when the user asked for the ``bom`` check by name or named a BOM: then a missing
+    BOM is an error, where by default the check is left out of a project without one."""
 
 
 def gate_config(settings: Settings, *, policy: Sequence[str] = (),
-                checks: Sequence[str] = (), engine: str | None = None) -> GateConfig:
-    """The gate's configuration: flags over ``[gate]``; errors name the table and key."""
+                checks: Sequence[str] = (), engine: str | None = None,
+                bom: Path | None = None) -> GateConfig:
+    """The gate's configuration: flags over ``[gate]``; errors name the table and key.
+    A ``bom`` named in ``[gate]`` is relative to the settings file's project."""
     table = dict(settings.section("gate"))
     where = settings.origins.get("[gate]", "settings")
-    unknown = set(table) - {"policy", "checks", "engine"}
+    unknown = set(table) - {"policy", "checks", "engine", "bom"}
     if unknown:
         raise UsageError(f"{where}: unknown key(s) in [gate]: {', '.join(sorted(unknown))} "
-                         "(known: policy, checks, engine)")
+                         "(known: policy, checks, engine, bom)")
+    if "bom" in table and not isinstance(table["bom"], str):
+        raise UsageError(f"{where}: [gate] bom must be a path (a string)")
+    if bom is None and "bom" in table:
+        bom = Path(table["bom"])
 
     def strings(key: str) -> tuple[str, ...]:
         value = table.get(key, [])
@@ -71,8 +84,9 @@ def gate_config(settings: Settings, *, policy: Sequence[str] = (),
         raise UsageError(f"{where}: [gate] engine must be one of {', '.join(ENGINES)} "
                          f"(got {chosen_engine!r})")
     params = settings.section("policy")
+    explicit = bool(checks) or "checks" in table
     return GateConfig(tuple(policy) or strings("policy"), chosen_checks, chosen_engine,
-                      dict(params))
+                      dict(params), bom, bom is not None or (explicit and "bom" in chosen_checks))
 
 
 def run_gate(paths: Sequence[Path], settings: Settings, config: GateConfig, *,
@@ -102,11 +116,17 @@ def run_gate(paths: Sequence[Path], settings: Settings, config: GateConfig, *,
         runs.append(CheckRun("deps", audit(list(paths), environment=False,
                                            source=source_for(settings),
                                            settings=settings).report))
+    drift: list[dict[str, Any]] = []
+    if "bom" in config.checks:
+        bom_run = _verify_bom(root, settings, config)
+        if bom_run is not None:
+            runs.append(bom_run)
+            drift = bom_drift(bom_run.report)
     provenance = None
     if "provenance" in config.checks:
         provenance = model_provenance(root, _local_models(runs), _trusted(settings))
     doc = build_document(runs, root=root, time=started, params=policy.params,
-                         git=git_facts(root), provenance=provenance)
+                         git=git_facts(root), provenance=provenance, bom=drift)
     violations, errors, expired = judge(policy, engine, doc, waivers=settings.waivers,
                                         today=today)
     return GateResult(
@@ -115,6 +135,42 @@ def run_gate(paths: Sequence[Path], settings: Settings, config: GateConfig, *,
         checks=tuple(doc.data["project"]["checks"]), root=str(root),
         inputs=tuple(str(p) for p in paths), started=started,
         finished=datetime.now(timezone.utc), version=__version__, document=doc.data)
+
+
+def _verify_bom(root: Path, settings: Settings, config: GateConfig) -> CheckRun | None:
+    """``mlward bom verify`` of the project's BOM against ``root``, or None when there is no
+    BOM and none was asked for."""
+    from mlward._internal.bom.read import load
+    from mlward._internal.bom.verify import verify
+
+    if config.bom is not None:
+        bom_file = config.bom if config.bom.is_absolute() else root / config.bom
+    else:
+        bom_file = next((root / n for n in BOM_FILES if (root / n).is_file()), root / BOM_FILES[0])
+    if not bom_file.is_file():
+        if config.bom_required:
+            raise UsageError(f"the bom check has no BOM to verify: {bom_file} does not exist "
+                             "(make one with `mlward bom -o bom.cdx.json`, or set [gate] bom)")
+        return None
+    report = verify(load(bom_file), root, bom_file=bom_file, settings=settings,
+                    trusted=_trusted(settings))
+    return CheckRun("bom", report)
+
+
+def bom_drift(report: Any) -> list[dict[str, Any]]:
+    """The ``bom`` collection: one item per difference ``bom verify`` found between the BOM and
+    the project (a changed, missing or added file, a broken signature, a checkpoint the ledger
+    does not hold), with the component it concerns."""
+    from mlward import rules
+
+    kinds = {rules.BOM_FILE_CHANGED.id: "changed", rules.BOM_FILE_MISSING.id: "missing",
+             rules.BOM_FILE_ADDED.id: "added", rules.BOM_SIGNATURE_INVALID.id: "signature",
+             rules.BOM_LEDGER_MISSING.id: "ledger"}
+    return [{"kind": kinds.get(f.rule_id, f.rule_id),
+             "component": str((f.details or {}).get("ref") or f.location.uri),
+             "detail": f.message, "path": f.location.uri, "rule": f.rule_id,
+             "severity": f.severity.label}
+            for f in report.findings if f.counts]
 
 
 def _local_models(runs: Iterable[CheckRun]) -> list[str]:

@@ -310,6 +310,10 @@ def check_tree(tree: ast.AST, aliases: dict[str, str]) -> Iterator[CodeIssue]:
             calls.append(node)
         elif isinstance(node, ast.Assign) and _names_safe_loader(node.value):
             safe_names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ClassDef) and any(
+                _names_safe_loader(b) or (isinstance(b, ast.Name) and b.id in safe_names)
+                for b in node.bases):
+            safe_names.add(node.name)  # a subclass of a safe loader builds no objects either
     for call in calls:
         yield from _check_call(call, aliases, safe_names)
 

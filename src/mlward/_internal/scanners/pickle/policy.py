@@ -257,6 +257,34 @@ SAFE_NAMES: frozenset[str] = frozenset({
     # Joblib's array wrapper: it only carries shape and dtype (the array bytes follow).
     "joblib.numpy_pickle.NumpyArrayWrapper",
     "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
+    # pandas DataFrames and Series (``to_pickle``): the containers, their dtypes, arrays and
+    # block managers, and the unpickle helpers pandas and pyarrow name for them. Listed one by
+    # one: other pandas classes have side effects when built (ExcelWriter and HDFStore open
+    # files), so no prefix of pandas is safe.
+    *(f"{module}.{name}" for module in ("pandas", "pandas.core.api") for name in (
+        "DataFrame", "Series", "Index", "RangeIndex", "MultiIndex", "DatetimeIndex",
+        "TimedeltaIndex", "PeriodIndex", "CategoricalIndex", "IntervalIndex", "Categorical",
+        "CategoricalDtype", "DatetimeTZDtype", "PeriodDtype", "IntervalDtype", "SparseDtype",
+        "StringDtype", "ArrowDtype", "BooleanDtype", "Int8Dtype", "Int16Dtype", "Int32Dtype",
+        "Int64Dtype", "UInt8Dtype", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype",
+        "Float32Dtype", "Float64Dtype", "Timestamp", "Timedelta", "Period", "Interval")),
+    "pandas.core.frame.DataFrame", "pandas.core.series.Series",
+    "pandas.core.indexes.base.Index", "pandas.core.indexes.range.RangeIndex",
+    "pandas.core.indexes.multi.MultiIndex", "pandas.core.indexes.datetimes.DatetimeIndex",
+    "pandas.core.indexes.base._new_Index",
+    *(f"{module}.{name}" for module in ("pandas.arrays", "pandas.core.arrays") for name in (
+        "DatetimeArray", "TimedeltaArray", "PeriodArray", "IntegerArray", "FloatingArray",
+        "BooleanArray", "StringArray", "ArrowStringArray", "ArrowExtensionArray",
+        "IntervalArray", "SparseArray", "NumpyExtensionArray", "PandasArray", "Categorical")),
+    "pandas.core.internals.managers.BlockManager",
+    "pandas.core.internals.managers.SingleBlockManager",
+    "pandas.core.internals.blocks.new_block", "pandas._libs.internals._unpickle_block",
+    "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked",
+    "pandas._libs.tslibs.timestamps._unpickle_timestamp",
+    "pandas._libs.tslibs.timedeltas._timedelta_unpickle",
+    "pandas._libs.tslibs.nattype._nat_unpickle", "pandas._libs.tslibs.nattype.__nat_unpickle",
+    "pyarrow.lib._restore_array", "pyarrow.lib.type_for_alias", "pyarrow.lib.py_buffer",
+    "pandas.NA", "pandas._libs.missing.NA", "pyarrow.lib.NA", "pyarrow.NA",
     # scipy sparse matrices (lower-case class names).
     "scipy.sparse._csr.csr_matrix", "scipy.sparse._csc.csc_matrix",
     "scipy.sparse._coo.coo_matrix", "scipy.sparse._csr.csr_array",
