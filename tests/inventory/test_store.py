@@ -95,3 +95,13 @@ def test_migrations_are_recorded_once(inventory_db: str) -> None:
 def test_foreign_documents_are_refused(data: object) -> None:
     with pytest.raises(DocumentError):
         parse_document(data)
+
+
+def test_a_finding_two_current_reports_share_is_listed_once(inventory_db: str,
+                                                            demo_report: Report) -> None:
+    audit = demo_report._replace(finished=datetime(2099, 1, 1, tzinfo=timezone.utc))
+    with open_store(inventory_db) as store:
+        store.ingest(report_document(demo_report, "scan"))
+        store.ingest(report_document(audit, "audit"))  # the same findings, seen by an audit
+        assert store.findings().total == len(demo_report.findings)
+        assert {d["action"] for d in store.documents().items} == {"scan", "audit"}

@@ -67,7 +67,7 @@ def test_overview_shows_the_project(page: Watch, site: Site) -> None:
     card = page.page.locator(f'article.project[data-project="{site.root.name}"]')
     assert "fail" in card.inner_text()
     assert "MW101" in page.page.locator("table.findings").inner_text()
-    assert "ok" in page.page.locator("section.card", has_text="Ledger").inner_text()
+    assert "Signed head: size" in page.page.locator("section.card", has_text="Ledger").inner_text()
     shot(page.page, "dashboard-overview")
 
 

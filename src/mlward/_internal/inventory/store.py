@@ -179,14 +179,20 @@ class InventoryStore:
             body=json.dumps(doc.body, sort_keys=True, separators=(",", ":")), **counts,
         )).inserted_primary_key[0])  # type: ignore[index]
         if doc.findings:
+            if current:  # a finding two current reports share (scan, audit) is listed once
+                for chunk in _chunks({f.fingerprint for f in doc.findings}):
+                    conn.execute(update(findings).where(
+                        findings.c.project_id == pid, findings.c.current == 1,
+                        findings.c.fingerprint.in_(chunk)).values(current=0))
             conn.execute(insert(findings), [
                 {"document_id": did, "project_id": pid, "current": int(current),
                  "time": doc.time, **f.__dict__} for f in doc.findings])
         if doc.assets:
             if current:  # the newest observation of an asset is the one shown
-                conn.execute(update(assets).where(
-                    assets.c.project_id == pid, assets.c.current == 1,
-                    assets.c.location.in_({a.location for a in doc.assets})).values(current=0))
+                for chunk in _chunks({a.location for a in doc.assets}):
+                    conn.execute(update(assets).where(
+                        assets.c.project_id == pid, assets.c.current == 1,
+                        assets.c.location.in_(chunk)).values(current=0))
             conn.execute(insert(assets), [
                 {"document_id": did, "project_id": pid, "current": int(current),
                  "kind": a.kind, "name": a.name, "location": a.location, "format": a.format,
@@ -233,7 +239,8 @@ class InventoryStore:
 
     def findings(self, filters: FindingFilters | None = None, *, page: int = 1,
                  per_page: int = 50) -> Page:
-        """Findings of each project's newest reports, most severe and newest first."""
+        """Findings of each project's newest reports (a fingerprint they share, once), most
+        severe and newest first."""
         filters = filters or FindingFilters()
         page, per_page = _paging(page, per_page)
         where = [findings.c.current == 1]
@@ -345,6 +352,13 @@ class InventoryStore:
                                                       documents.c.current == 1)
                                 .order_by(projects.c.name, documents.c.time)).all()
         return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+
+def _chunks(values: set[str], size: int = 500) -> Iterator[list[str]]:
+    """``values`` in lists short enough for any database's bound-parameter limit."""
+    ordered = sorted(values)
+    for start in range(0, len(ordered), size):
+        yield ordered[start:start + size]
 
 
 def _doc_brief(r: Mapping[Any, Any]) -> dict[str, Any]:
