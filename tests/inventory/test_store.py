@@ -105,3 +105,16 @@ def test_a_finding_two_current_reports_share_is_listed_once(inventory_db: str,
         store.ingest(report_document(audit, "audit"))  # the same findings, seen by an audit
         assert store.findings().total == len(demo_report.findings)
         assert {d["action"] for d in store.documents().items} == {"scan", "audit"}
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    from sqlalchemy import insert
+
+    from mlward._internal.inventory import InventoryError
+
+    db = str(tmp_path / "inventory.db")
+    with open_store(db) as store, store.engine.begin() as conn:
+        conn.execute(insert(schema_table).values(version=LATEST + 1, description="future",
+                                                 applied="2099-01-01T00:00:00Z"))
+    with pytest.raises(InventoryError, match="newer than this mlward"):
+        open_store(db)

@@ -79,6 +79,10 @@ def test_query_api(site: Site) -> None:
     assert sorted(r["value"] for r in rows) == sorted(["downloaded/sentiment.pkl", HOSTILE])
     bad = httpx.get(site.url + "/api/v1/query", params={"q": "models.filter("}).json()
     assert "does not compile" in bad["error"]
+    long = httpx.get(site.url + "/api/v1/query", params={"q": "1 + " * 2000 + "1"}).json()
+    assert "longer than" in long["error"]
+    wrong = httpx.get(site.url + "/api/v1/query", params={"q": 'models[0].path + 1'}).json()
+    assert wrong["error"].startswith("CEL error")
 
 
 def later_report(report: Path, folder: Path) -> Path:
@@ -110,6 +114,9 @@ def test_ingest_refuses_what_it_must(own_site: Site) -> None:
                       ).status_code == 415
     assert httpx.post(url, json={"kind": "other"}).status_code == 422
     assert httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}
+                      ).status_code == 400
+    deep = b"[" * 200_000 + b"]" * 200_000  # nesting that would exhaust the stack
+    assert httpx.post(url, content=deep, headers={"content-type": "application/json"}
                       ).status_code == 400
     big = b'{"x": "' + b"a" * (5 << 20) + b'"}'
     assert httpx.post(url, content=big, headers={"content-type": "application/json"}
@@ -246,3 +253,22 @@ def test_team_server_on_postgresql(project: tuple[Path, Path], tmp_path: Path) -
         assert [p["name"] for p in projects] == ["team-a", "team-b"]
         assert httpx.get(url + "/api/v1/findings", params={"project": "team-b"}
                          ).json()["total"] == 2
+
+
+def test_gates_page_lists_gate_runs_and_alerts(own_site: Site,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlward._internal.ledger import record_event
+
+    monkeypatch.chdir(own_site.root)
+    monkeypatch.delenv("MLWARD_DB", raising=False)
+    assert main(["gate", ".", "--policy", "baseline", "--executor", "inline", "-q",
+                 "--no-alerts", "-o", str(own_site.root.parent / "gate.txt")]) == 1
+    record_event("gate.alert", "https://hooks.example.com", outcome="failed",
+                 details={"channel": "team", "kind": "webhook", "alert": "violations",
+                          "items": 2, "attempts": 3, "error": "HTTP 500"},
+                 project=own_site.root)
+    gates = httpx.get(own_site.url + "/api/v1/documents", params={"kind": "gate"}).json()
+    assert [d["verdict"] for d in gates["items"]] == ["fail"]
+    html = httpx.get(own_site.url + "/gates").text
+    assert "baseline" in html  # the policy's name, in the run's summary
+    assert "https://hooks.example.com" in html and "failed: HTTP 500" in html

@@ -273,7 +273,13 @@ def create_app(store: InventoryStore, *, ledger: LedgerSource | None = None,
         q = dict(request.query_params)
         runs = {kind: await call(store.documents, kind=kind, project=q.get("project") or None,
                                  per_page=50) for kind in ("gate", "audit", "bom")}
-        return page(request, "gates.html", runs=runs)
+        sent = None
+        if ledger is not None:
+            try:
+                sent = await call(ledgerview.alerts, ledger)
+            except LedgerError:
+                sent = None
+        return page(request, "gates.html", runs=runs, alerts=sent)
 
     async def query_page(request: Request) -> Response:
         expr = request.query_params.get("q", "")

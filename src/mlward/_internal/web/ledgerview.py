@@ -56,6 +56,22 @@ def overview(source: LedgerSource, *, page: int, per_page: int = 50,
                 "checkpoints": result.checkpoints}}
 
 
+def alerts(source: LedgerSource, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest alert deliveries the gate recorded (``gate.alert`` entries), newest first;
+    channel targets with any credential masked."""
+    from mlward._internal.ledger.store import Filters
+    from mlward._internal.policy.record import ALERT
+    from mlward._internal.redact import redact_credentials
+
+    with source.open() as ledger:
+        found = ledger.log(Filters(action=ALERT))[-limit:]
+    return [{"time": e.event.time, "target": redact_credentials(e.event.resource),
+             "outcome": e.event.outcome,
+             **{k: e.event.details.get(k) for k in ("channel", "kind", "alert", "items",
+                                                     "attempts", "error")}}
+            for e in reversed(found)]
+
+
 def _latest_checkpoint(ledger: Ledger) -> Checkpoint | None:
     """The newest signed checkpoint that opens with the ledger's key (the project's file
     first, then the store's)."""
