@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     and_,
     create_engine,
     event,
@@ -242,7 +243,6 @@ class InventoryStore:
         """Findings of each project's newest reports (a fingerprint they share, once), most
         severe and newest first."""
         filters = filters or FindingFilters()
-        page, per_page = _paging(page, per_page)
         where = [findings.c.current == 1]
         if filters.project:
             where.append(projects.c.name == filters.project)
@@ -256,18 +256,13 @@ class InventoryStore:
             where.append(findings.c.status == filters.status)
         base = select(findings, projects.c.name.label("project")).join(
             projects, findings.c.project_id == projects.c.id).where(*where)
-        with self._read() as conn:
-            total = int(conn.scalar(select(func.count()).select_from(base.subquery())) or 0)
-            rows = conn.execute(base.order_by(findings.c.severity.desc(), findings.c.time.desc(),
-                                              findings.c.id)
-                                .limit(per_page).offset((page - 1) * per_page)).mappings().all()
-        return Page([_finding(r) for r in rows], total, page, per_page)
+        return self._page(base, (findings.c.severity.desc(), findings.c.time.desc(),
+                                 findings.c.id), page, per_page, _finding)
 
     def assets(self, filters: AssetFilters | None = None, *, page: int = 1,
                per_page: int = 50) -> Page:
         """The newest observation of every model, dataset, dependency, tool and bucket."""
         filters = filters or AssetFilters()
-        page, per_page = _paging(page, per_page)
         where = [assets.c.current == 1]
         if filters.kind:
             where.append(assets.c.kind == filters.kind)
@@ -282,11 +277,8 @@ class InventoryStore:
                       assets.c.format, assets.c.digest, assets.c.verdict,
                       projects.c.name.label("project")).join(
             projects, assets.c.project_id == projects.c.id).where(*where)
-        with self._read() as conn:
-            total = int(conn.scalar(select(func.count()).select_from(base.subquery())) or 0)
-            rows = conn.execute(base.order_by(projects.c.name, assets.c.kind, assets.c.location)
-                                .limit(per_page).offset((page - 1) * per_page)).mappings().all()
-        return Page([dict(r) for r in rows], total, page, per_page)
+        return self._page(base, (projects.c.name, assets.c.kind, assets.c.location), page,
+                          per_page, dict)
 
     def asset(self, asset_id: int) -> dict[str, Any] | None:
         """One asset: its facts, its history (every observation of the same location), the
@@ -324,7 +316,6 @@ class InventoryStore:
 
     def documents(self, *, kind: str | None = None, project: str | None = None,
                   page: int = 1, per_page: int = 50) -> Page:
-        page, per_page = _paging(page, per_page)
         where = []
         if kind:
             where.append(documents.c.kind == kind)
@@ -335,14 +326,21 @@ class InventoryStore:
                       documents.c.verdict, documents.c.summary,
                       *(documents.c[s] for s in SEVERITIES),
                       projects.c.name.label("project")).join(projects).where(*where)
+        return self._page(base, (documents.c.time.desc(), documents.c.id.desc()), page,
+                          per_page, lambda r: {
+                              **_doc_brief(r), "kind": r["kind"], "project": r["project"],
+                              "ingested": r["ingested"], "source": r["source"],
+                              "summary": json.loads(r["summary"])})
+
+    def _page(self, base: Select[Any], order: tuple[Any, ...], page: int, per_page: int,
+              item: Callable[[Any], dict[str, Any]]) -> Page:
+        """One page of ``base`` in ``order``, each row made an item, and the total."""
+        page, per_page = _paging(page, per_page)
         with self._read() as conn:
             total = int(conn.scalar(select(func.count()).select_from(base.subquery())) or 0)
-            rows = conn.execute(base.order_by(documents.c.time.desc(), documents.c.id.desc())
-                                .limit(per_page).offset((page - 1) * per_page)).mappings().all()
-        return Page([{**_doc_brief(r), "kind": r["kind"], "project": r["project"],
-                      "ingested": r["ingested"], "source": r["source"],
-                      "summary": json.loads(r["summary"])} for r in rows],
-                    total, page, per_page)
+            rows = conn.execute(base.order_by(*order).limit(per_page)
+                                .offset((page - 1) * per_page)).mappings().all()
+        return Page([item(r) for r in rows], total, page, per_page)
 
     def current_bodies(self, kind: str) -> list[tuple[str, str, Mapping[str, Any]]]:
         """(project, root, document) of every project's newest documents of ``kind``."""
