@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -137,7 +137,8 @@ def _cross_site(request: Request) -> bool:
     if site in ("cross-site", "same-site"):
         return True
     origin = request.headers.get("origin")
-    return origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
+    # The host only: behind a TLS proxy the browser's scheme is not the one the server sees.
+    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
 
 
 def _int(value: str | None, default: int) -> int:
