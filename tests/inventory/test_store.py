@@ -118,3 +118,20 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
                                                  applied="2099-01-01T00:00:00Z"))
     with pytest.raises(InventoryError, match="newer than this mlward"):
         open_store(db)
+
+
+def test_triage_states_are_filterable(inventory_db: str, demo_report: Report) -> None:
+    from mlward.findings import Suppression
+
+    f = demo_report.findings[0]
+    triaged = demo_report._replace(findings=(
+        f._replace(suppression=Suppression("waiver", "accepted risk")),
+        f._replace(fingerprint="1" * 32, baseline="new"),
+        f._replace(fingerprint="2" * 32, baseline="new"),
+        f._replace(fingerprint="3" * 32, baseline="unchanged")))
+    with open_store(inventory_db) as store:
+        store.ingest(report_document(triaged, "scan"))
+        assert store.findings(FindingFilters(status="waived")).total == 1
+        assert store.findings(FindingFilters(status="new")).total == 2
+        assert store.findings(FindingFilters(status="baseline")).total == 1
+        assert store.findings(FindingFilters(status="open")).total == 0

@@ -115,7 +115,7 @@ def _status(f: Finding) -> str:
         return "waived"
     if f.baseline == "unchanged":
         return "baseline"
-    return "open"
+    return "new" if f.baseline == "new" else "open"  # "new": not in the baseline it ran with
 
 
 def _utc(moment: datetime | None) -> str:

@@ -82,7 +82,7 @@ findings = Table(
     Column("remediation", Text),
     Column("cwe", String(32)),
     Column("fingerprint", String(64), nullable=False),
-    Column("status", String(16), nullable=False),  # open, waived, baseline, expired-waiver
+    Column("status", String(16), nullable=False),  # open, new, waived, baseline, expired-waiver
     Column("time", String(32), nullable=False),
     Index("ix_findings_current", "current", "severity"),
     Index("ix_findings_project", "project_id", "current"),

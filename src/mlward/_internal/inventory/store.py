@@ -38,7 +38,7 @@ from mlward._internal.redact import redact_credentials
 from mlward.findings import Severity
 
 MAX_PER_PAGE = 500
-STATUSES = ("open", "waived", "baseline", "expired-waiver")
+STATUSES = ("open", "new", "waived", "baseline", "expired-waiver")
 ASSET_KINDS = ("model", "dataset", "dependency", "tool", "bucket", "source")
 
 
