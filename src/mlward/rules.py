@@ -817,6 +817,525 @@ AUDIT_LINEAGE_BROKEN = rule(
 )
 
 
+# --- MW8xx: cloud storage and ML infrastructure -------------------------------------------
+# MW800-MW849: live checks (`mlward cloud aws|gcp|azure`), read-only API calls.
+
+S3_PUBLIC_ACL = rule(
+    "MW800", "S3 bucket ACL grants access to everyone", Severity.HIGH,
+    "Remove the AllUsers/AuthenticatedUsers grants (`aws s3api put-bucket-acl --acl "
+    "private`), set Object Ownership to BucketOwnerEnforced, and turn on Block Public Access.",
+    cwe="CWE-732",
+    doc="The bucket ACL grants a permission to the AllUsers or AuthenticatedUsers group (any "
+    "AWS account). Medium when Block Public Access ignores public ACLs (the grant has no "
+    "effect today but comes back the day that setting is turned off).",
+)
+S3_PUBLIC_POLICY = rule(
+    "MW801", "S3 bucket policy allows any principal without a restricting condition",
+    Severity.HIGH,
+    "Name the principals that need access, or add a condition (aws:SourceVpce, aws:SourceIp, "
+    "aws:PrincipalOrgID, aws:SourceArn/aws:SourceAccount) to the statement.",
+    cwe="CWE-732",
+    doc="An Allow statement with `Principal: \"*\"` (or `{\"AWS\": \"*\"}`) and no condition "
+    "that narrows who matches. Medium when Block Public Access restricts public buckets.",
+)
+S3_ACCOUNT_BPA_OFF = rule(
+    "MW802", "S3 Block Public Access is not fully on for the account", Severity.MEDIUM,
+    "Turn on all four Block Public Access settings for the account (S3 console > Block "
+    "Public Access settings for this account, or `aws s3control put-public-access-block`).",
+    cwe="CWE-284",
+    doc="One of BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, RestrictPublicBuckets "
+    "is off (or never set) at the account level, so any bucket can be made public by one "
+    "ACL or policy change.",
+)
+S3_BUCKET_BPA_OFF = rule(
+    "MW803", "S3 Block Public Access is not fully on for the bucket", Severity.MEDIUM,
+    "Turn on all four Block Public Access settings on the bucket "
+    "(`aws s3api put-public-access-block`).",
+    cwe="CWE-284",
+    doc="Reported when neither the account nor the bucket blocks public access fully.",
+)
+S3_NO_ENCRYPTION = rule(
+    "MW804", "S3 bucket has no default encryption", Severity.LOW,
+    "Configure default encryption (SSE-KMS with a customer-managed key for model and data "
+    "buckets).",
+    cwe="CWE-311",
+    doc="GetBucketEncryption returns no configuration. AWS encrypts new objects with SSE-S3 "
+    "since 2023, so on AWS this means an old bucket; on S3-compatible stores (MinIO, Ceph) "
+    "objects are stored unencrypted.",
+)
+S3_MODEL_NO_VERSIONING = rule(
+    "MW805", "Bucket holding models or datasets has versioning off", Severity.MEDIUM,
+    "Enable versioning (`aws s3api put-bucket-versioning --versioning-configuration "
+    "Status=Enabled`) so an overwritten model can be recovered and compared.",
+    cwe="CWE-693",
+    doc="A bucket where mlward found model files or datasets (by content), or that a model "
+    "registry, DVC remote or SageMaker model points to, keeps no versions: a replaced "
+    "checkpoint leaves no trace.",
+)
+S3_MODEL_NO_OBJECT_LOCK = rule(
+    "MW806", "Bucket holding models has no object lock", Severity.LOW,
+    "Create model buckets with Object Lock (governance mode and a retention period) so "
+    "released models cannot be overwritten or deleted.",
+    cwe="CWE-693",
+)
+S3_NO_ACCESS_LOGGING = rule(
+    "MW807", "S3 bucket has no server access logging", Severity.LOW,
+    "Enable server access logging (or CloudTrail data events) to a separate log bucket.",
+    cwe="CWE-778",
+    doc="Without access logs nobody can tell who downloaded a model or dataset.",
+)
+S3_CORS_ANY = rule(
+    "MW808", "S3 bucket CORS allows any origin", Severity.MEDIUM,
+    "List the origins that need browser access instead of `*`.",
+    cwe="CWE-942",
+)
+S3_CROSS_ACCOUNT = rule(
+    "MW809", "S3 bucket policy grants access to another AWS account", Severity.MEDIUM,
+    "Check that the account is meant to read this bucket; list it in [cloud] "
+    "trusted_accounts once reviewed, or restrict the grant to the actions it needs.",
+    cwe="CWE-284",
+    doc="An Allow statement names an account that is neither the scanned account, one of the "
+    "organisation's accounts (when they can be listed) nor a trusted account.",
+)
+S3_WEBSITE = rule(
+    "MW810", "Static website hosting on a bucket holding models or artifacts", Severity.MEDIUM,
+    "Turn off website hosting on artifact buckets; serve sites from a bucket of their own.",
+    cwe="CWE-552",
+)
+S3_REPLICATION_EXTERNAL = rule(
+    "MW811", "Bucket replicates to an account outside the organisation", Severity.HIGH,
+    "Replicate only to accounts you control, or list the destination account in [cloud] "
+    "trusted_accounts once reviewed.",
+    cwe="CWE-200",
+)
+OBJECT_PUBLIC_ACL = rule(
+    "MW812", "Model or dataset object readable by everyone", Severity.HIGH,
+    "Remove the grant to everyone from the object's ACL, then turn object ACLs off: S3 "
+    "Object Ownership BucketOwnerEnforced, GCS uniform bucket-level access.",
+    cwe="CWE-732",
+    doc="An object that mlward recognised as a model or dataset has an ACL grant to everyone "
+    "(S3 AllUsers/AuthenticatedUsers while Block Public Access does not ignore public ACLs; "
+    "GCS allUsers/allAuthenticatedUsers on a bucket with fine-grained access).",
+)
+IAM_SERVICE_WILDCARD = rule(
+    "MW815", "IAM policy grants every action of an ML service on every resource",
+    Severity.HIGH,
+    "Grant the actions a role needs on the buckets, models and endpoints it works with.",
+    cwe="CWE-269",
+    doc="An Allow statement with `s3:*`, `sagemaker:*`, `bedrock:*` (or `*`) on Resource "
+    "`*`, in a managed or inline policy of a user, group or role.",
+)
+IAM_PASSROLE_ANY = rule(
+    "MW816", "IAM policy allows iam:PassRole on every role", Severity.HIGH,
+    "Limit iam:PassRole to the execution roles training jobs and endpoints use, with an "
+    "iam:PassedToService condition.",
+    cwe="CWE-269",
+    doc="Whoever holds it can start a training job or notebook with any role in the account, "
+    "and so act with that role's permissions. Roles that SageMaker jobs use are named.",
+)
+IAM_ROLE_ANY_PRINCIPAL = rule(
+    "MW817", "IAM role can be assumed by any principal", Severity.CRITICAL,
+    "Name the accounts or services allowed to assume the role in its trust policy, or add an "
+    "sts:ExternalId / aws:PrincipalOrgID condition.",
+    cwe="CWE-284",
+)
+SM_NOTEBOOK_INTERNET = rule(
+    "MW820", "SageMaker notebook instance has direct internet access", Severity.MEDIUM,
+    "Create notebook instances with DirectInternetAccess=Disabled in a VPC subnet that "
+    "reaches the internet only through controlled egress.",
+    cwe="CWE-668",
+)
+SM_NOTEBOOK_ROOT = rule(
+    "MW821", "SageMaker notebook instance gives users root access", Severity.MEDIUM,
+    "Set RootAccess=Disabled; install what users need through lifecycle configurations.",
+    cwe="CWE-250",
+)
+SM_NOTEBOOK_NO_VPC = rule(
+    "MW822", "SageMaker notebook instance is not in a VPC", Severity.MEDIUM,
+    "Create the notebook instance with a SubnetId and security groups.",
+    cwe="CWE-668",
+)
+SM_NOTEBOOK_NO_KMS = rule(
+    "MW823", "SageMaker notebook instance volume not encrypted with a customer key",
+    Severity.LOW,
+    "Create the notebook instance with a KmsKeyId.",
+    cwe="CWE-311",
+)
+SM_TRAINING_NO_ISOLATION = rule(
+    "MW824", "SageMaker training job without network isolation", Severity.MEDIUM,
+    "Run training with EnableNetworkIsolation=True so the training container cannot send "
+    "data or weights out.",
+    cwe="CWE-668",
+)
+SM_TRAINING_NO_ICE = rule(
+    "MW825", "SageMaker training job without inter-container traffic encryption",
+    Severity.LOW,
+    "Set EnableInterContainerTrafficEncryption=True for distributed training.",
+    cwe="CWE-319",
+)
+SM_ENDPOINT_NO_KMS = rule(
+    "MW826", "SageMaker endpoint storage not encrypted with a customer key", Severity.LOW,
+    "Set KmsKeyId in the endpoint configuration.",
+    cwe="CWE-311",
+)
+SM_ENDPOINT_NO_CAPTURE = rule(
+    "MW827", "SageMaker endpoint without data capture", Severity.LOW,
+    "Enable DataCaptureConfig in the endpoint configuration so requests and responses can "
+    "be audited and monitored for abuse and drift.",
+    cwe="CWE-778",
+)
+SM_MODEL_WEAK_BUCKET = rule(
+    "MW828", "SageMaker model artifacts sit in a public or unversioned bucket", Severity.HIGH,
+    "Keep model artifacts in a private, versioned bucket; anyone who can replace "
+    "model.tar.gz changes what the endpoint serves.",
+    cwe="CWE-494",
+    doc="The model's ModelDataUrl (or S3 model data source) is in a bucket that is public "
+    "(critical) or has versioning off.",
+)
+BEDROCK_NO_LOGGING = rule(
+    "MW830", "Bedrock model invocation logging is off", Severity.MEDIUM,
+    "Turn on model invocation logging (to CloudWatch Logs or S3) in each region that uses "
+    "Bedrock.",
+    cwe="CWE-778",
+)
+BEDROCK_CUSTOM_NO_CMK = rule(
+    "MW831", "Bedrock custom model not encrypted with a customer-managed key", Severity.LOW,
+    "Create custom models with customModelKmsKeyId.",
+    cwe="CWE-311",
+)
+GCS_PUBLIC_BINDING = rule(
+    "MW832", "GCS bucket IAM policy grants allUsers or allAuthenticatedUsers", Severity.HIGH,
+    "Remove the allUsers/allAuthenticatedUsers members (`gcloud storage buckets "
+    "remove-iam-policy-binding`) and enforce public access prevention.",
+    cwe="CWE-732",
+)
+GCS_NO_UBLA = rule(
+    "MW833", "GCS bucket does not use uniform bucket-level access", Severity.MEDIUM,
+    "Enable uniform bucket-level access so that object ACLs cannot make single objects "
+    "public.",
+    cwe="CWE-284",
+)
+GCS_NO_PAP = rule(
+    "MW834", "GCS bucket does not enforce public access prevention", Severity.MEDIUM,
+    "Set publicAccessPrevention to enforced on the bucket (or by organisation policy).",
+    cwe="CWE-284",
+)
+GCS_MODEL_NO_RETENTION = rule(
+    "MW835", "GCS bucket holding models has no retention policy or versioning",
+    Severity.LOW,
+    "Turn on object versioning, or a retention policy, on model buckets.",
+    cwe="CWE-693",
+)
+VERTEX_PUBLIC_IP = rule(
+    "MW836", "Vertex AI Workbench instance has a public IP address", Severity.MEDIUM,
+    "Create instances with disablePublicIp and reach them through IAP or a private network.",
+    cwe="CWE-668",
+)
+AZ_CONTAINER_PUBLIC = rule(
+    "MW837", "Azure Blob container allows anonymous access", Severity.HIGH,
+    "Set the container's public access level to private, and disallow blob public access "
+    "on the storage account.",
+    cwe="CWE-732",
+    doc="The container's access level is `blob` (anyone reads blobs by URL) or `container` "
+    "(anyone also lists them). mlward confirms with one anonymous request and says so.",
+)
+AZ_ACCOUNT_PUBLIC = rule(
+    "MW838", "Azure storage account allows blob public access", Severity.MEDIUM,
+    "Set allowBlobPublicAccess to false on the storage account.",
+    cwe="CWE-284",
+)
+AZ_SHARED_KEY = rule(
+    "MW839", "Azure storage account allows shared key access", Severity.LOW,
+    "Set allowSharedKeyAccess to false and use Microsoft Entra ID (and user delegation SAS).",
+    cwe="CWE-287",
+    doc="Account keys and the SAS tokens signed with them never expire with a person's "
+    "access; a leaked key reads and writes every container.",
+)
+PUBLIC_ML_ASSET_IN_USE = rule(
+    "MW840", "Public storage holds a model or dataset that something uses",
+    Severity.CRITICAL,
+    "Make the bucket private now, then check its access logs for downloads and verify the "
+    "model against a signed manifest before anything loads it again.",
+    cwe="CWE-494",
+    doc="mlward found a model (or dataset) by its content in a bucket or container that "
+    "anyone can read, and a project reference (an MLflow experiment or registered model, a "
+    "DVC remote, a SageMaker model, a lineage statement or a BOM) points at it. Anyone can "
+    "read it; where the bucket is also writable, anyone can replace what production loads.",
+)
+PUBLIC_ML_ASSET = rule(
+    "MW841", "Public storage holds model files or datasets", Severity.HIGH,
+    "Make the bucket or container private unless publishing these files is intended.",
+    cwe="CWE-200",
+    doc="Found by content (the first bytes of a bounded sample of objects). Critical when a "
+    "dataset holds personal data (payment cards, IBANs, SSNs).",
+)
+REFERENCED_BUCKET_MISSING = rule(
+    "MW842", "A project references a bucket that does not exist", Severity.HIGH,
+    "Create the bucket in your account, or fix the reference: bucket names are global, and "
+    "whoever creates this one receives your artifacts or serves you their model.",
+    cwe="CWE-494",
+)
+AZ_SAS_BROAD = rule(
+    "MW843", "Azure SAS token in code grants write or list for a long time", Severity.HIGH,
+    "Revoke it (rotate the account key or delete the stored access policy), and issue "
+    "short-lived, read-only user delegation SAS tokens from code at run time.",
+    cwe="CWE-798",
+    doc="A shared access signature (`sv=...&sig=...`) in code, a notebook or a config grants "
+    "write, delete, create, add or list (sp=) and expires more than 7 days after it starts "
+    "(or has no expiry). The signature is never printed.",
+)
+AZ_NO_SOFT_DELETE = rule(
+    "MW844", "Azure storage holding models keeps no deleted blobs", Severity.LOW,
+    "Turn on blob soft delete (and versioning) on accounts that hold models.",
+    cwe="CWE-693",
+)
+
+# MW850-MW899: infrastructure as code (Terraform, CloudFormation, Kubernetes), checked
+# before deployment by `mlward scan`. One rule per concept, whatever the language.
+
+IAC_BUCKET_PUBLIC_ACL = rule(
+    "MW850", "Bucket declared with a public canned ACL", Severity.HIGH,
+    "Declare the bucket private (no acl / AccessControl, or `private`) and let Object "
+    "Ownership BucketOwnerEnforced disable ACLs.",
+    cwe="CWE-732",
+    doc="`acl = \"public-read\"` (or public-read-write, authenticated-read) in Terraform, "
+    "`AccessControl: PublicRead` in CloudFormation.",
+)
+IAC_BUCKET_POLICY_PUBLIC = rule(
+    "MW851", "Bucket policy declared for any principal without a condition", Severity.HIGH,
+    "Name the principals, or add a condition (aws:SourceVpce, aws:PrincipalOrgID, ...).",
+    cwe="CWE-732",
+)
+IAC_BPA_DISABLED = rule(
+    "MW852", "S3 Block Public Access declared off", Severity.MEDIUM,
+    "Set block_public_acls, ignore_public_acls, block_public_policy and "
+    "restrict_public_buckets to true.",
+    cwe="CWE-284",
+)
+IAC_BUCKET_NO_ENCRYPTION = rule(
+    "MW853", "Bucket declared without default encryption", Severity.LOW,
+    "Declare server-side encryption (SSE-KMS with a customer key for model and data "
+    "buckets).",
+    cwe="CWE-311",
+)
+IAC_BUCKET_NO_VERSIONING = rule(
+    "MW854", "Bucket declared without versioning", Severity.LOW,
+    "Enable versioning; model and dataset buckets need it to recover overwritten objects.",
+    cwe="CWE-693",
+    doc="Medium for buckets that look like ML storage (a SageMaker resource or MLflow "
+    "setting refers to them, or their name or tags say model, dataset, artifact, "
+    "checkpoint, mlflow, training).",
+)
+IAC_BUCKET_NO_LOGGING = rule(
+    "MW855", "Bucket declared without access logging", Severity.LOW,
+    "Declare server access logging to a separate log bucket.",
+    cwe="CWE-778",
+)
+IAC_BUCKET_CORS_ANY = rule(
+    "MW856", "Bucket CORS declared for any origin", Severity.MEDIUM,
+    "List the origins that need browser access instead of `*`.",
+    cwe="CWE-942",
+)
+IAC_BUCKET_WEBSITE = rule(
+    "MW857", "Website hosting declared on an ML storage bucket", Severity.MEDIUM,
+    "Serve websites from a bucket of their own, never from model or data buckets.",
+    cwe="CWE-552",
+)
+IAC_IAM_SERVICE_WILDCARD = rule(
+    "MW858", "IAM policy declares every action of an ML service on every resource",
+    Severity.HIGH,
+    "Grant the actions a role needs on the resources it works with.",
+    cwe="CWE-269",
+    doc="`s3:*`, `sagemaker:*`, `bedrock:*` or `*` on Resource `*`.",
+)
+IAC_IAM_PASSROLE_ANY = rule(
+    "MW859", "IAM policy declares iam:PassRole on every role", Severity.HIGH,
+    "Limit iam:PassRole to named execution roles with an iam:PassedToService condition.",
+    cwe="CWE-269",
+)
+IAC_ROLE_ANY_PRINCIPAL = rule(
+    "MW860", "IAM role trust policy declared for any principal", Severity.CRITICAL,
+    "Name the accounts or services that may assume the role.",
+    cwe="CWE-284",
+)
+IAC_NOTEBOOK_INTERNET = rule(
+    "MW861", "SageMaker notebook declared with direct internet access", Severity.MEDIUM,
+    "Set direct_internet_access = \"Disabled\" (DirectInternetAccess: Disabled) with a VPC "
+    "subnet; it is Enabled when not set.",
+    cwe="CWE-668",
+)
+IAC_NOTEBOOK_ROOT = rule(
+    "MW862", "SageMaker notebook declared with root access", Severity.MEDIUM,
+    "Set root_access = \"Disabled\" (RootAccess: Disabled); it is Enabled when not set.",
+    cwe="CWE-250",
+)
+IAC_NOTEBOOK_NO_VPC = rule(
+    "MW863", "SageMaker notebook declared outside a VPC", Severity.MEDIUM,
+    "Declare subnet_id and security_groups (SubnetId, SecurityGroupIds).",
+    cwe="CWE-668",
+)
+IAC_NOTEBOOK_NO_KMS = rule(
+    "MW864", "SageMaker notebook declared without a customer KMS key", Severity.LOW,
+    "Declare kms_key_id (KmsKeyId).",
+    cwe="CWE-311",
+)
+IAC_ENDPOINT_NO_KMS = rule(
+    "MW865", "SageMaker endpoint configuration declared without a customer KMS key",
+    Severity.LOW,
+    "Declare kms_key_arn (KmsKeyId).",
+    cwe="CWE-311",
+)
+IAC_ENDPOINT_NO_CAPTURE = rule(
+    "MW866", "SageMaker endpoint configuration declared without data capture", Severity.LOW,
+    "Declare data_capture_config (DataCaptureConfig).",
+    cwe="CWE-778",
+)
+IAC_MODEL_NO_ISOLATION = rule(
+    "MW867", "SageMaker model declared without network isolation", Severity.MEDIUM,
+    "Set enable_network_isolation = true (EnableNetworkIsolation: true) so the model "
+    "container cannot reach the network.",
+    cwe="CWE-668",
+)
+IAC_BEDROCK_NO_CMK = rule(
+    "MW868", "Bedrock custom model declared without a customer-managed key", Severity.LOW,
+    "Declare custom_model_kms_key_id.",
+    cwe="CWE-311",
+)
+IAC_MODEL_FROM_PUBLIC_BUCKET = rule(
+    "MW869", "Model or training data loaded from a bucket the same code makes public",
+    Severity.CRITICAL,
+    "Make the bucket private; a model that anyone can replace is code that anyone can "
+    "change in production.",
+    cwe="CWE-494",
+    doc="A SageMaker model's model_data_url, a training job's data, or a KServe "
+    "storageUri points into a bucket that the same configuration declares public (public "
+    "ACL, policy for any principal, allUsers member, public container).",
+)
+IAC_GCS_PUBLIC_MEMBER = rule(
+    "MW870", "GCS bucket declared readable by allUsers or allAuthenticatedUsers",
+    Severity.HIGH,
+    "Remove the allUsers/allAuthenticatedUsers members and enforce public access prevention.",
+    cwe="CWE-732",
+)
+IAC_GCS_NO_UBLA = rule(
+    "MW871", "GCS bucket declared without uniform bucket-level access", Severity.MEDIUM,
+    "Set uniform_bucket_level_access = true.",
+    cwe="CWE-284",
+)
+IAC_GCS_NO_PAP = rule(
+    "MW872", "GCS bucket declared without public access prevention", Severity.LOW,
+    "Set public_access_prevention = \"enforced\".",
+    cwe="CWE-284",
+)
+IAC_GCS_NO_VERSIONING = rule(
+    "MW873", "GCS bucket for ML storage declared without versioning or retention",
+    Severity.LOW,
+    "Declare versioning { enabled = true } or a retention_policy.",
+    cwe="CWE-693",
+)
+IAC_WORKBENCH_PUBLIC_IP = rule(
+    "MW874", "Vertex AI Workbench instance declared with a public IP", Severity.MEDIUM,
+    "Set gce_setup { disable_public_ip = true } (google_notebooks_instance: no_public_ip = "
+    "true).",
+    cwe="CWE-668",
+)
+IAC_AZ_CONTAINER_PUBLIC = rule(
+    "MW875", "Azure storage container declared with anonymous access", Severity.HIGH,
+    "Set container_access_type = \"private\".",
+    cwe="CWE-732",
+)
+IAC_AZ_ACCOUNT_PUBLIC = rule(
+    "MW876", "Azure storage account declared allowing blob public access", Severity.MEDIUM,
+    "Set allow_nested_items_to_be_public = false (azurerm's default is true).",
+    cwe="CWE-284",
+)
+IAC_AZ_SHARED_KEY = rule(
+    "MW877", "Azure storage account declared allowing shared key access", Severity.LOW,
+    "Set shared_access_key_enabled = false and use Microsoft Entra ID.",
+    cwe="CWE-287",
+)
+IAC_AZ_WEAK_TRANSPORT = rule(
+    "MW878", "Azure storage account declared with weak transport security", Severity.MEDIUM,
+    "Set min_tls_version = \"TLS1_2\" and keep https_traffic_only_enabled true.",
+    cwe="CWE-319",
+)
+IAC_NOTEBOOK_IMDSV1 = rule(
+    "MW879", "SageMaker notebook declared allowing IMDSv1", Severity.MEDIUM,
+    "Declare instance_metadata_service_configuration { minimum_instance_metadata_service_"
+    "version = \"2\" } (InstanceMetadataServiceConfiguration in CloudFormation).",
+    cwe="CWE-918",
+    doc="IMDSv1 answers plain GET requests: code in a notebook (or a request it is tricked "
+    "into making) reads the notebook role's credentials.",
+)
+IAC_K8S_MLFLOW_EXPOSED = rule(
+    "MW880", "MLflow server without authentication exposed outside the cluster",
+    Severity.CRITICAL,
+    "Run MLflow with `--app-name basic-auth` (or behind an authenticating proxy) and expose "
+    "it through a ClusterIP Service and an authenticated Ingress.",
+    cwe="CWE-306",
+    doc="A workload runs `mlflow server` without an auth app, and a LoadBalancer or NodePort "
+    "Service (or an Ingress without auth annotations) selects its pods: anyone on the "
+    "network reads and replaces models and artifacts.",
+)
+IAC_K8S_JUPYTER_EXPOSED = rule(
+    "MW881", "Jupyter without a token exposed outside the cluster", Severity.CRITICAL,
+    "Keep the token (or a password) and expose Jupyter only through an authenticating "
+    "proxy; never set the token to an empty string.",
+    cwe="CWE-306",
+    doc="A workload runs Jupyter with the token disabled (`--ServerApp.token=''`, "
+    "`--NotebookApp.token=''`, or JUPYTER_TOKEN set empty) and a LoadBalancer or NodePort "
+    "Service, or an Ingress without auth annotations, selects its pods: anyone runs code.",
+)
+IAC_K8S_RAY_EXPOSED = rule(
+    "MW882", "KubeRay cluster exposes the Ray dashboard outside the cluster",
+    Severity.CRITICAL,
+    "Keep the head service ClusterIP, leave enableIngress off, and reach the dashboard "
+    "through `kubectl port-forward` or an authenticating proxy.",
+    cwe="CWE-306",
+    doc="A RayCluster, RayService or RayJob head with serviceType LoadBalancer or NodePort, "
+    "or enableIngress: true. Ray's dashboard and jobs API have no authentication and run "
+    "any command (CVE-2023-48022).",
+)
+IAC_K8S_ML_PRIVILEGED = rule(
+    "MW883", "ML workload runs privileged or with host access", Severity.HIGH,
+    "Drop privileged, hostNetwork, hostPID and hostPath from notebook, training and serving "
+    "pods; run them as a non-root user.",
+    cwe="CWE-250",
+    doc="A Kubeflow Notebook, training job (PyTorchJob, TFJob, MPIJob, ...), KubeRay pod, "
+    "KServe predictor or a pod running an ML tool with privileged: true, host namespaces or "
+    "hostPath volumes: code in a notebook or a model reaches the node.",
+)
+IAC_K8S_KUBEFLOW_NO_MESH = rule(
+    "MW884", "Kubeflow workload opts out of the Istio mesh", Severity.MEDIUM,
+    "Remove the `sidecar.istio.io/inject: \"false\"` annotation; Kubeflow's authentication "
+    "and authorization policies apply only to pods in the mesh.",
+    cwe="CWE-306",
+    doc="A Kubeflow Notebook, or a pod in a Kubeflow profile, that disables the Istio "
+    "sidecar is reachable inside the cluster without Kubeflow's login.",
+)
+IAC_WORKBENCH_NO_CMEK = rule(
+    "MW885", "Vertex AI Workbench disks declared without a customer-managed key", Severity.LOW,
+    "Declare disk_encryption = \"CMEK\" with a kms_key on the boot and data disks.",
+    cwe="CWE-311",
+)
+IAC_GCS_NO_LOGGING = rule(
+    "MW886", "GCS bucket declared without access logging", Severity.LOW,
+    "Declare logging { log_bucket = ... } (or Data Access audit logs for the bucket).",
+    cwe="CWE-778",
+)
+IAC_AZ_NO_SOFT_DELETE = rule(
+    "MW887", "Azure storage account declared without blob soft delete", Severity.LOW,
+    "Declare blob_properties { delete_retention_policy { days = 7 } } (and versioning).",
+    cwe="CWE-693",
+)
+IAC_AZ_NO_SAS_POLICY = rule(
+    "MW888", "Azure storage account declared without a SAS expiration policy", Severity.LOW,
+    "Declare sas_policy { expiration_period = \"1.00:00:00\" } so long-lived SAS tokens are "
+    "flagged and logged.",
+    cwe="CWE-798",
+)
+
+
 # --- MW90x-MW94x: policies and gates ------------------------------------------------------
 
 POLICY_VIOLATION = rule(

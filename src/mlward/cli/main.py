@@ -46,6 +46,7 @@ COMMANDS = {
     "gate": "mlward.cli.gate",
     "audit": "mlward.cli.audit",
     "watch": "mlward.cli.audit",
+    "cloud": "mlward.cli.cloud",
     "serve": "mlward.cli.serve",
     "push": "mlward.cli.serve",
     "query": "mlward.cli.serve",

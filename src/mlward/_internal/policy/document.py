@@ -23,7 +23,7 @@ from mlward.findings import Finding, Location, Report, Severity, Skipped
 
 COLLECTIONS: dict[str, str] = {
     "findings": "finding", "models": "model", "notebooks": "notebook",
-    "dependencies": "dependency", "bom": "drift", "project": "project",
+    "dependencies": "dependency", "storage": "bucket", "bom": "drift", "project": "project",
 }
 """Each collection a rule can judge, and the name its item has in a condition."""
 
@@ -149,6 +149,7 @@ def build_document(runs: Sequence[CheckRun], *, root: Path, time: datetime,
         "models": _models(runs, findings, doc, provenance, root),
         "notebooks": _notebooks(runs, doc),
         "dependencies": _dependencies(runs, doc, time.date()),
+        "storage": _storage(runs, doc),
         "bom": [dict(b) for b in bom],
         "params": dict(params),
     })
@@ -285,6 +286,28 @@ def _notebooks(runs: Sequence[CheckRun], doc: InputDocument) -> list[dict[str, A
             subjects.append(Subject(f"notebook:{fact.location.container_path}",
                                     fact.location.container_path, fact.location))
     doc.subjects["notebooks"] = subjects
+    return out
+
+
+def _storage(runs: Sequence[CheckRun], doc: InputDocument) -> list[dict[str, Any]]:
+    """Buckets, containers and storage accounts the scan found declared in infrastructure
+    as code (Terraform, CloudFormation), with the reasons each is public."""
+    out = []
+    subjects = []
+    for run in runs:
+        for fact in run.report.facts:
+            if fact.kind != "iac-storage":
+                continue
+            d = fact.data
+            resource = str(d.get("resource"))
+            out.append({"path": fact.location.uri, "line": fact.location.line,
+                        "resource": resource, "type": str(d.get("type")),
+                        "name": d.get("name") if isinstance(d.get("name"), str) else None,
+                        "public": [str(r) for r in d.get("public") or ()]})
+            subjects.append(Subject(f"storage:{fact.location.container_path}:{resource}",
+                                    f"{resource} ({fact.location.container_path})",
+                                    fact.location))
+    doc.subjects["storage"] = subjects
     return out
 
 

@@ -10,7 +10,8 @@ A policy file::
       - id: safetensors-in-production
         title: Only safetensors models in production/
         severity: high
-        for: models                # findings, models, notebooks, dependencies, bom, project
+        for: models                # findings, models, notebooks, dependencies, storage, bom,
+                                   # project
         cel: model.path.startsWith("production/") && model.family != "safetensors"
         rego: |
           startswith(model.path, "production/")

@@ -36,6 +36,7 @@ BUILTIN = [
     "mlward._internal.scanners.python",
     "mlward._internal.scanners.secrets.text",
     "mlward._internal.scanners.datasets",
+    "mlward._internal.cloud.iac",
 ]
 
 _loaded = False

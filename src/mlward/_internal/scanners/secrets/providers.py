@@ -39,6 +39,7 @@ import string
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from mlward._internal.scanners.secrets.entropy import looks_random
 from mlward.findings import Severity
@@ -194,6 +195,12 @@ def grafana_api_key_ok(token: str) -> bool:
     return _json_object(token, "", {"k", "n", "id"})
 
 
+def azure_sas_signature_ok(signature: str) -> bool:
+    """An Azure SAS ``sig``: the base64 (URL-encoded or not) of an HMAC-SHA256, 32 bytes."""
+    data = _b64decode(unquote(signature), urlsafe=False)
+    return data is not None and len(data) == 32
+
+
 # --- the table ------------------------------------------------------------------------
 
 def _t(kind: str, pattern: str, *, needle: str = "", context: str | None = None,
@@ -299,6 +306,9 @@ FORMATS: tuple[TokenFormat, ...] = (
     # keys and URIs
     _t("Azure storage account key", r"AccountKey=([A-Za-z0-9+/]{40,}={0,2})",
        rule=SECRET_PRIVATE_KEY, needle="accountkey="),
+    _t("Azure SAS token", r"[?&]sig=((?:[A-Za-z0-9+/]|%2[BbFf]){40,}(?:=|%3[Dd]){0,2})"
+       r"(?![A-Za-z0-9+/%=])", needle="sig=", context=r"[?&]sv=\d{4}-\d\d-\d\d",
+       check=azure_sas_signature_ok, checked="HMAC-SHA256 signature"),
     _t("GCP service-account private key", r"\"private_key\"\s*:\s*\"(-----BEGIN[^\"]{200,})",
        rule=SECRET_PRIVATE_KEY, needle="private_key"),
     _t("Password in URI",
