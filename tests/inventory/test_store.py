@@ -135,3 +135,15 @@ def test_triage_states_are_filterable(inventory_db: str, demo_report: Report) ->
         assert store.findings(FindingFilters(status="new")).total == 2
         assert store.findings(FindingFilters(status="baseline")).total == 1
         assert store.findings(FindingFilters(status="open")).total == 0
+
+
+def test_cloud_buckets_become_assets(inventory_db: str, demo_report: Report) -> None:
+    from mlward.findings import Fact, Location
+
+    bucket = Fact(Location("s3://models-prod"), "bucket",
+                  {"provider": "aws", "public": True, "assets": []})
+    with open_store(inventory_db) as store:
+        store.ingest(report_document(demo_report._replace(facts=(bucket,)), "cloud"))
+        [b] = store.assets(AssetFilters(kind="bucket")).items
+        assert (b["name"], b["location"], b["format"]) == ("models-prod", "s3://models-prod",
+                                                           "aws")

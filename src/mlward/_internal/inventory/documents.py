@@ -139,7 +139,8 @@ def _asset_of_fact(fact: Fact, verdicts: Mapping[str, Any]) -> AssetRow | None:
     d = fact.data
     where = str(fact.location)
     name = str(d.get("name") or d.get("url") or where.rsplit("/", 1)[-1] or where)
-    fmt = d.get("format") or d.get("framework") or d.get("config") or d.get("ecosystem")
+    fmt = (d.get("format") or d.get("framework") or d.get("config") or d.get("ecosystem")
+           or d.get("provider"))
     verdict = verdicts.get(fact.location.uri)
     return AssetRow(kind, name[:500], where, str(fmt)[:64] if fmt else None,
                     None, str(verdict) if verdict is not None else None, dict(d))
