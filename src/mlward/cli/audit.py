@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mlward.cli.inventory import keep
 from mlward.cli.scan import add_executor_options, add_report_options, add_walk_options, emit
 from mlward.errors import UsageError
 
@@ -202,6 +203,7 @@ def run_audit(args: argparse.Namespace) -> int:
     with ledger:
         result = audit(root, args.settings, ledger, folder)
     emit(result.report, args, action="audit", record=False)
+    keep(result.snapshot.to_dict(), args, "audit")
     if args.settings.quiet:
         return result.exit_code
     out = sys.stdout if args.format == "text" and args.output is None else sys.stderr

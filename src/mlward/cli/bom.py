@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlward.cli.deps import add_source_options
+from mlward.cli.inventory import keep
 from mlward.cli.main import severity_arg
 from mlward.cli.scan import add_executor_options, add_walk_options
 from mlward.errors import UsageError
@@ -171,6 +172,7 @@ def run_bom(args: argparse.Namespace, paths: list[Path], targets: list[str]) -> 
     incomplete = inventory.is_incomplete and not args.allow_incomplete
     code = 2 if incomplete else 0
     notes.append(_record(args, inventory, text, fmt, code))
+    keep(inventory.to_dict(), args, "bom")
     if not s.quiet:
         out = sys.stderr
         print(summary(inventory, verbose=s.verbose > 0), end="", file=out)

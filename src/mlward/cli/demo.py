@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlward.cli.scan import add_report_options, emit
+from mlward.errors import UsageError
 
 MAX_LINES = 18
 
@@ -46,6 +47,11 @@ def register(sub: Any) -> None:
                    help="build the project in DIR (created) and keep it")
     p.add_argument("--scan-only", action="store_true",
                    help="only build the project and scan it (the report is the output)")
+    p.add_argument("--serve", action="store_true",
+                   help="after the walk-through, open its results in the dashboard "
+                   "(mlward serve on 127.0.0.1; Ctrl-C stops)")
+    p.add_argument("--port", type=int, default=8765, help="the dashboard's port (default: "
+                   "8765)")
     p.set_defaults(func=run)
 
 
@@ -64,10 +70,27 @@ def _demo(root: Path, args: argparse.Namespace, note: str) -> int:
         return _build_and_scan(root, args, note)
     from mlward._internal.demo import build_story_project
 
+    if args.serve and args.scan_only:
+        raise UsageError("--serve shows the walk-through's results: leave out --scan-only")
     build_story_project(root)
     print(f"demo project written to {root}{note}")
     with _cwd(root):
-        return Story(root).run()
+        code = Story(root).run()
+        if args.serve:
+            _serve(root, args)
+    return code
+
+
+def _serve(root: Path, args: argparse.Namespace) -> None:
+    """The dashboard over the demo project's inventory and ledger, until interrupted."""
+    from mlward.cli.serve import serve
+    from mlward.settings import load_settings
+
+    settings = load_settings(start=root, env=os.environ)
+    print(f"\nopening the dashboard: http://127.0.0.1:{args.port}/", file=sys.stderr)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(settings, host="127.0.0.1", port=args.port, token=None,
+              db=str(root / ".mlward" / "inventory.db"))
 
 
 def _build_and_scan(root: Path, args: argparse.Namespace, note: str) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlward.cli.deps import add_source_options
+from mlward.cli.inventory import keep
 from mlward.cli.scan import add_executor_options, add_walk_options
 from mlward.formats import write_output
 
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     state, deliveries = _alert(result, alerts, args) if alerts and alerts.channels \
         else (None, [])
     _record(result, args, run_id, state, deliveries)
+    keep(result.to_dict(), args, "gate")
     return result.exit_code
 
 

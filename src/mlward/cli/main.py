@@ -47,6 +47,9 @@ COMMANDS = {
     "audit": "mlward.cli.audit",
     "watch": "mlward.cli.audit",
     "cloud": "mlward.cli.cloud",
+    "serve": "mlward.cli.serve",
+    "push": "mlward.cli.serve",
+    "query": "mlward.cli.serve",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlward.cli.inventory import keep
 from mlward.cli.main import add_cluster_option, positive_int, severity_arg
 from mlward.cli.record import file_uri, record
 from mlward.findings import Report, TargetKind
@@ -135,6 +136,7 @@ def emit(report: Report, args: argparse.Namespace, *, action: str = "scan",
     if record:
         for resource in resources or _resources(report):
             record_run(report, args, action, resource)
+    keep(report, args, action)  # the inventory keeps every report, audits' included
     return code
 
 
