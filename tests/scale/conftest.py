@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from cloud.conftest import azurite_command
+from cloud.conftest import azurite_command, gcs_emulator  # noqa: F401 (a fixture used here)
 from probe.conftest import _stop as stop  # the probe tests' servers stop the same way
 from probe.conftest import free_port
 
@@ -180,22 +180,16 @@ class GcsServer:
 
 
 @pytest.fixture(scope="module")
-def gcs() -> Iterator[GcsServer]:
-    """gcp-storage-emulator in this process, as the cloud tests run it. gcsfs finds it through
-    STORAGE_EMULATOR_HOST, with anonymous credentials (the default chain would ask the
-    cloud's metadata server) and its plain JSON-API filesystem (the default one first asks a
-    gRPC endpoint the emulator does not serve)."""
+def gcs(gcs_emulator: str) -> Iterator[GcsServer]:  # noqa: F811 (the imported fixture)
+    """The cloud tests' gcp-storage-emulator. gcsfs finds it through STORAGE_EMULATOR_HOST,
+    with anonymous credentials (the default chain would ask the cloud's metadata server) and
+    its plain JSON-API filesystem (the default one first asks a gRPC endpoint the emulator
+    does not serve)."""
     gcsfs = pytest.importorskip("gcsfs")
-    emulator = pytest.importorskip("gcp_storage_emulator.server",
-                                   reason="gcp-storage-emulator is not installed "
-                                   "(pip install -e '.[test]')")
     import fsspec
     from gcsfs.core import GCSFileSystem
 
-    port = free_port()
-    process = emulator.create_server("127.0.0.1", port, in_memory=True)
-    process.start()
-    server = GcsServer(f"http://127.0.0.1:{port}")
+    server = GcsServer(gcs_emulator)
     saved_env = os.environ.get("STORAGE_EMULATOR_HOST")
     saved_conf = fsspec.config.conf.get("gs")
     saved_class = fsspec.get_filesystem_class("gs")
@@ -206,7 +200,6 @@ def gcs() -> Iterator[GcsServer]:
         GCSFileSystem.clear_instance_cache()
         yield server
     finally:
-        process.stop()
         if saved_env is None:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
         else:
@@ -217,6 +210,7 @@ def gcs() -> Iterator[GcsServer]:
             fsspec.config.conf["gs"] = saved_conf
         fsspec.register_implementation("gs", saved_class, clobber=True)
         gcsfs.GCSFileSystem.clear_instance_cache()
+
 
 # -- Azurite: Azure Blob Storage's emulator (npm; .ci/run installs it in .test-tools/) ----
 
