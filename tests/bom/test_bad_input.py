@@ -124,3 +124,15 @@ def test_unreadable_manifest_is_a_reason_not_a_crash(project: Path) -> None:
     inv, _, _ = build_inventory([project], settings, Options(vulns=source_for(settings)))
     assert any("train.manifest.json" in r for r in inv.incomplete)
     assert inv.component("model:models/clf.pt") is not None
+
+
+@pytest.mark.parametrize(("value", "valid"), [
+    ("https://huggingface.co/org/model", True), ("pkg:pypi/torch@2.3.0", True),
+    ("urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79", True), ("../data/train.csv", True),
+    ("https://example.com/a b", False), ("http://x/<script>", False), ("1abc:foo", False),
+    ("C:\\models\\m.pt", False), ("https://x/\x07", False),
+])
+def test_iri_references_are_checked_without_the_slow_grammar(value: str, valid: bool) -> None:
+    from mlward._internal.bom.cyclonedx import _iri_reference
+
+    assert _iri_reference(value) is valid

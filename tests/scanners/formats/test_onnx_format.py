@@ -133,3 +133,25 @@ def test_strings_that_are_not_utf8_do_not_stop_the_scan(tmp_path, scan_path, fie
     r = scan_path(path)
     assert "MW001" not in r.rules(), [f.message for f in r.report.findings]
     assert r.by_rule("MW230"), [f.message for f in r.report.findings]
+
+
+def test_reading_a_model_does_not_import_the_onnx_package(tmp_path):
+    # The package's __init__ imports ml_dtypes and its reference implementation (0.7 s per
+    # worker); the scanner needs only the generated protobuf classes.
+    import subprocess
+    import sys
+
+    w = numpy_helper.from_array(np.zeros(2, dtype=np.float32), "w")
+    target = save(tmp_path / "m.onnx", model(initializers=[w]))
+    code = ("import sys, json; from mlward.cli.main import main; "
+            "rc = main(['scan', '-q', '--executor', 'inline', '-f', 'json', "
+            f"'-o', {str(tmp_path / 'r.json')!r}, {str(target)!r}]); "
+            "print(rc, 'onnx' in sys.modules, 'ml_dtypes' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, check=True).stdout.split()
+    assert out == ["0", "False", "False"]
+    import json
+
+    facts = json.loads((tmp_path / "r.json").read_text())["facts"]
+    assert [(f["data"]["format"], f["data"]["tensors"]) for f in facts
+            if f["kind"] == "model"] == [("onnx", 1)]  # the model was read all the same

@@ -45,7 +45,8 @@ def baseline_for(path: Path | None) -> frozenset[str]:
     """
     if path is None:
         return frozenset()
-    return _baseline_in(path.resolve().parent)
+    # absolute, not resolve: no symbolic-link lookups per file (the cache keys on the folder)
+    return _baseline_in(path.absolute().parent)
 
 
 def report_secrets(ctx: ScanContext, text: str, location: Location, *, where: str,
