@@ -43,3 +43,9 @@ class MissingExtra(MlwardError):
         super().__init__(f"{module} is not installed ({hint})")
         self.module = module
         self.extra = extra
+
+
+class ExecutorLost(MlwardError):
+    """The workers of a run went away (a Dask scheduler that vanished mid-run): the work
+    units without a result were not examined. Raised by ``Executor.map`` after the outcomes
+    it did receive."""

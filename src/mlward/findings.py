@@ -425,7 +425,10 @@ class Report(NamedTuple):
 
     def exit_code(self, fail_on: Severity) -> int:
         """0 nothing counted at or above ``fail_on``; 1 findings at or above it;
-        2 something could not be examined."""
+        2 something could not be examined, or the run was interrupted (its workers went
+        away: ``stats["interrupted"]``), whatever it found."""
+        if self.stats.get("interrupted"):
+            return 2
         if self.at_or_above(fail_on):
             return 1
         if self.inconclusive:

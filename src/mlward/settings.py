@@ -100,6 +100,9 @@ class Settings(NamedTuple):
     """Vulnerability data whose newest record is older than this many days is used, with a
     warning in every output format."""
     cache_dir: str | None = None
+    hf_cache: str | None = None
+    """The Hugging Face hub cache that ``hf-cache:`` targets read (default: ``HF_HUB_CACHE``,
+    else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``)."""
     trust: str | None = None
     """The trust file of accepted public keys (default: ``.mlward/trusted_keys.pem``)."""
     db: str | None = None
@@ -218,6 +221,7 @@ _FIELDS: dict[str, tuple[Callable[[Any, str], Any], str | None]] = {
     "osv_export": (_text, "MLWARD_OSV_EXPORT"),
     "vuln_db_max_age_days": (_positive_int, "MLWARD_VULN_DB_MAX_AGE_DAYS"),
     "cache_dir": (_text, "MLWARD_CACHE"),
+    "hf_cache": (_text, "MLWARD_HF_CACHE"),
     "trust": (_text, "MLWARD_TRUST"),
     "db": (_text, "MLWARD_DB"),
     "baseline": (_text, "MLWARD_BASELINE"),
@@ -412,6 +416,9 @@ def load_settings(*, start: Path | None = None, env: Mapping[str, str] | None = 
     if "cache_dir" not in values:
         xdg = (env or {}).get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         values["cache_dir"] = str(Path(xdg) / "mlward")
+    if "hf_cache" not in values:  # the variables huggingface_hub itself reads
+        hf_home = (env or {}).get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+        values["hf_cache"] = (env or {}).get("HF_HUB_CACHE") or str(Path(hf_home) / "hub")
     return Settings(**values, limits=Limits(**limits), waivers=tuple(waivers),
                     sections=sections, origins=origins)
 

@@ -21,9 +21,11 @@ from mlward._internal.scanners import load_scanners
 from mlward._internal.scanners.interface import DirectoryScanner, ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward._internal.sources.archives import BOMB_FLOOR
+from mlward._internal.sources.remote import RemoteObject, is_remote
+from mlward._internal.targets import expand, is_target
 from mlward._internal.walk import Item, Walk, is_regular, unreadable
 from mlward._version import __version__
-from mlward.errors import ScanError
+from mlward.errors import ExecutorLost, MissingExtra, ScanError, UsageError
 from mlward.executors import Executor, make_executor
 from mlward.findings import (
     Examined,
@@ -71,35 +73,57 @@ def scan_root(settings: Settings, inputs: Sequence[Path]) -> Path:
     return project if project is not None else common
 
 
+INTERRUPTED = "not examined: the run was interrupted"
+"""How a partial report marks each input the run did not reach (``--resume`` re-scans
+exactly those)."""
+
+
 def scan(paths: Iterable[str | os.PathLike[str]], *, settings: Settings | None = None,
-         observer: ScanObserver | None = None, executor: Executor | None = None) -> Report:
-    """Scan files and folders (recursively) and return one :class:`~mlward.findings.Report`.
+         observer: ScanObserver | None = None, executor: Executor | None = None,
+         resume: Report | None = None) -> Report:
+    """Scan files and folders (recursively), object-storage prefixes, MLflow registered
+    models and the Hugging Face cache (see :mod:`mlward._internal.targets`), and return one
+    :class:`~mlward.findings.Report`.
 
     ``settings`` (default: :class:`~mlward.settings.Settings` defaults) choose the executor,
-    limits, excludes and root; ``executor`` overrides the one they name. Raises
-    :class:`~mlward.errors.ScanError` only when an input does not exist; problems inside
-    files are findings or inconclusive skips.
+    limits, excludes and root; ``executor`` overrides the one they name. ``resume``, a partial
+    report of the same run, supplies the results of every input it finished: only the rest
+    is scanned. Raises :class:`~mlward.errors.ScanError` only when an input does not exist or
+    cannot be listed; problems inside files are findings or inconclusive skips. When the
+    executor loses its workers (:class:`~mlward.errors.ExecutorLost`), the report is partial:
+    every input without a result is an inconclusive skip and ``stats["interrupted"]`` says why.
     """
     settings = settings or Settings()
-    inputs = [Path(p) for p in paths]
-    for p in inputs:
+    inputs = [os.fspath(p) for p in paths]
+    local = [Path(p) for p in inputs if not is_target(p)]
+    for p in local:
         if not p.exists() and not p.is_symlink():
             raise ScanError(f"no such file or directory: {p}")
     started = datetime.now(timezone.utc)
-    root = scan_root(settings, inputs)
+    root = scan_root(settings, local)
     builder = ReportBuilder(TargetKind.FILES, started=started, version=__version__,
-                            root=str(root), inputs=[str(p) for p in inputs])
+                            root=str(root), inputs=inputs)
     obs = observer or _NullObserver()
     walk = Walk.for_settings(root, settings)
     folders = _FolderScan(settings, builder)
-    items = list(walk.files(inputs, on_dir=folders.scan))
+    items: list[Item] = []
+    for given in inputs:
+        if is_target(given):
+            items.extend(expand(given, settings, walk, builder))
+        else:
+            items.extend(walk.files([Path(given)], on_dir=folders.scan))
+    total = len(items)
+    if resume is not None:
+        items = _resume(resume, builder, items)
     obs.on_start(len(items))
     log.info("scanning %d file(s) under %s", len(items), root)
     own = executor is None
     executor = executor or make_executor(settings, units=len(items))
+    done: set[int] = set()
     try:
         for outcome in executor.map(partial(scan_item, settings), items):
             item = items[outcome.unit]
+            done.add(outcome.unit)
             if outcome.error is not None:
                 loc = Location(item.uri)
                 log.warning("%s: %s", item.uri, outcome.error)
@@ -108,6 +132,14 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, settings: Settings | None =
             else:
                 builder.merge(*outcome.result)
             obs.on_file(item.uri)
+    except ExecutorLost as exc:
+        log.error("%s", exc.diagnostics())
+        unfinished = [item for n, item in enumerate(items) if n not in done]
+        for item in unfinished:
+            builder.skip(Location(item.uri), f"{INTERRUPTED} ({exc.diagnostics()})",
+                         inconclusive=True)
+        builder.stats["interrupted"] = {"reason": exc.diagnostics(),
+                                        "unfinished": len(unfinished)}
     finally:
         if own:
             executor.close()
@@ -116,12 +148,42 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, settings: Settings | None =
         from mlward._internal.scanners.deps import note_data
 
         note_data(builder, settings)
-    builder.stats.update({"files": len(items), "executor": executor.name,
+    builder.stats.update({"files": total, "executor": executor.name,
                           "excluded": dict(sorted(walk.excluded.items()))})
+    if resume is not None:
+        builder.stats["resumed"] = total - len(items)
+    remote = [f.data for f in builder.facts if f.kind == "object"]
+    if remote:
+        builder.stats["object_storage"] = {
+            "objects": len(remote), "bytes_stored": sum(int(d["size"]) for d in remote),
+            "bytes_read": sum(int(d["read"]) for d in remote),
+            "requests": sum(int(d["requests"]) for d in remote)}
     from mlward._internal.triage import make_triage
 
     return builder.build(finished=datetime.now(timezone.utc),
                          triage=make_triage(settings, root))
+
+
+def _resume(previous: Report, builder: ReportBuilder, items: list[Item]) -> list[Item]:
+    """The items ``previous`` (a partial report of the same run) did not finish; what it
+    found for the others goes into ``builder`` as it was."""
+    if previous.root != builder.root or tuple(previous.inputs) != builder.inputs:
+        raise UsageError("the report to resume is of another run (its root or inputs "
+                         f"differ: {previous.root} {list(previous.inputs)})")
+    unfinished = {s.location.uri for s in previous.skipped
+                  if s.inconclusive and s.reason.startswith(INTERRUPTED)}
+    seen = ({f.location.uri for f in previous.findings}
+            | {f.location.uri for f in previous.facts}
+            | {s.location.uri for s in previous.skipped}
+            | {e.location.uri for e in previous.examined})
+    finished = seen & {i.uri for i in items} - unfinished
+    builder.merge(
+        [f._replace(fingerprint="", suppression=None, baseline=None)
+         for f in previous.findings if f.location.uri in finished],
+        [f for f in previous.facts if f.location.uri in finished],
+        [s for s in previous.skipped if s.location.uri in finished],
+        [e for e in previous.examined if e.location.uri in finished])
+    return [i for i in items if i.uri not in finished]
 
 
 class ItemResult(NamedTuple):
@@ -177,6 +239,10 @@ class Engine(ScanContext):
 
     def scan_file(self, item: Item) -> None:
         loc = Location(item.uri)
+        if is_remote(item.path):
+            self._start_input(item.size or 0)
+            self._scan_remote(item, loc)
+            return
         try:
             regular, size = is_regular(item.path)
         except OSError as exc:
@@ -185,13 +251,29 @@ class Engine(ScanContext):
         if not regular:
             self.skip(loc, "not a regular file", inconclusive=False)
             return
+        self._start_input(size)
+        # An unreadable file fails its first read in a sniff: "cannot read", inconclusive.
+        self._dispatch(Source.from_path(Path(item.path), item.uri, size=size))
+
+    def _start_input(self, size: int) -> None:
+        """A new top-level input: its own depth, member count and byte budgets."""
         self._depth = 0
         self._charged = 0
         self._members = 0
         self._input_size = size
         self._over_budget = False
-        # An unreadable file fails its first read in a sniff: "cannot read", inconclusive.
-        self._dispatch(Source.from_path(Path(item.path), item.uri, size=size))
+
+    def _scan_remote(self, item: Item, loc: Location) -> None:
+        """A remote object, read with ranged requests; the bytes it took are a fact."""
+        try:
+            obj = RemoteObject(item.path, item.size or 0)
+        except MissingExtra as exc:
+            self.skip(loc, exc.diagnostics(), inconclusive=True)
+            return
+        self._dispatch(Source(loc, obj.open, size=obj.size,
+                              name=item.uri.rsplit("/", 1)[-1]))
+        self.fact(loc, "object", url=item.path, size=obj.size, read=obj.counter.bytes,
+                  requests=obj.counter.requests)
 
     def _dispatch(self, source: Source) -> None:
         if source.size == 0:

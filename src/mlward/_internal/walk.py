@@ -34,10 +34,13 @@ IGNORE_FILES = (".gitignore", ".mlwardignore")
 
 
 class Item(NamedTuple):
-    """A file to examine: where it is on disk and its location URI in the report."""
+    """A file to examine: where it is (a path on disk, or the URL of a remote object) and its
+    location URI in the report."""
 
     path: str
     uri: str
+    size: int | None = None
+    """A remote object's size, from its listing (its reads are ranged: no request for it)."""
 
 
 class Walk:
@@ -75,9 +78,15 @@ class Walk:
         a path outside it."""
         return local_uri(path, self.root)
 
-    def leave_out(self, path: str, reason: str) -> None:
+    def leave_out(self, path: str, reason: str, *, uri: str | None = None) -> None:
         self.excluded[reason] += 1
-        self.skipped.append(Skipped(Location(self.uri(path)), reason, inconclusive=False))
+        self.skipped.append(Skipped(Location(uri or self.uri(path)), reason,
+                                    inconclusive=False))
+
+    def excludes(self, rel: str) -> bool:
+        """Whether the exclude settings leave out ``rel`` (a remote object's key relative to
+        the prefix given; ignore files apply to local trees only)."""
+        return self._exclude is not None and bool(self._exclude.match_file(rel))
 
     def unreadable(self, path: str, exc: OSError) -> None:
         """Record ``path`` as not examined because it could not be read or listed."""

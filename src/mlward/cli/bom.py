@@ -41,13 +41,18 @@ def register(sub: Any) -> None:
         "the ledger's signed checkpoint. `bom verify BOM [PATH]` re-hashes what the BOM lists "
         "(relative to PATH, default the project root), re-checks its signatures and the "
         "ledger checkpoint. `bom diff OLD NEW` lists what changed (OLD and NEW are BOM files "
-        "or ledger:N / ledger:latest).",
+        "or ledger:N / ledger:latest). Besides local paths, `mlward bom` takes the scan's "
+        "remote targets (s3://, gs://, az://, mlflow://HOST/models/NAME[/VERSION], "
+        "hf-cache:[ORG/NAME[@REVISION]]): each registered model version, and each model "
+        "object of a bucket, is a model with its registry coordinates (no digests: they "
+        "would need every byte; `mlward manifest create` on the location computes them).",
         epilog="Exit codes: bom: 0 written, 2 usage error or an incomplete BOM (unless "
         "--allow-incomplete). verify: 0 nothing changed, 1 any drift (unless --fail-on raises "
         "the bar), 2 something could not be checked. diff: 0, or 1 with --fail-on-drift when "
         "anything changed.")
     p.add_argument("target", nargs="*", metavar="ARG",
-                   help="PATHs to put in the BOM; or `verify BOM [PATH]`; or `diff OLD NEW`")
+                   help="PATHs and remote targets to put in the BOM; or `verify BOM [PATH]`; "
+                   "or `diff OLD NEW`")
     p.add_argument("-f", "--format", metavar="FORMAT",
                    help="bom: cyclonedx (default), spdx or inventory (mlward's own JSON); "
                    "verify/diff: the report format (text, json, sarif, markdown)")
@@ -100,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
         if len(words) != 3:
             raise UsageError("usage: mlward bom diff OLD NEW")
         return run_diff(args, words[1], words[2])
-    return run_bom(args, [Path(w) for w in words])
+    from mlward._internal.targets import is_target
+
+    return run_bom(args, [Path(w) for w in words if not is_target(w)],
+                   [w for w in words if is_target(w)])
 
 
 def _trusted(args: argparse.Namespace) -> Any:
@@ -116,7 +124,7 @@ def _trusted(args: argparse.Namespace) -> Any:
     return keys.load_trusted(trust)
 
 
-def run_bom(args: argparse.Namespace, paths: list[Path]) -> int:
+def run_bom(args: argparse.Namespace, paths: list[Path], targets: list[str]) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from mlward._internal.bom import cyclonedx, spdx
@@ -132,12 +140,13 @@ def run_bom(args: argparse.Namespace, paths: list[Path]) -> int:
     if args.sign and args.output is None:
         raise UsageError("--sign needs -o FILE: the signature is written beside it")
     s = args.settings
-    paths = paths or [scan_root(s, [Path.cwd()])]
+    if not paths and not targets:
+        paths = [scan_root(s, [Path.cwd()])]
     for p in paths:
         if not p.exists():
             raise UsageError(f"no such file or directory: {p}")
     options = Options(vulns=source_for(s), trusted=_trusted(args), probe_urls=args.probe,
-                      probe_timeout=args.probe_timeout, name=args.name)
+                      probe_timeout=args.probe_timeout, name=args.name, targets=targets)
     with ThreadPoolExecutor(1) as pool:  # the validator loads its schemas during the scan
         if fmt == "cyclonedx":
             pool.submit(cyclonedx.strict_validator, args.spec)

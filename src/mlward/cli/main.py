@@ -80,6 +80,13 @@ def positive_int(text: str) -> int:
     return n
 
 
+def add_cluster_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run on a Dask cluster (pip install 'mlward[dask]'): "
+                   "tcp://HOST:8786 for a running scheduler, or local:N for N local worker "
+                   "processes (implies --executor dask)")
+
+
 # Options every command accepts, before or after the command word.
 _GLOBALS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("-v", "--verbose"), {"action": "count", "help": "more detail (-vv: debug logging); on "

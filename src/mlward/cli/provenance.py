@@ -14,6 +14,7 @@ from mlward._internal.lazy import lazy_module
 from mlward._internal.provenance import KEY_TYPES
 from mlward._internal.provenance.errors import ProvenanceError
 from mlward._internal.provenance.hashing import ALGORITHMS, DEFAULT_SHARD_SIZE, HashSpec
+from mlward.cli.main import add_cluster_option
 from mlward.cli.record import file_uri, record
 from mlward.errors import MlwardError
 
@@ -85,13 +86,18 @@ def _register_manifest(sub: Any) -> None:
                        description="Record or check every file's size and digest.")
     msub = p.add_subparsers(dest="manifest_command", metavar="COMMAND", required=True)
     c = msub.add_parser("create", help="hash files and folders into a manifest",
-                        description="Hash every file under PATH (files or folders) into a "
-                        "manifest. Symlinks and special files are recorded, never followed.")
-    c.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+                        description="Hash every file under PATH (files, folders, or "
+                        "object-storage prefixes s3://BUCKET/PREFIX, gs://…, az://…) into a "
+                        "manifest. Symlinks and special files are recorded, never followed. "
+                        "With --cluster, large files are hashed in shards across the Dask "
+                        "workers and small files in batches: the manifest is the same as a "
+                        "local run's.")
+    c.add_argument("paths", nargs="+", metavar="PATH")
     c.add_argument("-o", "--output", metavar="FILE", type=Path, required=True,
                    help="manifest file to write")
     _absolute_option(c)
     _hash_options(c)
+    add_cluster_option(c)
     c.set_defaults(func=run_manifest_create)
     v = msub.add_parser("verify", help="re-hash and list added, removed, modified, renamed files",
                         description="Re-hash the manifest's roots, found relative to where the "
@@ -178,10 +184,19 @@ def _errors_recorded(args: argparse.Namespace, action: str, resource: str) -> It
 
 
 def run_manifest_create(args: argparse.Namespace) -> int:
-    with _errors_recorded(args, "manifest.create", file_uri(args.output)):
-        m = manifest.create(args.paths, _spec(args), manifest_file=args.output,
-                            absolute=args.absolute_paths)
-        m.write(args.output)
+    from mlward._internal.sources.remote import OBJECT_SCHEMES, scheme_of
+    from mlward.executors import make_executor
+
+    targets = [p if scheme_of(p) in OBJECT_SCHEMES else Path(p) for p in args.paths]
+    executor = make_executor(args.settings) if args.settings.cluster else None
+    try:
+        with _errors_recorded(args, "manifest.create", file_uri(args.output)):
+            m = manifest.create(targets, _spec(args), manifest_file=args.output,
+                                absolute=args.absolute_paths, executor=executor)
+            m.write(args.output)
+    finally:
+        if executor is not None:
+            executor.close()
     files = sum(1 for e in m.entries if e.type == "file")
     size = sum(e.size for e in m.entries)
     print(f"wrote {args.output}: {files} file(s), {size} bytes, "
@@ -189,10 +204,11 @@ def run_manifest_create(args: argparse.Namespace) -> int:
     for r in m.roots:
         if r.absolute:
             print(f"  root {r.name}: recorded by absolute path {r.path} (outside the project)")
+    here = args.output.resolve().parent
     record(args, "manifest.create", file_uri(args.output), outcome="pass",
            digests={"sha256": m.root_digest},
-           details={"roots": [file_uri(r.where(args.output.resolve().parent)) for r in m.roots],
-                    "files": files})
+           details={"roots": [r.path if r.remote else file_uri(r.where(here))
+                              for r in m.roots], "files": files})
     return EXIT_OK
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlward.cli.inventory import keep
-from mlward.cli.main import positive_int, severity_arg
+from mlward.cli.main import add_cluster_option, positive_int, severity_arg
 from mlward.cli.record import file_uri, record
 from mlward.findings import Report, TargetKind
 from mlward.formats import RenderOptions, render, write_output, writer_names
@@ -27,14 +27,22 @@ def register(sub: Any) -> None:
         description="Scan files and folders recursively. Formats are recognised by content, "
         "not by file name. Nothing in a scanned file is ever executed or imported. Virtual "
         "environments, .git, node_modules, caches and what .gitignore/.mlwardignore list are "
-        "left out (and counted in the report); --no-ignore scans everything.",
+        "left out (and counted in the report); --no-ignore scans everything. Besides local "
+        "paths: s3://BUCKET/PREFIX, gs://…, az://CONTAINER/PREFIX (ranged reads of only what "
+        "a verdict needs), mlflow://HOST/models/NAME[/VERSION] (registered model versions), "
+        "hf-cache:[ORG/NAME[@REVISION]] (the local Hugging Face cache).",
         epilog="Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; "
-        "2 usage error, or a file that could not be fully examined (inconclusive).",
+        "2 usage error, a file that could not be fully examined (inconclusive), or a run "
+        "whose cluster went away (the report says what was not examined; --resume it).",
     )
     add_report_options(p)
     add_walk_options(p)
     add_executor_options(p)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
+    p.add_argument("--resume", metavar="REPORT", type=Path,
+                   help="continue an interrupted run from its JSON report: inputs it "
+                   "finished keep their results, the rest are scanned")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="files, folders, or s3://, gs://, az://, mlflow://, hf-cache: targets")
     p.set_defaults(func=run)
 
     b = sub.add_parser(
@@ -97,6 +105,7 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=EXECUTORS,
                    help="where files are scanned: process (default: crash-isolated worker "
                    "processes), thread, inline (this process, no isolation), dask")
+    add_cluster_option(p)
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="time budget per file; a file over it is inconclusive (default: 600)")
 
@@ -125,17 +134,24 @@ def emit(report: Report, args: argparse.Namespace, *, action: str = "scan",
         sys.stdout.flush()
     code = report.exit_code(s.fail_on)
     if record:
-        for resource in resources or [_resource(report)]:
+        for resource in resources or _resources(report):
             record_run(report, args, action, resource)
     keep(report, args, action)  # the inventory keeps every report, audits' included
     return code
 
 
-def _resource(report: Report) -> str:
-    """What a report judged, as a URI: the one file or folder given, else the root."""
-    if len(report.inputs) == 1 and report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES):
-        return file_uri(report.inputs[0])
-    return file_uri(report.root or os.curdir)
+def _resources(report: Report) -> list[str]:
+    """What a report judged, as URIs: the one file or folder given, else the root; and
+    each object-storage prefix or registry target as the location its entries are under."""
+    from mlward._internal.targets import is_target, location_of
+
+    targets = [location_of(i) for i in report.inputs if is_target(i)]
+    local = [i for i in report.inputs if not is_target(i)]
+    if targets and not local:
+        return targets
+    if len(local) == 1 and report.kind in (TargetKind.FILES, TargetKind.DEPENDENCIES):
+        return [file_uri(local[0]), *targets]
+    return [file_uri(report.root or os.curdir), *targets]
 
 
 def record_run(report: Report, args: argparse.Namespace, action: str, resource: str) -> None:
@@ -145,9 +161,9 @@ def record_run(report: Report, args: argparse.Namespace, action: str, resource: 
 
     s = args.settings
     mine = report if resource.startswith("file:") else report._replace(
-        findings=tuple(f for f in report.findings if f.location.uri == resource),
-        skipped=tuple(x for x in report.skipped if x.location.uri == resource),
-        examined=tuple(e for e in report.examined if e.location.uri == resource))
+        findings=tuple(f for f in report.findings if _within(f.location.uri, resource)),
+        skipped=tuple(x for x in report.skipped if _within(x.location.uri, resource)),
+        examined=tuple(e for e in report.examined if _within(e.location.uri, resource)))
     code = mine.exit_code(s.fail_on)
     verdicts = Counter(str(v) for v in mine.verdicts().values())
     record(args, action, resource, outcome={0: "pass", 1: "fail"}.get(code, "inconclusive"),
@@ -159,15 +175,36 @@ def record_run(report: Report, args: argparse.Namespace, action: str, resource: 
                     "inconclusive": len(mine.inconclusive)})
 
 
+def _within(uri: str, resource: str) -> bool:
+    """Whether an entry at ``uri`` belongs to ``resource``: the resource itself, or under it
+    (``s3://bucket/prefix/key``, ``hf-cache:org/name@commit/file``)."""
+    return uri == resource or uri.startswith((resource + "/", resource + "@")) \
+        or resource.endswith(":")
+
+
 def _scan(args: argparse.Namespace) -> Report:
     from mlward._internal.pipeline import scan
 
+    resume = _load_report(args.resume) if getattr(args, "resume", None) else None
     if args.settings.quiet or not sys.stderr.isatty():
-        return scan(args.paths, settings=args.settings)
+        return scan(args.paths, settings=args.settings, resume=resume)
     from mlward.cli.progress import progress_observer
 
     with progress_observer(enabled=True) as observer:
-        return scan(args.paths, settings=args.settings, observer=observer)
+        return scan(args.paths, settings=args.settings, observer=observer, resume=resume)
+
+
+def _load_report(path: Path) -> Report:
+    import json
+
+    from mlward.errors import UsageError
+
+    try:
+        return Report.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise UsageError(f"cannot read the report to resume {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path} is not an mlward JSON report ({exc})") from None
 
 
 def run(args: argparse.Namespace) -> int:

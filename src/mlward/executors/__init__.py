@@ -137,7 +137,7 @@ def make_executor(settings: Settings, *, units: int | None = None) -> Executor:
     if kind == "thread":
         return ThreadExecutor(settings.jobs)
     if kind == "dask":
-        from mlward.executors.dask import DaskExecutor  # type: ignore[import-not-found]
+        from mlward.executors.dask import DaskExecutor
 
         executor: Executor = DaskExecutor(settings)
         return executor

@@ -128,6 +128,16 @@ def render_text(report: Report, options: RenderOptions | None = None, *,
         reasons = ", ".join(f"{n} {r.split(' (')[0]}" for r, n in
                             report.stats.get("excluded", {}).items())
         table.add_row("excluded", f"{excluded}: {escape(reasons)} (-v lists them)")
+    remote = report.stats.get("object_storage")
+    if remote:
+        table.add_row("read", f"{remote['bytes_read']:,} of {remote['bytes_stored']:,} bytes "
+                      f"stored, {remote['requests']:,} request(s), {remote['objects']:,} "
+                      "remote object(s)")
+    interrupted = report.stats.get("interrupted")
+    if interrupted:
+        table.add_row("interrupted", f"{interrupted['unfinished']:,} file(s) not examined: "
+                      f"{escape(interrupted['reason'])} (--resume continues from a JSON "
+                      "report)")
     code = report.exit_code(fail_on)
     result = {0: "[green]pass[/]", 1: f"[bold red]fail[/] (findings at or above {fail_on})",
               2: "[bold yellow]inconclusive[/] (something could not be examined)"}[code]

@@ -73,6 +73,9 @@ class Options:
     probe_urls: Sequence[str] = ()
     probe_timeout: float = 5.0
     name: str | None = None
+    targets: Sequence[str] = ()
+    """Registries and object-storage prefixes (``mlflow://``, ``hf-cache:``, ``s3://``...)
+    inventoried beside ``paths``: each model version, each model object."""
 
 
 @dataclass
@@ -122,7 +125,7 @@ def build_inventory(paths: Sequence[Path], settings: Settings,
     with ThreadPoolExecutor(1) as pool:
         deps_job = pool.submit(audit, paths, environment=False, source=options.vulns,
                                settings=settings)
-        report = scan(paths, settings=settings)
+        report = scan([*paths, *options.targets], settings=settings)
         deps = deps_job.result()
     root = Path(report.root or os.getcwd())  # noqa: PTH109
     work = _Work(root, report, settings, options,
@@ -133,7 +136,12 @@ def build_inventory(paths: Sequence[Path], settings: Settings,
     _hash_everything(work, [*models, *datasets])
     components: list[Component] = []
     components += [m.component(work) for m in models]
+    if options.targets:
+        from mlward._internal.bom.registered import registered_models
+
+        components += registered_models(report, MODEL_FORMATS)
     components += [d.component(work) for d in datasets]
+    components += _remote_datasets(work, provenance)
     components += _libraries(work, deps)
     components += _services(work)
     if options.probe_urls:
@@ -206,11 +214,15 @@ def _provenance(work: _Work, paths: Sequence[Path]) -> _Provenance:
                 continue
             found.manifests[target] = manifest
             for r in manifest.roots:
+                if r.remote:
+                    continue  # a dataset of its own (_remote_datasets), not under the root
                 rel = work.rel(r.where(target.parent))
                 if rel is not None:
                     (found.code_roots if kind == "code" else found.data_roots).add(rel)
     for manifest_path, manifest in found.manifests.items():
         for r in manifest.roots:
+            if r.remote:
+                continue
             local = r.where(manifest_path.parent)
             base = local if r.type == "directory" else local.parent
             single = len(manifest.roots) == 1
@@ -443,6 +455,8 @@ def _datasets(work: _Work, provenance: _Provenance, models: list[_Files]) -> lis
     roots: set[str] = set(provenance.data_roots)
     for manifest_path, manifest in provenance.manifests.items():
         for r in manifest.roots:
+            if r.remote:
+                continue
             rel = work.rel(r.where(manifest_path.parent))
             if rel is None or rel in provenance.code_roots:
                 continue
@@ -468,6 +482,31 @@ def _datasets(work: _Work, provenance: _Provenance, models: list[_Files]) -> lis
             d.card = {k: card[k] for k in ("license", "description") if k in card}
         datasets.append(d)
     return datasets
+
+
+def _remote_datasets(work: _Work, provenance: _Provenance) -> list[Component]:
+    """The object-storage roots of the manifests in the tree (``manifest create s3://…``):
+    datasets whose files, sizes and digests are the manifest's (the objects are not read)."""
+    found: dict[str, Component] = {}
+    for manifest_path, manifest in sorted(provenance.manifests.items()):
+        single = len(manifest.roots) == 1
+        for r in manifest.roots:
+            if not r.remote or r.path in found:
+                continue
+            files = []
+            for e in manifest.entries:
+                first, _, rest = e.path.partition("/")
+                if e.type != "file" or not (single or first == r.name):
+                    continue
+                name = e.path if single else rest
+                uri = f"{r.path.rstrip('/')}/{name}" if r.type == "directory" else r.path
+                files.append(FileRecord(uri, e.size, dict(e.digest)))
+            found[r.path] = Component(
+                ref=f"data:{r.path}", kind="dataset", name=r.path.rstrip("/").rsplit("/", 1)[-1],
+                location=r.path, files=tuple(files),
+                properties={"manifest": work.rel(manifest_path) or str(manifest_path),
+                            "size": sum(f.size for f in files), "file_count": len(files)})
+    return list(found.values())
 
 
 def _data_properties(work: _Work, paths: Sequence[str]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 against what is here now.
 
 Every model and dataset file the BOM lists is re-hashed (relative to the root where the check
-runs); a folder the BOM lists is listed again for files that appeared. Signatures the BOM
+runs; files in object storage where they are); a folder or prefix the BOM lists is listed
+again for files that appeared. Signatures the BOM
 recorded are checked again with the trusted keys, and so is the BOM's own DSSE envelope when
 one sits beside it. The ledger must still hold the tree the BOM's checkpoint names (same size,
 same root). Each problem is a finding (MW750, MW752-MW755); what cannot be checked (no keys,
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mlward._internal.bom.collect import hash_all, list_files
-from mlward._internal.bom.inventory import Component, Inventory
+from mlward._internal.bom.inventory import Component, FileRecord, Inventory
+from mlward._internal.sources.remote import is_remote
 from mlward._version import __version__
 from mlward.findings import Location, Report, ReportBuilder, TargetKind
 from mlward.rules import (
@@ -51,12 +53,19 @@ def _files(inventory: Inventory, root: Path, builder: ReportBuilder) -> None:
     from mlward._internal.provenance.hashing import FileJob
 
     listed: list[tuple[Component, str, str]] = []
+    remote: list[tuple[Component, FileRecord]] = []
     for c in inventory.components:
         if c.kind not in ("model", "dataset"):
             continue
         for f in c.files:
-            if "sha256" in f.digests:
+            if not Location(f.path).is_local:
+                remote.append((c, f))
+            elif "sha256" in f.digests:
                 listed.append((c, f.path, f.digests["sha256"]))
+        if is_remote(c.location):
+            if [f.path for f in c.files] != [c.location]:  # a prefix, not one object
+                _listed_again(c, builder)
+            continue
         folder = root / c.location
         if c.location and folder.is_dir():
             known = {f.path for f in c.files}
@@ -87,6 +96,66 @@ def _files(inventory: Inventory, root: Path, builder: ReportBuilder) -> None:
                 Location(path), f"{path} of {c.kind} {c.name} changed: sha256 {digest[:16]}... "
                 f"is now {now[:16]}...", evidence=f"{path}:{now}",
                 details={"ref": c.ref, "recorded": digest, "now": now}))
+    _remote(remote, builder)
+
+
+def _remote(files: list[tuple[Component, FileRecord]], builder: ReportBuilder) -> None:
+    """Files in object storage or a registry, re-hashed where they are by the digest the BOM
+    records (a manifest's, sharded or not); without one, they cannot be checked."""
+    from mlward._internal.provenance.errors import ProvenanceError
+    from mlward._internal.provenance.hashing import FileJob, hash_with
+    from mlward.executors import ThreadExecutor
+
+    for c, f in files:
+        label = next((k for k in sorted(f.digests) if _known(k)), None)
+        loc = Location(f.path)
+        if label is None or not is_remote(f.path):
+            builder.skip(loc, f"{c.kind} {c.name}: the BOM records no digest of it that can "
+                         "be checked here", inconclusive=True)
+            continue
+        try:
+            now = hash_with(ThreadExecutor(), [FileJob.remote(f.path, f.size, label)])[0]
+        except ProvenanceError as exc:
+            builder.add(BOM_FILE_MISSING.finding(
+                loc, f"{f.path} of {c.kind} {c.name} cannot be read: {exc}", evidence=f.path,
+                details={"ref": c.ref, "recorded": f.digests[label]}))
+            continue
+        builder.examine(loc, "bom-listed file")
+        if now != f.digests[label]:
+            builder.add(BOM_FILE_CHANGED.finding(
+                loc, f"{f.path} of {c.kind} {c.name} changed: {label} "
+                f"{f.digests[label][:16]}... is now {now[:16]}...", evidence=f"{f.path}:{now}",
+                details={"ref": c.ref, "recorded": f.digests[label], "now": now}))
+
+
+def _known(label: str) -> bool:
+    """Whether mlward hashes with ``label`` (a BOM read from a file may name anything)."""
+    from mlward._internal.provenance.errors import ProvenanceError
+    from mlward._internal.provenance.hashing import parse_label
+
+    try:
+        parse_label(label)
+    except ProvenanceError:
+        return False
+    return True
+
+
+def _listed_again(c: Component, builder: ReportBuilder) -> None:
+    """Objects that appeared under a component's object-storage prefix."""
+    from mlward._internal.sources.remote import list_objects
+    from mlward.errors import MlwardError
+
+    try:
+        now = list_objects(c.location)
+    except MlwardError as exc:
+        builder.skip(Location(c.location), f"cannot list it: {exc}", inconclusive=True)
+        return
+    known = {f.path for f in c.files}
+    for obj in now:
+        if obj.url not in known:
+            builder.add(BOM_FILE_ADDED.finding(
+                Location(obj.url), f"{obj.url} appeared in {c.kind} {c.name}, which the BOM "
+                "lists without it", evidence=obj.url, details={"ref": c.ref}))
 
 
 def _signatures(inventory: Inventory, root: Path, bom_file: Path,

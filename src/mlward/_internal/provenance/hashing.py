@@ -26,6 +26,13 @@ path is kept to its system calls. Files a manifest lists without a ``stat`` each
 (:func:`hash_paths`) get their size from that first ``fstat``.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
+
+Across machines (:func:`hash_with`, an :class:`~mlward.executors.Executor` such as a Dask
+cluster), the same ranges are work units: each shard of a large file is one, small files go
+whole in batches, and the shard digests are combined in the client exactly as above, so the
+digests are identical to a local run's. Objects in S3, GCS or Azure (``s3://bucket/key``) are
+read in ranged GETs of :data:`REMOTE_CHUNK` bytes; one that is shorter than its listing said
+raises :class:`FileChangedError`.
 """
 
 from __future__ import annotations
@@ -39,15 +46,23 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlward._internal.provenance.errors import FileChangedError, ProvenanceError
+from mlward._internal.sources.remote import fetcher, is_remote
 from mlward.errors import MissingExtra
+
+if TYPE_CHECKING:
+    from mlward.executors import Executor
 
 CHUNK = 1 << 20
 SMALL = 256 << 10
 READ_AHEAD_CHUNK = 4 << 20
 PIPELINE_MIN = 2 * READ_AHEAD_CHUNK
+REMOTE_CHUNK = 16 << 20
+BATCH_BYTES = 64 << 20
+"""Small files go to one work unit until they add up to this (or :data:`BATCH_FILES`)."""
+BATCH_FILES = 256
 DEFAULT_SHARD_SIZE = 64 << 20
 ALGORITHMS = ("sha256", "blake3")
 _SHARDED_PREFIX = "sha256-sharded-"
@@ -101,6 +116,15 @@ class FileJob(NamedTuple):
     def of(cls, path: str | Path, st: os.stat_result, label: str) -> FileJob:
         return cls(path, st.st_size, st.st_mtime_ns, st.st_ino, label)
 
+    @classmethod
+    def remote(cls, url: str, size: int, label: str) -> FileJob:
+        """An object in object storage (``s3://bucket/key``), ``size`` bytes when listed."""
+        return cls(url, size, 0, 0, label)
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.path, str) and is_remote(self.path)
+
 
 def _blake3() -> Any:
     try:
@@ -127,6 +151,9 @@ _BUFFERS = _Buffers()
 
 def _hash_range(job: FileJob, hasher: Any, start: int, end: int) -> None:
     """Feed bytes ``start..end`` of the job's file to ``hasher``, checking the file held still."""
+    if job.is_remote:
+        _hash_remote_range(job, hasher, start, end)
+        return
     view = _BUFFERS.view
     try:
         # O_NONBLOCK: a file swapped for a FIFO since it was listed must not block the open.
@@ -150,6 +177,21 @@ def _hash_range(job: FileJob, hasher: Any, start: int, end: int) -> None:
         raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
     finally:
         os.close(fd)
+
+
+def _hash_remote_range(job: FileJob, hasher: Any, start: int, end: int) -> None:
+    url = str(job.path)
+    fetch = fetcher(url)
+    pos = start
+    while pos < end:
+        try:
+            data = fetch(pos, min(pos + REMOTE_CHUNK, end))
+        except OSError as exc:
+            raise ProvenanceError(f"cannot read {url}: {exc}") from None
+        if not data:
+            raise FileChangedError(url, "it became shorter")
+        hasher.update(data)
+        pos += len(data)
 
 
 def _read_ahead(job: FileJob, fd: int, hasher: Any, start: int, end: int) -> None:
@@ -199,7 +241,34 @@ def _digest_small(fd: int, job: FileJob) -> str:
 
 
 def _small(job: FileJob) -> bool:
-    return job.label == "sha256" and job.size <= SMALL
+    return job.label == "sha256" and job.size <= SMALL and not job.is_remote
+
+
+def _hash_small(job: FileJob) -> str:
+    """A small file's SHA-256, checked against its listing (see :func:`_digest_small`)."""
+    fd = _open(job.path)
+    try:
+        _check_same(job, os.fstat(fd))
+        return _digest_small(fd, job)
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _new_hasher(job: FileJob, size: int) -> Any:
+    if job.label == "blake3":
+        return _blake3()(max_threads=-1 if size > PIPELINE_MIN else 1)
+    return hashlib.sha256()
+
+
+def _combine(job: FileJob, digests: Sequence[bytes]) -> str:
+    """The ``sha256-sharded-<S>`` digest from its shards' raw SHA-256 digests, in order."""
+    _, shard = parse_label(job.label)
+    outer = hashlib.sha256(f"mlward-sharded-v1 {shard} {job.size}\n".encode())
+    for d in digests:
+        outer.update(d)
+    return outer.hexdigest()
 
 
 def _check_same(job: FileJob, st: os.stat_result) -> None:
@@ -304,22 +373,11 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
             job = resolved[index]
             try:
                 if shard_index < 0 and _small(job):
-                    fd = _open(job.path)
-                    try:
-                        _check_same(job, os.fstat(fd))
-                        results[index] = _digest_small(fd, job)
-                    except OSError as exc:
-                        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") \
-                            from None
-                    finally:
-                        os.close(fd)
+                    results[index] = _hash_small(job)
                     if progress is not None:
                         progress(job.size)
                     continue
-                if job.label == "blake3":
-                    hasher = _blake3()(max_threads=-1 if job.size > PIPELINE_MIN else 1)
-                else:
-                    hasher = hashlib.sha256()
+                hasher = _new_hasher(job, job.size)
                 _hash_range(job, hasher, start, end)
             except ProvenanceError as exc:
                 if failed is None:
@@ -344,13 +402,80 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
         if failed is not None and index in failed:
             results[index] = ""
             continue
-        job = resolved[index]
-        _, shard = parse_label(job.label)
-        outer = hashlib.sha256(f"mlward-sharded-v1 {shard} {job.size}\n".encode())
-        for d in digests:
-            outer.update(d)
-        results[index] = outer.hexdigest()
+        results[index] = _combine(resolved[index], digests)
     return resolved, results
+
+
+class HashUnit(NamedTuple):
+    """A work unit for :func:`hash_with`: byte ranges to digest (one shard of a large file,
+    or several small files whole), each ``(job index, shard index or -1, start, end)``."""
+
+    jobs: tuple[FileJob, ...]
+    ranges: tuple[tuple[int, int, int, int], ...]
+
+
+def hash_unit(unit: HashUnit) -> list[bytes]:
+    """The raw digest of each range of ``unit`` (runs on a worker)."""
+    out = []
+    for job, (_, shard, start, end) in zip(unit.jobs, unit.ranges, strict=True):
+        if shard < 0 and _small(job):
+            out.append(bytes.fromhex(_hash_small(job)))
+            continue
+        hasher = _new_hasher(job, end - start)
+        _hash_range(job, hasher, start, end)
+        out.append(hasher.digest())
+    return out
+
+
+def plan_units(jobs: Sequence[FileJob]) -> list[HashUnit]:
+    """Shards of sharded files one unit each; other files batched up to :data:`BATCH_BYTES`
+    or :data:`BATCH_FILES` (a file over the byte budget alone)."""
+    units: list[HashUnit] = []
+    batch: list[tuple[FileJob, tuple[int, int, int, int]]] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        if batch:
+            units.append(HashUnit(tuple(j for j, _ in batch), tuple(r for _, r in batch)))
+            batch.clear()
+            size = 0
+
+    for index, job in enumerate(jobs):
+        _, shard = parse_label(job.label)
+        if shard is not None:
+            units.extend(HashUnit((job,), ((index, n, start, end),))
+                         for n, (start, end) in enumerate(_shards(job.size, shard)))
+            continue
+        batch.append((job, (index, -1, 0, job.size)))
+        size += job.size
+        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+            flush()
+    flush()
+    return units
+
+
+def hash_with(executor: Executor, jobs: Sequence[FileJob]) -> list[str]:
+    """Hex digests of ``jobs`` (listed with their sizes) in order, the work spread by
+    ``executor`` (a Dask cluster; threads for object storage); the same digests as
+    :func:`hash_files`. The first unit that fails raises its error as a
+    :class:`ProvenanceError`."""
+    units = plan_units(jobs)
+    results: list[str] = [""] * len(jobs)
+    shard_digests: dict[int, dict[int, bytes]] = {}
+    for outcome in executor.map(hash_unit, units):
+        if outcome.error is not None:
+            failed = units[outcome.unit].jobs[0].path
+            raise ProvenanceError(f"hashing {failed} failed: {outcome.error}")
+        for (index, shard, _, _), digest in zip(units[outcome.unit].ranges, outcome.result,
+                                                strict=True):
+            if shard < 0:
+                results[index] = digest.hex()
+            else:
+                shard_digests.setdefault(index, {})[shard] = digest
+    for index, digests in shard_digests.items():
+        results[index] = _combine(jobs[index], [digests[n] for n in sorted(digests)])
+    return results
 
 
 def _first_look(job: FileJob, spec: HashSpec | None) -> tuple[FileJob, str | None]:

@@ -35,14 +35,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlward._internal.io import atomic_write_text
 from mlward._internal.provenance import read_limited
 from mlward._internal.provenance.errors import ProvenanceError
-from mlward._internal.provenance.hashing import HashSpec, hash_paths, parse_label
+from mlward._internal.provenance.hashing import (
+    FileJob,
+    HashSpec,
+    hash_paths,
+    hash_with,
+    parse_label,
+)
+from mlward._internal.sources.remote import OBJECT_SCHEMES, list_objects, scheme_of
 from mlward._version import __version__
 from mlward.settings import project_root
+
+if TYPE_CHECKING:
+    from mlward.executors import Executor
 
 SCHEMA_VERSION = 2
 KIND = "mlward.manifest"
@@ -125,7 +135,8 @@ class Root:
     """A file or folder the manifest covers: its name in entry paths, its path, its type.
 
     ``path`` is POSIX and relative to the manifest's folder, or absolute when ``absolute``
-    (asked for at creation, or a schema 1 manifest's ``file:`` URI).
+    (asked for at creation, or a schema 1 manifest's ``file:`` URI), or an object-storage
+    prefix (``s3://bucket/prefix``: absolute by nature).
     """
 
     name: str
@@ -136,7 +147,7 @@ class Root:
     def __post_init__(self) -> None:
         if self.type not in ("directory", "file"):
             raise ProvenanceError(f"root {self.name!r}: unknown type {self.type!r}")
-        if self.absolute != self.path.startswith("/"):
+        if self.absolute != (self.path.startswith("/") or self.remote):
             raise ProvenanceError(f"root {self.name!r}: path {self.path!r} does not match "
                                   "its absolute flag")
         if not self.absolute and not _relative_root(self.path):
@@ -165,8 +176,15 @@ class Root:
             raise TypeError("absolute is not true or false")
         return cls(_text(data["name"]), _text(data["path"]), _text(data["type"]), absolute)
 
+    @property
+    def remote(self) -> bool:
+        return scheme_of(self.path) in OBJECT_SCHEMES
+
     def where(self, manifest_dir: Path) -> Path:
         """Where the root is when the manifest sits in ``manifest_dir``."""
+        if self.remote:
+            raise ProvenanceError(f"root {self.name!r} is in object storage ({self.path}): "
+                                  "re-hash it with manifest create and compare the digests")
         return Path(self.path) if self.absolute else manifest_dir / self.path
 
 
@@ -362,10 +380,12 @@ _SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "char-d
 @dataclass(frozen=True)
 class Listed:
     """What a walk found: entries without digests yet, and the files still to hash (their
-    entry name and path: their size comes from reading them)."""
+    entry name and path: their size comes from reading them), or, for object storage, their
+    entry name and job (the listing gave their size)."""
 
     entries: tuple[Entry, ...]
     files: tuple[tuple[str, str | Path], ...]
+    objects: tuple[tuple[str, FileJob], ...] = ()
 
 
 def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) -> Listed:
@@ -426,13 +446,32 @@ def _scan(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, os.DirEntr
                 yield rel, item
 
 
-def root_names(paths: Sequence[Path]) -> list[str]:
-    """Names for roots in entry paths: empty for a single folder, else unique base names."""
-    if len(paths) == 1 and paths[0].is_dir():
+def list_remote(url: str, prefix: str = "",
+                exclude: frozenset[str] = frozenset()) -> Listed:
+    """The objects under an object-storage prefix (``s3://bucket/prefix``), as files to hash.
+    Keys with a segment named in ``exclude`` are left out."""
+    objects = []
+    for obj in list_objects(url):
+        if exclude.intersection(obj.key.split("/")):
+            continue
+        name = f"{prefix}/{obj.key}" if prefix else obj.key
+        objects.append((name, FileJob.remote(obj.url, obj.size, "")))
+    return Listed((), (), tuple(objects))
+
+
+Target = Path | str
+"""A manifest root: a local path, or an object-storage prefix URI (``s3://bucket/prefix``)."""
+
+
+def root_names(paths: Sequence[Target]) -> list[str]:
+    """Names for roots in entry paths: empty for a single folder (or prefix), else unique
+    base names."""
+    if len(paths) == 1 and (isinstance(paths[0], str) or paths[0].is_dir()):
         return [""]
     names: list[str] = []
     for p in paths:
-        base = p.resolve().name or "root"
+        base = (p.rstrip("/").rsplit("/", 1)[-1] if isinstance(p, str) else p.resolve().name) \
+            or "root"
         name, n = base, 2
         while name in names:
             name, n = f"{base}-{n}", n + 1
@@ -440,48 +479,74 @@ def root_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def hash_roots(paths: Sequence[Path], names: Sequence[str], spec: HashSpec,
+def hash_roots(paths: Sequence[Target], names: Sequence[str], spec: HashSpec,
                exclude: frozenset[str] = frozenset(),
                labels: Mapping[str, str] | None = None,
                progress: Callable[[int], None] | None = None,
-               manifest_file: Path | None = None) -> tuple[Entry, ...]:
-    """Entries for everything under ``paths``, files hashed in parallel.
+               manifest_file: Path | None = None,
+               executor: Executor | None = None) -> tuple[Entry, ...]:
+    """Entries for everything under ``paths``, files hashed in parallel: by this machine's
+    threads, or by ``executor``'s workers (a Dask cluster; threads by default for object
+    storage), with the same digests either way.
 
     Each file gets the label ``spec`` gives its size, or, when ``labels`` names its path (a
     manifest being verified), that label; files ``labels`` does not name use ``spec``.
     ``manifest_file``, when it lies under a root, is left out: a manifest does not list itself.
     """
-    listed = [walk(p, n, exclude) for p, n in zip(paths, names, strict=True)]
+    listed = [list_remote(p, n, exclude) if isinstance(p, str) else walk(p, n, exclude)
+              for p, n in zip(paths, names, strict=True)]
     own = _names_of(manifest_file, paths, names)
     specials = [e for item in listed for e in item.entries if e.path not in own]
     files = [f for item in listed for f in item.files if f[0] not in own]
-    jobs, digests = hash_paths([path for _, path in files], spec, progress=progress,
-                               labels=[labels.get(name) for name, _ in files] if labels
-                               else None)
+    objects = [f for item in listed for f in item.objects]
+    if executor is None and not objects:
+        jobs, digests = hash_paths([path for _, path in files], spec, progress=progress,
+                                   labels=[labels.get(name) for name, _ in files] if labels
+                                   else None)
+        named = [name for name, _ in files]
+    else:
+        # Work units for other machines carry each file's size (a stat here, for local files).
+        sized = [*((name, _stat_job(path)) for name, path in files), *objects]
+        jobs = [job._replace(label=(labels or {}).get(name) or spec.label_for(job.size))
+                for name, job in sized]
+        if executor is None:
+            from mlward.executors import ThreadExecutor
+
+            executor = ThreadExecutor()  # object storage: the work is waiting on requests
+        digests = hash_with(executor, jobs)
+        named = [name for name, _ in sized]
     hashed = [Entry(name, "file", job.size, {job.label: digest})
-              for (name, _), job, digest in zip(files, jobs, digests, strict=True)]
+              for name, job, digest in zip(named, jobs, digests, strict=True)]
     return tuple(sorted(specials + hashed, key=_path_of))
 
 
-def _names_of(target: Path | None, paths: Sequence[Path], names: Sequence[str]) -> set[str]:
+def _stat_job(path: str | Path) -> FileJob:
+    try:
+        return FileJob.of(path, Path(path).lstat(), "")
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _names_of(target: Path | None, paths: Sequence[Target], names: Sequence[str]) -> set[str]:
     """The entry names ``target`` would have under the folder roots it lies in."""
     if target is None:
         return set()
     resolved = target.resolve()
     out = set()
     for p, n in zip(paths, names, strict=True):
-        if p.is_dir() and resolved.is_relative_to(p.resolve()):
+        if isinstance(p, Path) and p.is_dir() and resolved.is_relative_to(p.resolve()):
             rel = resolved.relative_to(p.resolve()).as_posix()
             out.add(f"{n}/{rel}" if n else rel)
     return out
 
 
-def create(paths: Sequence[Path], spec: HashSpec | None = None, *,
+def create(paths: Sequence[Target], spec: HashSpec | None = None, *,
            exclude: frozenset[str] = frozenset(),
            progress: Callable[[int], None] | None = None,
            manifest_file: Path | None = None, within: Path | None = None,
-           absolute: bool = False) -> Manifest:
-    """A manifest of ``paths`` (files or folders), hashed with ``spec``.
+           absolute: bool = False, executor: Executor | None = None) -> Manifest:
+    """A manifest of ``paths`` (files, folders, or object-storage prefixes recorded by their
+    URI), hashed with ``spec`` (by ``executor``'s workers when given).
 
     ``manifest_file`` is where the manifest will be written (default: in the current folder);
     roots are recorded relative to its folder, and it is not listed in itself. Every root must
@@ -495,6 +560,10 @@ def create(paths: Sequence[Path], spec: HashSpec | None = None, *,
     names = root_names(paths)
     roots = []
     for p, n in zip(paths, names, strict=True):
+        if isinstance(p, str):
+            url = p.rstrip("/")
+            roots.append(Root(n or url.rsplit("/", 1)[-1], url, "directory", absolute=True))
+            continue
         real = p.resolve()
         kind = "directory" if p.is_dir() else "file"
         if real.is_relative_to(bound):
@@ -509,7 +578,7 @@ def create(paths: Sequence[Path], spec: HashSpec | None = None, *,
                 "--absolute-paths (marked as such; verification then reads that path "
                 "wherever it runs), or put the manifest where it can reach the data")
     entries = hash_roots(paths, names, spec or HashSpec(), exclude, progress=progress,
-                         manifest_file=manifest_file)
+                         manifest_file=manifest_file, executor=executor)
     return Manifest(tuple(roots), entries, who_where_when(), spec or HashSpec())
 
 
