@@ -73,3 +73,15 @@ def test_unchanged_input_has_no_data_notes_and_a_tampered_snapshot_is_said(tmp_p
     assert code == 1 and notes == [f"data diff not available: {snapshot.parent.parent}/"
                                    f"{snapshot.parent.name}/{snapshot.name} was changed after "
                                    "the lineage was recorded"]
+
+
+def test_without_the_data_extra_lineage_is_recorded_without_a_snapshot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) \
+        -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "duckdb", None)  # as if not installed
+    model, table = record(tmp_path, rows(50))
+    assert not list((tmp_path / "model.bin.lineage-inputs").glob("*.snapshot.json"))
+    code, notes = verify(model, capsys)
+    assert code == 0 and notes == []  # the input is still verified by its digests

@@ -75,9 +75,9 @@ def _sha256(path: Path) -> str:
 def write_snapshot(dataset: Dataset, base: Path, *, label: str | None, key: str | None,
                    memory_limit: str = "1GB") -> Path:
     """Write ``base.rows.parquet`` and ``base.snapshot.json``; returns the JSON's path."""
+    con = connect(memory_limit)  # first: without the data extra it raises MissingExtra
     import duckdb
 
-    con = connect(memory_limit)
     try:
         con.execute(f"CREATE VIEW src AS SELECT * FROM {dataset.sql()}")
         columns = {n: t for n, t, *_ in con.execute("DESCRIBE src").fetchall()}
