@@ -81,7 +81,7 @@ def test_without_the_data_extra_lineage_is_recorded_without_a_snapshot(
     import sys
 
     monkeypatch.setitem(sys.modules, "duckdb", None)  # as if not installed
-    model, table = record(tmp_path, rows(50))
+    model, _ = record(tmp_path, rows(50))
     assert not list((tmp_path / "model.bin.lineage-inputs").glob("*.snapshot.json"))
     code, notes = verify(model, capsys)
     assert code == 0 and notes == []  # the input is still verified by its digests
