@@ -31,13 +31,15 @@ def _saved_model(path):
 def test_missing_extra_is_inconclusive_with_hint(tmp_path, scan_path, monkeypatch, module,
                                                  extra, name, make):
     path = make(tmp_path / name)
-    from mlward._internal.scanners import tensorflow
+    from mlward._internal.scanners import onnx, tensorflow
 
     tensorflow._messages.cache_clear()
+    onnx.onnx_proto.cache_clear()  # the protobuf classes are loaded once per process
     for mod in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
     r = Scanned(mlward.scan([path], settings=INLINE))
     tensorflow._messages.cache_clear()
+    onnx.onnx_proto.cache_clear()
     assert "MW001" not in r.rules()
     assert any(f"mlward[{extra}]" in s.reason and s.inconclusive for s in r.report.skipped)
