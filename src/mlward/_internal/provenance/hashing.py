@@ -326,6 +326,15 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
     errors: list[BaseException] = []
     unknown = deque(i for i, job in enumerate(jobs) if job.size < 0)
 
+    def go_on(index: int, exc: BaseException) -> bool:
+        """Record what reading file ``index`` raised; True when the other files are still to
+        be hashed (a file's own error, given ``failed``), False when the work stops."""
+        if failed is not None and isinstance(exc, ProvenanceError):
+            failed[index] = exc
+            return True
+        errors.append(exc)
+        return False
+
     def size_up() -> None:
         while not errors:
             try:
@@ -334,14 +343,9 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
                 return
             try:
                 resolved[index], digest = _first_look(jobs[index], spec)
-            except ProvenanceError as exc:
-                if failed is None:
-                    errors.append(exc)
-                    return
-                failed[index] = exc
-                continue
             except BaseException as exc:
-                errors.append(exc)
+                if go_on(index, exc):
+                    continue
                 return
             if digest is not None:
                 results[index] = digest
@@ -354,8 +358,8 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
     tasks: deque[tuple[int, int, int, int]] = deque()  # job index, shard index, start, end
     shard_digests: dict[int, list[bytes]] = {}
     for index, job in enumerate(resolved):
-        if results[index]:
-            continue  # hashed in the first round
+        if results[index] or (failed is not None and index in failed):
+            continue  # hashed in the first round, or could not be opened there
         _, shard = parse_label(job.label)
         if shard is None:
             tasks.append((index, -1, 0, job.size))
@@ -379,14 +383,9 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
                     continue
                 hasher = _new_hasher(job, job.size)
                 _hash_range(job, hasher, start, end)
-            except ProvenanceError as exc:
-                if failed is None:
-                    errors.append(exc)
-                    return
-                failed[index] = exc
-                continue
             except BaseException as exc:
-                errors.append(exc)
+                if go_on(index, exc):
+                    continue
                 return
             if shard_index < 0:
                 results[index] = hasher.hexdigest()
