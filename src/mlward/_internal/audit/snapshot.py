@@ -28,6 +28,7 @@ from typing import Any
 from mlward._internal.audit.errors import AuditError
 from mlward._internal.ledger.entry import canonical_json
 from mlward._internal.provenance.manifest import Entry as ManifestEntry
+from mlward._internal.provenance.manifest import content_key
 
 KIND = "mlward.audit.snapshot"
 SCHEMA_VERSION = 1
@@ -103,11 +104,7 @@ class TrackedFile:
     @property
     def content(self) -> tuple[str, ...]:
         """What must match for two files to hold the same content (as manifest entries)."""
-        if self.type == "file":
-            return ("file", *sorted(self.digest.items())[0])
-        if self.type == "symlink":
-            return ("symlink", self.target or "")
-        return (self.type,)
+        return content_key(self.type, self.digest, self.target)
 
     @property
     def digest_ref(self) -> str | None:

@@ -60,6 +60,15 @@ MAX_MANIFEST_BYTES = 512 << 20
 ENTRY_TYPES = ("file", "symlink", "fifo", "socket", "char-device", "block-device")
 
 
+def content_key(type_: str, digest: Mapping[str, str], target: str | None) -> tuple[str, ...]:
+    """What must match for two entries (of a manifest or an audit snapshot) to hold the same
+    content, paths aside: a file's digest, a link's target, else the type."""
+    if type_ == "file":
+        return ("file", *sorted(digest.items())[0])
+    if type_ == "symlink":
+        return ("symlink", target or "")
+    return (type_,)
+
 @dataclass(frozen=True, order=True)
 class Entry:
     """One thing under a root. ``digest`` is ``{label: hex}`` for files, empty otherwise."""
@@ -95,11 +104,7 @@ class Entry:
     @property
     def content(self) -> tuple[str, ...]:
         """What must match for two entries to hold the same content (paths aside)."""
-        if self.type == "file":
-            return ("file", *sorted(self.digest.items())[0])
-        if self.type == "symlink":
-            return ("symlink", self.target or "")
-        return (self.type,)
+        return content_key(self.type, self.digest, self.target)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "type": self.type}
