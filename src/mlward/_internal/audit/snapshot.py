@@ -28,7 +28,7 @@ from typing import Any
 from mlward._internal.audit.errors import AuditError
 from mlward._internal.ledger.entry import canonical_json
 from mlward._internal.provenance.manifest import Entry as ManifestEntry
-from mlward._internal.provenance.manifest import content_key
+from mlward._internal.provenance.manifest import content_key, entry_dict
 
 KIND = "mlward.audit.snapshot"
 SCHEMA_VERSION = 1
@@ -112,13 +112,8 @@ class TrackedFile:
         return next((f"{k}:{v}" for k, v in self.digest.items()), None)
 
     def to_dict(self) -> dict[str, Any]:
-        # The manifest entry's form, written directly (tens of thousands per snapshot).
-        out: dict[str, Any] = {"path": self.path, "type": self.type}
-        if self.type == "file":
-            out["size"] = self.size
-            out["digest"] = dict(self.digest)
-        if self.target is not None:
-            out["target"] = self.target
+        # The manifest entry's form, without building (and re-validating) an Entry.
+        out = entry_dict(self.path, self.type, self.size, self.digest, self.target)
         out["kind"] = self.kind
         return out
 

@@ -69,6 +69,18 @@ def content_key(type_: str, digest: Mapping[str, str], target: str | None) -> tu
         return ("symlink", target or "")
     return (type_,)
 
+
+def entry_dict(path: str, type_: str, size: int, digest: Mapping[str, str],
+               target: str | None) -> dict[str, Any]:
+    """An entry's JSON form (a manifest's, and an audit snapshot file's before its kind)."""
+    out: dict[str, Any] = {"path": path, "type": type_}
+    if type_ == "file":
+        out["size"] = size
+        out["digest"] = dict(digest)
+    if target is not None:
+        out["target"] = target
+    return out
+
 @dataclass(frozen=True, order=True)
 class Entry:
     """One thing under a root. ``digest`` is ``{label: hex}`` for files, empty otherwise."""
@@ -107,13 +119,7 @@ class Entry:
         return content_key(self.type, self.digest, self.target)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path, "type": self.type}
-        if self.type == "file":
-            out["size"] = self.size
-            out["digest"] = dict(self.digest)
-        if self.target is not None:
-            out["target"] = self.target
-        return out
+        return entry_dict(self.path, self.type, self.size, self.digest, self.target)
 
     @classmethod
     def from_dict(cls, data: Any) -> Entry:
