@@ -154,13 +154,14 @@ def build_document(runs: Sequence[CheckRun], *, root: Path, time: datetime,
         "params": dict(params),
     })
     doc.subjects["project"] = [Subject("project", root.name, Location("."))]
-    drift_findings = [f for r in runs if r.name == "bom" for f in r.report.findings]
+    behind: dict[tuple[Any, Any], list[Finding]] = {}  # (path, rule) -> bom verify findings
+    for f in (f for r in runs if r.name == "bom" for f in r.report.findings):
+        behind.setdefault((f.location.uri, f.rule_id), []).append(f)
     doc.subjects["bom"] = [
         Subject(f"bom:{b.get('kind')}:{b.get('component')}:{b.get('path', '')}",
                 f"{b.get('component')} {b.get('path', '')}".strip(),
                 Location(str(b["path"])) if b.get("path") else Location("."),
-                tuple(f for f in drift_findings
-                      if f.location.uri == b.get("path") and f.rule_id == b.get("rule")))
+                tuple(behind.get((b.get("path"), b.get("rule")), ())))
         for b in bom]
     return doc
 
