@@ -29,6 +29,7 @@ from mlward._internal.policy.evaluate import GateResult, judge
 from mlward._internal.policy.model import load_policy
 from mlward._version import __version__
 from mlward.errors import UsageError
+from mlward.findings import Report
 from mlward.settings import Settings
 
 CHECKS = ("scan", "deps", "provenance", "bom")
@@ -157,7 +158,7 @@ def _verify_bom(root: Path, settings: Settings, config: GateConfig) -> CheckRun 
     return CheckRun("bom", report)
 
 
-def bom_drift(report: Any) -> list[dict[str, Any]]:
+def bom_drift(report: Report) -> list[dict[str, Any]]:
     """The ``bom`` collection: one item per difference ``bom verify`` found between the BOM and
     the project (a changed, missing or added file, a broken signature, a checkpoint the ledger
     does not hold), with the component it concerns."""
