@@ -88,6 +88,7 @@ def strict_validator(spec: str) -> Any:
 
 
 _NOT_IN_IRI = re.compile(r'[\x00-\x20\x7f<>"{}|\\^`]')
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 def _iri_reference(value: object) -> bool:
@@ -100,7 +101,7 @@ def _iri_reference(value: object) -> bool:
         return False
     scheme, colon, _ = value.partition(":")
     if colon and "/" not in scheme and "?" not in scheme and "#" not in scheme:
-        return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme))
+        return bool(_SCHEME.fullmatch(scheme))
     return True
 
 
