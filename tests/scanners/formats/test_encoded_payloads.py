@@ -159,3 +159,34 @@ def test_ordinary_encoded_values_are_not_findings(tmp_path):
     ours = [f.message for f in report.findings if not f.rule_id.startswith("MW4")]  # secrets
     assert not ours
     assert not report.inconclusive
+
+
+def test_random_digests_and_key_ids_are_not_pickles(tmp_path):
+    """Random bytes run a few pickle opcodes to their end (or to a ``STOP`` with more bytes
+    after it) about once in 700 32-byte key ids: decoded from text, such a value was taken
+    for a truncated pickle and made the whole run inconclusive."""
+    import random
+
+    rng = random.Random(20261204)
+    values = [rng.randbytes(32).hex() for _ in range(2500)]
+    values += [base64.b64encode(rng.randbytes(rng.choice((32, 48, 64)))).decode()
+               for _ in range(2500)]
+    path = tmp_path / "signatures.json"
+    path.write_text(json.dumps([{"keyid": value} for value in values], indent=1))
+    report = _scan(path)
+    assert not [f for f in report.findings if not f.rule_id.startswith("MW4")]
+    assert not report.inconclusive
+
+
+def test_encoded_payload_cut_short_or_padded_is_still_judged(tmp_path, marker):
+    """A value that is a payload followed by junk, or a payload cut before its STOP, still
+    runs its import when loaded: both are reported, with the call found."""
+    payload = evil_pickle(marker, protocol=2)
+    values = {"padded": base64.b64encode(payload + b"junk-after-stop").decode(),
+              "cut": payload[:-2].hex()}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    report = _scan(path)
+    assert len(_hidden(report)) == 2
+    assert sorted(members[0] for members in _payloads(report)) == ["[base64]", "[hex]"]
+    assert not marker.exists()

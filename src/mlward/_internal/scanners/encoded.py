@@ -125,7 +125,7 @@ def report_encoded(text: str, location: Location, ctx: ScanContext, where: str,
             at, name = location, f"[{prefix}{encoding}]"
         if data[:1] in (b"\xe3", b"c") and _report_code(data, at, ctx, where, encoding):
             continue
-        pickle = looks_like_pickle(io.BytesIO(data), data[:4096])
+        pickle = looks_like_pickle(io.BytesIO(data), data[:4096], whole=True)
         if not (pickle or sniff_stream(data) or data.startswith(b"PK\x03\x04")):
             continue
         what = "a pickle" if pickle else "compressed data"

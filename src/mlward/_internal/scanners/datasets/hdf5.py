@@ -99,7 +99,7 @@ class PyTablesScanner(Scanner):
                 if attr == "pandas_type":
                     pandas = True
                 raw = _attribute_bytes(obj.attrs, attr)
-                if raw is not None and looks_like_pickle(io.BytesIO(raw), raw[:4096]):
+                if raw is not None and looks_like_pickle(io.BytesIO(raw), raw[:4096], whole=True):
                     pickles += 1
                     scan_pickle_stream(io.BytesIO(raw), loc.child(f"/{name} attribute {attr}"),
                                        ctx)

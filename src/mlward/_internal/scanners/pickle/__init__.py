@@ -312,7 +312,7 @@ def _report(analysis: Analysis, location: Location, ctx: ScanContext) -> int:
     return safe
 
 
-def looks_like_pickle(stream: BinaryIO, head: bytes) -> bool:
+def looks_like_pickle(stream: BinaryIO, head: bytes, *, whole: bool = False) -> bool:
     """Whether the stream starts with a pickle (``head``: its first bytes), judged by running
     its first opcodes. A pickle has no magic number, so what a plausible one needs depends on
     what the bytes look like:
@@ -331,6 +331,12 @@ def looks_like_pickle(stream: BinaryIO, head: bytes) -> bool:
     the unpickler runs it, so a payload followed by garbage is a pickle (for binary data, an
     import of a well-formed name is enough). Long strings are skipped, not read, so a payload
     behind a long first string is still recognised.
+
+    ``whole``: the stream is a whole value (decoded from base64 or hex text, an HDF5
+    attribute), not a file that may have been cut. Random bytes run a few opcodes to their
+    end often enough (one 32-byte key id in 700 does), so for a whole value running to the
+    end is not enough: it is a pickle when it imports a well-formed name, reaches a limit, or
+    ends with its STOP (``].`` followed by more bytes is chance).
     """
     if has_protocol_header(head):
         kind, limits = "proto", _PROTO_SNIFF_LIMITS
@@ -349,11 +355,19 @@ def looks_like_pickle(stream: BinaryIO, head: bytes) -> bool:
     except Malformed as exc:
         if evidence is not None:  # the opcode that broke did nothing, unless none did
             return evidence.total(ran=exc.between) >= 2
-        if exc.truncated or machine.frames:  # a FRAME past the end: the C unpickler's
-            return kind == "proto" or machine.ops >= 2  # "pickle data was truncated"
-        return any(NAME.fullmatch(ref.module) and NAME.fullmatch(ref.name)
-                   for ref in machine.references.values())
+        if (exc.truncated or machine.frames) and not whole:  # a FRAME past the end: the C
+            return kind == "proto" or machine.ops >= 2  # unpickler's "data was truncated"
+        return _imports(machine)
+    if whole:  # STOP: a whole value that goes on past it is bytes that happened to hold one
+        return machine.reader.base + machine.pos >= stream.seek(0, io.SEEK_END) or _imports(
+            machine)
     return True
+
+
+def _imports(machine: Machine) -> bool:
+    """Whether the stream imported a well-formed name (what a payload needs)."""
+    return any(NAME.fullmatch(ref.module) and NAME.fullmatch(ref.name)
+               for ref in machine.references.values())
 
 
 class _Evidence:
