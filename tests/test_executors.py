@@ -75,9 +75,79 @@ def test_available_cores_is_positive() -> None:
 
 def test_nothing_forks_by_hand() -> None:
     """Workers start with forkserver or spawn only (bare fork is unsafe with threads and
-    does not exist on Windows)."""
-    offenders = [p for p in SRC.rglob("*.py") if "os.fork" in p.read_text(encoding="utf-8")]
-    assert offenders == []
+    does not exist on Windows). The one fork is the fork server's own start, by the console
+    script before it has a thread (the tests below)."""
+    offenders = [p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
+                 if "os.fork" in p.read_text(encoding="utf-8")]
+    assert offenders == ["mlward/_internal/prefork.py"]
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter: the fork server is per process, and this one has
+    threads and a server of its own."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+
+
+_PREFORKED = """
+import os, signal, sys
+from mlward._internal import prefork
+assert prefork.start(["mlward._internal.preload"])
+server = prefork._server[2]
+from tests_helpers import work
+from mlward.executors.process import ProcessExecutor
+outcomes = {o.unit: o for o in ProcessExecutor(2, timeout=5, method="forkserver").map(
+    work, [0, 1, 2])}
+from multiprocessing import forkserver
+assert forkserver._forkserver._forkserver_pid == server, "multiprocessing took it"
+print(outcomes[0].result == server, outcomes[2].result == server, outcomes[1].error)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked server is Linux's")
+def test_forked_fork_server_serves_isolated_workers(tmp_path: Path) -> None:
+    """The console script forks the fork server before it has a thread; multiprocessing
+    then uses it: workers are its children, and a worker killed by a signal costs its unit."""
+    (tmp_path / "tests_helpers.py").write_text(
+        "import os, signal\n"
+        "def work(x):\n"
+        "    if x == 1:\n"
+        "        os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "    return os.getppid()\n")
+    done = _python(f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n" + _PREFORKED)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(maxsplit=2) == ["True", "True",
+                                             "the worker process was killed by SIGSEGV "
+                                             "while on this input\n"]
+
+
+def test_no_fork_once_a_thread_runs() -> None:
+    done = _python("import threading, time\n"
+                   "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
+                   "from mlward._internal import prefork\n"
+                   "print(prefork.start(['mlward._internal.preload']), prefork._server)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "None"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked server is Linux's")
+def test_a_server_multiprocessing_cannot_take_is_stopped() -> None:
+    """When multiprocessing already runs a server of its own, the forked one is not used:
+    it is stopped and reaped, not left behind."""
+    done = _python("import os\n"
+                   "from multiprocessing import forkserver\n"
+                   "from mlward._internal import prefork\n"
+                   "assert prefork.start(['mlward._internal.preload'])\n"
+                   "pid = prefork._server[2]\n"
+                   "forkserver.ensure_running()\n"
+                   "prefork.adopt()\n"
+                   "try:\n"
+                   "    os.waitpid(pid, os.WNOHANG)\n"
+                   "except ChildProcessError:\n"
+                   "    print('reaped', forkserver._forkserver._forkserver_pid != pid)\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["reaped", "True"]
 
 
 # -- a plugin scanner that kills its worker: registered through the entry point, as a

@@ -3,7 +3,9 @@
 A scan's worker processes fork from a server that imports the scanners once. Starting that
 server is the first thing done, before the CLI itself is imported, so that the two start-ups
 (the server's and this process's) run side by side instead of one after the other: on a
-one-file scan that is most of the cost of running it in an isolated worker.
+one-file scan that is most of the cost of running it in an isolated worker. On Linux the
+server is forked from this process (:mod:`mlward._internal.prefork`), which also spares it
+an interpreter's start.
 """
 
 import sys
@@ -16,9 +18,12 @@ def entrypoint() -> None:
     argv = sys.argv[1:]
     words = [a for a in argv if not a.startswith("-")]
     if words and words[0] in WORKER_COMMANDS and "inline" not in argv:
-        from mlward.executors.process import warm_up
+        from mlward._internal.prefork import start
 
-        warm_up()
+        if not start(["mlward._internal.preload"]):
+            from mlward.executors.process import warm_up
+
+            warm_up()
     from mlward.cli.main import main
 
     sys.exit(main(argv))

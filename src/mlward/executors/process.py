@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
+from mlward._internal import prefork
 from mlward.executors import Executor, Outcome, U, describe_error
 
 PRELOAD = ["__main__", "mlward._internal.preload"]
@@ -122,6 +123,7 @@ class ProcessExecutor(Executor):
         ctx = multiprocessing.get_context(self.method)
         if self.method == "forkserver":
             ctx.set_forkserver_preload(PRELOAD)
+            prefork.adopt()  # the server the console script forked at its start, if any
         return ctx
 
     def _start(self, ctx: Any) -> _Worker:

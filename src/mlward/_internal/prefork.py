@@ -1,0 +1,87 @@
+"""The scan's fork server, forked from the CLI process in its first milliseconds.
+
+multiprocessing's ``forkserver`` starts its server as a new interpreter that then imports the
+scanners; a one-file scan waits for both, and they cost more than the scan. Forked from the
+CLI process before it has imported anything or started a thread (the moment a bare ``fork``
+is safe), the server skips the interpreter's start and imports the scanners while the CLI
+parses its arguments and walks its inputs. From there on it is multiprocessing's own server
+(:func:`multiprocessing.forkserver.main`, its protocol and its code): the workers are forked
+from it exactly as from the server ``forkserver`` would have started, and :func:`adopt` hands
+it to multiprocessing in place of starting one.
+
+Only where that hand-over is known to fit: Linux (the socket is named in the abstract
+namespace, nothing on disk) and CPython 3.10 to 3.13, whose server takes no authentication
+key. Elsewhere :func:`start` does nothing and multiprocessing starts its server as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_MAIN_ARGS = ("listener_fd", "alive_r", "preload", "main_path", "sys_path")
+"""The parameters of ``multiprocessing.forkserver.main`` on the versions this fits."""
+
+_server: tuple[str, int, int] | None = None
+"""The started server: (socket address, write end of its "alive" pipe, pid)."""
+
+
+def start(preload: list[str]) -> bool:
+    """Fork the server (which imports ``preload``); False where it does not fit."""
+    global _server
+    threading = sys.modules.get("threading")
+    if (_server is not None or sys.platform != "linux"
+            or not (3, 10) <= sys.version_info[:2] <= (3, 13)
+            or (threading is not None and threading.active_count() > 1)):
+        return False
+    import socket
+
+    address = f"\0mlward-forkserver-{os.getpid()}-{os.urandom(6).hex()}"
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        listener.bind(address)
+        listener.listen()
+    except OSError:
+        listener.close()
+        return False
+    # Every client (this process, then each worker) holds the write end; the server stops
+    # when the last one is gone.
+    alive_r, alive_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the server: it never returns to the CLI's code
+        try:
+            os.close(alive_w)
+            from multiprocessing import forkserver
+
+            forkserver.main(listener.fileno(), alive_r, preload)
+        finally:
+            os._exit(0)
+    listener.close()
+    os.close(alive_r)
+    _server = (address, alive_w, pid)
+    return True
+
+
+def adopt() -> None:
+    """Give the started server to multiprocessing's ``forkserver`` context, if it has none;
+    a server that cannot be handed over (a multiprocessing unlike the one this was written
+    for) is stopped, and multiprocessing starts its own."""
+    global _server
+    if _server is None:
+        return
+    from multiprocessing import forkserver
+
+    address, alive_w, pid = _server
+    _server = None
+    state: object = forkserver._forkserver
+    code = forkserver.main.__code__
+    if (code.co_varnames[:code.co_argcount] == _MAIN_ARGS
+            and getattr(state, "_forkserver_pid", 0) is None
+            and getattr(state, "_forkserver_address", 0) is None
+            and not hasattr(state, "_forkserver_authkey")):
+        state._forkserver_address = address  # type: ignore[attr-defined]
+        state._forkserver_alive_fd = alive_w  # type: ignore[attr-defined]
+        state._forkserver_pid = pid  # type: ignore[attr-defined]
+        return
+    os.close(alive_w)  # the server reads the end of its pipe and exits
+    os.waitpid(pid, 0)
