@@ -15,7 +15,13 @@ from mlward.cli.inventory import keep
 from mlward.cli.main import add_cluster_option, positive_int, severity_arg
 from mlward.cli.record import file_uri, record
 from mlward.findings import Report, TargetKind
-from mlward.formats import RenderOptions, render, write_output, writer_names
+from mlward.formats import (
+    RenderOptions,
+    import_meanwhile,
+    render,
+    write_output,
+    writer_names,
+)
 from mlward.settings import EXECUTORS
 
 
@@ -208,6 +214,7 @@ def _load_report(path: Path) -> Report:
 
 
 def run(args: argparse.Namespace) -> int:
+    import_meanwhile(args.format)
     return emit(_scan(args), args)
 
 
