@@ -14,6 +14,7 @@ from mlward._internal.sources.archives import (
     SEVEN_ZIP_MAGIC,
     Spool,
     ZipArchive,
+    cut_zlib,
     decompressed_name,
     dispatch,
     extract_tar_member,
@@ -119,6 +120,10 @@ class SevenZipScanner(Scanner):
                 spool.close()
 
 
+_COMPRESSED_PICKLE_SUFFIXES = (".joblib", ".jbl", ".pkl", ".pickle", ".z", ".zlib")
+"""Names under which a zlib stream too short to sniff is still judged (as damaged)."""
+
+
 class CompressedStreamScanner(Scanner):
     """A gzip, bz2, xz, lzma (alone) or zlib stream: a compressed pickle, a joblib file
     compressed any way joblib does, a .tar.gz. The content is decompressed with bounds and
@@ -128,7 +133,9 @@ class CompressedStreamScanner(Scanner):
     priority = 300
 
     def sniff(self, source: Source) -> bool:
-        return sniff_stream(source.head()) is not None
+        head = source.head()
+        return sniff_stream(head) is not None or (
+            source.name.lower().endswith(_COMPRESSED_PICKLE_SUFFIXES) and cut_zlib(head))
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
         kind = sniff_stream(source.head()) or "zlib"
