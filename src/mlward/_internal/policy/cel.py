@@ -24,7 +24,8 @@ from mlward._internal.policy.engine import (
 from mlward._internal.policy.model import Policy, PolicyError, PolicyRule
 
 
-def _celpy() -> Any:
+def load_celpy() -> Any:
+    """cel-python, set up for this engine and the query language (which share it)."""
     celpy: Any = require("celpy", "cel-python")
     # cel-python logs every failed evaluation; the engine reports them itself.
     logging.getLogger("celpy").addHandler(logging.NullHandler())
@@ -38,7 +39,7 @@ def _celpy() -> Any:
     return celpy
 
 
-def _reason(exc: BaseException) -> str:
+def cel_error_reason(exc: BaseException) -> str:
     """The innermost message of a CEL error (cel-python wraps the real one, e.g. "no such
     overload: DoubleType(7.5) != None", in an "evaluation error")."""
     args: Any = exc.args
@@ -62,7 +63,7 @@ class CelEngine:
     name = "cel"
 
     def __init__(self, policy: Policy) -> None:
-        celpy = _celpy()
+        celpy = load_celpy()
         self._celpy = celpy
         self.policy = policy
         env = celpy.Environment(runner_class=celpy.CompiledRunner)
@@ -103,11 +104,11 @@ class CelEngine:
         try:
             value = c.program.evaluate(activation)
         except self._celpy.CELEvalError as exc:
-            return f"CEL error: {_reason(exc)}"
+            return f"CEL error: {cel_error_reason(exc)}"
         except (TypeError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
             return f"CEL error: {type(exc).__name__}: {exc}"
         if isinstance(value, self._celpy.CELEvalError):
-            return f"CEL error: {_reason(value)}"
+            return f"CEL error: {cel_error_reason(value)}"
         if not isinstance(value, (bool, self._celpy.celtypes.BoolType)):
             return f"the condition gave {type(value).__name__}, not true or false"
         return bool(value)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mlward._internal.policy.cel import _celpy, _reason
+from mlward._internal.policy.cel import cel_error_reason, load_celpy
 from mlward._internal.policy.document import COLLECTIONS, CheckRun, build_document
 from mlward.errors import UsageError
 from mlward.findings import Report
@@ -59,7 +59,7 @@ def inventory_document(reports: Iterable[tuple[str, str, Mapping[str, Any]]]) ->
 
 def run_query(expression: str, document: Mapping[str, Any]) -> QueryResult:
     """Evaluate ``expression`` over ``document``; :class:`QueryError` says why it cannot."""
-    celpy = _celpy()
+    celpy = load_celpy()
     expression = expression.strip()
     if not expression:
         raise QueryError("give a CEL expression, e.g. models.filter(m, m.pickle)")
@@ -79,11 +79,11 @@ def run_query(expression: str, document: Mapping[str, Any]) -> QueryResult:
     try:
         value = program.evaluate(activation)
     except celpy.CELEvalError as exc:
-        raise QueryError(f"CEL error: {_reason(exc)}") from None
+        raise QueryError(f"CEL error: {cel_error_reason(exc)}") from None
     except (TypeError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
         raise QueryError(f"CEL error: {type(exc).__name__}: {exc}") from None
     if isinstance(value, celpy.CELEvalError):
-        raise QueryError(f"CEL error: {_reason(value)}")
+        raise QueryError(f"CEL error: {cel_error_reason(value)}")
     return _rows(json.loads(celpy.CELJSONEncoder().encode(value)))
 
 
