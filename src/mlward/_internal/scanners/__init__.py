@@ -40,11 +40,14 @@ BUILTIN = [
 ]
 
 _loaded = False
+_ordered: tuple[list[int], list[Scanner]] = ([], [])
+"""The registry as last sorted (its scanners' ids), and the sorted list (every work unit
+asks for it)."""
 
 
 def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
     """All registered scanners, most specific first."""
-    global _loaded
+    global _loaded, _ordered
     if not _loaded:
         for module in BUILTIN:
             importlib.import_module(module)
@@ -54,7 +57,10 @@ def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
             for ep in entry_points(group="mlward.scanners"):
                 ep.load()
         _loaded = True
-    return sorted(SCANNERS, key=lambda s: s.priority), list(DIRECTORY_SCANNERS)
+    ids = list(map(id, SCANNERS))
+    if _ordered[0] != ids:  # registered or removed since
+        _ordered = (ids, sorted(SCANNERS, key=lambda s: s.priority))
+    return _ordered[1], list(DIRECTORY_SCANNERS)
 
 
 def _plugins_declared() -> bool:
