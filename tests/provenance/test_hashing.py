@@ -185,13 +185,12 @@ def test_paths_listed_without_stat_get_their_size_and_label_from_reading(tmp_pat
     small.write_bytes(b"tiny")
     big.write_bytes(_data(3 * SHARD + 7))
     spec = HashSpec("sha256", SHARD)
-    jobs, digests = hash_paths([small, big], spec)
-    assert [(j.size, j.label) for j in jobs] == [(4, "sha256"),
-                                                 (3 * SHARD + 7, f"sha256-sharded-{SHARD}")]
-    assert digests == [hashlib.sha256(b"tiny").hexdigest(),
-                       file_digest(big, f"sha256-sharded-{SHARD}")]
-    jobs, digests = hash_paths([big], spec, labels=["sha256"])  # a manifest's own label wins
-    assert jobs[0].label == "sha256" and digests == [hashlib.sha256(big.read_bytes()).hexdigest()]
+    assert hash_paths([small, big], spec) == [
+        (4, "sha256", hashlib.sha256(b"tiny").hexdigest()),
+        (3 * SHARD + 7, f"sha256-sharded-{SHARD}", file_digest(big, f"sha256-sharded-{SHARD}"))]
+    # a manifest's own label wins
+    assert hash_paths([big], spec, labels=["sha256"]) == [
+        (3 * SHARD + 7, "sha256", hashlib.sha256(big.read_bytes()).hexdigest())]
 
 
 def test_a_fifo_found_where_a_file_was_listed_is_reported_without_blocking(

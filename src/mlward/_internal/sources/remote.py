@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import io
 import threading
-import urllib.error
-import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, BinaryIO, NamedTuple, cast
@@ -256,6 +254,9 @@ def fetcher(url: str) -> Fetch:
 def http_range(url: str, start: int, end: int) -> bytes:
     """Bytes ``start..end`` of ``url`` with one ``Range`` request. A server that ignores the
     range (``200``) is read only as far as ``end`` and the connection closed."""
+    import urllib.error  # with http.client, email and ssl: a fifth of the start-up of
+    import urllib.request  # commands that read no URL (manifest create, over local files)
+
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-{end - 1}"})
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
