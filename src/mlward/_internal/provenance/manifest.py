@@ -28,6 +28,7 @@ import functools
 import getpass
 import hashlib
 import json
+import operator
 import os
 import re
 import stat
@@ -130,8 +131,8 @@ class Entry:
         ``digest`` from the hash function. Entries read from a file always take ``__init__``:
         a manifest on disk is untrusted input."""
         entry = object.__new__(cls)
-        object.__setattr__(entry, "__dict__", {"path": path, "type": "file", "size": size,
-                                               "digest": {label: digest}, "target": None})
+        entry.__dict__.update(path=path, type="file", size=size, digest={label: digest},
+                              target=None)
         return entry
 
     @classmethod
@@ -226,8 +227,7 @@ class Manifest:
     def __post_init__(self) -> None:
         if not self.roots:
             raise ProvenanceError("a manifest needs at least one root")
-        paths = [e.path for e in self.entries]
-        if len(set(paths)) != len(paths):
+        if len(set(map(_path_of, self.entries))) != len(self.entries):
             raise ProvenanceError("manifest lists the same path twice")
         computed = _digest_of(self.lines)
         if not self.root_digest:
@@ -350,7 +350,7 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 def _digest_of(lines: list[str]) -> str:
     """The root digest: SHA-256 over the entries' canonical lines, each ending in a newline."""
-    return hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
+    return hashlib.sha256(("\n".join(lines) + "\n" if lines else "").encode()).hexdigest()
 
 
 def canonical_lines(entries: Sequence[Entry]) -> list[str]:
@@ -371,8 +371,7 @@ def canonical_lines(entries: Sequence[Entry]) -> list[str]:
     return out
 
 
-def _path_of(e: Entry) -> str:
-    return e.path
+_path_of = operator.attrgetter("path")
 
 
 def who_where_when() -> dict[str, str]:
