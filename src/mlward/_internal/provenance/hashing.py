@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-import sys
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -48,9 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mlward._internal.provenance import smallfiles
 from mlward._internal.provenance.errors import FileChangedError, ProvenanceError
-from mlward._internal.provenance.smallfiles import SMALL
 from mlward._internal.sources.remote import fetcher, is_remote
 from mlward.errors import MissingExtra
 
@@ -58,15 +56,16 @@ if TYPE_CHECKING:
     from mlward.executors import Executor
 
 CHUNK = 1 << 20
+SMALL = 256 << 10
 READ_AHEAD_CHUNK = 4 << 20
 PIPELINE_MIN = 2 * READ_AHEAD_CHUNK
 REMOTE_CHUNK = 16 << 20
 BATCH_BYTES = 64 << 20
 """Small files go to one work unit until they add up to this (or :data:`BATCH_FILES`)."""
 BATCH_FILES = 256
-HELPER_MIN_FILES = 2000
-"""A listing this long is shared with helper processes (:func:`hash_paths`); a shorter one
-would not repay their start-up (about 10 ms each)."""
+LOOK_BATCH = 64
+"""Files a thread takes at a time from a listing (:func:`hash_paths`): enough that taking
+them costs nothing per file, few enough that the threads finish together."""
 DEFAULT_SHARD_SIZE = 64 << 20
 ALGORITHMS = ("sha256", "blake3")
 _SHARDED_PREFIX = "sha256-sharded-"
@@ -165,7 +164,7 @@ def _hash_range(job: FileJob, hasher: Any, start: int, end: int) -> None:
     except OSError as exc:
         raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
     try:
-        _check_stat(job, os.fstat(fd))
+        _check_same(job, os.fstat(fd))
         if job.label == "blake3" and end - start > PIPELINE_MIN:
             _read_ahead(job, fd, hasher, start, end)
         else:
@@ -176,7 +175,7 @@ def _hash_range(job: FileJob, hasher: Any, start: int, end: int) -> None:
                     raise FileChangedError(str(job.path), "it became shorter")
                 hasher.update(view[:n])
                 pos += n
-        _check_stat(job, os.fstat(fd))
+        _check_same(job, os.fstat(fd))
     except OSError as exc:
         raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
     finally:
@@ -229,24 +228,40 @@ def _open(path: str | Path) -> int:
         raise ProvenanceError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _digest_small(fd: int, path: str | Path, st: os.stat_result, view: memoryview) -> str:
+    """The SHA-256 of a small file open on ``fd`` (``st``: its ``fstat`` before the read):
+    one ``readv`` into ``view``, this thread's buffer (looped only on a short read; no bytes
+    object per file), then one ``fstat``: the inode, size and time it shows must be ``st``'s,
+    so the bytes read were that file's, unchanged."""
+    size = st.st_size
+    n = os.readv(fd, [view[:size + 1]])  # one byte more: a file that grew shows here
+    while n < size and (more := os.readv(fd, [view[n:size + 1]])):
+        n += more
+    if n != size:
+        raise FileChangedError(str(path), f"size {size} became {n}")
+    digest = hashlib.sha256(view[:n]).hexdigest()
+    after = os.fstat(fd)
+    if after.st_mtime_ns != st.st_mtime_ns or after.st_size != size \
+            or after.st_ino != st.st_ino:
+        _check_same(FileJob.of(path, st, "sha256"), after)  # raises, saying what changed
+    return digest
+
+
 def _small(job: FileJob) -> bool:
     return job.label == "sha256" and job.size <= SMALL and not job.is_remote
 
 
 def _hash_small(job: FileJob) -> str:
-    """A small file's SHA-256 (:func:`smallfiles.look`), checked against its listing."""
-    records, failure = smallfiles.look([job.path], _BUFFERS.view)
-    if failure is not None:
-        raise _error(job.path, failure)
-    size, mtime_ns, inode, digest = records[0]
-    _check_same(job, size, mtime_ns, inode)
-    return digest
-
-
-def _error(path: str | Path, failure: smallfiles.Failure) -> ProvenanceError:
-    if failure.kind == "changed":
-        return FileChangedError(str(path), failure.detail)
-    return ProvenanceError(f"cannot read {path}: {failure.detail}")
+    """A small file's SHA-256, checked against its listing (see :func:`_digest_small`)."""
+    fd = _open(job.path)
+    try:
+        st = os.fstat(fd)
+        _check_same(job, st)
+        return _digest_small(fd, job.path, st, _BUFFERS.view)
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _new_hasher(job: FileJob, size: int) -> Any:
@@ -264,18 +279,13 @@ def _combine(job: FileJob, digests: Sequence[bytes]) -> str:
     return outer.hexdigest()
 
 
-def _check_same(job: FileJob, size: int, mtime_ns: int, inode: int) -> None:
-    """Raise unless a file shows the inode, size and time it was listed with."""
-    if inode != job.inode:
+def _check_same(job: FileJob, st: os.stat_result) -> None:
+    if st.st_ino != job.inode:
         raise FileChangedError(str(job.path), "it was replaced")
-    if size != job.size:
-        raise FileChangedError(str(job.path), f"size {job.size} became {size}")
-    if mtime_ns != job.mtime_ns:
+    if st.st_size != job.size:
+        raise FileChangedError(str(job.path), f"size {job.size} became {st.st_size}")
+    if st.st_mtime_ns != job.mtime_ns:
         raise FileChangedError(str(job.path), "its modification time changed")
-
-
-def _check_stat(job: FileJob, st: os.stat_result) -> None:
-    _check_same(job, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _shards(size: int, shard: int) -> list[tuple[int, int]]:
@@ -288,32 +298,45 @@ Hashed = tuple[int, str, str]
 
 def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
                labels: Sequence[str | None] | None = None, workers: int | None = None,
-               progress: Callable[[int], None] | None = None,
-               helper_min: int = HELPER_MIN_FILES) -> list[Hashed]:
+               progress: Callable[[int], None] | None = None) -> list[Hashed]:
     """``(size, label, digest)`` of each file of a listing that did not ``stat`` them (a
     manifest's walk). The size, and the time and inode the read is checked against, come from
     the ``fstat`` of the descriptor each file is read through, which saves a ``stat`` per
     file (on many small files, a fifth of the time); the label is ``labels[i]`` (a manifest
     being verified) or the one ``spec`` gives the size.
 
-    Small files under SHA-256 are hashed as they are opened (:mod:`smallfiles`). A listing of
-    at least ``helper_min`` files is cut into ``workers`` shares (default: one per core): this
-    process reads the first, a helper process each other one (threads would not help:
-    :mod:`smallfiles` says why); a helper that cannot start or fails leaves its share to this
-    process. Larger files are then hashed whole or in shards as :func:`hash_files` does. The
-    first error (unreadable file, file changed) is raised."""
+    ``workers`` threads (default: all cores) take the listing :data:`LOOK_BATCH` files at a
+    time (:func:`_look`): a small file under plain SHA-256 is hashed there and then, a larger
+    one only sized, then hashed whole or in shards as :func:`hash_files` does. The first
+    error (unreadable file, file changed) stops the work and is raised."""
     from mlward.executors import available_cores
 
     workers = workers or available_cores()
-    limit = SMALL if spec.algorithm == "sha256" else -1
-    shares = workers if len(paths) >= helper_min and _Helper.possible() else 1
-    bounds = [len(paths) * k // shares for k in range(shares + 1)]
-    helpers = [_Helper(paths[bounds[k]:bounds[k + 1]], limit) for k in range(1, shares)]
-    try:
-        out, later = _gather(paths, bounds, helpers, labels, spec, limit, progress)
-    finally:
-        for helper in helpers:
-            helper.stop()
+    out: list[Hashed] = [(-1, "", "")] * len(paths)
+    later: list[tuple[int, FileJob]] = []  # (index, job) of the files left for hash_files
+    starts = deque(range(0, len(paths), LOOK_BATCH))
+    errors: list[BaseException] = []
+
+    def look() -> None:
+        view = _BUFFERS.view
+        while not errors:
+            try:
+                start = starts.popleft()
+            except IndexError:
+                return
+            try:
+                done = _look(paths, labels, spec, range(start, min(start + LOOK_BATCH,
+                                                                   len(paths))),
+                             out, later, view)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            if progress is not None:
+                progress(done)
+
+    _threads(look, min(workers, len(starts)))
+    if errors:
+        raise errors[0]
     if later:
         digests = _run([job for _, job in later], workers, progress)
         for (index, job), digest in zip(later, digests, strict=True):
@@ -321,92 +344,33 @@ def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
     return out
 
 
-def _gather(paths: Sequence[str | Path], bounds: list[int], helpers: list[_Helper],
-            labels: Sequence[str | None] | None, spec: HashSpec, limit: int,
-            progress: Callable[[int], None] | None,
-            ) -> tuple[list[Hashed], list[tuple[int, FileJob]]]:
-    """Each file's ``(size, label, digest)``, share by share (the first read here, the others
-    by ``helpers``), and the ``(index, job)`` of those still to hash (larger files, or
-    labels other than plain SHA-256); the first failure raised."""
-    out: list[Hashed] = []
-    later: list[tuple[int, FileJob]] = []
-    for k in range(len(bounds) - 1):
-        share = paths[bounds[k]:bounds[k + 1]]
-        got = helpers[k - 1].result() if k else None
-        records, failure = got or smallfiles.look(share, _BUFFERS.view, limit)
-        if failure is not None:
-            raise _error(share[failure.at], failure)
-        hashed = 0
-        for i, (size, mtime_ns, inode, digest) in enumerate(records, bounds[k]):
+def _look(paths: Sequence[str | Path], labels: Sequence[str | None] | None, spec: HashSpec,
+          indices: range, out: list[Hashed], later: list[tuple[int, FileJob]],
+          view: memoryview) -> int:
+    """Open each file of ``indices`` in ``paths`` and ``fstat`` it: a small one under plain
+    SHA-256 gets its ``out`` slot filled, a larger one (or another label) goes to ``later``
+    with its job. Returns the bytes hashed. One call per batch, its loop kept to the system
+    calls: on many small files, the interpreter's work per file is what costs."""
+    hashed = 0
+    for i in indices:
+        path = paths[i]
+        fd = _open(path)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileChangedError(str(path), "it is no longer a regular file")
+            size = st.st_size
             label = (labels[i] if labels is not None else None) or spec.label_for(size)
-            if label == "sha256" and digest:
-                out.append((size, label, digest))
+            if label == "sha256" and size <= SMALL:
+                out[i] = (size, label, _digest_small(fd, path, st, view))
                 hashed += size
             else:
-                out.append((size, label, ""))
-                later.append((i, FileJob(paths[i], size, mtime_ns, inode, label)))
-        if progress is not None:
-            progress(hashed)
-    return out, later
-
-
-class _Helper:
-    """A helper process (``python -I -S smallfiles.py``) reading a share of a listing. A
-    thread feeds it the paths and reads its records, so that neither side waits for the
-    other while this process reads its own share."""
-
-    _SCRIPT = smallfiles.__file__
-
-    @classmethod
-    def possible(cls) -> bool:
-        """An interpreter to start, and the helper's source as a file to start it on."""
-        return bool(sys.executable) and Path(cls._SCRIPT).is_file()
-
-    def __init__(self, paths: Sequence[str | Path], limit: int) -> None:
-        import subprocess
-
-        self._got: tuple[list[smallfiles.Record], smallfiles.Failure | None] | None = None
-        try:
-            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-I", "-S", self._SCRIPT, str(limit)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        except OSError:
-            self._proc = None
-            return
-        data = b"\0".join(os.fsencode(p) for p in paths)
-        self._thread = threading.Thread(target=self._talk, args=(data, len(paths)),
-                                        daemon=True)
-        self._thread.start()
-
-    def _talk(self, data: bytes, count: int) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        try:
-            with proc.stdin:
-                proc.stdin.write(data)
-            with proc.stdout:
-                raw = proc.stdout.read()
-            got = smallfiles.decode(raw)
-        except (OSError, ValueError):
-            return
+                later.append((i, FileJob.of(path, st, label)))
+        except OSError as exc:
+            raise ProvenanceError(f"cannot read {path}: {exc.strerror}") from None
         finally:
-            proc.wait()
-        records, failure = got
-        if proc.returncode == 0 and (len(records) == count if failure is None else
-                                     failure.at == len(records) < count):
-            self._got = got
-
-    def result(self) -> tuple[list[smallfiles.Record], smallfiles.Failure | None] | None:
-        """The helper's records and failure; None when it could not run or failed (its share
-        is then read here)."""
-        if self._proc is None:
-            return None
-        self._thread.join()
-        return self._got
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
+            os.close(fd)
+    return hashed
 
 
 def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
