@@ -199,3 +199,33 @@ def test_a_fifo_found_where_a_file_was_listed_is_reported_without_blocking(
     os.mkfifo(fifo)
     with pytest.raises(FileChangedError, match="no longer a regular file"):
         hash_paths([fifo], HashSpec())
+
+
+def test_a_listing_in_many_batches_keeps_its_order_sizes_and_labels(tmp_path: Path) -> None:
+    paths, expected = [], []
+    for i in range(300):  # several batches per thread; every 50th file over SMALL
+        size = SMALL + i if i % 50 == 0 else i
+        f = tmp_path / f"{i:03d}"
+        f.write_bytes(_data(size))
+        paths.append(f)
+        expected.append((size, "sha256", hashlib.sha256(_data(size)).hexdigest()))
+    assert hash_paths(paths, HashSpec(), workers=2) == expected
+    assert hash_paths(paths, HashSpec(), workers=1) == expected
+
+
+@pytest.mark.parametrize("trouble", ["missing", "link", "directory"])
+def test_a_file_that_cannot_be_read_in_a_batch_stops_the_listing_by_name(
+        tmp_path: Path, trouble: str) -> None:
+    paths = []
+    for i in range(200):
+        f = tmp_path / f"{i:03d}"
+        f.write_bytes(b"x" * i)
+        paths.append(f)
+    bad = paths[150]
+    bad.unlink()
+    if trouble == "link":  # swapped for a link since the listing: never followed
+        bad.symlink_to(paths[0])
+    elif trouble == "directory":
+        bad.mkdir()
+    with pytest.raises(ProvenanceError, match=str(bad)):
+        hash_paths(paths, HashSpec(), workers=2)
