@@ -23,7 +23,11 @@ A file of at most ``SMALL`` bytes under plain SHA-256 (most files of a dataset) 
 short path: ``open``, ``fstat``, one ``readv`` into that buffer, one ``hashlib`` call,
 ``fstat``, ``close``; per-file overhead is what limits hashing many small files, so that
 path is kept to its system calls. Files a manifest lists without a ``stat`` each
-(:func:`hash_paths`) get their size from that first ``fstat``.
+(:func:`hash_paths`) get their size from that first ``fstat``, threads taking the listing
+:data:`LOOK_BATCH` files at a time. (Two threads hash small files hardly faster than one: the
+GIL changes hands at each of those short calls. A helper interpreter on the other core was
+tried, and reverted: its start-up and the records it sends back cost as much as it saved on
+a machine whose cores were busy with other work.)
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
 
