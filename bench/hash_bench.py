@@ -223,13 +223,17 @@ SIDE_BY_SIDE = ("mlward (sha256, sharded)", "hashlib, one thread", "sha256sum (c
 
 def side_by_side(case: Case, rounds: int) -> list[list[Result]]:
     """The small-file comparison, paired: each round runs mlward, one ``hashlib`` thread and
-    ``sha256sum`` back to back (page cache warmed first), so the three see the same load; the
-    ratios are taken round by round and their medians reported."""
+    ``sha256sum`` back to back (page cache warmed first; the order turns from round to
+    round), so the three see the same load; the ratios are taken round by round and their
+    medians reported. Each round's results are in :data:`SIDE_BY_SIDE` order."""
     chosen = [t for t in tools(case) if t.name in SIDE_BY_SIDE]
     out = []
-    for _ in range(rounds):
+    for n in range(rounds):
         warm(case.path)
-        out.append([measure(tool, case, 1, warm_first=False) for tool in chosen])
+        turn = n % len(chosen)
+        ran = {t.name: measure(t, case, 1, warm_first=False)
+               for t in chosen[turn:] + chosen[:turn]}
+        out.append([ran[name] for name in SIDE_BY_SIDE])
     return out
 
 
