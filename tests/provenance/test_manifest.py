@@ -255,3 +255,11 @@ def test_a_name_no_manifest_may_hold_is_refused_at_creation(run: Run, dataset: P
     (dataset / "back\\slash.csv").write_text("x\n")
     code, _, err = run("manifest", "create", dataset, "-o", "m.json")
     assert code == 2 and "not a plain relative path" in err and not Path("m.json").exists()
+
+
+def test_a_path_listed_twice_is_refused_wherever_it_sits(dataset: Path) -> None:
+    doc = create([dataset]).to_dict()
+    doc["entries"] = [*doc["entries"], doc["entries"][0]]  # out of order: sorted, they meet
+    doc["entries"].reverse()
+    with pytest.raises(ProvenanceError, match="same path twice"):
+        Manifest.from_dict(doc)

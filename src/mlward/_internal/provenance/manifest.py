@@ -227,7 +227,8 @@ class Manifest:
     def __post_init__(self) -> None:
         if not self.roots:
             raise ProvenanceError("a manifest needs at least one root")
-        if len(set(map(_path_of, self.entries))) != len(self.entries):
+        paths = sorted(map(_path_of, self.entries))  # entries come sorted: linear time
+        if any(map(operator.eq, paths, paths[1:])):
             raise ProvenanceError("manifest lists the same path twice")
         computed = _digest_of(self.lines)
         if not self.root_digest:
