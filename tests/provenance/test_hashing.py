@@ -201,16 +201,23 @@ def test_a_fifo_found_where_a_file_was_listed_is_reported_without_blocking(
         hash_paths([fifo], HashSpec())
 
 
-def test_a_listing_in_many_batches_keeps_its_order_sizes_and_labels(tmp_path: Path) -> None:
+def test_a_listing_in_many_batches_keeps_its_order_sizes_and_labels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlward._internal.provenance import hashing
+
+    monkeypatch.setattr(hashing, "LOOK_BATCH", 64)
     paths, expected = [], []
-    for i in range(300):  # several batches per thread; every 50th file over SMALL
+    for i in range(300):  # several batches; every 50th file over SMALL (hashed afterwards)
         size = SMALL + i if i % 50 == 0 else i
         f = tmp_path / f"{i:03d}"
         f.write_bytes(_data(size))
         paths.append(f)
         expected.append((size, "sha256", hashlib.sha256(_data(size)).hexdigest()))
-    assert hash_paths(paths, HashSpec(), workers=2) == expected
-    assert hash_paths(paths, HashSpec(), workers=1) == expected
+    for workers in (1, 2):
+        reported: list[int] = []
+        assert hash_paths(paths, HashSpec(), workers=workers, progress=reported.append) \
+            == expected
+        assert sum(reported) == sum(size for size, _, _ in expected)
 
 
 @pytest.mark.parametrize("trouble", ["missing", "link", "directory"])

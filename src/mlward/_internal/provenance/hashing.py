@@ -23,11 +23,11 @@ A file of at most ``SMALL`` bytes under plain SHA-256 (most files of a dataset) 
 short path: ``open``, ``fstat``, one ``readv`` into that buffer, one ``hashlib`` call,
 ``fstat``, ``close``; per-file overhead is what limits hashing many small files, so that
 path is kept to its system calls. Files a manifest lists without a ``stat`` each
-(:func:`hash_paths`) get their size from that first ``fstat``, threads taking the listing
-:data:`LOOK_BATCH` files at a time. (Two threads hash small files hardly faster than one: the
-GIL changes hands at each of those short calls. A helper interpreter on the other core was
-tried, and reverted: its start-up and the records it sends back cost as much as it saved on
-a machine whose cores were busy with other work.)
+(:func:`hash_paths`) get their size from that first ``fstat``, and are read in one thread:
+a second one hashes small files no faster (the GIL changes hands at each of those short
+calls). A helper interpreter on another core was tried, and reverted: its start-up and the
+records it sends back cost as much as it saved on a machine whose cores were busy with other
+work.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
 
@@ -67,9 +67,8 @@ REMOTE_CHUNK = 16 << 20
 BATCH_BYTES = 64 << 20
 """Small files go to one work unit until they add up to this (or :data:`BATCH_FILES`)."""
 BATCH_FILES = 256
-LOOK_BATCH = 64
-"""Files a thread takes at a time from a listing (:func:`hash_paths`): enough that taking
-them costs nothing per file, few enough that the threads finish together."""
+LOOK_BATCH = 1024
+"""Files of a listing read between two progress reports (:func:`hash_paths`)."""
 DEFAULT_SHARD_SIZE = 64 << 20
 ALGORITHMS = ("sha256", "blake3")
 _SHARDED_PREFIX = "sha256-sharded-"
@@ -309,40 +308,24 @@ def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
     file (on many small files, a fifth of the time); the label is ``labels[i]`` (a manifest
     being verified) or the one ``spec`` gives the size.
 
-    ``workers`` threads (default: all cores) take the listing :data:`LOOK_BATCH` files at a
-    time (:func:`_look`): a small file under plain SHA-256 is hashed there and then, a larger
-    one only sized, then hashed whole or in shards as :func:`hash_files` does. The first
-    error (unreadable file, file changed) stops the work and is raised."""
-    from mlward.executors import available_cores
-
-    workers = workers or available_cores()
+    The listing is read in the calling thread (:func:`_look`): a small file under plain
+    SHA-256 is hashed as it is opened, a larger one only sized, then hashed whole or in shards
+    by ``workers`` threads (default: all cores) as :func:`hash_files` does. More threads do
+    not help the small files: each costs five short system calls, the GIL changes hands at
+    every one, and two threads took as long as one at more CPU time (bench/README.md). The
+    first error (unreadable file, file changed) is raised."""
     out: list[Hashed] = [(-1, "", "")] * len(paths)
     later: list[tuple[int, FileJob]] = []  # (index, job) of the files left for hash_files
-    starts = deque(range(0, len(paths), LOOK_BATCH))
-    errors: list[BaseException] = []
-
-    def look() -> None:
-        view = _BUFFERS.view
-        while not errors:
-            try:
-                start = starts.popleft()
-            except IndexError:
-                return
-            try:
-                done = _look(paths, labels, spec, range(start, min(start + LOOK_BATCH,
-                                                                   len(paths))),
-                             out, later, view)
-            except BaseException as exc:
-                errors.append(exc)
-                return
-            if progress is not None:
-                progress(done)
-
-    _threads(look, min(workers, len(starts)))
-    if errors:
-        raise errors[0]
+    view = _BUFFERS.view
+    for start in range(0, len(paths), LOOK_BATCH):
+        done = _look(paths, labels, spec, range(start, min(start + LOOK_BATCH, len(paths))),
+                     out, later, view)
+        if progress is not None:
+            progress(done)
     if later:
-        digests = _run([job for _, job in later], workers, progress)
+        from mlward.executors import available_cores
+
+        digests = _run([job for _, job in later], workers or available_cores(), progress)
         for (index, job), digest in zip(later, digests, strict=True):
             out[index] = (job.size, job.label, digest)
     return out
