@@ -21,6 +21,7 @@ import os
 import platform
 import random
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -194,10 +195,11 @@ class Result:
     rc: int
 
 
-def measure(tool: Tool, case: Case, repeat: int) -> Result:
+def measure(tool: Tool, case: Case, repeat: int, warm_first: bool = True) -> Result:
     best: Result | None = None
     for _ in range(repeat):
-        warm(case.path)  # others' work on the machine may have evicted it since
+        if warm_first:
+            warm(case.path)  # others' work on the machine may have evicted it since
         with tempfile.NamedTemporaryFile("r", suffix=".time") as stats:
             start = time.perf_counter()
             proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", stats.name, *tool.argv],
@@ -214,6 +216,44 @@ def measure(tool: Tool, case: Case, repeat: int) -> Result:
             best = result
     assert best is not None
     return best
+
+
+SIDE_BY_SIDE = ("mlward (sha256, sharded)", "hashlib, one thread", "sha256sum (coreutils)")
+
+
+def side_by_side(case: Case, rounds: int) -> list[list[Result]]:
+    """The small-file comparison, paired: each round runs mlward, one ``hashlib`` thread and
+    ``sha256sum`` back to back (page cache warmed first; the order turns from round to
+    round), so the three see the same load; the ratios are taken round by round and their
+    medians reported. Each round's results are in :data:`SIDE_BY_SIDE` order."""
+    chosen = [t for t in tools(case) if t.name in SIDE_BY_SIDE]
+    out = []
+    for n in range(rounds):
+        warm(case.path)
+        turn = n % len(chosen)
+        ran = {t.name: measure(t, case, 1, warm_first=False)
+               for t in chosen[turn:] + chosen[:turn]}
+        out.append([ran[name] for name in SIDE_BY_SIDE])
+    return out
+
+
+def render_side_by_side(rounds: list[list[Result]]) -> str:
+    """Medians of wall and CPU seconds and of the round-by-round ratios."""
+    mine = [r[0] for r in rounds]
+    lines = [f"20,000 small files, side by side ({len(rounds)} rounds of the three commands "
+             "back to back, medians):",
+             "",
+             "| command | wall s | CPU s | mlward / it, wall | mlward / it, CPU |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for k, name in enumerate(SIDE_BY_SIDE):
+        runs = [r[k] for r in rounds]
+        pairs = list(zip(mine, runs, strict=True))
+        ratios = "- | -" if k == 0 else (
+            f"{statistics.median(m.seconds / o.seconds for m, o in pairs):.2f} | "
+            f"{statistics.median(m.cpu / o.cpu for m, o in pairs):.2f}")
+        lines.append(f"| {name} | {statistics.median(r.seconds for r in runs):.3f} | "
+                     f"{statistics.median(r.cpu for r in runs):.3f} | {ratios} |")
+    return "\n".join(lines) + "\n"
 
 
 def _wall(argv: list[str]) -> float:
@@ -252,14 +292,6 @@ def render(cases: list[Case], results: list[Result], limit: float, core: float,
               f"{version('model-signing')}, blake3 {version('blake3')}, Python "
               f"{platform.python_version()}, {openssl_version()}; small files total "
               f"{small.size / MiB:.0f} MiB."]
-    mine = by.get(("mlward (sha256, sharded)", small.name))
-    peers = [by.get((name, small.name)) for name in ("hashlib, one thread",
-                                                     "sha256sum (coreutils)")]
-    if mine is not None and all(peers):
-        lines += ["", "20,000 small files, side by side: mlward (sha256) "
-                  + ", ".join(f"{mine.seconds:.2f} s against {p.seconds:.2f} s for {p.tool} "
-                              f"(ratio {mine.seconds / p.seconds:.2f})" for p in peers if p)
-                  + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -284,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="put the table in bench/README.md")
     parser.add_argument("--repeat", type=int, default=2, help="runs per tool and input")
     parser.add_argument("--tools", help="comma-separated tool name prefixes to run")
+    parser.add_argument("--rounds", type=int, default=11,
+                        help="rounds of the paired small-file comparison (0: none)")
     args = parser.parse_args(argv)
     compile_mlward()
     load_before = os.getloadavg()[0]
@@ -303,12 +337,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case.name:>20}  {tool.name:<32} {result.seconds:8.2f} s "
                   f"{result.rss_mib:7.0f} MiB  exit {result.rc}", flush=True)
             results.append(result)
+    paired = side_by_side(cases[1], args.rounds) if args.rounds else []
     command = shlex.join([sys.executable, "bench/hash_bench.py",
                           *(argv if argv is not None else sys.argv[1:])])
     if os.environ.get("PYTHONPATH"):  # mlward from a source tree rather than as installed
         command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
     load = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
     section = render(cases, results, limit, core, command, load, startup)
+    if paired:
+        section += "\n" + render_side_by_side(paired)
     print(section)
     if args.write_readme:
         write_section("hash_bench", section)

@@ -185,13 +185,12 @@ def test_paths_listed_without_stat_get_their_size_and_label_from_reading(tmp_pat
     small.write_bytes(b"tiny")
     big.write_bytes(_data(3 * SHARD + 7))
     spec = HashSpec("sha256", SHARD)
-    jobs, digests = hash_paths([small, big], spec)
-    assert [(j.size, j.label) for j in jobs] == [(4, "sha256"),
-                                                 (3 * SHARD + 7, f"sha256-sharded-{SHARD}")]
-    assert digests == [hashlib.sha256(b"tiny").hexdigest(),
-                       file_digest(big, f"sha256-sharded-{SHARD}")]
-    jobs, digests = hash_paths([big], spec, labels=["sha256"])  # a manifest's own label wins
-    assert jobs[0].label == "sha256" and digests == [hashlib.sha256(big.read_bytes()).hexdigest()]
+    assert hash_paths([small, big], spec) == [
+        (4, "sha256", hashlib.sha256(b"tiny").hexdigest()),
+        (3 * SHARD + 7, f"sha256-sharded-{SHARD}", file_digest(big, f"sha256-sharded-{SHARD}"))]
+    # a manifest's own label wins
+    assert hash_paths([big], spec, labels=["sha256"]) == [
+        (3 * SHARD + 7, "sha256", hashlib.sha256(big.read_bytes()).hexdigest())]
 
 
 def test_a_fifo_found_where_a_file_was_listed_is_reported_without_blocking(
@@ -200,3 +199,40 @@ def test_a_fifo_found_where_a_file_was_listed_is_reported_without_blocking(
     os.mkfifo(fifo)
     with pytest.raises(FileChangedError, match="no longer a regular file"):
         hash_paths([fifo], HashSpec())
+
+
+def test_a_listing_in_many_batches_keeps_its_order_sizes_and_labels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlward._internal.provenance import hashing
+
+    monkeypatch.setattr(hashing, "LOOK_BATCH", 64)
+    paths, expected = [], []
+    for i in range(300):  # several batches; every 50th file over SMALL (hashed afterwards)
+        size = SMALL + i if i % 50 == 0 else i
+        f = tmp_path / f"{i:03d}"
+        f.write_bytes(_data(size))
+        paths.append(f)
+        expected.append((size, "sha256", hashlib.sha256(_data(size)).hexdigest()))
+    for workers in (1, 2):
+        reported: list[int] = []
+        assert hash_paths(paths, HashSpec(), workers=workers, progress=reported.append) \
+            == expected
+        assert sum(reported) == sum(size for size, _, _ in expected)
+
+
+@pytest.mark.parametrize("trouble", ["missing", "link", "directory"])
+def test_a_file_that_cannot_be_read_in_a_batch_stops_the_listing_by_name(
+        tmp_path: Path, trouble: str) -> None:
+    paths = []
+    for i in range(200):
+        f = tmp_path / f"{i:03d}"
+        f.write_bytes(b"x" * i)
+        paths.append(f)
+    bad = paths[150]
+    bad.unlink()
+    if trouble == "link":  # swapped for a link since the listing: never followed
+        bad.symlink_to(paths[0])
+    elif trouble == "directory":
+        bad.mkdir()
+    with pytest.raises(ProvenanceError, match=str(bad)):
+        hash_paths(paths, HashSpec(), workers=2)

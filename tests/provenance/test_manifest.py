@@ -202,3 +202,64 @@ def test_a_manifest_inside_its_root_does_not_list_itself(run: Run, dataset: Path
     paths = {e["path"] for e in json.loads(manifest_file.read_text())["entries"]}
     assert "MANIFEST.json" not in paths
     assert run("manifest", "verify", manifest_file)[0] == 0
+
+
+def _golden_tree(root: Path) -> None:
+    """Files in more batches than one thread takes, small and large, a name the JSON encoder
+    escapes, an empty file, a link and a FIFO."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for i in range(150):
+        folder = root / ("sub" if i % 2 else "sub/deeper")
+        (folder / f"{i:03d}.bin").write_bytes(bytes([i]) * (i * 37))
+    (root / "empty").write_bytes(b"")
+    (root / 'q"uote é.txt').write_text("quoted")
+    (root / "big.bin").write_bytes(bytes(range(256)) * 5000)  # over the small-file size, 1 MiB
+    os.symlink("../empty", root / "sub" / "link")
+    os.mkfifo(root / "pipe")
+
+
+# Root digests that mlward wrote for _golden_tree before manifest create was sped up
+# (entries built without re-validation, small files hashed in batches): same bytes since.
+GOLDEN = {(): "4e5ceb6aa4cfb60bb97288a462369d93252ddbab7f07b490ec0851539f1c0c98",
+          ("--hash", "blake3"): "f0be24af1ebf3454d0984f4fa4cee2db34707f445f899ec551883415bf544c77",
+          ("--shard-size", "1048576"):
+              "a8d25b3db6fc3127cb2be39f9606f2407ed2cf39e41563fed703caf5e0a9e044"}
+
+
+@pytest.mark.parametrize("options", list(GOLDEN))
+def test_root_digests_are_those_earlier_versions_wrote(run: Run, tmp_path: Path,
+                                                       options: tuple[str, ...]) -> None:
+    _golden_tree(tmp_path / "t")
+    assert run("manifest", "create", tmp_path / "t", "-o", "m.json", *options)[0] == 0
+    written = Manifest.load(Path("m.json"))
+    assert written.root_digest == GOLDEN[options]
+    assert Path("m.json").read_text().count('"type":"file"') == 153
+    assert run("manifest", "verify", "m.json")[0] == 0
+
+
+def test_entries_of_files_just_hashed_equal_checked_entries(tmp_path: Path) -> None:
+    from mlward._internal.provenance.manifest import Entry, canonical_lines
+
+    _golden_tree(tmp_path / "t")
+    built = create([tmp_path / "t"]).entries
+    files = [e for e in built if e.type == "file"]
+    checked = [Entry(e.path, "file", e.size, dict(e.digest)) for e in files]
+    assert files == checked and len(files) == 153
+    assert [e.to_dict() for e in files] == [e.to_dict() for e in checked]
+    assert [(e.label, e.content) for e in files] == [(e.label, e.content) for e in checked]
+    assert canonical_lines(files) == canonical_lines(checked)
+    assert Manifest.from_dict(create([tmp_path / "t"]).to_dict()).entries == built
+
+
+def test_a_name_no_manifest_may_hold_is_refused_at_creation(run: Run, dataset: Path) -> None:
+    (dataset / "back\\slash.csv").write_text("x\n")
+    code, _, err = run("manifest", "create", dataset, "-o", "m.json")
+    assert code == 2 and "not a plain relative path" in err and not Path("m.json").exists()
+
+
+def test_a_path_listed_twice_is_refused_wherever_it_sits(dataset: Path) -> None:
+    doc = create([dataset]).to_dict()
+    doc["entries"] = [*doc["entries"], doc["entries"][0]]  # out of order: sorted, they meet
+    doc["entries"].reverse()
+    with pytest.raises(ProvenanceError, match="same path twice"):
+        Manifest.from_dict(doc)

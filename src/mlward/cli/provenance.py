@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import operator
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -197,8 +198,8 @@ def run_manifest_create(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.close()
-    files = sum(1 for e in m.entries if e.type == "file")
-    size = sum(e.size for e in m.entries)
+    files = operator.countOf(map(operator.attrgetter("type"), m.entries), "file")
+    size = sum(map(operator.attrgetter("size"), m.entries))
     print(f"wrote {args.output}: {files} file(s), {size} bytes, "
           f"root digest sha256:{m.root_digest}")
     for r in m.roots:

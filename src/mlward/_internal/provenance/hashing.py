@@ -23,7 +23,11 @@ A file of at most ``SMALL`` bytes under plain SHA-256 (most files of a dataset) 
 short path: ``open``, ``fstat``, one ``readv`` into that buffer, one ``hashlib`` call,
 ``fstat``, ``close``; per-file overhead is what limits hashing many small files, so that
 path is kept to its system calls. Files a manifest lists without a ``stat`` each
-(:func:`hash_paths`) get their size from that first ``fstat``.
+(:func:`hash_paths`) get their size from that first ``fstat``, and are read in one thread:
+a second one hashes small files no faster (the GIL changes hands at each of those short
+calls). A helper interpreter on another core was tried, and reverted: its start-up and the
+records it sends back cost as much as it saved on a machine whose cores were busy with other
+work.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
 
@@ -63,6 +67,8 @@ REMOTE_CHUNK = 16 << 20
 BATCH_BYTES = 64 << 20
 """Small files go to one work unit until they add up to this (or :data:`BATCH_FILES`)."""
 BATCH_FILES = 256
+LOOK_BATCH = 1024
+"""Files of a listing read between two progress reports (:func:`hash_paths`)."""
 DEFAULT_SHARD_SIZE = 64 << 20
 ALGORITHMS = ("sha256", "blake3")
 _SHARDED_PREFIX = "sha256-sharded-"
@@ -225,18 +231,22 @@ def _open(path: str | Path) -> int:
         raise ProvenanceError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _digest_small(fd: int, job: FileJob) -> str:
-    """The SHA-256 of a small file open on ``fd``: one ``readv`` into this thread's buffer
-    (looped only on a short read; no bytes object per file), then one ``fstat``: the inode,
-    size and time it shows must be the job's, so the bytes read were that file's, unchanged."""
-    view = _BUFFERS.view
-    n = os.readv(fd, [view[:job.size + 1]])  # one byte more: a file that grew shows here
-    while n < job.size and (more := os.readv(fd, [view[n:job.size + 1]])):
+def _digest_small(fd: int, path: str | Path, st: os.stat_result, view: memoryview) -> str:
+    """The SHA-256 of a small file open on ``fd`` (``st``: its ``fstat`` before the read):
+    one ``readv`` into ``view``, this thread's buffer (looped only on a short read; no bytes
+    object per file), then one ``fstat``: the inode, size and time it shows must be ``st``'s,
+    so the bytes read were that file's, unchanged."""
+    size = st.st_size
+    n = os.readv(fd, [view[:size + 1]])  # one byte more: a file that grew shows here
+    while n < size and (more := os.readv(fd, [view[n:size + 1]])):
         n += more
-    if n != job.size:
-        raise FileChangedError(str(job.path), f"size {job.size} became {n}")
+    if n != size:
+        raise FileChangedError(str(path), f"size {size} became {n}")
     digest = hashlib.sha256(view[:n]).hexdigest()
-    _check_same(job, os.fstat(fd))
+    after = os.fstat(fd)
+    if after.st_mtime_ns != st.st_mtime_ns or after.st_size != size \
+            or after.st_ino != st.st_ino:
+        _check_same(FileJob.of(path, st, "sha256"), after)  # raises, saying what changed
     return digest
 
 
@@ -248,8 +258,9 @@ def _hash_small(job: FileJob) -> str:
     """A small file's SHA-256, checked against its listing (see :func:`_digest_small`)."""
     fd = _open(job.path)
     try:
-        _check_same(job, os.fstat(fd))
-        return _digest_small(fd, job)
+        st = os.fstat(fd)
+        _check_same(job, st)
+        return _digest_small(fd, job.path, st, _BUFFERS.view)
     except OSError as exc:
         raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
     finally:
@@ -284,17 +295,69 @@ def _shards(size: int, shard: int) -> list[tuple[int, int]]:
     return [(start, min(start + shard, size)) for start in range(0, size, shard)]
 
 
+Hashed = tuple[int, str, str]
+"""A file's ``(size, label, hex digest)``."""
+
+
 def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
                labels: Sequence[str | None] | None = None, workers: int | None = None,
-               progress: Callable[[int], None] | None = None) -> tuple[list[FileJob], list[str]]:
-    """Digests of files not stat'ed beforehand (a manifest's listing), and each file's job
-    with its size, time, inode and label filled in: they come from the ``fstat`` of the
-    descriptor it is read through, which saves a ``stat`` per file (on many small files, a
-    fifth of the time); the label is ``labels[i]`` (a manifest being verified) or the one
-    ``spec`` gives the size."""
-    jobs = [FileJob(p, -1, -1, -1, (labels[i] if labels else None) or "")
-            for i, p in enumerate(paths)]
-    return _run(jobs, spec, workers, progress)
+               progress: Callable[[int], None] | None = None) -> list[Hashed]:
+    """``(size, label, digest)`` of each file of a listing that did not ``stat`` them (a
+    manifest's walk). The size, and the time and inode the read is checked against, come from
+    the ``fstat`` of the descriptor each file is read through, which saves a ``stat`` per
+    file (on many small files, a fifth of the time); the label is ``labels[i]`` (a manifest
+    being verified) or the one ``spec`` gives the size.
+
+    The listing is read in the calling thread (:func:`_look`): a small file under plain
+    SHA-256 is hashed as it is opened, a larger one only sized, then hashed whole or in shards
+    by ``workers`` threads (default: all cores) as :func:`hash_files` does. More threads do
+    not help the small files: each costs five short system calls, the GIL changes hands at
+    every one, and two threads took as long as one at more CPU time (bench/README.md). The
+    first error (unreadable file, file changed) is raised."""
+    out: list[Hashed] = [(-1, "", "")] * len(paths)
+    later: list[tuple[int, FileJob]] = []  # (index, job) of the files left for hash_files
+    view = _BUFFERS.view
+    for start in range(0, len(paths), LOOK_BATCH):
+        done = _look(paths, labels, spec, range(start, min(start + LOOK_BATCH, len(paths))),
+                     out, later, view)
+        if progress is not None:
+            progress(done)
+    if later:
+        from mlward.executors import available_cores
+
+        digests = _run([job for _, job in later], workers or available_cores(), progress)
+        for (index, job), digest in zip(later, digests, strict=True):
+            out[index] = (job.size, job.label, digest)
+    return out
+
+
+def _look(paths: Sequence[str | Path], labels: Sequence[str | None] | None, spec: HashSpec,
+          indices: range, out: list[Hashed], later: list[tuple[int, FileJob]],
+          view: memoryview) -> int:
+    """Open each file of ``indices`` in ``paths`` and ``fstat`` it: a small one under plain
+    SHA-256 gets its ``out`` slot filled, a larger one (or another label) goes to ``later``
+    with its job. Returns the bytes hashed. One call per batch, its loop kept to the system
+    calls: on many small files, the interpreter's work per file is what costs."""
+    hashed = 0
+    for i in indices:
+        path = paths[i]
+        fd = _open(path)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileChangedError(str(path), "it is no longer a regular file")
+            size = st.st_size
+            label = (labels[i] if labels is not None else None) or spec.label_for(size)
+            if label == "sha256" and size <= SMALL:
+                out[i] = (size, label, _digest_small(fd, path, st, view))
+                hashed += size
+            else:
+                later.append((i, FileJob.of(path, st, label)))
+        except OSError as exc:
+            raise ProvenanceError(f"cannot read {path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+    return hashed
 
 
 def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
@@ -302,64 +365,24 @@ def hash_files(jobs: Sequence[FileJob], *, workers: int | None = None,
                failed: dict[int, ProvenanceError] | None = None) -> list[str]:
     """Hex digests of ``jobs`` (listed with their size, time and inode) in order; see
     :func:`_run` for ``failed``."""
-    return _run(list(jobs), None, workers, progress, failed)[1]
-
-
-def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
-         progress: Callable[[int], None] | None,
-         failed: dict[int, ProvenanceError] | None = None) -> tuple[list[FileJob], list[str]]:
-    """Hash ``jobs`` with ``workers`` threads (default: all cores), in two rounds.
-
-    First, every file whose size is not known yet (size -1) is opened and ``fstat``-ed; a
-    small one is hashed there and then, a larger one only sized. Then every file left is
-    hashed whole, or in shards that the threads take in turn. ``progress`` is called with byte
-    counts as work finishes; the first error (unreadable file, file changed) stops the work
-    and is raised; given a ``failed`` dict instead, a file's error is put there under its job
-    index, its digest is ``""``, and the other files are still hashed (an audit records what
-    it could not read). Returns the jobs with their sizes and labels known, and the digests.
-    """
     from mlward.executors import available_cores
 
-    workers = workers or available_cores()
-    resolved = list(jobs)
+    return _run(list(jobs), workers or available_cores(), progress, failed)
+
+
+def _run(jobs: list[FileJob], workers: int, progress: Callable[[int], None] | None,
+         failed: dict[int, ProvenanceError] | None = None) -> list[str]:
+    """Hash ``jobs`` with ``workers`` threads: each file whole, or in shards that the threads
+    take in turn. ``progress`` is called with byte counts as work finishes; the first error
+    (unreadable file, file changed) stops the work and is raised; given a ``failed`` dict
+    instead, a file's error is put there under its job index, its digest is ``""``, and the
+    other files are still hashed (an audit records what it could not read).
+    """
     results: list[str] = [""] * len(jobs)
     errors: list[BaseException] = []
-    unknown = deque(i for i, job in enumerate(jobs) if job.size < 0)
-
-    def go_on(index: int, exc: BaseException) -> bool:
-        """Record what reading file ``index`` raised; True when the other files are still to
-        be hashed (a file's own error, given ``failed``), False when the work stops."""
-        if failed is not None and isinstance(exc, ProvenanceError):
-            failed[index] = exc
-            return True
-        errors.append(exc)
-        return False
-
-    def size_up() -> None:
-        while not errors:
-            try:
-                index = unknown.popleft()
-            except IndexError:
-                return
-            try:
-                resolved[index], digest = _first_look(jobs[index], spec)
-            except BaseException as exc:
-                if go_on(index, exc):
-                    continue
-                return
-            if digest is not None:
-                results[index] = digest
-                if progress is not None:
-                    progress(resolved[index].size)
-
-    _threads(size_up, min(workers, len(unknown)))
-    if errors:
-        raise errors[0]
     tasks: deque[tuple[int, int, int, int]] = deque()  # job index, shard index, start, end
     shard_digests: dict[int, list[bytes]] = {}
-    for index, job in enumerate(resolved):
-        if results[index] or (failed is not None and index in failed):
-            continue  # hashed in the first round, or could not be opened there
+    for index, job in enumerate(jobs):
         _, shard = parse_label(job.label)
         if shard is None:
             tasks.append((index, -1, 0, job.size))
@@ -374,7 +397,7 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
                 index, shard_index, start, end = tasks.popleft()
             except IndexError:
                 return
-            job = resolved[index]
+            job = jobs[index]
             try:
                 if shard_index < 0 and _small(job):
                     results[index] = _hash_small(job)
@@ -384,8 +407,10 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
                 hasher = _new_hasher(job, job.size)
                 _hash_range(job, hasher, start, end)
             except BaseException as exc:
-                if go_on(index, exc):
+                if failed is not None and isinstance(exc, ProvenanceError):
+                    failed[index] = exc
                     continue
+                errors.append(exc)
                 return
             if shard_index < 0:
                 results[index] = hasher.hexdigest()
@@ -401,8 +426,8 @@ def _run(jobs: list[FileJob], spec: HashSpec | None, workers: int | None,
         if failed is not None and index in failed:
             results[index] = ""
             continue
-        results[index] = _combine(resolved[index], digests)
-    return resolved, results
+        results[index] = _combine(jobs[index], digests)
+    return results
 
 
 class HashUnit(NamedTuple):
@@ -475,22 +500,6 @@ def hash_with(executor: Executor, jobs: Sequence[FileJob]) -> list[str]:
     for index, digests in shard_digests.items():
         results[index] = _combine(jobs[index], [digests[n] for n in sorted(digests)])
     return results
-
-
-def _first_look(job: FileJob, spec: HashSpec | None) -> tuple[FileJob, str | None]:
-    """Open a file listed without ``stat``: its size, time and inode from ``fstat``, its
-    label, and its digest when it is small (else None: it is hashed in the second round)."""
-    fd = _open(job.path)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise FileChangedError(str(job.path), "it is no longer a regular file")
-        found = FileJob.of(job.path, st, job.label or (spec or HashSpec()).label_for(st.st_size))
-        return found, _digest_small(fd, found) if _small(found) else None
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read {job.path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
 
 
 def _threads(target: Callable[[], None], count: int) -> None:

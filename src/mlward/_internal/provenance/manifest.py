@@ -28,6 +28,7 @@ import functools
 import getpass
 import hashlib
 import json
+import operator
 import os
 import re
 import stat
@@ -122,6 +123,19 @@ class Entry:
         return entry_dict(self.path, self.type, self.size, self.digest, self.target)
 
     @classmethod
+    def hashed(cls, path: str, size: int, label: str, digest: str) -> Entry:
+        """``Entry(path, "file", size, {label: digest})`` for a file this process just listed
+        and hashed, without the checks of ``__init__`` (on many small files they cost as much
+        as building the rest of the manifest): ``path`` comes from :func:`walk`, which refuses
+        a name no manifest may hold, ``label`` from a :class:`HashSpec` or a validated entry,
+        ``digest`` from the hash function. Entries read from a file always take ``__init__``:
+        a manifest on disk is untrusted input."""
+        entry = object.__new__(cls)
+        entry.__dict__.update(path=path, type="file", size=size, digest={label: digest},
+                              target=None)
+        return entry
+
+    @classmethod
     def from_dict(cls, data: Any) -> Entry:
         if not isinstance(data, dict):
             raise ProvenanceError("manifest entry is not an object")
@@ -213,8 +227,8 @@ class Manifest:
     def __post_init__(self) -> None:
         if not self.roots:
             raise ProvenanceError("a manifest needs at least one root")
-        paths = [e.path for e in self.entries]
-        if len(set(paths)) != len(paths):
+        paths = sorted(map(_path_of, self.entries))  # entries come sorted: linear time
+        if any(map(operator.eq, paths, paths[1:])):
             raise ProvenanceError("manifest lists the same path twice")
         computed = _digest_of(self.lines)
         if not self.root_digest:
@@ -337,28 +351,28 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 def _digest_of(lines: list[str]) -> str:
     """The root digest: SHA-256 over the entries' canonical lines, each ending in a newline."""
-    return hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
+    return hashlib.sha256(("\n".join(lines) + "\n" if lines else "").encode()).hexdigest()
 
 
 def canonical_lines(entries: Sequence[Entry]) -> list[str]:
     """Each entry as canonical JSON (sorted keys, no spaces, ASCII), sorted by path.
 
-    A file entry (nearly all of them) is formatted directly, with the standard library's C
-    string encoder: building a dict and encoding it cost most of a small-file manifest's
+    A file entry (nearly all of them) is formatted directly, its path with the standard
+    library's C string encoder (its label and hex digest, checked when the entry was made,
+    need no escaping): building a dict and encoding it cost most of a small-file manifest's
     time. The result is byte for byte what the general encoder gives (a test checks it)."""
     out = []
     for e in sorted(entries, key=_path_of):
         if e.type == "file":
             ((label, value),) = e.digest.items()
-            out.append(f'{{"digest":{{{_json_str(label)}:{_json_str(value)}}},"path":'
-                       f'{_json_str(e.path)},"size":{int(e.size)},"type":"file"}}')
+            out.append(f'{{"digest":{{"{label}":"{value}"}},"path":{_json_str(e.path)},'
+                       f'"size":{int(e.size)},"type":"file"}}')
         else:
             out.append(_CANONICAL.encode(e.to_dict()))
     return out
 
 
-def _path_of(e: Entry) -> str:
-    return e.path
+_path_of = operator.attrgetter("path")
 
 
 def who_where_when() -> dict[str, str]:
@@ -413,6 +427,7 @@ def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) ->
     except OSError as exc:
         raise ProvenanceError(f"cannot read {root}: {exc.strerror}") from None
     if stat.S_ISREG(st.st_mode):
+        check_relative(prefix or root.name)
         return Listed((), ((prefix or root.name, root),))
     if not stat.S_ISDIR(st.st_mode):
         special = _SPECIAL.get(stat.S_IFMT(st.st_mode), "fifo")
@@ -421,6 +436,8 @@ def walk(root: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) ->
         name = f"{prefix}/{rel}" if prefix else rel
         try:
             if item.is_file(follow_symlinks=False):
+                if "\\" in name:  # a POSIX name may hold one, a manifest path may not
+                    check_relative(name)
                 files.append((name, item.path))
             elif item.is_symlink():
                 entries.append(Entry(name, "symlink", target=str(Path(item.path).readlink())))
@@ -511,10 +528,9 @@ def hash_roots(paths: Sequence[Target], names: Sequence[str], spec: HashSpec,
     files = [f for item in listed for f in item.files if f[0] not in own]
     objects = [f for item in listed for f in item.objects]
     if executor is None and not objects:
-        jobs, digests = hash_paths([path for _, path in files], spec, progress=progress,
-                                   labels=[labels.get(name) for name, _ in files] if labels
-                                   else None)
-        named = [name for name, _ in files]
+        hashed = hash_paths([path for _, path in files], spec, progress=progress,
+                            labels=[labels.get(name) for name, _ in files] if labels else None)
+        entries = [Entry.hashed(name, *h) for (name, _), h in zip(files, hashed, strict=True)]
     else:
         # Work units for other machines carry each file's size (a stat here, for local files).
         sized = [*((name, _stat_job(path)) for name, path in files), *objects]
@@ -525,10 +541,9 @@ def hash_roots(paths: Sequence[Target], names: Sequence[str], spec: HashSpec,
 
             executor = ThreadExecutor()  # object storage: the work is waiting on requests
         digests = hash_with(executor, jobs)
-        named = [name for name, _ in sized]
-    hashed = [Entry(name, "file", job.size, {job.label: digest})
-              for name, job, digest in zip(named, jobs, digests, strict=True)]
-    return tuple(sorted(specials + hashed, key=_path_of))
+        entries = [Entry(name, "file", job.size, {job.label: digest})  # object keys: checked
+                   for (name, _), job, digest in zip(sized, jobs, digests, strict=True)]
+    return tuple(sorted(specials + entries, key=_path_of))
 
 
 def _stat_job(path: str | Path) -> FileJob:
