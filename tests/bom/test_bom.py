@@ -337,3 +337,24 @@ def test_a_dataset_of_thousands_of_files_renders() -> None:
                                           location="d", files=files),))
     doc = json.loads(cyclonedx.render(inv, "1.7"))
     assert len(doc["components"][0]["components"]) == 3000
+
+
+def test_the_validator_defers_rfc3987_syntax_without_losing_jsonschemas_iri_checks() -> None:
+    # A fresh interpreter: this one imported jsonschema (and rfc3987_syntax) long ago.
+    import subprocess
+    import sys
+
+    code = """if True:
+        import sys
+        from mlward._internal.bom import cyclonedx
+        cyclonedx.strict_validator("1.6")
+        assert "rfc3987_syntax" not in sys.modules and "lark" not in sys.modules
+        from jsonschema import FormatChecker
+        checker = FormatChecker()
+        assert not checker.conforms("a b", "iri") and checker.conforms("http://x/y", "iri")
+        assert "lark" in sys.modules
+    """
+    src = str(Path(cyclonedx.__file__).parents[3])
+    done = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": src},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import json
 import re
+import sys
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -65,6 +68,7 @@ def strict_validator(spec: str) -> Any:
     much longer for a dataset of thousands of files. (Items that JSON Schema calls equal but
     that serialise differently, ``1`` and ``1.0``, are not told apart: mlward writes neither.)
     """
+    _import_jsonschema()
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
     from jsonschema import ValidationError, validators
@@ -85,6 +89,34 @@ def strict_validator(spec: str) -> Any:
     checker.checkers = {**checker.checkers, "iri-reference": (_iri_reference, ValueError),
                         "iri": (_iri_reference, ValueError)}
     return fast(base.schema, registry=base._registry, format_checker=checker)
+
+
+def _import_jsonschema() -> None:
+    """Import jsonschema with ``rfc3987_syntax`` imported at its first use, not with it.
+
+    jsonschema's format module imports rfc3987-syntax (its ``iri`` checks when the GPL
+    ``rfc3987`` is absent), whose import compiles some forty Earley grammars: about 1.5 s of
+    CPU, more than the rest of a BOM, for checks :func:`strict_validator` replaces anyway
+    (python-jsonschema/jsonschema#1428). A stand-in module carries the one function jsonschema
+    takes from it and imports the real one when called, so any other user of jsonschema's
+    ``iri`` checks in this process still gets them."""
+    if ("jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules
+            or importlib.util.find_spec("rfc3987_syntax") is None):
+        return
+    stand_in = types.ModuleType("rfc3987_syntax")
+    stand_in.is_valid_syntax = _is_valid_syntax  # type: ignore[attr-defined]
+    sys.modules["rfc3987_syntax"] = stand_in
+    try:
+        import jsonschema  # noqa: F401
+    finally:
+        if sys.modules.get("rfc3987_syntax") is stand_in:
+            del sys.modules["rfc3987_syntax"]
+
+
+def _is_valid_syntax(term: str, value: str) -> bool:
+    from rfc3987_syntax import is_valid_syntax
+
+    return bool(is_valid_syntax(term, value))
 
 
 _NOT_IN_IRI = re.compile(r'[\x00-\x20\x7f<>"{}|\\^`]')
