@@ -323,7 +323,10 @@ def test_the_strict_validator_refuses_what_the_librarys_refuses(inventory: Inven
     duplicated = {**doc, "components": [*doc["components"], doc["components"][0]]}
     unknown = {**doc, "components": [{**doc["components"][0], "x-mlward": 1},
                                      *doc["components"][1:]]}
-    for bad in (duplicated, unknown):
+    vulnerability = doc["vulnerabilities"][-1]  # deep in references, after many lookups
+    severity = {**doc, "vulnerabilities": [*doc["vulnerabilities"][:-1], {
+        **vulnerability, "ratings": [{**vulnerability["ratings"][0], "severity": "dire"}]}]}
+    for bad in (duplicated, unknown, severity):
         assert library.validate_str(json.dumps(bad)) is not None
         assert next(iter(ours.iter_errors(bad)), None) is not None
 

@@ -65,11 +65,17 @@ def render(inventory: Inventory, spec: str = "1.6", report_ref: str | None = Non
 def strict_validator(spec: str) -> Any:
     """cyclonedx-python-lib's strict JSON validator for ``spec`` (the library's Draft 7
     validator over its bundled strict schemas, with its format checker and schema registry),
-    with one keyword replaced: ``uniqueItems`` is checked by hashing each item's canonical JSON
-    instead of comparing every pair. The library's pairwise check is quadratic in the number
-    of components and of files in a folder: seconds for a project's few hundred libraries,
-    much longer for a dataset of thousands of files. (Items that JSON Schema calls equal but
-    that serialise differently, ``1`` and ``1.0``, are not told apart: mlward writes neither.)
+    with two keywords replaced, to the same effect, and the ``iri`` formats checked by
+    :func:`_iri_reference`:
+
+    - ``uniqueItems`` is checked by hashing each item's canonical JSON instead of comparing
+      every pair. The library's pairwise check is quadratic in the number of components and
+      of files in a folder: seconds for a project's few hundred libraries, much longer for a
+      dataset of thousands of files. (Items that JSON Schema calls equal but that serialise
+      differently, ``1`` and ``1.0``, are not told apart: mlward writes neither.)
+    - ``$ref`` looks each reference up once per base URI: jsonschema resolves it again at
+      every use (some 7,000 times for a BOM of 300 vulnerabilities, a third of the time).
+      Draft 7 references resolve against the base URI alone, so the answer does not change.
     """
     _import_jsonschema()
     from cyclonedx.schema import SchemaVersion
@@ -85,9 +91,19 @@ def strict_validator(spec: str) -> Any:
                     yield ValidationError(f"{key[:200]} is not unique")
                 seen.add(key)
 
+    resolved: dict[tuple[str, str], Any] = {}
+
+    def ref(validator: Any, ref: str, instance: Any, schema: Any) -> Any:
+        resolver = validator._resolver
+        key = (resolver._base_uri, ref)
+        if key not in resolved:
+            resolved[key] = resolver.lookup(ref)
+        target = resolved[key]
+        yield from validator.descend(instance, target.contents, resolver=target.resolver)
+
     version = SchemaVersion.V1_6 if spec == "1.6" else SchemaVersion.V1_7
     base = JsonStrictValidator(version)._validator
-    fast = validators.extend(type(base), {"uniqueItems": unique_items})
+    fast = validators.extend(type(base), {"uniqueItems": unique_items, "$ref": ref})
     checker = copy.copy(base.format_checker)
     checker.checkers = {**checker.checkers, "iri-reference": (_iri_reference, ValueError),
                         "iri": (_iri_reference, ValueError)}
