@@ -69,7 +69,7 @@ def cyclonedx_vulnerability(*, id: str, aliases: Sequence[str], severity: str | 
     rating["severity"] = severity if severity is not None else "unknown"
     if score is not None:
         rating["method"] = "CVSSv31" if (vector or "").startswith("CVSS:3.1") else "CVSSv3"
-        if vector:  # without the scheme prefix the method names
+        if vector:  # the scheme prefix left out: the method names the scheme
             rating["vector"] = re.sub(r"^CVSS:3\.\d/?", "", vector)
     target = {"version": version} if version else {"range": vers_range(specifier)}
     recommendation = f"Upgrade to {upgrade}" if upgrade else "No fixed version known"
