@@ -323,7 +323,10 @@ def test_the_strict_validator_refuses_what_the_librarys_refuses(inventory: Inven
     duplicated = {**doc, "components": [*doc["components"], doc["components"][0]]}
     unknown = {**doc, "components": [{**doc["components"][0], "x-mlward": 1},
                                      *doc["components"][1:]]}
-    for bad in (duplicated, unknown):
+    vulnerability = doc["vulnerabilities"][-1]  # deep in references, after many lookups
+    severity = {**doc, "vulnerabilities": [*doc["vulnerabilities"][:-1], {
+        **vulnerability, "ratings": [{**vulnerability["ratings"][0], "severity": "dire"}]}]}
+    for bad in (duplicated, unknown, severity):
         assert library.validate_str(json.dumps(bad)) is not None
         assert next(iter(ours.iter_errors(bad)), None) is not None
 
@@ -337,3 +340,24 @@ def test_a_dataset_of_thousands_of_files_renders() -> None:
                                           location="d", files=files),))
     doc = json.loads(cyclonedx.render(inv, "1.7"))
     assert len(doc["components"][0]["components"]) == 3000
+
+
+def test_the_validator_defers_rfc3987_syntax_without_losing_jsonschemas_iri_checks() -> None:
+    # A fresh interpreter: this one imported jsonschema (and rfc3987_syntax) long ago.
+    import subprocess
+    import sys
+
+    code = """if True:
+        import sys
+        from mlward._internal.bom import cyclonedx
+        cyclonedx.strict_validator("1.6")
+        assert "rfc3987_syntax" not in sys.modules and "lark" not in sys.modules
+        from jsonschema import FormatChecker
+        checker = FormatChecker()
+        assert not checker.conforms("a b", "iri") and checker.conforms("http://x/y", "iri")
+        assert "lark" in sys.modules
+    """
+    src = str(Path(cyclonedx.__file__).parents[3])
+    done = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": src},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -2,12 +2,14 @@
 
 One component per distinct package and version (unpinned requirements keep their range in a
 property), one vulnerability per flaw and component, with its aliases as references, its CVSS
-rating, the fixed versions as a recommendation and the affected version or range. Built with
-cyclonedx-python-lib (the ``sbom`` extra).
+rating, the fixed versions as a recommendation and the affected version or range. The
+components are built with cyclonedx-python-lib (the ``sbom`` extra); the vulnerabilities are
+written as it writes them (see :func:`cyclonedx_vulnerability`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -28,12 +30,12 @@ _SEVERITY = {Severity.CRITICAL: "critical", Severity.HIGH: "high", Severity.MEDI
              Severity.LOW: "low", Severity.INFO: "info"}
 
 
-def _source(vid: str) -> tuple[str, str]:
+def _source(vid: str) -> dict[str, str]:
     if vid.startswith("GHSA-"):
-        return "GitHub Advisory Database", f"https://github.com/advisories/{vid}"
+        return {"name": "GitHub Advisory Database", "url": f"https://github.com/advisories/{vid}"}
     if vid.startswith("CVE-"):
-        return "NVD", f"https://nvd.nist.gov/vuln/detail/{vid}"
-    return "OSV", f"https://osv.dev/vulnerability/{vid}"
+        return {"name": "NVD", "url": f"https://nvd.nist.gov/vuln/detail/{vid}"}
+    return {"name": "OSV", "url": f"https://osv.dev/vulnerability/{vid}"}
 
 
 def vers_range(specifier: str) -> str:
@@ -51,43 +53,38 @@ def vers_range(specifier: str) -> str:
 def cyclonedx_vulnerability(*, id: str, aliases: Sequence[str], severity: str | None,
                             score: float | None, vector: str | None, cwes: Sequence[str],
                             summary: str, fixed: Sequence[str], upgrade: str | None,
-                            ref: str, version: str | None, specifier: str) -> Any:
-    """One CycloneDX vulnerability of the component ``ref`` (shared by ``mlward deps
-    --cyclonedx`` and ``mlward bom``): its source, aliases as references, CVSS rating, the
-    fixed versions as a recommendation, and the affected version or range."""
-    from cyclonedx.model import XsUri
-    from cyclonedx.model.vulnerability import (
-        BomTarget,
-        BomTargetVersionRange,
-        Vulnerability,
-        VulnerabilityRating,
-        VulnerabilityReference,
-        VulnerabilityScoreSource,
-        VulnerabilitySeverity,
-        VulnerabilitySource,
-    )
+                            ref: str, version: str | None, specifier: str) -> dict[str, Any]:
+    """One CycloneDX vulnerability of the component ``ref`` as its JSON object (shared by
+    ``mlward deps --cyclonedx`` and ``mlward bom``): its source, aliases as references, CVSS
+    rating, the fixed versions as a recommendation, and the affected version or range.
 
-    name, url = _source(id)
-    rating = VulnerabilityRating(
-        source=VulnerabilitySource(name=name, url=XsUri(url)),
-        severity=VulnerabilitySeverity(severity) if severity is not None
-        else VulnerabilitySeverity.UNKNOWN,
-        score=Decimal(str(score)) if score is not None else None,
-        method=(VulnerabilityScoreSource.CVSS_V3_1 if (vector or "").startswith("CVSS:3.1")
-                else VulnerabilityScoreSource.CVSS_V3) if score is not None else None,
-        vector=vector if score is not None else None)
-    target = BomTargetVersionRange(version=version) if version else \
-        BomTargetVersionRange(range=vers_range(specifier))
-    cwe_ids = [int(m.group(1)) for c in cwes if (m := re.fullmatch(r"CWE-(\d+)", c))]
+    Written directly, as cyclonedx-python-lib writes the same values (its one-decimal score,
+    sorted references and CWEs; tests/bom/test_cyclonedx_objects.py compares the two): building
+    a few hundred through its model, whose sorted sets compare every item field by field, and
+    serialising them took longer than the rest of a BOM. Documents are validated by the
+    library's schemas."""
+    rating: dict[str, Any] = {"source": _source(id)}
+    if score is not None:
+        rating["score"] = float(f"{Decimal(str(score)):.1f}")
+    rating["severity"] = severity if severity is not None else "unknown"
+    if score is not None:
+        rating["method"] = "CVSSv31" if (vector or "").startswith("CVSS:3.1") else "CVSSv3"
+        if vector:  # the scheme prefix left out: the method names the scheme
+            rating["vector"] = re.sub(r"^CVSS:3\.\d/?", "", vector)
+    target = {"version": version} if version else {"range": vers_range(specifier)}
     recommendation = f"Upgrade to {upgrade}" if upgrade else "No fixed version known"
     if fixed:
         recommendation += f" (fixed in: {', '.join(fixed)})"
-    return Vulnerability(
-        bom_ref=f"{id}@{ref}", id=id, source=VulnerabilitySource(name=name, url=XsUri(url)),
-        references=[VulnerabilityReference(id=a, source=VulnerabilitySource(
-            name=_source(a)[0], url=XsUri(_source(a)[1]))) for a in aliases],
-        ratings=[rating], cwes=cwe_ids, description=summary, recommendation=recommendation,
-        affects=[BomTarget(ref=ref, versions=[target])])
+    out: dict[str, Any] = {"bom-ref": f"{id}@{ref}", "id": id, "source": _source(id)}
+    if aliases:
+        out["references"] = [{"id": a, "source": _source(a)} for a in sorted(set(aliases))]
+    out["ratings"] = [rating]
+    cwe_ids = sorted({int(m.group(1)) for c in cwes if (m := re.fullmatch(r"CWE-(\d+)", c))})
+    if cwe_ids:
+        out["cwes"] = cwe_ids
+    out.update(description=summary, recommendation=recommendation,
+               affects=[{"ref": ref, "versions": [target]}])
+    return out
 
 
 def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
@@ -106,6 +103,7 @@ def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
                      type=ComponentType.APPLICATION, bom_ref="mlward-audit")
     bom.metadata.component = root
     components: dict[str, Component] = {}
+    vulns: dict[str, dict[str, Any]] = {}
     for r in results:
         d = r.dependency
         if d.unresolvable:
@@ -121,11 +119,14 @@ def render_cyclonedx(results: Iterable[DependencyResult]) -> str:
                 purl=PackageURL(type="pypi", name=d.key, version=version))
             bom.components.add(components[ref])
         for v in r.result.vulnerabilities:
-            bom.vulnerabilities.add(cyclonedx_vulnerability(
+            vuln = cyclonedx_vulnerability(
                 id=v.id, aliases=v.ids[1:], score=v.score, vector=v.vector, cwes=v.cwes,
                 severity=_SEVERITY[v.severity] if v.severity is not None else None,
                 summary=v.summary, fixed=v.fixed, upgrade=r.result.upgrade, ref=ref,
-                version=version, specifier=d.specifier))
+                version=version, specifier=d.specifier)
+            vulns[vuln["bom-ref"]] = vuln  # one per flaw and component, however declared
     bom.register_dependency(root, components.values())
-    text: str = JsonV1Dot6(bom).output_as_string(indent=2)
-    return text + "\n"
+    doc = json.loads(JsonV1Dot6(bom).output_as_string())
+    if vulns:
+        doc["vulnerabilities"] = sorted(vulns.values(), key=lambda v: (v["id"], v["bom-ref"]))
+    return json.dumps(doc, indent=2) + "\n"

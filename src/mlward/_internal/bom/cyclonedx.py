@@ -1,11 +1,15 @@
 """The inventory as CycloneDX 1.6 or 1.7 JSON, validated before it is returned.
 
 cyclonedx-python-lib models components, services, hashes, licenses, properties, external
-references, vulnerabilities and dependencies: those are built with it. It does not model a
-component's ``modelCard`` or ``data`` nor the BOM's ``formulation`` (the ML parts of CycloneDX
-1.5+), so those are added to its JSON output here, by ``bom-ref``; the whole document is then
-checked by the library's strict JSON schema validator (:func:`strict_validator`), which
-refuses any field the schema does not define.
+references, vulnerabilities and dependencies: the models, datasets, services and the BOM's
+metadata are built with it. It does not model a component's ``modelCard`` or ``data`` nor the
+BOM's ``formulation`` (the ML parts of CycloneDX 1.5+), so those are added to its JSON output
+here, by ``bom-ref``. The libraries and the vulnerabilities, hundreds of small objects of a
+few fields each, are written directly as the library writes them (:func:`_library`,
+:func:`~mlward.formats.cyclonedx.cyclonedx_vulnerability`; tests compare the two): through
+its model, whose sorted sets compare every item field by field, they cost more than the rest
+of the BOM. The whole document is then checked by the library's strict JSON schema validator
+(:func:`strict_validator`), which refuses any field the schema does not define.
 
 Everything ``bom verify`` and ``bom diff`` need to read back (:mod:`.read`) is carried in
 standard fields or in properties of the ``mlward:`` namespace, one value per property.
@@ -18,8 +22,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import json
 import re
+import sys
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -43,10 +50,9 @@ def render(inventory: Inventory, spec: str = "1.6", report_ref: str | None = Non
         raise MissingExtra("cyclonedx-python-lib", "sbom") from exc
     if spec not in SPECS:
         raise BomError(f"CycloneDX {spec} is not written (choose from {', '.join(SPECS)})")
-    bom = _bom(inventory, report_ref)
+    bom, libraries = _bom(inventory, report_ref)
     writer = JsonV1Dot6 if spec == "1.6" else JsonV1Dot7
-    doc = json.loads(writer(bom).output_as_string())
-    _add_ml(doc, inventory)
+    doc = _assemble(json.loads(writer(bom).output_as_string()), libraries, inventory)
     error = next(iter(strict_validator(spec).iter_errors(doc)), None)
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path)
@@ -59,12 +65,19 @@ def render(inventory: Inventory, spec: str = "1.6", report_ref: str | None = Non
 def strict_validator(spec: str) -> Any:
     """cyclonedx-python-lib's strict JSON validator for ``spec`` (the library's Draft 7
     validator over its bundled strict schemas, with its format checker and schema registry),
-    with one keyword replaced: ``uniqueItems`` is checked by hashing each item's canonical JSON
-    instead of comparing every pair. The library's pairwise check is quadratic in the number
-    of components and of files in a folder: seconds for a project's few hundred libraries,
-    much longer for a dataset of thousands of files. (Items that JSON Schema calls equal but
-    that serialise differently, ``1`` and ``1.0``, are not told apart: mlward writes neither.)
+    with two keywords replaced, to the same effect, and the ``iri`` formats checked by
+    :func:`_iri_reference`:
+
+    - ``uniqueItems`` is checked by hashing each item's canonical JSON instead of comparing
+      every pair. The library's pairwise check is quadratic in the number of components and
+      of files in a folder: seconds for a project's few hundred libraries, much longer for a
+      dataset of thousands of files. (Items that JSON Schema calls equal but that serialise
+      differently, ``1`` and ``1.0``, are not told apart: mlward writes neither.)
+    - ``$ref`` looks each reference up once per base URI: jsonschema resolves it again at
+      every use (some 7,000 times for a BOM of 300 vulnerabilities, a third of the time).
+      Draft 7 references resolve against the base URI alone, so the answer does not change.
     """
+    _import_jsonschema()
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
     from jsonschema import ValidationError, validators
@@ -78,13 +91,51 @@ def strict_validator(spec: str) -> Any:
                     yield ValidationError(f"{key[:200]} is not unique")
                 seen.add(key)
 
+    resolved: dict[tuple[str, str], Any] = {}
+
+    def ref(validator: Any, ref: str, instance: Any, schema: Any) -> Any:
+        resolver = validator._resolver
+        key = (resolver._base_uri, ref)
+        if key not in resolved:
+            resolved[key] = resolver.lookup(ref)
+        target = resolved[key]
+        yield from validator.descend(instance, target.contents, resolver=target.resolver)
+
     version = SchemaVersion.V1_6 if spec == "1.6" else SchemaVersion.V1_7
     base = JsonStrictValidator(version)._validator
-    fast = validators.extend(type(base), {"uniqueItems": unique_items})
+    fast = validators.extend(type(base), {"uniqueItems": unique_items, "$ref": ref})
     checker = copy.copy(base.format_checker)
     checker.checkers = {**checker.checkers, "iri-reference": (_iri_reference, ValueError),
                         "iri": (_iri_reference, ValueError)}
     return fast(base.schema, registry=base._registry, format_checker=checker)
+
+
+def _import_jsonschema() -> None:
+    """Import jsonschema with ``rfc3987_syntax`` imported at its first use, not with it.
+
+    jsonschema's format module imports rfc3987-syntax (its ``iri`` checks when the GPL
+    ``rfc3987`` is absent), whose import compiles some forty Earley grammars: about 1.5 s of
+    CPU, more than the rest of a BOM, for checks :func:`strict_validator` replaces anyway
+    (python-jsonschema/jsonschema#1428). A stand-in module carries the one function jsonschema
+    takes from it and imports the real one when called, so any other user of jsonschema's
+    ``iri`` checks in this process still gets them."""
+    if ("jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules
+            or importlib.util.find_spec("rfc3987_syntax") is None):
+        return
+    stand_in = types.ModuleType("rfc3987_syntax")
+    stand_in.is_valid_syntax = _is_valid_syntax  # type: ignore[attr-defined]
+    sys.modules["rfc3987_syntax"] = stand_in
+    try:
+        import jsonschema  # noqa: F401
+    finally:
+        if sys.modules.get("rfc3987_syntax") is stand_in:
+            del sys.modules["rfc3987_syntax"]
+
+
+def _is_valid_syntax(term: str, value: str) -> bool:
+    from rfc3987_syntax import is_valid_syntax
+
+    return bool(is_valid_syntax(term, value))
 
 
 _NOT_IN_IRI = re.compile(r'[\x00-\x20\x7f<>"{}|\\^`]')
@@ -111,20 +162,32 @@ def _props(values: Mapping[str, Any]) -> list[Any]:
     return [Property(name=name, value=value) for name, value in props.encode(values)]
 
 
+def _prop_dicts(values: Mapping[str, Any]) -> list[dict[str, str]]:
+    """:func:`_props` as JSON, in the library's order (sorted by name, then value)."""
+    return [{"name": name, "value": value} for name, value in sorted(set(props.encode(values)))]
+
+
 def _file_props(f: FileRecord) -> dict[str, Any]:
     return {"path": f.path, "size": f.size, "manifest": f.manifest, "signature": f.signature,
             "ledger": f.ledger or None}
 
 
-def _hashes(digests: Mapping[str, str] | Iterable[str]) -> list[Any]:
-    """CycloneDX hashes of ``{alg: hex}`` or of ``alg:hex`` strings (lock file hashes)."""
-    from cyclonedx.model import HashAlgorithm, HashType
+_HASH_ALGS = {"sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512",
+              "blake3": "BLAKE3"}
 
-    algs = {"sha256": HashAlgorithm.SHA_256, "sha384": HashAlgorithm.SHA_384,
-            "sha512": HashAlgorithm.SHA_512, "blake3": HashAlgorithm.BLAKE3}
+
+def _hash_pairs(digests: Mapping[str, str] | Iterable[str]) -> list[tuple[str, str]]:
+    """(CycloneDX algorithm, hex) of ``{alg: hex}`` or of ``alg:hex`` strings (lock file
+    hashes), for the algorithms CycloneDX names."""
     pairs = sorted(digests.items()) if isinstance(digests, Mapping) else [
         tuple(d.split(":", 1)) for d in digests]
-    return [HashType(alg=algs[k], content=v) for k, v in pairs if k in algs]
+    return [(_HASH_ALGS[k], v) for k, v in pairs if k in _HASH_ALGS]
+
+
+def _hashes(digests: Mapping[str, str] | Iterable[str]) -> list[Any]:
+    from cyclonedx.model import HashAlgorithm, HashType
+
+    return [HashType(alg=HashAlgorithm(alg), content=v) for alg, v in _hash_pairs(digests)]
 
 
 def _common(c: Component) -> dict[str, Any]:
@@ -193,15 +256,15 @@ def _service(c: Component) -> Any:
         properties=_props(_common(c)))
 
 
-def _bom(inventory: Inventory, report_ref: str | None) -> Any:
+def _bom(inventory: Inventory, report_ref: str | None) -> tuple[Any, list[Component]]:
+    """The BOM of everything but the libraries without a license (see :func:`_library`),
+    and those libraries."""
     from uuid import UUID
 
     from cyclonedx.model.bom import Bom
     from cyclonedx.model.component import Component as CdxComponent
     from cyclonedx.model.component import ComponentType
     from cyclonedx.model.dependency import Dependency
-
-    from mlward.formats.cyclonedx import cyclonedx_vulnerability
 
     bom = Bom()
     if inventory.serial.startswith("urn:uuid:"):
@@ -222,25 +285,71 @@ def _bom(inventory: Inventory, report_ref: str | None) -> Any:
                      "ledger:checkpoint": inventory.ledger.note})
     bom.metadata.properties.update(_props(meta))
     top = []
+    libraries = []
     for c in inventory.components:
         if c.kind in ("service", "ai-service"):
             bom.services.add(_service(c))
-            continue
-        item = _component(c, report_ref)
-        bom.components.add(item)
-        top.append(item)
-        for v in c.vulnerabilities:
-            bom.vulnerabilities.add(cyclonedx_vulnerability(
-                id=v.id, aliases=v.aliases, severity=v.severity, score=v.score,
-                vector=v.vector, cwes=v.cwes, summary=v.summary, fixed=v.fixed,
-                upgrade=v.upgrade, ref=c.ref, version=c.version,
-                specifier=str(c.properties.get("requirement", ""))))
+        elif c.kind == "library" and not c.license:
+            libraries.append(c)
+        else:
+            item = _component(c, report_ref)
+            bom.components.add(item)
+            top.append(item)
     # The graph built directly: Bom.register_dependency searches every registered dependency
     # for each one it adds (quadratic in the number of components).
     bom.dependencies.add(Dependency(ref=project.bom_ref,
                                     dependencies=[Dependency(ref=c.bom_ref) for c in top]))
     bom.dependencies.update(Dependency(ref=c.bom_ref) for c in top)
-    return bom
+    return bom, libraries
+
+
+def _library(c: Component) -> dict[str, Any]:
+    """A library component as the JSON cyclonedx-python-lib writes for it (see the module's
+    docstring). A library with a license goes through the library, which reads the text into
+    an SPDX id or expression."""
+    item: dict[str, Any] = {"type": "library", "bom-ref": c.ref, "name": c.name}
+    if c.supplier:
+        item["supplier"] = {"name": c.supplier}
+    if c.version:
+        item["version"] = c.version
+    if c.description:
+        item["description"] = c.description
+    hashes = _hash_pairs(c.properties.get("distribution_hashes", ()))
+    if hashes:
+        item["hashes"] = [{"alg": alg, "content": v} for alg, v in sorted(set(hashes))]
+    if c.purl:
+        from packageurl import PackageURL
+
+        item["purl"] = PackageURL.from_string(c.purl).to_string()
+    item["properties"] = _prop_dicts(_common(c))
+    return item
+
+
+def _assemble(doc: dict[str, Any], libraries: Sequence[Component],
+              inventory: Inventory) -> dict[str, Any]:
+    """The library's document with what it did not build: the libraries (and their place in
+    the dependency graph), every component's vulnerabilities, the ML parts; its fields in the
+    specification's order."""
+    from mlward.formats.cyclonedx import cyclonedx_vulnerability
+
+    _add_ml(doc, inventory)
+    doc["components"] = [*doc.get("components", ()), *(_library(c) for c in libraries)]
+    graph = doc.setdefault("dependencies", [])
+    root = next(d for d in graph if d["ref"] == "project")
+    depends_on = sorted([*root.get("dependsOn", ()), *(c.ref for c in libraries)])
+    if depends_on:
+        root["dependsOn"] = depends_on
+    graph += [{"ref": c.ref} for c in libraries]
+    graph.sort(key=lambda d: d["ref"])
+    doc["vulnerabilities"] = sorted((cyclonedx_vulnerability(
+        id=v.id, aliases=v.aliases, severity=v.severity, score=v.score, vector=v.vector,
+        cwes=v.cwes, summary=v.summary, fixed=v.fixed, upgrade=v.upgrade, ref=c.ref,
+        version=c.version, specifier=str(c.properties.get("requirement", "")))
+        for c in inventory.components for v in c.vulnerabilities),
+        key=lambda v: (v["id"], v["bom-ref"]))
+    order = ("$schema", "bomFormat", "specVersion", "serialNumber", "version", "metadata",
+             "components", "services", "dependencies", "vulnerabilities", "formulation")
+    return {k: doc[k] for k in (*order, *sorted(doc.keys() - set(order))) if doc.get(k)}
 
 
 # --- the ML parts cyclonedx-python-lib does not model ---------------------------------------
