@@ -113,18 +113,21 @@ def run(args: argparse.Namespace) -> int:
 
 def _trusted(args: argparse.Namespace) -> Any:
     """The keys given with --key or --trust, else the trust file when it exists, else None."""
+    from mlward._internal.provenance import default_trust_file
+
+    trust = args.trust or default_trust_file(args.settings.trust)
+    if not args.key and args.trust is None and not trust.exists():
+        return None
     from mlward._internal.provenance import keys
 
     if args.key:
         loaded = [keys.load_public(p) for p in args.key]
         return {keys.key_id(k): k for k in loaded}
-    trust = args.trust or keys.default_trust_file(args.settings.trust)
-    if args.trust is None and not trust.exists():
-        return None
     return keys.load_trusted(trust)
 
 
 def run_bom(args: argparse.Namespace, paths: list[Path], targets: list[str]) -> int:
+    import importlib
     from concurrent.futures import ThreadPoolExecutor
 
     from mlward._internal.bom import cyclonedx, spdx
@@ -147,9 +150,12 @@ def run_bom(args: argparse.Namespace, paths: list[Path], targets: list[str]) -> 
             raise UsageError(f"no such file or directory: {p}")
     options = Options(vulns=source_for(s), trusted=_trusted(args), probe_urls=args.probe,
                       probe_timeout=args.probe_timeout, name=args.name, targets=targets)
-    with ThreadPoolExecutor(1) as pool:  # the validator loads its schemas during the scan
+    # During the scan this process mostly waits for its workers: the validator loads its
+    # schemas then, and the signature checks that follow it import their cryptography.
+    with ThreadPoolExecutor(1) as pool:
         if fmt == "cyclonedx":
             pool.submit(cyclonedx.strict_validator, args.spec)
+        pool.submit(importlib.import_module, "mlward._internal.provenance.lineage")
         inventory, report, _ = build_inventory(paths, s, options)
     report_ref = None
     if args.report is not None:

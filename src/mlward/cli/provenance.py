@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlward._internal.lazy import lazy_module
-from mlward._internal.provenance import KEY_TYPES
+from mlward._internal.provenance import KEY_TYPES, default_trust_file
 from mlward._internal.provenance.errors import ProvenanceError
 from mlward._internal.provenance.hashing import ALGORITHMS, DEFAULT_SHARD_SIZE, HashSpec
 from mlward.cli.main import add_cluster_option
@@ -258,12 +258,12 @@ def _trusted(args: argparse.Namespace) -> Mapping[str, keys.PublicKey]:
     if args.key:
         loaded = [keys.load_public(p) for p in args.key]
         return {keys.key_id(k): k for k in loaded}
-    return keys.load_trusted(args.trust or keys.default_trust_file(args.settings.trust))
+    return keys.load_trusted(args.trust or default_trust_file(args.settings.trust))
 
 
 def _trusted_if_any(args: argparse.Namespace) -> Mapping[str, keys.PublicKey] | None:
     """Like :func:`_trusted`, but None when no key is given and no trust file exists."""
-    trust_file = keys.default_trust_file(args.settings.trust)
+    trust_file = default_trust_file(args.settings.trust)
     if not args.key and args.trust is None and not trust_file.exists():
         return None
     return _trusted(args)
@@ -309,7 +309,7 @@ def run_keygen(args: argparse.Namespace) -> int:
     print(f"private key: {files.private} (keep it secret; mode 0600)")
     print(f"public key:  {files.public} (key id {files.key_id})")
     if args.trust is not None:
-        trust = Path(args.trust) if args.trust else keys.default_trust_file(args.settings.trust)
+        trust = Path(args.trust) if args.trust else default_trust_file(args.settings.trust)
         keys.add_trusted(trust, keys.load_public(files.public))
         print(f"trusted in:  {trust}")
     record(args, "keygen", file_uri(files.public), outcome="pass",

@@ -170,12 +170,12 @@ class LineageStep(Step):
                   "(`mlward lineage verify`)"
 
     def run(self, ctx: AuditContext) -> StepOutcome:
-        from mlward._internal.provenance import chain, keys
+        from mlward._internal.provenance import chain, default_trust_file, keys
         from mlward._internal.provenance.errors import ProvenanceError
         from mlward.rules import AUDIT_LINEAGE_BROKEN
 
         builder = _builder(ctx)
-        trust = keys.default_trust_file(ctx.settings.trust)
+        trust = default_trust_file(ctx.settings.trust)
         trusted = keys.load_trusted(trust) if trust.exists() else None
         checked = broken = 0
         for rel in ctx.files:

@@ -181,9 +181,9 @@ def _local_models(runs: Iterable[CheckRun]) -> list[str]:
 
 
 def _trusted(settings: Settings) -> Mapping[str, Any] | None:
-    from mlward._internal.provenance import keys
+    from mlward._internal.provenance import default_trust_file, keys
 
-    trust_file = keys.default_trust_file(settings.trust)
+    trust_file = default_trust_file(settings.trust)
     return keys.load_trusted(trust_file) if trust_file.exists() else None
 
 

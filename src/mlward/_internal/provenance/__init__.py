@@ -16,6 +16,17 @@ KEY_TYPES = ("ecdsa-p256", "ed25519")
 
 
 
+def default_trust_file(configured: str | None = None) -> Path:
+    """The ``trust`` setting (``MLWARD_TRUST``), else ``trusted_keys.pem`` in the project's
+    ``.mlward/`` folder. Here, not in ``keys``: a command that finds no trust file need not
+    import the cryptography library (a tenth of a second)."""
+    if configured:
+        return Path(configured)
+    from mlward._internal.ledger.project import find_project
+
+    return (find_project() or Path(".mlward")) / "trusted_keys.pem"
+
+
 def read_limited(path: Path, what: str, limit: int) -> bytes:
     """The bytes of a small file (a key, a manifest, a statement); a file larger than
     ``limit`` or unreadable is a :class:`ProvenanceError` naming ``what`` it should be."""

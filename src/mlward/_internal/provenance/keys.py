@@ -31,16 +31,6 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
-def default_trust_file(configured: str | None = None) -> Path:
-    """The ``trust`` setting (``MLWARD_TRUST``), else ``trusted_keys.pem`` in the project's
-    ``.mlward/`` folder."""
-    if configured:
-        return Path(configured)
-    from mlward._internal.ledger.project import find_project
-
-    return (find_project() or Path(".mlward")) / "trusted_keys.pem"
-
-
 def public_pem(key: PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
