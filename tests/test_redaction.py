@@ -67,6 +67,19 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> mlward.Report:
     return mlward.scan([root], settings=Settings(executor="inline", root=str(root)))
 
 
+def test_the_quick_test_lets_every_credential_name_through() -> None:
+    """Redaction skips its patterns for text with no URL userinfo and no credential word in
+    it; every credential name (and one spelled with punctuation between its letters, which
+    ``sensitive_name`` joins) must still reach them."""
+    from mlward._internal.redact import SENSITIVE_PARTS
+
+    for name in sorted(SENSITIVE_PARTS):
+        assert redact_credentials(f"run --{name} hunter2x") == f"run --{name} {MASK}", name
+    assert redact_credentials("run --p.w-d hunter2x") == f"run --p.w-d {MASK}"
+    assert redact_credentials("Authorization: Bearer abcdefgh123") == \
+        f"Authorization: Bearer {MASK}"
+
+
 @pytest.mark.parametrize("fmt", writer_names())
 def test_no_output_format_shows_a_credential(report: mlward.Report, fmt: str) -> None:
     assert {f.rule_id for f in report.findings} >= {"MW610", "MW601", "MW620"}

@@ -82,9 +82,25 @@ def _pair(m: re.Match[str]) -> str:
     return f"{m.group('lead')}{name}{sep}{_masked(m.group('value'))}"
 
 
+_HINTS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "cookie", "session",
+          "sig", "bearer", "basic")
+"""Every name in :data:`SENSITIVE_PARTS` and every header word holds one of these."""
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def _may_hold_credentials(text: str) -> bool:
+    """A cheap test before the patterns (every finding's message, evidence and details pass
+    through here): a URL with userinfo, or a name or header word with a credential part.
+    Names are matched with their punctuation removed, as :func:`sensitive_name` joins them."""
+    if "@" in text and "://" in text:
+        return True
+    squashed = _NOT_ALNUM.sub("", text.lower())
+    return any(hint in squashed for hint in _HINTS)
+
+
 def redact_credentials(text: str) -> str:
     """``text`` with every credential it shows replaced by ``[REDACTED]``."""
-    if not text:
+    if not text or not _may_hold_credentials(text):
         return text
     text = _USERINFO.sub(_userinfo, text)
     text = _HEADER.sub(lambda m: m.group("head") + MASK, text)
