@@ -122,6 +122,22 @@ def test_forked_fork_server_serves_isolated_workers(tmp_path: Path) -> None:
                                              "while on this input\n"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc")
+def test_a_failed_fork_falls_back_and_leaks_nothing() -> None:
+    """No process left to fork (EAGAIN): the standard start is used, no descriptor stays
+    open and nothing is raised at the user."""
+    done = _python("import os\n"
+                   "from mlward._internal import prefork\n"
+                   "before = set(os.listdir('/proc/self/fd'))\n"
+                   "def no_fork():\n"
+                   "    raise OSError(11, 'Resource temporarily unavailable')\n"
+                   "os.fork = no_fork\n"
+                   "print(prefork.start(['mlward._internal.preload']), prefork._server,\n"
+                   "      set(os.listdir('/proc/self/fd')) - before)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "None", "set()"]
+
+
 def test_no_fork_once_a_thread_runs() -> None:
     done = _python("import threading, time\n"
                    "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"

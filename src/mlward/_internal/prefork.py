@@ -37,17 +37,24 @@ def start(preload: list[str]) -> bool:
     import socket
 
     address = f"\0mlward-forkserver-{os.getpid()}-{os.urandom(6).hex()}"
-    listener = socket.socket(socket.AF_UNIX)
+    # Every client (this process, then each worker) holds the pipe's write end; the server
+    # stops when the last one is gone.
+    fds: list[int] = []
+    try:
+        listener = socket.socket(socket.AF_UNIX)
+    except OSError:
+        return False
     try:
         listener.bind(address)
         listener.listen()
-    except OSError:
+        fds += os.pipe()
+        pid = os.fork()
+    except OSError:  # no socket, no descriptor or no process left: multiprocessing's start
         listener.close()
+        for fd in fds:
+            os.close(fd)
         return False
-    # Every client (this process, then each worker) holds the write end; the server stops
-    # when the last one is gone.
-    alive_r, alive_w = os.pipe()
-    pid = os.fork()
+    alive_r, alive_w = fds
     if pid == 0:  # the server: it never returns to the CLI's code
         try:
             os.close(alive_w)
