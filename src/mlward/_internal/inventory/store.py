@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    Column,
     Connection,
     Engine,
     Select,
@@ -181,19 +182,14 @@ class InventoryStore:
         )).inserted_primary_key[0])  # type: ignore[index]
         if doc.findings:
             if current:  # a finding two current reports share (scan, audit) is listed once
-                for chunk in _chunks({f.fingerprint for f in doc.findings}):
-                    conn.execute(update(findings).where(
-                        findings.c.project_id == pid, findings.c.current == 1,
-                        findings.c.fingerprint.in_(chunk)).values(current=0))
+                _supersede(conn, findings.c.fingerprint, pid,
+                           {f.fingerprint for f in doc.findings})
             conn.execute(insert(findings), [
                 {"document_id": did, "project_id": pid, "current": int(current),
                  "time": doc.time, **f.__dict__} for f in doc.findings])
         if doc.assets:
             if current:  # the newest observation of an asset is the one shown
-                for chunk in _chunks({a.location for a in doc.assets}):
-                    conn.execute(update(assets).where(
-                        assets.c.project_id == pid, assets.c.current == 1,
-                        assets.c.location.in_(chunk)).values(current=0))
+                _supersede(conn, assets.c.location, pid, {a.location for a in doc.assets})
             conn.execute(insert(assets), [
                 {"document_id": did, "project_id": pid, "current": int(current),
                  "kind": a.kind, "name": a.name, "location": a.location, "format": a.format,
@@ -350,6 +346,15 @@ class InventoryStore:
                                                       documents.c.current == 1)
                                 .order_by(projects.c.name, documents.c.time)).all()
         return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+
+def _supersede(conn: Connection, key: Column[Any], pid: int, values: set[str]) -> None:
+    """Mark the current rows of project ``pid`` whose ``key`` column holds one of ``values``
+    as no longer current (a newer document lists them)."""
+    table = key.table
+    for chunk in _chunks(values):
+        conn.execute(update(table).where(
+            table.c.project_id == pid, table.c.current == 1, key.in_(chunk)).values(current=0))
 
 
 def _chunks(values: set[str], size: int = 500) -> Iterator[list[str]]:
