@@ -79,7 +79,7 @@ def test_nothing_forks_by_hand() -> None:
     script before it has a thread (the tests below)."""
     offenders = [p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
                  if "os.fork" in p.read_text(encoding="utf-8")]
-    assert offenders == ["mlward/_internal/prefork.py"]
+    assert offenders == ["mlward/executors/prefork.py"]
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
@@ -92,8 +92,8 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 
 _PREFORKED = """
 import os, signal, sys
-from mlward._internal import prefork
-assert prefork.start(["mlward._internal.preload"])
+from mlward.executors import prefork
+assert prefork.start()
 server = prefork._server[2]
 from tests_helpers import work
 from mlward.executors.process import ProcessExecutor
@@ -127,12 +127,12 @@ def test_a_failed_fork_falls_back_and_leaks_nothing() -> None:
     """No process left to fork (EAGAIN): the standard start is used, no descriptor stays
     open and nothing is raised at the user."""
     done = _python("import os\n"
-                   "from mlward._internal import prefork\n"
+                   "from mlward.executors import prefork\n"
                    "before = set(os.listdir('/proc/self/fd'))\n"
                    "def no_fork():\n"
                    "    raise OSError(11, 'Resource temporarily unavailable')\n"
                    "os.fork = no_fork\n"
-                   "print(prefork.start(['mlward._internal.preload']), prefork._server,\n"
+                   "print(prefork.start(), prefork._server,\n"
                    "      set(os.listdir('/proc/self/fd')) - before)")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "None", "set()"]
@@ -141,8 +141,8 @@ def test_a_failed_fork_falls_back_and_leaks_nothing() -> None:
 def test_no_fork_once_a_thread_runs() -> None:
     done = _python("import threading, time\n"
                    "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
-                   "from mlward._internal import prefork\n"
-                   "print(prefork.start(['mlward._internal.preload']), prefork._server)")
+                   "from mlward.executors import prefork\n"
+                   "print(prefork.start(), prefork._server)")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "None"]
 
@@ -153,8 +153,8 @@ def test_a_server_multiprocessing_cannot_take_is_stopped() -> None:
     it is stopped and reaped, not left behind."""
     done = _python("import os\n"
                    "from multiprocessing import forkserver\n"
-                   "from mlward._internal import prefork\n"
-                   "assert prefork.start(['mlward._internal.preload'])\n"
+                   "from mlward.executors import prefork\n"
+                   "assert prefork.start()\n"
                    "pid = prefork._server[2]\n"
                    "forkserver.ensure_running()\n"
                    "prefork.adopt()\n"

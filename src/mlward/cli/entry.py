@@ -4,7 +4,7 @@ A scan's worker processes fork from a server that imports the scanners once. Sta
 server is the first thing done, before the CLI itself is imported, so that the two start-ups
 (the server's and this process's) run side by side instead of one after the other: on a
 one-file scan that is most of the cost of running it in an isolated worker. On Linux the
-server is forked from this process (:mod:`mlward._internal.prefork`), which also spares it
+server is forked from this process (:mod:`mlward.executors.prefork`), which also spares it
 an interpreter's start.
 """
 
@@ -18,9 +18,9 @@ def entrypoint() -> None:
     argv = sys.argv[1:]
     words = [a for a in argv if not a.startswith("-")]
     if words and words[0] in WORKER_COMMANDS and "inline" not in argv:
-        from mlward._internal.prefork import start
+        from mlward.executors.prefork import start
 
-        if not start(["mlward._internal.preload"]):
+        if not start():
             from mlward.executors.process import warm_up
 
             warm_up()

@@ -8,6 +8,7 @@ process and cluster executors (a module-level function, ``functools.partial`` of
 
 - :class:`ProcessExecutor` (the default): worker processes started with ``forkserver`` where
   the platform has it, else ``spawn`` (Linux, macOS and Windows); every unit is crash-isolated.
+  The console script starts the fork server itself (:mod:`mlward.executors.prefork`).
 - :class:`ThreadExecutor`: threads, for I/O-bound units (network and object storage).
 - :class:`InlineExecutor`: this process, one unit after another, no isolation (library use
   and debugging).

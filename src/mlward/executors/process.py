@@ -27,11 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
-from mlward._internal import prefork
-from mlward.executors import Executor, Outcome, U, describe_error
-
-PRELOAD = ["__main__", "mlward._internal.preload"]
-"""Imported once by the fork server, so each worker starts with the scanners loaded."""
+from mlward.executors import Executor, Outcome, U, describe_error, prefork
+from mlward.executors.prefork import PRELOAD
 
 
 def start_method() -> str:

@@ -19,6 +19,11 @@ from __future__ import annotations
 import os
 import sys
 
+PRELOAD = ["__main__", "mlward._internal.preload"]
+"""Imported once by the fork server, so each worker starts with the scanners loaded (the
+process executor gives multiprocessing the same list). Here, not in ``process``: the console
+script reads it before it imports anything heavy."""
+
 _MAIN_ARGS = ("listener_fd", "alive_r", "preload", "main_path", "sys_path")
 """The parameters of ``multiprocessing.forkserver.main`` on the versions this fits."""
 
@@ -26,8 +31,8 @@ _server: tuple[str, int, int] | None = None
 """The started server: (socket address, write end of its "alive" pipe, pid)."""
 
 
-def start(preload: list[str]) -> bool:
-    """Fork the server (which imports ``preload``); False where it does not fit."""
+def start() -> bool:
+    """Fork the server, which imports :data:`PRELOAD`; False where it does not fit."""
     global _server
     threading = sys.modules.get("threading")
     if (_server is not None or sys.platform != "linux"
@@ -60,7 +65,9 @@ def start(preload: list[str]) -> bool:
             os.close(alive_w)
             from multiprocessing import forkserver
 
-            forkserver.main(listener.fileno(), alive_r, preload)
+            # This process's __main__ is already the server's.
+            forkserver.main(listener.fileno(), alive_r,
+                            [m for m in PRELOAD if m != "__main__"])
         finally:
             os._exit(0)
     listener.close()
