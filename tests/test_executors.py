@@ -171,7 +171,7 @@ def test_a_server_multiprocessing_cannot_take_is_stopped() -> None:
 
 PLUGIN = '''
 import os, signal, time
-from mlward.plugins import Scanner
+from mlward.plugins import DirectoryScanner, Scanner
 
 class Dies(Scanner):
     name = "test-dies"
@@ -182,6 +182,13 @@ class Dies(Scanner):
         if source.head(8) == b"SLEEP!!!":
             open(os.environ["MLWARD_TEST_PIDS"] + f"/{os.getpid()}", "w").close()
             time.sleep(120)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+class DiesOnFolders(DirectoryScanner):
+    name = "test-dies-folder"
+    def matches(self, directory):
+        return (directory / "DIE-FOLDER").exists()
+    def scan(self, directory, location, ctx):
         os.kill(os.getpid(), signal.SIGKILL)
 '''
 
@@ -221,6 +228,36 @@ def test_a_scanner_that_kills_its_worker_costs_only_that_file(tmp_path: Path, dy
     assert len({e.location.uri for e in report.examined}) == n + 1  # every other file judged
     assert any(f.evidence == "os.system" for f in report.findings)
     assert report.exit_code(mlward.Severity.CRITICAL) == 1
+
+
+def test_folder_checks_run_in_workers_and_a_crash_costs_that_folder(tmp_path: Path,
+                                                                    dying_plugin: Path) -> None:
+    """Folder-level checks are work units too: the process that walks imports no scanner,
+    and a folder check that kills its worker costs that folder's checks, nothing else."""
+    tree = tmp_path / "tree"
+    (tree / "doomed").mkdir(parents=True)
+    (tree / "doomed" / "DIE-FOLDER").write_text("x")
+    (tree / "doomed" / "evil.pkl").write_bytes(b"cos\nsystem\n(S'true'\ntR.")  # never run
+    (tree / "repo").mkdir()
+    (tree / "repo" / "config.json").write_text('{"auto_map": {"AutoModel": "o/r--m.M"}}')
+    code = (f"import sys, mlward\n"
+            f"r = mlward.scan([{str(tree)!r}], settings=mlward.Settings(jobs=2))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('mlward._internal.scanners.')"
+            " or m == 'mlward._internal.engine'))\n"
+            "print(sorted((f.location.uri, f.rule_id) for f in r.findings))\n"
+            "print(sorted(s.location.uri for s in r.inconclusive), r.stats['files'])\n"
+            "print([e.location.uri for e in r.examined if e.format == 'model-repository'])\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(dying_plugin), str(SRC)])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    imported, findings, rest, repositories = done.stdout.splitlines()
+    assert imported == "[]"
+    rules = dict(eval(findings))  # noqa: S307 - our own print of tuples of strings
+    assert rules["doomed"] == "MW001"
+    assert rules["doomed/evil.pkl"].startswith("MW1")  # the folder's files are still judged
+    assert rest == "['doomed'] 3"
+    assert repositories == "['repo']"  # the other folder's checks ran
 
 
 def _alive(pid: int) -> bool:

@@ -41,6 +41,8 @@ class Item(NamedTuple):
     uri: str
     size: int | None = None
     """A remote object's size, from its listing (its reads are ranged: no request for it)."""
+    folder: bool = False
+    """A folder walked (its folder-level checks are a unit of their own), not a file."""
 
 
 class Walk:

@@ -18,7 +18,7 @@ import pytest
 from oracle import resolved, resolved_by_pickle_py
 from pickle_payloads import by_rule, const, evidence, scan_bytes, verdict
 
-from mlward._internal.pipeline import Engine
+from mlward._internal.engine import Engine
 from mlward._internal.scanners.pickle import scan_pickle_stream
 from mlward.findings import Location, Severity
 from mlward.settings import Settings

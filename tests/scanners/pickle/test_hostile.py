@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pickle_payloads import by_rule, call, const, evidence, rules, scan_bytes
 
 import mlward
-from mlward._internal.pipeline import Engine
+from mlward._internal.engine import Engine
 from mlward._internal.scanners.interface import Limits
 from mlward._internal.scanners.pickle import scan_pickle_stream
 from mlward.findings import Location

@@ -21,7 +21,7 @@ from pickle_payloads import (
     verdict,
 )
 
-from mlward._internal.pipeline import Engine
+from mlward._internal.engine import Engine
 from mlward._internal.scanners.pickle import scan_pickle_stream
 from mlward.findings import Location, Severity
 from mlward.settings import Limits, Settings

@@ -18,7 +18,7 @@ import pytest
 from oracle import resolved
 from pickle_payloads import evidence, scan_bytes
 
-from mlward._internal.pipeline import Engine
+from mlward._internal.engine import Engine
 from mlward.cli.main import main
 from mlward.settings import Settings
 
