@@ -44,6 +44,28 @@ def test_every_unit_ends_exactly_once_whatever_kills_it(method: str) -> None:
     assert all(by_unit[i] == Outcome(i, i * 2) for i in range(12) if i not in (3, 5, 7))
 
 
+def _work_late(x: int) -> int:
+    if x == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if x == 6:
+        time.sleep(60)
+    return x * 2
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_crash_after_finished_units_blames_the_unit_it_was_on(method: str) -> None:
+    """Workers send results in groups, so one that dies has finished units whose results
+    it had not sent: those run again and end once, and the crash or the overrun is the
+    unit's it was on, not the first one without a result."""
+    executor = ProcessExecutor(1, timeout=2.0, method=method, batch=4)
+    outcomes = list(executor.map(_work_late, list(range(9))))
+    assert sorted(o.unit for o in outcomes) == list(range(9))
+    by_unit = {o.unit: o for o in outcomes}
+    assert "SIGKILL" in (by_unit[2].error or "")
+    assert "time budget" in (by_unit[6].error or "")
+    assert all(by_unit[i] == Outcome(i, i * 2) for i in range(9) if i not in (2, 6))
+
+
 def _hog(n: int) -> int:
     return len(bytearray(n))
 

@@ -4,13 +4,16 @@ Workers start with ``forkserver`` where the platform has it (Linux: each worker 
 server that has already imported the scanners) and ``spawn`` elsewhere (macOS, Windows);
 never a bare ``fork`` of this process, which is unsafe once threads exist.
 
-Each worker takes a batch of units, runs them one after another and sends each result back
-as soon as it has it. The parent therefore always knows which unit a worker is on (the first
-of its batch without a result), which gives exact isolation without a message per unit: when a
-worker dies (a native library crashing on a hostile file, a memory cap) or overruns its time
-budget, that unit ends with an error, the rest of its batch goes back to the queue and a new
-worker takes its place. Ctrl-C, an exception or closing the iterator kills every worker
-before :meth:`ProcessExecutor.map` returns: nothing is left behind.
+Each worker takes a batch of units and runs them one after another. Before each unit it writes
+the unit's number and start time into a few bytes of memory it shares with the parent, and it
+sends the results back together about every :data:`REPLY_EVERY` seconds (a message per unit
+cost both processes more than a small file's scan). The parent therefore always knows which
+unit a worker is on, which gives exact isolation: when a worker dies (a native library
+crashing on a hostile file, a memory cap) or that unit overruns its time budget, the unit ends
+with an error, the rest of its batch (with the units it finished but had not yet sent back,
+which run again) goes back to the queue and a new worker takes its place. Ctrl-C, an
+exception or closing the iterator kills every worker before :meth:`ProcessExecutor.map`
+returns: nothing is left behind.
 
 Not :class:`concurrent.futures.ProcessPoolExecutor`: a worker death breaks its whole pool
 and it cannot say which task was running or stop one that runs too long.
@@ -57,8 +60,16 @@ def _limit_memory(max_memory: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
 
 
-def _worker(conn: Connection, max_memory: int | None) -> None:
-    """A worker's loop: batches in, one ``(index, result, error)`` message per unit out."""
+REPLY_EVERY = 0.02
+"""Seconds a worker gathers results before it sends them (it always sends at a batch's end)."""
+
+Reply = tuple[int, Any, "str | None"]
+"""A unit's ``(index, result, error)``."""
+
+
+def _worker(conn: Connection, progress: Any, max_memory: int | None) -> None:
+    """A worker's loop: batches in, lists of replies out; ``progress`` (shared with the
+    parent): the unit now running and when it started."""
     # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _limit_memory(max_memory)
@@ -70,33 +81,60 @@ def _worker(conn: Connection, max_memory: int | None) -> None:
         if message is None:
             return
         fn, batch = message
+        replies: list[Reply] = []
+        sent = time.monotonic()
         for index, unit in batch:
-            reply: tuple[int, Any, str | None]
+            # The start first: a parent reading between the two writes sees the unit before
+            # (finished, so not timed) with a new start, never this unit with an old one.
+            progress[1] = time.monotonic()
+            progress[0] = index
             try:
-                reply = (index, fn(unit), None)
+                replies.append((index, fn(unit), None))
             except MemoryError:
-                reply = (index, None, "ran out of memory")
+                replies.append((index, None, "ran out of memory"))
             except BaseException as exc:
-                reply = (index, None, describe_error(exc))
+                replies.append((index, None, describe_error(exc)))
+            now = time.monotonic()
+            if now - sent >= REPLY_EVERY:
+                _send(conn, replies)
+                replies, sent = [], now
+        _send(conn, replies)
+
+
+def _send(conn: Connection, replies: list[Reply]) -> None:
+    try:
+        conn.send(replies)
+    except Exception:  # a result that cannot be pickled: the others still go back
+        for index, result, error in replies:
             try:
-                conn.send(reply)
-            except Exception as exc:  # the result itself cannot be pickled
-                conn.send((index, None, f"result could not be sent back: {exc}"))
+                conn.send([(index, result, error)])
+            except Exception as exc:
+                conn.send([(index, None, f"result could not be sent back: {exc}")])
 
 
 class _Worker(NamedTuple):
     process: Any  # multiprocessing.process.BaseProcess
     conn: Connection
+    progress: Any
+    """Shared with the worker: ``[index of the unit it runs, when that unit started]``."""
 
 
 class _Busy:
-    """The batch a worker holds: what is left of it, and when its current unit started."""
+    """The batch a worker holds: the units without a result yet, and when it was sent."""
 
-    __slots__ = ("left", "since")
+    __slots__ = ("left", "sent")
 
-    def __init__(self, left: deque[int], since: float) -> None:
+    def __init__(self, left: list[int], sent: float) -> None:
         self.left = left
-        self.since = since
+        self.sent = sent
+
+    def running(self, worker: _Worker) -> tuple[int | None, float]:
+        """The unit the worker is on (None before its first, or after its last) and since
+        when (the batch's sending, before its first unit)."""
+        index, started = int(worker.progress[0]), worker.progress[1]
+        if index in self.left:
+            return index, max(started, self.sent)
+        return None, self.sent
 
 
 class ProcessExecutor(Executor):
@@ -125,11 +163,12 @@ class ProcessExecutor(Executor):
 
     def _start(self, ctx: Any) -> _Worker:
         parent, child = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_worker, args=(child, self.max_memory), daemon=True,
-                              name="mlward-worker")
+        progress = ctx.RawArray("d", [-1.0, 0.0])
+        process = ctx.Process(target=_worker, args=(child, progress, self.max_memory),
+                              daemon=True, name="mlward-worker")
         process.start()
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, progress)
 
     def map(self, fn: Callable[[U], Any], units: Sequence[U]) -> Iterator[Outcome]:
         if not units:
@@ -155,7 +194,7 @@ class ProcessExecutor(Executor):
                         _stop(worker)
                         queue.appendleft(indices)
                         continue
-                    busy[worker.conn] = (worker, _Busy(deque(indices), time.monotonic()))
+                    busy[worker.conn] = (worker, _Busy(indices, time.monotonic()))
                 ready = wait([*busy, *(w.process.sentinel for w, _ in busy.values())],
                              timeout=self._until_deadline(busy))
                 now = time.monotonic()
@@ -164,23 +203,29 @@ class ProcessExecutor(Executor):
                     lost: str | None = None
                     try:
                         while conn in ready and conn.poll():
-                            index, result, error = conn.recv()
-                            state.left.remove(index)  # in order: the head of the batch
-                            state.since = now
-                            yield Outcome(index, result, error)
+                            replies = conn.recv()
+                            done = {index for index, _, _ in replies}
+                            state.left = [i for i in state.left if i not in done]
+                            for index, result, error in replies:
+                                yield Outcome(index, result, error)
                     except (EOFError, OSError, ConnectionError):
                         lost = _death(worker)
                     if lost is None and not worker.process.is_alive() and state.left:
                         lost = _death(worker)
-                    if (lost is None and state.left and self.timeout is not None
-                            and now - state.since > self.timeout):
+                    culprit, since = state.running(worker)
+                    if (lost is None and culprit is not None and self.timeout is not None
+                            and now - since > self.timeout):
                         lost = f"stopped after the {self.timeout:g} s time budget"
                     if lost is not None:
                         del busy[conn]
                         _stop(worker)
-                        culprit = state.left.popleft()
-                        if state.left:
-                            queue.appendleft(list(state.left))
+                        # The unit it was on; the others it had finished are sent again
+                        # (their results died with it).
+                        if culprit is None:
+                            culprit = state.left[0]
+                        rest = [i for i in state.left if i != culprit]
+                        if rest:
+                            queue.appendleft(rest)
                         yield Outcome(culprit, error=lost)
                     elif not state.left:
                         del busy[conn]
@@ -190,9 +235,11 @@ class ProcessExecutor(Executor):
                 _stop(worker, polite=not busy)
 
     def _until_deadline(self, busy: dict[Connection, tuple[_Worker, _Busy]]) -> float | None:
+        """How long to wait before a unit may be over its time budget (a unit that starts
+        meanwhile has a later deadline: it is checked at the next wake-up)."""
         if self.timeout is None or not busy:
             return None
-        first = min(state.since for _, state in busy.values())
+        first = min(state.running(worker)[1] for worker, state in busy.values())
         return max(0.0, first + self.timeout - time.monotonic()) + 0.01
 
 
