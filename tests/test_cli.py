@@ -8,8 +8,17 @@ from mlward.cli.main import main
 
 
 def test_version(capsys):
+    from mlward import __version__
+    from mlward.cli.main import build_parser
+
     assert main(["--version"]) == 0
-    assert "mlward" in capsys.readouterr().out
+    quick = capsys.readouterr().out
+    assert quick == f"mlward {__version__}\n"
+    try:  # the answer the full parser gives, printed without building it
+        build_parser().parse_args(["--version"])
+    except SystemExit:
+        pass
+    assert capsys.readouterr().out == quick
 
 
 def test_no_command_is_usage_error():

@@ -218,6 +218,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # what the full parser would print, without importing every
+        print(f"mlward {__version__}")  # command's module to build it
+        return EXIT_OK
     parser = build_parser(_command(argv))
     try:
         args = parser.parse_args(argv)
