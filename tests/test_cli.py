@@ -4,6 +4,8 @@ import json
 import pickle
 from pathlib import Path
 
+import pytest
+
 from mlward.cli.main import main
 
 
@@ -14,10 +16,8 @@ def test_version(capsys):
     assert main(["--version"]) == 0
     quick = capsys.readouterr().out
     assert quick == f"mlward {__version__}\n"
-    try:  # the answer the full parser gives, printed without building it
+    with pytest.raises(SystemExit):  # the answer the full parser gives
         build_parser().parse_args(["--version"])
-    except SystemExit:
-        pass
     assert capsys.readouterr().out == quick
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -64,6 +65,17 @@ def test_a_crash_after_finished_units_blames_the_unit_it_was_on(method: str) -> 
     assert "SIGKILL" in (by_unit[2].error or "")
     assert "time budget" in (by_unit[6].error or "")
     assert all(by_unit[i] == Outcome(i, i * 2) for i in range(9) if i not in (2, 6))
+
+
+def _unsendable(x: int) -> object:
+    return (lambda: x) if x == 1 else x  # a lambda cannot be pickled back
+
+
+def test_a_result_that_cannot_be_sent_back_fails_alone() -> None:
+    outcomes = {o.unit: o for o in ProcessExecutor(1, method="forkserver", batch=3).map(
+        _unsendable, [0, 1, 2])}
+    assert outcomes[0] == Outcome(0, 0) and outcomes[2] == Outcome(2, 2)
+    assert (outcomes[1].error or "").startswith("result could not be sent back")
 
 
 def _hog(n: int) -> int:
@@ -262,11 +274,11 @@ def test_folder_checks_run_in_workers_and_a_crash_costs_that_folder(tmp_path: Pa
     (tree / "doomed" / "evil.pkl").write_bytes(b"cos\nsystem\n(S'true'\ntR.")  # never run
     (tree / "repo").mkdir()
     (tree / "repo" / "config.json").write_text('{"auto_map": {"AutoModel": "o/r--m.M"}}')
-    code = (f"import sys, mlward\n"
+    code = (f"import json, sys, mlward\n"
             f"r = mlward.scan([{str(tree)!r}], settings=mlward.Settings(jobs=2))\n"
             "print(sorted(m for m in sys.modules if m.startswith('mlward._internal.scanners.')"
             " or m == 'mlward._internal.engine'))\n"
-            "print(sorted((f.location.uri, f.rule_id) for f in r.findings))\n"
+            "print(json.dumps({f.location.uri: f.rule_id for f in r.findings}))\n"
             "print(sorted(s.location.uri for s in r.inconclusive), r.stats['files'])\n"
             "print([e.location.uri for e in r.examined if e.format == 'model-repository'])\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(dying_plugin), str(SRC)])}
@@ -275,7 +287,7 @@ def test_folder_checks_run_in_workers_and_a_crash_costs_that_folder(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     imported, findings, rest, repositories = done.stdout.splitlines()
     assert imported == "[]"
-    rules = dict(eval(findings))  # noqa: S307 - our own print of tuples of strings
+    rules = json.loads(findings)
     assert rules["doomed"] == "MW001"
     assert rules["doomed/evil.pkl"].startswith("MW1")  # the folder's files are still judged
     assert rest == "['doomed'] 3"

@@ -213,14 +213,15 @@ class ProcessExecutor(Executor):
                     if lost is None and not worker.process.is_alive() and state.left:
                         lost = _death(worker)
                     culprit, since = state.running(worker)
-                    if (lost is None and culprit is not None and self.timeout is not None
+                    if (lost is None and state.left and self.timeout is not None
                             and now - since > self.timeout):
                         lost = f"stopped after the {self.timeout:g} s time budget"
                     if lost is not None:
                         del busy[conn]
                         _stop(worker)
-                        # The unit it was on; the others it had finished are sent again
-                        # (their results died with it).
+                        # The unit it was on (the first, if it had not started one); the
+                        # others it had finished go to the queue again (their results died
+                        # with it).
                         if culprit is None:
                             culprit = state.left[0]
                         rest = [i for i in state.left if i != culprit]
