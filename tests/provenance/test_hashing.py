@@ -236,3 +236,83 @@ def test_a_file_that_cannot_be_read_in_a_batch_stops_the_listing_by_name(
         bad.mkdir()
     with pytest.raises(ProvenanceError, match=str(bad)):
         hash_paths(paths, HashSpec(), workers=2)
+
+
+_HELPER = """
+import hashlib, json, sys
+from pathlib import Path
+from mlward._internal.provenance import hashing
+from mlward._internal.provenance.errors import ProvenanceError
+from mlward.executors import prefork
+
+forked = []
+real = prefork.fork_task
+def spy(work):
+    task = real(work)
+    forked.append(task is not None)
+    return task
+prefork.fork_task = spy
+hashing.HELPER_MIN = 64
+if sys.argv[2] == "allowed":
+    prefork.allow_helpers()
+paths = sorted(Path(sys.argv[1]).iterdir())
+try:
+    got = hashing.hash_paths(paths, hashing.HashSpec())
+    error = None
+except ProvenanceError as exc:
+    got, error = None, str(exc)
+print(json.dumps({"forked": forked, "got": got, "error": error}))
+"""
+
+
+def _helper_run(folder: Path, mode: str) -> dict[str, object]:
+    import json
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    done = subprocess.run([sys.executable, "-c", _HELPER, str(folder), mode],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(src)})
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or os.uname().sysname != "Linux",
+                    reason="the forked helper is Linux's")
+def test_a_long_listing_shared_with_a_forked_helper_gives_the_same_digests(
+        tmp_path: Path) -> None:
+    """The helper reads the second half of the listing on another core: same digests, sizes
+    and labels, in order (files over SMALL in both halves are hashed afterwards, here); in a
+    process that is not mlward's own console script nothing is forked."""
+    expected = []
+    for i in range(1000):  # enough for the two processes' reads to overlap
+        size = SMALL + i if i % 245 == 0 else 100 + i * 7
+        (tmp_path / f"{i:03d}").write_bytes(_data(size)[::-1])
+        expected.append([size, "sha256", hashlib.sha256(_data(size)[::-1]).hexdigest()])
+    assert _helper_run(tmp_path, "allowed") == {"forked": [True], "got": expected,
+                                                  "error": None}
+    assert _helper_run(tmp_path, "library") == {"forked": [False], "got": expected,
+                                                  "error": None}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or os.uname().sysname != "Linux",
+                    reason="the forked helper is Linux's")
+def test_the_first_unreadable_file_of_the_listing_is_raised_whichever_half_has_it(
+        tmp_path: Path) -> None:
+    for i in range(200):
+        (tmp_path / f"{i:03d}").write_bytes(_data(i))
+    (tmp_path / "150").chmod(0o000)  # in the helper's half
+    result = _helper_run(tmp_path, "allowed")
+    if os.geteuid() != 0:  # root reads a file of mode 000
+        assert result["forked"] == [True] and "150" in str(result["error"])
+    (tmp_path / "150").unlink()
+    (tmp_path / "150").mkdir()  # listed as a file, now a folder: in the helper's half
+    result = _helper_run(tmp_path, "allowed")
+    assert result["forked"] == [True] and result["got"] is None
+    assert "150" in str(result["error"]) and "no longer a regular file" in str(result["error"])
+    (tmp_path / "020").unlink()
+    (tmp_path / "020").mkdir()  # and one in this process's half: that one is reported
+    result = _helper_run(tmp_path, "allowed")
+    assert "020" in str(result["error"]) and "150" not in str(result["error"])

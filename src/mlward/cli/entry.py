@@ -5,7 +5,8 @@ server is the first thing done, before the CLI itself is imported, so that the t
 (the server's and this process's) run side by side instead of one after the other: on a
 one-file scan that is most of the cost of running it in an isolated worker. On Linux the
 server is forked from this process (:mod:`mlward.executors.prefork`), which also spares it
-an interpreter's start.
+an interpreter's start. This process may also fork a helper for CPU-bound work (hashing a
+long listing of small files) while it has no other thread; a library caller's never is.
 """
 
 import sys
@@ -17,13 +18,13 @@ WORKER_COMMANDS = frozenset({"scan", "baseline", "demo", "bom", "gate", "audit"}
 def entrypoint() -> None:
     argv = sys.argv[1:]
     words = [a for a in argv if not a.startswith("-")]
-    if words and words[0] in WORKER_COMMANDS and "inline" not in argv:
-        from mlward.executors.prefork import start
+    from mlward.executors import prefork
 
-        if not start():
-            from mlward.executors.process import warm_up
+    prefork.allow_helpers()  # this process is mlward's own: it may fork a helper
+    if words and words[0] in WORKER_COMMANDS and "inline" not in argv and not prefork.start():
+        from mlward.executors.process import warm_up
 
-            warm_up()
+        warm_up()
     from mlward.cli.main import main
 
     sys.exit(main(argv))

@@ -12,12 +12,19 @@ it to multiprocessing in place of starting one.
 Only where that hand-over is known to fit: Linux (the socket is named in the abstract
 namespace, nothing on disk) and CPython 3.10 to 3.13, whose server takes no authentication
 key. Elsewhere :func:`start` does nothing and multiprocessing starts its server as usual.
+
+:func:`fork_task` is the one other fork: a short-lived helper that does CPU-bound work (half
+of a long listing of small files to hash) on another core and writes its result to a pipe.
+Only in mlward's own console-script process (:func:`allow_helpers`; a library caller's process
+is never forked) and only while that process has no other thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable
 
 PRELOAD = ["__main__", "mlward._internal.preload"]
 """Imported once by the fork server, so each worker starts with the scanners loaded (the
@@ -99,3 +106,84 @@ def adopt() -> None:
         return
     os.close(alive_w)  # the server reads the end of its pipe and exits
     os.waitpid(pid, 0)
+
+
+_helpers_allowed = False
+
+
+def allow_helpers() -> None:
+    """Let :func:`fork_task` fork: called by the console script, whose process is mlward's own."""
+    global _helpers_allowed
+    _helpers_allowed = True
+
+
+class ForkedTask:
+    """A helper process running one function; :meth:`result` waits for what it wrote."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid = pid
+        self.fd = fd
+
+    def result(self) -> bytes | None:
+        """The bytes the function returned, once the helper has exited; None if it failed
+        (the caller then does the work itself)."""
+        chunks = []
+        try:
+            while chunk := os.read(self.fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            self._close()
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        return b"".join(chunks) if os.waitstatus_to_exitcode(status) == 0 else None
+
+    def cancel(self) -> None:
+        """Stop the helper, if it is still there (an error or Ctrl-C in this process), and
+        reap it."""
+        if self.pid:
+            import signal
+
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+        self._close()
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def fork_task(work: Callable[[], bytes]) -> ForkedTask | None:
+    """Run ``work`` in a forked helper; None where that is not safe or possible (not mlward's
+    own process, not Linux, a thread running, no process or descriptor left)."""
+    threading = sys.modules.get("threading")
+    if (not _helpers_allowed or sys.platform != "linux"
+            or (threading is not None and threading.active_count() > 1)):
+        return None
+    import signal
+
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
+    if pid == 0:  # the helper: it never returns to the caller's code
+        code = 1
+        try:
+            os.close(read_fd)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent says so
+            view = memoryview(work())
+            while view:
+                view = view[os.write(write_fd, view):]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return ForkedTask(pid, read_fd)

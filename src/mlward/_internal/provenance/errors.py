@@ -16,3 +16,4 @@ class FileChangedError(ProvenanceError):
         super().__init__(f"{path} changed while it was being hashed ({what}); "
                          "try again when nothing is writing to it")
         self.path = path
+        self.what = what

@@ -25,9 +25,9 @@ short path: ``open``, ``fstat``, one ``readv`` into that buffer, one ``hashlib``
 path is kept to its system calls. Files a manifest lists without a ``stat`` each
 (:func:`hash_paths`) get their size from that first ``fstat``, and are read in one thread:
 a second one hashes small files no faster (the GIL changes hands at each of those short
-calls). A helper interpreter on another core was tried, and reverted: its start-up and the
-records it sends back cost as much as it saved on a machine whose cores were busy with other
-work.
+calls). A long listing is shared with a helper process instead, forked (no interpreter to
+start) where that is safe (:func:`mlward.executors.prefork.fork_task`), which reads the second
+half on another core.
 A file whose size, modification time or inode changes while it is read raises
 :class:`FileChangedError`.
 
@@ -42,6 +42,7 @@ raises :class:`FileChangedError`.
 from __future__ import annotations
 
 import hashlib
+import marshal
 import mmap
 import os
 import stat
@@ -49,6 +50,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -69,6 +71,9 @@ BATCH_BYTES = 64 << 20
 BATCH_FILES = 256
 LOOK_BATCH = 1024
 """Files of a listing read between two progress reports (:func:`hash_paths`)."""
+HELPER_MIN = 2048
+"""Listings of at least this many files share their second half with a helper process
+(:func:`hash_paths`); below it, forking costs more than it saves."""
 DEFAULT_SHARD_SIZE = 64 << 20
 ALGORITHMS = ("sha256", "blake3")
 _SHARDED_PREFIX = "sha256-sharded-"
@@ -143,7 +148,11 @@ def _blake3() -> Any:
 def _page_aligned(size: int) -> memoryview:
     """A read buffer in its own anonymous mapping: page-aligned. Reading the page cache into a
     ``bytearray`` from ``malloc`` (not page-aligned) cost four times the kernel time on the
-    machine the benchmarks ran on (2.4 s instead of 0.6 s of system time for 4 GiB)."""
+    machine the benchmarks ran on (2.4 s instead of 0.6 s of system time for 4 GiB).
+    Private where the platform says so (Python's default is a shared mapping): a process
+    forked from this one (:func:`hash_paths`'s helper) writes into its own copy."""
+    if hasattr(mmap, "MAP_PRIVATE"):
+        return memoryview(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE))
     return memoryview(mmap.mmap(-1, size))
 
 
@@ -312,16 +321,38 @@ def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
     SHA-256 is hashed as it is opened, a larger one only sized, then hashed whole or in shards
     by ``workers`` threads (default: all cores) as :func:`hash_files` does. More threads do
     not help the small files: each costs five short system calls, the GIL changes hands at
-    every one, and two threads took as long as one at more CPU time (bench/README.md). The
-    first error (unreadable file, file changed) is raised."""
+    every one, and two threads took as long as one at more CPU time (bench/README.md). A
+    listing of :data:`HELPER_MIN` files or more has its second half read by a forked helper
+    process meanwhile, where one can be forked (else this thread reads it too). The first
+    error (unreadable file, file changed) in the listing's order is raised."""
     out: list[Hashed] = [(-1, "", "")] * len(paths)
     later: list[tuple[int, FileJob]] = []  # (index, job) of the files left for hash_files
     view = _BUFFERS.view
-    for start in range(0, len(paths), LOOK_BATCH):
-        done = _look(paths, labels, spec, range(start, min(start + LOOK_BATCH, len(paths))),
-                     out, later, view)
-        if progress is not None:
-            progress(done)
+    half = len(paths)
+    helper = None
+    if len(paths) >= HELPER_MIN:
+        from mlward.executors.prefork import fork_task
+
+        half = len(paths) // 2
+        helper = fork_task(partial(_look_away, paths, labels, spec, range(half, len(paths))))
+    try:
+        end = half if helper is not None else len(paths)
+        for start in range(0, end, LOOK_BATCH):
+            done = _look(paths, labels, spec, range(start, min(start + LOOK_BATCH, end)),
+                         out, later, view)
+            if progress is not None:
+                progress(done)
+        if helper is not None:
+            data = helper.result()
+            if data is None:  # the helper failed: its half is read here
+                done = _look(paths, labels, spec, range(half, len(paths)), out, later, view)
+            else:
+                done = _merge_away(data, paths, out, later, half)
+            if progress is not None:
+                progress(done)
+    finally:
+        if helper is not None:
+            helper.cancel()
     if later:
         from mlward.executors import available_cores
 
@@ -329,6 +360,49 @@ def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
         for (index, job), digest in zip(later, digests, strict=True):
             out[index] = (job.size, job.label, digest)
     return out
+
+
+def _look_away(paths: Sequence[str | Path], labels: Sequence[str | None] | None,
+               spec: HashSpec, indices: range) -> bytes:
+    """:func:`_look` over ``indices`` in a helper process; what it found, as plain data for
+    :func:`_merge_away` (``marshal``: no class to rebuild, nothing to import): the ``out``
+    slots, the files left for later (without their paths, which the parent has), the bytes
+    hashed and the first error. It reads into its copy of this thread's buffer (a private
+    mapping)."""
+    view = _BUFFERS.view
+    out: list[Hashed] = [(-1, "", "")] * len(paths)
+    later: list[tuple[int, FileJob]] = []
+    error: tuple[str, ...] = ()
+    hashed = 0
+    for start in range(indices.start, indices.stop, LOOK_BATCH):
+        try:
+            hashed += _look(paths, labels, spec,
+                            range(start, min(start + LOOK_BATCH, indices.stop)), out, later,
+                            view)
+        except FileChangedError as exc:
+            error = ("changed", exc.path, exc.what)
+            break
+        except ProvenanceError as exc:
+            error = ("read", str(exc))
+            break
+    return marshal.dumps((out[indices.start:],
+                          [(i, job.size, job.mtime_ns, job.inode, job.label)
+                           for i, job in later], hashed, error))
+
+
+def _merge_away(data: bytes, paths: Sequence[str | Path], out: list[Hashed],
+                later: list[tuple[int, FileJob]], half: int) -> int:
+    """Put what :func:`_look_away` found for ``paths[half:]`` into ``out`` and ``later``;
+    its error, if any, is raised here. Returns the bytes it hashed."""
+    slots, theirs, hashed, error = marshal.loads(data)
+    out[half:] = slots
+    later.extend((i, FileJob(paths[i], size, mtime, inode, label))
+                 for i, size, mtime, inode, label in theirs)
+    if error and error[0] == "changed":
+        raise FileChangedError(error[1], error[2])
+    if error:
+        raise ProvenanceError(error[1])
+    return int(hashed)
 
 
 def _look(paths: Sequence[str | Path], labels: Sequence[str | None] | None, spec: HashSpec,
