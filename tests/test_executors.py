@@ -109,8 +109,9 @@ def test_available_cores_is_positive() -> None:
 
 def test_nothing_forks_by_hand() -> None:
     """Workers start with forkserver or spawn only (bare fork is unsafe with threads and
-    does not exist on Windows). The one fork is the fork server's own start, by the console
-    script before it has a thread (the tests below)."""
+    does not exist on Windows). The forks are in one module: the fork server's own start, by
+    the console script before it has a thread (the tests below), and its helper for hashing,
+    only while it has no thread (tests/provenance/test_hashing.py)."""
     offenders = [p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
                  if "os.fork" in p.read_text(encoding="utf-8")]
     assert offenders == ["mlward/executors/prefork.py"]
