@@ -99,6 +99,12 @@ class Settings(NamedTuple):
     vuln_db_max_age_days: int = 7
     """Vulnerability data whose newest record is older than this many days is used, with a
     warning in every output format."""
+    match_dependency_files: bool = True
+    """Whether a scan matches the dependency files of the tree (on disk, not inside an archive
+    or a remote object) against the vulnerability data. Not a user setting, since a scan
+    without it names no vulnerable dependency: ``mlward bom`` turns it off because its own
+    dependency audit matches the same files and gives the scan's report those findings
+    (:func:`mlward._internal.bom.collect.build_inventory`), so each file is matched once."""
     cache_dir: str | None = None
     hf_cache: str | None = None
     """The Hugging Face hub cache that ``hf-cache:`` targets read (default: ``HF_HUB_CACHE``,
@@ -428,7 +434,9 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
     rows = []
     for name in Settings._fields:
         if name in ("limits", "sections", "origins", "waivers"):
-            continue
+            continue  # listed below
+        if name == "match_dependency_files":
+            continue  # set by `mlward bom` for its own scan, not by a user
         value = getattr(settings, name)
         shown = (value.label if isinstance(value, Severity)
                  else ", ".join(value) if isinstance(value, tuple) else

@@ -23,8 +23,8 @@ from mlward._internal.walk import Item, Walk
 from mlward._version import __version__
 from mlward.errors import ExecutorLost, ScanError, UsageError
 from mlward.executors import Executor, make_executor
-from mlward.findings import Location, Report, ReportBuilder, TargetKind
-from mlward.rules import SCANNER_CRASH
+from mlward.findings import Finding, Location, Report, ReportBuilder, TargetKind
+from mlward.rules import SCANNER_CRASH, WAIVER_EXPIRED
 from mlward.settings import Settings, project_root
 
 if TYPE_CHECKING:
@@ -180,6 +180,22 @@ def _resume(previous: Report, builder: ReportBuilder, items: list[Item]) -> list
         [s for s in previous.skipped if s.location.uri in finished],
         [e for e in previous.examined if e.location.uri in finished])
     return [i for i in items if i.uri not in finished]
+
+
+def with_findings(report: Report, findings: Iterable[Finding], settings: Settings) -> Report:
+    """``report`` (a scan's) with ``findings`` added as if its scan had made them: all of
+    them fingerprinted and triaged (waivers, baseline) together again, which also makes the
+    expired-waiver notices again (the old ones are dropped)."""
+    from mlward._internal.triage import make_triage
+
+    builder = ReportBuilder(report.kind, started=report.started, version=report.version,
+                            root=report.root, inputs=report.inputs)
+    builder.merge([f for f in report.findings if f.rule_id != WAIVER_EXPIRED.id],
+                  report.facts, report.skipped, report.examined)
+    builder.merge(findings)
+    builder.stats.update(report.stats)
+    return builder.build(finished=report.finished,
+                         triage=make_triage(settings, Path(report.root) if report.root else None))
 
 
 def scan_item(settings: Settings, item: Item) -> ItemResult:

@@ -116,17 +116,27 @@ def build_inventory(paths: Sequence[Path], settings: Settings,
     the dependency audit."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mlward._internal.pipeline import scan
+    from mlward._internal.pipeline import scan, with_findings
     from mlward._internal.scanners.deps.audit import audit
+    from mlward._internal.vulndb import assess
 
     options = options or Options()
+    # The audit matches the tree's dependency files against the data (the libraries and their
+    # vulnerabilities need its results); with data that can check them, the scan leaves those
+    # files to it and its report gets the audit's findings in their place: each file is
+    # matched once, and the report is the one `mlward scan` makes. Blind data (or none) is
+    # left to the scan as it is: it says, file by file, what was not checked.
+    shared = options.vulns is not None and not assess(options.vulns, settings).blind
     # The audit reads the dependency files while the scan's workers read the tree (this
     # process mostly waits on them); the index connection is used by one thread at a time.
     with ThreadPoolExecutor(1) as pool:
         deps_job = pool.submit(audit, paths, environment=False, source=options.vulns,
                                settings=settings)
-        report = scan([*paths, *options.targets], settings=settings)
+        report = scan([*paths, *options.targets],
+                      settings=settings._replace(match_dependency_files=not shared))
         deps = deps_job.result()
+    if shared:
+        report = with_findings(report, _dependency_findings(report, deps), settings)
     root = Path(report.root or os.getcwd())  # noqa: PTH109
     work = _Work(root, report, settings, options,
                  {k: str(v) for k, v in report.verdicts().items()})
@@ -158,6 +168,17 @@ def build_inventory(paths: Sequence[Path], settings: Settings,
         workflows=tuple(workflows), ledger=ledger[0], incomplete=tuple(work.incomplete),
         serial=f"urn:uuid:{uuid.uuid4()}")
     return inventory, report, deps
+
+
+def _dependency_findings(report: Report, deps: Audit) -> list[Finding]:
+    """The findings of the dependency files the scan examined and left to the audit
+    (:attr:`~mlward.settings.Settings.match_dependency_files`), from the audit's results."""
+    from mlward._internal.scanners.deps import in_tree
+    from mlward._internal.scanners.deps.check import findings_for
+
+    files = {e.location.uri for e in report.examined
+             if e.format.startswith("dependencies") and in_tree(e.location)}
+    return findings_for(r for uri in sorted(files) for r in deps.by_file.get(uri, ()))
 
 
 def _order(c: Component) -> tuple[int, str]:

@@ -62,7 +62,11 @@ class MergedSource:
         return [c for source in self.sources for c in source.coverage()]
 
 
-_OPEN: dict[Path, LocalIndex] = {}
+RECHECK_SECONDS = 60.0
+"""How long an opened index is used before its data is fingerprinted again (see
+:func:`local_source`)."""
+_OPEN: dict[Path, tuple[LocalIndex, float]] = {}
+"""Each data path's index, opened once per process, and when its data was last checked."""
 
 
 def source_for(settings: Settings) -> VulnSource | None:
@@ -89,14 +93,28 @@ def assess(source: VulnSource, settings: Settings) -> Assessment:
 
 
 def local_source(path: Path, settings: Settings) -> LocalIndex:
-    """The index of ``path``, opened once per process and rebuilt if the data changed."""
+    """The index of ``path``, opened once per process and rebuilt if the data changed.
+
+    Whether the data changed is checked again only after :data:`RECHECK_SECONDS`: the check
+    stats every file of a data folder (thousands), and one command asks for its source
+    several times (``mlward bom``: before its scan and after it). Within a command nothing is
+    lost: data that changes while it runs was checked against the data it had when it started
+    (rebuilding then would only make its later answers, the report's facts about the data,
+    disagree with its findings); a process that lives longer (a watch) sees the change at its
+    next check.
+    """
+    import time
+
     from mlward._internal.vulndb.index import fingerprint, open_index
 
     key = Path(path).resolve()
-    index = _OPEN.get(key)
+    index, checked = _OPEN.get(key, (None, 0.0))
+    now = time.monotonic()
+    if index is not None and now - checked < RECHECK_SECONDS:
+        return index
     if index is None or index.meta().get("fingerprint") != fingerprint(key):
         index = open_index(key, settings=settings)
-        _OPEN[key] = index
+    _OPEN[key] = (index, now)
     return index
 
 

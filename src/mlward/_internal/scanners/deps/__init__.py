@@ -16,7 +16,7 @@ import re
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward.errors import MlwardError
-from mlward.findings import ReportBuilder
+from mlward.findings import Location, ReportBuilder
 from mlward.settings import Settings
 
 MAX_FILE_BYTES = 8 << 20
@@ -87,6 +87,8 @@ class DependencyScanner(Scanner):
             ctx.skip(loc, f"dependency file not understood: {exc}", inconclusive=True)
             return
         ctx.examined(loc, f"dependencies ({kind})")
+        if not ctx.settings.match_dependency_files and in_tree(loc):
+            return  # the caller's dependency audit matches this file (`mlward bom`)
         checkable = [d.key for d in deps if not d.unresolvable]
         try:
             vulns = source_for(ctx.settings)
@@ -109,6 +111,13 @@ class DependencyScanner(Scanner):
             return
         for finding in findings_for(results):
             ctx.add(finding)
+
+
+def in_tree(location: Location) -> bool:
+    """A file of the scanned tree itself, not an archive member nor a remote object: a file
+    the dependency audit (:mod:`mlward._internal.scanners.deps.audit`) reads too, so one that
+    :attr:`~mlward.settings.Settings.match_dependency_files` can leave to it."""
+    return location.is_local and not location.members
 
 
 def note_data(builder: ReportBuilder, settings: Settings) -> None:

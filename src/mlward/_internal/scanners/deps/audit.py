@@ -4,7 +4,7 @@ match them against a vulnerability source, and build one report.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +33,9 @@ from mlward.settings import Settings
 class Audit:
     report: Report
     results: tuple[DependencyResult, ...]
+    by_file: Mapping[str, tuple[DependencyResult, ...]]
+    """The results of each dependency file read, by its URI (a requirements file's includes
+    with it): what the scan's dependency scanner finds in that file."""
 
 
 def vulnerability_fact(v: Vulnerability) -> dict[str, object]:
@@ -86,6 +89,7 @@ def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None
                             + ([f"<python {other.given}>"] if other else []))
     walk = Walk.for_settings(root_dir, settings)
     deps: list[Dependency] = []
+    spans: dict[str, slice] = {}
     for path, uri in dependency_files(walk, paths):
         try:
             kind, found = read_dependencies(path, uri)
@@ -97,6 +101,7 @@ def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None
             builder.skip(Location(uri), str(exc), inconclusive=True)
             continue
         builder.examine(Location(uri), f"dependencies ({kind})")
+        spans[uri] = slice(len(deps), len(deps) + len(found))
         deps.extend(found)
     builder.merge(skipped=walk.skipped)
     installed = installed_distributions() if environment else []
@@ -132,4 +137,5 @@ def audit(paths: Sequence[Path], *, environment: bool, source: VulnSource | None
     builder.stats["excluded"] = dict(sorted(walk.excluded.items()))
     report = builder.build(finished=datetime.now(timezone.utc),
                            triage=make_triage(settings, root_dir))
-    return Audit(report, tuple(results))
+    return Audit(report, tuple(results),
+                 {uri: tuple(results[span]) for uri, span in spans.items()})
