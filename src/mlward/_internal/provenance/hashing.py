@@ -330,7 +330,7 @@ def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
     view = _BUFFERS.view
     half = len(paths)
     helper = None
-    if len(paths) >= HELPER_MIN:
+    if len(paths) >= HELPER_MIN and spec.algorithm == "sha256":  # what _look hashes
         from mlward.executors.prefork import fork_task
 
         half = len(paths) // 2
