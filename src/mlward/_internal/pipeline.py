@@ -104,7 +104,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, settings: Settings | None =
         if is_target(given):
             items.extend(expand(given, settings, walk, builder))
         else:
-            for item in walk.files([Path(given)], on_dir=folder):
+            for item in walk.files([Path(given)], on_dir=folder):  # folder() appends too
                 items.append(item)
     total = sum(not i.folder for i in items)
     if resume is not None:

@@ -38,13 +38,18 @@ _server: tuple[str, int, int] | None = None
 """The started server: (socket address, write end of its "alive" pipe, pid)."""
 
 
+def _may_fork() -> bool:
+    """Whether a bare ``fork`` of this process is safe: Linux, and no thread but this one
+    (another could hold a lock the child would wait on forever)."""
+    threading = sys.modules.get("threading")
+    return sys.platform == "linux" and (threading is None or threading.active_count() == 1)
+
+
 def start() -> bool:
     """Fork the server, which imports :data:`PRELOAD`; False where it does not fit."""
     global _server
-    threading = sys.modules.get("threading")
-    if (_server is not None or sys.platform != "linux"
-            or not (3, 10) <= sys.version_info[:2] <= (3, 13)
-            or (threading is not None and threading.active_count() > 1)):
+    if (_server is not None or not (3, 10) <= sys.version_info[:2] <= (3, 13)
+            or not _may_fork()):
         return False
     import socket
 
@@ -158,9 +163,7 @@ class ForkedTask:
 def fork_task(work: Callable[[], bytes]) -> ForkedTask | None:
     """Run ``work`` in a forked helper; None where that is not safe or possible (not mlward's
     own process, not Linux, a thread running, no process or descriptor left)."""
-    threading = sys.modules.get("threading")
-    if (not _helpers_allowed or sys.platform != "linux"
-            or (threading is not None and threading.active_count() > 1)):
+    if not _helpers_allowed or not _may_fork():
         return None
     import signal
 

@@ -328,17 +328,18 @@ def hash_paths(paths: Sequence[str | Path], spec: HashSpec, *,
     out: list[Hashed] = [(-1, "", "")] * len(paths)
     later: list[tuple[int, FileJob]] = []  # (index, job) of the files left for hash_files
     view = _BUFFERS.view
-    half = len(paths)
+    half = len(paths)  # this thread reads paths[:half], the helper (if any) the rest
     helper = None
     if len(paths) >= HELPER_MIN and spec.algorithm == "sha256":  # what _look hashes
         from mlward.executors.prefork import fork_task
 
-        half = len(paths) // 2
-        helper = fork_task(partial(_look_away, paths, labels, spec, range(half, len(paths))))
+        helper = fork_task(partial(_look_away, paths, labels, spec,
+                                   range(len(paths) // 2, len(paths))))
+        if helper is not None:
+            half = len(paths) // 2
     try:
-        end = half if helper is not None else len(paths)
-        for start in range(0, end, LOOK_BATCH):
-            done = _look(paths, labels, spec, range(start, min(start + LOOK_BATCH, end)),
+        for start in range(0, half, LOOK_BATCH):
+            done = _look(paths, labels, spec, range(start, min(start + LOOK_BATCH, half)),
                          out, later, view)
             if progress is not None:
                 progress(done)
@@ -369,22 +370,16 @@ def _look_away(paths: Sequence[str | Path], labels: Sequence[str | None] | None,
     slots, the files left for later (without their paths, which the parent has), the bytes
     hashed and the first error. It reads into its copy of this thread's buffer (a private
     mapping)."""
-    view = _BUFFERS.view
     out: list[Hashed] = [(-1, "", "")] * len(paths)
     later: list[tuple[int, FileJob]] = []
     error: tuple[str, ...] = ()
     hashed = 0
-    for start in range(indices.start, indices.stop, LOOK_BATCH):
-        try:
-            hashed += _look(paths, labels, spec,
-                            range(start, min(start + LOOK_BATCH, indices.stop)), out, later,
-                            view)
-        except FileChangedError as exc:
-            error = ("changed", exc.path, exc.what)
-            break
-        except ProvenanceError as exc:
-            error = ("read", str(exc))
-            break
+    try:  # one call: batches are for progress reports, which the helper does not make
+        hashed = _look(paths, labels, spec, indices, out, later, _BUFFERS.view)
+    except FileChangedError as exc:
+        error = ("changed", exc.path, exc.what)
+    except ProvenanceError as exc:
+        error = ("read", str(exc))
     return marshal.dumps((out[indices.start:],
                           [(i, job.size, job.mtime_ns, job.inode, job.label)
                            for i, job in later], hashed, error))
