@@ -405,8 +405,8 @@ def _look(paths: Sequence[str | Path], labels: Sequence[str | None] | None, spec
           view: memoryview) -> int:
     """Open each file of ``indices`` in ``paths`` and ``fstat`` it: a small one under plain
     SHA-256 gets its ``out`` slot filled, a larger one (or another label) goes to ``later``
-    with its job. Returns the bytes hashed. One call per batch, its loop kept to the system
-    calls: on many small files, the interpreter's work per file is what costs."""
+    with its job. Returns the bytes hashed. Its loop is kept to the system calls: on many
+    small files, the interpreter's work per file is what costs."""
     hashed = 0
     for i in indices:
         path = paths[i]
