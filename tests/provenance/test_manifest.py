@@ -251,6 +251,27 @@ def test_entries_of_files_just_hashed_equal_checked_entries(tmp_path: Path) -> N
     assert Manifest.from_dict(create([tmp_path / "t"]).to_dict()).entries == built
 
 
+@pytest.mark.parametrize("link", [False, True], ids=["files only", "with a symlink"])
+def test_the_lines_made_with_the_entries_are_the_canonical_lines(tmp_path: Path,
+                                                                 link: bool) -> None:
+    """create() formats the lines of files it just hashed as it makes their entries; they
+    must be what the entries give, in path order, whatever order the files were listed in."""
+    from mlward._internal.provenance.manifest import canonical_lines
+
+    for name in ("b.bin", "a/z.bin", "a.bin", "a-b/c.bin", "a/b/c/d.bin", "0.bin",
+                 "\u00e9t\u00e9.bin", 'q"uote.bin'):
+        (tmp_path / "t" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "t" / name).write_bytes(name.encode())
+    if link:
+        (tmp_path / "t" / "a" / "link").symlink_to("z.bin")
+    made = create([tmp_path / "t"])
+    assert made.lines == canonical_lines(made.entries)
+    assert [e.path for e in made.entries] == sorted(e.path for e in made.entries)
+    again = Manifest(made.roots, made.entries, made.created_by, made.spec)
+    assert again.root_digest == made.root_digest
+    assert any(e.type == "symlink" for e in made.entries) is link
+
+
 def test_a_name_no_manifest_may_hold_is_refused_at_creation(run: Run, dataset: Path) -> None:
     (dataset / "back\\slash.csv").write_text("x\n")
     code, _, err = run("manifest", "create", dataset, "-o", "m.json")

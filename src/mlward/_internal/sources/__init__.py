@@ -11,9 +11,10 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from mlward.findings import Location
+if TYPE_CHECKING:  # the manifest commands read remote objects through this package,
+    from mlward.findings import Location  # without a report to make
 
 HEAD_BYTES = 4096
 
@@ -39,6 +40,8 @@ class Source:
     @classmethod
     def from_path(cls, path: Path, display: str | None = None,
                   size: int | None = None) -> Source:
+        from mlward.findings import Location
+
         return cls(Location(display or str(path)), lambda: open(path, "rb"),
                    size=path.stat().st_size if size is None else size, fs_path=path,
                    name=path.name)
