@@ -1,7 +1,7 @@
 """Core v2 before/after: mlward as it is against mlward before core v2, on the inputs of the
 pickle, formats and notebook benchmarks, in one run.
 
-Core v2 (issue 12) moved every scan into crash-isolated worker processes and added scanners;
+Core v2 moved every scan into crash-isolated worker processes and added scanners;
 its promise is the same verdicts and no slower. This script checks out the commit before it
 (``--before``, default ``a6426ef``) into ``bench/out/core-before`` (a git worktree), and runs
 both versions' command lines on each input in turn, ``--rounds`` times (before, after, before,

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"Target (issue 17): under 1,000 ms after the scans. By CPU time the slowest is "
+        f"Target: under 1,000 ms after the scans. By CPU time the slowest is "
         f"{worst_cpu[0][0]} with {worst_cpu[0][1]}, {worst_cpu[1]['cpu'] * 1000:.0f} ms: "
         f"{'met' if worst_cpu[1]['cpu'] < 1 else 'NOT met'}; by wall time {worst[0][0]} with "
         f"{worst[0][1]}, {worst[1]['total'] * 1000:.0f} ms: "

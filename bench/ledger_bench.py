@@ -115,7 +115,7 @@ def _numbers(cell: str) -> list[float]:
 
 
 def _target_check(results: dict[str, dict[str, str]], batch: int, size: int) -> str:
-    """Issue 5's targets, computed from the table."""
+    """The ledger's targets, computed from the table."""
     column = f"append, 1 writer, batches of {batch} (/s)"
     ours, plain = (_numbers(results[t][column]) for t in ("mlward ledger", "plain SQLite INSERT"))
     wall, cpu = ours[0] / plain[0], ours[1] / plain[1]
@@ -125,7 +125,7 @@ def _target_check(results: dict[str, dict[str, str]], batch: int, size: int) -> 
     def met(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    return (f"Target check (issue 5): batched appends at {wall:.0%} of the plain-insert rate by "
+    return (f"Target check: batched appends at {wall:.0%} of the plain-insert rate by "
             f"wall time ({cpu:.0%} by CPU time), target at least 50%: {met(wall >= 0.5)}; "
             f"inclusion proofs {proof:.2f} ms on average, target under 1 ms: {met(proof < 1)}; "
             f"verify of {size:,} entries {verify:.1f} s, target under 30 s: "

@@ -402,7 +402,7 @@ def command_shape(run: Run, case: Case) -> str:
 
 
 def target_check(cases: list[Case], by: dict[tuple[str, str], Run]) -> list[str]:
-    """The issue's target, case by case: faster than every peer, at most a quarter of their
+    """The target, case by case: faster than every peer, at most a quarter of their
     memory on dicts, and torch time flat in tensor bytes.
 
     Faster means both: less wall time as users run it (``mlward``, worker processes on a

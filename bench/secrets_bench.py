@@ -3,7 +3,7 @@
 The corpus (seeded, generated into ``bench/out/secrets-N/files/`` with its manifest beside
 the folder, since the manifest holds the planted values) is made of three kinds of files:
 
-* **planted**: one token of a provider per file (the 20 providers of issue 14's list, from
+* **planted**: one token of a provider per file (one of 20 providers, from
   ``tests/scanners/secrets/secret_samples.py``, plus "generic": a random 40-character string
   under a secret name), in one of the places tokens leak: a Python assignment or keyword
   argument, a ``.env``, YAML or JSON config, a shell ``curl`` header, a notebook's code cell,
@@ -406,7 +406,7 @@ def render(count: int, items: list[dict[str, Any]], results: list[Result], comma
     ours_fp = sum(ours.false_positives.values())
     theirs_fp = sum(theirs.false_positives.values())
     covered = [p for p in planted if theirs.found[p]]
-    lines += ["", f"Target (issue 14): recall at least detect-secrets' on every provider it "
+    lines += ["", f"Target: recall at least detect-secrets' on every provider it "
               f"covers ({len(covered)} of {len(planted)}): "
               + ("met" if not short else "missed on " + ", ".join(short))
               + f"; at most a fifth of its false positives: {ours_fp} vs {theirs_fp} "
