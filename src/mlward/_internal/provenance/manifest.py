@@ -124,19 +124,6 @@ class Entry:
         return entry_dict(self.path, self.type, self.size, self.digest, self.target)
 
     @classmethod
-    def hashed(cls, path: str, size: int, label: str, digest: str) -> Entry:
-        """``Entry(path, "file", size, {label: digest})`` for a file this process just listed
-        and hashed, without the checks of ``__init__`` (on many small files they cost as much
-        as building the rest of the manifest): ``path`` comes from :func:`walk`, which refuses
-        a name no manifest may hold, ``label`` from a :class:`HashSpec` or a validated entry,
-        ``digest`` from the hash function. Entries read from a file always take ``__init__``:
-        a manifest on disk is untrusted input."""
-        entry = object.__new__(cls)
-        entry.__dict__.update(path=path, type="file", size=size, digest={label: digest},
-                              target=None)
-        return entry
-
-    @classmethod
     def from_dict(cls, data: Any) -> Entry:
         if not isinstance(data, dict):
             raise ProvenanceError("manifest entry is not an object")
@@ -243,6 +230,16 @@ class Manifest:
         """The entries' canonical lines, sorted by path (the root digest's input, and the
         entry lines of :meth:`to_json`): made once per manifest."""
         return canonical_lines(self.entries)
+
+    @classmethod
+    def _with_lines(cls, lines: list[str] | None, *args: Any) -> Manifest:
+        """``Manifest(*args)`` whose :attr:`lines` are ``lines`` (what ``canonical_lines``
+        gives for its entries, made with them) rather than formatted again; None: made."""
+        made = object.__new__(cls)
+        if lines is not None:
+            made.__dict__["lines"] = lines  # where the cached property keeps its value
+        made.__init__(*args)  # type: ignore[misc]
+        return made
 
     def to_dict(self, *, entries: bool = True) -> dict[str, Any]:
         return {
@@ -366,11 +363,16 @@ def canonical_lines(entries: Sequence[Entry]) -> list[str]:
     for e in sorted(entries, key=_path_of):
         if e.type == "file":
             ((label, value),) = e.digest.items()
-            out.append(f'{{"digest":{{"{label}":"{value}"}},"path":{_json_str(e.path)},'
-                       f'"size":{int(e.size)},"type":"file"}}')
+            out.append(_file_line(e.path, int(e.size), label, value))
         else:
             out.append(_CANONICAL.encode(e.to_dict()))
     return out
+
+
+def _file_line(path: str, size: int, label: str, digest: str) -> str:
+    """The canonical line of a file entry (see :func:`canonical_lines`)."""
+    return (f'{{"digest":{{"{label}":"{digest}"}},"path":{_json_str(path)},"size":{size},'
+            '"type":"file"}')
 
 
 _path_of = operator.attrgetter("path")
@@ -562,10 +564,15 @@ def _hash_roots(paths: Sequence[Target], names: Sequence[str], spec: HashSpec,
 
 def _file_entries(names: Sequence[str], hashed: Sequence[Hashed]) -> tuple[list[Entry],
                                                                             list[str]]:
-    """The entries of files this process listed and hashed, made as :meth:`Entry.hashed`
-    does, and their canonical lines (as :func:`canonical_lines` writes them), in one pass in
-    ``names``' order: on many small files, making each entry and formatting it again later
-    was a tenth of a manifest's time."""
+    """The entries of files this process listed and hashed, and their canonical lines, in one
+    pass in ``names``' order: on many small files, making each entry and formatting it again
+    later was a tenth of a manifest's time.
+
+    Each is ``Entry(name, "file", size, {label: digest})`` without the checks of ``__init__``
+    (on many small files they cost as much as building the rest of the manifest): ``name``
+    comes from :func:`walk`, which refuses a name no manifest may hold, ``label`` from a
+    :class:`HashSpec` or a validated entry, ``digest`` from the hash function. Entries read
+    from a file always take ``__init__``: a manifest on disk is untrusted input."""
     new = object.__new__
     entries: list[Entry] = []
     lines: list[str] = []
@@ -574,8 +581,7 @@ def _file_entries(names: Sequence[str], hashed: Sequence[Hashed]) -> tuple[list[
         entry.__dict__.update(path=name, type="file", size=size, digest={label: digest},
                               target=None)
         entries.append(entry)
-        lines.append(f'{{"digest":{{"{label}":"{digest}"}},"path":{_json_str(name)},'
-                     f'"size":{size},"type":"file"}}')
+        lines.append(_file_line(name, size, label, digest))
     return entries, lines
 
 
@@ -638,11 +644,8 @@ def create(paths: Sequence[Target], spec: HashSpec | None = None, *,
                 "wherever it runs), or put the manifest where it can reach the data")
     entries, lines = _hash_roots(paths, names, spec or HashSpec(), exclude, None, progress,
                                  manifest_file, executor)
-    made = object.__new__(Manifest)
-    if lines is not None:  # what Manifest.lines would give (entries sorted, files only)
-        made.__dict__["lines"] = lines
-    made.__init__(tuple(roots), entries, who_where_when(), spec or HashSpec())  # type: ignore[misc]
-    return made
+    return Manifest._with_lines(lines, tuple(roots), entries, who_where_when(),
+                                spec or HashSpec())
 
 
 @dataclass(frozen=True, order=True)
