@@ -126,24 +126,25 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 _PREFORKED = """
-import os, signal, sys
+import os, sys
 from mlward.executors import prefork
 assert prefork.start()
-server = prefork._server[2]
+server = prefork.server().pid
 from tests_helpers import work
 from mlward.executors.process import ProcessExecutor
 outcomes = {o.unit: o for o in ProcessExecutor(2, timeout=5, method="forkserver").map(
     work, [0, 1, 2])}
-from multiprocessing import forkserver
-assert forkserver._forkserver._forkserver_pid == server, "multiprocessing took it"
-print(outcomes[0].result == server, outcomes[2].result == server, outcomes[1].error)
+print(outcomes[0].result == server, outcomes[2].result == server,
+      "multiprocessing" in sys.modules, outcomes[1].error)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked server is Linux's")
 def test_forked_fork_server_serves_isolated_workers(tmp_path: Path) -> None:
-    """The console script forks the fork server before it has a thread; multiprocessing
-    then uses it: workers are its children, and a worker killed by a signal costs its unit."""
+    """The console script forks the fork server before it has a thread; the process
+    executor then uses it (not multiprocessing, which it never imports): workers are its
+    children, they see modules added to ``sys.path`` after the server started, and a worker
+    killed by a signal costs its unit."""
     (tmp_path / "tests_helpers.py").write_text(
         "import os, signal\n"
         "def work(x):\n"
@@ -152,9 +153,30 @@ def test_forked_fork_server_serves_isolated_workers(tmp_path: Path) -> None:
         "    return os.getppid()\n")
     done = _python(f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n" + _PREFORKED)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split(maxsplit=2) == ["True", "True",
+    assert done.stdout.split(maxsplit=3) == ["True", "True", "False",
                                              "the worker process was killed by SIGSEGV "
                                              "while on this input\n"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked server is Linux's")
+def test_the_forked_server_isolates_as_multiprocessing_does() -> None:
+    """The tests above, with workers from the console script's own fork server: crashes,
+    overruns, exceptions, unsendable results and the memory cap each cost one unit."""
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(tests)])}
+    done = subprocess.run([sys.executable, "-c", (
+        "import sys\n"
+        "from mlward.executors import prefork\n"
+        "assert prefork.start()\n"
+        "import test_executors as t\n"
+        "t.test_every_unit_ends_exactly_once_whatever_kills_it('forkserver')\n"
+        "t.test_a_crash_after_finished_units_blames_the_unit_it_was_on('forkserver')\n"
+        "t.test_a_result_that_cannot_be_sent_back_fails_alone()\n"
+        "t.test_a_unit_over_the_memory_cap_fails_alone()\n"
+        "print(prefork.server() is not None, 'multiprocessing.context' in sys.modules)\n")],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False"]
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc")
@@ -167,7 +189,7 @@ def test_a_failed_fork_falls_back_and_leaks_nothing() -> None:
                    "def no_fork():\n"
                    "    raise OSError(11, 'Resource temporarily unavailable')\n"
                    "os.fork = no_fork\n"
-                   "print(prefork.start(), prefork._server,\n"
+                   "print(prefork.start(), prefork.server(),\n"
                    "      set(os.listdir('/proc/self/fd')) - before)")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "None", "set()"]
@@ -177,28 +199,26 @@ def test_no_fork_once_a_thread_runs() -> None:
     done = _python("import threading, time\n"
                    "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
                    "from mlward.executors import prefork\n"
-                   "print(prefork.start(), prefork._server)")
+                   "print(prefork.start(), prefork.server())")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "None"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked server is Linux's")
-def test_a_server_multiprocessing_cannot_take_is_stopped() -> None:
-    """When multiprocessing already runs a server of its own, the forked one is not used:
-    it is stopped and reaped, not left behind."""
-    done = _python("import os\n"
-                   "from multiprocessing import forkserver\n"
+def test_a_server_that_has_gone_is_replaced_by_the_standard_start() -> None:
+    """The forked server killed before the scan: the workers start the standard way and
+    the units still run."""
+    done = _python("import os, signal\n"
                    "from mlward.executors import prefork\n"
                    "assert prefork.start()\n"
-                   "pid = prefork._server[2]\n"
-                   "forkserver.ensure_running()\n"
-                   "prefork.adopt()\n"
-                   "try:\n"
-                   "    os.waitpid(pid, os.WNOHANG)\n"
-                   "except ChildProcessError:\n"
-                   "    print('reaped', forkserver._forkserver._forkserver_pid != pid)\n")
+                   "pid = prefork.server().pid\n"
+                   "os.kill(pid, signal.SIGKILL)\n"
+                   "os.waitpid(pid, 0)\n"
+                   "from mlward.executors.process import ProcessExecutor\n"
+                   "out = ProcessExecutor(1, method='forkserver').map(abs, [-1, -2])\n"
+                   "print(sorted(o.result for o in out), prefork.server())\n")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["reaped", "True"]
+    assert done.stdout.split() == ["[1,", "2]", "None"]
 
 
 # -- a plugin scanner that kills its worker: registered through the entry point, as a
@@ -303,8 +323,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for processes")
-def test_ctrl_c_leaves_no_process_behind(tmp_path: Path, dying_plugin: Path) -> None:
+def _sleeping_scan(tmp_path: Path, plugin: Path) -> tuple[subprocess.Popen[str], list[int],
+                                                           list[int]]:
+    """``mlward scan -j 2`` of files on which the plugin sleeps, once both workers are on
+    one: the process, its workers and its own children (the fork server)."""
     tree = tmp_path / "tree"
     tree.mkdir()
     for i in range(4):
@@ -312,7 +334,7 @@ def test_ctrl_c_leaves_no_process_behind(tmp_path: Path, dying_plugin: Path) -> 
     pids = tmp_path / "pids"
     pids.mkdir()
     env = {**os.environ, "MLWARD_TEST_PIDS": str(pids),
-           "PYTHONPATH": os.pathsep.join([str(dying_plugin), str(SRC)])}
+           "PYTHONPATH": os.pathsep.join([str(plugin), str(SRC)])}
     proc = subprocess.Popen([sys.executable, "-m", "mlward", "scan", "-q", "-j", "2",
                              str(tree)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -323,14 +345,35 @@ def test_ctrl_c_leaves_no_process_behind(tmp_path: Path, dying_plugin: Path) -> 
     assert len(workers) == 2, "the workers never started"
     helpers = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
                .read_text().split()]
+    return proc, workers, helpers
+
+
+def _left_behind(pids: list[int]) -> list[int]:
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for processes")
+def test_ctrl_c_leaves_no_process_behind(tmp_path: Path, dying_plugin: Path) -> None:
+    proc, workers, helpers = _sleeping_scan(tmp_path, dying_plugin)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in workers + helpers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [p for p in workers + helpers if _alive(p)] == []
+    assert _left_behind(workers + helpers) == []
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for processes")
+def test_a_killed_scan_leaves_no_process_behind(tmp_path: Path, dying_plugin: Path) -> None:
+    """SIGKILL gives the scan no chance to stop its workers: its fork server sees it gone
+    and stops them (they are busy, so they would not notice by themselves)."""
+    proc, workers, helpers = _sleeping_scan(tmp_path, dying_plugin)
+    assert helpers, "no fork server was started"
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert _left_behind(workers + helpers) == []
 
 
 def test_scan_settings_choose_the_executor(tmp_path: Path) -> None:

@@ -2,8 +2,6 @@
 forked from it has the scanners (and the pickle machine, which most scans need) loaded, and
 the worker loop it runs (with the shared memory it reports its progress through)."""
 
-import multiprocessing.sharedctypes
-
 from mlward._internal.engine import Engine
 from mlward._internal.scanners import load_scanners
 from mlward._internal.scanners.pickle import machine
@@ -11,4 +9,4 @@ from mlward.executors import process
 
 load_scanners()
 
-__all__ = ["Engine", "machine", "multiprocessing", "process"]
+__all__ = ["Engine", "machine", "process"]

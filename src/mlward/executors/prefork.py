@@ -1,17 +1,30 @@
-"""The scan's fork server, forked from the CLI process in its first milliseconds.
+"""The scan's fork server, forked from the CLI process in its first milliseconds (Linux).
 
-multiprocessing's ``forkserver`` starts its server as a new interpreter that then imports the
-scanners; a one-file scan waits for both, and they cost more than the scan. Forked from the
-CLI process before it has imported anything or started a thread (the moment a bare ``fork``
-is safe), the server skips the interpreter's start and imports the scanners while the CLI
-parses its arguments and walks its inputs. From there on it is multiprocessing's own server
-(:func:`multiprocessing.forkserver.main`, its protocol and its code): the workers are forked
-from it exactly as from the server ``forkserver`` would have started, and :func:`adopt` hands
-it to multiprocessing in place of starting one.
+Worker processes cannot be forked from the CLI process itself (it may have threads by then,
+and a bare ``fork`` of a threaded process can deadlock the child), and starting each one as a
+new interpreter costs more than a small file's scan. So the console script forks a server
+first, before it has imported anything or started a thread (the moment a bare ``fork`` is
+safe). The server imports the scanners (:data:`PRELOAD`) while the CLI parses its arguments
+and walks its inputs, then forks a worker whenever the CLI asks. It never starts a thread, so
+forking it is always safe.
 
-Only where that hand-over is known to fit: Linux (the socket is named in the abstract
-namespace, nothing on disk) and CPython 3.10 to 3.13, whose server takes no authentication
-key. Elsewhere :func:`start` does nothing and multiprocessing starts its server as usual.
+multiprocessing's ``forkserver`` does the same, but its server is a new interpreter that then
+imports multiprocessing (about 20 ms), and it starts a resource tracker (another interpreter)
+as well; on a one-file scan those were most of the cost of running it in a worker. The
+protocol here is small:
+
+- The CLI and the server share a ``SOCK_SEQPACKET`` socket pair (:class:`Server`).
+- To start a worker, the CLI sends three descriptors: the worker's end of a new socket pair
+  (its channel), a 16-byte ``memfd`` (its progress) and the write end of a status pipe.
+- The server forks; the child runs the worker loop
+  (:func:`mlward.executors.process.serve_forked`). The server writes the child's pid on the
+  status pipe, and, when it has reaped the child, its exit code (a signal as its negative,
+  like ``multiprocessing``'s), then closes the pipe.
+- The server exits when the CLI's end closes, however the CLI ended (killed too), and takes
+  the workers still running with it.
+
+Elsewhere (not Linux, or a thread already running) :func:`start` does nothing and the
+process executor uses multiprocessing's own ``forkserver`` or ``spawn``.
 
 :func:`fork_task` is the one other fork: a short-lived helper that does CPU-bound work (half
 of a long listing of small files to hash) on another core and writes its result to a pipe.
@@ -23,19 +36,93 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import selectors
+    import socket
 
 PRELOAD = ["__main__", "mlward._internal.preload"]
-"""Imported once by the fork server, so each worker starts with the scanners loaded (the
-process executor gives multiprocessing the same list). Here, not in ``process``: the console
-script reads it before it imports anything heavy."""
+"""What worker processes start with, imported once by a fork server (this one, or
+multiprocessing's: the process executor gives it the same list); here, not in ``process``,
+because the console script reads it before it imports anything heavy."""
 
-_MAIN_ARGS = ("listener_fd", "alive_r", "preload", "main_path", "sys_path")
-"""The parameters of ``multiprocessing.forkserver.main`` on the versions this fits."""
+_STATUS = struct.Struct("i")
+"""A pid, then an exit code, on a worker's status pipe."""
 
-_server: tuple[str, int, int] | None = None
-"""The started server: (socket address, write end of its "alive" pipe, pid)."""
+
+class Server:
+    """The CLI's end of the running fork server."""
+
+    def __init__(self, control: socket.socket, pid: int) -> None:
+        self.control = control
+        self.pid = pid
+
+    def fork_worker(self, channel: int, progress: int) -> tuple[int, int]:
+        """A new worker holding the descriptors ``channel`` and ``progress``: its pid and the
+        read end of its status pipe (readable once it has exited: :func:`read_exit_code`).
+        Waits for the server to finish its imports. Raises OSError if the server is gone."""
+        import socket
+
+        status_r, status_w = os.pipe()
+        try:
+            try:
+                socket.send_fds(self.control, [b"fork"], [channel, progress, status_w])
+            finally:
+                os.close(status_w)
+            pid = _read_int(status_r)
+        except BaseException:
+            os.close(status_r)
+            raise
+        if pid is None:
+            os.close(status_r)
+            raise OSError("the fork server has gone")
+        return pid, status_r
+
+    def stop(self) -> None:
+        """Close the CLI's end (the server then exits) and reap the server."""
+        self.control.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def read_exit_code(status: int) -> int:
+    """A worker's exit code from its status pipe, once it is readable (255 when the server
+    went away before it could say: what ``multiprocessing`` reports then)."""
+    code = _read_int(status)
+    return 255 if code is None else code
+
+
+def _read_int(fd: int) -> int | None:
+    data = b""
+    while len(data) < _STATUS.size:
+        try:
+            chunk = os.read(fd, _STATUS.size - len(data))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return int(_STATUS.unpack(data)[0])
+
+
+_server: Server | None = None
+
+
+def server() -> Server | None:
+    """The fork server this process started, if any."""
+    return _server
+
+
+def forget() -> None:
+    """Stop using the server (it failed): workers then start the standard way."""
+    global _server
+    if _server is not None:
+        _server.stop()
+        _server = None
 
 
 def _may_fork() -> bool:
@@ -48,69 +135,133 @@ def _may_fork() -> bool:
 def start() -> bool:
     """Fork the server, which imports :data:`PRELOAD`; False where it does not fit."""
     global _server
-    if (_server is not None or not (3, 10) <= sys.version_info[:2] <= (3, 13)
-            or not _may_fork()):
+    if _server is not None or not _may_fork():
         return False
     import socket
 
-    address = f"\0mlward-forkserver-{os.getpid()}-{os.urandom(6).hex()}"
-    # Every client (this process, then each worker) holds the pipe's write end; the server
-    # stops when the last one is gone.
-    fds: list[int] = []
     try:
-        listener = socket.socket(socket.AF_UNIX)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     except OSError:
         return False
     try:
-        listener.bind(address)
-        listener.listen()
-        fds += os.pipe()
         pid = os.fork()
-    except OSError:  # no socket, no descriptor or no process left: multiprocessing's start
-        listener.close()
-        for fd in fds:
-            os.close(fd)
+    except OSError:  # no process left: the standard start
+        ours.close()
+        theirs.close()
         return False
-    alive_r, alive_w = fds
     if pid == 0:  # the server: it never returns to the CLI's code
         try:
-            os.close(alive_w)
-            from multiprocessing import forkserver
-
-            # This process's __main__ is already the server's.
-            forkserver.main(listener.fileno(), alive_r,
-                            [m for m in PRELOAD if m != "__main__"])
+            ours.close()
+            _serve(theirs)
         finally:
             os._exit(0)
-    listener.close()
-    os.close(alive_r)
-    _server = (address, alive_w, pid)
+    theirs.close()
+    _server = Server(ours, pid)
     return True
 
 
-def adopt() -> None:
-    """Give the started server to multiprocessing's ``forkserver`` context, if it has none;
-    a server that cannot be handed over (a multiprocessing unlike the one this was written
-    for) is stopped, and multiprocessing starts its own."""
-    global _server
-    if _server is None:
-        return
-    from multiprocessing import forkserver
+def _serve(control: socket.socket) -> None:
+    """The server's loop: a worker forked for each request, its exit code written when it
+    is reaped; returns when the CLI's end closes."""
+    import importlib
+    import selectors
+    import signal
 
-    address, alive_w, pid = _server
-    _server = None
-    state: object = forkserver._forkserver
-    code = forkserver.main.__code__
-    if (code.co_varnames[:code.co_argcount] == _MAIN_ARGS
-            and getattr(state, "_forkserver_pid", 0) is None
-            and getattr(state, "_forkserver_address", 0) is None
-            and not hasattr(state, "_forkserver_authkey")):
-        state._forkserver_address = address  # type: ignore[attr-defined]
-        state._forkserver_alive_fd = alive_w  # type: ignore[attr-defined]
-        state._forkserver_pid = pid  # type: ignore[attr-defined]
-        return
-    os.close(alive_w)  # the server reads the end of its pipe and exits
-    os.waitpid(pid, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the CLI's to handle
+    for name in PRELOAD:
+        if name != "__main__":  # this process's __main__ is already the CLI's
+            # A module that fails to import fails in the workers' units, where it is seen.
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that the wake-up fd fires
+    children: dict[int, int] = {}  # pid -> the write end of its status pipe
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    try:
+        _loop(control, selector, wake_r, wake_w, children)
+    finally:  # the CLI has gone: so do its workers, whatever they are doing
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _loop(control: socket.socket, selector: selectors.BaseSelector, wake_r: int, wake_w: int,
+          children: dict[int, int]) -> None:
+    import signal
+    import socket
+
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is not control:
+                with contextlib.suppress(OSError):
+                    while os.read(wake_r, 512):
+                        pass
+                _reap(children)
+                continue
+            try:
+                message, fds, _, _ = socket.recv_fds(control, 16, 3)
+            except OSError:
+                return
+            if not message:
+                return  # the CLI has gone
+            if len(fds) != 3:
+                for fd in fds:
+                    os.close(fd)
+                continue
+            channel, progress, status = fds
+            try:
+                pid = os.fork()
+            except OSError:  # no process left: the CLI reads the end of the pipe
+                pid = -1
+            if pid == 0:  # a worker: it never returns to this loop
+                code = 1
+                try:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    selector.close()
+                    control.close()
+                    for fd in (wake_r, wake_w, status, *children.values()):
+                        os.close(fd)
+                    from mlward.executors.process import serve_forked
+
+                    serve_forked(channel, progress)
+                    code = 0
+                finally:
+                    with contextlib.suppress(Exception):
+                        sys.stdout.flush()
+                        sys.stderr.flush()
+                    os._exit(code)
+            os.close(channel)
+            os.close(progress)
+            if pid < 0:
+                os.close(status)
+                continue
+            children[pid] = status
+            _write_int(status, pid)
+
+
+def _reap(children: dict[int, int]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        fd = children.pop(pid, None)
+        if fd is not None:
+            _write_int(fd, os.waitstatus_to_exitcode(status))
+            os.close(fd)
+
+
+def _write_int(fd: int, value: int) -> None:
+    with contextlib.suppress(OSError):  # the CLI stopped listening: nothing to tell
+        os.write(fd, _STATUS.pack(value))
 
 
 _helpers_allowed = False
@@ -181,6 +332,8 @@ def fork_task(work: Callable[[], bytes]) -> ForkedTask | None:
         code = 1
         try:
             os.close(read_fd)
+            if _server is not None:  # the server's end is the parent's alone
+                _server.control.close()
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent says so
             view = memoryview(work())
             while view:

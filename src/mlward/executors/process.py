@@ -1,8 +1,9 @@
 """Crash-isolated worker processes, on every platform.
 
-Workers start with ``forkserver`` where the platform has it (Linux: each worker forks from a
-server that has already imported the scanners) and ``spawn`` elsewhere (macOS, Windows);
-never a bare ``fork`` of this process, which is unsafe once threads exist.
+Workers fork from a server that has already imported the scanners: the console script's own
+(:mod:`mlward.executors.prefork`, Linux) when it started one, else multiprocessing's
+``forkserver``; ``spawn`` where there is no fork server (Windows). Never a bare ``fork`` of
+this process, which is unsafe once threads exist.
 
 Each worker takes a batch of units and runs them one after another. Before each unit it writes
 the unit's number and start time into a few bytes of memory it shares with the parent, and it
@@ -22,12 +23,17 @@ and it cannot say which task was running or stop one that runs too long.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
+import os
+import pickle
+import select
 import signal
+import socket
+import struct
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from mlward.executors import Executor, Outcome, U, describe_error, prefork
@@ -35,14 +41,21 @@ from mlward.executors.prefork import PRELOAD
 
 
 def start_method() -> str:
-    """``forkserver`` where available, else ``spawn``."""
+    """``forkserver`` where available (the console script's, or multiprocessing's), else
+    ``spawn``."""
+    if prefork.server() is not None:
+        return "forkserver"
+    import multiprocessing
+
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def warm_up() -> None:
-    """Start the fork server now, so that its start-up (a new interpreter importing the
-    scanners) overlaps with the caller's own work instead of delaying the first unit."""
+    """Start multiprocessing's fork server now (where the console script could not fork its
+    own), so that its start-up (a new interpreter importing the scanners) overlaps with the
+    caller's own work instead of delaying the first unit."""
     if start_method() == "forkserver":
+        import multiprocessing
         from multiprocessing import forkserver
 
         multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
@@ -67,7 +80,7 @@ Reply = tuple[int, Any, "str | None"]
 """A unit's ``(index, result, error)``."""
 
 
-def _worker(conn: Connection, progress: Any, max_memory: int | None) -> None:
+def _worker(conn: Any, progress: Any, max_memory: int | None) -> None:
     """A worker's loop: batches in, lists of replies out; ``progress`` (shared with the
     parent): the unit now running and when it started."""
     # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
@@ -101,7 +114,7 @@ def _worker(conn: Connection, progress: Any, max_memory: int | None) -> None:
         _send(conn, replies)
 
 
-def _send(conn: Connection, replies: list[Reply]) -> None:
+def _send(conn: Any, replies: list[Reply]) -> None:
     try:
         conn.send(replies)
     except Exception:  # a result that cannot be pickled: the others still go back
@@ -112,9 +125,121 @@ def _send(conn: Connection, replies: list[Reply]) -> None:
                 conn.send([(index, None, f"result could not be sent back: {exc}")])
 
 
+def serve_forked(channel: int, progress: int) -> None:
+    """A worker forked by the console script's fork server: its loop, over the socket
+    ``channel``, reporting its progress in the ``memfd`` ``progress``. The first message
+    says where it is (the parent's ``sys.path`` and folder, as multiprocessing tells its
+    workers) and its memory cap."""
+    import mmap
+
+    conn = _Channel(socket.socket(fileno=channel))
+    shared = mmap.mmap(progress, _PROGRESS_BYTES)
+    os.close(progress)
+    try:
+        path, folder, max_memory = conn.recv()
+    except (EOFError, OSError):
+        return
+    sys.path[:] = path
+    with contextlib.suppress(OSError):
+        if str(Path.cwd()) != folder:
+            os.chdir(folder)
+    _worker(conn, memoryview(shared).cast("d"), max_memory)
+
+
+_PROGRESS_BYTES = 16
+"""Two doubles: the unit a worker is on, and when it started."""
+
+
+class _Channel:
+    """A socket carrying pickled messages, each after its length: the part of
+    multiprocessing's ``Connection`` the executor uses, without importing multiprocessing
+    (which costs a one-file scan more than its scan)."""
+
+    __slots__ = ("sock",)
+    _LENGTH = struct.Struct("!Q")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, obj: Any) -> None:
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        self.sock.sendall(self._LENGTH.pack(len(data)))
+        self.sock.sendall(data)
+
+    def recv(self) -> Any:
+        (length,) = self._LENGTH.unpack(self._read(self._LENGTH.size))
+        return pickle.loads(self._read(length))
+
+    def _read(self, n: int) -> bytearray:
+        buffer = bytearray(n)
+        view = memoryview(buffer)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(view[got:])
+            if not k:
+                raise EOFError("the other end closed the channel")
+            got += k
+        return buffer
+
+    def poll(self) -> bool:
+        return bool(_wait([self], 0))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _Forked:
+    """A worker the console script's fork server forked: the part of multiprocessing's
+    ``Process`` the executor uses. It is the server's child, not this process's, so its
+    exit code comes through its status pipe (the ``sentinel``)."""
+
+    def __init__(self, pid: int, status: int) -> None:
+        self.pid = pid
+        self.sentinel = status
+        self.exitcode: int | None = None
+
+    def is_alive(self) -> bool:
+        self.join(0)
+        return self.exitcode is None
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.exitcode is None and self.sentinel >= 0 and _wait([self.sentinel], timeout):
+            self.exitcode = prefork.read_exit_code(self.sentinel)
+
+    def kill(self) -> None:
+        if self.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
+
+
+def _wait(objects: list[Any], timeout: float | None) -> list[Any]:
+    """The objects (descriptors, or with a ``fileno()``) that are readable or closed,
+    waiting up to ``timeout`` seconds (for ever: None)."""
+    if not hasattr(select, "poll"):  # Windows: pipes are not sockets there
+        from multiprocessing.connection import wait
+
+        return list(wait(objects, timeout))
+    poller = select.poll()
+    by_fd = {}
+    for obj in objects:
+        fd = obj if isinstance(obj, int) else obj.fileno()
+        by_fd[fd] = obj
+        poller.register(fd, select.POLLIN)
+    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    return [by_fd[fd] for fd, _ in poller.poll(ms)]
+
+
 class _Worker(NamedTuple):
-    process: Any  # multiprocessing.process.BaseProcess
-    conn: Connection
+    process: Any  # a multiprocessing Process, or a _Forked
+    conn: Any  # a multiprocessing Connection, or a _Channel
     progress: Any
     """Shared with the worker: ``[index of the unit it runs, when that unit started]``."""
 
@@ -154,14 +279,18 @@ class ProcessExecutor(Executor):
         self.method = method or start_method()
         self.batch = batch
 
-    def _context(self) -> Any:
-        ctx = multiprocessing.get_context(self.method)
+    def _start(self) -> _Worker:
+        server = prefork.server() if self.method == "forkserver" else None
+        if server is not None:
+            try:
+                return self._fork(server)
+            except OSError:  # the server has gone: the standard start from now on
+                prefork.forget()
+        import multiprocessing
+
+        ctx: Any = multiprocessing.get_context(self.method)
         if self.method == "forkserver":
             ctx.set_forkserver_preload(PRELOAD)
-            prefork.adopt()  # the server the console script forked at its start, if any
-        return ctx
-
-    def _start(self, ctx: Any) -> _Worker:
         parent, child = ctx.Pipe(duplex=True)
         progress = ctx.RawArray("d", [-1.0, 0.0])
         process = ctx.Process(target=_worker, args=(child, progress, self.max_memory),
@@ -170,21 +299,46 @@ class ProcessExecutor(Executor):
         child.close()
         return _Worker(process, parent, progress)
 
+    def _fork(self, server: prefork.Server) -> _Worker:
+        """A worker forked by the console script's server."""
+        import mmap
+
+        ours, theirs = socket.socketpair()
+        memory = -1
+        try:
+            memory = os.memfd_create("mlward-progress")
+            os.ftruncate(memory, _PROGRESS_BYTES)
+            shared = mmap.mmap(memory, _PROGRESS_BYTES)
+            pid, status = server.fork_worker(theirs.fileno(), memory)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+            if memory >= 0:
+                os.close(memory)
+        progress = memoryview(shared).cast("d")
+        progress[0], progress[1] = -1.0, 0.0
+        conn = _Channel(ours)
+        process = _Forked(pid, status)
+        with contextlib.suppress(OSError):  # it died at once: the executor sees it gone
+            conn.send((sys.path, str(Path.cwd()), self.max_memory))
+        return _Worker(process, conn, progress)
+
     def map(self, fn: Callable[[U], Any], units: Sequence[U]) -> Iterator[Outcome]:
         if not units:
             return
-        ctx = self._context()
         n_workers = min(self.workers, len(units))
         size = self.batch or max(1, min(64, len(units) // (n_workers * 8)))
         queue: deque[list[int]] = deque(
             list(range(i, min(i + size, len(units)))) for i in range(0, len(units), size))
         idle: list[_Worker] = []
-        busy: dict[Connection, tuple[_Worker, _Busy]] = {}
+        busy: dict[Any, tuple[_Worker, _Busy]] = {}
         try:
             while queue or busy:
                 # Keep n_workers alive while there is work (replacing the dead ones).
                 while len(idle) < len(queue) and len(idle) + len(busy) < n_workers:
-                    idle.append(self._start(ctx))
+                    idle.append(self._start())
                 while queue and idle:
                     worker = idle.pop()
                     indices = queue.popleft()
@@ -195,7 +349,7 @@ class ProcessExecutor(Executor):
                         queue.appendleft(indices)
                         continue
                     busy[worker.conn] = (worker, _Busy(indices, time.monotonic()))
-                ready = wait([*busy, *(w.process.sentinel for w, _ in busy.values())],
+                ready = _wait([*busy, *(w.process.sentinel for w, _ in busy.values())],
                              timeout=self._until_deadline(busy))
                 now = time.monotonic()
                 for conn in list(busy):
@@ -235,7 +389,7 @@ class ProcessExecutor(Executor):
             for worker in [*idle, *(w for w, _ in busy.values())]:
                 _stop(worker, polite=not busy)
 
-    def _until_deadline(self, busy: dict[Connection, tuple[_Worker, _Busy]]) -> float | None:
+    def _until_deadline(self, busy: dict[Any, tuple[_Worker, _Busy]]) -> float | None:
         """How long to wait before a unit may be over its time budget (a unit that starts
         meanwhile has a later deadline: it is checked at the next wake-up)."""
         if self.timeout is None or not busy:
