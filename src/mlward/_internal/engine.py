@@ -8,7 +8,6 @@ inline executor); the process that walks the inputs and builds the report
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from mlward._internal.scanners import load_scanners
@@ -21,9 +20,6 @@ from mlward.errors import MissingExtra
 from mlward.findings import Examined, Fact, Finding, Location, Skipped
 from mlward.rules import ARCHIVE_BOMB, SCANNER_CRASH
 from mlward.settings import Settings
-
-log = logging.getLogger("mlward.scan")
-
 
 ItemResult = tuple[list[Finding], list[Fact], list[Skipped], list[Examined]]
 """What one unit found, in :meth:`~mlward.findings.ReportBuilder.merge`'s order. A plain tuple:
@@ -153,7 +149,10 @@ class Engine(ScanContext):
 
     def crash(self, loc: Location, scanner: Scanner | DirectoryScanner,
               exc: BaseException) -> None:
-        log.debug("%s scanner failed on %s", scanner.name, loc, exc_info=exc)
+        import logging  # here: a worker imports it only if a scanner fails
+
+        logging.getLogger("mlward.scan").debug("%s scanner failed on %s", scanner.name, loc,
+                                               exc_info=exc)
         self.add(SCANNER_CRASH.finding(
             loc, f"{scanner.name} scanner failed: {type(exc).__name__}: {exc}"))
         self.skip(loc, f"{scanner.name} scanner failed", inconclusive=True)

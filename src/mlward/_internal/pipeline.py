@@ -16,9 +16,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from mlward._internal.targets import expand, is_target
+from mlward._internal.units import scan_item
 from mlward._internal.walk import Item, Walk
 from mlward._version import __version__
 from mlward.errors import ExecutorLost, ScanError, UsageError
@@ -26,9 +27,6 @@ from mlward.executors import Executor, make_executor
 from mlward.findings import Finding, Location, Report, ReportBuilder, TargetKind
 from mlward.rules import SCANNER_CRASH, WAIVER_EXPIRED
 from mlward.settings import Settings, project_root
-
-if TYPE_CHECKING:
-    from mlward._internal.engine import ItemResult
 
 log = logging.getLogger("mlward.scan")
 
@@ -197,10 +195,3 @@ def with_findings(report: Report, findings: Iterable[Finding], settings: Setting
     return builder.build(finished=report.finished,
                          triage=make_triage(settings, Path(report.root) if report.root else None))
 
-
-def scan_item(settings: Settings, item: Item) -> ItemResult:
-    """Scan one work unit (runs in a worker): the engine and the scanners are imported there,
-    not in the process that walks and builds the report."""
-    from mlward._internal.engine import scan_unit
-
-    return scan_unit(settings, item)
