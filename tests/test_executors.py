@@ -239,6 +239,15 @@ class Dies(Scanner):
             time.sleep(120)
         os.kill(os.getpid(), signal.SIGKILL)
 
+class Chatty(Scanner):
+    name = "test-chatty"
+    priority = 1
+    def sniff(self, source):
+        return source.head(8) == b"CHATTY!!"
+    def scan(self, source, ctx):
+        print("a scanner's chatter")
+        ctx.examined(source.location, self.name)
+
 class DiesOnFolders(DirectoryScanner):
     name = "test-dies-folder"
     def matches(self, directory):
@@ -313,6 +322,21 @@ def test_folder_checks_run_in_workers_and_a_crash_costs_that_folder(tmp_path: Pa
     assert rules["doomed/evil.pkl"].startswith("MW1")  # the folder's files are still judged
     assert rest == "['doomed'] 3"
     assert repositories == "['repo']"  # the other folder's checks ran
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked server is Linux's")
+def test_what_a_worker_prints_stays_out_of_the_report(tmp_path: Path,
+                                                      dying_plugin: Path) -> None:
+    """The report on standard output is the CLI's alone: a scanner that prints (a chatty
+    library) cannot corrupt it."""
+    (tmp_path / "noisy.bin").write_bytes(b"CHATTY!!")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(dying_plugin), str(SRC)])}
+    done = subprocess.run([sys.executable, "-m", "mlward", "scan", "-q", "-f", "json",
+                           str(tmp_path / "noisy.bin")], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert "test-chatty" in [e["format"] for e in report["examined"]]
 
 
 def _alive(pid: int) -> bool:

@@ -28,6 +28,7 @@ def entrypoint() -> None:
     from mlward.cli.main import main
 
     code = main(argv)
+    prefork.forget()  # the server exits now, not once this process is gone
     # What is still alive is freed at exit anyway: the collector's last pass over all of it
     # (about a tenth of a one-file scan's time) would find nothing to run. Python does not
     # promise finalizers for objects alive at exit; every file mlward writes is closed.

@@ -118,7 +118,8 @@ def server() -> Server | None:
 
 
 def forget() -> None:
-    """Stop using the server (it failed): workers then start the standard way."""
+    """Stop the server (the command is done, or the server failed: workers then start the
+    standard way)."""
     global _server
     if _server is not None:
         _server.stop()
@@ -152,6 +153,12 @@ def start() -> bool:
     if pid == 0:  # the server: it never returns to the CLI's code
         try:
             ours.close()
+            # Nothing a worker prints (a chatty library) may mix with a report on standard
+            # output; and a pipe reading the CLI's output ends when the CLI does.
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.close(devnull)
             _serve(theirs)
         finally:
             os._exit(0)
