@@ -8,7 +8,8 @@ process and cluster executors (a module-level function, ``functools.partial`` of
 
 - :class:`ProcessExecutor` (the default): worker processes started with ``forkserver`` where
   the platform has it, else ``spawn`` (Linux, macOS and Windows); every unit is crash-isolated.
-  The console script starts the fork server itself (:mod:`mlward.executors.prefork`).
+  On Linux the console script runs a fork server of its own (:mod:`mlward.executors.prefork`),
+  which imports no ``multiprocessing``.
 - :class:`ThreadExecutor`: threads, for I/O-bound units (network and object storage).
 - :class:`InlineExecutor`: this process, one unit after another, no isolation (library use
   and debugging).
