@@ -82,6 +82,19 @@ def test_the_cli_turns_a_bad_setting_into_one_line_and_exit_2(
     assert err.count("\n") == 1 and "jobs" in err and "Traceback" not in err
 
 
+def test_a_pyproject_that_cannot_configure_mlward_is_not_parsed(tmp_path: Path) -> None:
+    """Another tool's broken pyproject.toml is not mlward's to refuse; one that mentions
+    mlward is parsed, and its errors are reported."""
+    (tmp_path / "pyproject.toml").write_text('[tool.other]\nx = \n')
+    assert load_settings(start=tmp_path).fail_on == Settings().fail_on
+    for text in ('[tool.mlward]\nfail_on = \n', '[tool]\nmlward = {fail_on = }\n'):
+        (tmp_path / "pyproject.toml").write_text(text)
+        with pytest.raises(UsageError, match="not valid TOML"):
+            load_settings(start=tmp_path)
+    (tmp_path / "pyproject.toml").write_text('tool.mlward.fail_on = "low"\n')
+    assert load_settings(start=tmp_path).fail_on.label == "low"
+
+
 def test_sections_are_kept_for_their_features(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(
         '[tool.mlward.alerts]\nwebhook = "http://127.0.0.1:1/hook"\n')

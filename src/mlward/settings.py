@@ -272,16 +272,23 @@ def project_root(start: Path) -> Path | None:
     return None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, *, unless_without: str | None = None) -> dict[str, Any]:
+    """The TOML file's data; empty, without parsing it, when its text does not contain
+    ``unless_without`` (a pyproject.toml that cannot configure mlward is other tools'
+    business, and parsing it costs every command a few milliseconds)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    if unless_without is not None and unless_without not in text:
+        return {}
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
     try:
-        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(text)
         return data
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
 
@@ -304,7 +311,8 @@ def _file_layers(start: Path) -> list[_Layer]:
     folder = find_upwards(start, "pyproject.toml")
     if folder is not None:
         path = folder / "pyproject.toml"
-        table = _read_toml(path).get("tool", {}).get("mlward")
+        # However [tool.mlward] is spelt, the text has the word.
+        table = _read_toml(path, unless_without="mlward").get("tool", {}).get("mlward")
         if table is not None:
             if not isinstance(table, dict):
                 raise UsageError(f"{path}: [tool.mlward] must be a table")
