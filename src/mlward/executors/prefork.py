@@ -154,9 +154,11 @@ def start() -> bool:
         try:
             ours.close()
             # Nothing a worker prints (a chatty library) may mix with a report on standard
-            # output; and a pipe reading the CLI's output ends when the CLI does.
+            # output, a pipe reading the CLI's output ends when the CLI does, and standard
+            # input is the CLI's alone (as multiprocessing leaves it to the parent).
             with contextlib.suppress(OSError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 0)
                 os.dup2(devnull, 1)
                 os.close(devnull)
             _serve(theirs)
