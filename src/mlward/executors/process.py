@@ -171,6 +171,8 @@ class _Channel:
 
     def recv(self) -> Any:
         (length,) = self._LENGTH.unpack(self._read(self._LENGTH.size))
+        # Like multiprocessing's Connection, which this replaces, it unpickles what it gets.
+        # mlward: ignore[MW301] only mlward's own processes write to this channel
         return pickle.loads(self._read(length))
 
     def _read(self, n: int) -> bytearray:
