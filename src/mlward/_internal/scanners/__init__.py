@@ -40,14 +40,16 @@ BUILTIN = [
 ]
 
 _loaded = False
-_ordered: tuple[list[int], list[Scanner]] = ([], [])
-"""The registry as last sorted (its scanners' ids), and the sorted list (every work unit
-asks for it)."""
+_registry: tuple[list[Scanner], list[DirectoryScanner]] = ([], [])
+"""The registries as last seen (copies: a scanner registered or removed since makes them
+differ), and what :func:`load_scanners` made of them."""
+_ordered: tuple[list[Scanner], list[DirectoryScanner]] = ([], [])
 
 
 def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
-    """All registered scanners, most specific first."""
-    global _loaded, _ordered
+    """All registered scanners, most specific first, and the folder-level ones (every work
+    unit asks: the answer is kept while the registries stay the same)."""
+    global _loaded, _registry, _ordered
     if not _loaded:
         for module in BUILTIN:
             importlib.import_module(module)
@@ -57,10 +59,11 @@ def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
             for ep in entry_points(group="mlward.scanners"):
                 ep.load()
         _loaded = True
-    ids = list(map(id, SCANNERS))
-    if _ordered[0] != ids:  # registered or removed since
-        _ordered = (ids, sorted(SCANNERS, key=lambda s: s.priority))
-    return _ordered[1], list(DIRECTORY_SCANNERS)
+    # Scanners compare by identity: this is a pointer comparison per scanner.
+    if _registry[0] != SCANNERS or _registry[1] != DIRECTORY_SCANNERS:
+        _registry = (list(SCANNERS), list(DIRECTORY_SCANNERS))
+        _ordered = (sorted(SCANNERS, key=lambda s: s.priority), list(DIRECTORY_SCANNERS))
+    return _ordered
 
 
 def _plugins_declared() -> bool:
