@@ -21,14 +21,15 @@ def entrypoint() -> None:
     from mlward.executors import prefork
 
     prefork.allow_helpers()  # this process is mlward's own: it may fork a helper
-    if words and words[0] in WORKER_COMMANDS and "inline" not in argv and not prefork.start():
+    scans = words and words[0] in WORKER_COMMANDS and not {"inline", "-h", "--help"} & set(argv)
+    if scans and not prefork.start():
         from mlward.executors.process import warm_up
 
         warm_up()
     from mlward.cli.main import main
 
     code = main(argv)
-    prefork.forget()  # the server exits now, not once this process is gone
+    prefork.forget()  # the server exits as soon as it can, not once this process is gone
     # What is still alive is freed at exit anyway: the collector's last pass over all of it
     # (about a tenth of a one-file scan's time) would find nothing to run. Python does not
     # promise finalizers for objects alive at exit; every file mlward writes is closed.

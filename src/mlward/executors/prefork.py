@@ -83,10 +83,11 @@ class Server:
         return pid, status_r
 
     def stop(self) -> None:
-        """Close the CLI's end (the server then exits) and reap the server."""
+        """Close the CLI's end: the server exits once it reads that (after its imports, if
+        it is still at them; this process does not wait), stopping any worker left."""
         self.control.close()
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+            os.waitpid(self.pid, os.WNOHANG)  # reaped now if it is already gone
 
 
 def read_exit_code(status: int) -> int:
