@@ -21,7 +21,8 @@ def entrypoint() -> None:
     from mlward.executors import prefork
 
     prefork.allow_helpers()  # this process is mlward's own: it may fork a helper
-    scans = words and words[0] in WORKER_COMMANDS and not {"inline", "-h", "--help"} & set(argv)
+    scans = bool(words) and words[0] in WORKER_COMMANDS \
+        and not {"inline", "-h", "--help"} & set(argv)
     if scans and not prefork.start():
         from mlward.executors.process import warm_up
 

@@ -42,8 +42,10 @@ BUILTIN = [
 _loaded = False
 _registry: tuple[list[Scanner], list[DirectoryScanner]] = ([], [])
 """The registries as last seen (copies: a scanner registered or removed since makes them
-differ), and what :func:`load_scanners` made of them."""
+differ from the live lists)."""
 _ordered: tuple[list[Scanner], list[DirectoryScanner]] = ([], [])
+"""What :func:`load_scanners` made of :data:`_registry`: the scanners sorted, and the copy of
+the folder-level ones."""
 
 
 def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
@@ -62,7 +64,7 @@ def load_scanners() -> tuple[list[Scanner], list[DirectoryScanner]]:
     # Scanners compare by identity: this is a pointer comparison per scanner.
     if _registry[0] != SCANNERS or _registry[1] != DIRECTORY_SCANNERS:
         _registry = (list(SCANNERS), list(DIRECTORY_SCANNERS))
-        _ordered = (sorted(SCANNERS, key=lambda s: s.priority), list(DIRECTORY_SCANNERS))
+        _ordered = (sorted(_registry[0], key=lambda s: s.priority), _registry[1])
     return _ordered
 
 
