@@ -14,13 +14,14 @@ This module imports nothing else of mlward.
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:  # at run time only where a report is built or read: a worker needs neither
+    from datetime import datetime
 
 SCHEMA_VERSION = "2.0"
 """Version of the report's JSON shape: the major part changes when a reader written for the
@@ -475,6 +476,8 @@ class Report(NamedTuple):
         if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
             raise ValueError(f"report schema version {version or 'missing'} is not "
                              f"{SCHEMA_VERSION.split('.')[0]}.x (made by another mlward?)")
+        from datetime import datetime
+
         try:
             return cls(
                 kind=TargetKind(data["kind"]),
@@ -528,13 +531,15 @@ def fingerprint_key(f: Finding) -> str:
 def fingerprint(findings: Sequence[Finding]) -> list[Finding]:
     """The findings with their fingerprints set. Equal keys (the same secret twice in one
     file) are told apart by their order of appearance, which survives line shifts."""
+    from hashlib import sha256
+
     seen: dict[str, int] = {}
     out = []
     for f in findings:
         key = fingerprint_key(f)
         n = seen.get(key, 0)
         seen[key] = n + 1
-        digest = hashlib.sha256(f"{key}\x1d{n}".encode("utf-8", "surrogatepass")).hexdigest()
+        digest = sha256(f"{key}\x1d{n}".encode("utf-8", "surrogatepass")).hexdigest()
         out.append(f._replace(fingerprint=digest[:32]))
     return out
 

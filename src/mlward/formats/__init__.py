@@ -13,7 +13,7 @@ imports only the writer it uses; :func:`register_writer` adds one (a plugin, a t
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -76,17 +76,24 @@ class OutputError(MlwardError):
     """A report could not be written where the user asked."""
 
 
-def import_meanwhile(fmt: str) -> None:
-    """Import ``fmt``'s writer in a background thread. A scan's own process mostly waits
-    for its workers; the import (the text writer's ``rich`` is a fifth of a one-file scan's
-    time) then costs nothing instead of following the scan."""
+def import_meanwhile(fmt: str, also: Sequence[str] = ()) -> None:
+    """Import ``fmt``'s writer, and the modules ``also`` names, in a background thread. A
+    scan's own process mostly waits for its workers; the imports (the text writer's ``rich``
+    is a fifth of a one-file scan's time) then cost nothing instead of following the scan."""
     writer = WRITERS.get(fmt)
+    modules = list(also)
     if writer is not None and isinstance(writer.target, str):
+        modules.insert(0, writer.target.partition(":")[0])
+    if modules:
         import threading
 
-        module = writer.target.partition(":")[0]
-        threading.Thread(target=importlib.import_module, args=(module,), daemon=True,
-                         name=f"import {module}").start()
+        threading.Thread(target=_import_all, args=(modules,), daemon=True,
+                         name=f"import {', '.join(modules)}").start()
+
+
+def _import_all(modules: list[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
 
 
 def render(report: Report, fmt: str, options: RenderOptions | None = None) -> str:

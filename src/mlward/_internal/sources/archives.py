@@ -22,7 +22,6 @@ import os
 import posixpath
 import re
 import stat
-import tarfile
 import zipfile
 import zlib
 from collections import Counter
@@ -47,6 +46,8 @@ from mlward.rules import (
 )
 
 if TYPE_CHECKING:
+    import tarfile
+
     from mlward._internal.scanners.interface import ScanContext
 
 CHUNK = 1 << 20
@@ -62,7 +63,10 @@ a framework has none; more than this is a crafted file, already reported)."""
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ERRORS = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
-           tarfile.TarError, NotImplementedError, RuntimeError)
+           NotImplementedError, RuntimeError)
+"""What a damaged zip or stream raises; the tar readers add ``tarfile.TarError``. (tarfile is
+imported where a tar is read: every file's sniff asks whether it is one, and the answer is
+nearly always no, before tarfile is needed.)"""
 """What the standard readers raise on damaged or unsupported input."""
 
 
@@ -812,12 +816,15 @@ def iter_tar(source: Source, ctx: ScanContext) -> Iterator[tuple[tarfile.TarFile
     Stops at the member limit or at damage, reporting either. The tar stays open while the
     caller handles each member (use :func:`extract_tar_member`).
     """
+    import tarfile
+
+    errors = (*_ERRORS, tarfile.TarError)
     loc = source.location
     size = source.size if source.size is not None else 1 << 62
     with source.open() as raw:
         try:
             tar = tarfile.TarFile(fileobj=_Clamped(raw, size))
-        except _ERRORS as exc:
+        except errors as exc:
             ctx.add(ARCHIVE_DAMAGED.finding(loc, f"tar unreadable: {exc}"))
             ctx.skip(loc, "tar unreadable; members not examined", inconclusive=True)
             return
@@ -827,7 +834,7 @@ def iter_tar(source: Source, ctx: ScanContext) -> Iterator[tuple[tarfile.TarFile
             while True:
                 try:
                     info = tar.next()
-                except _ERRORS as exc:
+                except errors as exc:
                     ctx.add(ARCHIVE_DAMAGED.finding(loc, f"tar damaged after {count} members: "
                                                     f"{exc}"))
                     ctx.skip(loc, "tar damaged; later members not examined", inconclusive=True)
@@ -859,6 +866,8 @@ def iter_tar(source: Source, ctx: ScanContext) -> Iterator[tuple[tarfile.TarFile
 
 def tar_names(source: Source, limit: int) -> set[str]:
     """The names of the first ``limit`` members of a tar (for sniffing; nothing reported)."""
+    import tarfile
+
     names: set[str] = set()
     size = source.size if source.size is not None else 1 << 62
     with source.open() as raw:
@@ -869,7 +878,7 @@ def tar_names(source: Source, limit: int) -> set[str]:
                     if info is None:
                         break
                     names.add(info.name)
-        except _ERRORS:
+        except (*_ERRORS, tarfile.TarError):
             pass
     return names
 
@@ -881,13 +890,15 @@ def extract_tar_member(tar: tarfile.TarFile, info: tarfile.TarInfo, spool: Spool
         ctx.skip(location, f"declares {info.size} bytes, over the member limit "
                  f"({ctx.limits.max_member_bytes} bytes); not read", inconclusive=True)
         return False
+    import tarfile
+
     try:
         f = tar.extractfile(info)
         if f is None:
             return False
         with f:
             return copy_bounded(f.read, spool, location, ctx, compressed_size=None)
-    except _ERRORS as exc:
+    except (*_ERRORS, tarfile.TarError) as exc:
         ctx.add(ARCHIVE_DAMAGED.finding(location, f"member damaged after {spool.size} bytes: "
                                         f"{exc}"))
         ctx.skip(location, "damaged member; judged on the bytes before the damage",
@@ -897,13 +908,34 @@ def extract_tar_member(tar: tarfile.TarFile, info: tarfile.TarInfo, spool: Spool
 
 def sniff_tar(head: bytes) -> bool:
     """True when ``head`` starts with a valid tar header (checksum verified)."""
-    if len(head) < 512:
+    if len(head) < 512 or not _tar_checksum_may_match(head):
         return False
+    import tarfile
+
     try:
         tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
     except (tarfile.HeaderError, ValueError):
         return False
     return True
+
+
+def _tar_checksum_may_match(head: bytes) -> bool:
+    """False when the first 512 bytes cannot be a tar header because the checksum they declare
+    (octal, at bytes 148 to 155) is not the sum of the header's bytes (the checksum field
+    counted as spaces), as unsigned or as signed bytes: what tarfile checks first, done here
+    without importing it. True means only that tarfile must decide (it also reads base-256
+    checksums)."""
+    field = head[148:156]
+    if field[:1] in (b"\x80", b"\xff"):
+        return True
+    try:
+        declared = int(field.split(b"\0", 1)[0].decode("ascii").strip() or "0", 8)
+    except ValueError:  # not octal (a UnicodeDecodeError is a ValueError too)
+        return False
+    block = head[:148] + head[156:512]
+    unsigned = 256 + sum(block)
+    signed = unsigned - 256 * sum(b > 127 for b in block)
+    return declared in (unsigned, signed)
 
 
 # -- 7z ---------------------------------------------------------------------------------
