@@ -71,6 +71,27 @@ def test_verbose_shows_the_library_log(model: Path, capsys: pytest.CaptureFixtur
     assert "INFO" not in capsys.readouterr().err
 
 
+def test_default_level_sets_logging_up_at_the_first_record_shown() -> None:
+    """Without -v the console script does not import logging until a record is shown; that
+    record, and the next, appear as with -v, and what is below the level never does."""
+    code = """
+import sys
+from mlward.cli.main import _setup_logging
+from mlward._internal import logs
+_setup_logging(0, False)
+log = logs.get("mlward.scan")
+log.info("below the level %d", 1)
+assert "logging" not in sys.modules, "logging imported for a record not shown"
+log.warning("shown %d", 2)
+log.info("below the level %d", 3)
+log.error("shown %d", 4)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": SRC}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "mlward: WARNING: shown 2\nmlward: ERROR: shown 4\n"
+
+
 @pytest.mark.parametrize("target,message", [
     ("{tmp}/missing/report.json", "does not exist"),
     ("{tmp}", "it is a folder"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlward._internal import logs
 from mlward._internal.scanners import load_scanners
 from mlward._internal.scanners.interface import DirectoryScanner, ScanContext, Scanner
 from mlward._internal.sources import Source
@@ -149,10 +150,7 @@ class Engine(ScanContext):
 
     def crash(self, loc: Location, scanner: Scanner | DirectoryScanner,
               exc: BaseException) -> None:
-        import logging  # here: a worker imports it only if a scanner fails
-
-        logging.getLogger("mlward.scan").debug("%s scanner failed on %s", scanner.name, loc,
-                                               exc_info=exc)
+        logs.get("mlward.scan").debug("%s scanner failed on %s", scanner.name, loc, exc_info=exc)
         self.add(SCANNER_CRASH.finding(
             loc, f"{scanner.name} scanner failed: {type(exc).__name__}: {exc}"))
         self.skip(loc, f"{scanner.name} scanner failed", inconclusive=True)

@@ -10,7 +10,6 @@ only where units run). :class:`~mlward.findings.ReportBuilder` makes the report.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -18,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from mlward._internal import logs
 from mlward._internal.targets import expand, is_target
 from mlward._internal.units import scan_item
 from mlward._internal.walk import Item, Walk
@@ -28,7 +28,7 @@ from mlward.findings import Finding, Location, Report, ReportBuilder, TargetKind
 from mlward.rules import SCANNER_CRASH, WAIVER_EXPIRED
 from mlward.settings import Settings, project_root
 
-log = logging.getLogger("mlward.scan")
+log = logs.get("mlward.scan")
 
 
 class ScanObserver(Protocol):

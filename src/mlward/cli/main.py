@@ -192,10 +192,22 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
+    """Errors only with ``-q``, warnings by default, ``-v`` info, ``-vv`` debug, on standard
+    error. Unless ``-v`` asks for more, ``logging`` is imported with the first record
+    shown (:mod:`mlward._internal.logs`): most runs show none."""
+    from mlward._internal import logs
+
+    level = logs.ERROR if quiet else (logs.WARNING if not verbose else
+                                      logs.INFO if verbose == 1 else logs.DEBUG)
+    # Set up now when the user asked for more, or when logging is loaded anyway (an earlier
+    # command in this process, or a library): then a stale level must not stay in force.
+    logs.console(level, lambda: _console_logging(level),
+                 now=bool(verbose) or "logging" in sys.modules)
+
+
+def _console_logging(level: int) -> None:
     import logging
 
-    level = logging.ERROR if quiet else (logging.WARNING if not verbose else
-                                         logging.INFO if verbose == 1 else logging.DEBUG)
     class Stderr(logging.StreamHandler):  # type: ignore[type-arg]
         """Writes to whatever ``sys.stderr`` is now (tests and wrappers replace it)."""
 

@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlward._internal import logs
 from mlward._version import __version__
 from mlward.errors import ExecutorLost, MissingExtra, UsageError
 from mlward.executors import Executor, Outcome, U, describe_error
@@ -40,7 +41,7 @@ from mlward.executors import Executor, Outcome, U, describe_error
 if TYPE_CHECKING:
     from mlward.settings import Settings
 
-log = logging.getLogger("mlward.executors.dask")
+log = logs.get("mlward.executors.dask")
 
 MAX_BATCH = 256
 """Units in one task at most. A task costs the scheduler and the client a few milliseconds

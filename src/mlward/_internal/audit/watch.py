@@ -14,18 +14,18 @@ change to a file already names the content it replaced.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from mlward._internal import logs
 from mlward._internal.audit.snapshot import classify
 from mlward.errors import MlwardError
 from mlward.settings import Settings
 
-log = logging.getLogger("mlward.watch")
+log = logs.get("mlward.watch")
 
 
 class Watcher:
