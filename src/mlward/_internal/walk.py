@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from mlward._internal.ignore import Patterns
 from mlward.findings import Location, Skipped, local_uri
 
 if TYPE_CHECKING:
@@ -64,10 +65,13 @@ class Walk:
         self.ignore_unreadable = ignore_unreadable
         self.skipped: list[Skipped] = []
         self.excluded: Counter[str] = Counter()
-        self._exclude = _spec(exclude) if exclude else None
-        self._specs: dict[str, Any] = {}  # folder -> its ignore spec (None: no file)
+        self._exclude = Patterns(exclude, [f"exclude pattern {p!r}" for p in exclude]) \
+            if exclude else None
+        if self._exclude is not None:
+            self._exclude.validate()
+        self._specs: dict[str, Patterns | None] = {}  # folder -> its ignore file's patterns
         self._floor = str(root)  # the highest folder whose ignore files apply
-        self._active: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+        self._active: dict[tuple[str, str], list[tuple[str, Patterns]]] = {}
 
     @classmethod
     def for_settings(cls, root: Path, settings: Settings) -> Walk:
@@ -88,7 +92,7 @@ class Walk:
     def excludes(self, rel: str) -> bool:
         """Whether the exclude settings leave out ``rel`` (a remote object's key relative to
         the prefix given; ignore files apply to local trees only)."""
-        return self._exclude is not None and bool(self._exclude.match_file(rel))
+        return self._exclude is not None and self._exclude.match(rel)
 
     def unreadable(self, path: str, exc: OSError) -> None:
         """Record ``path`` as not examined because it could not be read or listed."""
@@ -211,24 +215,25 @@ class Walk:
     def _pattern_reason(self, path: str, *, is_dir: bool, rel: str | None = None) -> str | None:
         rel = rel or self.uri(path)
         if self._exclude is not None and not rel.startswith("file:") and \
-                self._exclude.match_file(rel + "/" if is_dir else rel):
+                self._exclude.match(rel + "/" if is_dir else rel):
             return "excluded by the exclude settings"
         if not self.ignore_files:
             return None
         for spec_dir, spec in self._active_specs(os.path.dirname(path)):
             sub = os.path.relpath(path, spec_dir).replace(os.sep, "/")
-            result = spec.check_file(sub + "/" if is_dir else sub)
-            if result.include is not None:
+            include = spec.check(sub + "/" if is_dir else sub)
+            if include is not None:
                 return "listed in an ignore file (.gitignore/.mlwardignore; --no-ignore " \
-                    "scans it)" if result.include else None
+                    "scans it)" if include else None
         return None
 
-    def _active_specs(self, folder: str) -> list[tuple[str, Any]]:
+    def _active_specs(self, folder: str) -> list[tuple[str, Patterns]]:
         """The ignore specs that apply in ``folder``, deepest first (cached per folder)."""
         key = (folder, self._floor)
         if key not in self._active:
-            self._active[key] = [(d, self._specs[d]) for d in self._spec_dirs(folder)
-                                 if self._specs[d] is not None] if self.ignore_files else []
+            specs = [(d, self._specs[d]) for d in self._spec_dirs(folder)] \
+                if self.ignore_files else []
+            self._active[key] = [(d, spec) for d, spec in specs if spec is not None]
         return self._active[key]
 
     def _spec_dirs(self, folder: str) -> list[str]:
@@ -246,21 +251,19 @@ class Walk:
             here = os.path.dirname(here)
 
 
-def _spec(patterns: Sequence[str]) -> Any:
-    import pathspec  # only when there are patterns: its import costs ~30 ms
-
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
-
-
-def _load_ignore(folder: str) -> Any:
+def _load_ignore(folder: str) -> Patterns | None:
     lines: list[str] = []
+    where: list[str] = []
     for name in IGNORE_FILES:
+        path = os.path.join(folder, name)
         try:
-            with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
-                lines.extend(f.read(1 << 20).splitlines())
+            with open(path, encoding="utf-8", errors="replace") as f:
+                read = f.read(1 << 20).splitlines()
         except OSError:
             continue
-    return _spec(lines) if lines else None
+        lines += read
+        where += [f"{path}, line {n}" for n in range(1, len(read) + 1)]
+    return Patterns(lines, where) if lines else None
 
 
 def unreadable(location: Location, exc: OSError, *, ignore: bool) -> Skipped:
