@@ -3,8 +3,10 @@ nothing runs (the payloads would create the marker file)."""
 
 from __future__ import annotations
 
+import bz2
 import io
 import json
+import lzma
 import pickle
 import tarfile
 import zlib
@@ -152,13 +154,16 @@ def test_truncated_hdf5_is_inconclusive(tmp_path: Path, marker: Path) -> None:
 # -- Zarr ------------------------------------------------------------------------------------
 
 
+COMPRESS = {"zlib": zlib.compress, "lzma": lzma.compress, "bz2": bz2.compress}
+
+
 def zarr_array(folder: Path, chunk: bytes, *, pickled: bool, compressor: str = "zlib") -> Path:
     folder.mkdir(parents=True)
     meta = {"zarr_format": 2, "shape": [1], "chunks": [1], "dtype": "|O" if pickled else "<i8",
             "compressor": {"id": compressor}, "fill_value": None, "order": "C",
             "filters": [{"id": "pickle", "protocol": 5}] if pickled else None}
     (folder / ".zarray").write_text(json.dumps(meta))
-    (folder / "0").write_bytes(zlib.compress(chunk))
+    (folder / "0").write_bytes(COMPRESS.get(compressor, zlib.compress)(chunk))
     return folder
 
 
@@ -173,6 +178,32 @@ def test_zarr_pickle_codec_chunks_are_decoded_and_judged(tmp_path: Path, marker:
     assert {f.location.uri for f in report.findings} == {"evil/0"}
     assert {(e.location.uri, e.format) for e in report.examined} >= {
         ("evil", "zarr (pickle codec)"), ("ok", "zarr")}
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("codec", ["lzma", "bz2"])
+def test_zarr_lzma_and_bz2_chunks_are_decoded_and_judged(tmp_path: Path, marker: Path,
+                                                         codec: str) -> None:
+    zarr_array(tmp_path / "z", payload(marker), pickled=True, compressor=codec)
+    report = scan(tmp_path / "z")
+    members = {f.location.members for f in report.findings if f.rule_id == "MW101"}
+    assert (f"{codec}-decoded",) in members
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("codec", ["zlib", "lzma", "bz2"])
+@pytest.mark.parametrize("damage", ["flipped", "cut"])
+def test_a_damaged_zarr_chunk_is_inconclusive(tmp_path: Path, marker: Path, codec: str,
+                                              damage: str) -> None:
+    """Flipped bytes, or a chunk cut short: a decoder that stops early without an error
+    must not pass its partial output off as the chunk."""
+    folder = zarr_array(tmp_path / "z", payload(marker), pickled=True, compressor=codec)
+    chunk = (folder / "0").read_bytes()
+    (folder / "0").write_bytes(chunk[:12] + bytes(b ^ 0x5A for b in chunk[12:])
+                               if damage == "flipped" else chunk[:len(chunk) // 2])
+    report = scan(tmp_path / "z")
+    assert any(f"{codec} chunk is damaged" in s.reason for s in report.inconclusive), \
+        [s.reason for s in report.skipped]
     assert not marker.exists()
 
 

@@ -13,7 +13,6 @@ from mlward._internal.sources import Source
 from mlward._internal.sources.archives import (
     SEVEN_ZIP_MAGIC,
     Spool,
-    ZipArchive,
     cut_zlib,
     decompressed_name,
     dispatch,
@@ -26,9 +25,9 @@ from mlward._internal.sources.archives import (
     too_deep,
     zip_names,
 )
-from mlward._internal.sources.zipviews import END_SIG
 
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+"""A zip's first member, or its end record (an empty zip is only that)."""
 
 
 def is_zip(source: Source) -> bool:
@@ -49,7 +48,7 @@ def ends_like_zip(source: Source) -> bool:
         with source.open() as f:
             f.seek(size - 22)
             tail = f.read(22)
-    return tail[:4] == END_SIG and zip_names(source) is not None
+    return tail[:4] == ZIP_MAGICS[1] and zip_names(source) is not None
 
 
 class ZipScanner(Scanner):
@@ -66,6 +65,8 @@ class ZipScanner(Scanner):
         ctx.examined(source.location, self.name)
         if too_deep(ctx, source.location):
             return
+        from mlward._internal.sources.zips import ZipArchive  # only a zip needs zipfile
+
         archive = ZipArchive.open(source, ctx)
         if archive is None:
             return

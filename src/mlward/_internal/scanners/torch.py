@@ -12,9 +12,8 @@ from __future__ import annotations
 import io
 import re
 import struct
-import zipfile
 from functools import cache
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.facts import Tensor, model_fact
@@ -26,7 +25,6 @@ from mlward._internal.scanners.pickle import (
 from mlward._internal.sources import Source
 from mlward._internal.sources.archives import (
     Spool,
-    ZipArchive,
     dispatch,
     extract_tar_member,
     iter_tar,
@@ -36,6 +34,11 @@ from mlward._internal.sources.archives import (
     zip_names,
 )
 from mlward.findings import Location
+
+if TYPE_CHECKING:
+    import zipfile
+
+    from mlward._internal.sources.zips import ZipArchive
 
 LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 """The number a legacy checkpoint pickles first (as a LONG1 of 10 bytes)."""
@@ -82,6 +85,8 @@ class TorchZipScanner(Scanner):
         ctx.examined(source.location, self.name)
         if too_deep(ctx, source.location):
             return
+        from mlward._internal.sources.zips import ZipArchive  # only a zip needs zipfile
+
         archive = ZipArchive.open(source, ctx)
         if archive is None:
             return

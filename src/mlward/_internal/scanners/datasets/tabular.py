@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
-from mlward._internal.sources.archives import Spool, ZipArchive, too_deep, zip_names
+from mlward._internal.sources.archives import Spool, too_deep, zip_names
 from mlward.errors import MissingExtra
 from mlward.findings import Location, Severity
 from mlward.rules import (
@@ -36,6 +36,8 @@ from mlward.rules import (
 
 if TYPE_CHECKING:  # the parsers load on the first table or workbook, not on every run
     import xml.etree.ElementTree as ET
+
+    from mlward._internal.sources.zips import ZipArchive
 
 MAX_TABLE_BYTES = 64 << 20
 SAMPLE_ROWS = 1000
@@ -322,6 +324,8 @@ class XlsxScanner(Scanner):
         ctx.examined(loc, self.name)
         if too_deep(ctx, loc):
             return
+        from mlward._internal.sources.zips import ZipArchive  # only a zip needs zipfile
+
         archive = ZipArchive.open(source, ctx)
         if archive is None:
             return

@@ -11,10 +11,9 @@ how large the result is) and the bytes are judged by the pickle scanner.
 
 from __future__ import annotations
 
-import bz2
+import importlib
 import io
 import json
-import lzma
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -95,12 +94,22 @@ def pickled_array(meta: Any, folder: Path, where: str) -> Array | None:
 # -- decoders ----------------------------------------------------------------------------
 
 
-def _stdlib(make: Callable[[], Any]) -> Callable[[bytes, int], bytes]:
+def _stdlib(module: str, name: str, error: str | None) -> Callable[[bytes, int], bytes]:
+    """A decoder from the standard library's ``module``, imported with the first chunk it
+    decodes (most scans meet no Zarr store). Its ``error``, and a stream that does not end,
+    mean a damaged chunk."""
     def decode(data: bytes, limit: int) -> bytes:
-        d = make()
-        out = d.decompress(data, limit + 1)
+        lib = importlib.import_module(module)
+        errors: tuple[type[Exception], ...] = (getattr(lib, error),) if error else ()
+        d = getattr(lib, name)()
+        try:
+            out = d.decompress(data, limit + 1)
+        except errors as exc:
+            raise ValueError(str(exc)) from None  # decode_chunk names the codec
         if len(out) > limit:
             raise ZarrError(f"chunk decompresses past {limit} bytes")
+        if not d.eof:  # cut short, or damaged where no check noticed
+            raise ValueError("its stream does not end")
         return bytes(out)
 
     return decode
@@ -108,9 +117,12 @@ def _stdlib(make: Callable[[], Any]) -> Callable[[bytes, int], bytes]:
 
 def _zlib_decoder(wbits: int) -> Callable[[bytes, int], bytes]:
     def decode(data: bytes, limit: int) -> bytes:
-        out = zlib.decompressobj(wbits).decompress(data, limit + 1)
+        d = zlib.decompressobj(wbits)
+        out = d.decompress(data, limit + 1)
         if len(out) > limit:
             raise ZarrError(f"chunk decompresses past {limit} bytes")
+        if not d.eof:  # cut short
+            raise ValueError("its stream does not end")
         return out
 
     return decode
@@ -156,8 +168,8 @@ def _numcodecs(codec: str) -> Callable[[bytes, int], bytes]:
 DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
     "zlib": _zlib_decoder(zlib.MAX_WBITS),
     "gzip": _zlib_decoder(16 + zlib.MAX_WBITS),
-    "bz2": _stdlib(bz2.BZ2Decompressor),
-    "lzma": _stdlib(lzma.LZMADecompressor),
+    "bz2": _stdlib("bz2", "BZ2Decompressor", None),  # it raises OSError and ValueError
+    "lzma": _stdlib("lzma", "LZMADecompressor", "LZMAError"),
     "blosc": _numcodecs("blosc"),
     "lz4": _numcodecs("lz4"),
     "zstd": _numcodecs("zstd"),
@@ -172,7 +184,7 @@ def decode_chunk(data: bytes, decoders: tuple[str, ...], limit: int) -> bytes:
             raise ZarrError(f"codec {codec!r} is not one mlward decodes")
         try:
             data = decoder(data, limit)
-        except (zlib.error, lzma.LZMAError, OSError, ValueError, RuntimeError) as exc:
+        except (zlib.error, OSError, ValueError, RuntimeError) as exc:
             if isinstance(exc, ZarrError):
                 raise
             raise ZarrError(f"{codec} chunk is damaged: {exc}") from None

@@ -15,16 +15,19 @@ import json
 import struct
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.facts import Tensor, model_fact
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
-from mlward._internal.sources.archives import Spool, ZipArchive, too_deep, zip_names
+from mlward._internal.sources.archives import Spool, too_deep, zip_names
 from mlward.errors import FormatError, MissingExtra
 from mlward.findings import Location
 from mlward.rules import HDF5_EXTERNAL, KERAS_MALFORMED
+
+if TYPE_CHECKING:
+    from mlward._internal.sources.zips import ZipArchive
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # HDF5 allows a user block before the superblock, at 0 or a power of two from 512.
@@ -242,6 +245,8 @@ class KerasArchiveScanner(Scanner):
         ctx.examined(loc, self.name)
         if too_deep(ctx, loc):
             return
+        from mlward._internal.sources.zips import ZipArchive  # only a zip needs zipfile
+
         archive = ZipArchive.open(source, ctx)
         if archive is None:
             return
