@@ -97,14 +97,39 @@ log.error("shown %d", 4)
     ("{tmp}", "it is a folder"),
     ("/dev/full", "No space left on device"),
 ])
-def test_output_errors_are_one_line_and_exit_2(target: str, message: str, model: Path,
-                                               tmp_path: Path,
+@pytest.mark.parametrize("command", [["scan", "-q", "-f", "json"], ["baseline", "create"]])
+def test_output_errors_are_one_line_and_exit_2(target: str, message: str, command: list[str],
+                                               model: Path, tmp_path: Path, monkeypatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["scan", "-q", "-f", "json", "-o", target.format(tmp=tmp_path),
-                 str(model)]) == 2
+    monkeypatch.chdir(tmp_path)  # baseline create records in no project
+    assert main([*command, "-o", target.format(tmp=tmp_path), str(model)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
+
+
+def test_an_os_error_no_command_foresaw_is_one_line(model: Path, tmp_path: Path, monkeypatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The net under every command: an OSError that reaches the CLI is one line, exit 2."""
+    import mlward.cli.scan
+
+    def broken(args: object) -> int:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x"))
+
+    monkeypatch.setattr(mlward.cli.scan, "run", broken)
+    assert main(["scan", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"mlward: error: {tmp_path / 'x'}: Permission denied\n"
+
+
+@pytest.mark.parametrize("prefix", ["/", ".", ".."])
+def test_keygen_refuses_a_folder_as_its_prefix(prefix: str, tmp_path: Path, monkeypatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["keygen", "-o", prefix]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder, not a file name prefix" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
 
 
 def test_reports_follow_the_umask(model: Path, tmp_path: Path) -> None:

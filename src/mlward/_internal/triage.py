@@ -24,7 +24,6 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlward._internal.io import atomic_write_text
 from mlward.errors import UsageError
 from mlward.findings import Finding, Location, Report, Suppression, Triage
 from mlward.rules import WAIVER_EXPIRED
@@ -182,6 +181,8 @@ def baseline_document(report: Report) -> dict[str, Any]:
 
 
 def write_baseline(report: Report, path: Path) -> int:
+    from mlward.formats import write_output
+
     doc = baseline_document(report)
-    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    write_output(json.dumps(doc, indent=2) + "\n", path, what="baseline")
     return len(doc["findings"])

@@ -270,6 +270,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mlward: error: the output was closed before the report was written "
               "(broken pipe)", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:
+        # A file or folder the command was pointed at cannot be read or written (a folder
+        # given as an output file, a full disk): one line, not a traceback. The commands
+        # say so in their own words where they can; this is the net under them.
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(f"mlward: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _suppress_oserror() -> Any:

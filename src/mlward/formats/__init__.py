@@ -106,22 +106,23 @@ def render(report: Report, fmt: str, options: RenderOptions | None = None) -> st
     return writer.render(report, options or RenderOptions())
 
 
-def write_output(text: str, path: Path, *, private: bool = False) -> None:
+def write_output(text: str, path: Path, *, private: bool = False, what: str = "report") -> None:
     """Write ``text`` to ``path`` atomically (never a half-written file): mode from the
     user's umask, or 0600 when ``private`` (it holds something secret). Raises
-    :class:`OutputError` with one clear line when it cannot."""
+    :class:`OutputError` with one clear line, naming ``what`` was written, when it cannot."""
     from mlward._internal.io import atomic_write_text
 
     path = Path(path)
     if path.is_dir():
-        raise OutputError(f"cannot write the report to {path}: it is a folder")
+        raise OutputError(f"cannot write the {what} to {path}: it is a folder")
     parent = path.parent if str(path.parent) else Path()
     if not parent.is_dir():
-        raise OutputError(f"cannot write the report to {path}: folder {parent} does not exist")
+        raise OutputError(f"cannot write the {what} to {path}: folder {parent} does not "
+                          "exist")
     try:
         atomic_write_text(path, text, mode=0o600 if private else None)
     except OSError as exc:
-        raise OutputError(f"cannot write the report to {path}: "
+        raise OutputError(f"cannot write the {what} to {path}: "
                           f"{exc.strerror or exc}") from None
 
 

@@ -63,6 +63,9 @@ def generate(prefix: Path, kind: str = "ecdsa-p256", *, force: bool = False) -> 
         private = ed25519.Ed25519PrivateKey.generate()
     else:
         raise ProvenanceError(f"unknown key type {kind!r} (choose from {', '.join(KEY_TYPES)})")
+    if not prefix.name or prefix.name in (".", ".."):
+        raise ProvenanceError(f"{str(prefix)!r} is a folder, not a file name prefix (try "
+                              f"{str(prefix / 'mlward-signing')!r})")
     key_path = prefix.with_name(prefix.name + ".key")
     pub_path = prefix.with_name(prefix.name + ".pub")
     for p in (key_path, pub_path):
