@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlward._internal import logs
-from mlward._internal.scanners import load_scanners
+from mlward._internal.scanners import load_scanners, text_loaded
 from mlward._internal.scanners.interface import DirectoryScanner, ScanContext, Scanner
 from mlward._internal.sources import Source
 from mlward._internal.sources.archives import BOMB_FLOOR
@@ -107,6 +107,8 @@ class Engine(ScanContext):
         if source.size == 0:
             self.skip(source.location, "empty file", inconclusive=False)
             return
+        if not text_loaded() and self._may_be_text(source):
+            self.scanners, self.dir_scanners = load_scanners(text=True)
         claimed = None
         for scanner in self.scanners:
             match = self._sniff(scanner, source)
@@ -123,6 +125,16 @@ class Engine(ScanContext):
             if (extra.supplementary and extra is not claimed and extra.name not in claimed.covers
                     and self._sniff(extra, source)):
                 self._run(extra, source)
+
+    @staticmethod
+    def _may_be_text(source: Source) -> bool:
+        """Whether a :data:`~mlward._internal.scanners.TEXT_ONLY` scanner could claim the
+        source: its head holds no NUL byte. A head that cannot be read says no; the first
+        sniff reports why."""
+        try:
+            return b"\0" not in source.head()
+        except Exception:  # reported by the sniff that reads it next
+            return False
 
     def _sniff(self, scanner: Scanner, source: Source) -> bool | None:
         """Whether ``scanner`` recognises ``source``; None when sniffing failed (reported)."""

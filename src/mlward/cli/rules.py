@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlward._internal.scanners import load_scanners
 
-    load_scanners()  # scanners register their rules on import
+    load_scanners(text=True)  # scanners register their rules on import
     rules = sorted(RULES.values(), key=lambda r: r.id)
     if args.format == "json":
         print(json.dumps([{"id": r.id, "title": r.title, "severity": r.severity.label,
