@@ -22,6 +22,8 @@ from mlward.findings import Examined, Fact, Finding, Location, Skipped
 from mlward.rules import ARCHIVE_BOMB, SCANNER_CRASH
 from mlward.settings import Settings
 
+log = logs.get("mlward.scan")
+
 ItemResult = tuple[list[Finding], list[Fact], list[Skipped], list[Examined]]
 """What one unit found, in :meth:`~mlward.findings.ReportBuilder.merge`'s order. A plain tuple:
 the process that receives it needs no class from this module to unpickle it."""
@@ -162,7 +164,7 @@ class Engine(ScanContext):
 
     def crash(self, loc: Location, scanner: Scanner | DirectoryScanner,
               exc: BaseException) -> None:
-        logs.get("mlward.scan").debug("%s scanner failed on %s", scanner.name, loc, exc_info=exc)
+        log.debug("%s scanner failed on %s", scanner.name, loc, exc_info=exc)
         self.add(SCANNER_CRASH.finding(
             loc, f"{scanner.name} scanner failed: {type(exc).__name__}: {exc}"))
         self.skip(loc, f"{scanner.name} scanner failed", inconclusive=True)

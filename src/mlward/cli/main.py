@@ -251,13 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.format = args.settings.format
         _setup_logging(args.settings.verbose, args.settings.quiet)
         return int(args.func(args))
-    except MlwardError as exc:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        print(f"mlward: error: {exc.diagnostics()}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
         print("mlward: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -270,18 +263,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mlward: error: the output was closed before the report was written "
               "(broken pipe)", file=sys.stderr)
         return EXIT_ERROR
-    except OSError as exc:
-        # A file or folder the command was pointed at cannot be read or written (a folder
-        # given as an output file, a full disk): one line, not a traceback. The commands
-        # say so in their own words where they can; this is the net under them.
+    except (MlwardError, OSError) as exc:
+        # An OSError here is a file or folder the command was pointed at that cannot be
+        # read or written (a folder given as an output file, a full disk): one line, not a
+        # traceback. The commands say so in their own words where they can; this is the
+        # net under them.
         if verbose:
             import traceback
 
             traceback.print_exc()
-        where = f"{exc.filename}: " if exc.filename is not None else ""
-        print(f"mlward: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"mlward: error: {_describe(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
+
+def _describe(exc: MlwardError | OSError) -> str:
+    if isinstance(exc, MlwardError):
+        return exc.diagnostics()
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    return f"{where}{exc.strerror or exc}"
 
 def _suppress_oserror() -> Any:
     import contextlib
