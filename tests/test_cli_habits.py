@@ -153,3 +153,48 @@ def test_a_closed_pipe_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     os.close(write)
     assert proc.returncode == 2
     assert "broken pipe" in proc.stderr and "Traceback" not in proc.stderr
+
+
+CONSOLE_SCRIPT = """
+import atexit, sys, threading, time
+from pathlib import Path
+from mlward.cli.entry import entrypoint
+
+class Held:
+    def __del__(self):
+        print("torn down", file=sys.stderr)
+
+held = Held()  # alive at exit: freed by Python's teardown, not by the console script's exit
+atexit.register(lambda: print("atexit ran", file=sys.stderr))
+mark = Path(sys.argv[2])
+if sys.argv[1] == "thread":
+    def late():
+        time.sleep(0.3)
+        mark.write_text("written")
+    threading.Thread(target=late).start()
+sys.argv = ["mlward", *sys.argv[3:]]
+entrypoint()
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_the_console_script_ends_as_python_would_without_the_teardown(
+        thread: bool, tmp_path: Path) -> None:
+    """The console script skips Python's teardown, but not what a normal exit does that
+    matters: atexit functions run, all of a long report reaches the pipe, the exit code is
+    the command's, and a thread still running is waited for (then the normal exit)."""
+    for i in range(300):  # a finding each: a report of some 300 KB
+        (tmp_path / f"f{i}.py").write_text(f"import os\nos.system('echo {i}')\n")
+    mark = tmp_path / "thread.txt"
+    proc = subprocess.run(
+        [sys.executable, "-c", CONSOLE_SCRIPT, "thread" if thread else "none", str(mark),
+         "scan", "-f", "json", "--fail-on", "info", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC}, timeout=120)
+    report = json.loads(proc.stdout)  # all of it, or this raises
+    assert len(report["findings"]) >= 300 and proc.returncode == 1, proc.stderr
+    assert "atexit ran" in proc.stderr
+    if thread:
+        assert mark.read_text() == "written"
+        assert "torn down" in proc.stderr  # the normal exit
+    else:
+        assert "torn down" not in proc.stderr, "the teardown ran"

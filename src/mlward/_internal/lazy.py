@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, AnyStr
 
 
 def lazy_attributes(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
@@ -39,3 +40,32 @@ def lazy_module(name: str) -> ModuleType:
     sys.modules[name] = module
     loader.exec_module(module)
     return module
+
+
+class _Pattern:
+    """A regular expression compiled when first used: each attribute asked for (``search``,
+    ``sub``...) is then kept on the instance, so that later uses cost what the compiled
+    pattern's own do."""
+
+    def __init__(self, pattern: str | bytes, flags: int) -> None:
+        self._source: tuple[Any, int] = (pattern, flags)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not a pattern's (and never _source: no recursion)
+            raise AttributeError(name)
+        value = getattr(re.compile(*self._source), name)  # re caches the compiled pattern
+        setattr(self, name, value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"lazy_pattern({self._source[0]!r}, {self._source[1]})"
+
+
+if TYPE_CHECKING:
+    def lazy_pattern(pattern: AnyStr, flags: int = 0) -> re.Pattern[AnyStr]: ...
+else:
+    def lazy_pattern(pattern, flags=0):
+        """``re.compile(pattern, flags)``, done when the pattern is first used: compiling
+        costs tens to hundreds of microseconds per pattern, which every run pays at import
+        for patterns most runs never use (a module's redaction or dataset patterns)."""
+        return _Pattern(pattern, flags)

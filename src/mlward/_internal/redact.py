@@ -26,6 +26,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from mlward._internal.lazy import lazy_pattern
+
 MASK = "[REDACTED]"
 SENSITIVE_PARTS = frozenset({
     "password", "passwd", "pwd", "pass", "secret", "secrets", "token", "tokens", "key",
@@ -34,22 +36,22 @@ SENSITIVE_PARTS = frozenset({
 })
 
 # scheme://userinfo@ : userinfo is user[:password]; "@" may not appear unescaped in it.
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^\s/@:?#\"']*)"
+_USERINFO = lazy_pattern(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^\s/@:?#\"']*)"
                        r"(?::(?P<password>[^\s/@?#\"']*))?@")
 _VALUE = r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s&;,\"')\]}]*)"
 _NAME = r"(?P<name>[A-Za-z_][\w.\-]*)"
 _LEAD = r"(?P<lead>(?:^|(?<=[\s?&;,({\[\"']))-{0,2})"
 # --name=value, NAME=VALUE, name = value, ?name=value&...
-_ASSIGN = re.compile(_LEAD + _NAME + r"(?P<sep>\s*=\s*)" + _VALUE)
+_ASSIGN = lazy_pattern(_LEAD + _NAME + r"(?P<sep>\s*=\s*)" + _VALUE)
 # --name value (an option and its argument)
-_ARGUMENT = re.compile(_LEAD + _NAME + r"(?P<sep>[ \t]+(?=[^\s-]))" + _VALUE)
+_ARGUMENT = lazy_pattern(_LEAD + _NAME + r"(?P<sep>[ \t]+(?=[^\s-]))" + _VALUE)
 # name: value and "name": "value", at the start of a line or of a mapping entry (not prose)
-_COLON = re.compile(r"(?P<lead>(?:^|(?<=[{,\[]))[ \t]*[\"']?)" + _NAME
+_COLON = lazy_pattern(r"(?P<lead>(?:^|(?<=[{,\[]))[ \t]*[\"']?)" + _NAME
                     + r"(?P<sep>[\"']?[ \t]*:[ \t]+)" + _VALUE, re.MULTILINE)
-_HEADER = re.compile(r"(?i)\b(?P<head>authorization\s*:\s*(?:bearer|basic|token)?\s*|"
+_HEADER = lazy_pattern(r"(?i)\b(?P<head>authorization\s*:\s*(?:bearer|basic|token)?\s*|"
                      r"bearer\s+|basic\s+(?=[A-Za-z0-9+/=]{8,}))(?P<value>[^\s\"',;]+)")
 _SCHEMES = frozenset({"bearer", "basic", "token"})
-_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_PARTS = lazy_pattern(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
 def sensitive_name(name: str) -> bool:
@@ -85,7 +87,7 @@ def _pair(m: re.Match[str]) -> str:
 _HINTS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "cookie", "session",
           "sig", "bearer", "basic")
 """Every name in :data:`SENSITIVE_PARTS` and every header word holds one of these."""
-_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+_NOT_ALNUM = lazy_pattern(r"[^a-z0-9]+")
 
 
 def _may_hold_credentials(text: str) -> bool:

@@ -113,6 +113,39 @@ def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
         parser.add_argument(*flags, **options)
 
 
+def _terminal_columns() -> int:
+    """What ``shutil.get_terminal_size`` says (``COLUMNS``, else standard output's terminal,
+    else 80), without importing ``shutil``: argparse makes a help formatter for every option
+    it adds, and each asks."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help formatter, as wide as the terminal, as argparse's own is."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_columns() - 2 if width is None else width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of ``mlward`` and of each command (subparsers take their parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     out = []
     for action in parser._actions:
@@ -125,7 +158,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or, given a known ``command``, one that knows only that command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mlward",
         description="Security for the machine-learning supply chain: scan model files, "
         "notebooks and dependencies; record provenance; keep a tamper-evident audit ledger.",

@@ -418,6 +418,14 @@ def _stop(worker: _Worker, *, polite: bool = False) -> None:
     if polite and process.is_alive():
         with contextlib.suppress(OSError, ValueError):
             worker.conn.send(None)
+        if isinstance(process, _Forked):
+            # An idle worker told to stop exits at once, and the fork server reaps it (or
+            # kills it when this process's end closes): waiting for the server to say so
+            # would delay every run's end by a worker's exit.
+            with contextlib.suppress(OSError):
+                worker.conn.close()
+            process.close()
+            return
         process.join(timeout=2.0)
     if process.is_alive():
         process.kill()

@@ -21,11 +21,11 @@ import base64
 import binascii
 import io
 import json
-import re
 import struct
 from collections.abc import Mapping
 from typing import Any, BinaryIO, NamedTuple
 
+from mlward._internal.lazy import lazy_pattern
 from mlward._internal.scanners.datasets.flatbuf import FlatBufferError, Table, root
 from mlward._internal.scanners.datasets.thrift import ThriftError, read_struct
 from mlward._internal.scanners.interface import ScanContext, Scanner
@@ -52,12 +52,12 @@ MAX_COLUMNS_LISTED = 100
 PY_EXTENSION = "arrow.py_extension_type"
 PICKLED_VALUES = frozenset({"ray.data.arrow_pickled_object"})
 """Extension types whose values are pickles the registering library unpickles."""
-KNOWN_EXTENSIONS = re.compile(
+KNOWN_EXTENSIONS = lazy_pattern(
     r"arrow\.(fixed_shape_tensor|variable_shape_tensor|json|uuid|opaque|bool8|"
     r"parquet\.variant)|pandas\.(period|interval)|geoarrow\.\w+|"
     r"ray\.data\.arrow_(tensor|tensor_v2|variable_shaped_tensor)")
 """Canonical and widely used extension types, rebuilt from JSON or plain parameters."""
-PANDAS_DTYPE = re.compile(
+PANDAS_DTYPE = lazy_pattern(
     r"(u?int(8|16|32|64)|U?Int(8|16|32|64)|float(16|32|64|128)?|Float(32|64)|bool|boolean|"
     r"object|str|string|string\[\w+\]|category|bytes|empty|mixed|decimal|date|time|"
     r"(datetime|timedelta)(64)?(\[[^\]]*\])?|datetimetz|period(\[[^\]]*\])?|"

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mlward._internal.lazy import lazy_pattern
 from mlward._internal.scanners.interface import DirectoryScanner, ScanContext
 from mlward.findings import Location, Severity
 from mlward.rules import DATASET_LOADING_SCRIPT, DATASET_MALFORMED, DATASET_REMOTE_DATA
@@ -28,9 +29,9 @@ SCRIPT_BYTES = 1 << 20
 """Bytes of a Python file searched for a dataset builder class."""
 CARD_BYTES = 256 << 10
 MAX_URLS = 50
-_BUILDER = re.compile(rb"\b(GeneratorBasedBuilder|ArrowBasedBuilder|BeamBasedBuilder|"
+_BUILDER = lazy_pattern(rb"\b(GeneratorBasedBuilder|ArrowBasedBuilder|BeamBasedBuilder|"
                       rb"DatasetBuilder)\b")
-_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.S)
+_FRONT_MATTER = lazy_pattern(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.S)
 
 
 def _read(path: Path, limit: int = MAX_BYTES) -> bytes | None:

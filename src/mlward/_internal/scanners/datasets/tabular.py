@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from mlward._internal.lazy import lazy_pattern
 from mlward._internal.scanners.archive import is_zip
 from mlward._internal.scanners.interface import ScanContext, Scanner
 from mlward._internal.sources import Source
@@ -48,10 +49,11 @@ MAX_EVIDENCE = 80
 MAX_SAMPLED_COLUMNS = 1000
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".psv")
 
-_FORMULA = re.compile(r"^[\t\r ]*[=+\-@][\s(]*[A-Za-z_][\w.]*\s*\(")
-_DDE = re.compile(r"^[\t\r ]*[=+\-@].*\w+\|[^!]*!|^[\t\r ]*[=+\-@]?\s*DDE(AUTO)?\s*\(", re.I | re.S)
-_XLSX_DANGEROUS = re.compile(r"\b(WEBSERVICE|CALL|REGISTER(\.ID)?|EXEC|DDE|DDEAUTO)\s*\(|"
-                             r"\w+\|[^!]*!", re.I)
+_FORMULA = lazy_pattern(r"^[\t\r ]*[=+\-@][\s(]*[A-Za-z_][\w.]*\s*\(")
+_DDE = lazy_pattern(r"^[\t\r ]*[=+\-@].*\w+\|[^!]*!|^[\t\r ]*[=+\-@]?\s*DDE(AUTO)?\s*\(",
+                    re.I | re.S)
+_XLSX_DANGEROUS = lazy_pattern(r"\b(WEBSERVICE|CALL|REGISTER(\.ID)?|EXEC|DDE|DDEAUTO)\s*\(|"
+                               r"\w+\|[^!]*!", re.I)
 """Formulas (written as formulas in a workbook) that reach outside the sheet."""
 
 
@@ -266,7 +268,7 @@ class CsvScanner(Scanner):
 # -- XLSX --------------------------------------------------------------------------------
 
 _NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+_CELL_REF = lazy_pattern(r"([A-Z]+)(\d+)")
 
 
 def _iterparse(data: bytes) -> Iterator[ET.Element]:
