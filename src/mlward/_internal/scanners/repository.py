@@ -17,7 +17,6 @@ verdict does not depend on the folder around it).
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +36,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".kera
 
 def _read_json(path: Path) -> Any:
     """The JSON in ``path``, or None when it is missing, too large or not JSON."""
+    import json
+
     try:
         if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
             return None

@@ -11,7 +11,6 @@ or hex are judged (:mod:`.encoded`).
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from typing import Any
@@ -126,6 +125,8 @@ class SafetensorsScanner(Scanner):
         return n >= 2 and not all(0x20 <= b < 0x7F or b in b"\t\r\n" for b in head[:8])
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
+        import json
+
         loc = source.location
         ctx.examined(loc, self.name)
         with source.open() as f:

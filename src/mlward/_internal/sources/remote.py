@@ -20,8 +20,8 @@ for the three stores, each maintained by its community, with the usual credentia
 
 from __future__ import annotations
 
+import _thread  # the lock threading.Lock is, without importing threading
 import io
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, BinaryIO, NamedTuple, cast
@@ -107,7 +107,7 @@ class ReadCounter:
     def __init__(self) -> None:
         self.requests = 0
         self.bytes = 0
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def add(self, nbytes: int) -> None:
         with self._lock:

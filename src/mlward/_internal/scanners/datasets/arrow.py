@@ -17,10 +17,8 @@ vulnerable pyarrow is precisely what triggers the payload. No column data is rea
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
-import json
 import struct
 from collections.abc import Mapping
 from typing import Any, BinaryIO, NamedTuple
@@ -175,6 +173,8 @@ def judge_schema(schema: Schema, loc: Location, ctx: ScanContext) -> bool:
 
 def judge_pandas(raw: bytes, loc: Location, ctx: ScanContext) -> None:
     """pandas metadata: the dtypes ``to_pandas()`` rebuilds."""
+    import json
+
     try:
         doc = json.loads(raw)
         columns = doc["columns"]
@@ -211,6 +211,8 @@ class ParquetScanner(Scanner):
         return source.head(4) in (PARQUET_MAGIC, PARQUET_ENCRYPTED_MAGIC)
 
     def scan(self, source: Source, ctx: ScanContext) -> None:
+        import base64
+
         loc = source.location
         ctx.examined(loc, self.name)
         size = source.size or 0

@@ -13,7 +13,6 @@ Data files are scanned one by one by the engine, by content (Parquet, Arrow, pic
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +124,8 @@ class DatasetRepositoryScanner(DirectoryScanner):
 
     @staticmethod
     def _infos(directory: Path, location: Location, ctx: ScanContext) -> None:
+        import json
+
         raw = _read(directory / "dataset_infos.json", MAX_BYTES + 1)
         if raw is None:
             return

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import json
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -47,6 +46,8 @@ class Array(NamedTuple):
 
 
 def _read_json(path: Path) -> Any:
+    import json
+
     if path.is_symlink() or not path.is_file():
         return None
     if path.stat().st_size > MAX_METADATA_BYTES:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import struct
 from contextlib import nullcontext
 from pathlib import Path
@@ -43,6 +42,8 @@ _HDF5_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexErr
 
 def report_config(text: str | bytes, location: Location, ctx: ScanContext, what: str) -> None:
     """Parse and judge one Keras config; malformed or too deep is a finding."""
+    import json
+
     from mlward._internal.scanners.keras.config import analyse_config  # on first Keras file
 
     try:
