@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -151,14 +150,10 @@ def run(args: argparse.Namespace) -> int:
     from mlward._internal.cloud.run import cloud_report
 
     options = _options(args)
-    if args.settings.quiet or not sys.stderr.isatty():
-        report = cloud_report(args.provider, options, settings=args.settings)
-    else:
-        from mlward.cli.progress import progress_observer
+    from mlward.cli.progress import scan_progress
 
-        with progress_observer(enabled=True) as observer:
-            report = cloud_report(args.provider, options, settings=args.settings,
-                                  observer=observer)
+    with scan_progress(quiet=args.settings.quiet) as observer:
+        report = cloud_report(args.provider, options, settings=args.settings, observer=observer)
     return emit(report, args, action="cloud")
 
 

@@ -94,13 +94,10 @@ def run(args: argparse.Namespace) -> int:
         alerts = alert_config(s.section("alerts"), origin=s.origins.get("[alerts]", "settings"),
                               env=os.environ)
     paths = args.paths or [Path.cwd()]
-    if s.quiet or not sys.stderr.isatty():
-        result = run_gate(paths, s, config, base=_policy_base(args))
-    else:
-        from mlward.cli.progress import progress_observer
+    from mlward.cli.progress import scan_progress
 
-        with progress_observer(enabled=True) as observer:
-            result = run_gate(paths, s, config, base=_policy_base(args), scan_observer=observer)
+    with scan_progress(quiet=s.quiet) as observer:
+        result = run_gate(paths, s, config, base=_policy_base(args), scan_observer=observer)
     _write_outputs(result, args)
     run_id = new_run_id()
     state, deliveries = _alert(result, alerts, args) if alerts and alerts.channels \

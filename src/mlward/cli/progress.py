@@ -1,50 +1,68 @@
-"""A rich progress bar on standard error, shown only when scanning many files on a terminal."""
+"""The CLI's scan observer: a progress bar on standard error when scanning many files on a
+terminal, and the report writer's imports started while the scan waits for its workers."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-
-from mlward._internal.pipeline import ScanObserver
+from typing import Any
 
 MIN_FILES_FOR_BAR = 20
 
 
-class _Bar:
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task: TaskID | None = None
+class ScanProgress:
+    """Observes a scan (:class:`mlward._internal.pipeline.ScanObserver`).
+
+    When the units go out (``on_start``) it calls ``meanwhile``, which starts imports in a
+    background thread: started earlier, that thread would take turns with this process's own
+    start-up for the interpreter lock, and delay the units. With ``bar``, and 20 files or
+    more, it shows a progress bar (``rich`` is imported only then: a one-file scan on a
+    terminal does not wait for it)."""
+
+    def __init__(self, *, bar: bool, meanwhile: Callable[[], None] | None = None) -> None:
+        self._bar = bar
+        self._meanwhile = meanwhile
+        self._progress: Any = None
+        self._task: Any = None
 
     def on_start(self, total: int) -> None:
-        if total >= MIN_FILES_FOR_BAR:
-            self.progress.start()
-            self.task = self.progress.add_task("scanning", total=total)
+        if self._meanwhile is not None:
+            self._meanwhile()
+            self._meanwhile = None
+        if self._bar and total >= MIN_FILES_FOR_BAR and self._progress is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("scanning", total=total)
 
     def on_file(self, path: str) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task)
+        if self._task is not None:
+            self._progress.advance(self._task)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = self._task = None
 
 
 @contextmanager
-def progress_observer(*, enabled: bool) -> Iterator[ScanObserver | None]:
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-    bar = _Bar(progress)
+def scan_progress(*, quiet: bool,
+                  meanwhile: Callable[[], None] | None = None) -> Iterator[ScanProgress]:
+    """A :class:`ScanProgress` whose bar shows unless ``quiet`` or standard error is not a
+    terminal; the bar is gone when the block ends, however it ends."""
+    observer = ScanProgress(bar=not quiet and sys.stderr.isatty(), meanwhile=meanwhile)
     try:
-        yield bar
+        yield observer
     finally:
-        progress.stop()
+        observer.close()

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -187,15 +188,15 @@ def _within(uri: str, resource: str) -> bool:
         or resource.endswith(":")
 
 
-def _scan(args: argparse.Namespace) -> Report:
+def _scan(args: argparse.Namespace, *, fmt: str | None = None) -> Report:
+    """The scan ``args`` ask for; with a progress bar on a terminal, and ``fmt``'s writer
+    (and ``hashlib``, for the findings' fingerprints) imported while it waits for workers."""
     from mlward._internal.pipeline import scan
+    from mlward.cli.progress import scan_progress
 
     resume = _load_report(args.resume) if getattr(args, "resume", None) else None
-    if args.settings.quiet or not sys.stderr.isatty():
-        return scan(args.paths, settings=args.settings, resume=resume)
-    from mlward.cli.progress import progress_observer
-
-    with progress_observer(enabled=True) as observer:
+    with scan_progress(quiet=args.settings.quiet,
+                       meanwhile=partial(import_meanwhile, fmt, also=["hashlib"])) as observer:
         return scan(args.paths, settings=args.settings, observer=observer, resume=resume)
 
 
@@ -213,8 +214,7 @@ def _load_report(path: Path) -> Report:
 
 
 def run(args: argparse.Namespace) -> int:
-    import_meanwhile(args.format, also=["hashlib"])  # hashlib: the findings' fingerprints
-    return emit(_scan(args), args)
+    return emit(_scan(args, fmt=args.format), args)
 
 
 def run_baseline_create(args: argparse.Namespace) -> int:

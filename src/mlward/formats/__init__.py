@@ -76,11 +76,11 @@ class OutputError(MlwardError):
     """A report could not be written where the user asked."""
 
 
-def import_meanwhile(fmt: str, also: Sequence[str] = ()) -> None:
+def import_meanwhile(fmt: str | None, also: Sequence[str] = ()) -> None:
     """Import ``fmt``'s writer, and the modules ``also`` names, in a background thread. A
     scan's own process mostly waits for its workers; the imports (the text writer's ``rich``
     is a fifth of a one-file scan's time) then cost nothing instead of following the scan."""
-    writer = WRITERS.get(fmt)
+    writer = WRITERS.get(fmt) if fmt is not None else None
     modules = list(also)
     if writer is not None and isinstance(writer.target, str):
         modules.insert(0, writer.target.partition(":")[0])
