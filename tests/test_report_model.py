@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -134,6 +135,27 @@ def test_fingerprints_survive_line_shifts(tmp_path: Path) -> None:
     after = {f.rule_id: f for f in mlward.scan([tmp_path]).findings}
     assert after["MW301"].location.line == before["MW301"].location.line + 2
     assert after["MW301"].fingerprint == before["MW301"].fingerprint
+
+
+def test_fingerprints_are_the_sha256_of_their_key_whatever_module_computes_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fingerprints are kept in baselines and waivers: CPython's own SHA-256 module, used to
+    spare a scan OpenSSL's start, must give what hashlib gives, and so must the fallback."""
+    import hashlib
+
+    from mlward import findings
+
+    twice = [PICKLE_DANGEROUS.finding(Location("file:m.pkl"), "os.system", evidence=e)
+             for e in ("os.system", "os.system", "\udcff é")]
+    expected = [hashlib.sha256(f"{findings.fingerprint_key(f)}\x1d{n}".encode(
+        "utf-8", "surrogatepass")).hexdigest()[:32] for f, n in zip(twice, (0, 1, 0))]
+    assert [f.fingerprint for f in findings.fingerprint(twice)] == expected
+    assert findings.load_sha256() is not hashlib.sha256  # the point of it, on CPython
+    monkeypatch.setattr(findings, "_sha256", None)
+    monkeypatch.setitem(sys.modules, "_sha2", None)  # neither builtin: hashlib's
+    monkeypatch.setitem(sys.modules, "_sha256", None)
+    assert findings.load_sha256() is hashlib.sha256
+    assert [f.fingerprint for f in findings.fingerprint(twice)] == expected
 
 
 def test_facts_are_reported_beside_findings(tmp_path: Path, capsys: pytest.CaptureFixture[str],

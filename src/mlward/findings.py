@@ -528,11 +528,30 @@ def fingerprint_key(f: Finding) -> str:
     return "\x1f".join((f.rule_id, f.location.uri, *f.location.members, "\x1e", what))
 
 
+_sha256: Any = None
+
+
+def load_sha256() -> Any:
+    """SHA-256, for fingerprints: CPython's own module where it has one (``_sha2`` from
+    3.12, ``_sha256`` before), else ``hashlib``'s. The digests are the same; ``hashlib``
+    loads OpenSSL, which costs a one-file scan 2 to 4 ms for a few digests."""
+    global _sha256
+    if _sha256 is None:
+        import importlib
+
+        for module in ("_sha2", "_sha256", "hashlib"):
+            try:
+                _sha256 = importlib.import_module(module).sha256
+                break
+            except (ImportError, AttributeError):
+                continue
+    return _sha256
+
+
 def fingerprint(findings: Sequence[Finding]) -> list[Finding]:
     """The findings with their fingerprints set. Equal keys (the same secret twice in one
     file) are told apart by their order of appearance, which survives line shifts."""
-    from hashlib import sha256
-
+    sha256 = load_sha256()
     seen: dict[str, int] = {}
     out = []
     for f in findings:

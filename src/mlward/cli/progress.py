@@ -1,10 +1,10 @@
 """The CLI's scan observer: a progress bar on standard error when scanning many files on a
-terminal, and the report writer's imports started while the scan waits for its workers."""
+terminal."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -12,24 +12,16 @@ MIN_FILES_FOR_BAR = 20
 
 
 class ScanProgress:
-    """Observes a scan (:class:`mlward._internal.pipeline.ScanObserver`).
+    """Observes a scan (:class:`mlward._internal.pipeline.ScanObserver`): with ``bar``, and 20
+    files or more, it shows a progress bar (``rich`` is imported only then: a one-file scan
+    on a terminal does not wait for it)."""
 
-    When the units go out (``on_start``) it calls ``meanwhile``, which starts imports in a
-    background thread: started earlier, that thread would take turns with this process's own
-    start-up for the interpreter lock, and delay the units. With ``bar``, and 20 files or
-    more, it shows a progress bar (``rich`` is imported only then: a one-file scan on a
-    terminal does not wait for it)."""
-
-    def __init__(self, *, bar: bool, meanwhile: Callable[[], None] | None = None) -> None:
+    def __init__(self, *, bar: bool) -> None:
         self._bar = bar
-        self._meanwhile = meanwhile
         self._progress: Any = None
         self._task: Any = None
 
     def on_start(self, total: int) -> None:
-        if self._meanwhile is not None:
-            self._meanwhile()
-            self._meanwhile = None
         if self._bar and total >= MIN_FILES_FOR_BAR and self._progress is None:
             from rich.console import Console
             from rich.progress import (
@@ -57,11 +49,10 @@ class ScanProgress:
 
 
 @contextmanager
-def scan_progress(*, quiet: bool,
-                  meanwhile: Callable[[], None] | None = None) -> Iterator[ScanProgress]:
+def scan_progress(*, quiet: bool) -> Iterator[ScanProgress]:
     """A :class:`ScanProgress` whose bar shows unless ``quiet`` or standard error is not a
     terminal; the bar is gone when the block ends, however it ends."""
-    observer = ScanProgress(bar=not quiet and sys.stderr.isatty(), meanwhile=meanwhile)
+    observer = ScanProgress(bar=not quiet and sys.stderr.isatty())
     try:
         yield observer
     finally:

@@ -7,7 +7,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from mlward.cli.record import file_uri, record
 from mlward.findings import Report, TargetKind
 from mlward.formats import (
     RenderOptions,
-    import_meanwhile,
+    import_when_idle,
     render,
     write_output,
     writer_names,
@@ -195,8 +194,12 @@ def _scan(args: argparse.Namespace, *, fmt: str | None = None) -> Report:
     from mlward.cli.progress import scan_progress
 
     resume = _load_report(args.resume) if getattr(args, "resume", None) else None
-    with scan_progress(quiet=args.settings.quiet,
-                       meanwhile=partial(import_meanwhile, fmt, also=["hashlib"])) as observer:
+    from mlward._internal.idle import when_idle
+    from mlward.findings import load_sha256
+
+    import_when_idle(fmt)
+    when_idle(load_sha256)  # for the findings' fingerprints
+    with scan_progress(quiet=args.settings.quiet) as observer:
         return scan(args.paths, settings=args.settings, observer=observer, resume=resume)
 
 

@@ -95,6 +95,8 @@ class ThreadExecutor(Executor):
     def map(self, fn: Callable[[U], Any], units: Sequence[U]) -> Iterator[Outcome]:
         from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+        from mlward._internal.idle import run_idle
+
         def run(index: int) -> Outcome:
             try:
                 return Outcome(index, fn(units[index]))
@@ -110,9 +112,11 @@ class ThreadExecutor(Executor):
             for index in todo:
                 pending.add(pool.submit(run, index))
                 if len(pending) >= self.workers * 2:
+                    run_idle()
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     yield from (f.result() for f in done)
             while pending:
+                run_idle()
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 yield from (f.result() for f in done)
         finally:

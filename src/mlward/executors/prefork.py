@@ -16,6 +16,8 @@ protocol here is small:
 - The CLI and the server share a ``SOCK_SEQPACKET`` socket pair (:class:`Server`).
 - To start a worker, the CLI sends three descriptors: the worker's end of a new socket pair
   (its channel), a 16-byte ``memfd`` (its progress) and the write end of a status pipe.
+  :func:`start` asks for the first worker at once, so that the server forks it as soon as
+  its imports are done, while the CLI is still walking its inputs.
 - The server forks; the child runs the worker loop
   (:func:`mlward.executors.process.serve_forked`). The server writes the child's pid on the
   status pipe, and, when it has reaped the child, its exit code (a signal as its negative,
@@ -53,6 +55,30 @@ because the console script reads it before it imports anything heavy."""
 _STATUS = struct.Struct("i")
 """A pid, then an exit code, on a worker's status pipe."""
 
+PROGRESS_BYTES = 16
+"""A worker's progress: two doubles, the unit it is on and when that unit started."""
+
+
+class Asked:
+    """A worker asked of the server: this process's ends of its descriptors. The server
+    writes the worker's pid on the status pipe once it has forked it."""
+
+    __slots__ = ("channel", "progress", "status")
+
+    def __init__(self, channel: socket.socket, progress: int, status: int) -> None:
+        self.channel = channel
+        """This process's end of the worker's channel."""
+        self.progress = progress
+        """The ``memfd`` of :data:`PROGRESS_BYTES` the worker writes its progress in."""
+        self.status = status
+        """The read end of the worker's status pipe (:func:`read_exit_code`)."""
+
+    def close(self) -> None:
+        self.channel.close()
+        for fd in (self.progress, self.status):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
 
 class Server:
     """The CLI's end of the running fork server."""
@@ -60,31 +86,49 @@ class Server:
     def __init__(self, control: socket.socket, pid: int) -> None:
         self.control = control
         self.pid = pid
+        self.spare: Asked | None = None
+        """A worker asked for in advance (:func:`start`), not yet taken."""
 
-    def fork_worker(self, channel: int, progress: int) -> tuple[int, int]:
-        """A new worker holding the descriptors ``channel`` and ``progress``: its pid and the
-        read end of its status pipe (readable once it has exited: :func:`read_exit_code`).
-        Waits for the server to finish its imports. Raises OSError if the server is gone."""
+    def ask(self) -> Asked:
+        """Ask for a worker: the server forks it once its imports are done. Raises OSError
+        if the server is gone or a descriptor cannot be made."""
         import socket
 
-        status_r, status_w = os.pipe()
+        ours, theirs = socket.socketpair()
+        progress = status_r = status_w = -1
         try:
-            try:
-                socket.send_fds(self.control, [b"fork"], [channel, progress, status_w])
-            finally:
-                os.close(status_w)
-            pid = _read_int(status_r)
+            progress = os.memfd_create("mlward-progress")
+            os.ftruncate(progress, PROGRESS_BYTES)
+            status_r, status_w = os.pipe()
+            socket.send_fds(self.control, [b"fork"], [theirs.fileno(), progress, status_w])
         except BaseException:
-            os.close(status_r)
+            Asked(ours, progress, status_r).close()
             raise
+        finally:
+            theirs.close()
+            if status_w >= 0:
+                os.close(status_w)
+        return Asked(ours, progress, status_r)
+
+    def fork_worker(self) -> tuple[Asked, int]:
+        """A worker (the spare, if one was asked for in advance) and its pid; waits for the
+        server to finish its imports. Raises OSError if the server is gone."""
+        asked, self.spare = self.spare, None
+        if asked is None:
+            asked = self.ask()
+        pid = _read_int(asked.status)
         if pid is None:
-            os.close(status_r)
+            asked.close()
             raise OSError("the fork server has gone")
-        return pid, status_r
+        return asked, pid
 
     def stop(self) -> None:
         """Close the CLI's end: the server exits once it reads that (after its imports, if
-        it is still at them; this process does not wait), stopping any worker left."""
+        it is still at them; this process does not wait), stopping any worker left (the
+        spare too, if no executor took it)."""
+        if self.spare is not None:
+            self.spare.close()
+            self.spare = None
         self.control.close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, os.WNOHANG)  # reaped now if it is already gone
@@ -167,6 +211,10 @@ def start() -> bool:
             os._exit(0)
     theirs.close()
     _server = Server(ours, pid)
+    # Most commands that start a server scan: their first worker is forked when the server
+    # is ready, not when the CLI gets to its first unit.
+    with contextlib.suppress(OSError):
+        _server.spare = _server.ask()
     return True
 
 
@@ -344,6 +392,8 @@ def fork_task(work: Callable[[], bytes]) -> ForkedTask | None:
             os.close(read_fd)
             if _server is not None:  # the server's end is the parent's alone
                 _server.control.close()
+                if _server.spare is not None:
+                    _server.spare.close()
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent says so
             view = memoryview(work())
             while view:

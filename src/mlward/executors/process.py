@@ -36,8 +36,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mlward._internal.idle import run_idle
 from mlward.executors import Executor, Outcome, U, describe_error, prefork
-from mlward.executors.prefork import PRELOAD
+from mlward.executors.prefork import PRELOAD, PROGRESS_BYTES
 
 
 def start_method() -> str:
@@ -133,7 +134,7 @@ def serve_forked(channel: int, progress: int) -> None:
     import mmap
 
     conn = _Channel(socket.socket(fileno=channel))
-    shared = mmap.mmap(progress, _PROGRESS_BYTES)
+    shared = mmap.mmap(progress, PROGRESS_BYTES)
     os.close(progress)
     try:
         path, folder, max_memory = conn.recv()
@@ -144,10 +145,6 @@ def serve_forked(channel: int, progress: int) -> None:
         if str(Path.cwd()) != folder:
             os.chdir(folder)
     _worker(conn, memoryview(shared).cast("d"), max_memory)
-
-
-_PROGRESS_BYTES = 16
-"""Two doubles: the unit a worker is on, and when it started."""
 
 
 class _Channel:
@@ -305,24 +302,18 @@ class ProcessExecutor(Executor):
         """A worker forked by the console script's server."""
         import mmap
 
-        ours, theirs = socket.socketpair()
-        memory = -1
+        asked, pid = server.fork_worker()
         try:
-            memory = os.memfd_create("mlward-progress")
-            os.ftruncate(memory, _PROGRESS_BYTES)
-            shared = mmap.mmap(memory, _PROGRESS_BYTES)
-            pid, status = server.fork_worker(theirs.fileno(), memory)
+            shared = mmap.mmap(asked.progress, PROGRESS_BYTES)
         except BaseException:
-            ours.close()
+            os.kill(pid, signal.SIGKILL)  # the server reaps it
+            asked.close()
             raise
-        finally:
-            theirs.close()
-            if memory >= 0:
-                os.close(memory)
+        os.close(asked.progress)
         progress = memoryview(shared).cast("d")
         progress[0], progress[1] = -1.0, 0.0
-        conn = _Channel(ours)
-        process = _Forked(pid, status)
+        conn = _Channel(asked.channel)
+        process = _Forked(pid, asked.status)
         with contextlib.suppress(OSError):  # it died at once: the executor sees it gone
             conn.send((sys.path, str(Path.cwd()), self.max_memory))
         return _Worker(process, conn, progress)
@@ -338,11 +329,10 @@ class ProcessExecutor(Executor):
         busy: dict[Any, tuple[_Worker, _Busy]] = {}
         try:
             while queue or busy:
-                # Keep n_workers alive while there is work (replacing the dead ones).
-                while len(idle) < len(queue) and len(idle) + len(busy) < n_workers:
-                    idle.append(self._start())
-                while queue and idle:
-                    worker = idle.pop()
+                # Keep n_workers alive while there is work (replacing the dead ones); each
+                # gets its batch as soon as it is there, not once all of them are.
+                while queue and (idle or len(busy) < n_workers):
+                    worker = idle.pop() if idle else self._start()
                     indices = queue.popleft()
                     try:
                         worker.conn.send((fn, [(i, units[i]) for i in indices]))
@@ -351,6 +341,7 @@ class ProcessExecutor(Executor):
                         queue.appendleft(indices)
                         continue
                     busy[worker.conn] = (worker, _Busy(indices, time.monotonic()))
+                run_idle()  # what this process has to do anyway, while the workers work
                 ready = _wait([*busy, *(w.process.sentinel for w, _ in busy.values())],
                              timeout=self._until_deadline(busy))
                 now = time.monotonic()

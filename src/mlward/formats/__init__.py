@@ -13,7 +13,8 @@ imports only the writer it uses; :func:`register_writer` adds one (a plugin, a t
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -76,24 +77,16 @@ class OutputError(MlwardError):
     """A report could not be written where the user asked."""
 
 
-def import_meanwhile(fmt: str | None, also: Sequence[str] = ()) -> None:
-    """Import ``fmt``'s writer, and the modules ``also`` names, in a background thread. A
-    scan's own process mostly waits for its workers; the imports (the text writer's ``rich``
-    is a fifth of a one-file scan's time) then cost nothing instead of following the scan."""
+def import_when_idle(fmt: str | None) -> None:
+    """Import ``fmt``'s writer while the scan waits for its workers
+    (:mod:`mlward._internal.idle`): a one-file scan's own process mostly waits, and the
+    import (the text writer's ``rich`` is a fifth of such a scan's time) then costs nothing
+    instead of following the scan."""
+    from mlward._internal.idle import when_idle
+
     writer = WRITERS.get(fmt) if fmt is not None else None
-    modules = list(also)
     if writer is not None and isinstance(writer.target, str):
-        modules.insert(0, writer.target.partition(":")[0])
-    if modules:
-        import threading
-
-        threading.Thread(target=_import_all, args=(modules,), daemon=True,
-                         name=f"import {', '.join(modules)}").start()
-
-
-def _import_all(modules: list[str]) -> None:
-    for module in modules:
-        importlib.import_module(module)
+        when_idle(partial(importlib.import_module, writer.target.partition(":")[0]))
 
 
 def render(report: Report, fmt: str, options: RenderOptions | None = None) -> str:
