@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,68 @@ def test_sections_are_kept_for_their_features(tmp_path: Path) -> None:
     s = load_settings(start=tmp_path)
     assert s.section("alerts") == {"webhook": "http://127.0.0.1:1/hook"}
     assert s.section("cloud") == {}
+
+
+def _spaced(rng: random.Random, *parts: str) -> str:
+    return "".join(p + rng.choice(["", "", " ", "\t", "  "]) for p in parts)
+
+
+def _quoted(rng: random.Random, key: str) -> str:
+    return rng.choice([key, key, f'"{key}"', f"'{key}'"])
+
+
+def _pyproject(rng: random.Random) -> str:
+    """A random pyproject.toml: mlward as a dependency, a script, a comment, in other tools'
+    tables and in multi-line strings, and, some of the time, a tool.mlward table however
+    TOML lets it be written."""
+    tool, mlward = _quoted(rng, "tool"), _quoted(rng, "mlward")
+    pieces = [
+        '[project]\nname = "demo"\ndependencies = ["mlward>=1.0", "torch"]\n',
+        '[project.scripts]\nmlward = "mlward.cli.entry:entrypoint"\n',
+        '[project.optional-dependencies]\nsecurity = ["mlward[all]"]\n',
+        '# run mlward scan in CI\n[tool.ruff]\nline-length = 100\n',
+        '[tool.pytest.ini_options]\naddopts = "-p mlward"\n',
+        '[tool.other]\nnote = """\n[tool.mlward]\nfail_on = "low"\n"""\n',
+        f'[{_spaced(rng, "tool", ".", "black")}]\nmlward = 1\n',
+        '[tool.poetry.dependencies]\nmlward = "^1.0"\n',
+        "[tool.hatch]\nmlward.x = 1\n",
+    ]
+    defining = [
+        f'[{_spaced(rng, tool, ".", mlward)}]\nfail_on = "low"\n',
+        f'[{_spaced(rng, tool, ".", mlward, ".", "alerts")}]\nwebhook = "x"\n',
+        f'[{_spaced(rng, tool)}]\n{_spaced(rng, mlward)}= {{ fail_on = "low" }}\n',
+        f'[{_spaced(rng, tool)}]\n{_spaced(rng, mlward, ".", "fail_on")}= "low"\n',
+        f'[[{_spaced(rng, tool, ".", mlward, ".", "waivers")}]]\nrule = "MW301"\n',
+        f'{_spaced(rng, tool, ".", mlward, ".", "fail_on")}= "low"\n',
+        f'{_spaced(rng, tool)}= {{ {mlward} = {{ fail_on = "low" }} }}\n',
+        '[tool."\\u006dlward"]\nfail_on = "low"\n',
+    ]
+    chosen = rng.sample(pieces, rng.randint(0, len(pieces)))
+    if rng.random() < 0.5:
+        chosen.insert(0 if "[" not in (d := rng.choice(defining)).split("\n")[0]
+                      else rng.randint(0, len(chosen)), d)
+    return "\n".join(chosen)
+
+
+def test_only_a_pyproject_that_could_configure_mlward_is_parsed() -> None:
+    """The text check that spares parsing other tools' pyproject.toml never misses a
+    tool.mlward table (however it is spaced, quoted or escaped, checked against tomllib on
+    2,000 random files), and skips the ones that only mention mlward."""
+    import tomllib
+
+    from mlward.settings import may_configure_mlward
+
+    rng = random.Random(1234)
+    defined = skipped = 0
+    for _ in range(2000):
+        text = _pyproject(rng)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            continue  # a random mix can repeat a table: not a file TOML allows
+        if "mlward" in data.get("tool", {}):
+            defined += 1
+            assert may_configure_mlward(text), text
+        elif not may_configure_mlward(text):
+            skipped += 1
+    assert defined > 500 and skipped > 300, (defined, skipped)

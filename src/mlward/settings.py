@@ -13,11 +13,13 @@ as raw tables in :attr:`Settings.sections`; each feature validates its own table
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mlward._internal.lazy import lazy_pattern
 from mlward.errors import UsageError
 from mlward.findings import Severity
 
@@ -272,15 +274,35 @@ def project_root(start: Path) -> Path | None:
     return None
 
 
-def _read_toml(path: Path, *, unless_without: str | None = None) -> dict[str, Any]:
-    """The TOML file's data; empty, without parsing it, when its text does not contain
-    ``unless_without`` (a pyproject.toml that cannot configure mlward is other tools'
-    business, and parsing it costs every command a few milliseconds)."""
+_TOOL = r"""(?:tool|"tool"|'tool')"""
+_MLWARD = r"""(?:mlward|"mlward"|'mlward')"""
+_DEFINES_TOOL_MLWARD = lazy_pattern(
+    rf"^[ \t]*\[\[?[ \t]*{_TOOL}[ \t]*(?:\]|\.[ \t]*{_MLWARD}[ \t]*[\].])"  # [tool], [tool.mlward
+    rf"|^[ \t]*{_TOOL}[ \t]*[.=]"  # tool.mlward.key = ..., tool = { mlward = ... }
+    r"|\\[uU]",  # an escape in a quoted key could spell either word
+    re.MULTILINE)
+
+
+def may_configure_mlward(text: str) -> bool:
+    """Whether a pyproject.toml's text could hold a ``tool.mlward`` table. A table is named
+    by a header (``[tool.mlward]``, ``[tool]`` then ``mlward = ...``) or by a dotted key at
+    the top (``tool.mlward.x = ...``, ``tool = {mlward = ...}``), each on a line of its own,
+    however it is spaced or quoted; an escape in a quoted key is taken as a maybe. Anything
+    else that mentions mlward (a dependency, a script) is other tools' business, and parsing
+    it would cost every command a few milliseconds."""
+    if "mlward" not in text and "\\u" not in text and "\\U" not in text:
+        return False
+    return _DEFINES_TOOL_MLWARD.search(text) is not None
+
+
+def _read_toml(path: Path, *, only_if: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """The TOML file's data; empty, without parsing it, when ``only_if`` says its text
+    does not matter."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
-    if unless_without is not None and unless_without not in text:
+    if only_if is not None and not only_if(text):
         return {}
     if sys.version_info >= (3, 11):
         import tomllib
@@ -311,8 +333,7 @@ def _file_layers(start: Path) -> list[_Layer]:
     folder = find_upwards(start, "pyproject.toml")
     if folder is not None:
         path = folder / "pyproject.toml"
-        # However [tool.mlward] is spelt, the text has the word.
-        table = _read_toml(path, unless_without="mlward").get("tool", {}).get("mlward")
+        table = _read_toml(path, only_if=may_configure_mlward).get("tool", {}).get("mlward")
         if table is not None:
             if not isinstance(table, dict):
                 raise UsageError(f"{path}: [tool.mlward] must be a table")
