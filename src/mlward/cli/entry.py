@@ -1,8 +1,9 @@
 """The ``mlward`` console script.
 
 A scan's worker processes fork from a server that imports the scanners once. Starting that
-server is the first thing done, before the CLI itself is imported, so that the two start-ups
-(the server's and this process's) run side by side instead of one after the other: on a
+server is the first thing done (after the modules both processes need, :data:`SHARED`),
+before the CLI itself is imported, so that the two start-ups (the server's and this
+process's) run side by side instead of one after the other: on a
 one-file scan that is most of the cost of running it in an isolated worker. On Linux the
 server is forked from this process (:mod:`mlward.executors.prefork`), which also spares it
 an interpreter's start. This process may also fork a helper for CPU-bound work (hashing a
@@ -16,6 +17,12 @@ from typing import NoReturn
 WORKER_COMMANDS = frozenset({"scan", "baseline", "demo", "bom", "gate", "audit"})
 """Commands that scan in worker processes."""
 
+SHARED = ["pathlib", "pickle", "signal", "mlward.findings", "mlward.settings", "mlward.rules",
+          "mlward._internal.walk", "mlward._internal.units", "mlward.executors.process"]
+"""What both this process and the fork server import for a scan: imported before the fork,
+once for both. Imported after it, each process would import them again, and each would
+copy-on-write the other's pages as it did: measured, a one-file scan is 3 to 4 % faster."""
+
 
 def entrypoint() -> None:
     argv = sys.argv[1:]
@@ -25,10 +32,15 @@ def entrypoint() -> None:
     prefork.allow_helpers()  # this process is mlward's own: it may fork a helper
     scans = bool(words) and words[0] in WORKER_COMMANDS \
         and not {"inline", "-h", "--help"} & set(argv)
-    if scans and not prefork.start():
-        from mlward.executors.process import warm_up
+    if scans:
+        import importlib
 
-        warm_up()
+        for module in SHARED:
+            importlib.import_module(module)
+        if not prefork.start():
+            from mlward.executors.process import warm_up
+
+            warm_up()
     from mlward.cli.main import main
 
     code = main(argv)
