@@ -148,7 +148,8 @@ def test_fingerprints_are_the_sha256_of_their_key_whatever_module_computes_it(
     twice = [PICKLE_DANGEROUS.finding(Location("file:m.pkl"), "os.system", evidence=e)
              for e in ("os.system", "os.system", "\udcff é")]
     expected = [hashlib.sha256(f"{findings.fingerprint_key(f)}\x1d{n}".encode(
-        "utf-8", "surrogatepass")).hexdigest()[:32] for f, n in zip(twice, (0, 1, 0))]
+        "utf-8", "surrogatepass")).hexdigest()[:32]
+        for f, n in zip(twice, (0, 1, 0), strict=True)]
     assert [f.fingerprint for f in findings.fingerprint(twice)] == expected
     assert findings.load_sha256() is not hashlib.sha256  # the point of it, on CPython
     monkeypatch.setattr(findings, "_sha256", None)

@@ -4,9 +4,9 @@ Worker processes cannot be forked from the CLI process itself (it may have threa
 and a bare ``fork`` of a threaded process can deadlock the child), and starting each one as a
 new interpreter costs more than a small file's scan. So the console script forks a server
 first, before it has imported the CLI or started a thread (the moment a bare ``fork`` is
-safe), with only what both processes need imported. The server imports the scanners (:data:`PRELOAD`) while the CLI parses its arguments
-and walks its inputs, then forks a worker whenever the CLI asks. It never starts a thread, so
-forking it is always safe.
+safe), with only what both processes need imported. The server imports the scanners
+(:data:`PRELOAD`) while the CLI parses its arguments and walks its inputs, then forks a
+worker whenever the CLI asks. It never starts a thread, so forking it is always safe.
 
 multiprocessing's ``forkserver`` does the same, but its server is a new interpreter that then
 imports multiprocessing (about 20 ms), and it starts a resource tracker (another interpreter)
