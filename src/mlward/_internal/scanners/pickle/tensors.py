@@ -85,7 +85,13 @@ def _run(ops: Iterator[tuple[pickletools.OpcodeInfo, object, int | None]],
         if n > max_ops:
             raise _GiveUp
         name = op.name
-        if name in _CONSTANTS:
+        # The memo first: most of a checkpoint's opcodes are BINPUT, LONG_BINPUT and BINGET
+        # (their arguments are ints: genops reads them as such).
+        if name == "LONG_BINPUT" or name == "BINPUT":
+            memo[arg] = stack[-1]  # type: ignore[index]
+        elif name == "BINGET" or name == "LONG_BINGET":
+            stack.append(memo.get(arg, _OPAQUE))  # type: ignore[call-overload]
+        elif name in _CONSTANTS:
             stack.append(arg)
         elif name == "MARK":
             stack.append(_MARK)
@@ -108,9 +114,9 @@ def _run(ops: Iterator[tuple[pickletools.OpcodeInfo, object, int | None]],
         elif name == "STACK_GLOBAL":
             attr, module = stack.pop(), stack.pop()
             stack.append(_Global(f"{module}.{attr}"))
-        elif name in ("BINGET", "LONG_BINGET", "GET"):
+        elif name == "GET":
             stack.append(memo.get(int(str(arg)), _OPAQUE))
-        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+        elif name == "PUT":
             memo[int(str(arg))] = stack[-1]
         elif name == "MEMOIZE":
             memo[len(memo)] = stack[-1]
