@@ -4,9 +4,11 @@ command shares (``add_report_options``, ``emit``)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +189,12 @@ def _within(uri: str, resource: str) -> bool:
         or resource.endswith(":")
 
 
+AFTER_THE_SCAN = ("mlward._internal.triage", "mlward._internal.ledger.project",
+                  "mlward._internal.inventory.config")
+"""What making the report (waivers, baseline), recording it in the ledger and keeping it in
+the inventory import: imported while the scan waits for its workers."""
+
+
 def _scan(args: argparse.Namespace, *, fmt: str | None = None) -> Report:
     """The scan ``args`` ask for; with a progress bar on a terminal, and ``fmt``'s writer
     (and ``hashlib``, for the findings' fingerprints) imported while it waits for workers."""
@@ -199,6 +207,8 @@ def _scan(args: argparse.Namespace, *, fmt: str | None = None) -> Report:
 
     import_when_idle(fmt)
     when_idle(load_sha256)  # for the findings' fingerprints
+    for module in AFTER_THE_SCAN:
+        when_idle(partial(importlib.import_module, module))
     with scan_progress(quiet=args.settings.quiet) as observer:
         return scan(args.paths, settings=args.settings, observer=observer, resume=resume)
 
