@@ -72,7 +72,7 @@ class Engine(ScanContext):
             return
         self._start_input(size)
         # An unreadable file fails its first read in a sniff: "cannot read", inconclusive.
-        self._dispatch(Source.from_path(Path(item.path), item.uri, size=size))
+        self._dispatch(Source.from_path(item.path, item.uri, size=size))
 
     def scan_folder(self, item: Item) -> None:
         """The folder-level scanners (a model repository, a dataset repository, a Zarr
