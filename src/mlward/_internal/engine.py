@@ -39,6 +39,18 @@ def scan_unit(settings: Settings, item: Item) -> ItemResult:
     return engine.findings, engine.facts, engine.skipped, engine.examined_items
 
 
+_supplementary: tuple[list[Scanner], list[Scanner]] = ([], [])
+
+
+def supplementary(scanners: list[Scanner]) -> list[Scanner]:
+    """The supplementary scanners among ``scanners``, in their order (the answer for the
+    last list asked about is kept: it is the same list for every file)."""
+    global _supplementary
+    if _supplementary[0] is not scanners:
+        _supplementary = (scanners, [s for s in scanners if s.supplementary])
+    return _supplementary[1]
+
+
 class Engine(ScanContext):
     """Sniffs and dispatches one file (and everything nested in it) to the scanners."""
 
@@ -112,9 +124,13 @@ class Engine(ScanContext):
         if not text_loaded() and self._may_be_text(source):
             self.scanners, self.dir_scanners = load_scanners(text=True)
         claimed = None
+        # The sniffs are called here, not through _sniff: a call less for each of some 30
+        # scanners, for every file.
         for scanner in self.scanners:
-            match = self._sniff(scanner, source)
-            if match is None:  # the sniff itself failed and was reported
+            try:
+                match = scanner.sniff(source)
+            except Exception as exc:
+                self._sniff_failed(scanner, source, exc)
                 return
             if match:
                 claimed = scanner
@@ -123,9 +139,9 @@ class Engine(ScanContext):
         if claimed is None:
             self.skip(source.location, "unrecognised format", inconclusive=False)
             return
-        for extra in self.scanners:
-            if (extra.supplementary and extra is not claimed and extra.name not in claimed.covers
-                    and self._sniff(extra, source)):
+        for extra in supplementary(self.scanners):
+            if extra is not claimed and extra.name not in claimed.covers \
+                    and self._sniff(extra, source):
                 self._run(extra, source)
 
     @staticmethod
@@ -138,18 +154,23 @@ class Engine(ScanContext):
         except Exception:  # reported by the sniff that reads it next
             return False
 
-    def _sniff(self, scanner: Scanner, source: Source) -> bool | None:
-        """Whether ``scanner`` recognises ``source``; None when sniffing failed (reported)."""
+    def _sniff(self, scanner: Scanner, source: Source) -> bool:
+        """Whether ``scanner`` recognises ``source`` (a sniff that fails is reported, and
+        says no)."""
         try:
             return scanner.sniff(source)
-        except PermissionError as exc:  # the file's first read: it cannot be read at all
+        except Exception as exc:
+            self._sniff_failed(scanner, source, exc)
+            return False
+
+    def _sniff_failed(self, scanner: Scanner, source: Source, exc: Exception) -> None:
+        if isinstance(exc, PermissionError):  # the file's first read: it cannot be read
             self.skipped.append(unreadable(source.location, exc,
                                            ignore=self.settings.ignore_unreadable))
-        except OSError as exc:
+        elif isinstance(exc, OSError):
             self.skip(source.location, f"cannot read: {exc}", inconclusive=True)
-        except Exception as exc:
+        else:
             self.crash(source.location, scanner, exc)
-        return None
 
     def _run(self, scanner: Scanner, source: Source) -> None:
         try:
