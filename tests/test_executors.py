@@ -195,6 +195,53 @@ def test_a_failed_fork_falls_back_and_leaks_nothing() -> None:
     assert done.stdout.split() == ["False", "None", "set()"]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked server is Linux's")
+def test_the_first_worker_is_forked_before_it_is_asked_for() -> None:
+    """The server forks a spare worker as soon as it is ready; the first executor takes it
+    (its unit runs in that process), and a spare nobody took goes with the server."""
+    done = _python("import operator, os, time\n"
+                   "from pathlib import Path\n"
+                   "from mlward.executors import prefork\n"
+                   "from mlward.executors.process import ProcessExecutor\n"
+                   "def spare():  # the server's child, there before any executor asks\n"
+                   "    server = prefork.server().pid\n"
+                   "    children = Path(f'/proc/{server}/task/{server}/children')\n"
+                   "    deadline = time.monotonic() + 30\n"
+                   "    while not children.read_text().split():\n"
+                   "        assert time.monotonic() < deadline, 'no spare forked'\n"
+                   "        time.sleep(0.01)\n"
+                   "    return int(children.read_text().split()[0])\n"
+                   "assert prefork.start()\n"
+                   "pid = spare()\n"
+                   "ran = [o.result for o in ProcessExecutor(1).map(operator.call, [os.getpid])]\n"
+                   "print(ran == [pid], prefork.server().spare is None)\n"
+                   "prefork.forget()\n"
+                   "assert prefork.start()\n"
+                   "pid = spare()\n"
+                   "prefork.forget()  # the spare was never taken\n"
+                   "deadline = time.monotonic() + 10\n"
+                   "while os.path.exists(f'/proc/{pid}') and time.monotonic() < deadline:\n"
+                   "    time.sleep(0.05)\n"
+                   "print(os.path.exists(f'/proc/{pid}'))\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "False"]
+
+
+def test_work_queued_for_idle_time_runs_once_while_the_executor_waits() -> None:
+    """Work queued with when_idle runs when the executor first waits, before the results,
+    once; a task that raises is skipped over."""
+    from mlward._internal import idle
+
+    for executor in (ProcessExecutor(1), ThreadExecutor(1)):
+        order: list[str] = []
+        idle.when_idle(lambda: order.append("idle"))  # noqa: B023 (runs inside this loop)
+        idle.when_idle(lambda: 1 / 0)
+        idle.when_idle(lambda: order.append("after the error"))  # noqa: B023
+        for _ in executor.map(time.sleep, [0.3, 0.3, 0.3]):
+            order.append("result")
+        assert order == ["idle", "after the error", "result", "result", "result"], executor
+
+
 def test_no_fork_once_a_thread_runs() -> None:
     done = _python("import threading, time\n"
                    "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"

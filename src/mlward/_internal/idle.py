@@ -1,7 +1,7 @@
 """Work a process may do while its executor waits for workers.
 
-The CLI needs some modules only once the results are in (the report writer, ``hashlib`` for
-the fingerprints). Imported first, they would delay the units; imported last, they would
+The CLI needs some modules only once the results are in (the report writer, SHA-256 for the
+fingerprints, triage). Imported first, they would delay the units; imported last, they would
 follow them. :func:`when_idle` queues such work, and an executor calls :func:`run_idle` when
 it has handed out what it can and would otherwise block: the work then costs nothing but the
 wait. In this thread, not a background one: a thread started earlier would take turns with

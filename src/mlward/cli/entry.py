@@ -3,11 +3,11 @@
 A scan's worker processes fork from a server that imports the scanners once. Starting that
 server is the first thing done (after the modules both processes need, :data:`SHARED`),
 before the CLI itself is imported, so that the two start-ups (the server's and this
-process's) run side by side instead of one after the other: on a
-one-file scan that is most of the cost of running it in an isolated worker. On Linux the
-server is forked from this process (:mod:`mlward.executors.prefork`), which also spares it
-an interpreter's start. This process may also fork a helper for CPU-bound work (hashing a
-long listing of small files) while it has no other thread; a library caller's never is.
+process's) run side by side instead of one after the other: on a one-file scan that is most
+of the cost of running it in an isolated worker. On Linux the server is forked from this
+process (:mod:`mlward.executors.prefork`), which also spares it an interpreter's start. This
+process may also fork a helper for CPU-bound work (hashing a long listing of small files)
+while it has no other thread; a library caller's never is.
 """
 
 import os
