@@ -315,6 +315,7 @@ def _describe(exc: MlwardError | OSError) -> str:
     where = f"{exc.filename}: " if exc.filename is not None else ""
     return f"{where}{exc.strerror or exc}"
 
+
 def _suppress_oserror() -> Any:
     import contextlib
 

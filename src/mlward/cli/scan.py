@@ -196,15 +196,15 @@ the inventory import: imported while the scan waits for its workers."""
 
 
 def _scan(args: argparse.Namespace, *, fmt: str | None = None) -> Report:
-    """The scan ``args`` ask for; with a progress bar on a terminal, and ``fmt``'s writer
-    (and ``hashlib``, for the findings' fingerprints) imported while it waits for workers."""
+    """The scan ``args`` ask for, with a progress bar on a terminal. While it waits for its
+    workers, this process imports what comes after: ``fmt``'s writer, SHA-256 for the
+    findings' fingerprints, and :data:`AFTER_THE_SCAN`."""
+    from mlward._internal.idle import when_idle
     from mlward._internal.pipeline import scan
     from mlward.cli.progress import scan_progress
-
-    resume = _load_report(args.resume) if getattr(args, "resume", None) else None
-    from mlward._internal.idle import when_idle
     from mlward.findings import load_sha256
 
+    resume = _load_report(args.resume) if getattr(args, "resume", None) else None
     import_when_idle(fmt)
     when_idle(load_sha256)  # for the findings' fingerprints
     for module in AFTER_THE_SCAN:
